@@ -1,0 +1,122 @@
+"""The method interface: typed hyperparameters with a search space, the task a method receives,
+and the choice it returns.
+
+A method decides *what goes*; the harness (suite/) removes it, fine-tunes and measures, so every
+method is measured by one path. A method never writes a result or trains a baseline.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from suite.errors import SuiteError
+
+
+def searchable(default, low, high, log=False, **kw):
+    """A hyperparameter field with an Optuna range: ``searchable(1e-4, 1e-5, 1e-3, log=True)``."""
+    return field(default=default, metadata={"space": (low, high, log)}, **kw)
+
+
+@dataclass(frozen=True)
+class Hparams:
+    """Base of every method's hyperparameters: frozen, JSON-serialisable, defaults = the paper's."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "hparams") -> "Hparams":
+        """Build from a dict, refusing unknown fields and wrong types with a one-line error."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise SuiteError(f"{where}: unknown field(s) {', '.join(unknown)} for {cls.__name__}; "
+                             f"known: {', '.join(fields) or '(none)'}")
+        clean = {}
+        for k, v in d.items():
+            want = type(getattr(cls(), k))
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if not isinstance(v, want) or (want is int and isinstance(v, bool)):
+                raise SuiteError(f"{where}: {k} must be {want.__name__}, got {v!r}")
+            clean[k] = v
+        hp = cls(**clean)
+        hp.check()
+        return hp
+
+    def check(self) -> None:
+        """Range checks; subclasses raise SuiteError for values that cannot work."""
+
+    @classmethod
+    def space(cls) -> dict[str, tuple]:
+        """{field: (low, high, log)} for the fields Optuna may tune."""
+        return {f.name: f.metadata["space"] for f in dataclasses.fields(cls) if "space" in f.metadata}
+
+    @classmethod
+    def suggest(cls, trial, base: "Hparams | None" = None, space: dict | None = None) -> "Hparams":
+        """Draw hyperparameters from an Optuna trial over ``space`` (default: the class's own)."""
+        base = base or cls()
+        values = base.to_dict()
+        for name, (low, high, log) in (space or cls.space()).items():
+            if isinstance(values[name], int):
+                values[name] = trial.suggest_int(name, int(low), int(high), log=log)
+            else:
+                values[name] = trial.suggest_float(name, float(low), float(high), log=log)
+        return cls.from_dict(values)
+
+
+@dataclass
+class PruneTask:
+    """What a method may use.
+
+    ``layer_ratios`` maps layer names to ratios (already resolved from the setting's ratio string);
+    ``train(hooks, desc, log_extra)`` runs the harness's training loop with the setting's
+    regularization optimizer (lr_prune, batch_size_prune) until a hook ends it or ``max_iters``;
+    ``batches()`` yields training batches for criteria that need gradients or activations.
+    """
+
+    layer_ratios: dict[str, float]
+    device: torch.device
+    seed: int
+    max_iters: int
+    train: Callable[..., Any]
+    batches: Callable[[int], Any]
+    example: torch.Tensor
+
+
+@dataclass
+class Pruning:
+    """What goes: filter indices per conv (structured) or {0,1} masks per layer (unstructured).
+
+    ``reg_iters`` is the number of extra training iterations the method spent (budget accounting);
+    ``info`` holds what the method wants recorded (overlaps, magnitude ratios reached, ...).
+    """
+
+    filters: dict[str, list[int]] | None = None
+    masks: dict[str, torch.Tensor] | None = None
+    reg_iters: int = 0
+    info: dict = field(default_factory=dict)
+
+
+class Method(ABC):
+    """One pruning method. Subclasses set ``name``, ``granularity`` and ``Hparams`` and register."""
+
+    name: ClassVar[str]
+    granularity: ClassVar[str] = "filter"  # "filter" (structured) or "weight" (unstructured)
+    Hparams: ClassVar[type[Hparams]] = Hparams
+    summary: ClassVar[str] = ""
+
+    @abstractmethod
+    def prune(self, model: nn.Module, task: PruneTask, hp: Hparams) -> Pruning:
+        """Decide what goes (and, for regularization methods, train ``model`` in place first)."""
+
+
+def rank_overlap(a: torch.Tensor, b: torch.Tensor) -> float:
+    """|a & b| / |a| for two index sets: how much of one pruned set another keeps (1.0 = same)."""
+    return torch.isin(a, b).float().mean().item() if a.numel() else math.nan

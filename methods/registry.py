@@ -1,0 +1,61 @@
+"""The registry of methods: ``@register`` a class, ``get(name)``, ``names(pattern)`` with wildcards."""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+
+from methods.base import Method
+from suite.errors import SuiteError
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: adds a Method subclass under its ``name``; a duplicate name is a bug."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"method {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_all() -> None:
+    # Importing the modules runs their @register decorators.
+    from methods import greg, l1  # noqa: F401
+
+
+def get(name: str) -> Method:
+    """An instance of the named method; an unknown name lists the closest ones."""
+    _load_all()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise SuiteError(f"unknown method {name!r}: {hint}known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]()
+
+
+def names(pattern: str = "*") -> list[str]:
+    """Registered names matching a shell-style pattern (``nni-*``), sorted."""
+    _load_all()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+
+
+def expand(spec: str) -> list[str]:
+    """A comma list of names and patterns -> method names in the given order, each once.
+
+    A pattern matching nothing, or an unknown plain name, is a one-line error.
+    """
+    out: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if any(c in part for c in "*?["):
+            found = names(part)
+            if not found:
+                raise SuiteError(f"method pattern {part!r} matches nothing; known: {', '.join(names())}")
+        else:
+            get(part)
+            found = [part]
+        out += [n for n in found if n not in out]
+    if not out:
+        raise SuiteError("no methods given: pass e.g. --methods greg1,greg2,l1")
+    return out

@@ -1,0 +1,104 @@
+"""Run folders named by content hash, atomic writes, and a lock per job.
+
+A job's folder is ``runs/<setting>/<method>/<hash>/``; the hash covers everything that changes
+the result, so a finished job is found instead of recomputed, and a killed one resumes from the
+checkpoints inside its folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import hashlib
+import io
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from suite.errors import SuiteError
+
+# Bump when the training recipe's code changes results (loop, data order, augmentation, models):
+# every cached baseline and run then gets a new hash and is recomputed.
+RECIPE_VERSION = 1
+
+
+def content_hash(obj) -> str:
+    """A short, stable hash of a JSON-able object (keys sorted)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SuiteError(f"{path} is unreadable ({e}); delete its run folder to recompute it") from None
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(path, buf.getvalue())
+
+
+@contextlib.contextmanager
+def job_lock(folder: Path, wait: bool = True):
+    """An exclusive lock on ``folder`` (fcntl.flock on folder/.lock), released on exit or death.
+
+    Yields True when held; with ``wait=False`` yields False at once if another process holds it.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def check_writable(runs_dir: Path) -> None:
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        probe = runs_dir / f".probe{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise SuiteError(f"runs dir {runs_dir} is not writable ({e.strerror}): pass --runs-dir DIR") from None
+
+
+def code_version() -> str:
+    """The git commit of the suite's checkout (with '+dirty' when modified), or 'unknown'."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (commit + ("+dirty" if dirty else "")) if commit else "unknown"

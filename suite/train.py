@@ -1,0 +1,206 @@
+"""The one training loop: SGD with momentum and weight decay, piecewise lr, per-iteration hooks,
+per-epoch evaluation, and checkpoints that let a killed run resume bit-exactly on CPU.
+
+Baseline training, a method's regularization phase and fine-tuning all run through :func:`train`,
+so every method's iterations are counted and timed the same way.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from suite.data import Data
+from suite.errors import SuiteError
+from suite.measure import evaluate
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training schedule: ``lr`` maps the first epoch of each piece to its learning rate,
+    like the paper's ``lr_ft`` {0: 0.01, 60: 0.001, 90: 0.0001}."""
+
+    epochs: int
+    batch_size: int
+    lr: dict[int, float]
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+
+    def __post_init__(self):
+        lr = {int(k): float(v) for k, v in self.lr.items()}
+        if 0 not in lr:
+            raise SuiteError(f"lr schedule {self.lr} must give the lr of epoch 0")
+        object.__setattr__(self, "lr", dict(sorted(lr.items())))
+
+    def lr_at(self, epoch: int) -> float:
+        return [v for k, v in self.lr.items() if k <= epoch][-1]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["lr"] = {str(k): v for k, v in self.lr.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        return cls(**{**d, "lr": {int(k): v for k, v in d["lr"].items()}})
+
+
+class Hook(Protocol):
+    """What a method (or the mask keeper) plugs into the loop, called at every iteration."""
+
+    def after_backward(self, model: nn.Module, step: int) -> None:
+        """Gradients are computed, the optimizer has not stepped: add penalty gradients here."""
+
+    def after_step(self, model: nn.Module, step: int) -> bool:
+        """The optimizer has stepped. Return True to end training after this iteration."""
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class Diverged(SuiteError):
+    """The loss became NaN or infinite (e.g. a penalty that blew up)."""
+
+
+@dataclass
+class Outcome:
+    steps: int  # iterations run in this phase (including those before a resume)
+    epochs_done: float
+    history: list[dict] = field(default_factory=list)  # one row per epoch (and per log point)
+    stopped_by_hook: bool = False
+    seconds: float = 0.0
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """``cuda`` when present (or asked for), else ``cpu``: nothing here assumes a GPU."""
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SuiteError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return torch.device(name)
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save to a temp file then rename: a reader never sees half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_size: int, momentum: float,
+          weight_decay: float, device: torch.device, seed: int, total_steps: int | None = None,
+          hooks: tuple = (), checkpoint: Path | None = None, checkpoint_every: int = 500,
+          eval_split: str | None = "test", on_epoch_end: Callable[[dict], None] | None = None,
+          desc: str = "train", log_every: int | None = None,
+          log_extra: Callable[[], dict] | None = None) -> Outcome:
+    """Train ``model`` in place with SGD.
+
+    Runs until ``total_steps`` iterations, or until a hook's ``after_step`` returns True (then
+    ``total_steps`` is a cap). ``lr(epoch)`` gives the learning rate. The batch order depends only
+    on (seed, epoch, batch index), and model, optimizer, position, hook state and history are
+    checkpointed every ``checkpoint_every`` steps and at each epoch end, so a killed run resumes
+    from ``checkpoint`` and ends with the same weights as an uninterrupted one.
+    """
+    model.to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr(0), momentum=momentum, weight_decay=weight_decay)
+    bpe = data.batches_per_epoch(batch_size)
+    if bpe == 0:
+        raise SuiteError(f"batch size {batch_size} is larger than the training set")
+    step, history, stopped, seconds = 0, [], False, 0.0
+    running, seen = 0.0, 0  # loss sum and count since the last log row
+    if checkpoint is not None and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        for h, s in zip(hooks, state["hooks"]):
+            h.load_state_dict(s)
+        step, history, stopped, seconds = state["step"], state["history"], state["stopped"], state["seconds"]
+        running, seen = state["running"]
+        torch.set_rng_state(state["rng"])
+    cap = total_steps if total_steps is not None else math.inf
+    if cap == math.inf and not hooks:
+        raise SuiteError("train() needs total_steps or a hook that ends training")
+
+    def save():
+        if checkpoint is not None:
+            save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                         "hooks": [h.state_dict() for h in hooks], "history": history, "stopped": stopped,
+                         "seconds": seconds + time.perf_counter() - t0, "rng": torch.get_rng_state(),
+                         "running": (running, seen)},
+                        checkpoint)
+
+    t0 = time.perf_counter()
+    bar = tqdm(total=None if cap == math.inf else cap, initial=step, desc=desc, unit="it", leave=False,
+               disable=None, dynamic_ncols=True)
+    while not stopped and step < cap:
+        epoch, start = divmod(step, bpe)
+        for g in opt.param_groups:
+            g["lr"] = lr(epoch)
+        for x, y in data.train_batches(batch_size, seed, epoch, device, start=start):
+            loss = nn.functional.cross_entropy(model(x), y)
+            if not torch.isfinite(loss):
+                raise Diverged(f"{desc}: loss became {loss.item()} at iteration {step} "
+                               f"(lr {lr(epoch)}); the run is recorded as failed")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for h in hooks:
+                h.after_backward(model, step)
+            opt.step()
+            step += 1
+            stopped = any([h.after_step(model, step) for h in hooks])  # every hook sees every step
+            running += loss.item()
+            seen += 1
+            bar.update(1)
+            if log_every and step % log_every == 0:
+                history.append({"phase": desc, "step": step, "epoch": step / bpe, "lr": lr(epoch),
+                                "loss": running / seen, **(log_extra() if log_extra else {})})
+                running, seen = 0.0, 0
+            if stopped or step >= cap:
+                break
+            if step % bpe == 0:
+                break
+            if step % checkpoint_every == 0:
+                save()
+        if step % bpe == 0 or stopped or step >= cap:
+            row = {"phase": desc, "step": step, "epoch": step / bpe, "lr": lr(epoch)}
+            if seen:
+                row["loss"] = running / seen
+            running, seen = 0.0, 0
+            if eval_split and step % bpe == 0:
+                metrics = evaluate(model, data.eval_batches(eval_split, 500, device), device)
+                row.update({f"{eval_split}_top1": metrics["top1"], f"{eval_split}_loss": metrics["loss"]})
+            if log_extra:
+                row.update(log_extra())
+            history.append(row)
+            bar.set_postfix({k: round(v, 3) for k, v in row.items() if isinstance(v, float)})
+            save()
+            if on_epoch_end is not None and step % bpe == 0:
+                on_epoch_end(row)
+    bar.close()
+    seconds += time.perf_counter() - t0
+    return Outcome(step, step / bpe, history, stopped, seconds)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a training checkpoint (weights_only: a checkpoint can never run code)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SuiteError(f"checkpoint {path} is corrupt or not a weights-only file ({type(e).__name__}); "
+                         f"delete it to restart that phase") from None
+
+
+def recipe_trainer(recipe: Recipe, data: Data, device: torch.device, seed: int, **kw):
+    """Keyword arguments for :func:`train` that run ``recipe`` to its last epoch."""
+    return dict(lr=recipe.lr_at, batch_size=recipe.batch_size, momentum=recipe.momentum,
+                weight_decay=recipe.weight_decay, device=device, seed=seed,
+                total_steps=recipe.epochs * data.batches_per_epoch(recipe.batch_size), **kw)
