@@ -20,7 +20,7 @@ def register(cls: type[Method]) -> type[Method]:
 
 def _load_all() -> None:
     # Importing the modules runs their @register decorators.
-    from methods import greg, l1  # noqa: F401
+    from methods import greg, l1, nni  # noqa: F401
 
 
 def get(name: str) -> Method:

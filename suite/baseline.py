@@ -72,7 +72,7 @@ def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device
                             desc=f"baseline {setting.name}")
         if smoke:
             kw["total_steps"] = min(kw["total_steps"], 20)
-        outcome = train(model, **kw)
+        outcome = train(model, data, **kw)
         top1 = evaluate(model, data.eval_batches("test", 500, device), device)["top1"]
         write_csv(folder / "log.csv", outcome.history)
         write_json(folder / "meta.json", {

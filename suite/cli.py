@@ -1,0 +1,272 @@
+"""The ``suite`` command: thin argument parsing over the modules that do the work.
+
+Bad input ends in one line, ``error: <problem and fix>``, and exit code 2, with nothing written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+from suite.errors import SuiteError
+
+EPILOG = """examples:
+  suite list settings                          what each setting prunes, and the speedup it means
+  suite list methods 'greg*'                   methods with their hyperparameters and defaults
+  suite run --methods greg1,greg2,l1           the offline CPU default (Fashion-MNIST), one seed
+  suite run --setting cifar10jpg-resnet20 --data-dir /tmp/cifar10-jpg --methods 'greg*,l1' --seeds 3
+  suite run --methods l1 --ratios 0.9 --dry-run   the plan: cached and new jobs, the budget
+  suite results --format csv                   every stored run as one table
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="suite", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="greg-suite: compare pruning methods (GReg-1/2, L1, NNI pruners) on shared settings, "
+                    "from one trained baseline and one fine-tuning budget.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ls = sub.add_parser("list", help="list settings or methods",
+                        description="List settings (with the params/FLOPs their ratios achieve) or methods.")
+    ls.add_argument("what", choices=["settings", "methods"])
+    ls.add_argument("pattern", nargs="?", default="*", help="name pattern with wildcards, e.g. 'nni-*'")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def common(sp, runs=True):
+        sp.add_argument("--setting", default=None,
+                        help="a setting name (see 'suite list settings') or a .toml file; default: the offline "
+                             "CPU setting fmnist-cnn4")
+        sp.add_argument("--data-dir", default=None, help="where the dataset lives (default: the dataset's usual place)")
+        sp.add_argument("--download", action="store_true", help="download the dataset where the network allows")
+        sp.add_argument("--device", default="auto", help="cuda, cpu or auto (default: cuda when present)")
+        if runs:
+            sp.add_argument("--runs-dir", default="runs", help="where runs are stored (default: runs/)")
+
+    bl = sub.add_parser("baseline", help="train (or find cached) the unpruned model of a setting")
+    common(bl)
+    bl.add_argument("--seed", type=int, default=0)
+    bl.add_argument("--smoke", action="store_true", help="cut training to a handful of iterations")
+
+    run = sub.add_parser("run", help="run methods on a setting (cached, resumable)",
+                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                         description="Prune the setting's baseline with each method, fine-tune with the same "
+                                     "recipe, measure, and store every run. Finished runs are never recomputed; "
+                                     "a killed run resumes from its last checkpoint.")
+    common(run)
+    run.add_argument("--methods", default="greg1,greg2,l1",
+                     help="comma list of methods, wildcards allowed ('nni-*'); default greg1,greg2,l1")
+    run.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
+    run.add_argument("--seed-list", default=None, help="explicit seeds, e.g. 0,3,7 (overrides --seeds)")
+    run.add_argument("--ratios", default=None,
+                     help="override the setting's ratios: 0.7, [0,0.5,0.5,0.5,0] (ResNet stages) or [1-15:0.7]")
+    run.add_argument("--skip", default=None, help="ResNet blocks left unpruned, e.g. [1.0,2.3]")
+    run.add_argument("--hparams", default=None,
+                     help="JSON or TOML file: {method: {field: value}}; see 'suite list methods'")
+    run.add_argument("--budget", choices=["paper", "total"], default="paper",
+                     help="paper: same fine-tuning, regularization on top (default); total: the same total "
+                          "iterations after the baseline for every method")
+    run.add_argument("--baseline", default=None, help="your own baseline checkpoint (a state_dict) instead of training one")
+    run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    run.add_argument("--smoke", action="store_true",
+                     help=f"every phase cut to a handful of iterations (results marked smoke, never ranked)")
+
+    res = sub.add_parser("results", help="print every stored run as one table")
+    res.add_argument("--runs-dir", default="runs")
+    res.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"list": cmd_list, "baseline": cmd_baseline, "run": cmd_run, "results": cmd_results}[args.command](args)
+    except SuiteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------------- list
+def cmd_list(args) -> int:
+    import fnmatch
+
+    if args.what == "methods":
+        from methods import registry
+        rows = []
+        for name in registry.names(args.pattern):
+            m = registry.get(name)
+            rows.append({"name": name, "granularity": m.granularity, "summary": m.summary,
+                         "hparams": m.Hparams().to_dict(), "search_space": {k: list(v) for k, v in m.Hparams.space().items()}})
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                print(f"{r['name']:<20} {r['granularity']:<7} {r['summary']}")
+                hp = ", ".join(f"{k}={v}" for k, v in r["hparams"].items())
+                print(f"{'':<20} {hp or '(no hyperparameters)'}")
+        return 0
+
+    from suite.overview import setting_row
+    from suite.settings import SETTINGS
+    rows = [setting_row(s) for n, s in SETTINGS.items() if fnmatch.fnmatchcase(n, args.pattern)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['name']}  ({r['dataset']}, {r['model']}; {r['budget']})")
+        skip = f" skip {r['skip']}" if r["skip"] else ""
+        print(f"  ratios {r['ratios']}{skip}: params {r['params'] / 1e6:.3f}M -> {r['pruned_params'] / 1e6:.3f}M, "
+              f"FLOPs {r['flops'] / 1e6:.2f}M -> {r['pruned_flops'] / 1e6:.2f}M, speedup {r['speedup']:.2f}x "
+              f"(L1-smallest filters removed, {r['pruned_layers']} layers)")
+        if r["targets"]:
+            print(f"  other targets: {', '.join(r['targets'])}")
+        if r["method_overrides"]:
+            print(f"  method defaults changed for this budget: {json.dumps(r['method_overrides'])}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- run
+def _setting(args):
+    from suite.settings import DEFAULT_SETTING, get_setting, with_ratios
+    s = get_setting(args.setting or DEFAULT_SETTING)
+    return with_ratios(s, getattr(args, "ratios", None), getattr(args, "skip", None))
+
+
+def _seeds(args) -> list[int]:
+    if args.seed_list:
+        try:
+            seeds = [int(x) for x in args.seed_list.split(",") if x.strip()]
+        except ValueError:
+            raise SuiteError(f"--seed-list {args.seed_list!r}: give integers like 0,1,2") from None
+        if not seeds or any(s < 0 for s in seeds):
+            raise SuiteError(f"--seed-list {args.seed_list!r}: give non-negative integers like 0,1,2")
+        return seeds
+    if args.seeds <= 0:
+        raise SuiteError(f"--seeds {args.seeds}: must be >= 1")
+    return list(range(args.seeds))
+
+
+def _user_hparams(path: str | None, methods: list[str]) -> dict | None:
+    if path is None:
+        return None
+    if path == "best":
+        raise SuiteError("--hparams best needs a finished 'suite search' study, which this version cannot run yet; "
+                         "pass a JSON/TOML file")
+    p = Path(path)
+    if not p.is_file():
+        raise SuiteError(f"--hparams {path}: no such file")
+    try:
+        text = p.read_text()
+        d = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise SuiteError(f"--hparams {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
+    if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
+        raise SuiteError(f"--hparams {path}: write {{method: {{field: value}}}}, e.g. {{\"greg1\": {{\"penalty_increment\": 2e-4}}}}")
+    unknown = sorted(set(d) - set(methods))
+    if unknown:
+        raise SuiteError(f"--hparams {path} sets {', '.join(unknown)}, which --methods does not run")
+    return d
+
+
+def _prepare(args):
+    """Everything a run needs, checked before anything is written."""
+    from methods import registry
+    from suite.runner import load_data, plan
+    from suite.store import check_writable
+    from suite.train import pick_device
+
+    setting = _setting(args)
+    methods = registry.expand(args.methods)
+    seeds = _seeds(args)
+    jobs = plan(setting, methods, seeds, protocol=args.budget, smoke=args.smoke,
+                user_hparams=_user_hparams(args.hparams, methods))
+    device = pick_device(args.device)
+    runs_dir = Path(args.runs_dir)
+    if not args.dry_run:
+        check_writable(runs_dir)
+    data = load_data(setting, args.data_dir, args.download)
+    return setting, jobs, device, runs_dir, data
+
+
+def cmd_run(args) -> int:
+    from suite.baseline import load_user_baseline
+    from suite.results import format_summary, summarize
+    from suite.runner import Runner, nominal_reg_iters
+
+    import pandas as pd
+
+    setting, jobs, device, runs_dir, data = _prepare(args)
+    user_base = load_user_baseline(setting, Path(args.baseline), data, device) if args.baseline else None
+    runner = Runner(setting, data, runs_dir, device, baseline=user_base)
+    print(f"setting {setting.name}: {data.label} [{data.fingerprint}], {setting.model}, ratios {setting.ratios}"
+          f"{' skip ' + setting.skip if setting.skip else ''}; {setting.budget_label()}"
+          f"{'; SMOKE (not a result)' if args.smoke else ''}; device {device}")
+    if args.dry_run:
+        cached = [j for j in jobs if runner.stored(j)]
+        for j in jobs:
+            print(f"  {'cached' if j in cached else 'to run':<7} {j.method:<20} seed {j.seed}  "
+                  f"{j.folder(runs_dir, data.fingerprint)}")
+        bpe = data.batches_per_epoch(setting.finetune.batch_size)
+        print(f"{len(jobs) - len(cached)} to run, {len(cached)} cached; each: fine-tune {setting.finetune.epochs} "
+              f"epochs ({setting.finetune.epochs * bpe} iterations), regularization up to "
+              f"{nominal_reg_iters(setting)} iterations for GReg")
+        return 0
+    results = []
+    for i, job in enumerate(jobs, 1):
+        print(f"[{i}/{len(jobs)}] {job.method} seed {job.seed}", flush=True)
+        jr = runner.run(job)
+        r = jr.result
+        state = "cached" if jr.cached else r["status"]
+        detail = (f"top-1 {r['top1']:.2f} (before/after removal {r['acc_before_removal']:.1f}/"
+                  f"{r['acc_after_removal']:.1f}), {r['speedup']:.2f}x FLOPs"
+                  if r["status"] != "failed" else r["error"])
+        print(f"    {state}: {detail}", flush=True)
+        results.append({**r, "budget": r.get("budget", {})})
+    frame = pd.DataFrame([{**r, "reg_iters": r["budget"].get("reg_iters"),
+                           "finetune_epochs": r["budget"].get("finetune_epochs")} for r in results])
+    print()
+    print(format_summary(summarize(frame)))
+    failed = [r for r in results if r["status"] == "failed"]
+    if failed:
+        print(f"\n{len(failed)} job(s) failed: " + "; ".join(f"{r['method']} seed {r['seed']}: {r['error']}"
+                                                          for r in failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_baseline(args) -> int:
+    from suite.baseline import get_baseline
+    from suite.runner import load_data
+    from suite.store import check_writable
+    from suite.train import pick_device
+
+    setting = _setting(args)
+    device = pick_device(args.device)
+    runs_dir = Path(args.runs_dir)
+    check_writable(runs_dir)
+    data = load_data(setting, args.data_dir, args.download)
+    b = get_baseline(setting, data, args.seed, runs_dir, device, smoke=args.smoke)
+    print(f"baseline {setting.name} seed {args.seed}: top-1 {b.top1:.2f}  ({b.path})")
+    return 0
+
+
+def cmd_results(args) -> int:
+    from suite.results import load_runs
+    frame = load_runs(Path(args.runs_dir))
+    if args.format == "csv":
+        print(frame.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(frame.to_json(orient="records", indent=2))
+    else:
+        print(frame.drop(columns=["run", "data_fingerprint", "code_version"]).to_string(index=False)
+              if not frame.empty else "no stored runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
