@@ -1,0 +1,65 @@
+"""Real data: shapes, fingerprints, the validation split, deterministic tensor augmentation."""
+import pytest
+import torch
+
+from suite import data as datasets
+from suite.errors import SuiteError
+
+
+def test_fashion_mnist_is_real_and_fingerprinted(fmnist):
+    assert fmnist.train.x.shape == (60000, 1, 28, 28) and fmnist.test.x.shape == (10000, 1, 28, 28)
+    assert fmnist.train.x.dtype == torch.uint8
+    assert torch.bincount(fmnist.train.y).tolist() == [6000] * 10
+    assert abs(fmnist.train.x.float().mean().item() / 255 - 0.2860) < 1e-3  # the published mean
+    assert fmnist.fingerprint == datasets.fingerprint(fmnist.train.x, fmnist.train.y, fmnist.test.x, fmnist.test.y)
+
+
+def test_validation_split_is_carved_from_train(fmnist):
+    d = fmnist.with_validation(5000, seed=0)
+    assert len(d.val) == 5000 and len(d.train) == 55000 and d.test is fmnist.test
+    again = fmnist.with_validation(5000, seed=0)
+    assert torch.equal(d.val.x, again.val.x)
+    # disjoint: no validation image equals the train image at the same permutation slot
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(60000, generator=g)
+    assert set(order[-5000:].tolist()).isdisjoint(order[:-5000].tolist())
+
+
+def test_batches_are_a_function_of_seed_epoch_index(small_fmnist):
+    cpu = torch.device("cpu")
+    a = list(small_fmnist.train_batches(256, seed=3, epoch=1, device=cpu))
+    b = list(small_fmnist.train_batches(256, seed=3, epoch=1, device=cpu, start=5))
+    assert len(a) == 8 and len(b) == 3
+    assert torch.equal(a[5][0], b[0][0]) and torch.equal(a[7][1], b[2][1])
+    c = list(small_fmnist.train_batches(256, seed=3, epoch=2, device=cpu))
+    assert not torch.equal(a[0][1], c[0][1])
+
+
+def test_augmentation_crops_and_flips(small_fmnist):
+    x = small_fmnist.train.x[:64]
+    g = datasets.batch_generator(0, 0, 0, torch.device("cpu"))
+    out = small_fmnist._augment(x, g)
+    plain = small_fmnist._normalise(x)
+    assert out.shape == plain.shape
+    changed = (out != plain).flatten(1).any(1).float().mean().item()
+    assert changed > 0.5  # most images moved or flipped
+    # each output is some shifted/flipped copy: its pixel sum cannot exceed the original's (zero pad)
+    raw_sum = x.float().flatten(1).sum(1)
+    aug_raw = out * small_fmnist.std[0] + small_fmnist.mean[0]
+    assert (aug_raw.flatten(1).sum(1) * 255 <= raw_sum + 1).all()
+
+
+def test_missing_data_dir_is_one_line(tmp_path):
+    for name in ("fashion-mnist", "cifar10-jpg", "cifar10", "cifar100", "imagenet"):
+        with pytest.raises(SuiteError) as e:
+            datasets.load(name, str(tmp_path / "nothing"))
+        assert "\n" not in str(e.value) and "nothing" in str(e.value)
+
+
+def test_cifar10_jpg_copy(cifar_dir):
+    d = datasets.load("cifar10-jpg", str(cifar_dir))
+    assert d.label == "CIFAR-10 (JPEG copy)"
+    assert d.train.x.shape == (50000, 3, 32, 32) and d.test.x.shape == (10000, 3, 32, 32)
+    means = d.train.x.float().mean((0, 2, 3)) / 255
+    assert torch.allclose(means, torch.tensor([0.4913, 0.4821, 0.4465]), atol=2e-3)  # data/README.md
+    assert datasets.load("cifar10-jpg", str(cifar_dir)).fingerprint == d.fingerprint  # cached decode agrees

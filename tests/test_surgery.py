@@ -1,0 +1,80 @@
+"""Physical removal is exact: the pruned model computes what the masked model computes."""
+import copy
+
+import pytest
+import torch
+
+from suite.errors import SuiteError
+from suite.measure import count_params
+from suite.models import build_model, example_input, model_family
+from suite.ratios import n_pruned, parse_ratios, resolve
+from suite.surgery import (MaskKeeper, filter_l1, l1_smallest_filters, mask_filters, remove_filters,
+                           smallest_weights_mask, sparsity)
+
+
+def _randomize_bn(model, seed=0):
+    """Trained-like BN statistics, so a removed channel's BN shift would matter if kept."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("name,classes,ratios,shape", [
+    ("resnet20", 10, "[0,0.5,0.7,0.3,0]", (3, 32, 32)),
+    ("cnn4", 10, "0.7", (1, 28, 28)),
+    ("vgg19", 100, "[1-15:0.7]", (3, 32, 32)),
+    ("resnet50", 1000, "[0,0.6,0.6,0.6,0.21,0]", (3, 64, 64)),
+])
+def test_pruned_equals_masked(name, classes, ratios, shape):
+    torch.manual_seed(0)
+    model = build_model(name, classes, shape[0]).eval()
+    _randomize_bn(model)
+    layer_ratios = resolve(parse_ratios(ratios), model, model_family(name))
+    choice = l1_smallest_filters(model, layer_ratios)
+    masked = mask_filters(copy.deepcopy(model), choice)
+    pruned = remove_filters(copy.deepcopy(model), choice, example_input(*shape[:2]))
+    x = torch.randn(4, *shape)
+    with torch.no_grad():
+        ref, out, orig = masked(x), pruned.eval()(x), model(x)
+    assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(orig, ref, atol=1e-3)  # the mask did change the function
+    for conv, idxs in choice.items():
+        full = model.get_submodule(conv).out_channels
+        assert pruned.get_submodule(conv).out_channels == full - len(idxs) == full - n_pruned(layer_ratios[conv], full)
+    assert count_params(pruned) < count_params(model)
+
+
+def test_l1_choice_is_smallest_norms():
+    torch.manual_seed(1)
+    model = build_model("cnn4", 10, 1)
+    choice = l1_smallest_filters(model, {"features.4": 0.5})
+    norms = filter_l1(model.get_submodule("features.4").weight)
+    kept = [i for i in range(32) if i not in choice["features.4"]]
+    assert len(choice["features.4"]) == 16
+    assert norms[choice["features.4"]].max() <= norms[kept].min()
+
+
+def test_residual_tied_conv_is_refused():
+    model = build_model("resnet20", 10)
+    with pytest.raises(SuiteError, match="residual"):
+        remove_filters(model, {"layer1.0.conv2": [0, 1]}, example_input(3, 32))
+
+
+def test_unstructured_mask_sparsity_and_keeper():
+    torch.manual_seed(0)
+    model = build_model("cnn4", 10, 1)
+    masks = {n: smallest_weights_mask(model.get_submodule(n).weight, 0.8) for n in ("features.4", "features.8")}
+    keeper = MaskKeeper(model, masks)
+    for n in masks:
+        w = model.get_submodule(n).weight
+        assert (w == 0).sum().item() == n_pruned(0.8, w.numel())
+    with torch.no_grad():
+        model.get_submodule("features.4").weight.add_(1.0)  # an optimizer step would do this
+    keeper.apply()
+    s = sparsity(model, masks)
+    assert abs(s["features.4"] - 0.8) < 1e-3 and abs(s["features.8"] - 0.8) < 1e-3
