@@ -27,7 +27,7 @@ from methods.base import Hparams, Method, PruneTask, Pruning, searchable
 from methods.registry import register
 from suite.errors import SuiteError
 from suite.ratios import n_pruned
-from suite.surgery import _following_bn
+from suite.surgery import following_bn
 
 
 def _pruner_class(name: str):
@@ -206,7 +206,7 @@ class NNISlim(_NNIMethod):
         order, name_of = list(modules), {id(m): n for n, m in modules.items()}
         out = {}
         for n in names:
-            bn = _following_bn(modules, order, n, modules[n].out_channels)
+            bn = following_bn(modules, order, n, modules[n].out_channels)
             if bn is None:
                 raise SuiteError(f"nni-slim needs a BatchNorm2d right after each pruned conv; {n} has none")
             out[n] = name_of[id(bn)]

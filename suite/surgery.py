@@ -93,14 +93,14 @@ def mask_filters(model: nn.Module, choice: FilterChoice) -> nn.Module:
             conv.weight[idxs] = 0
             if conv.bias is not None:
                 conv.bias[idxs] = 0
-            bn = _following_bn(modules, names, name, conv.out_channels)
+            bn = following_bn(modules, names, name, conv.out_channels)
             if bn is not None:
                 bn.weight[idxs] = 0
                 bn.bias[idxs] = 0
     return model
 
 
-def _following_bn(modules, names, conv_name, channels):
+def following_bn(modules, names, conv_name, channels):
     """The batch norm registered right after ``conv_name`` (our models and torchvision's order)."""
     for n in names[names.index(conv_name) + 1:]:
         m = modules[n]
