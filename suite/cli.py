@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--baseline", default=None, help="your own baseline checkpoint (a state_dict) instead of training one")
     run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     run.add_argument("--smoke", action="store_true",
-                     help=f"every phase cut to a handful of iterations (results marked smoke, never ranked)")
+                     help="every phase cut to a handful of iterations (results marked smoke, never ranked)")
 
     res = sub.add_parser("results", help="print every stored run as one table")
     res.add_argument("--runs-dir", default="runs")
@@ -176,6 +176,7 @@ def _user_hparams(path: str | None, methods: list[str]) -> dict | None:
 def _prepare(args):
     """Everything a run needs, checked before anything is written."""
     from methods import registry
+    from suite.baseline import load_user_baseline
     from suite.runner import load_data, plan
     from suite.store import check_writable
     from suite.train import pick_device
@@ -186,22 +187,21 @@ def _prepare(args):
     jobs = plan(setting, methods, seeds, protocol=args.budget, smoke=args.smoke,
                 user_hparams=_user_hparams(args.hparams, methods))
     device = pick_device(args.device)
+    data = load_data(setting, args.data_dir, args.download)
+    baseline = load_user_baseline(setting, Path(args.baseline), data, device) if args.baseline else None
     runs_dir = Path(args.runs_dir)
     if not args.dry_run:
-        check_writable(runs_dir)
-    data = load_data(setting, args.data_dir, args.download)
-    return setting, jobs, device, runs_dir, data
+        check_writable(runs_dir)  # last: bad input above leaves nothing written
+    return setting, jobs, device, runs_dir, data, baseline
 
 
 def cmd_run(args) -> int:
-    from suite.baseline import load_user_baseline
+    import pandas as pd
+
     from suite.results import format_summary, summarize
     from suite.runner import Runner, nominal_reg_iters
 
-    import pandas as pd
-
-    setting, jobs, device, runs_dir, data = _prepare(args)
-    user_base = load_user_baseline(setting, Path(args.baseline), data, device) if args.baseline else None
+    setting, jobs, device, runs_dir, data, user_base = _prepare(args)
     runner = Runner(setting, data, runs_dir, device, baseline=user_base)
     print(f"setting {setting.name}: {data.label} [{data.fingerprint}], {setting.model}, ratios {setting.ratios}"
           f"{' skip ' + setting.skip if setting.skip else ''}; {setting.budget_label()}"
@@ -247,9 +247,9 @@ def cmd_baseline(args) -> int:
 
     setting = _setting(args)
     device = pick_device(args.device)
+    data = load_data(setting, args.data_dir, args.download)
     runs_dir = Path(args.runs_dir)
     check_writable(runs_dir)
-    data = load_data(setting, args.data_dir, args.download)
     b = get_baseline(setting, data, args.seed, runs_dir, device, smoke=args.smoke)
     print(f"baseline {setting.name} seed {args.seed}: top-1 {b.top1:.2f}  ({b.path})")
     return 0

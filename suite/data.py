@@ -10,6 +10,7 @@ training run interrupted mid-epoch resumes on exactly the batches it would have 
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -132,6 +133,12 @@ class Data:
             flip = torch.rand(b, generator=g, device=x.device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         return self._normalise(x)
+
+    def limit_train(self, n: int) -> "Data":
+        """A copy training on the first ``n`` images only (a reduced budget, recorded by the setting)."""
+        if self.train is None or n >= len(self.train):
+            return self
+        return dataclasses.replace(self, train=TensorSplit(self.train.x[:n], self.train.y[:n]))
 
     # ------------------------------------------------------------------ validation split
     def with_validation(self, n_val: int, seed: int = 0) -> "Data":

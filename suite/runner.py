@@ -281,4 +281,5 @@ class _MaskHook:
 
 
 def load_data(setting: Setting, data_dir: str | None, download: bool = False) -> Data:
-    return datasets.load(setting.dataset, data_dir, download)
+    data = datasets.load(setting.dataset, data_dir, download)
+    return data.limit_train(setting.train_limit) if setting.train_limit else data

@@ -47,6 +47,7 @@ class Setting:
     # Method defaults this budget changes, by method-name pattern: {"greg*": {"update_interval": 1}}.
     method_overrides: dict = field(default_factory=dict)
     val_size: int = 5000  # images carved from train for `suite search`
+    train_limit: int | None = None  # train on the first N images only (quick checks; reduced budget)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -98,7 +98,7 @@ def save_atomic(obj, path: Path) -> None:
 
 def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_size: int, momentum: float,
           weight_decay: float, device: torch.device, seed: int, total_steps: int | None = None,
-          hooks: tuple = (), checkpoint: Path | None = None, checkpoint_every: int = 500,
+          hooks: tuple = (), checkpoint: Path | None = None, checkpoint_every: int | None = None,
           eval_split: str | None = "test", on_epoch_end: Callable[[dict], None] | None = None,
           desc: str = "train", log_every: int | None = None,
           log_extra: Callable[[], dict] | None = None) -> Outcome:
@@ -109,7 +109,9 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
     on (seed, epoch, batch index), and model, optimizer, position, hook state and history are
     checkpointed every ``checkpoint_every`` steps and at each epoch end, so a killed run resumes
     from ``checkpoint`` and ends with the same weights as an uninterrupted one.
+    ``checkpoint_every`` defaults to $SUITE_CHECKPOINT_EVERY or 500 iterations.
     """
+    checkpoint_every = checkpoint_every or int(os.environ.get("SUITE_CHECKPOINT_EVERY", 500))
     model.to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=lr(0), momentum=momentum, weight_decay=weight_decay)
     bpe = data.batches_per_epoch(batch_size)

@@ -1,0 +1,161 @@
+"""The `suite` command end to end on real data: errors, smoke runs, caching, failure, resume, workers."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
+ENV = {**os.environ, "SUITE_CHECKPOINT_EVERY": "5", "PYTHONWARNINGS": "ignore"}
+
+
+def suite(*args, check=None):
+    p = subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True, env=ENV)
+    if check is not None:
+        assert p.returncode == check, p.stdout + p.stderr
+    return p
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--methods", "gerg1"], "did you mean greg1"),
+    (["--methods", "nni-zzz*"], "matches nothing"),
+    (["--setting", "cifar10-resnet5"], "did you mean cifar10-resnet56"),
+    (["--ratios", "[0,0.5"], "missing closing"),
+    (["--ratios", "1.2"], "[0, 1)"),
+    (["--ratios", "-0.1"], "not a number"),
+    (["--seeds", "0"], "--seeds 0"),
+    (["--seed-list", "a,b"], "--seed-list"),
+    (["--setting", "cifar10jpg-resnet20", "--data-dir", "/nonexistent/cifar"], "/nonexistent/cifar"),
+    (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--budget", "x"], "cuda"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, fragment):
+    runs = tmp_path / "runs"
+    p = suite("run", "--runs-dir", str(runs), *args)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], p.stderr
+    assert not runs.exists()
+
+
+def test_bad_hparams_files(tmp_path):
+    runs = tmp_path / "runs"
+    for content, fragment in [('{"greg1": {"penalty_increment": "big"}}', "must be float"),
+                              ('{"greg1": {"nonsense": 1}}', "unknown field"),
+                              ('{"l1": {}}', "does not run"), ("{not json", "not valid JSON")]:
+        f = tmp_path / "hp.json"
+        f.write_text(content)
+        p = suite("run", "--runs-dir", str(runs), "--methods", "greg1", "--hparams", str(f))
+        assert p.returncode == 2 and fragment in p.stderr, (content, p.stderr)
+    assert not runs.exists()
+
+
+def test_bad_baseline_checkpoints(tmp_path):
+    runs = tmp_path / "runs"
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"conv.weight": torch.zeros(3)}, wrong)
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"x": object()}, pickled)  # needs unpickling code: refused by weights_only
+    for path, fragment in [(corrupt, "corrupt"), (wrong, "does not match"), (pickled, "weights-only")]:
+        p = suite("run", "--runs-dir", str(runs), "--methods", "l1", "--baseline", str(path))
+        assert p.returncode == 2 and fragment in p.stderr, p.stderr
+    assert not runs.exists()
+
+
+def test_unwritable_runs_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    p = suite("run", "--runs-dir", str(blocker / "runs"), "--methods", "l1", "--smoke")
+    assert p.returncode == 2 and "not writable" in p.stderr
+
+
+def test_smoke_run_then_cached(tmp_path):
+    runs = tmp_path / "runs"
+    p = suite("run", "--smoke", "--runs-dir", str(runs), "--methods", "greg1,greg2,l1", check=0)
+    assert "greg1" in p.stdout and "greg2" in p.stdout and "budget protocol: paper" in p.stdout
+    results = sorted(runs.glob("fmnist-cnn4/*/*/result.json"))
+    assert len(results) == 3
+    for r in results:
+        d = json.loads(r.read_text())
+        assert d["status"] == "smoke" and d["data_fingerprint"] and d["speedup"] > 1
+        assert {"config.json", "log.csv", "result.json"} <= {f.name for f in r.parent.iterdir()}
+    t = time.time()
+    again = suite("run", "--smoke", "--runs-dir", str(runs), "--methods", "greg1,greg2,l1", check=0)
+    assert again.stdout.count("cached:") == 3 and time.time() - t < 30
+    table = suite("results", "--runs-dir", str(runs), "--format", "json", check=0)
+    assert len(json.loads(table.stdout)) == 3
+
+
+def test_failed_job_is_recorded_and_others_go_on(tmp_path):
+    runs = tmp_path / "runs"
+    hp = tmp_path / "blowup.json"
+    hp.write_text('{"greg1": {"penalty_increment": 1000000.0, "penalty_ceiling": 1e12}}')
+    p = suite("run", "--smoke", "--runs-dir", str(runs), "--methods", "greg1,l1", "--hparams", str(hp))
+    assert p.returncode == 1 and "1 job(s) failed" in p.stderr and "greg1" in p.stderr
+    greg = json.loads(next(runs.glob("fmnist-cnn4/greg1/*/result.json")).read_text())
+    assert greg["status"] == "failed" and "loss became" in greg["error"]
+    assert json.loads(next(runs.glob("fmnist-cnn4/l1/*/result.json")).read_text())["status"] == "smoke"
+
+
+def _final_state(runs):
+    folder = next(runs.glob("tiny-fmnist/greg1/*"))
+    return json.loads((folder / "result.json").read_text()), torch.load(folder / "model.pt", weights_only=True)
+
+
+def test_sigkill_resume_equals_uninterrupted(tmp_path):
+    args = ["run", "--setting", TINY, "--methods", "greg1"]
+    suite(*args, "--runs-dir", str(tmp_path / "a"), check=0)
+    ref_result, ref_model = _final_state(tmp_path / "a")
+
+    runs = tmp_path / "b"
+    # kill -9 inside the baseline, then inside regularization, then inside fine-tuning
+    for marker in ("baselines/tiny-fmnist/*/train.ckpt", "tiny-fmnist/greg1/*/regularize.ckpt",
+                   "tiny-fmnist/greg1/*/finetune.ckpt"):
+        proc = subprocess.Popen([sys.executable, "-m", "suite.cli", *args, "--runs-dir", str(runs)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+        deadline = time.time() + 120
+        while not list(runs.glob(marker)) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, f"finished before {marker} appeared"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    suite(*args, "--runs-dir", str(runs), check=0)
+    result, model = _final_state(runs)
+    for k in ("top1", "top5", "acc_before_removal", "acc_after_removal", "pruned_filters", "params", "flops"):
+        assert result[k] == ref_result[k], k
+    assert result["budget"]["reg_iters"] == ref_result["budget"]["reg_iters"]
+    for k, v in ref_model.items():
+        assert torch.equal(v, model[k]), k
+
+
+def test_two_workers_never_run_a_job_twice(tmp_path):
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "suite.cli", "run", "--setting", TINY, "--methods", "l1,random",
+           "--runs-dir", str(runs), "--smoke"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    executed = sum(o.count("    smoke:") for o in outs)
+    cached = sum(o.count("    cached:") for o in outs)
+    assert executed == 2 and cached == 2, outs  # each job ran once; the other worker found it
+    assert len(list(runs.glob("tiny-fmnist/*/*/result.json"))) == 2
+    assert len(list(runs.glob("baselines/tiny-fmnist/*/model.pt"))) == 1
+
+
+def test_list_json_has_the_promised_fields():
+    settings = json.loads(suite("list", "settings", "--json", check=0).stdout)
+    r56 = next(s for s in settings if s["name"] == "cifar10-resnet56")
+    assert r56["params"] == 848_954 and r56["flops"] == 2 * 125_485_696 and abs(r56["speedup"] - 2.55) < 0.01
+    assert {"pruned_params", "pruned_flops"} <= set(r56)
+    methods = json.loads(suite("list", "methods", "--json", check=0).stdout)
+    names = {m["name"] for m in methods}
+    assert {"greg1", "greg2", "l1", "random", "nni-fpgm", "nni-level"} <= names
+    greg1 = next(m for m in methods if m["name"] == "greg1")
+    assert greg1["granularity"] == "filter" and greg1["hparams"]["penalty_increment"] == 1e-4
