@@ -64,7 +64,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="override the setting's ratios: 0.7, [0,0.5,0.5,0.5,0] (ResNet stages) or [1-15:0.7]")
     run.add_argument("--skip", default=None, help="ResNet blocks left unpruned, e.g. [1.0,2.3]")
     run.add_argument("--hparams", default=None,
-                     help="JSON or TOML file: {method: {field: value}}; see 'suite list methods'")
+                     help="JSON or TOML file {method: {field: value}} (see 'suite list methods'), or 'best': "
+                          "each method's best trial of its 'suite search' study")
+    run.add_argument("--study", default=None, help="with --hparams best: the study name (default SETTING-METHOD)")
+    run.add_argument("--storage", default=None, help="with --hparams best: the Optuna storage (default: RUNS_DIR/search.db)")
     run.add_argument("--budget", choices=["paper", "total"], default="paper",
                      help="paper: same fine-tuning, regularization on top (default); total: the same total "
                           "iterations after the baseline for every method")
@@ -72,6 +75,34 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     run.add_argument("--smoke", action="store_true",
                      help="every phase cut to a handful of iterations (results marked smoke, never ranked)")
+
+    se = sub.add_parser("search", help="tune a method's hyperparameters with Optuna on a validation split",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="An Optuna study around prune + surgery + fine-tune, scored on a validation "
+                                    "split carved from the training set (never the test set). Re-running the "
+                                    "command continues the study.",
+                        epilog="several workers on one study: start the same command in several shells (or on "
+                               "several machines) with the same --storage and --study and different --seed; "
+                               "use --storage journal:PATH (a journal file) or postgresql://... for many machines.")
+    common(se)
+    se.add_argument("--method", required=True, help="the method to tune, e.g. greg1")
+    se.add_argument("--trials", type=int, default=10, help="finished trials the study should hold (default 10)")
+    se.add_argument("--timeout", type=float, default=None, help="stop adding trials after this many seconds")
+    se.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///RUNS_DIR/search.db; "
+                                                   "journal:PATH for a journal file)")
+    se.add_argument("--study", default=None, help="study name (default SETTING-METHOD)")
+    se.add_argument("--sampler", choices=["tpe", "random", "grid"], default="tpe")
+    se.add_argument("--seed", type=int, default=0, help="sampler seed and the runs' seed")
+    se.add_argument("--space", default=None, help='JSON file {param: [low, high] or [low, high, "log"]}')
+    se.add_argument("--ratios", default=None, help="override the setting's ratios")
+    se.add_argument("--skip", default=None, help="ResNet blocks left unpruned")
+    se.add_argument("--smoke", action="store_true", help="every phase cut to a handful of iterations")
+
+    lb = sub.add_parser("leaderboard", help="write static HTML leaderboards from the stored runs",
+                        description="Write index.html and one page (+ CSV) per setting from finished runs; smoke, "
+                                    "failed and search-trial runs are never ranked. Pages work offline.")
+    lb.add_argument("--runs-dir", default="runs")
+    lb.add_argument("--out", default="leaderboards", help="output folder (default leaderboards/)")
 
     res = sub.add_parser("results", help="print every stored run as one table")
     res.add_argument("--runs-dir", default="runs")
@@ -82,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"list": cmd_list, "baseline": cmd_baseline, "run": cmd_run, "results": cmd_results}[args.command](args)
+        commands = {"list": cmd_list, "baseline": cmd_baseline, "run": cmd_run, "search": cmd_search,
+                    "leaderboard": cmd_leaderboard, "results": cmd_results}
+        return commands[args.command](args)
     except SuiteError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -151,12 +184,16 @@ def _seeds(args) -> list[int]:
     return list(range(args.seeds))
 
 
-def _user_hparams(path: str | None, methods: list[str]) -> dict | None:
+def _user_hparams(args, setting, methods: list[str]) -> tuple[dict | None, dict]:
+    """(hparams per method, where they came from) from --hparams FILE or --hparams best."""
+    path = args.hparams
     if path is None:
-        return None
+        return None, {}
     if path == "best":
-        raise SuiteError("--hparams best needs a finished 'suite search' study, which this version cannot run yet; "
-                         "pass a JSON/TOML file")
+        from suite.search import best_hparams, default_storage, study_name
+        storage = args.storage or default_storage(Path(args.runs_dir))
+        found = {m: best_hparams(storage, args.study or study_name(setting, m), setting, m) for m in methods}
+        return {m: v[0] for m, v in found.items()}, {m: v[1] for m, v in found.items()}
     p = Path(path)
     if not p.is_file():
         raise SuiteError(f"--hparams {path}: no such file")
@@ -170,7 +207,7 @@ def _user_hparams(path: str | None, methods: list[str]) -> dict | None:
     unknown = sorted(set(d) - set(methods))
     if unknown:
         raise SuiteError(f"--hparams {path} sets {', '.join(unknown)}, which --methods does not run")
-    return d
+    return d, {m: f"user file {p.name}" for m in d}
 
 
 def _prepare(args):
@@ -184,8 +221,8 @@ def _prepare(args):
     setting = _setting(args)
     methods = registry.expand(args.methods)
     seeds = _seeds(args)
-    jobs = plan(setting, methods, seeds, protocol=args.budget, smoke=args.smoke,
-                user_hparams=_user_hparams(args.hparams, methods))
+    user, sources = _user_hparams(args, setting, methods)
+    jobs = plan(setting, methods, seeds, protocol=args.budget, smoke=args.smoke, user_hparams=user, sources=sources)
     device = pick_device(args.device)
     data = load_data(setting, args.data_dir, args.download)
     baseline = load_user_baseline(setting, Path(args.baseline), data, device) if args.baseline else None
@@ -239,6 +276,37 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    from methods import registry
+    from suite.runner import Runner, load_data
+    from suite.search import (SearchSpec, default_storage, get_study, load_space, make_sampler, report,
+                              run_search, study_name)
+    from suite.store import check_writable
+    from suite.train import pick_device
+
+    setting = _setting(args)
+    registry.get(args.method)
+    if args.trials <= 0:
+        raise SuiteError(f"--trials {args.trials}: must be >= 1")
+    space = load_space(args.space, args.method)
+    device = pick_device(args.device)
+    data = load_data(setting, args.data_dir, args.download).with_validation(setting.val_size, seed=0)
+    runs_dir = Path(args.runs_dir)
+    storage = args.storage or default_storage(runs_dir)
+    name = args.study or study_name(setting, args.method)
+    check_writable(runs_dir)
+    study = get_study(storage, name, setting, args.method, sampler=make_sampler(args.sampler, args.seed, space))
+    spec = SearchSpec(setting, args.method, args.trials, space, args.sampler, args.seed, args.smoke, args.timeout)
+    ft = setting.finetune
+    print(f"search {name}: {args.method} on {setting.name} ({data.label}, validation split of {setting.val_size} "
+          f"images carved from train), {args.trials} trials, sampler {args.sampler}, space "
+          f"{json.dumps({k: list(v) for k, v in space.items()})}; budget per trial: {setting.budget_label()}"
+          f"{' (SMOKE)' if args.smoke else ''}; fine-tune {ft.epochs} ep at batch {ft.batch_size}")
+    run_search(spec, Runner(setting, data, runs_dir, device), study)
+    print(report(study))
+    return 0
+
+
 def cmd_baseline(args) -> int:
     from suite.baseline import get_baseline
     from suite.runner import load_data
@@ -252,6 +320,16 @@ def cmd_baseline(args) -> int:
     check_writable(runs_dir)
     b = get_baseline(setting, data, args.seed, runs_dir, device, smoke=args.smoke)
     print(f"baseline {setting.name} seed {args.seed}: top-1 {b.top1:.2f}  ({b.path})")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from suite.leaderboard import render
+    runs = Path(args.runs_dir)
+    if not runs.is_dir():
+        raise SuiteError(f"runs dir {runs} does not exist: run 'suite run' first or pass --runs-dir")
+    for path in render(runs, Path(args.out)):
+        print(path)
     return 0
 
 

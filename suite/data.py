@@ -144,7 +144,8 @@ class Data:
     def with_validation(self, n_val: int, seed: int = 0) -> "Data":
         """A copy whose last ``n_val`` of a seeded permutation of train become ``val``.
 
-        Search tunes on ``val`` and never sees ``test``; train shrinks by ``n_val`` images.
+        Search tunes on ``val`` and never sees ``test``; train shrinks by ``n_val`` images. The
+        fingerprint records the split, so a search's baseline is trained without the val images.
         """
         if self.train is None:
             raise SuiteError("a validation split needs an in-memory dataset; ImageNet has none here")
@@ -155,7 +156,7 @@ class Data:
         tr, va = order[:-n_val], order[-n_val:]
         return Data(self.name, self.label, self.num_classes,
                     TensorSplit(self.train.x[tr], self.train.y[tr]), self.test, self.mean, self.std,
-                    self.pad, self.flip, self.fingerprint, self.source,
+                    self.pad, self.flip, f"{self.fingerprint}/val{n_val}@{seed}", self.source,
                     val=TensorSplit(self.train.x[va], self.train.y[va]))
 
 

@@ -64,7 +64,10 @@ def resolve_hparams(setting: Setting, method: str, user: dict | None) -> dict:
 
 
 def plan(setting: Setting, methods: list[str], seeds: list[int], *, protocol: str = "paper",
-         smoke: bool = False, user_hparams: dict | None = None, baseline_seed: int = 0) -> list[Job]:
+         smoke: bool = False, user_hparams: dict | None = None, sources: dict | None = None,
+         baseline_seed: int = 0) -> list[Job]:
+    """Jobs for every (method, seed). ``user_hparams``/``sources``: per method, values over the
+    defaults and where they came from ("user file", "tuned: study ...")."""
     if protocol not in PROTOCOLS:
         raise SuiteError(f"unknown budget protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
     if not seeds or any(s < 0 for s in seeds):
@@ -72,8 +75,9 @@ def plan(setting: Setting, methods: list[str], seeds: list[int], *, protocol: st
     jobs = []
     for method, seed in itertools.product(methods, seeds):
         user = (user_hparams or {}).get(method)
+        source = (sources or {}).get(method, "user file") if user else "default"
         jobs.append(Job(setting, method, resolve_hparams(setting, method, user), seed, baseline_seed,
-                        protocol, smoke, "user file" if user else "default"))
+                        protocol, smoke, source))
     return jobs
 
 
@@ -99,10 +103,13 @@ class Runner:
     """Runs jobs of one setting against one loaded dataset, storing each under ``runs_dir``."""
 
     def __init__(self, setting: Setting, data: Data, runs_dir: Path, device: torch.device,
-                 baseline: Baseline | None = None, echo=print):
+                 baseline: Baseline | None = None):
+        """With ``data.val`` present (a search), accuracies during the job are measured on the
+        validation split and the test top-1 is only stored; otherwise everything is on test."""
         self.setting, self.data, self.runs_dir, self.device = setting, data, runs_dir, device
         self.user_baseline = baseline
-        self.echo = echo
+        self.eval_split = "val" if data.val is not None else "test"
+        self.on_epoch_end = None  # called with each fine-tune epoch's log row (a search's trial pruner)
         self._baselines: dict[tuple, Baseline] = {}
 
     def baseline(self, job: Job) -> Baseline:
@@ -122,21 +129,29 @@ class Runner:
                 return result
         return None
 
-    def run(self, job: Job) -> JobResult:
+    def run(self, job: Job, propagate: tuple[type[BaseException], ...] = ()) -> JobResult:
+        """Run (or find) one job. Exceptions of the ``propagate`` types (a trial pruner's stop) are
+        recorded as status "stopped" and re-raised; any other failure is recorded and returned."""
         folder = job.folder(self.runs_dir, self.data.fingerprint)
         with job_lock(folder):  # a second process waits here, then finds the result
             cached = self.stored(job)
             if cached is not None:
                 return JobResult(job, folder, cached, cached=True)
-            t0 = time.time()
             log: list[dict] = []
             config = {**job.identity(self.data.fingerprint), "data_label": self.data.label,
                       "data_source": self.data.source, "torch": torch.__version__, "device": str(self.device),
                       "code_version": code_version(), "hparams_source": job.hparams_source}
             write_json(folder / "config.json", config)
+            t0 = time.time()
             try:
-                result = self._execute(job, folder, log)
+                base = self.baseline(job)  # trained once, shared: not part of this job's wall time
+                t0 = time.time()
+                result = self._execute(job, base, folder, log)
                 result["status"] = "smoke" if job.smoke else "done"
+            except propagate as e:
+                write_json(folder / "result.json", {**self._identity_fields(job), "status": "stopped",
+                                                    "error": f"{type(e).__name__}: {e}".splitlines()[0]})
+                raise
             except Exception as e:  # isolate (NaN, out of memory, a method error): record, go on
                 result = {"status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0],
                           "traceback": traceback.format_exc(limit=8)}
@@ -151,14 +166,14 @@ class Runner:
                 "hparams": job.hparams, "hparams_source": job.hparams_source, "ratios": self.setting.ratios,
                 "skip": self.setting.skip, "protocol": job.protocol, "data_fingerprint": self.data.fingerprint,
                 "data_label": self.data.label, "reduced_budget": self.setting.reduced,
+                "eval_split": self.eval_split,
                 "code_version": code_version()}
 
     # ------------------------------------------------------------------ the phases
-    def _execute(self, job: Job, folder: Path, log: list) -> dict:
+    def _execute(self, job: Job, base: Baseline, folder: Path, log: list) -> dict:
         s, dev = self.setting, self.device
         method = registry.get(job.method)
         hp = method.Hparams.from_dict(job.hparams)
-        base = self.baseline(job)
         model = copy.deepcopy(base.model).to(dev)
         layer_ratios = s.layer_ratios(model, granularity=method.granularity)
         shape = s.input_shape
@@ -199,11 +214,12 @@ class Runner:
         outcome = train(model, self.data, lr=ft.lr_at, batch_size=ft.batch_size, momentum=ft.momentum,
                         weight_decay=ft.weight_decay, device=dev, seed=job.seed, total_steps=ft_steps,
                         hooks=(_MaskHook(keeper),) if keeper else (), checkpoint=folder / "finetune.ckpt",
-                        desc=f"{job.method} fine-tune")
+                        desc=f"{job.method} fine-tune", eval_split=self.eval_split, on_epoch_end=self.on_epoch_end)
         log += outcome.history
 
         # measure
         final = evaluate(model, self.data.eval_batches("test", 500, dev), dev)
+        val = evaluate(model, self.data.eval_batches("val", 500, dev), dev) if self.eval_split == "val" else None
         base_model = base.model
         params0, flops0 = count_params(base_model), count_flops(base_model, shape)
         params, flops = count_params(model), count_flops(model, shape)
@@ -225,6 +241,8 @@ class Runner:
                        "protocol": job.protocol},
             "method_info": choice.info, "finetune_seconds": outcome.seconds,
         }
+        if val is not None:
+            result["val_top1"] = val["top1"]
         if choice.filters is not None:
             result["pruned_filters"] = choice.filters
         else:
@@ -257,7 +275,7 @@ class Runner:
         return method.prune(model, task, hp), reg_log
 
     def _top1(self, model) -> float:
-        return evaluate(model, self.data.eval_batches("test", 500, self.device), self.device)["top1"]
+        return evaluate(model, self.data.eval_batches(self.eval_split, 500, self.device), self.device)["top1"]
 
 
 class _MaskHook:

@@ -1,0 +1,217 @@
+"""Static leaderboard pages from stored runs: pandas aggregates, jinja2 pages, inline SVG charts.
+
+Only finished, non-smoke runs evaluated on the test split appear as results (search trials are
+scored on a validation split and trained on less data, so they are left out). Numbers reported
+in the paper are shown beside ours, marked, and never ranked with them.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+from scipy import stats
+
+from suite.settings import SETTINGS
+from suite.store import code_version, write_atomic
+
+# GREG_SPEC.md, "Published numbers": Wang et al., ICLR 2021. (setting, ratios, method, speedup, top-1)
+PAPER = "Wang et al., ICLR 2021 (Neural Pruning via Growing Regularization)"
+PAPER_ROWS = {
+    "cifar10-resnet56": {"baseline": 93.36, "rows": [
+        ("Table 1", "l1", 1.99, 92.97), ("Table 1", "greg1", 1.99, 93.06),
+        ("Table 1", "l1", 3.59, 91.88), ("Table 1", "greg1", 3.59, 92.23),
+        ("Table 1", "l1", 11.41, 87.34), ("Table 1", "greg1", 11.41, 89.49),
+        ("Table 1", "l1", 14.76, 87.31), ("Table 1", "greg1", 14.76, 88.39),
+        ("Table 1", "l1", 19.31, 82.79), ("Table 1", "greg1", 19.31, 85.97),
+        ("Table 2", "greg1", 2.55, 93.18), ("Table 2", "greg2", 2.55, 93.36)]},
+    "cifar100-vgg19": {"baseline": 74.02, "rows": [
+        ("Table 1", "l1", 3.60, 71.49), ("Table 1", "greg1", 3.60, 71.50),
+        ("Table 1", "l1", 8.84, 66.05), ("Table 1", "greg1", 8.84, 67.35),
+        ("Table 1", "l1", 17.30, 61.59), ("Table 1", "greg1", 17.30, 63.55),
+        ("Table 1", "l1", 44.22, 51.36), ("Table 1", "greg1", 44.22, 57.09),
+        ("Table 2", "greg1", 8.84, 67.55), ("Table 2", "greg2", 8.84, 67.75)]},
+}
+
+
+# ---------------------------------------------------------------------------- the data
+def load_results(runs_dir: Path) -> pd.DataFrame:
+    """Every stored run (not baselines) as one row with the fields the pages need."""
+    rows = []
+    for path in sorted(Path(runs_dir).glob("*/*/*/result.json")):
+        try:
+            r = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        b = r.get("budget", {})
+        lat = r.get("latency", {}).get("batch64", {})
+        rows.append({
+            "setting": r.get("setting"), "method": r.get("method"), "seed": r.get("seed"),
+            "status": r.get("status"), "error": r.get("error", ""), "ratios": r.get("ratios"),
+            "skip": r.get("skip", ""), "protocol": r.get("protocol", "paper"),
+            "eval_split": r.get("eval_split", "test"), "top1": r.get("top1"),
+            "baseline_top1": r.get("baseline_top1"), "params": r.get("params"),
+            "baseline_params": r.get("baseline_params"), "flops": r.get("flops"), "speedup": r.get("speedup"),
+            "latency_speedup": r.get("latency_speedup"), "latency_device": lat.get("device"),
+            "acc_before_removal": r.get("acc_before_removal"), "acc_after_removal": r.get("acc_after_removal"),
+            "reg_iters": b.get("reg_iters"), "finetune_epochs": b.get("finetune_epochs"),
+            "hparams": json.dumps(r.get("hparams", {}), sort_keys=True), "hparams_source": r.get("hparams_source", ""),
+            "data_label": r.get("data_label"), "data_fingerprint": r.get("data_fingerprint"),
+            "code_version": r.get("code_version"), "reduced": r.get("reduced_budget"),
+            "mag_ratio": _min_ratio(r), "run": str(path.parent),
+        })
+    return pd.DataFrame(rows)
+
+
+def _min_ratio(r: dict):
+    ratios = [v for v in (r.get("method_info", {}).get("mag_ratio") or {}).values() if v is not None]
+    return min(ratios) if ratios else None
+
+
+def ranked(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs that may be ranked: finished, not smoke, scored on the test split."""
+    if frame.empty:
+        return frame
+    return frame[(frame.status == "done") & (frame.eval_split == "test")]
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and n over seeds per (setting, ratios, skip, protocol, method, hparams)."""
+    keys = ["setting", "ratios", "skip", "protocol", "method", "hparams", "hparams_source"]
+    g = runs.groupby(keys, sort=False, dropna=False)
+    out = g.agg(top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"),
+                baseline_top1=("baseline_top1", "mean"), params=("params", "mean"),
+                baseline_params=("baseline_params", "mean"), speedup=("speedup", "mean"),
+                latency_speedup=("latency_speedup", "mean"), latency_device=("latency_device", "first"),
+                reg_iters=("reg_iters", "mean"), finetune_epochs=("finetune_epochs", "mean"),
+                before_removal=("acc_before_removal", "mean"), after_removal=("acc_after_removal", "mean"),
+                mag_ratio=("mag_ratio", "mean"), runs=("run", list), top1_values=("top1", list)).reset_index()
+    out["delta"] = out.top1_mean - out.baseline_top1
+    out["param_reduction"] = out.baseline_params / out.params
+    return out
+
+
+def within_noise(a: list[float], b: list[float], alpha: float = 0.05) -> bool | None:
+    """Welch's t-test: True when the means are not distinguishable at ``alpha`` (None: too few seeds)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    if pd.Series(a).std() == 0 and pd.Series(b).std() == 0:
+        return a[0] == b[0]
+    return bool(stats.ttest_ind(a, b, equal_var=False).pvalue >= alpha)
+
+
+# ---------------------------------------------------------------------------- the chart
+def svg_chart(agg: pd.DataFrame, baseline: float | None, width: int = 560, height: int = 320) -> dict:
+    """Coordinates for an inline SVG: top-1 vs FLOPs speedup, one series per method, error bars."""
+    if agg.empty:
+        return {}
+    xs = agg.speedup.tolist()
+    lo_y = min((agg.top1_mean - agg.top1_std.fillna(0)).min(), baseline or math.inf)
+    hi_y = max((agg.top1_mean + agg.top1_std.fillna(0)).max(), baseline or -math.inf)
+    pad_y = max(0.5, (hi_y - lo_y) * 0.1)
+    lo_y, hi_y = lo_y - pad_y, hi_y + pad_y
+    lo_x, hi_x = 1.0, max(xs) * 1.1
+    m = {"l": 56, "r": 16, "t": 16, "b": 40}
+
+    def px(x):
+        return m["l"] + (x - lo_x) / (hi_x - lo_x) * (width - m["l"] - m["r"])
+
+    def py(y):
+        return height - m["b"] - (y - lo_y) / (hi_y - lo_y) * (height - m["t"] - m["b"])
+
+    palette = ["#1b6ac9", "#d1495b", "#2a9d8f", "#e9a03b", "#6c4ab6", "#555555", "#8ab17d", "#b5651d"]
+    series = []
+    for i, (method, part) in enumerate(agg.sort_values("speedup").groupby("method", sort=False)):
+        pts = [{"x": px(r.speedup), "y": py(r.top1_mean), "y0": py(r.top1_mean - (r.top1_std or 0)),
+                "y1": py(r.top1_mean + (0 if pd.isna(r.top1_std) else r.top1_std)),
+                "label": f"{method}: {r.top1_mean:.2f} at {r.speedup:.2f}x (n={r.n})"}
+               for r in part.itertuples()]
+        for p in pts:
+            if math.isnan(p["y0"]):
+                p["y0"] = p["y1"] = p["y"]
+        series.append({"method": method, "color": palette[i % len(palette)], "points": pts,
+                       "path": " ".join(f"{p['x']:.1f},{p['y']:.1f}" for p in pts)})
+    ticks_y = [lo_y + k * (hi_y - lo_y) / 4 for k in range(5)]
+    ticks_x = [lo_x + k * (hi_x - lo_x) / 4 for k in range(5)]
+    return {"width": width, "height": height, "series": series, "m": m,
+            "baseline_y": py(baseline) if baseline is not None else None,
+            "yticks": [{"v": f"{v:.1f}", "y": py(v)} for v in ticks_y],
+            "xticks": [{"v": f"{v:.1f}x", "x": px(v)} for v in ticks_x]}
+
+
+# ---------------------------------------------------------------------------- rendering
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("suite", "templates"),
+                              autoescape=jinja2.select_autoescape(["html"], default=True),
+                              undefined=jinja2.StrictUndefined)
+
+
+def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
+    tables = []
+    for (ratios, skip, protocol), part in agg.groupby(["ratios", "skip", "protocol"], sort=False, dropna=False):
+        part = part.sort_values("top1_mean", ascending=False)
+        best = part.iloc[0]
+        rows = []
+        for r in part.itertuples():
+            noise = None if r.Index == best.name else within_noise(best.top1_values, r.top1_values)
+            rows.append({
+                "method": r.method, "top1": r.top1_mean, "std": 0.0 if pd.isna(r.top1_std) else r.top1_std,
+                "n": r.n, "delta": r.delta, "params": r.params, "param_reduction": r.param_reduction,
+                "speedup": r.speedup, "latency_speedup": r.latency_speedup, "latency_device": r.latency_device,
+                "reg_iters": int(r.reg_iters or 0), "finetune_epochs": r.finetune_epochs,
+                "before": r.before_removal, "after": r.after_removal, "mag_ratio": r.mag_ratio,
+                "hparams": r.hparams, "hparams_source": r.hparams_source, "within_noise": noise,
+                "configs": [os.path.relpath(Path(p) / "config.json", out_dir) for p in r.runs],
+            })
+        marks = {col: max(rows, key=lambda x: x[col])["method"] for col in ("top1", "speedup", "latency_speedup")}
+        tables.append({"ratios": ratios, "skip": skip, "protocol": protocol, "rows": rows, "best": marks})
+    return tables
+
+
+def render(runs_dir: Path, out_dir: Path, now: dt.datetime | None = None) -> list[Path]:
+    """Write index.html, one page (+ CSV) per setting that has runs or paper rows; return the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = load_results(runs_dir)
+    good = ranked(frame)
+    env = _env()
+    stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+    version = code_version()
+    written, index_rows = [], []
+    names = list(SETTINGS) + sorted(set(good.setting) - set(SETTINGS) if not good.empty else [])
+    for name in names:
+        setting = SETTINGS.get(name)
+        runs = good[good.setting == name] if not good.empty else good
+        failed = frame[(frame.setting == name) & (frame.status == "failed")] if not frame.empty else frame
+        paper = PAPER_ROWS.get(name)
+        if runs.empty and paper is None and setting is None:
+            continue
+        agg = aggregate(runs) if not runs.empty else pd.DataFrame()
+        csv_path = out_dir / f"{name}.csv"
+        if not agg.empty:
+            write_atomic(csv_path, agg.drop(columns=["runs", "top1_values"]).to_csv(index=False))
+        first = runs.iloc[0] if not runs.empty else None
+        cmd = f"suite run --setting {name} --methods greg1,greg2,l1 --seeds 3" + (
+            " --data-dir DIR" if setting and setting.dataset in ("cifar10", "cifar100", "imagenet") else "")
+        page = env.get_template("setting.html").render(
+            name=name, setting=setting, paper=paper, paper_source=PAPER, stamp=stamp, version=version,
+            data_label=first.data_label if first is not None else (setting.dataset if setting else "?"),
+            fingerprints=sorted(set(runs.data_fingerprint)) if not runs.empty else [],
+            code_versions=sorted(set(runs.code_version)) if not runs.empty else [],
+            baseline=float(agg.baseline_top1.mean()) if not agg.empty else None,
+            tables=_target_tables(agg, out_dir) if not agg.empty else [],
+            chart=svg_chart(agg, float(agg.baseline_top1.mean())) if not agg.empty else {},
+            failed=failed.to_dict("records"), command=cmd, csv=csv_path.name if not agg.empty else None)
+        path = out_dir / f"{name}.html"
+        write_atomic(path, page)
+        written.append(path)
+        best = (agg.sort_values("top1_mean", ascending=False).groupby("method", sort=False).head(1)
+                if not agg.empty else pd.DataFrame())
+        index_rows.append({"name": name, "page": path.name, "setting": setting, "runs": len(runs),
+                           "paper": paper is not None, "best": best.to_dict("records")})
+    index = env.get_template("index.html").render(rows=index_rows, stamp=stamp, version=version)
+    write_atomic(out_dir / "index.html", index)
+    return [out_dir / "index.html", *written]

@@ -1,0 +1,112 @@
+"""`suite search`: a real tiny study, resume, two workers, honest objective, bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from suite import search
+from suite.errors import SuiteError
+from suite.runner import Runner, load_data
+from suite.settings import get_setting
+
+TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
+BASE = [sys.executable, "-m", "suite.cli", "search", "--setting", TINY, "--method", "greg1", "--smoke",
+        "--sampler", "random"]
+
+
+def run(args, check=0):
+    p = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert check is None or p.returncode == check, p.stdout + p.stderr
+    return p
+
+
+def _trials(storage, name="tiny-fmnist-greg1"):
+    return optuna.load_study(study_name=name, storage=storage).trials
+
+
+def test_study_runs_resumes_and_feeds_run_best(tmp_path):
+    runs = tmp_path / "runs"
+    out = run(BASE + ["--trials", "3", "--runs-dir", str(runs)]).stdout
+    storage = f"sqlite:///{runs.resolve()}/search.db"
+    trials = _trials(storage)
+    assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 3
+    assert "best trial" in out and "validation top-1" in out
+    for t in trials:  # each trial is a stored run, scored on validation, test kept aside
+        result = json.loads((Path(t.user_attrs["run"]) / "result.json").read_text())
+        assert result["eval_split"] == "val" and t.value == result["val_top1"]
+        assert t.user_attrs["test_top1"] == result["top1"]
+    run(BASE + ["--trials", "4", "--runs-dir", str(runs)])  # continues: adds one, keeps three
+    trials = _trials(storage)
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
+    run([sys.executable, "-m", "suite.cli", "run", "--setting", TINY, "--methods", "greg1", "--smoke",
+         "--runs-dir", str(runs), "--hparams", "best"])
+    best = max(trials, key=lambda t: t.value)
+    stored = [json.loads(f.read_text()) for f in runs.glob("tiny-fmnist/greg1/*/result.json")]
+    tuned = [r for r in stored if r["hparams_source"].startswith("tuned: study tiny-fmnist-greg1, 4 trials")]
+    assert len(tuned) == 1 and tuned[0]["eval_split"] == "test"
+    assert tuned[0]["hparams"]["penalty_increment"] == best.params["penalty_increment"]
+
+
+def test_two_workers_share_a_journal_study(tmp_path):
+    runs = tmp_path / "runs"
+    journal = tmp_path / "study.journal"
+    cmd = BASE + ["--trials", "4", "--runs-dir", str(runs), "--storage", f"journal:{journal}"]
+    procs = [subprocess.Popen(cmd + ["--seed", str(k)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k in (1, 2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    trials = optuna.load_study(study_name="tiny-fmnist-greg1",
+                               storage=JournalStorage(JournalFileBackend(str(journal)))).trials
+    finished = [t for t in trials if t.state.name == "COMPLETE"]
+    assert 4 <= len(finished) <= 5  # the cap is checked after each trial: a worker may finish one in flight
+    assert len({t.number for t in trials}) == len(trials)
+
+
+def test_objective_is_validation_accuracy_not_test(tmp_path):
+    """Scramble the test labels: the sampler must still see sensible (validation) accuracies."""
+    import torch
+
+    setting = get_setting(TINY)
+    data = load_data(setting, None).with_validation(setting.val_size, seed=0)
+    data.test = type(data.test)(data.test.x, (data.test.y + 1) % 10)  # every test label now wrong
+    runner = Runner(setting, data, tmp_path, torch.device("cpu"))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    search.run_search(search.SearchSpec(setting, "greg1", 1, search.load_space(None, "greg1"), smoke=True),
+                      runner, study)
+    trial = study.trials[0]
+    result = json.loads((Path(trial.user_attrs["run"]) / "result.json").read_text())
+    assert trial.value == result["val_top1"] and trial.user_attrs["test_top1"] == result["top1"]
+    assert result["top1"] < 20 < trial.value  # had the objective read test, it would be below 20
+
+
+@pytest.mark.parametrize("space,fragment", [
+    ({"nonsense": [0, 1]}, "no parameter 'nonsense'"),
+    ({"penalty_increment": [1e-3, 1e-5, "log"]}, "empty or inverted"),
+    ({"penalty_increment": [0, 1e-3, "log"]}, "must be positive"),
+    ({"penalty_increment": "wide"}, "must be [low, high]"),
+])
+def test_bad_space_files(tmp_path, space, fragment):
+    f = tmp_path / "space.json"
+    f.write_text(json.dumps(space))
+    with pytest.raises(SuiteError, match=fragment.replace("[", r"\[")):
+        search.load_space(str(f), "greg1")
+
+
+def test_bad_storage_and_foreign_study(tmp_path):
+    runs = tmp_path / "runs"
+    p = run(BASE + ["--trials", "1", "--runs-dir", str(runs), "--storage", "nosuchdb://x"], check=2)
+    assert "cannot open storage" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(study_name="mine", storage=storage)
+    study.set_user_attr("setting", "fmnist-cnn4")
+    study.set_user_attr("method", "l1")
+    p = run(BASE + ["--trials", "1", "--runs-dir", str(runs), "--storage", storage, "--study", "mine"], check=2)
+    assert "was made for l1" in p.stderr
+    assert not runs.exists() or not any(runs.rglob("result.json"))
