@@ -144,6 +144,17 @@ def svg_chart(agg: pd.DataFrame, baseline: float | None, width: int = 560, heigh
 
 
 # ---------------------------------------------------------------------------- rendering
+def _stored_setting(runs: pd.DataFrame):
+    """A setting not in the registry (a TOML file), as its runs recorded it in config.json."""
+    from suite.settings import Setting
+    for run in runs.run:
+        try:
+            return Setting.from_dict(json.loads((Path(run) / "config.json").read_text())["setting"])
+        except (OSError, KeyError, ValueError):
+            continue
+    return None
+
+
 def _env() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.PackageLoader("suite", "templates"),
                               autoescape=jinja2.select_autoescape(["html"], default=True),
@@ -183,8 +194,8 @@ def render(runs_dir: Path, out_dir: Path, now: dt.datetime | None = None) -> lis
     written, index_rows = [], []
     names = list(SETTINGS) + sorted(set(good.setting) - set(SETTINGS) if not good.empty else [])
     for name in names:
-        setting = SETTINGS.get(name)
         runs = good[good.setting == name] if not good.empty else good
+        setting = SETTINGS.get(name) or _stored_setting(runs)
         failed = frame[(frame.setting == name) & (frame.status == "failed")] if not frame.empty else frame
         paper = PAPER_ROWS.get(name)
         if runs.empty and paper is None and setting is None:

@@ -1,0 +1,112 @@
+"""Leaderboard pages from tiny real runs: numbers equal the store, escaping, and a real browser."""
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suite.leaderboard import render, within_noise
+
+TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Real runs of the tiny setting: l1 and random, two seeds each, plus a smoke run."""
+    runs = tmp_path_factory.mktemp("lb") / "runs"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    for extra in (["--methods", "l1,random", "--seed-list", "0,1"], ["--methods", "greg1", "--smoke"]):
+        p = subprocess.run([sys.executable, "-m", "suite.cli", "run", "--setting", TINY, "--runs-dir", str(runs),
+                            *extra], capture_output=True, text=True, env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+    return runs
+
+
+def _results(runs):
+    return [json.loads(p.read_text()) for p in runs.glob("tiny-fmnist/*/*/result.json")]
+
+
+def test_page_numbers_equal_the_store(runs, tmp_path):
+    out = tmp_path / "site"
+    render(runs, out)
+    page = (out / "tiny-fmnist.html").read_text()
+    rows = {r["method"]: r for r in csv.DictReader(open(out / "tiny-fmnist.csv"))}
+    stored = _results(runs)
+    assert set(rows) == {"l1", "random"}  # the smoke greg1 run is not a result
+    for method in ("l1", "random"):
+        tops = [r["top1"] for r in stored if r["method"] == method and r["status"] == "done"]
+        mean = sum(tops) / len(tops)
+        assert len(tops) == 2 and abs(float(rows[method]["top1_mean"]) - mean) < 1e-9
+        assert int(rows[method]["n"]) == 2
+        assert f"{mean:.2f} &plusmn;" in page
+    assert "reduced CPU budget" in page and "Fashion-MNIST" in page and "<svg" in page
+    index = (out / "index.html").read_text()
+    assert 'href="tiny-fmnist.html"' in index and 'href="cifar10-resnet56.html"' in index
+    paper = (out / "cifar10-resnet56.html").read_text()
+    assert "Reported in the paper" in paper and "93.36" in paper and "No runs here yet" in paper
+    assert "suite run --setting cifar10-resnet56" in paper
+
+
+def test_html_in_stored_fields_is_escaped(runs, tmp_path):
+    evil_runs = tmp_path / "runs"
+    shutil.copytree(runs, evil_runs)
+    src = next(evil_runs.glob("tiny-fmnist/l1/*"))
+    dst = evil_runs / "tiny-fmnist" / "evil" / "h"
+    dst.mkdir(parents=True)
+    r = json.loads((src / "result.json").read_text())
+    r.update(method="<script>alert(1)</script>", hparams={"v": "<b>bold</b>"})
+    (dst / "result.json").write_text(json.dumps(r))
+    failed = {**r, "status": "failed", "error": "<img src=x onerror=alert(2)>", "method": "l1"}
+    (dst.parent / "f").mkdir()
+    (dst.parent / "f" / "result.json").write_text(json.dumps(failed))
+    out = tmp_path / "site"
+    render(evil_runs, out)
+    page = (out / "tiny-fmnist.html").read_text()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "<b>bold</b>" not in page
+
+
+def test_welch_within_noise():
+    assert within_noise([90.0, 90.2, 89.9], [90.1, 89.8, 90.0]) is True
+    assert within_noise([90.0, 90.1, 90.05], [80.0, 80.2, 80.1]) is False
+    assert within_noise([90.0], [80.0, 80.1]) is None
+
+
+@pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs Debian's chromium-driver (ci/setup installs it)")
+def test_real_browser_sorts_and_renders(runs, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    out = tmp_path / "site"
+    render(runs, out)
+    opts = webdriver.ChromeOptions()
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900"):
+        opts.add_argument(flag)
+    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    try:
+        driver.get((out / "tiny-fmnist.html").as_uri())
+        table = driver.find_element(By.CSS_SELECTOR, "table.sortable")
+        header = table.find_elements(By.TAG_NAME, "th")[1]  # top-1
+        values = lambda: [float(td.get_attribute("data-v")) for td in
+                          table.find_elements(By.CSS_SELECTOR, "tbody tr td:nth-child(2)")]
+        header.click()
+        assert values() == sorted(values()) and header.get_attribute("aria-sort") == "ascending"
+        header.click()
+        assert values() == sorted(values(), reverse=True)
+        shot = tmp_path / "page.png"
+        driver.save_screenshot(str(shot))
+    finally:
+        driver.quit()
+    from PIL import Image
+    img = Image.open(shot).convert("L")
+    colors = img.getcolors(maxcolors=1 << 16)
+    assert img.size[0] >= 1000 and colors is not None and len(colors) > 20  # not a blank page
