@@ -334,15 +334,14 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from suite.results import load_runs
+    from suite.results import TABLE_COLUMNS, load_runs
     frame = load_runs(Path(args.runs_dir))
     if args.format == "csv":
         print(frame.to_csv(index=False), end="")
     elif args.format == "json":
         print(frame.to_json(orient="records", indent=2))
     else:
-        print(frame.drop(columns=["run", "data_fingerprint", "code_version"]).to_string(index=False)
-              if not frame.empty else "no stored runs")
+        print(frame[TABLE_COLUMNS].to_string(index=False) if not frame.empty else "no stored runs")
     return 0
 
 

@@ -298,7 +298,7 @@ def _load_cifar(kind: str, data_dir: str | None, download: bool) -> Data:
 
 def load_imagenet(data_dir: str | None, download: bool = False) -> Data:
     """ImageNet as ImageFolder train/ and val/ with the standard transforms, through DataLoaders."""
-    from torch.utils.data import DataLoader, RandomSampler, Subset
+    from torch.utils.data import DataLoader, Subset
     from torchvision import transforms as T
     from torchvision.datasets import ImageFolder
 

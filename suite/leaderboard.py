@@ -16,6 +16,7 @@ import jinja2
 import pandas as pd
 from scipy import stats
 
+from suite.results import load_runs
 from suite.settings import SETTINGS
 from suite.store import code_version, write_atomic
 
@@ -39,39 +40,6 @@ PAPER_ROWS = {
 
 
 # ---------------------------------------------------------------------------- the data
-def load_results(runs_dir: Path) -> pd.DataFrame:
-    """Every stored run (not baselines) as one row with the fields the pages need."""
-    rows = []
-    for path in sorted(Path(runs_dir).glob("*/*/*/result.json")):
-        try:
-            r = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        b = r.get("budget", {})
-        lat = r.get("latency", {}).get("batch64", {})
-        rows.append({
-            "setting": r.get("setting"), "method": r.get("method"), "seed": r.get("seed"),
-            "status": r.get("status"), "error": r.get("error", ""), "ratios": r.get("ratios"),
-            "skip": r.get("skip", ""), "protocol": r.get("protocol", "paper"),
-            "eval_split": r.get("eval_split", "test"), "top1": r.get("top1"),
-            "baseline_top1": r.get("baseline_top1"), "params": r.get("params"),
-            "baseline_params": r.get("baseline_params"), "flops": r.get("flops"), "speedup": r.get("speedup"),
-            "latency_speedup": r.get("latency_speedup"), "latency_device": lat.get("device"),
-            "acc_before_removal": r.get("acc_before_removal"), "acc_after_removal": r.get("acc_after_removal"),
-            "reg_iters": b.get("reg_iters"), "finetune_epochs": b.get("finetune_epochs"),
-            "hparams": json.dumps(r.get("hparams", {}), sort_keys=True), "hparams_source": r.get("hparams_source", ""),
-            "data_label": r.get("data_label"), "data_fingerprint": r.get("data_fingerprint"),
-            "code_version": r.get("code_version"), "reduced": r.get("reduced_budget"),
-            "mag_ratio": _min_ratio(r), "run": str(path.parent),
-        })
-    return pd.DataFrame(rows)
-
-
-def _min_ratio(r: dict):
-    ratios = [v for v in (r.get("method_info", {}).get("mag_ratio") or {}).values() if v is not None]
-    return min(ratios) if ratios else None
-
-
 def ranked(frame: pd.DataFrame) -> pd.DataFrame:
     """The runs that may be ranked: finished, not smoke, scored on the test split."""
     if frame.empty:
@@ -186,7 +154,7 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
 def render(runs_dir: Path, out_dir: Path, now: dt.datetime | None = None) -> list[Path]:
     """Write index.html, one page (+ CSV) per setting that has runs or paper rows; return the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = load_results(runs_dir)
+    frame = load_runs(runs_dir)
     good = ranked(frame)
     env = _env()
     stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")

@@ -170,8 +170,3 @@ def _resolve_resnet_weights(spec: RatioSpec, model: nn.Module) -> dict[str, floa
         if r > 0:
             out[name] = r
     return out
-
-
-def describe(spec: RatioSpec) -> str:
-    return spec.text + (f" skip {list(spec.skip)}" if spec.skip else "")
-

@@ -6,23 +6,44 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = ["setting", "method", "seed", "status", "protocol", "ratios", "top1", "top5", "baseline_top1",
-           "acc_before_removal", "acc_after_removal", "params", "flops", "speedup", "latency_speedup",
-           "reg_iters", "finetune_epochs", "wall_seconds", "data_fingerprint", "code_version", "error", "run"]
+# What `suite results` prints by default (the frame holds more).
+TABLE_COLUMNS = ["setting", "method", "seed", "status", "protocol", "ratios", "eval_split", "top1",
+                 "baseline_top1", "acc_before_removal", "acc_after_removal", "params", "speedup",
+                 "latency_speedup", "reg_iters", "finetune_epochs", "hparams_source", "error"]
 
 
 def load_runs(runs_dir: Path) -> pd.DataFrame:
-    """Every ``result.json`` under ``runs_dir`` (baselines excluded) as one row, unreadable files skipped."""
+    """Every ``result.json`` under ``runs_dir`` (baselines excluded) as one row; unreadable files
+    are skipped (writes are atomic, so a damaged file means someone edited it)."""
     rows = []
     for path in sorted(Path(runs_dir).glob("*/*/*/result.json")):
         try:
             r = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
-            continue  # a reader never trusts a damaged file; writes are atomic, so this is rare
-        budget = r.get("budget", {})
-        rows.append({**{k: r.get(k) for k in COLUMNS}, "reg_iters": budget.get("reg_iters"),
-                     "finetune_epochs": budget.get("finetune_epochs"), "run": str(path.parent)})
-    return pd.DataFrame(rows, columns=COLUMNS)
+            continue
+        b = r.get("budget", {})
+        lat = r.get("latency", {}).get("batch64", {})
+        rows.append({
+            "setting": r.get("setting"), "method": r.get("method"), "seed": r.get("seed"),
+            "status": r.get("status"), "error": r.get("error", ""), "ratios": r.get("ratios"),
+            "skip": r.get("skip", ""), "protocol": r.get("protocol", "paper"),
+            "eval_split": r.get("eval_split", "test"), "top1": r.get("top1"),
+            "baseline_top1": r.get("baseline_top1"), "params": r.get("params"),
+            "baseline_params": r.get("baseline_params"), "flops": r.get("flops"), "speedup": r.get("speedup"),
+            "latency_speedup": r.get("latency_speedup"), "latency_device": lat.get("device"),
+            "acc_before_removal": r.get("acc_before_removal"), "acc_after_removal": r.get("acc_after_removal"),
+            "reg_iters": b.get("reg_iters"), "finetune_epochs": b.get("finetune_epochs"),
+            "hparams": json.dumps(r.get("hparams", {}), sort_keys=True), "hparams_source": r.get("hparams_source", ""),
+            "data_label": r.get("data_label"), "data_fingerprint": r.get("data_fingerprint"),
+            "code_version": r.get("code_version"), "reduced": r.get("reduced_budget"),
+            "mag_ratio": _min_ratio(r), "run": str(path.parent),
+        })
+    return pd.DataFrame(rows)
+
+
+def _min_ratio(r: dict):
+    ratios = [v for v in (r.get("method_info", {}).get("mag_ratio") or {}).values() if v is not None]
+    return min(ratios) if ratios else None
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,6 @@ cut them down so a 2-core machine finishes, and say so (``reduced``).
 from __future__ import annotations
 
 import fnmatch
-import json
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -196,7 +195,3 @@ def with_ratios(setting: Setting, ratios: str | None, skip: str | None = None) -
     s = replace(setting, ratios=ratios or setting.ratios, skip=setting.skip if skip is None else skip)
     s.layer_ratios(s.build_model())
     return s
-
-
-def fingerprint_json(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
