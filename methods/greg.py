@@ -58,9 +58,17 @@ class _Layer:
         self.picked = False
         self.done = False
         self.hist_ratio: float | None = None
-        self.pruned = self.rank(weight)
+        self.set_pruned(self.rank(weight), weight)
         self.initial = self.pruned.clone()
-        self.coef: torch.Tensor | None = None
+
+    def set_pruned(self, pruned: torch.Tensor, w: torch.Tensor) -> None:
+        """Fix the pruned groups, and the {0,1} mask (1 = pruned) that applies their lambda."""
+        self.pruned = pruned
+        groups = w.shape[0] if self.structured else w.numel()
+        mask = torch.zeros(groups, dtype=w.dtype, device=w.device)
+        mask[pruned.to(w.device)] = 1
+        self.mask = mask.view(-1, *([1] * (w.dim() - 1))) if self.structured else mask.view_as(w)
+        self.flat_mask = mask
 
     def scores(self, w: torch.Tensor) -> torch.Tensor:
         return filter_l1(w) if self.structured else w.detach().abs().flatten()
@@ -73,17 +81,17 @@ class _Layer:
     def mag_ratio(self, w: torch.Tensor) -> float:
         """mean |kept| / mean |pruned| over groups (per-filter mean |w| for filters)."""
         s = self.scores(w)
-        mask = torch.zeros(s.numel(), dtype=torch.bool, device=s.device)
-        mask[self.pruned.to(s.device)] = True
-        pruned = s[mask].mean().item()
-        return s[~mask].mean().item() / pruned if pruned > 0 else math.inf
+        k = self.pruned.numel()
+        pruned_sum, total = torch.stack([(s * self.flat_mask).sum(), s.sum()]).tolist()
+        pruned = pruned_sum / k
+        return (total - pruned_sum) / (s.numel() - k) / pruned if pruned > 0 else math.inf
 
-    def update_coef(self, w: torch.Tensor) -> None:
-        """The per-group lambda broadcast to the weight's shape, rebuilt only when lambdas change."""
-        groups = w.shape[0] if self.structured else w.numel()
-        c = torch.full((groups,), self.lam_kept, dtype=w.dtype, device=w.device)
-        c[self.pruned.to(w.device)] = self.lam_pruned
-        self.coef = c.view(-1, *([1] * (w.dim() - 1))) if self.structured else c.view_as(w)
+    def add_penalty(self, w: torch.Tensor) -> None:
+        """grad += lambda * w, lambda = lam_pruned on pruned groups and lam_kept on the others."""
+        if self.lam_pruned != self.lam_kept:
+            w.grad.addcmul_(self.mask, w.detach(), value=self.lam_pruned - self.lam_kept)
+        if self.lam_kept:
+            w.grad.add_(w.detach(), alpha=self.lam_kept)
 
     def state(self) -> dict:
         return {k: getattr(self, k) for k in ("lam_pruned", "lam_kept", "picked", "done", "hist_ratio",
@@ -95,7 +103,9 @@ class GRegHook:
 
     def __init__(self, model, layer_ratios: dict[str, float], hp: GRegHparams, variant: int, structured: bool):
         self.hp, self.variant, self.structured = hp, variant, structured
-        self.layers = [_Layer(n, model.get_submodule(n).weight, r, structured) for n, r in layer_ratios.items()]
+        # The parameters themselves: the training loop updates (and, on resume, loads) them in place.
+        self.weights = {n: model.get_submodule(n).weight for n in layer_ratios}
+        self.layers = [_Layer(n, self.weights[n], r, structured) for n, r in layer_ratios.items()]
         if not self.layers:
             raise SuiteError("GReg needs at least one layer with a ratio > 0")
         self.stable_steps = 0  # iterations since every layer stopped growing
@@ -107,10 +117,7 @@ class GRegHook:
             self._update(model)
             self.updates += 1
         for layer in self.layers:
-            w = model.get_submodule(layer.name).weight
-            if layer.coef is None:
-                layer.update_coef(w)
-            w.grad.addcmul_(layer.coef, w.detach())
+            layer.add_penalty(self.weights[layer.name])
 
     def after_step(self, model, step: int) -> bool:
         if self.all_done:
@@ -124,12 +131,12 @@ class GRegHook:
     # -------------------------------------------------------------- the schedule
     def _update(self, model) -> None:
         hp = self.hp
-        weights = {layer.name: model.get_submodule(layer.name).weight for layer in self.layers}
+        weights = self.weights
         if self.structured:
             for layer in self.layers:
                 if self.variant == 2 and not layer.picked:
                     # While picking, every group has the same lambda: the ratio follows the current ranking.
-                    layer.pruned = layer.rank(weights[layer.name])
+                    layer.set_pruned(layer.rank(weights[layer.name]), weights[layer.name])
                 r = layer.mag_ratio(weights[layer.name])
                 m = hp.ratio_momentum
                 layer.hist_ratio = r if layer.hist_ratio is None else m * layer.hist_ratio + (1 - m) * r
@@ -142,7 +149,7 @@ class GRegHook:
             if self.variant == 2 and not layer.picked:
                 layer.lam_pruned = layer.lam_kept = layer.lam_pruned + hp.pick_increment
                 if layer.lam_pruned >= hp.pick_ceiling - 1e-12:  # 1000 additions of 1e-5 land on 0.01
-                    layer.pruned = layer.rank(w)
+                    layer.set_pruned(layer.rank(w), w)
                     layer.picked = True
             elif self.variant == 1:
                 if every_layer_separated or layer.lam_pruned > hp.penalty_ceiling:
@@ -156,7 +163,6 @@ class GRegHook:
                 else:
                     layer.lam_pruned += hp.penalty_increment
                     layer.lam_kept = hp.recover
-            layer.update_coef(w)
 
     # -------------------------------------------------------------- state and logs
     def state_dict(self) -> dict:
@@ -167,7 +173,7 @@ class GRegHook:
         for layer, s in zip(self.layers, state["layers"]):
             for k, v in s.items():
                 setattr(layer, k, v)
-            layer.coef = None
+            layer.set_pruned(layer.pruned, self.weights[layer.name])
         self.stable_steps, self.updates = state["stable_steps"], state["updates"]
 
     def log_row(self) -> dict:
@@ -203,7 +209,8 @@ class _GReg(Method):
             # The budget ran out inside the picking phase: pick now, by the current L1 ranking.
             for layer in hook.layers:
                 if not layer.picked:
-                    layer.pruned = layer.rank(model.get_submodule(layer.name).weight)
+                    w = model.get_submodule(layer.name).weight
+                    layer.set_pruned(layer.rank(w), w)
         if structured:
             return Pruning(filters={layer.name: layer.pruned.tolist() for layer in hook.layers},
                            reg_iters=outcome.steps, info=info)
