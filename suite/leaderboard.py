@@ -6,7 +6,6 @@ in the paper are shown beside ours, marked, and never ranked with them.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import os
@@ -18,7 +17,7 @@ from scipy import stats
 
 from suite.results import load_runs
 from suite.settings import SETTINGS
-from suite.store import code_version, write_atomic
+from suite.store import write_atomic
 
 # GREG_SPEC.md, "Published numbers": Wang et al., ICLR 2021. (setting, ratios, method, speedup, top-1)
 PAPER = "Wang et al., ICLR 2021 (Neural Pruning via Growing Regularization)"
@@ -112,6 +111,13 @@ def svg_chart(agg: pd.DataFrame, baseline: float | None, width: int = 560, heigh
 
 
 # ---------------------------------------------------------------------------- rendering
+def _latest(runs: pd.DataFrame) -> str:
+    """When the newest of these runs finished (UTC), or "no runs"."""
+    if runs.empty or runs.finished_at.isna().all():
+        return "no runs"
+    return str(runs.finished_at.dropna().max())
+
+
 def _stored_setting(runs: pd.DataFrame):
     """A setting not in the registry (a TOML file), as its runs recorded it in config.json."""
     from suite.settings import Setting
@@ -151,14 +157,17 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
     return tables
 
 
-def render(runs_dir: Path, out_dir: Path, now: dt.datetime | None = None) -> list[Path]:
-    """Write index.html, one page (+ CSV) per setting that has runs or paper rows; return the paths."""
+def render(runs_dir: Path, out_dir: Path) -> list[Path]:
+    """Write index.html, one page (+ CSV) per setting that has runs or paper rows; return the paths.
+
+    Pages depend on the stored runs only (their dates and code versions, not the clock or the
+    checkout rendering them), so rendering committed runs again reproduces the committed pages.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = load_runs(runs_dir)
     good = ranked(frame)
     env = _env()
-    stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
-    version = code_version()
+    stamp = _latest(good)
     written, index_rows = [], []
     names = list(SETTINGS) + sorted(set(good.setting) - set(SETTINGS) if not good.empty else [])
     for name in names:
@@ -176,7 +185,7 @@ def render(runs_dir: Path, out_dir: Path, now: dt.datetime | None = None) -> lis
         cmd = f"suite run --setting {name} --methods greg1,greg2,l1 --seeds 3" + (
             " --data-dir DIR" if setting and setting.dataset in ("cifar10", "cifar100", "imagenet") else "")
         page = env.get_template("setting.html").render(
-            name=name, setting=setting, paper=paper, paper_source=PAPER, stamp=stamp, version=version,
+            name=name, setting=setting, paper=paper, paper_source=PAPER, stamp=_latest(runs),
             data_label=first.data_label if first is not None else (setting.dataset if setting else "?"),
             fingerprints=sorted(set(runs.data_fingerprint)) if not runs.empty else [],
             code_versions=sorted(set(runs.code_version)) if not runs.empty else [],
@@ -191,6 +200,6 @@ def render(runs_dir: Path, out_dir: Path, now: dt.datetime | None = None) -> lis
                 if not agg.empty else pd.DataFrame())
         index_rows.append({"name": name, "page": path.name, "setting": setting, "runs": len(runs),
                            "paper": paper is not None, "best": best.to_dict("records")})
-    index = env.get_template("index.html").render(rows=index_rows, stamp=stamp, version=version)
+    index = env.get_template("index.html").render(rows=index_rows, stamp=stamp)
     write_atomic(out_dir / "index.html", index)
     return [out_dir / "index.html", *written]

@@ -36,7 +36,7 @@ def load_runs(runs_dir: Path) -> pd.DataFrame:
             "hparams": json.dumps(r.get("hparams", {}), sort_keys=True), "hparams_source": r.get("hparams_source", ""),
             "data_label": r.get("data_label"), "data_fingerprint": r.get("data_fingerprint"),
             "code_version": r.get("code_version"), "reduced": r.get("reduced_budget"),
-            "mag_ratio": _min_ratio(r), "run": str(path.parent),
+            "mag_ratio": _min_ratio(r), "finished_at": r.get("finished_at"), "run": str(path.parent),
         })
     return pd.DataFrame(rows)
 

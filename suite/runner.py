@@ -13,6 +13,7 @@ import math
 import time
 import traceback
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -157,6 +158,7 @@ class Runner:
                           "traceback": traceback.format_exc(limit=8)}
             result.update(self._identity_fields(job))
             result["wall_seconds"] = result.get("wall_seconds", 0) + time.time() - t0
+            result["finished_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             write_csv(folder / "log.csv", log)
             write_json(folder / "result.json", result)
             return JobResult(job, folder, result, log=log)

@@ -51,6 +51,16 @@ def test_page_numbers_equal_the_store(runs, tmp_path):
     assert "suite run --setting cifar10-resnet56" in paper
 
 
+def test_rendering_again_reproduces_the_pages(runs, tmp_path):
+    first, second = tmp_path / "a" / "site", tmp_path / "b" / "site"
+    render(runs, first)
+    render(runs, second)
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted(p.name for p in second.iterdir()) and "tiny-fmnist.csv" in names
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
 def test_html_in_stored_fields_is_escaped(runs, tmp_path):
     evil_runs = tmp_path / "runs"
     shutil.copytree(runs, evil_runs)
