@@ -159,3 +159,15 @@ def test_list_json_has_the_promised_fields():
     assert {"greg1", "greg2", "l1", "random", "nni-fpgm", "nni-level"} <= names
     greg1 = next(m for m in methods if m["name"] == "greg1")
     assert greg1["granularity"] == "filter" and greg1["hparams"]["penalty_increment"] == 1e-4
+
+
+def test_total_budget_protocol_gives_equal_iterations(tmp_path):
+    """--budget total: l1 fine-tunes longer by exactly the regularization budget GReg-1 may spend."""
+    runs = tmp_path / "runs"
+    suite("run", "--setting", TINY, "--methods", "greg1,l1", "--budget", "total", "--runs-dir", str(runs), check=0)
+    budgets = {json.loads(p.read_text())["method"]: json.loads(p.read_text())["budget"]
+               for p in runs.glob("tiny-fmnist/*/*/result.json")}
+    # tiny: 1 fine-tune epoch = 4096 // 128 = 32 iterations; GReg-1 may spend (ceil(1/0.1)+1)*1 + 20 = 31
+    assert budgets["l1"] == {**budgets["l1"], "reg_iters": 0, "finetune_iters": 32 + 31, "protocol": "total"}
+    assert budgets["greg1"]["total_iters"] == budgets["l1"]["total_iters"] == 63
+    assert 0 < budgets["greg1"]["reg_iters"] <= 31
