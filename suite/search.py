@@ -95,27 +95,30 @@ def make_sampler(kind: str, seed: int, space: dict):
 
 
 def get_study(storage_url: str, name: str, setting: Setting, method: str, sampler=None, create: bool = True):
-    """Load the study, or create it tagged with its setting and method; refuse a study made for others."""
+    """Load the study, or create it tagged with its setting and method; refuse a study made for others.
+
+    Several workers may start on one new study at once: creation uses ``load_if_exists`` and an untagged
+    study with no trials yet (another worker created it a moment ago and has not tagged it) is tagged
+    with the same values by whoever sees it, which is idempotent. An untagged study that already holds
+    trials was made outside the suite and is refused.
+    """
     storage = open_storage(storage_url)
     names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    if name in names:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
-                                  pruner=optuna.pruners.MedianPruner(n_warmup_steps=1))
-        tags = study.user_attrs
-        want = {"setting": setting.name, "method": method, "ratios": setting.ratios}
-        if any(tags.get(k) != v for k, v in want.items()):
-            raise SuiteError(f"study {name!r} in {storage_url} was made for {tags.get('method')} on "
-                             f"{tags.get('setting')} ratios {tags.get('ratios')}, not {method} on {setting.name} "
-                             f"ratios {setting.ratios}: pass another --study")
-        return study
-    if not create:
+    if name not in names and not create:
         raise SuiteError(f"no study {name!r} in {storage_url}: run 'suite search --setting {setting.name} "
                          f"--method {method}' first, or pass --study/--storage")
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", sampler=sampler,
-                                pruner=optuna.pruners.MedianPruner(n_warmup_steps=1))
-    for k, v in {"setting": setting.name, "method": method, "ratios": setting.ratios,
-                 "metric": "validation top-1"}.items():
-        study.set_user_attr(k, v)
+                                pruner=optuna.pruners.MedianPruner(n_warmup_steps=1), load_if_exists=True)
+    want = {"setting": setting.name, "method": method, "ratios": setting.ratios}
+    tags = study.user_attrs
+    if not tags and not study.get_trials(deepcopy=False):
+        for k, v in {**want, "metric": "validation top-1"}.items():
+            study.set_user_attr(k, v)
+        tags = study.user_attrs
+    if any(tags.get(k) != v for k, v in want.items()):
+        raise SuiteError(f"study {name!r} in {storage_url} was made for {tags.get('method')} on "
+                         f"{tags.get('setting')} ratios {tags.get('ratios')}, not {method} on {setting.name} "
+                         f"ratios {setting.ratios}: pass another --study")
     return study
 
 

@@ -110,3 +110,17 @@ def test_bad_storage_and_foreign_study(tmp_path):
     p = run(BASE + ["--trials", "1", "--runs-dir", str(runs), "--storage", storage, "--study", "mine"], check=2)
     assert "was made for l1" in p.stderr
     assert not runs.exists() or not any(runs.rglob("result.json"))
+
+
+def test_untagged_study_adopted_only_while_empty(tmp_path):
+    """A worker that sees a study another worker just created (not tagged yet) joins it; a foreign
+    untagged study with trials is refused."""
+    setting = get_setting(TINY)
+    storage = f"sqlite:///{tmp_path}/s.db"
+    optuna.create_study(study_name="fresh", storage=storage)  # created, tags not written yet
+    study = search.get_study(storage, "fresh", setting, "greg1")
+    assert study.user_attrs["method"] == "greg1" and study.user_attrs["setting"] == setting.name
+    foreign = optuna.create_study(study_name="foreign", storage=storage)
+    foreign.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    with pytest.raises(SuiteError, match="was made for None"):
+        search.get_study(storage, "foreign", setting, "greg1")
