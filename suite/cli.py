@@ -295,7 +295,8 @@ def cmd_search(args) -> int:
     storage = args.storage or default_storage(runs_dir)
     name = args.study or study_name(setting, args.method)
     check_writable(runs_dir)
-    study = get_study(storage, name, setting, args.method, sampler=make_sampler(args.sampler, args.seed, space))
+    study = get_study(storage, name, setting, args.method, sampler=make_sampler(args.sampler, args.seed, space),
+                      space=space)
     spec = SearchSpec(setting, args.method, args.trials, space, args.sampler, args.seed, args.smoke, args.timeout)
     ft = setting.finetune
     print(f"search {name}: {args.method} on {setting.name} ({data.label}, validation split of {setting.val_size} "

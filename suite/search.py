@@ -7,6 +7,7 @@ never returned to the sampler. Each trial is a stored run, so a re-run study fin
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import warnings
@@ -19,6 +20,7 @@ from methods import registry
 from suite.errors import SuiteError
 from suite.runner import Job, Runner, resolve_hparams
 from suite.settings import Setting
+from suite.store import file_lock
 
 SAMPLERS = ("tpe", "random", "grid")
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the suite prints its own trial lines
@@ -94,27 +96,49 @@ def make_sampler(kind: str, seed: int, space: dict):
     raise SuiteError(f"unknown sampler {kind!r}; use one of {', '.join(SAMPLERS)}")
 
 
-def get_study(storage_url: str, name: str, setting: Setting, method: str, sampler=None, create: bool = True):
+def _creation_lock(url: str):
+    """A file lock beside a local storage (SQLite file or journal) so that workers starting together
+    create, tag and seed a new study once. Remote storages: start the first worker alone."""
+    for prefix in ("journal:", "sqlite:///"):
+        if url.startswith(prefix):
+            return file_lock(Path(url[len(prefix):] + ".lock"))
+    return contextlib.nullcontext()
+
+
+def default_params(setting: Setting, method: str, space: dict) -> dict | None:
+    """The method's defaults for this setting, restricted to the searched parameters; None when a
+    default lies outside a searched range (the trial would not belong to the space)."""
+    base = registry.get(method).Hparams.from_dict(resolve_hparams(setting, method, None)).to_dict()
+    params = {k: base[k] for k in space}
+    return params if all(low <= params[k] <= high for k, (low, high, _) in space.items()) else None
+
+
+def get_study(storage_url: str, name: str, setting: Setting, method: str, sampler=None, create: bool = True,
+              space: dict | None = None):
     """Load the study, or create it tagged with its setting and method; refuse a study made for others.
 
-    Several workers may start on one new study at once: creation uses ``load_if_exists`` and an untagged
-    study with no trials yet (another worker created it a moment ago and has not tagged it) is tagged
-    with the same values by whoever sees it, which is idempotent. An untagged study that already holds
-    trials was made outside the suite and is refused.
+    A new study gets the method's defaults as its first trial (when ``space`` is given and holds
+    them, and the sampler is not a grid), so the search is measured against the defaults on the
+    same validation split. An untagged study that already holds trials was made outside the suite
+    and is refused.
     """
     storage = open_storage(storage_url)
     names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if name not in names and not create:
         raise SuiteError(f"no study {name!r} in {storage_url}: run 'suite search --setting {setting.name} "
                          f"--method {method}' first, or pass --study/--storage")
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", sampler=sampler,
-                                pruner=optuna.pruners.MedianPruner(n_warmup_steps=1), load_if_exists=True)
     want = {"setting": setting.name, "method": method, "ratios": setting.ratios}
-    tags = study.user_attrs
-    if not tags and not study.get_trials(deepcopy=False):
-        for k, v in {**want, "metric": "validation top-1"}.items():
-            study.set_user_attr(k, v)
+    with _creation_lock(storage_url):
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", sampler=sampler,
+                                    pruner=optuna.pruners.MedianPruner(n_warmup_steps=1), load_if_exists=True)
         tags = study.user_attrs
+        if not tags and not study.get_trials(deepcopy=False):
+            for k, v in {**want, "metric": "validation top-1"}.items():
+                study.set_user_attr(k, v)
+            tags = study.user_attrs
+            defaults = default_params(setting, method, space) if space is not None else None
+            if defaults is not None and not isinstance(sampler, optuna.samplers.GridSampler):
+                study.enqueue_trial(defaults, user_attrs={"defaults": True})
     if any(tags.get(k) != v for k, v in want.items()):
         raise SuiteError(f"study {name!r} in {storage_url} was made for {tags.get('method')} on "
                          f"{tags.get('setting')} ratios {tags.get('ratios')}, not {method} on {setting.name} "
@@ -182,6 +206,7 @@ def report(study: optuna.Study) -> str:
     for t in study.trials:
         rows.append({"trial": t.number, "state": t.state.name, **t.params,
                      "val_top1": t.value, "test_top1": t.user_attrs.get("test_top1"),
+                     "defaults": "yes" if t.user_attrs.get("defaults") else "",
                      "error": t.user_attrs.get("error", "")})
     lines = [f"study {study.study_name}: {len(rows)} trials, objective = validation top-1"]
     if rows:
@@ -192,6 +217,10 @@ def report(study: optuna.Study) -> str:
         lines.append(f"best trial {best.number}: validation top-1 {best.value:.2f} "
                      f"(test top-1 {best.user_attrs.get('test_top1', float('nan')):.2f}, not used to choose); "
                      f"params {json.dumps(best.params)}")
+        for d in (t for t in complete if t.user_attrs.get("defaults")):
+            lines.append(f"the method's defaults (trial {d.number}): validation top-1 {d.value:.2f} "
+                         f"(test top-1 {d.user_attrs.get('test_top1', float('nan')):.2f}); best minus defaults "
+                         f"on validation: {best.value - d.value:+.2f} points")
     if len(complete) >= 2:
         try:
             imp = optuna.importance.get_param_importances(study)

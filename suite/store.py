@@ -63,13 +63,13 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 @contextlib.contextmanager
-def job_lock(folder: Path, wait: bool = True):
-    """An exclusive lock on ``folder`` (fcntl.flock on folder/.lock), released on exit or death.
+def file_lock(path: Path, wait: bool = True):
+    """An exclusive fcntl lock on the file ``path`` (created if missing), released on exit or death.
 
     Yields True when held; with ``wait=False`` yields False at once if another process holds it.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as f:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -79,6 +79,13 @@ def job_lock(folder: Path, wait: bool = True):
             yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def job_lock(folder: Path, wait: bool = True):
+    """An exclusive lock on a run or baseline ``folder`` (its .lock file): one worker per job."""
+    with file_lock(folder / ".lock", wait) as held:
+        yield held
 
 
 def check_writable(runs_dir: Path) -> None:

@@ -30,17 +30,23 @@ def _trials(storage, name="tiny-fmnist-greg1"):
 
 def test_study_runs_resumes_and_feeds_run_best(tmp_path):
     runs = tmp_path / "runs"
-    out = run(BASE + ["--trials", "3", "--runs-dir", str(runs)]).stdout
+    space = tmp_path / "space.json"  # a range around the tiny setting's own increment, 0.1
+    space.write_text(json.dumps({"penalty_increment": [0.01, 0.5, "log"]}))
+    out = run(BASE + ["--trials", "3", "--runs-dir", str(runs), "--space", str(space)]).stdout
     storage = f"sqlite:///{runs.resolve()}/search.db"
     trials = _trials(storage)
     assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
     assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 3
     assert "best trial" in out and "validation top-1" in out
+    # the defaults are trial 0, so the search is compared with them on the same split
+    assert trials[0].user_attrs.get("defaults") and not any(t.user_attrs.get("defaults") for t in trials[1:])
+    assert trials[0].params == {"penalty_increment": 0.1, "penalty_ceiling": 1.0}
+    assert "the method's defaults (trial 0)" in out
     for t in trials:  # each trial is a stored run, scored on validation, test kept aside
         result = json.loads((Path(t.user_attrs["run"]) / "result.json").read_text())
         assert result["eval_split"] == "val" and t.value == result["val_top1"]
         assert t.user_attrs["test_top1"] == result["top1"]
-    run(BASE + ["--trials", "4", "--runs-dir", str(runs)])  # continues: adds one, keeps three
+    run(BASE + ["--trials", "4", "--runs-dir", str(runs), "--space", str(space)])  # continues: adds one, keeps three
     trials = _trials(storage)
     assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
     run([sys.executable, "-m", "suite.cli", "run", "--setting", TINY, "--methods", "greg1", "--smoke",
@@ -55,7 +61,9 @@ def test_study_runs_resumes_and_feeds_run_best(tmp_path):
 def test_two_workers_share_a_journal_study(tmp_path):
     runs = tmp_path / "runs"
     journal = tmp_path / "study.journal"
-    cmd = BASE + ["--trials", "4", "--runs-dir", str(runs), "--storage", f"journal:{journal}"]
+    space = tmp_path / "space.json"  # holds the tiny setting's defaults, so the study is seeded with them
+    space.write_text(json.dumps({"penalty_increment": [0.01, 0.5, "log"]}))
+    cmd = BASE + ["--trials", "4", "--runs-dir", str(runs), "--storage", f"journal:{journal}", "--space", str(space)]
     procs = [subprocess.Popen(cmd + ["--seed", str(k)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for k in (1, 2)]
     outs = [p.communicate(timeout=600) for p in procs]
@@ -67,6 +75,7 @@ def test_two_workers_share_a_journal_study(tmp_path):
     finished = [t for t in trials if t.state.name == "COMPLETE"]
     assert 4 <= len(finished) <= 5  # the cap is checked after each trial: a worker may finish one in flight
     assert len({t.number for t in trials}) == len(trials)
+    assert sum(bool(t.user_attrs.get("defaults")) for t in trials) == 1  # seeded once, under the lock
 
 
 def test_objective_is_validation_accuracy_not_test(tmp_path):
