@@ -198,19 +198,29 @@ def run_search(spec: SearchSpec, runner: Runner, study: optuna.Study) -> optuna.
     return study
 
 
+def _reg_iters(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The regularization iterations the trial's stored run spent (read from its result.json):
+    hyperparameters that regularize longer also train longer, and the reader should see that."""
+    f = Path(trial.user_attrs.get("run", "")) / "result.json"
+    if not f.is_file():
+        return None
+    return json.loads(f.read_text()).get("budget", {}).get("reg_iters")
+
+
 def report(study: optuna.Study) -> str:
     """Best parameters, the table of trials, and parameter importances."""
     import pandas as pd
 
     rows = []
     for t in study.trials:
-        rows.append({"trial": t.number, "state": t.state.name, **t.params,
+        rows.append({"trial": t.number, "state": t.state.name, **t.params, "reg_iters": _reg_iters(t),
                      "val_top1": t.value, "test_top1": t.user_attrs.get("test_top1"),
                      "defaults": "yes" if t.user_attrs.get("defaults") else "",
                      "error": t.user_attrs.get("error", "")})
     lines = [f"study {study.study_name}: {len(rows)} trials, objective = validation top-1"]
     if rows:
-        lines.append(pd.DataFrame(rows).to_string(index=False))
+        table = pd.DataFrame(rows).astype({"reg_iters": "Int64"})  # whole iterations, <NA> for pruned trials
+        lines.append(table.to_string(index=False))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         best = study.best_trial
