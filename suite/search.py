@@ -101,7 +101,9 @@ def _creation_lock(url: str):
     create, tag and seed a new study once. Remote storages: start the first worker alone."""
     for prefix in ("journal:", "sqlite:///"):
         if url.startswith(prefix):
-            return file_lock(Path(url[len(prefix):] + ".lock"))
+            # not PATH.lock: Optuna's journal backend takes that name for its own lock and
+            # deletes it as stale after 30 s
+            return file_lock(Path(url[len(prefix):] + ".create-lock"))
     return contextlib.nullcontext()
 
 
