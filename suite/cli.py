@@ -259,6 +259,8 @@ def cmd_run(args) -> int:
         jr = runner.run(job)
         r = jr.result
         state = "cached" if jr.cached else r["status"]
+        if "same_training_as" in r:
+            state = f"same training as paper-protocol run {r['same_training_as']}"
         detail = (f"top-1 {r['top1']:.2f} (before/after removal {r['acc_before_removal']:.1f}/"
                   f"{r['acc_after_removal']:.1f}), {r['speedup']:.2f}x FLOPs"
                   if r["status"] != "failed" else r["error"])

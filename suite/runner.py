@@ -12,7 +12,7 @@ import itertools
 import math
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from suite.measure import count_flops, count_params, evaluate, latency
 from suite.models import example_input
 from suite.settings import Setting
 from suite.store import (RECIPE_VERSION, code_version, content_hash, job_lock, read_json, write_csv,
-                         write_json)
+                         write_atomic, write_json)
 from suite.surgery import MaskKeeper, remove_filters, sparsity
 from suite.train import load_checkpoint, save_atomic, train
 
@@ -138,6 +138,9 @@ class Runner:
             cached = self.stored(job)
             if cached is not None:
                 return JobResult(job, folder, cached, cached=True)
+            twin = self._paper_twin(job, folder)
+            if twin is not None:
+                return twin
             log: list[dict] = []
             config = {**job.identity(self.data.fingerprint), "data_label": self.data.label,
                       "data_source": self.data.source, "torch": torch.__version__, "device": str(self.device),
@@ -162,6 +165,26 @@ class Runner:
             write_csv(folder / "log.csv", log)
             write_json(folder / "result.json", result)
             return JobResult(job, folder, result, log=log)
+
+    def _paper_twin(self, job: Job, folder: Path) -> JobResult | None:
+        """Under ``total``, a run whose regularization already spent the whole nominal budget gets no
+        extra fine-tuning, so it is the very computation of its paper-protocol twin: when that twin
+        is stored, its result is taken (marked ``same_training_as``) instead of training again."""
+        if job.protocol != "total":
+            return None
+        paper = replace(job, protocol="paper")
+        twin = self.stored(paper)
+        if twin is None or twin["budget"]["reg_iters"] < nominal_reg_iters(self.setting):
+            return None
+        twin_folder = paper.folder(self.runs_dir, self.data.fingerprint)
+        write_json(folder / "config.json", {**read_json(twin_folder / "config.json"),
+                                            **job.identity(self.data.fingerprint)})
+        if (twin_folder / "log.csv").exists():
+            write_atomic(folder / "log.csv", (twin_folder / "log.csv").read_text())
+        result = {**twin, **self._identity_fields(job), "budget": {**twin["budget"], "protocol": "total"},
+                  "same_training_as": twin_folder.name, "code_version": twin["code_version"]}
+        write_json(folder / "result.json", result)
+        return JobResult(job, folder, result, cached=True)
 
     def _identity_fields(self, job: Job) -> dict:
         return {"setting": self.setting.name, "method": job.method, "seed": job.seed,

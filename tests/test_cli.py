@@ -171,3 +171,26 @@ def test_total_budget_protocol_gives_equal_iterations(tmp_path):
     assert budgets["l1"] == {**budgets["l1"], "reg_iters": 0, "finetune_iters": 32 + 31, "protocol": "total"}
     assert budgets["greg1"]["total_iters"] == budgets["l1"]["total_iters"] == 63
     assert 0 < budgets["greg1"]["reg_iters"] <= 31
+
+
+def test_total_protocol_reuses_a_paper_run_that_spent_the_whole_budget(tmp_path):
+    """A GReg run that used the whole nominal regularization budget gets no extra fine-tuning under
+    --budget total, so the runner takes its paper-protocol twin; the taken result must equal a
+    total-protocol run computed from scratch."""
+    hp = tmp_path / "hp.json"  # no early stop on the magnitude ratio: the full 31 iterations are spent
+    hp.write_text('{"greg1": {"mag_ratio_limit": 1e30}}')
+    common = ["--setting", TINY, "--methods", "greg1", "--hparams", str(hp)]
+    fresh, reused = tmp_path / "fresh", tmp_path / "reused"
+    suite("run", *common, "--budget", "total", "--runs-dir", str(fresh), check=0)
+    suite("run", *common, "--runs-dir", str(reused), check=0)
+    suite("run", *common, "--budget", "total", "--runs-dir", str(reused), check=0)
+    computed = json.loads(next(fresh.glob("tiny-fmnist/greg1/*/result.json")).read_text())
+    by_protocol = {}
+    for f in reused.glob("tiny-fmnist/greg1/*/result.json"):
+        r = json.loads(f.read_text())
+        by_protocol[r["protocol"]] = (f.parent.name, r)
+    (paper_folder, paper), (_, taken) = by_protocol["paper"], by_protocol["total"]
+    assert "same_training_as" not in computed and taken["same_training_as"] == paper_folder
+    assert taken["budget"] == computed["budget"] == {**paper["budget"], "protocol": "total"}
+    for key in ("top1", "top5", "acc_before_removal", "acc_after_removal", "flops", "params", "pruned_filters"):
+        assert taken[key] == computed[key], key
