@@ -249,9 +249,10 @@ def cmd_run(args) -> int:
             print(f"  {'cached' if j in cached else 'to run':<7} {j.method:<20} seed {j.seed}  "
                   f"{j.folder(runs_dir, data.fingerprint)}")
         bpe = data.batches_per_epoch(setting.finetune.batch_size)
+        reg = [nominal_reg_iters(setting, j.hparams) for j in jobs if "penalty_increment" in j.hparams]
         print(f"{len(jobs) - len(cached)} to run, {len(cached)} cached; each: fine-tune {setting.finetune.epochs} "
-              f"epochs ({setting.finetune.epochs * bpe} iterations), regularization up to "
-              f"{nominal_reg_iters(setting)} iterations for GReg")
+              f"epochs ({setting.finetune.epochs * bpe} iterations)"
+              + (f", regularization up to {max(reg)} iterations for GReg" if reg else ""))
         return 0
     results = []
     for i, job in enumerate(jobs, 1):

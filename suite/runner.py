@@ -82,11 +82,12 @@ def plan(setting: Setting, methods: list[str], seeds: list[int], *, protocol: st
     return jobs
 
 
-def nominal_reg_iters(setting: Setting) -> int:
+def nominal_reg_iters(setting: Setting, hparams: dict | None = None) -> int:
     """The regularization budget a GReg-1 run can spend at this setting: ceil(tau/delta)+1 updates
     every K_u iterations, then K_s to stabilize, capped by the setting's max_iters. Under the
-    ``total`` protocol every method's regularization + fine-tuning adds up to fine-tune + this."""
-    hp = resolve_hparams(setting, "greg1", None)
+    ``total`` protocol every method's regularization + fine-tuning adds up to fine-tune + this
+    (with the setting's defaults). ``hparams``: the same for given GReg hyperparameters."""
+    hp = hparams or resolve_hparams(setting, "greg1", None)
     updates = math.ceil(hp["penalty_ceiling"] / hp["penalty_increment"]) + 1
     return min(updates * hp["update_interval"] + hp["stabilize_iters"], setting.prune.max_iters)
 

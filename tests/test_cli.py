@@ -194,3 +194,17 @@ def test_total_protocol_reuses_a_paper_run_that_spent_the_whole_budget(tmp_path)
     assert taken["budget"] == computed["budget"] == {**paper["budget"], "protocol": "total"}
     for key in ("top1", "top5", "acc_before_removal", "acc_after_removal", "flops", "params", "pruned_filters"):
         assert taken[key] == computed[key], key
+
+
+def test_dry_run_plans_without_training(tmp_path):
+    runs = tmp_path / "runs"
+    hp = tmp_path / "hp.json"
+    hp.write_text('{"greg1": {"penalty_increment": 0.05}}')
+    p = suite("run", "--setting", TINY, "--methods", "greg1,l1", "--seeds", "2", "--hparams", str(hp),
+              "--dry-run", "--runs-dir", str(runs), check=0)
+    assert p.stdout.count("to run ") == 4 and "4 to run, 0 cached" in p.stdout
+    # tiny: (ceil(1 / 0.05) + 1) updates every iteration + 20 to stabilize = 41, from the given hparams
+    assert "regularization up to 41 iterations for GReg" in p.stdout
+    assert not list(runs.rglob("result.json")) and not list(runs.rglob("*.pt"))
+    p = suite("run", "--setting", TINY, "--methods", "l1", "--dry-run", "--runs-dir", str(runs), check=0)
+    assert "regularization" not in p.stdout.splitlines()[-1]
