@@ -57,9 +57,18 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
                 reg_iters=("reg_iters", "mean"), finetune_epochs=("finetune_epochs", "mean"),
                 before_removal=("acc_before_removal", "mean"), after_removal=("acc_after_removal", "mean"),
                 mag_ratio=("mag_ratio", "mean"), runs=("run", list), top1_values=("top1", list)).reset_index()
+    out["label"] = [label(m, src) for m, src in zip(out.method, out.hparams_source)]
     out["delta"] = out.top1_mean - out.baseline_top1
     out["param_reduction"] = out.baseline_params / out.params
     return out
+
+
+def label(method: str, hparams_source: str) -> str:
+    """How a row is named: a method with tuned or user-given hyperparameters is another entry than
+    the same method with its defaults, and must not share its row, its best mark or its series."""
+    if not hparams_source or hparams_source == "default":
+        return method
+    return f"{method} (tuned)" if hparams_source.startswith("tuned") else f"{method} (own hparams)"
 
 
 def within_noise(a: list[float], b: list[float], alpha: float = 0.05) -> bool | None:
@@ -73,7 +82,7 @@ def within_noise(a: list[float], b: list[float], alpha: float = 0.05) -> bool | 
 
 # ---------------------------------------------------------------------------- the chart
 def svg_chart(agg: pd.DataFrame, baseline: float | None, width: int = 560, height: int = 320) -> dict:
-    """Coordinates for an inline SVG: top-1 vs FLOPs speedup, one series per method, error bars."""
+    """Coordinates for an inline SVG: top-1 vs FLOPs speedup, one series per row label, error bars."""
     if agg.empty:
         return {}
     xs = agg.speedup.tolist()
@@ -92,7 +101,7 @@ def svg_chart(agg: pd.DataFrame, baseline: float | None, width: int = 560, heigh
 
     palette = ["#1b6ac9", "#d1495b", "#2a9d8f", "#e9a03b", "#6c4ab6", "#555555", "#8ab17d", "#b5651d"]
     series = []
-    for i, (method, part) in enumerate(agg.sort_values("speedup").groupby("method", sort=False)):
+    for i, (method, part) in enumerate(agg.sort_values("speedup").groupby("label", sort=False)):
         pts = [{"x": px(r.speedup), "y": py(r.top1_mean), "y0": py(r.top1_mean - (r.top1_std or 0)),
                 "y1": py(r.top1_mean + (0 if pd.isna(r.top1_std) else r.top1_std)),
                 "label": f"{method}: {r.top1_mean:.2f} at {r.speedup:.2f}x (n={r.n})"}
@@ -144,7 +153,7 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
         for r in part.itertuples():
             noise = None if r.Index == best.name else within_noise(best.top1_values, r.top1_values)
             rows.append({
-                "method": r.method, "top1": r.top1_mean, "std": 0.0 if pd.isna(r.top1_std) else r.top1_std,
+                "method": r.label, "top1": r.top1_mean, "std": 0.0 if pd.isna(r.top1_std) else r.top1_std,
                 "n": r.n, "delta": r.delta, "params": r.params, "param_reduction": r.param_reduction,
                 "speedup": r.speedup, "latency_speedup": r.latency_speedup, "latency_device": r.latency_device,
                 "reg_iters": int(r.reg_iters or 0), "finetune_epochs": r.finetune_epochs,
@@ -191,12 +200,12 @@ def render(runs_dir: Path, out_dir: Path) -> list[Path]:
             code_versions=sorted(set(runs.code_version)) if not runs.empty else [],
             baseline=float(agg.baseline_top1.mean()) if not agg.empty else None,
             tables=_target_tables(agg, out_dir) if not agg.empty else [],
-            chart=svg_chart(agg, float(agg.baseline_top1.mean())) if not agg.empty else {},
+            chart=svg_chart(agg[agg.protocol == "paper"], float(agg.baseline_top1.mean())) if not agg.empty else {},
             failed=failed.to_dict("records"), command=cmd, csv=csv_path.name if not agg.empty else None)
         path = out_dir / f"{name}.html"
         write_atomic(path, page)
         written.append(path)
-        best = (agg.sort_values("top1_mean", ascending=False).groupby("method", sort=False).head(1)
+        best = (agg.sort_values("top1_mean", ascending=False).groupby("label", sort=False).head(1)
                 if not agg.empty else pd.DataFrame())
         index_rows.append({"name": name, "page": path.name, "setting": setting, "runs": len(runs),
                            "paper": paper is not None, "best": best.to_dict("records")})

@@ -120,3 +120,28 @@ def test_real_browser_sorts_and_renders(runs, tmp_path):
     img = Image.open(shot).convert("L")
     colors = img.getcolors(maxcolors=1 << 16)
     assert img.size[0] >= 1000 and colors is not None and len(colors) > 20  # not a blank page
+
+
+def test_tuned_runs_are_their_own_row_and_series(runs, tmp_path):
+    """A method run with tuned hyperparameters is another entry than its defaults: its own row,
+    mean and chart series; equal-total runs stay out of the (paper-protocol) chart."""
+    variant_runs = tmp_path / "runs"
+    shutil.copytree(runs, variant_runs)
+    for k, src in enumerate(sorted(variant_runs.glob("tiny-fmnist/l1/*"))):
+        for kind, changes in (("tuned", {"hparams_source": "tuned: study s, 3 trials, validation top-1",
+                                         "top1": 11.0 + k}),
+                              ("total", {"protocol": "total", "top1": 22.0 + k})):
+            dst = variant_runs / "tiny-fmnist" / "l1" / f"{kind}{k}"
+            dst.mkdir()
+            r = json.loads((src / "result.json").read_text())
+            (dst / "result.json").write_text(json.dumps({**r, **changes}))
+    out = tmp_path / "site"
+    render(variant_runs, out)
+    rows = {(r["label"], r["protocol"]): r for r in csv.DictReader(open(out / "tiny-fmnist.csv"))}
+    assert set(rows) == {("l1", "paper"), ("l1 (tuned)", "paper"), ("random", "paper"), ("l1", "total")}
+    assert float(rows[("l1 (tuned)", "paper")]["top1_mean"]) == 11.5
+    assert float(rows[("l1", "total")]["top1_mean"]) == 22.5
+    page = (out / "tiny-fmnist.html").read_text()
+    chart = page[page.index("<svg"):page.index("</svg>")]
+    assert ">l1 (tuned)</text>" in chart and ">l1</text>" in chart and "22.50" not in chart
+    assert "<td>l1 (tuned)</td>" in page and "Equal total training" in page
