@@ -144,9 +144,19 @@ def _env() -> jinja2.Environment:
                               undefined=jinja2.StrictUndefined)
 
 
+def _unique_best(rows: list[dict], col: str) -> str | None:
+    """The row that leads ``col`` (rounded as shown), or None when rows tie: a tie has no best."""
+    shown = sorted((round(r[col], 2), r["method"]) for r in rows)
+    if len(shown) > 1 and shown[-1][0] == shown[-2][0]:
+        return None
+    return shown[-1][1]
+
+
 def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
     tables = []
-    for (ratios, skip, protocol), part in agg.groupby(["ratios", "skip", "protocol"], sort=False, dropna=False):
+    # targets from the mildest to the strongest pruning, each with the paper's protocol first
+    order = agg.assign(_total=agg.protocol == "total").sort_values(["speedup", "ratios", "_total"], kind="stable")
+    for (ratios, skip, protocol), part in order.groupby(["ratios", "skip", "protocol"], sort=False, dropna=False):
         part = part.sort_values("top1_mean", ascending=False)
         best = part.iloc[0]
         rows = []
@@ -161,7 +171,7 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
                 "hparams": r.hparams, "hparams_source": r.hparams_source, "within_noise": noise,
                 "configs": [os.path.relpath(Path(p) / "config.json", out_dir) for p in r.runs],
             })
-        marks = {col: max(rows, key=lambda x: x[col])["method"] for col in ("top1", "speedup", "latency_speedup")}
+        marks = {col: _unique_best(rows, col) for col in ("top1", "speedup", "latency_speedup")}
         tables.append({"ratios": ratios, "skip": skip, "protocol": protocol, "rows": rows, "best": marks})
     return tables
 

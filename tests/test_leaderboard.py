@@ -145,3 +145,21 @@ def test_tuned_runs_are_their_own_row_and_series(runs, tmp_path):
     chart = page[page.index("<svg"):page.index("</svg>")]
     assert ">l1 (tuned)</text>" in chart and ">l1</text>" in chart and "22.50" not in chart
     assert "<td>l1 (tuned)</td>" in page and "Equal total training" in page
+
+
+def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
+    from suite.leaderboard import _target_tables
+    import pandas as pd
+
+    def row(ratios, protocol, method, top1, speedup):
+        return {"ratios": ratios, "skip": "", "protocol": protocol, "method": method, "label": method,
+                "top1_mean": top1, "top1_std": 0.1, "n": 3, "delta": 0.0, "params": 1.0, "param_reduction": 1.0,
+                "speedup": speedup, "latency_speedup": 1.5, "latency_device": "cpu", "reg_iters": 0,
+                "finetune_epochs": 3.0, "before_removal": 90.0, "after_removal": 10.0, "mag_ratio": None,
+                "hparams": "{}", "hparams_source": "default", "runs": [], "top1_values": [top1, top1 + 0.2]}
+    agg = pd.DataFrame([row("0.9", "total", "l1", 80.0, 16.8), row("0.9", "paper", "l1", 76.0, 16.8),
+                        row("0.9", "paper", "greg1", 75.0, 16.8), row("0.5", "paper", "l1", 89.0, 2.9)])
+    tables = _target_tables(agg, tmp_path)
+    assert [(t["ratios"], t["protocol"]) for t in tables] == [("0.5", "paper"), ("0.9", "paper"), ("0.9", "total")]
+    marks = tables[1]["best"]
+    assert marks["top1"] == "l1" and marks["speedup"] is None and marks["latency_speedup"] is None  # ties
