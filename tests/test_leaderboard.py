@@ -161,5 +161,10 @@ def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
                         row("0.9", "paper", "greg1", 75.0, 16.8), row("0.5", "paper", "l1", 89.0, 2.9)])
     tables = _target_tables(agg, tmp_path)
     assert [(t["ratios"], t["protocol"]) for t in tables] == [("0.5", "paper"), ("0.9", "paper"), ("0.9", "total")]
+    lone = row("0.9", "paper", "lucky", 99.0, 16.8)
+    lone.update(n=1, top1_values=[99.0])
+    rows = _target_tables(pd.concat([agg, pd.DataFrame([lone])], ignore_index=True), tmp_path)[1]["rows"]
+    noise = {r["method"]: r["within_noise"] for r in rows}  # tested against l1 (n = 3), not the 1-seed row
+    assert noise == {"lucky": None, "l1": None, "greg1": False}
     marks = tables[1]["best"]
     assert marks["top1"] == "l1" and marks["speedup"] is None and marks["latency_speedup"] is None  # ties
