@@ -110,7 +110,7 @@ def _creation_lock(url: str):
 def default_params(setting: Setting, method: str, space: dict) -> dict | None:
     """The method's defaults for this setting, restricted to the searched parameters; None when a
     default lies outside a searched range (the trial would not belong to the space)."""
-    base = registry.get(method).Hparams.from_dict(resolve_hparams(setting, method, None)).to_dict()
+    base = resolve_hparams(setting, method, None)  # already checked and serialised by the class
     params = {k: base[k] for k in space}
     return params if all(low <= params[k] <= high for k, (low, high, _) in space.items()) else None
 
