@@ -165,7 +165,7 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
         for r in part.itertuples():
             noise = None if r.Index == best.name else within_noise(best.top1_values, r.top1_values)
             rows.append({
-                "method": r.label, "top1": r.top1_mean, "std": 0.0 if pd.isna(r.top1_std) else r.top1_std,
+                "method": r.label, "top1": r.top1_mean, "std": None if pd.isna(r.top1_std) else r.top1_std,  # one seed: no spread to show
                 "n": r.n, "delta": r.delta, "params": r.params, "param_reduction": r.param_reduction,
                 "speedup": r.speedup, "latency_speedup": r.latency_speedup, "latency_device": r.latency_device,
                 "reg_iters": int(r.reg_iters or 0), "finetune_epochs": r.finetune_epochs,

@@ -51,6 +51,22 @@ def test_page_numbers_equal_the_store(runs, tmp_path):
     assert "suite run --setting cifar10-resnet56" in paper
 
 
+def test_one_seed_shows_no_spread(runs, tmp_path):
+    """A method with one seed has no std: the page must not print a made-up "+- 0.00"."""
+    one = tmp_path / "runs"
+    shutil.copytree(runs, one)
+    seed1 = [p.parent for p in one.glob("tiny-fmnist/random/*/result.json")
+             if json.loads(p.read_text())["seed"] == 1]
+    assert len(seed1) == 1
+    shutil.rmtree(seed1[0])
+    render(one, tmp_path / "site")
+    page = (tmp_path / "site" / "tiny-fmnist.html").read_text()
+    top1 = [r["top1"] for r in _results(one) if r["method"] == "random"]
+    assert len(top1) == 1
+    assert f"{top1[0]:.2f} (1)" in page and f"{top1[0]:.2f} &plusmn;" not in page
+    assert "too few seeds to test" in page
+
+
 def test_rendering_again_reproduces_the_pages(runs, tmp_path):
     first, second = tmp_path / "a" / "site", tmp_path / "b" / "site"
     render(runs, first)
