@@ -71,8 +71,7 @@ def format_summary(summary: pd.DataFrame) -> str:
         lines.append(f"{setting}  ratios {ratios}  budget protocol: {protocol}  baseline top-1 {base:.2f}")
         table = pd.DataFrame({
             "method": part.method,
-            "top-1": [f"{m:.2f} +- {0 if pd.isna(s) else s:.2f} (n={n})"
-                      for m, s, n in zip(part.top1_mean, part.top1_std, part.n)],
+            "top-1": [_mean_spread(m, s, n) for m, s, n in zip(part.top1_mean, part.top1_std, part.n)],
             "vs base": part.delta.map(lambda d: f"{d:+.2f}"),
             "before/after removal": [f"{b:.1f} / {a:.1f}" for b, a in zip(part.before_removal, part.after_removal)],
             "params": part.params.map(lambda p: f"{p / 1e6:.3f}M"),
@@ -83,3 +82,8 @@ def format_summary(summary: pd.DataFrame) -> str:
         lines.append(table.to_string(index=False))
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def _mean_spread(mean: float, std: float, n: int) -> str:
+    """``mean +- std (n=N)``; one seed has no spread, so none is shown (a ``+- 0.00`` would claim one)."""
+    return f"{mean:.2f} (n={n})" if n < 2 else f"{mean:.2f} +- {std:.2f} (n={n})"
