@@ -5,6 +5,7 @@ silently costs ~3 points: GREG_SPEC.md, "Known reproduction traps").
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,37 @@ class Baseline:
 def baseline_key(setting: Setting, seed: int, data: Data) -> str:
     return content_hash({"dataset": setting.dataset, "model": setting.model, "recipe": setting.baseline.to_dict(),
                          "seed": seed, "data": data.fingerprint, "recipe_version": RECIPE_VERSION})
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 (16 hex digits) of a model's parameters and buffers, byte for byte.
+
+    Two trainings with the same recipe give equal digests only if they ended with identical weights.
+    """
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_reproduced(recorded: dict, top1: float, digest: str, folder: Path) -> None:
+    """Raise unless a retrained baseline matches the record that runs were stored against.
+
+    Published runs keep ``meta.json`` but not the weights, so a fresh clone retrains the baseline
+    under the same key; a different result (another device, torch or data copy) would silently
+    mix two baselines in one comparison.
+    """
+    same_top1 = abs(float(recorded.get("top1", float("nan"))) - top1) < 1e-9
+    same_weights = recorded.get("weights_sha256") in (None, digest)
+    if not (same_top1 and same_weights):
+        raise SuiteError(
+            f"the retrained baseline in {folder} differs from its record (top-1 {top1} vs {recorded.get('top1')}, "
+            f"weights {digest} vs {recorded.get('weights_sha256', 'not recorded')}; recorded on "
+            f"{recorded.get('device')} with torch {recorded.get('torch')}, now {torch.__version__}). Runs stored "
+            f"in this runs dir started from the recorded weights: put that model.pt back in the folder, or use "
+            f"another --runs-dir for a fresh comparison. The new weights are kept as model.retrained.pt.")
 
 
 def load_user_baseline(setting: Setting, path: Path, data: Data, device: torch.device) -> Baseline:
@@ -65,6 +97,12 @@ def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device
             model.load_state_dict(load_checkpoint(final))
             meta = read_json(folder / "meta.json")
             return Baseline(model.to(device), meta["top1"], key, final)
+        if (folder / "model.retrained.pt").exists():
+            raise SuiteError(f"an earlier retraining of the baseline in {folder} did not reproduce its record "
+                             f"(kept as model.retrained.pt): put the recorded model.pt back in the folder, or "
+                             f"use another --runs-dir for a fresh comparison")
+        # A record without weights: a published runs dir on a new machine. Retrain and check.
+        recorded = read_json(folder / "meta.json") if (folder / "meta.json").exists() else None
         torch.manual_seed(seed)
         model = setting.build_model()  # re-built after seeding: its init depends only on the seed
         t0 = time.time()
@@ -74,12 +112,23 @@ def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device
             kw["total_steps"] = min(kw["total_steps"], 20)
         outcome = train(model, data, **kw)
         top1 = evaluate(model, data.eval_batches("test", 500, device), device)["top1"]
-        write_csv(folder / "log.csv", outcome.history)
-        write_json(folder / "meta.json", {
-            "setting": setting.name, "seed": seed, "top1": top1, "recipe": setting.baseline.to_dict(),
-            "data_fingerprint": data.fingerprint, "steps": outcome.steps, "train_seconds": outcome.seconds,
-            "wall_seconds": time.time() - t0, "code_version": code_version(), "torch": torch.__version__,
-            "device": str(device), "smoke": smoke})
+        digest = weights_digest(model)
+        trained = {"code_version": code_version(), "torch": torch.__version__, "device": str(device),
+                   "weights_sha256": digest, "train_seconds": outcome.seconds, "wall_seconds": time.time() - t0}
+        if recorded is None:
+            write_csv(folder / "log.csv", outcome.history)
+            write_json(folder / "meta.json", {
+                "setting": setting.name, "seed": seed, "top1": top1, "recipe": setting.baseline.to_dict(),
+                "data_fingerprint": data.fingerprint, "steps": outcome.steps, "smoke": smoke, **trained})
+        else:
+            try:
+                check_reproduced(recorded, top1, digest, folder)
+            except SuiteError:
+                save_atomic(model.state_dict(), folder / "model.retrained.pt")
+                (folder / "train.ckpt").unlink(missing_ok=True)
+                raise
+            # The record the runs cite stays as it was; the retraining is added beside it.
+            write_json(folder / "meta.json", {**recorded, "reproduced": recorded.get("reproduced", []) + [trained]})
         save_atomic(model.state_dict(), final)  # written last: its presence means "done"
         (folder / "train.ckpt").unlink(missing_ok=True)
         return Baseline(model, top1, key, final)
