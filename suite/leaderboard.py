@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 from pathlib import Path
 
 import jinja2
@@ -178,6 +179,16 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
     return tables
 
 
+def fill_commands(setting) -> list[str]:
+    """The `suite run` lines that would fill a setting's page: its own target with every method,
+    then each other target the paper reports (Table 1 compares L1 and GReg-1 there)."""
+    base = ["suite", "run", "--setting", setting.name]
+    data = ["--data-dir", "DIR"] if setting.dataset in ("cifar10", "cifar100", "imagenet") else []
+    lines = [base + ["--methods", "greg1,greg2,l1", "--seeds", "3"] + data]
+    lines += [base + ["--ratios", t, "--methods", "greg1,l1", "--seeds", "3"] + data for t in setting.targets]
+    return [shlex.join(line) for line in lines]
+
+
 def render(runs_dir: Path, out_dir: Path) -> list[Path]:
     """Write index.html, one page (+ CSV) per setting that has runs or paper rows; return the paths.
 
@@ -203,8 +214,7 @@ def render(runs_dir: Path, out_dir: Path) -> list[Path]:
         if not agg.empty:
             write_atomic(csv_path, agg.drop(columns=["runs", "top1_values"]).to_csv(index=False))
         first = runs.iloc[0] if not runs.empty else None
-        cmd = f"suite run --setting {name} --methods greg1,greg2,l1 --seeds 3" + (
-            " --data-dir DIR" if setting and setting.dataset in ("cifar10", "cifar100", "imagenet") else "")
+        commands = fill_commands(setting) if setting else []
         page = env.get_template("setting.html").render(
             name=name, setting=setting, paper=paper, paper_source=PAPER, stamp=_latest(runs),
             data_label=first.data_label if first is not None else (setting.dataset if setting else "?"),
@@ -213,7 +223,7 @@ def render(runs_dir: Path, out_dir: Path) -> list[Path]:
             baseline=float(agg.baseline_top1.mean()) if not agg.empty else None,
             tables=_target_tables(agg, out_dir) if not agg.empty else [],
             chart=svg_chart(agg[agg.protocol == "paper"], float(agg.baseline_top1.mean())) if not agg.empty else {},
-            failed=failed.to_dict("records"), command=cmd, csv=csv_path.name if not agg.empty else None)
+            failed=failed.to_dict("records"), commands=commands, csv=csv_path.name if not agg.empty else None)
         path = out_dir / f"{name}.html"
         write_atomic(path, page)
         written.append(path)

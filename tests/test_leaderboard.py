@@ -1,5 +1,6 @@
 """Leaderboard pages from tiny real runs: numbers equal the store, escaping, and a real browser."""
 import csv
+import html
 import json
 import os
 import shutil
@@ -48,7 +49,10 @@ def test_page_numbers_equal_the_store(runs, tmp_path):
     assert 'href="tiny-fmnist.html"' in index and 'href="cifar10-resnet56.html"' in index
     paper = (out / "cifar10-resnet56.html").read_text()
     assert "Reported in the paper" in paper and "93.36" in paper and "No runs here yet" in paper
-    assert "suite run --setting cifar10-resnet56" in paper
+    shown = html.unescape(paper)
+    assert "suite run --setting cifar10-resnet56 --methods greg1,greg2,l1 --seeds 3 --data-dir DIR" in shown
+    for target in ("[0,0.5,0.5,0.5,0]", "[0,0.7,0.7,0.7,0]", "[0,0.9,0.9,0.9,0]"):  # Table 1's 1.99x, 3.59x, 11.41x
+        assert f"suite run --setting cifar10-resnet56 --ratios '{target}' --methods greg1,l1 --seeds 3" in shown
 
 
 def test_one_seed_shows_no_spread(runs, tmp_path):
