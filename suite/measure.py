@@ -6,6 +6,7 @@ GReg paper's convention (conv + linear only, multiply-adds doubled; ResNet-56 = 
 """
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -51,6 +52,24 @@ def evaluate(model: nn.Module, batches, device: torch.device) -> dict:
         n += y.numel()
     model.train(was_training)
     return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss / n, "n": n}
+
+
+def processor(device: torch.device) -> str:
+    """The chip that ran it: the GPU's name, or the CPU's model name.
+
+    Recorded with every baseline and run because both depend on it: latency obviously, and the
+    trained weights too (CPU kernels round differently across chips, so a baseline trained on one
+    CPU is not bit-identical to the same recipe on another).
+    """
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from suite import data as datasets
 from suite.baseline import Baseline, get_baseline
 from suite.data import Data
 from suite.errors import SuiteError
-from suite.measure import count_flops, count_params, evaluate, latency
+from suite.measure import count_flops, count_params, evaluate, latency, processor
 from suite.models import example_input
 from suite.settings import Setting
 from suite.store import (RECIPE_VERSION, code_version, content_hash, job_lock, read_json, write_csv,
@@ -145,6 +145,7 @@ class Runner:
             log: list[dict] = []
             config = {**job.identity(self.data.fingerprint), "data_label": self.data.label,
                       "data_source": self.data.source, "torch": torch.__version__, "device": str(self.device),
+                      "processor": processor(self.device),
                       "code_version": code_version(), "hparams_source": job.hparams_source}
             write_json(folder / "config.json", config)
             t0 = time.time()

@@ -7,6 +7,7 @@ import torch
 
 from suite.baseline import get_baseline, weights_digest
 from suite.errors import SuiteError
+from suite.measure import processor
 from suite.settings import get_setting
 
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
@@ -40,13 +41,14 @@ def test_record_without_weights_is_retrained_and_kept(trained, small_fmnist, tmp
     assert {k: v for k, v in meta.items() if k != "reproduced"} == recorded  # the cited record is untouched
     assert meta["reproduced"][0]["weights_sha256"] == recorded["weights_sha256"] == weights_digest(again.model)
     assert again.path.exists()
+    assert recorded["processor"] == meta["reproduced"][0]["processor"] == processor(CPU) != ""
 
 
 def test_retraining_that_differs_stops_with_the_fix(trained, small_fmnist, tmp_path):
     setting, first, folder = trained
     meta = json.loads((folder / "meta.json").read_text())
     (folder / "meta.json").write_text(json.dumps({**meta, "top1": meta["top1"] + 1}))  # as if trained elsewhere
-    with pytest.raises(SuiteError, match="differs from its record.*put that model.pt back"):
+    with pytest.raises(SuiteError, match=r"differs from its record: top-1 .*trained now on .*put that model.pt back"):
         get_baseline(setting, small_fmnist, 0, tmp_path, CPU, smoke=True)
     assert (folder / "model.retrained.pt").exists() and not (folder / "model.pt").exists()
     assert json.loads((folder / "meta.json").read_text())["top1"] == meta["top1"] + 1
