@@ -25,8 +25,9 @@ from suite.train import load_checkpoint, recipe_trainer, save_atomic, train
 class Baseline:
     model: nn.Module
     top1: float
-    key: str  # content hash ("user" for a --baseline file)
+    key: str  # hash of the recipe that trains it, or "user-" + its weights' digest for a --baseline file
     path: Path
+    digest: str  # weights_digest(model): which weights every run of a comparison started from
 
 
 def baseline_key(setting: Setting, seed: int, data: Data) -> str:
@@ -84,8 +85,8 @@ def load_user_baseline(setting: Setting, path: Path, data: Data, device: torch.d
                          f"{first}") from None
     model.to(device)
     top1 = evaluate(model, data.eval_batches("test", 500, device), device)["top1"]
-    return Baseline(model, top1, "user-" + content_hash({"file": str(path.resolve()), "size": path.stat().st_size}),
-                    path)
+    digest = weights_digest(model)
+    return Baseline(model, top1, "user-" + digest, path, digest)
 
 
 def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device: torch.device,
@@ -99,7 +100,7 @@ def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device
         if final.exists():
             model.load_state_dict(load_checkpoint(final))
             meta = read_json(folder / "meta.json")
-            return Baseline(model.to(device), meta["top1"], key, final)
+            return Baseline(model.to(device), meta["top1"], key, final, weights_digest(model))
         if (folder / "model.retrained.pt").exists():
             raise SuiteError(f"an earlier retraining of the baseline in {folder} did not reproduce its record "
                              f"(kept as model.retrained.pt): put the recorded model.pt back in the folder, or "
@@ -135,4 +136,4 @@ def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device
             write_json(folder / "meta.json", {**recorded, "reproduced": recorded.get("reproduced", []) + [trained]})
         save_atomic(model.state_dict(), final)  # written last: its presence means "done"
         (folder / "train.ckpt").unlink(missing_ok=True)
-        return Baseline(model, top1, key, final)
+        return Baseline(model, top1, key, final, digest)

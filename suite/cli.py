@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 from suite.errors import SuiteError
@@ -226,6 +227,8 @@ def _prepare(args):
     device = pick_device(args.device)
     data = load_data(setting, args.data_dir, args.download)
     baseline = load_user_baseline(setting, Path(args.baseline), data, device) if args.baseline else None
+    if baseline is not None:  # runs from another baseline are other runs: never a cached default one
+        jobs = [replace(j, user_baseline=baseline.key) for j in jobs]
     runs_dir = Path(args.runs_dir)
     if not args.dry_run:
         check_writable(runs_dir)  # last: bad input above leaves nothing written

@@ -48,8 +48,9 @@ def ranked(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and n over seeds per (setting, ratios, skip, protocol, method, hparams)."""
-    keys = ["setting", "ratios", "skip", "protocol", "method", "hparams", "hparams_source"]
+    """Mean, std and n over seeds per (setting, baseline, ratios, skip, protocol, method, hparams):
+    runs that started from different baselines are never averaged together."""
+    keys = ["setting", "baseline_key", "ratios", "skip", "protocol", "method", "hparams", "hparams_source"]
     g = runs.groupby(keys, sort=False, dropna=False)
     out = g.agg(top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"),
                 baseline_top1=("baseline_top1", "mean"), params=("params", "mean"),
@@ -157,7 +158,11 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
     tables = []
     # targets from the mildest to the strongest pruning, each with the paper's protocol first
     order = agg.assign(_total=agg.protocol == "total").sort_values(["speedup", "ratios", "_total"], kind="stable")
-    for (ratios, skip, protocol), part in order.groupby(["ratios", "skip", "protocol"], sort=False, dropna=False):
+    # one table per baseline too: rows that started from different weights are not ranked together
+    order = order.assign(_runs=order.groupby("baseline_key").n.transform("sum"))
+    order = order.sort_values("_runs", ascending=False, kind="stable")  # the most-used baseline first
+    for (key, ratios, skip, protocol), part in order.groupby(["baseline_key", "ratios", "skip", "protocol"],
+                                                             sort=False, dropna=False):
         part = part.sort_values("top1_mean", ascending=False)
         # the reference for "within noise" is the best row that has seeds enough to test (n >= 2)
         testable = part[part.n >= 2]
@@ -175,7 +180,8 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
                 "configs": [os.path.relpath(Path(p) / "config.json", out_dir) for p in r.runs],
             })
         marks = {col: _unique_best(rows, col) for col in ("top1", "speedup", "latency_speedup")}
-        tables.append({"ratios": ratios, "skip": skip, "protocol": protocol, "rows": rows, "best": marks})
+        tables.append({"ratios": ratios, "skip": skip, "protocol": protocol, "rows": rows, "best": marks,
+                       "baseline_key": key, "baseline_top1": float(part.baseline_top1.iloc[0])})
     return tables
 
 
@@ -215,14 +221,18 @@ def render(runs_dir: Path, out_dir: Path) -> list[Path]:
             write_atomic(csv_path, agg.drop(columns=["runs", "top1_values"]).to_csv(index=False))
         first = runs.iloc[0] if not runs.empty else None
         commands = fill_commands(setting) if setting else []
+        # the baselines this page's runs started from, most runs first; the chart shows the first
+        baselines = (agg.groupby("baseline_key", sort=False).agg(top1=("baseline_top1", "first"), runs=("n", "sum"))
+                     .sort_values("runs", ascending=False, kind="stable").reset_index().to_dict("records")
+                     if not agg.empty else [])
+        main = agg[(agg.protocol == "paper") & (agg.baseline_key == baselines[0]["baseline_key"])] if baselines else agg
         page = env.get_template("setting.html").render(
             name=name, setting=setting, paper=paper, paper_source=PAPER, stamp=_latest(runs),
             data_label=first.data_label if first is not None else (setting.dataset if setting else "?"),
             fingerprints=sorted(set(runs.data_fingerprint)) if not runs.empty else [],
             code_versions=sorted(set(runs.code_version)) if not runs.empty else [],
-            baseline=float(agg.baseline_top1.mean()) if not agg.empty else None,
-            tables=_target_tables(agg, out_dir) if not agg.empty else [],
-            chart=svg_chart(agg[agg.protocol == "paper"], float(agg.baseline_top1.mean())) if not agg.empty else {},
+            baselines=baselines, tables=_target_tables(agg, out_dir) if not agg.empty else [],
+            chart=svg_chart(main, baselines[0]["top1"]) if baselines else {},
             failed=failed.to_dict("records"), commands=commands, csv=csv_path.name if not agg.empty else None)
         path = out_dir / f"{name}.html"
         write_atomic(path, page)

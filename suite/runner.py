@@ -46,12 +46,16 @@ class Job:
     protocol: str = "paper"
     smoke: bool = False
     hparams_source: str = "default"
+    user_baseline: str | None = None  # the key of a --baseline file; None: the setting's trained one
 
     def identity(self, data_fingerprint: str) -> dict:
         """Everything that changes the result; its hash names the run folder."""
-        return {"setting": self.setting.to_dict(), "method": self.method, "hparams": self.hparams,
-                "seed": self.seed, "baseline_seed": self.baseline_seed, "protocol": self.protocol,
-                "smoke": self.smoke, "data": data_fingerprint, "recipe_version": RECIPE_VERSION}
+        ident = {"setting": self.setting.to_dict(), "method": self.method, "hparams": self.hparams,
+                 "seed": self.seed, "baseline_seed": self.baseline_seed, "protocol": self.protocol,
+                 "smoke": self.smoke, "data": data_fingerprint, "recipe_version": RECIPE_VERSION}
+        if self.user_baseline is not None:  # only then: the trained baseline's runs keep their folders
+            ident["user_baseline"] = self.user_baseline
+        return ident
 
     def folder(self, runs_dir: Path, data_fingerprint: str) -> Path:
         return runs_dir / self.setting.name / self.method / content_hash(self.identity(data_fingerprint))
@@ -259,7 +263,7 @@ class Runner:
                                     "speedup": b.median_ms / p.median_ms, "device": b.device, "threads": b.threads}
         result = {
             "top1": final["top1"], "top5": final["top5"], "baseline_top1": base.top1, "baseline_key": base.key,
-            "acc_before_removal": acc_before, "acc_after_removal": acc_after,
+            "baseline_sha256": base.digest, "acc_before_removal": acc_before, "acc_after_removal": acc_after,
             "params": params, "flops": flops, "baseline_params": params0, "baseline_flops": flops0,
             "speedup": flops0 / flops, "latency_speedup": lat["batch64"]["speedup"], "latency": lat,
             "granularity": method.granularity,

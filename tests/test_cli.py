@@ -68,6 +68,24 @@ def test_bad_baseline_checkpoints(tmp_path):
     assert not runs.exists()
 
 
+def test_own_baseline_is_another_run_not_the_cached_one(tmp_path):
+    """The same job from a --baseline file must not be answered by the trained baseline's stored run."""
+    runs = tmp_path / "runs"
+    args = ("run", "--smoke", "--setting", TINY, "--runs-dir", str(runs), "--methods", "l1")
+    suite(*args, check=0)
+    state = torch.load(next(runs.glob("baselines/tiny-fmnist/*/model.pt")), weights_only=True)
+    state["classifier.weight"][0, 0] += 0.5
+    own = tmp_path / "own.pt"
+    torch.save(state, own)
+    p = suite(*args, "--baseline", str(own), check=0)
+    assert "cached:" not in p.stdout
+    results = [json.loads(f.read_text()) for f in runs.glob("tiny-fmnist/l1/*/result.json")]
+    assert len(results) == 2
+    assert sorted(r["baseline_key"].startswith("user-") for r in results) == [False, True]
+    assert len({r["baseline_sha256"] for r in results}) == 2
+    assert "cached:" in suite(*args, "--baseline", str(own), check=0).stdout
+
+
 def test_unwritable_runs_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -167,6 +167,34 @@ def test_tuned_runs_are_their_own_row_and_series(runs, tmp_path):
     assert "<td>l1 (tuned)</td>" in page and "Equal total training" in page
 
 
+def test_runs_from_another_baseline_are_never_averaged_in(runs, tmp_path):
+    """Every method of a comparison starts from one baseline: runs from another (a --baseline file,
+    a retraining on another CPU) get their own rows and tables, never a share of the same mean."""
+    mixed = tmp_path / "runs"
+    shutil.copytree(runs, mixed)
+    own = []
+    for k, src in enumerate(sorted(mixed.glob("tiny-fmnist/l1/*"))):
+        dst = mixed / "tiny-fmnist" / "l1" / f"own{k}"
+        dst.mkdir()
+        r = json.loads((src / "result.json").read_text())
+        if r["status"] != "done":
+            continue
+        own.append(r)
+        (dst / "result.json").write_text(json.dumps({**r, "baseline_key": "user-0123abcd", "baseline_top1": 50.0,
+                                                     "top1": 33.0 + k}))
+    out = tmp_path / "site"
+    render(mixed, out)
+    rows = {(r["label"], r["baseline_key"]): r for r in csv.DictReader(open(out / "tiny-fmnist.csv"))}
+    mine = [r for r in _results(runs) if r["method"] == "l1" and r["status"] == "done"]
+    assert float(rows[("l1", mine[0]["baseline_key"])]["top1_mean"]) == pytest.approx(
+        sum(r["top1"] for r in mine) / len(mine))
+    assert float(rows[("l1", "user-0123abcd")]["top1_mean"]) == 33.0 + (len(own) - 1) / 2
+    page = (out / "tiny-fmnist.html").read_text()
+    assert "never averaged or ranked together" in page
+    assert page.count("baseline user-0123abcd: 50.00 %") == 1  # one table: l1 alone, at its one target
+    assert page.count(f"baseline {mine[0]['baseline_key']}: ") == 1
+
+
 def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
     from suite.leaderboard import _target_tables
     import pandas as pd
