@@ -5,6 +5,7 @@ silently costs ~3 points: GREG_SPEC.md, "Known reproduction traps").
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import time
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from suite.data import Data
 from suite.errors import SuiteError
 from suite.measure import evaluate, processor
 from suite.settings import Setting
-from suite.store import RECIPE_VERSION, code_version, content_hash, job_lock, read_json, write_csv, write_json
+from suite.store import (RECIPE_VERSION, code_version, content_hash, job_lock, read_json, write_atomic,
+                         write_csv, write_json)
 from suite.train import load_checkpoint, recipe_trainer, save_atomic, train
 
 
@@ -48,25 +50,48 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+class NotReproduced(SuiteError):
+    """A retrained baseline that is not the recorded one."""
+
+
+def _not_reproduced(folder: Path, what: str, recorded: dict, now: str) -> NotReproduced:
+    return NotReproduced(
+        f"the retrained baseline in {folder} is not the recorded one: {what} (trained now on {now} with torch "
+        f"{torch.__version__}, recorded on {recorded.get('processor', 'an unrecorded ' + str(recorded.get('device')))} "
+        f"with torch {recorded.get('torch')}). Runs stored in this runs dir started from the recorded weights: "
+        f"put that model.pt back in the folder, or use another --runs-dir for a fresh comparison.")
+
+
 def check_reproduced(recorded: dict, top1: float, trained: dict, folder: Path) -> None:
     """Raise unless a retrained baseline matches the record that runs were stored against.
 
-    Published runs keep ``meta.json`` but not the weights, so a fresh clone retrains the baseline
-    under the same key. Training is bit-exact on one CPU model, not across models (measured:
-    Fashion-MNIST cnn4 90.28 on the machine that published it, 90.51 here), and a different
-    baseline would silently mix two starting points in one comparison.
+    Published runs before model.pt was committed keep only ``meta.json``, so a fresh clone retrains
+    the baseline under the same key. Training is bit-exact on one CPU model, not across models
+    (measured: Fashion-MNIST cnn4 90.28 on the machine that published it, 90.51 here), and a
+    different baseline would silently mix two starting points in one comparison.
     """
     same_top1 = abs(float(recorded.get("top1", float("nan"))) - top1) < 1e-9
     same_weights = recorded.get("weights_sha256") in (None, trained["weights_sha256"])
     if not (same_top1 and same_weights):
-        raise SuiteError(
-            f"the retrained baseline in {folder} differs from its record: top-1 {top1} vs {recorded.get('top1')}, "
-            f"weights {trained['weights_sha256']} vs {recorded.get('weights_sha256', 'not recorded')} (trained "
-            f"now on {trained['processor']} with torch {trained['torch']}, recorded on "
-            f"{recorded.get('processor', 'an unrecorded ' + str(recorded.get('device')))} with torch "
-            f"{recorded.get('torch')}). Runs stored in this runs dir started from the recorded weights: put that "
-            f"model.pt back in the folder, or use another --runs-dir for a fresh comparison. The new weights are "
-            f"kept as model.retrained.pt.")
+        raise _not_reproduced(folder, f"top-1 {top1} vs {recorded.get('top1')}, weights {trained['weights_sha256']} "
+                                      f"vs {recorded.get('weights_sha256', 'not recorded')}; the new weights are "
+                                      f"kept as model.retrained.pt", recorded, trained["processor"])
+
+
+def follow_record(folder: Path, recorded: dict, device: torch.device):
+    """An ``on_epoch_end`` check that stops a retraining at the first epoch whose test top-1 differs
+    from the recorded log: a CPU that rounds differently shows it after one epoch, not one hour."""
+    rows = {}
+    if (folder / "log.csv").exists():
+        with open(folder / "log.csv", newline="") as f:
+            rows = {int(r["step"]): float(r["test_top1"]) for r in csv.DictReader(f) if r.get("test_top1")}
+
+    def check(row: dict) -> None:
+        want = rows.get(int(row["step"]))
+        if want is not None and abs(want - row["test_top1"]) > 1e-9:
+            raise _not_reproduced(folder, f"epoch {row['epoch']:g} gives test top-1 {row['test_top1']} where the "
+                                          f"record has {want}", recorded, processor(device))
+    return check
 
 
 def load_user_baseline(setting: Setting, path: Path, data: Data, device: torch.device) -> Baseline:
@@ -101,39 +126,50 @@ def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device
             model.load_state_dict(load_checkpoint(final))
             meta = read_json(folder / "meta.json")
             return Baseline(model.to(device), meta["top1"], key, final, weights_digest(model))
-        if (folder / "model.retrained.pt").exists():
-            raise SuiteError(f"an earlier retraining of the baseline in {folder} did not reproduce its record "
-                             f"(kept as model.retrained.pt): put the recorded model.pt back in the folder, or "
-                             f"use another --runs-dir for a fresh comparison")
+        refused = folder / "not-reproduced.txt"
+        if refused.exists():  # fail at once: retraining on this machine would differ again
+            raise SuiteError(f"an earlier try on this machine said: {refused.read_text().strip()} "
+                             f"(delete {refused} to retrain anyway)")
         # A record without weights: a published runs dir on a new machine. Retrain and check.
         recorded = read_json(folder / "meta.json") if (folder / "meta.json").exists() else None
-        torch.manual_seed(seed)
-        model = setting.build_model()  # re-built after seeding: its init depends only on the seed
-        t0 = time.time()
-        kw = recipe_trainer(setting.baseline, data, device, seed, checkpoint=folder / "train.ckpt",
-                            desc=f"baseline {setting.name}")
-        if smoke:
-            kw["total_steps"] = min(kw["total_steps"], 20)
-        outcome = train(model, data, **kw)
-        top1 = evaluate(model, data.eval_batches("test", 500, device), device)["top1"]
-        digest = weights_digest(model)
-        trained = {"code_version": code_version(), "torch": torch.__version__, "device": str(device),
-                   "processor": processor(device), "weights_sha256": digest, "train_seconds": outcome.seconds,
-                   "wall_seconds": time.time() - t0}
+        try:
+            model, top1, outcome, trained = _train(setting, data, seed, folder, device, smoke, recorded)
+        except NotReproduced as e:
+            write_atomic(refused, f"{e}\n")
+            (folder / "train.ckpt").unlink(missing_ok=True)
+            raise
         if recorded is None:
             write_csv(folder / "log.csv", outcome.history)
             write_json(folder / "meta.json", {
                 "setting": setting.name, "seed": seed, "top1": top1, "recipe": setting.baseline.to_dict(),
                 "data_fingerprint": data.fingerprint, "steps": outcome.steps, "smoke": smoke, **trained})
-        else:
-            try:
-                check_reproduced(recorded, top1, trained, folder)
-            except SuiteError:
-                save_atomic(model.state_dict(), folder / "model.retrained.pt")
-                (folder / "train.ckpt").unlink(missing_ok=True)
-                raise
-            # The record the runs cite stays as it was; the retraining is added beside it.
+        else:  # the record the runs cite stays as it was; the retraining is added beside it
             write_json(folder / "meta.json", {**recorded, "reproduced": recorded.get("reproduced", []) + [trained]})
         save_atomic(model.state_dict(), final)  # written last: its presence means "done"
         (folder / "train.ckpt").unlink(missing_ok=True)
-        return Baseline(model, top1, key, final, digest)
+        return Baseline(model, top1, key, final, trained["weights_sha256"])
+
+
+def _train(setting: Setting, data: Data, seed: int, folder: Path, device: torch.device, smoke: bool,
+           recorded: dict | None):
+    """Train the baseline; with a record, follow its log epoch by epoch and check the end result."""
+    torch.manual_seed(seed)
+    model = setting.build_model()  # built after seeding: its init depends only on the seed
+    t0 = time.time()
+    kw = recipe_trainer(setting.baseline, data, device, seed, checkpoint=folder / "train.ckpt",
+                        desc=f"baseline {setting.name}",
+                        on_epoch_end=follow_record(folder, recorded, device) if recorded else None)
+    if smoke:
+        kw["total_steps"] = min(kw["total_steps"], 20)
+    outcome = train(model, data, **kw)
+    top1 = evaluate(model, data.eval_batches("test", 500, device), device)["top1"]
+    trained = {"code_version": code_version(), "torch": torch.__version__, "device": str(device),
+               "processor": processor(device), "weights_sha256": weights_digest(model),
+               "train_seconds": outcome.seconds, "wall_seconds": time.time() - t0}
+    if recorded is not None:
+        try:
+            check_reproduced(recorded, top1, trained, folder)
+        except NotReproduced:
+            save_atomic(model.state_dict(), folder / "model.retrained.pt")
+            raise
+    return model, top1, outcome, trained

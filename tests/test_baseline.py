@@ -1,4 +1,5 @@
 """The shared baseline: cached by content, and a record without weights retrained and checked."""
+import csv
 import json
 from pathlib import Path
 
@@ -14,11 +15,10 @@ TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
 CPU = torch.device("cpu")
 
 
-@pytest.fixture
-def trained(small_fmnist, tmp_path):
-    """A 20-iteration baseline of the tiny setting, then its weights deleted as in a published runs dir."""
+def _published(data, runs_dir, smoke=True):
+    """A baseline of the tiny setting with its weights deleted, as in a published runs dir."""
     setting = get_setting(TINY)
-    first = get_baseline(setting, small_fmnist, 0, tmp_path, CPU, smoke=True)
+    first = get_baseline(setting, data, 0, runs_dir, CPU, smoke=smoke)
     first.path.unlink()
     return setting, first, first.path.parent
 
@@ -32,25 +32,40 @@ def test_digest_sees_one_changed_weight():
     assert weights_digest(model) != before
 
 
-def test_record_without_weights_is_retrained_and_kept(trained, small_fmnist, tmp_path):
-    setting, first, folder = trained
+def test_record_without_weights_is_retrained_and_kept(small_fmnist, tmp_path):
+    setting, first, folder = _published(small_fmnist, tmp_path, smoke=False)  # 2 epochs: the log is followed
     recorded = json.loads((folder / "meta.json").read_text())
-    again = get_baseline(setting, small_fmnist, 0, tmp_path, CPU, smoke=True)
-    assert again.top1 == first.top1 and again.key == first.key
+    again = get_baseline(setting, small_fmnist, 0, tmp_path, CPU)
+    assert again.top1 == first.top1 and again.key == first.key and again.digest == first.digest
     meta = json.loads((folder / "meta.json").read_text())
     assert {k: v for k, v in meta.items() if k != "reproduced"} == recorded  # the cited record is untouched
     assert meta["reproduced"][0]["weights_sha256"] == recorded["weights_sha256"] == weights_digest(again.model)
-    assert again.path.exists()
     assert recorded["processor"] == meta["reproduced"][0]["processor"] == processor(CPU) != ""
+    assert again.path.exists()
 
 
-def test_retraining_that_differs_stops_with_the_fix(trained, small_fmnist, tmp_path):
-    setting, first, folder = trained
+def test_retraining_that_ends_elsewhere_stops_with_the_fix(small_fmnist, tmp_path):
+    setting, first, folder = _published(small_fmnist, tmp_path)
     meta = json.loads((folder / "meta.json").read_text())
     (folder / "meta.json").write_text(json.dumps({**meta, "top1": meta["top1"] + 1}))  # as if trained elsewhere
-    with pytest.raises(SuiteError, match=r"differs from its record: top-1 .*trained now on .*put that model.pt back"):
+    with pytest.raises(SuiteError, match=r"not the recorded one: top-1 .*trained now on .*put that model.pt back"):
         get_baseline(setting, small_fmnist, 0, tmp_path, CPU, smoke=True)
     assert (folder / "model.retrained.pt").exists() and not (folder / "model.pt").exists()
     assert json.loads((folder / "meta.json").read_text())["top1"] == meta["top1"] + 1
-    with pytest.raises(SuiteError, match="earlier retraining"):  # fails at once, no second hour of training
+    with pytest.raises(SuiteError, match="earlier try on this machine"):  # at once, no second training
         get_baseline(setting, small_fmnist, 0, tmp_path, CPU, smoke=True)
+
+
+def test_retraining_stops_at_the_first_epoch_off_the_record(small_fmnist, tmp_path):
+    setting, first, folder = _published(small_fmnist, tmp_path, smoke=False)
+    with open(folder / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[0]["test_top1"] = str(float(rows[0]["test_top1"]) + 0.01)  # epoch 1 of another CPU
+    with open(folder / "log.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(SuiteError, match=r"epoch 1 gives test top-1 .* where the record has"):
+        get_baseline(setting, small_fmnist, 0, tmp_path, CPU)
+    assert not (folder / "model.pt").exists() and not (folder / "train.ckpt").exists()
+    assert "epoch 1" in (folder / "not-reproduced.txt").read_text()
