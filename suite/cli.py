@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="paper: same fine-tuning, regularization on top (default); total: the same total "
                           "iterations after the baseline for every method")
     run.add_argument("--baseline", default=None, help="your own baseline checkpoint (a state_dict) instead of training one")
+    run.add_argument("--baseline-seed", type=int, default=0,
+                     help="seed of the trained baseline (default 0); another seed is another baseline, whose "
+                          "runs the leaderboard keeps in tables of their own (a replication)")
     run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     run.add_argument("--smoke", action="store_true",
                      help="every phase cut to a handful of iterations (results marked smoke, never ranked)")
@@ -223,7 +226,10 @@ def _prepare(args):
     methods = registry.expand(args.methods)
     seeds = _seeds(args)
     user, sources = _user_hparams(args, setting, methods)
-    jobs = plan(setting, methods, seeds, protocol=args.budget, smoke=args.smoke, user_hparams=user, sources=sources)
+    if args.baseline_seed < 0:
+        raise SuiteError(f"--baseline-seed {args.baseline_seed}: must be >= 0")
+    jobs = plan(setting, methods, seeds, protocol=args.budget, smoke=args.smoke, user_hparams=user, sources=sources,
+                baseline_seed=args.baseline_seed)
     device = pick_device(args.device)
     data = load_data(setting, args.data_dir, args.download)
     baseline = load_user_baseline(setting, Path(args.baseline), data, device) if args.baseline else None

@@ -194,7 +194,7 @@ class Runner:
 
     def _identity_fields(self, job: Job) -> dict:
         return {"setting": self.setting.name, "method": job.method, "seed": job.seed,
-                "hparams": job.hparams, "hparams_source": job.hparams_source, "ratios": self.setting.ratios,
+                "baseline_seed": job.baseline_seed, "hparams": job.hparams, "hparams_source": job.hparams_source, "ratios": self.setting.ratios,
                 "skip": self.setting.skip, "protocol": job.protocol, "data_fingerprint": self.data.fingerprint,
                 "data_label": self.data.label, "reduced_budget": self.setting.reduced,
                 "eval_split": self.eval_split,

@@ -30,6 +30,7 @@ def suite(*args, check=None):
     (["--ratios", "-0.1"], "not a number"),
     (["--seeds", "0"], "--seeds 0"),
     (["--seed-list", "a,b"], "--seed-list"),
+    (["--baseline-seed", "-1"], "--baseline-seed -1"),
     (["--setting", "cifar10jpg-resnet20", "--data-dir", "/nonexistent/cifar"], "/nonexistent/cifar"),
     (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--budget", "x"], "cuda"),
 ])
@@ -84,6 +85,18 @@ def test_own_baseline_is_another_run_not_the_cached_one(tmp_path):
     assert sorted(r["baseline_key"].startswith("user-") for r in results) == [False, True]
     assert len({r["baseline_sha256"] for r in results}) == 2
     assert "cached:" in suite(*args, "--baseline", str(own), check=0).stdout
+
+
+def test_another_baseline_seed_is_another_baseline_and_other_runs(tmp_path):
+    runs = tmp_path / "runs"
+    args = ("run", "--smoke", "--setting", TINY, "--runs-dir", str(runs), "--methods", "l1")
+    suite(*args, check=0)
+    p = suite(*args, "--baseline-seed", "1", check=0)
+    assert "cached:" not in p.stdout
+    results = [json.loads(f.read_text()) for f in runs.glob("tiny-fmnist/l1/*/result.json")]
+    assert sorted(r["baseline_seed"] for r in results) == [0, 1]
+    assert len({r["baseline_key"] for r in results}) == len({r["baseline_sha256"] for r in results}) == 2
+    assert len(list(runs.glob("baselines/tiny-fmnist/*/model.pt"))) == 2
 
 
 def test_unwritable_runs_dir(tmp_path):
