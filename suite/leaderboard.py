@@ -95,11 +95,11 @@ def svg_chart(agg: pd.DataFrame, baseline: float | None, width: int = 560, heigh
     lo_x, hi_x = 1.0, max(xs) * 1.1
     m = {"l": 56, "r": 16, "t": 16, "b": 40}
 
-    def px(x):
-        return m["l"] + (x - lo_x) / (hi_x - lo_x) * (width - m["l"] - m["r"])
+    def px(x):  # rounded: a tenth of a pixel is invisible, and re-rendered pages stay byte-stable
+        return round(m["l"] + (x - lo_x) / (hi_x - lo_x) * (width - m["l"] - m["r"]), 1)
 
     def py(y):
-        return height - m["b"] - (y - lo_y) / (hi_y - lo_y) * (height - m["t"] - m["b"])
+        return round(height - m["b"] - (y - lo_y) / (hi_y - lo_y) * (height - m["t"] - m["b"]), 1)
 
     palette = ["#1b6ac9", "#d1495b", "#2a9d8f", "#e9a03b", "#6c4ab6", "#555555", "#8ab17d", "#b5651d"]
     series = []
