@@ -53,7 +53,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     keys = ["setting", "baseline_key", "ratios", "skip", "protocol", "method", "hparams", "hparams_source"]
     g = runs.groupby(keys, sort=False, dropna=False)
     out = g.agg(top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"),
-                baseline_top1=("baseline_top1", "mean"), params=("params", "mean"),
+                baseline_top1=("baseline_top1", "mean"), baseline_name=("baseline_name", "first"),
+                params=("params", "mean"),
                 baseline_params=("baseline_params", "mean"), speedup=("speedup", "mean"),
                 latency_speedup=("latency_speedup", "mean"), latency_device=("latency_device", "first"),
                 reg_iters=("reg_iters", "mean"), finetune_epochs=("finetune_epochs", "mean"),
@@ -181,7 +182,8 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
             })
         marks = {col: _unique_best(rows, col) for col in ("top1", "speedup", "latency_speedup")}
         tables.append({"ratios": ratios, "skip": skip, "protocol": protocol, "rows": rows, "best": marks,
-                       "baseline_key": key, "baseline_top1": float(part.baseline_top1.iloc[0])})
+                       "baseline_key": key, "baseline_name": part.baseline_name.iloc[0],
+                       "baseline_top1": float(part.baseline_top1.iloc[0])})
     return tables
 
 
@@ -222,7 +224,8 @@ def render(runs_dir: Path, out_dir: Path) -> list[Path]:
         first = runs.iloc[0] if not runs.empty else None
         commands = fill_commands(setting) if setting else []
         # the baselines this page's runs started from, most runs first; the chart shows the first
-        baselines = (agg.groupby("baseline_key", sort=False).agg(top1=("baseline_top1", "first"), runs=("n", "sum"))
+        baselines = (agg.groupby("baseline_key", sort=False)
+                     .agg(name=("baseline_name", "first"), top1=("baseline_top1", "first"), runs=("n", "sum"))
                      .sort_values("runs", ascending=False, kind="stable").reset_index().to_dict("records")
                      if not agg.empty else [])
         main = agg[(agg.protocol == "paper") & (agg.baseline_key == baselines[0]["baseline_key"])] if baselines else agg

@@ -29,6 +29,7 @@ def load_runs(runs_dir: Path) -> pd.DataFrame:
             "skip": r.get("skip", ""), "protocol": r.get("protocol", "paper"),
             "eval_split": r.get("eval_split", "test"), "top1": r.get("top1"),
             "baseline_top1": r.get("baseline_top1"), "baseline_key": r.get("baseline_key", ""),
+            "baseline_name": baseline_name(r),
             "params": r.get("params"),
             "baseline_params": r.get("baseline_params"), "flops": r.get("flops"), "speedup": r.get("speedup"),
             "latency_speedup": r.get("latency_speedup"), "latency_device": lat.get("device"),
@@ -40,6 +41,13 @@ def load_runs(runs_dir: Path) -> pd.DataFrame:
             "mag_ratio": _min_ratio(r), "finished_at": r.get("finished_at"), "run": str(path.parent),
         })
     return pd.DataFrame(rows)
+
+
+def baseline_name(r: dict) -> str:
+    """How a run's starting point is named to a reader: the trained baseline's seed (runs stored
+    before baseline_seed was recorded all used seed 0), or an own --baseline file's digest."""
+    key = r.get("baseline_key", "")
+    return f"own baseline {key[5:13]}" if key.startswith("user-") else f"baseline seed {r.get('baseline_seed', 0)}"
 
 
 def _min_ratio(r: dict):

@@ -191,8 +191,8 @@ def test_runs_from_another_baseline_are_never_averaged_in(runs, tmp_path):
     assert float(rows[("l1", "user-0123abcd")]["top1_mean"]) == 33.0 + (len(own) - 1) / 2
     page = (out / "tiny-fmnist.html").read_text()
     assert "never averaged or ranked together" in page
-    assert page.count("baseline user-0123abcd: 50.00 %") == 1  # one table: l1 alone, at its one target
-    assert page.count(f"baseline {mine[0]['baseline_key']}: ") == 1
+    assert page.count("own baseline 0123abcd: 50.00 %") == 2  # the header's list, and one table (l1 alone)
+    assert page.count("baseline seed 0: ") == 2
 
 
 def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
@@ -204,7 +204,8 @@ def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
                 "top1_mean": top1, "top1_std": 0.1, "n": 3, "delta": 0.0, "params": 1.0, "param_reduction": 1.0,
                 "speedup": speedup, "latency_speedup": 1.5, "latency_device": "cpu", "reg_iters": 0,
                 "finetune_epochs": 3.0, "before_removal": 90.0, "after_removal": 10.0, "mag_ratio": None,
-                "hparams": "{}", "hparams_source": "default", "runs": [], "top1_values": [top1, top1 + 0.2]}
+                "hparams": "{}", "hparams_source": "default", "runs": [], "top1_values": [top1, top1 + 0.2],
+                "baseline_key": "k0", "baseline_name": "baseline seed 0", "baseline_top1": 90.0}
     agg = pd.DataFrame([row("0.9", "total", "l1", 80.0, 16.8), row("0.9", "paper", "l1", 76.0, 16.8),
                         row("0.9", "paper", "greg1", 75.0, 16.8), row("0.5", "paper", "l1", 89.0, 2.9)])
     tables = _target_tables(agg, tmp_path)
