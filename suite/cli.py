@@ -228,6 +228,9 @@ def _prepare(args):
     user, sources = _user_hparams(args, setting, methods)
     if args.baseline_seed < 0:
         raise SuiteError(f"--baseline-seed {args.baseline_seed}: must be >= 0")
+    if args.baseline and args.baseline_seed:
+        raise SuiteError("--baseline and --baseline-seed exclude each other: a seed picks a trained baseline, "
+                         "--baseline brings your own")
     jobs = plan(setting, methods, seeds, protocol=args.budget, smoke=args.smoke, user_hparams=user, sources=sources,
                 baseline_seed=args.baseline_seed)
     device = pick_device(args.device)

@@ -31,6 +31,7 @@ def suite(*args, check=None):
     (["--seeds", "0"], "--seeds 0"),
     (["--seed-list", "a,b"], "--seed-list"),
     (["--baseline-seed", "-1"], "--baseline-seed -1"),
+    (["--baseline", "own.pt", "--baseline-seed", "1"], "exclude each other"),
     (["--setting", "cifar10jpg-resnet20", "--data-dir", "/nonexistent/cifar"], "/nonexistent/cifar"),
     (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--budget", "x"], "cuda"),
 ])
