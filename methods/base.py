@@ -23,6 +23,12 @@ def searchable(default, low, high, log=False, **kw):
     return field(default=default, metadata={"space": (low, high, log)}, **kw)
 
 
+def presentation(default):
+    """A hyperparameter that changes what is logged, never a trained number (e.g. a log cadence):
+    it stays out of a run's identity, so changing it does not orphan stored runs."""
+    return field(default=default, metadata={"defines": False})
+
+
 @dataclass(frozen=True)
 class Hparams:
     """Base of every method's hyperparameters: frozen, JSON-serialisable, defaults = the paper's."""
@@ -52,6 +58,10 @@ class Hparams:
 
     def check(self) -> None:
         """Range checks; subclasses raise SuiteError for values that cannot work."""
+
+    @classmethod
+    def presentation_fields(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls) if f.metadata.get("defines") is False}
 
     @classmethod
     def space(cls) -> dict[str, tuple]:
@@ -111,10 +121,34 @@ class Method(ABC):
     granularity: ClassVar[str] = "filter"  # "filter" (structured) or "weight" (unstructured)
     Hparams: ClassVar[type[Hparams]] = Hparams
     summary: ClassVar[str] = ""
+    # Fields of a shared Hparams class this method never reads (another variant's): not in its identity.
+    unread_hparams: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def prune(self, model: nn.Module, task: PruneTask, hp: Hparams) -> Pruning:
         """Decide what goes (and, for regularization methods, train ``model`` in place first)."""
+
+    def planned_iters(self, hp: Hparams) -> int:
+        """Iterations of this method's own training passes (regularization, picking, side training,
+        gradient passes for a criterion) at the setting's prune batch size, as planned before any
+        early stop and without the setting's cap; 0 for a one-shot method.
+
+        The harness counts what a run really consumed; this plan is what it needs *before* running:
+        the equal-sample ``total`` budget, the dry run, progress totals, and whether a schedule can
+        finish within the setting's cap at all.
+        """
+        return 0
+
+    def defining_hparams(self, hp: dict) -> dict:
+        """The hyperparameters that define this method's result: all but presentation fields and
+        fields this variant never reads."""
+        skip = set(self.unread_hparams) | self.Hparams.presentation_fields()
+        return {k: v for k, v in hp.items() if k not in skip}
+
+    def suggest(self, trial, base: Hparams, space: dict, max_iters: int) -> Hparams:
+        """Draw hyperparameters for a search trial. Methods whose schedule length depends on the
+        drawn values override this so that every proposal can finish within ``max_iters``."""
+        return self.Hparams.suggest(trial, base=base, space=space)
 
 
 def rank_overlap(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -79,6 +79,10 @@ class _NNIMethod(Method):
             return Pruning(masks=chosen, reg_iters=steps, info=info)
         return Pruning(filters=chosen, reg_iters=steps, info=info)
 
+    def planned_iters(self, hp: Hparams) -> int:
+        """Trained criteria pass ``training_steps`` batches through ``task.batches`` (capped by the harness)."""
+        return hp.training_steps if self.trained else 0
+
     def read(self, layer: nn.Module, mask: torch.Tensor | None, name: str, k: int) -> list[int]:
         idx = _pruned_groups(mask) if mask is not None else []
         if len(idx) != k:

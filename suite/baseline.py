@@ -16,11 +16,11 @@ from torch import nn
 
 from suite.data import Data
 from suite.errors import SuiteError
-from suite.measure import evaluate, processor
+from suite.measure import processor
 from suite.settings import Setting
 from suite.store import (RECIPE_VERSION, code_version, content_hash, job_lock, read_json, write_atomic,
                          write_csv, write_json)
-from suite.train import load_checkpoint, recipe_trainer, save_atomic, train
+from suite.train import evaluate, load_checkpoint, recipe_trainer, save_atomic, train
 
 
 @dataclass
@@ -157,7 +157,7 @@ def _train(setting: Setting, data: Data, seed: int, folder: Path, device: torch.
     model = setting.build_model()  # built after seeding: its init depends only on the seed
     t0 = time.time()
     kw = recipe_trainer(setting.baseline, data, device, seed, checkpoint=folder / "train.ckpt",
-                        desc=f"baseline {setting.name}",
+                        desc=f"baseline {setting.name}", stream="baseline",
                         on_epoch_end=follow_record(folder, recorded, device) if recorded else None)
     if smoke:
         kw["total_steps"] = min(kw["total_steps"], 20)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from suite.errors import SuiteError
 
+DEFAULT_METHODS = "greg1,greg2,l1"  # the methods `suite run` compares when none are named (and pages' fill lines)
+
 EPILOG = """examples:
   suite list settings                          what each setting prunes, and the speedup it means
   suite list methods 'greg*'                   methods with their hyperparameters and defaults
@@ -57,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                                      "recipe, measure, and store every run. Finished runs are never recomputed; "
                                      "a killed run resumes from its last checkpoint.")
     common(run)
-    run.add_argument("--methods", default="greg1,greg2,l1",
+    run.add_argument("--methods", default=DEFAULT_METHODS,
                      help="comma list of methods, wildcards allowed ('nni-*'); default greg1,greg2,l1")
     run.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
     run.add_argument("--seed-list", default=None, help="explicit seeds, e.g. 0,3,7 (overrides --seeds)")
@@ -70,12 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--study", default=None, help="with --hparams best: the study name (default SETTING-METHOD)")
     run.add_argument("--storage", default=None, help="with --hparams best: the Optuna storage (default: RUNS_DIR/search.db)")
     run.add_argument("--budget", choices=["paper", "total"], default="paper",
-                     help="paper: same fine-tuning, regularization on top (default); total: the same total "
-                          "iterations after the baseline for every method")
+                     help="paper: same fine-tuning, a method's own training (regularization) on top (default); "
+                          "total: every method sees the same number of training samples after the baseline")
     run.add_argument("--baseline", default=None, help="your own baseline checkpoint (a state_dict) instead of training one")
     run.add_argument("--baseline-seed", type=int, default=0,
                      help="seed of the trained baseline (default 0); another seed is another baseline, whose "
                           "runs the leaderboard keeps in tables of their own (a replication)")
+    run.add_argument("--recompute-stale", action="store_true",
+                     help="retrain stored runs whose training code differs from today's (the old run is kept in "
+                          "its folder's superseded/); without it they are reported as stale and left as they are")
     run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     run.add_argument("--smoke", action="store_true",
                      help="every phase cut to a handful of iterations (results marked smoke, never ranked)")
@@ -107,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
                                     "failed and search-trial runs are never ranked. Pages work offline.")
     lb.add_argument("--runs-dir", default="runs")
     lb.add_argument("--out", default="leaderboards", help="output folder (default leaderboards/)")
+    lb.add_argument("--include-capped", action="store_true",
+                    help="rank runs whose own training stopped at the setting's cap before its schedule ended "
+                         "(marked [capped]); by default they are left out")
 
     res = sub.add_parser("results", help="print every stored run as one table")
     res.add_argument("--runs-dir", default="runs")
@@ -218,7 +226,8 @@ def _prepare(args):
     """Everything a run needs, checked before anything is written."""
     from methods import registry
     from suite.baseline import load_user_baseline
-    from suite.runner import load_data, plan
+    from suite.plan import plan
+    from suite.runner import load_data
     from suite.store import check_writable
     from suite.train import pick_device
 
@@ -231,10 +240,11 @@ def _prepare(args):
     if args.baseline and args.baseline_seed:
         raise SuiteError("--baseline and --baseline-seed exclude each other: a seed picks a trained baseline, "
                          "--baseline brings your own")
-    jobs = plan(setting, methods, seeds, protocol=args.budget, smoke=args.smoke, user_hparams=user, sources=sources,
-                baseline_seed=args.baseline_seed)
     device = pick_device(args.device)
     data = load_data(setting, args.data_dir, args.download)
+    jobs = plan(setting, methods, seeds, train_size=data.batches_per_epoch(1),
+                protocol=args.budget, smoke=args.smoke, user_hparams=user, sources=sources,
+                baseline_seed=args.baseline_seed)
     baseline = load_user_baseline(setting, Path(args.baseline), data, device) if args.baseline else None
     if baseline is not None:  # runs from another baseline are other runs: never a cached default one
         jobs = [replace(j, user_baseline=baseline.key) for j in jobs]
@@ -248,30 +258,24 @@ def cmd_run(args) -> int:
     import pandas as pd
 
     from suite.results import format_summary, summarize
-    from suite.runner import Runner, nominal_reg_iters
+    from suite.runner import Runner
 
     setting, jobs, device, runs_dir, data, user_base = _prepare(args)
-    runner = Runner(setting, data, runs_dir, device, baseline=user_base)
+    runner = Runner(setting, data, runs_dir, device, baseline=user_base, recompute_stale=args.recompute_stale)
     print(f"setting {setting.name}: {data.label} [{data.fingerprint}], {setting.model}, ratios {setting.ratios}"
           f"{' skip ' + setting.skip if setting.skip else ''}; {setting.budget_label()}"
           f"{'; SMOKE (not a result)' if args.smoke else ''}; device {device}")
     if args.dry_run:
-        cached = [j for j in jobs if runner.stored(j)]
-        for j in jobs:
-            print(f"  {'cached' if j in cached else 'to run':<7} {j.method:<20} seed {j.seed}  "
-                  f"{j.folder(runs_dir, data.fingerprint)}")
-        bpe = data.batches_per_epoch(setting.finetune.batch_size)
-        reg = [nominal_reg_iters(setting, j.hparams) for j in jobs if "penalty_increment" in j.hparams]
-        print(f"{len(jobs) - len(cached)} to run, {len(cached)} cached; each: fine-tune {setting.finetune.epochs} "
-              f"epochs ({setting.finetune.epochs * bpe} iterations)"
-              + (f", regularization up to {max(reg)} iterations for GReg" if reg else ""))
-        return 0
+        return _print_plan(runner, jobs)
     results = []
     for i, job in enumerate(jobs, 1):
         print(f"[{i}/{len(jobs)}] {job.method} seed {job.seed}", flush=True)
         jr = runner.run(job)
         r = jr.result
         state = "cached" if jr.cached else r["status"]
+        if jr.stale:
+            state = (f"cached, STALE (trained by training code {r.get('training_code') or 'unrecorded'}, today's "
+                     f"differs; --recompute-stale retrains it)")
         if "same_training_as" in r:
             state = f"same training as paper-protocol run {r['same_training_as']}"
         detail = (f"top-1 {r['top1']:.2f} (before/after removal {r['acc_before_removal']:.1f}/"
@@ -288,6 +292,27 @@ def cmd_run(args) -> int:
         print(f"\n{len(failed)} job(s) failed: " + "; ".join(f"{r['method']} seed {r['seed']}: {r['error']}"
                                                           for r in failed), file=sys.stderr)
         return 1
+    return 0
+
+
+def _print_plan(runner, jobs) -> int:
+    """The dry run: each job's state and folder, and each method's budget in iterations and samples."""
+    setting, data = runner.setting, runner.data
+    ft = setting.finetune
+    for j in jobs:
+        stored = runner.stored(j)
+        state = "to run" if stored is None else ("stale" if runner.is_stale(j, stored) else "cached")
+        own = j.planned_prune_iters()
+        budget = f"own training {own} it x {setting.prune.batch_size}" if own else "no own training"
+        if not j.schedule_fits():
+            budget += f" (CAPPED: its schedule is longer than the setting's cap of {setting.prune.max_iters})"
+        if j.total_samples is not None:
+            budget += f"; total {j.total_samples} samples"
+        print(f"  {state:<7} {j.method:<20} seed {j.seed}  {budget}  {runner.folder(j)}")
+    todo = sum(runner.stored(j) is None for j in jobs)
+    print(f"{todo} to run, {len(jobs) - todo} stored; each: fine-tune {ft.epochs} epochs "
+          f"({ft.epochs * data.batches_per_epoch(ft.batch_size)} iterations of {ft.batch_size})"
+          + ("; --budget total extends it so every row sees the same samples" if jobs[0].protocol == "total" else ""))
     return 0
 
 
@@ -344,7 +369,7 @@ def cmd_leaderboard(args) -> int:
     runs = Path(args.runs_dir)
     if not runs.is_dir():
         raise SuiteError(f"runs dir {runs} does not exist: run 'suite run' first or pass --runs-dir")
-    for path in render(runs, Path(args.out)):
+    for path in render(runs, Path(args.out), include_capped=args.include_capped):
         print(path)
     return 0
 

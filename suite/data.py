@@ -5,8 +5,9 @@ tensors, cached on disk as a .pt file, and augmented on tensors, whole batches a
 training device: no PIL decode per image per epoch. ImageNet is too big for memory and goes
 through torchvision's ImageFolder and DataLoader with the standard transforms.
 
-Every batch's order and augmentation is a pure function of (seed, epoch, batch index), so a
-training run interrupted mid-epoch resumes on exactly the batches it would have seen.
+Every batch's order and augmentation is a pure function of (purpose, seed, epoch, batch index), so
+a training run interrupted mid-epoch resumes on exactly the batches it would have seen, and the
+baseline, the regularization and the fine-tuning of one seed see different batch sequences.
 """
 from __future__ import annotations
 
@@ -30,10 +31,25 @@ FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
 CACHE_VERSION = 1  # bump when the decoded layout changes
 
 
+# What a training pass is for. Each purpose draws its own batch order and augmentation, so the
+# regularization and fine-tuning of a seed-0 job never replay the batches its baseline saw.
+STREAMS = ("baseline", "regularize", "finetune")
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """The seed of one purpose's batch stream. The baseline keeps the plain seed, so baselines
+    trained (and published) before streams existed still reproduce batch for batch."""
+    if stream not in STREAMS:
+        raise ValueError(f"unknown batch stream {stream!r}; use one of {STREAMS}")
+    if stream == "baseline":
+        return seed
+    return int.from_bytes(hashlib.sha256(f"{stream}/{seed}".encode()).digest()[:4], "big") & 0x7FFF_FFFF
+
+
 def batch_generator(seed: int, epoch: int, index: int, device: torch.device) -> torch.Generator:
-    """The RNG for one batch: a pure function of (seed, epoch, batch index)."""
+    """The RNG for one batch: a pure function of (stream seed, epoch, batch index)."""
     g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + index)
+    g.manual_seed(((seed * 1_000_003 + epoch) * 1_000_003 + index) % (1 << 63))
     return g
 
 
@@ -81,9 +97,10 @@ class Data:
         n = len(self.train) if self.train is not None else self.loaders["train_len"]
         return n // batch_size  # the last partial batch is dropped, as in a DataLoader(drop_last=True)
 
-    def train_batches(self, batch_size: int, seed: int, epoch: int, device: torch.device,
+    def train_batches(self, batch_size: int, seed: int, epoch: int, device: torch.device, *, stream: str,
                       start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Shuffled, augmented batches of one epoch, from batch index ``start`` on."""
+        """Shuffled, augmented batches of one epoch of ``stream`` (see STREAMS), from batch ``start`` on."""
+        seed = stream_seed(seed, stream)
         if self.train is None:
             yield from self.loaders["train"](batch_size, seed, epoch, start, device)
             return
@@ -138,7 +155,9 @@ class Data:
         """A copy training on the first ``n`` images only (a reduced budget, recorded by the setting)."""
         if self.train is None or n >= len(self.train):
             return self
-        return dataclasses.replace(self, train=TensorSplit(self.train.x[:n], self.train.y[:n]))
+        # the fingerprint says which images: a baseline trained on 1,024 images is not one on 2,048
+        return dataclasses.replace(self, train=TensorSplit(self.train.x[:n], self.train.y[:n]),
+                                   fingerprint=f"{self.fingerprint}/train[:{n}]")
 
     # ------------------------------------------------------------------ validation split
     def with_validation(self, n_val: int, seed: int = 0) -> "Data":

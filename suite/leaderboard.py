@@ -16,6 +16,7 @@ import jinja2
 import pandas as pd
 from scipy import stats
 
+from suite.cli import DEFAULT_METHODS
 from suite.results import load_runs
 from suite.settings import SETTINGS
 from suite.store import write_atomic
@@ -40,17 +41,38 @@ PAPER_ROWS = {
 
 
 # ---------------------------------------------------------------------------- the data
-def ranked(frame: pd.DataFrame) -> pd.DataFrame:
-    """The runs that may be ranked: finished, not smoke, scored on the test split."""
+def ranked(frame: pd.DataFrame, include_capped: bool = False) -> pd.DataFrame:
+    """The runs that may be ranked: finished, not smoke, scored on the test split, and (unless
+    ``include_capped``) whose own training finished its schedule before the setting's cap."""
     if frame.empty:
         return frame
-    return frame[(frame.status == "done") & (frame.eval_split == "test")]
+    keep = (frame.status == "done") & (frame.eval_split == "test")
+    if not include_capped:
+        keep &= ~frame.capped.astype(bool)
+    return frame[keep]
+
+
+def protocol_of(frame: pd.DataFrame) -> pd.Series:
+    """The budget protocol as a page states it. ``total`` runs stored before samples were counted
+    matched *iterations* across batch sizes (not equal): they are named so, never called equal."""
+    legacy = (frame.protocol == "total") & frame.samples.isna()
+    return frame.protocol.where(~legacy, "total-iterations (legacy, unequal samples)")
+
+
+def current_code(frame: pd.DataFrame) -> pd.Series:
+    """True where a run was trained by today's training code for its method."""
+    from methods import registry
+    from suite.fingerprint import training_code
+    today = {m: training_code(type(registry.get(m))) for m in set(frame.method) if m in registry.names()}
+    return pd.Series([today.get(m) == c for m, c in zip(frame.method, frame.training_code)], index=frame.index)
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and n over seeds per (setting, baseline, ratios, skip, protocol, method, hparams):
     runs that started from different baselines are never averaged together."""
-    keys = ["setting", "baseline_key", "ratios", "skip", "protocol", "method", "hparams", "hparams_source"]
+    runs = runs.assign(protocol=protocol_of(runs), current=current_code(runs))
+    keys = ["setting", "baseline_key", "ratios", "skip", "protocol", "method", "hparams", "hparams_source",
+            "training_code", "current"]
     g = runs.groupby(keys, sort=False, dropna=False)
     out = g.agg(top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"),
                 baseline_top1=("baseline_top1", "mean"), baseline_name=("baseline_name", "first"),
@@ -58,9 +80,12 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
                 baseline_params=("baseline_params", "mean"), speedup=("speedup", "mean"),
                 latency_speedup=("latency_speedup", "mean"), latency_device=("latency_device", "first"),
                 reg_iters=("reg_iters", "mean"), finetune_epochs=("finetune_epochs", "mean"),
+                samples=("samples", "mean"), samples_x_train=("samples_x_train", "mean"),
+                train_macs=("train_macs", "mean"), capped=("capped", "any"),
                 before_removal=("acc_before_removal", "mean"), after_removal=("acc_after_removal", "mean"),
                 mag_ratio=("mag_ratio", "mean"), runs=("run", list), top1_values=("top1", list)).reset_index()
-    out["label"] = [label(m, src) for m, src in zip(out.method, out.hparams_source)]
+    out["label"] = [label(m, src) + ("" if cur else " [older training code]") + (" [capped]" if cap else "")
+                    for m, src, cur, cap in zip(out.method, out.hparams_source, out.current, out.capped)]
     out["delta"] = out.top1_mean - out.baseline_top1
     out["param_reduction"] = out.baseline_params / out.params
     return out
@@ -176,6 +201,9 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
                 "n": r.n, "delta": r.delta, "params": r.params, "param_reduction": r.param_reduction,
                 "speedup": r.speedup, "latency_speedup": r.latency_speedup, "latency_device": r.latency_device,
                 "reg_iters": int(r.reg_iters or 0), "finetune_epochs": r.finetune_epochs,
+                "samples": None if pd.isna(r.samples) else int(r.samples),
+                "samples_x_train": None if pd.isna(r.samples_x_train) else r.samples_x_train,
+                "train_macs": None if pd.isna(r.train_macs) else r.train_macs, "capped": bool(r.capped),
                 "before": r.before_removal, "after": r.after_removal, "mag_ratio": r.mag_ratio,
                 "hparams": r.hparams, "hparams_source": r.hparams_source, "within_noise": noise,
                 "configs": [os.path.relpath(Path(p) / "config.json", out_dir) for p in r.runs],
@@ -189,15 +217,15 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
 
 def fill_commands(setting) -> list[str]:
     """The `suite run` lines that would fill a setting's page: its own target with every method,
-    then each other target the paper reports (Table 1 compares L1 and GReg-1 there)."""
+    then each other target the paper reports."""
     base = ["suite", "run", "--setting", setting.name]
     data = ["--data-dir", "DIR"] if setting.dataset in ("cifar10", "cifar100", "imagenet") else []
-    lines = [base + ["--methods", "greg1,greg2,l1", "--seeds", "3"] + data]
-    lines += [base + ["--ratios", t, "--methods", "greg1,l1", "--seeds", "3"] + data for t in setting.targets]
+    lines = [base + ["--methods", DEFAULT_METHODS, "--seeds", "3"] + data]
+    lines += [base + ["--ratios", t, "--methods", DEFAULT_METHODS, "--seeds", "3"] + data for t in setting.targets]
     return [shlex.join(line) for line in lines]
 
 
-def render(runs_dir: Path, out_dir: Path) -> list[Path]:
+def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[Path]:
     """Write index.html, one page (+ CSV) per setting that has runs or paper rows; return the paths.
 
     Pages depend on the stored runs only (their dates and code versions, not the clock or the
@@ -205,7 +233,7 @@ def render(runs_dir: Path, out_dir: Path) -> list[Path]:
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = load_runs(runs_dir)
-    good = ranked(frame)
+    good = ranked(frame, include_capped)
     env = _env()
     stamp = _latest(good)
     written, index_rows = [], []

@@ -1,4 +1,4 @@
-"""Params, FLOPs, accuracy and latency, in the paper's convention.
+"""Params, FLOPs and latency, in the paper's convention (accuracy: ``suite.train.evaluate``).
 
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode``: it counts conv and matmul FLOPs as
 2 x multiply-adds and ignores batch norm, ReLU, pooling and additions, which is exactly the
@@ -33,25 +33,6 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     finally:
         model.train(was_training)
     return int(counter.get_total_flops())
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, batches, device: torch.device) -> dict:
-    """Top-1/top-5 accuracy (percent) and mean cross-entropy over ``batches`` of (x, y)."""
-    was_training = model.training
-    model.eval()
-    n = correct1 = correct5 = 0
-    loss = 0.0
-    for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = model(x)
-        loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        correct1 += (top[:, 0] == y).sum().item()
-        correct5 += (top == y[:, None]).any(dim=1).sum().item()
-        n += y.numel()
-    model.train(was_training)
-    return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss / n, "n": n}
 
 
 def processor(device: torch.device) -> str:

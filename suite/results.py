@@ -9,7 +9,8 @@ import pandas as pd
 # What `suite results` prints by default (the frame holds more).
 TABLE_COLUMNS = ["setting", "method", "seed", "status", "protocol", "ratios", "eval_split", "top1",
                  "baseline_top1", "acc_before_removal", "acc_after_removal", "params", "speedup",
-                 "latency_speedup", "reg_iters", "finetune_epochs", "hparams_source", "error"]
+                 "latency_speedup", "reg_iters", "finetune_epochs", "samples", "train_macs", "capped",
+                 "training_code", "hparams_source", "error"]
 
 
 def load_runs(runs_dir: Path) -> pd.DataFrame:
@@ -35,6 +36,9 @@ def load_runs(runs_dir: Path) -> pd.DataFrame:
             "latency_speedup": r.get("latency_speedup"), "latency_device": lat.get("device"),
             "acc_before_removal": r.get("acc_before_removal"), "acc_after_removal": r.get("acc_after_removal"),
             "reg_iters": b.get("reg_iters"), "finetune_epochs": b.get("finetune_epochs"),
+            "samples": b.get("samples"), "samples_x_train": b.get("samples_x_train"),
+            "train_macs": b.get("train_macs"), "capped": _capped(r),
+            "training_code": r.get("training_code") or "unrecorded",
             "hparams": json.dumps(r.get("hparams", {}), sort_keys=True), "hparams_source": r.get("hparams_source", ""),
             "data_label": r.get("data_label"), "data_fingerprint": r.get("data_fingerprint"),
             "code_version": r.get("code_version"), "reduced": r.get("reduced_budget"),
@@ -48,6 +52,13 @@ def baseline_name(r: dict) -> str:
     before baseline_seed was recorded all used seed 0), or an own --baseline file's digest."""
     key = r.get("baseline_key", "")
     return f"own baseline {key[5:13]}" if key.startswith("user-") else f"baseline seed {r.get('baseline_seed', 0)}"
+
+
+def _capped(r: dict) -> bool:
+    """The method's own training stopped at the setting's cap before its schedule was done (runs
+    stored before the harness recorded it: the method's own ``capped_before_done`` flag)."""
+    b = r.get("budget", {})
+    return bool(b.get("capped", r.get("method_info", {}).get("capped_before_done", False)))
 
 
 def _min_ratio(r: dict):

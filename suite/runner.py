@@ -1,15 +1,15 @@
-"""Plan, run and summarise comparisons: setting x method x seed -> stored runs.
+"""Running jobs (planned by ``suite.plan``) into stored runs.
 
 Every job starts from the setting's shared baseline, lets the method choose what goes, applies
 the choice with the one surgery, fine-tunes with the setting's recipe and measures. A job is
-named by the hash of everything that changes its result, so a finished job is never recomputed
-and a killed one resumes from the checkpoints in its folder.
+named by the hash of what defines its result, so a finished job is never recomputed and a killed
+one resumes from the checkpoints in its folder. The harness counts every sample a method's own
+passes consume, so budgets are measured, not declared.
 """
 from __future__ import annotations
 
 import copy
 import itertools
-import math
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -24,76 +24,14 @@ from suite import data as datasets
 from suite.baseline import Baseline, get_baseline
 from suite.data import Data
 from suite.errors import SuiteError
-from suite.measure import count_flops, count_params, evaluate, latency, processor
+from suite.fingerprint import training_code
+from suite.measure import count_flops, count_params, latency, processor
 from suite.models import example_input
+from suite.plan import SMOKE_STEPS, Job, extra_finetune_steps, layer_ratios, prune_cap
 from suite.settings import Setting
-from suite.store import (RECIPE_VERSION, code_version, content_hash, job_lock, read_json, write_csv,
-                         write_atomic, write_json)
+from suite.store import code_version, job_lock, read_json, write_csv, write_atomic, write_json
 from suite.surgery import MaskKeeper, remove_filters, sparsity
-from suite.train import load_checkpoint, save_atomic, train
-
-SMOKE_STEPS = 20  # every phase of a --smoke run is cut to this many iterations
-PROTOCOLS = ("paper", "total")
-
-
-@dataclass(frozen=True)
-class Job:
-    setting: Setting
-    method: str
-    hparams: dict  # fully resolved: defaults, then the setting's overrides, then the user's
-    seed: int
-    baseline_seed: int = 0
-    protocol: str = "paper"
-    smoke: bool = False
-    hparams_source: str = "default"
-    user_baseline: str | None = None  # the key of a --baseline file; None: the setting's trained one
-
-    def identity(self, data_fingerprint: str) -> dict:
-        """Everything that changes the result; its hash names the run folder."""
-        ident = {"setting": self.setting.to_dict(), "method": self.method, "hparams": self.hparams,
-                 "seed": self.seed, "baseline_seed": self.baseline_seed, "protocol": self.protocol,
-                 "smoke": self.smoke, "data": data_fingerprint, "recipe_version": RECIPE_VERSION}
-        if self.user_baseline is not None:  # only then: the trained baseline's runs keep their folders
-            ident["user_baseline"] = self.user_baseline
-        return ident
-
-    def folder(self, runs_dir: Path, data_fingerprint: str) -> Path:
-        return runs_dir / self.setting.name / self.method / content_hash(self.identity(data_fingerprint))
-
-
-def resolve_hparams(setting: Setting, method: str, user: dict | None) -> dict:
-    """The method's defaults, then the setting's budget overrides, then the user's values."""
-    cls = registry.get(method).Hparams
-    values = {**cls().to_dict(), **setting.overrides_for(method), **(user or {})}
-    return cls.from_dict(values, where=f"hparams of {method}").to_dict()
-
-
-def plan(setting: Setting, methods: list[str], seeds: list[int], *, protocol: str = "paper",
-         smoke: bool = False, user_hparams: dict | None = None, sources: dict | None = None,
-         baseline_seed: int = 0) -> list[Job]:
-    """Jobs for every (method, seed). ``user_hparams``/``sources``: per method, values over the
-    defaults and where they came from ("user file", "tuned: study ...")."""
-    if protocol not in PROTOCOLS:
-        raise SuiteError(f"unknown budget protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
-    if not seeds or any(s < 0 for s in seeds):
-        raise SuiteError("seeds must be non-negative integers: pass --seeds N (N >= 1) or --seed-list 0,1,2")
-    jobs = []
-    for method, seed in itertools.product(methods, seeds):
-        user = (user_hparams or {}).get(method)
-        source = (sources or {}).get(method, "user file") if user else "default"
-        jobs.append(Job(setting, method, resolve_hparams(setting, method, user), seed, baseline_seed,
-                        protocol, smoke, source))
-    return jobs
-
-
-def nominal_reg_iters(setting: Setting, hparams: dict | None = None) -> int:
-    """The regularization budget a GReg-1 run can spend at this setting: ceil(tau/delta)+1 updates
-    every K_u iterations, then K_s to stabilize, capped by the setting's max_iters. Under the
-    ``total`` protocol every method's regularization + fine-tuning adds up to fine-tune + this
-    (with the setting's defaults). ``hparams``: the same for given GReg hyperparameters."""
-    hp = hparams or resolve_hparams(setting, "greg1", None)
-    updates = math.ceil(hp["penalty_ceiling"] / hp["penalty_increment"]) + 1
-    return min(updates * hp["update_interval"] + hp["stabilize_iters"], setting.prune.max_iters)
+from suite.train import evaluate, load_checkpoint, save_atomic, train
 
 
 @dataclass
@@ -103,17 +41,21 @@ class JobResult:
     result: dict
     cached: bool = False
     log: list = field(default_factory=list)
+    stale: bool = False  # stored, but trained by other training code than today's
 
 
 class Runner:
     """Runs jobs of one setting against one loaded dataset, storing each under ``runs_dir``."""
 
     def __init__(self, setting: Setting, data: Data, runs_dir: Path, device: torch.device,
-                 baseline: Baseline | None = None):
+                 baseline: Baseline | None = None, recompute_stale: bool = False):
         """With ``data.val`` present (a search), accuracies during the job are measured on the
-        validation split and the test top-1 is only stored; otherwise everything is on test."""
+        validation split and the test top-1 is only stored; otherwise everything is on test.
+        ``recompute_stale``: a stored run trained by other training code is moved aside (kept in
+        its folder's ``superseded/``) and trained again, instead of being reported as stale."""
         self.setting, self.data, self.runs_dir, self.device = setting, data, runs_dir, device
         self.user_baseline = baseline
+        self.recompute_stale = recompute_stale
         self.eval_split = "val" if data.val is not None else "test"
         self.on_epoch_end = None  # called with each fine-tune epoch's log row (a search's trial pruner)
         self._baselines: dict[tuple, Baseline] = {}
@@ -127,30 +69,37 @@ class Runner:
                                                 self.device, smoke=job.smoke)
         return self._baselines[key]
 
+    def folder(self, job: Job) -> Path:
+        return job.folder(self.runs_dir, self.data.fingerprint)
+
     def stored(self, job: Job) -> dict | None:
-        path = job.folder(self.runs_dir, self.data.fingerprint) / "result.json"
+        path = self.folder(job) / "result.json"
         if path.exists():
             result = read_json(path)
             if result.get("status") in ("done", "smoke"):
                 return result
         return None
 
+    @staticmethod
+    def is_stale(job: Job, result: dict) -> bool:
+        return result.get("training_code") != training_code(type(registry.get(job.method)))
+
     def run(self, job: Job, propagate: tuple[type[BaseException], ...] = ()) -> JobResult:
         """Run (or find) one job. Exceptions of the ``propagate`` types (a trial pruner's stop) are
         recorded as status "stopped" and re-raised; any other failure is recorded and returned."""
-        folder = job.folder(self.runs_dir, self.data.fingerprint)
+        folder = self.folder(job)
         with job_lock(folder):  # a second process waits here, then finds the result
             cached = self.stored(job)
             if cached is not None:
-                return JobResult(job, folder, cached, cached=True)
+                if not (self.recompute_stale and self.is_stale(job, cached)):
+                    return JobResult(job, folder, cached, cached=True, stale=self.is_stale(job, cached))
+                _supersede(folder, cached)
             twin = self._paper_twin(job, folder)
             if twin is not None:
                 return twin
             log: list[dict] = []
-            config = {**job.identity(self.data.fingerprint), "data_label": self.data.label,
-                      "data_source": self.data.source, "torch": torch.__version__, "device": str(self.device),
-                      "processor": processor(self.device),
-                      "code_version": code_version(), "hparams_source": job.hparams_source}
+            config = {**job.identity(self.data.fingerprint), **self._record(job), "data_source": self.data.source,
+                      "torch": torch.__version__, "device": str(self.device), "processor": processor(self.device)}
             write_json(folder / "config.json", config)
             t0 = time.time()
             try:
@@ -159,13 +108,13 @@ class Runner:
                 result = self._execute(job, base, folder, log)
                 result["status"] = "smoke" if job.smoke else "done"
             except propagate as e:
-                write_json(folder / "result.json", {**self._identity_fields(job), "status": "stopped",
+                write_json(folder / "result.json", {**self._record(job), "status": "stopped",
                                                     "error": f"{type(e).__name__}: {e}".splitlines()[0]})
                 raise
             except Exception as e:  # isolate (NaN, out of memory, a method error): record, go on
                 result = {"status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0],
                           "traceback": traceback.format_exc(limit=8)}
-            result.update(self._identity_fields(job))
+            result.update(self._record(job))
             result["wall_seconds"] = result.get("wall_seconds", 0) + time.time() - t0
             result["finished_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             write_csv(folder / "log.csv", log)
@@ -173,32 +122,37 @@ class Runner:
             return JobResult(job, folder, result, log=log)
 
     def _paper_twin(self, job: Job, folder: Path) -> JobResult | None:
-        """Under ``total``, a run whose regularization already spent the whole nominal budget gets no
+        """Under ``total``, a run whose own training already spent the whole equal budget gets no
         extra fine-tuning, so it is the very computation of its paper-protocol twin: when that twin
-        is stored, its result is taken (marked ``same_training_as``) instead of training again."""
+        is stored (and trained by today's code), its result is taken (marked ``same_training_as``)."""
         if job.protocol != "total":
             return None
-        paper = replace(job, protocol="paper")
+        paper = replace(job, protocol="paper", total_samples=None)
         twin = self.stored(paper)
-        if twin is None or twin["budget"]["reg_iters"] < nominal_reg_iters(self.setting):
+        if twin is None or self.is_stale(paper, twin) or "own_samples" not in twin["budget"]:
             return None
-        twin_folder = paper.folder(self.runs_dir, self.data.fingerprint)
+        b = twin["budget"]
+        if extra_finetune_steps(job, b["own_samples"], b["finetune_iters"]) > 0:
+            return None
+        twin_folder = self.folder(paper)
         write_json(folder / "config.json", {**read_json(twin_folder / "config.json"),
                                             **job.identity(self.data.fingerprint)})
         if (twin_folder / "log.csv").exists():
             write_atomic(folder / "log.csv", (twin_folder / "log.csv").read_text())
-        result = {**twin, **self._identity_fields(job), "budget": {**twin["budget"], "protocol": "total"},
-                  "same_training_as": twin_folder.name, "code_version": twin["code_version"]}
+        result = {**twin, **self._record(job), "same_training_as": twin_folder.name,
+                  "budget": {**b, "protocol": "total", "total_samples_target": job.total_samples},
+                  "code_version": twin["code_version"]}
         write_json(folder / "result.json", result)
         return JobResult(job, folder, result, cached=True)
 
-    def _identity_fields(self, job: Job) -> dict:
+    def _record(self, job: Job) -> dict:
+        """What every config and result carries besides the identity: names, provenance, code."""
         return {"setting": self.setting.name, "method": job.method, "seed": job.seed,
-                "baseline_seed": job.baseline_seed, "hparams": job.hparams, "hparams_source": job.hparams_source, "ratios": self.setting.ratios,
-                "skip": self.setting.skip, "protocol": job.protocol, "data_fingerprint": self.data.fingerprint,
-                "data_label": self.data.label, "reduced_budget": self.setting.reduced,
-                "eval_split": self.eval_split,
-                "code_version": code_version()}
+                "baseline_seed": job.baseline_seed, "hparams": job.hparams, "hparams_source": job.hparams_source,
+                "ratios": self.setting.ratios, "skip": self.setting.skip, "protocol": job.protocol,
+                "data_fingerprint": self.data.fingerprint, "data_label": self.data.label,
+                "reduced_budget": self.setting.reduced, "eval_split": self.eval_split,
+                "code_version": code_version(), "training_code": training_code(type(registry.get(job.method)))}
 
     # ------------------------------------------------------------------ the phases
     def _execute(self, job: Job, base: Baseline, folder: Path, log: list) -> dict:
@@ -206,24 +160,23 @@ class Runner:
         method = registry.get(job.method)
         hp = method.Hparams.from_dict(job.hparams)
         model = copy.deepcopy(base.model).to(dev)
-        layer_ratios = s.layer_ratios(model, granularity=method.granularity)
         shape = s.input_shape
         example = example_input(shape[0], shape[1])
 
-        # prune: the method's choice (and its regularization), stored so a restart skips it
+        # prune: the method's choice (and its own training), stored so a restart skips it
         pruned_file = folder / "pruned.pt"
         if pruned_file.exists():
             saved = load_checkpoint(pruned_file)
             model.load_state_dict(saved["model"])
-            choice = Pruning(saved["filters"], saved["masks"], saved["reg_iters"], saved["info"])
-            acc_before, reg_log = saved["acc_before_removal"], saved["log"]
+            choice = Pruning(saved["filters"], saved["masks"], info=saved["info"])
+            acc_before, reg_log, own = saved["acc_before_removal"], saved["log"], saved["own"]
         else:
             torch.manual_seed(job.seed)
-            choice, reg_log = self._prune(method, model, hp, layer_ratios, job, folder, example)
+            choice, reg_log, own = self._prune(method, model, hp, job, folder, example)
             acc_before = self._top1(model)
             save_atomic({"model": model.state_dict(), "filters": choice.filters, "masks": choice.masks,
-                         "reg_iters": choice.reg_iters, "info": choice.info, "acc_before_removal": acc_before,
-                         "log": reg_log}, pruned_file)
+                         "info": choice.info, "acc_before_removal": acc_before, "log": reg_log, "own": own},
+                        pruned_file)
         log += reg_log
 
         # apply: one surgery for every method
@@ -238,14 +191,14 @@ class Runner:
         # fine-tune: the setting's recipe, identical for every method
         ft = s.finetune
         ft_steps = ft.epochs * self.data.batches_per_epoch(ft.batch_size)
-        if job.protocol == "total":
-            ft_steps += max(0, nominal_reg_iters(s) - choice.reg_iters)
         if job.smoke:
             ft_steps = min(ft_steps, SMOKE_STEPS)
+        ft_steps += extra_finetune_steps(job, own["samples"], ft_steps)
         outcome = train(model, self.data, lr=ft.lr_at, batch_size=ft.batch_size, momentum=ft.momentum,
-                        weight_decay=ft.weight_decay, device=dev, seed=job.seed, total_steps=ft_steps,
-                        hooks=(_MaskHook(keeper),) if keeper else (), checkpoint=folder / "finetune.ckpt",
-                        desc=f"{job.method} fine-tune", eval_split=self.eval_split, on_epoch_end=self.on_epoch_end)
+                        weight_decay=ft.weight_decay, device=dev, seed=job.seed, stream="finetune",
+                        total_steps=ft_steps, hooks=(_MaskHook(keeper),) if keeper else (),
+                        checkpoint=folder / "finetune.ckpt", desc=f"{job.method} fine-tune",
+                        eval_split=self.eval_split, on_epoch_end=self.on_epoch_end)
         log += outcome.history
 
         # measure
@@ -261,15 +214,24 @@ class Runner:
             p = latency(model, shape, batch, dev, warmup=2 if job.smoke else 5, repeats=repeats)
             lat[f"batch{batch}"] = {"baseline_ms": b.median_ms, "pruned_ms": p.median_ms,
                                     "speedup": b.median_ms / p.median_ms, "device": b.device, "threads": b.threads}
+        ft_samples = outcome.steps * ft.batch_size
+        samples = own["samples"] + ft_samples
         result = {
             "top1": final["top1"], "top5": final["top5"], "baseline_top1": base.top1, "baseline_key": base.key,
             "baseline_sha256": base.digest, "acc_before_removal": acc_before, "acc_after_removal": acc_after,
             "params": params, "flops": flops, "baseline_params": params0, "baseline_flops": flops0,
             "speedup": flops0 / flops, "latency_speedup": lat["batch64"]["speedup"], "latency": lat,
             "granularity": method.granularity,
-            "budget": {"reg_iters": choice.reg_iters, "finetune_iters": outcome.steps,
-                       "finetune_epochs": outcome.epochs_done, "total_iters": choice.reg_iters + outcome.steps,
-                       "protocol": job.protocol},
+            "budget": {
+                "protocol": job.protocol, "reg_iters": own["iters"], "own_samples": own["samples"],
+                "planned_own_iters": job.planned_prune_iters(), "capped": own["capped"],
+                "finetune_iters": outcome.steps, "finetune_epochs": outcome.epochs_done,
+                "finetune_samples": ft_samples, "samples": samples,
+                "samples_x_train": samples / len(self.data.train) if self.data.train is not None else None,
+                # training compute: forward + backward ~ 3 x the forward multiply-adds (FLOPs / 2) of
+                # the model as it was: whole during the method's own training, pruned while fine-tuning
+                "train_macs": 3 * (flops0 // 2 * own["samples"] + flops // 2 * ft_samples),
+                "total_samples_target": job.total_samples},
             "method_info": choice.info, "finetune_seconds": outcome.seconds,
         }
         if val is not None:
@@ -284,29 +246,50 @@ class Runner:
             (folder / ckpt).unlink(missing_ok=True)
         return result
 
-    def _prune(self, method, model, hp, layer_ratios, job: Job, folder: Path, example):
+    def _prune(self, method, model, hp, job: Job, folder: Path, example):
+        """Let the method choose, counting every sample its own passes consume (the harness counts,
+        so a method cannot under-report its budget) and whether a pass ran into the cap."""
         s, dev = self.setting, self.device
         reg_log: list[dict] = []
-        cap = SMOKE_STEPS if job.smoke else s.prune.max_iters
+        cap = prune_cap(s, job.smoke)
+        own = {"iters": 0, "samples": 0, "capped": not job.schedule_fits()}
 
         def run_phase(hooks, desc, log_every=None, log_extra=None):
             outcome = train(model, self.data, lr=lambda e: s.prune.lr, batch_size=s.prune.batch_size,
                             momentum=s.prune.momentum, weight_decay=s.prune.weight_decay, device=dev,
-                            seed=job.seed, total_steps=cap, hooks=hooks, checkpoint=folder / "regularize.ckpt",
-                            eval_split=None, desc=desc, log_every=log_every, log_extra=log_extra)
+                            seed=job.seed, stream="regularize", total_steps=cap, hooks=hooks,
+                            checkpoint=folder / "regularize.ckpt", eval_split=None, desc=desc,
+                            log_every=log_every, log_extra=log_extra)
             reg_log.extend(outcome.history)
+            own["iters"] += outcome.steps
+            own["samples"] += outcome.steps * s.prune.batch_size
+            own["capped"] |= bool(hooks) and not outcome.stopped_by_hook
             return outcome
 
         def batches(n):
-            return itertools.islice(itertools.chain.from_iterable(
-                self.data.train_batches(s.prune.batch_size, job.seed, e, dev) for e in itertools.count()), n)
+            stream = itertools.chain.from_iterable(
+                self.data.train_batches(s.prune.batch_size, job.seed, e, dev, stream="regularize")
+                for e in itertools.count())
+            for x, y in itertools.islice(stream, n):
+                own["iters"] += 1
+                own["samples"] += len(y)
+                yield x, y
 
-        task = PruneTask(layer_ratios=layer_ratios, device=dev, seed=job.seed, max_iters=cap,
-                         train=run_phase, batches=batches, example=example)
-        return method.prune(model, task, hp), reg_log
+        task = PruneTask(layer_ratios=layer_ratios(s, method.granularity), device=dev, seed=job.seed,
+                         max_iters=cap, train=run_phase, batches=batches, example=example)
+        return method.prune(model, task, hp), reg_log, own
 
     def _top1(self, model) -> float:
         return evaluate(model, self.data.eval_batches(self.eval_split, 500, self.device), self.device)["top1"]
+
+
+def _supersede(folder: Path, result: dict) -> None:
+    """Move a stale run's files into ``folder/superseded/<its training code>/``: kept, off the pages."""
+    dest = folder / "superseded" / str(result.get("training_code") or "unrecorded")
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in folder.iterdir():
+        if f.is_file() and not f.name.startswith("."):
+            f.replace(dest / f.name)
 
 
 class _MaskHook:

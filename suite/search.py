@@ -18,7 +18,8 @@ import optuna
 
 from methods import registry
 from suite.errors import SuiteError
-from suite.runner import Job, Runner, resolve_hparams
+from suite.plan import Job, prune_cap, resolve_hparams
+from suite.runner import Runner
 from suite.settings import Setting
 from suite.store import file_lock
 
@@ -162,11 +163,12 @@ class SearchSpec:
 
 def run_search(spec: SearchSpec, runner: Runner, study: optuna.Study) -> optuna.Study:
     """Add trials until the study holds ``spec.trials`` finished ones (across all workers)."""
-    cls = registry.get(spec.method).Hparams
-    base = cls.from_dict(resolve_hparams(spec.setting, spec.method, None))
+    method = registry.get(spec.method)
+    base = method.Hparams.from_dict(resolve_hparams(spec.setting, spec.method, None))
+    cap = prune_cap(spec.setting, spec.smoke)
 
     def objective(trial: optuna.Trial) -> float:
-        hp = cls.suggest(trial, base=base, space=spec.space)
+        hp = method.suggest(trial, base=base, space=spec.space, max_iters=cap)
         job = Job(spec.setting, spec.method, hp.to_dict(), seed=spec.seed, smoke=spec.smoke,
                   hparams_source=f"search trial {trial.number} of study {study.study_name}")
 

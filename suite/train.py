@@ -19,7 +19,6 @@ from tqdm import tqdm
 
 from suite.data import Data
 from suite.errors import SuiteError
-from suite.measure import evaluate
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ def save_atomic(obj, path: Path) -> None:
 
 
 def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_size: int, momentum: float,
-          weight_decay: float, device: torch.device, seed: int, total_steps: int | None = None,
+          weight_decay: float, device: torch.device, seed: int, stream: str, total_steps: int | None = None,
           hooks: tuple = (), checkpoint: Path | None = None, checkpoint_every: int | None = None,
           eval_split: str | None = "test", on_epoch_end: Callable[[dict], None] | None = None,
           desc: str = "train", log_every: int | None = None,
@@ -106,7 +105,7 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
 
     Runs until ``total_steps`` iterations, or until a hook's ``after_step`` returns True (then
     ``total_steps`` is a cap). ``lr(epoch)`` gives the learning rate. The batch order depends only
-    on (seed, epoch, batch index), and model, optimizer, position, hook state and history are
+    on (stream, seed, epoch, batch index) (``stream``: what the pass is for, see data.STREAMS), and model, optimizer, position, hook state and history are
     checkpointed every ``checkpoint_every`` steps and at each epoch end, so a killed run resumes
     from ``checkpoint`` and ends with the same weights as an uninterrupted one.
     ``checkpoint_every`` defaults to $SUITE_CHECKPOINT_EVERY or 500 iterations.
@@ -147,7 +146,7 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
         epoch, start = divmod(step, bpe)
         for g in opt.param_groups:
             g["lr"] = lr(epoch)
-        for x, y in data.train_batches(batch_size, seed, epoch, device, start=start):
+        for x, y in data.train_batches(batch_size, seed, epoch, device, stream=stream, start=start):
             loss = nn.functional.cross_entropy(model(x), y)
             if not torch.isfinite(loss):
                 raise Diverged(f"{desc}: loss became {loss.item()} at iteration {step} "
@@ -199,6 +198,25 @@ def load_checkpoint(path: Path) -> dict:
     except Exception as e:
         raise SuiteError(f"checkpoint {path} is corrupt or not a weights-only file ({type(e).__name__}); "
                          f"delete it to restart that phase") from None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches, device: torch.device) -> dict:
+    """Top-1/top-5 accuracy (percent) and mean cross-entropy over ``batches`` of (x, y)."""
+    was_training = model.training
+    model.eval()
+    n = correct1 = correct5 = 0
+    loss = 0.0
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x)
+        loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        correct1 += (top[:, 0] == y).sum().item()
+        correct5 += (top == y[:, None]).any(dim=1).sum().item()
+        n += y.numel()
+    model.train(was_training)
+    return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss / n, "n": n}
 
 
 def recipe_trainer(recipe: Recipe, data: Data, device: torch.device, seed: int, **kw):

@@ -27,11 +27,11 @@ def test_validation_split_is_carved_from_train(fmnist):
 
 def test_batches_are_a_function_of_seed_epoch_index(small_fmnist):
     cpu = torch.device("cpu")
-    a = list(small_fmnist.train_batches(256, seed=3, epoch=1, device=cpu))
-    b = list(small_fmnist.train_batches(256, seed=3, epoch=1, device=cpu, start=5))
+    a = list(small_fmnist.train_batches(256, seed=3, epoch=1, device=cpu, stream="baseline"))
+    b = list(small_fmnist.train_batches(256, seed=3, epoch=1, device=cpu, stream="baseline", start=5))
     assert len(a) == 8 and len(b) == 3
     assert torch.equal(a[5][0], b[0][0]) and torch.equal(a[7][1], b[2][1])
-    c = list(small_fmnist.train_batches(256, seed=3, epoch=2, device=cpu))
+    c = list(small_fmnist.train_batches(256, seed=3, epoch=2, device=cpu, stream="baseline"))
     assert not torch.equal(a[0][1], c[0][1])
 
 

@@ -89,7 +89,7 @@ def test_greg2_picking_phase_then_recover():
 def _task(data, model, layer_ratios, max_iters):
     def run(hooks, desc, log_every=None, log_extra=None):
         return train(model, data, lr=lambda e: 0.01, batch_size=64, momentum=0.9, weight_decay=5e-4,
-                     device=CPU, seed=0, total_steps=max_iters, hooks=hooks, eval_split=None,
+                     device=CPU, seed=0, stream="regularize", total_steps=max_iters, hooks=hooks, eval_split=None,
                      log_every=log_every, log_extra=log_extra)
     return PruneTask(layer_ratios, CPU, 0, max_iters, run, None, example_input(1, 28))
 
@@ -98,7 +98,7 @@ def test_greg1_removes_l1_filters_and_drives_them_down(small_fmnist):
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
     train(model, small_fmnist, lr=lambda e: 0.05, batch_size=128, momentum=0.9, weight_decay=5e-4, device=CPU,
-          seed=0, total_steps=32, eval_split=None)  # a (briefly) trained baseline
+          seed=0, stream="baseline", total_steps=32, eval_split=None)  # a (briefly) trained baseline
     l1_choice = registry.get("l1").prune(model, _task(small_fmnist, model, RATIOS, 0), None).filters
     assert l1_choice == l1_smallest_filters(model, RATIOS)
     greg_model = copy.deepcopy(model)

@@ -2,7 +2,8 @@
 import torch
 from torch import nn
 
-from suite.measure import count_flops, count_params, evaluate, latency
+from suite.measure import count_flops, count_params, latency
+from suite.train import evaluate
 from suite.models import build_model
 
 

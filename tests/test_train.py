@@ -45,7 +45,7 @@ def _run(data, ckpt, hooks=(), steps=40):
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
     out = train(model, data, lr=lambda e: 0.05 if e == 0 else 0.01, batch_size=128, momentum=0.9,
-                weight_decay=5e-4, device=CPU, seed=7, total_steps=steps, hooks=hooks, checkpoint=ckpt,
+                weight_decay=5e-4, device=CPU, seed=7, stream="baseline", total_steps=steps, hooks=hooks, checkpoint=ckpt,
                 checkpoint_every=5, eval_split="test")
     return model, out
 
@@ -84,4 +84,4 @@ def test_nan_loss_is_reported(small_fmnist):
     model = build_model("cnn4", 10, 1)
     with pytest.raises(Diverged, match="loss became nan at iteration 3"):
         train(model, small_fmnist, lr=lambda e: 0.01, batch_size=128, momentum=0.9, weight_decay=0,
-              device=CPU, seed=0, total_steps=30, hooks=(_Poison(3),), eval_split=None)
+              device=CPU, seed=0, stream="baseline", total_steps=30, hooks=(_Poison(3),), eval_split=None)
