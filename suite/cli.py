@@ -116,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="rank runs whose own training stopped at the setting's cap before its schedule ended "
                          "(marked [capped]); by default they are left out")
 
+    mg = sub.add_parser("migrate", help="rename stored runs to today's run identity (after an upgrade)",
+                        description="Rename every run folder whose name is not the hash of today's identity of the "
+                                    "job its config.json records (older versions hashed presentation fields too). "
+                                    "Nothing is deleted; running it again moves nothing.")
+    mg.add_argument("--runs-dir", default="runs")
+
     res = sub.add_parser("results", help="print every stored run as one table")
     res.add_argument("--runs-dir", default="runs")
     res.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -126,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"list": cmd_list, "baseline": cmd_baseline, "run": cmd_run, "search": cmd_search,
-                    "leaderboard": cmd_leaderboard, "results": cmd_results}
+                    "leaderboard": cmd_leaderboard, "results": cmd_results, "migrate": cmd_migrate}
         return commands[args.command](args)
     except SuiteError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -371,6 +377,18 @@ def cmd_leaderboard(args) -> int:
         raise SuiteError(f"runs dir {runs} does not exist: run 'suite run' first or pass --runs-dir")
     for path in render(runs, Path(args.out), include_capped=args.include_capped):
         print(path)
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from suite.migrate import migrate
+    runs = Path(args.runs_dir)
+    if not runs.is_dir():
+        raise SuiteError(f"runs dir {runs} does not exist: pass --runs-dir")
+    moved = migrate(runs)
+    for old, new in moved.items():
+        print(f"{old} -> {new}")
+    print(f"{len(moved)} run folder(s) renamed")
     return 0
 
 

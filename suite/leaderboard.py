@@ -160,7 +160,8 @@ def _stored_setting(runs: pd.DataFrame):
     from suite.settings import Setting
     for run in runs.run:
         try:
-            return Setting.from_dict(json.loads((Path(run) / "config.json").read_text())["setting"])
+            config = json.loads((Path(run) / "config.json").read_text())
+            return Setting.from_dict(config.get("setting_definition") or config["setting"])
         except (OSError, KeyError, ValueError):
             continue
     return None

@@ -99,6 +99,7 @@ class Runner:
                 return twin
             log: list[dict] = []
             config = {**job.identity(self.data.fingerprint), **self._record(job), "data_source": self.data.source,
+                      "setting_definition": self.setting.to_dict(),
                       "torch": torch.__version__, "device": str(self.device), "processor": processor(self.device)}
             write_json(folder / "config.json", config)
             t0 = time.time()
