@@ -21,10 +21,11 @@ from dataclasses import dataclass
 import torch
 
 from methods.base import Hparams, Method, Pruning, PruneTask, rank_overlap, searchable
+from methods.criteria import filter_l1, smallest_index
 from methods.registry import register
 from suite.errors import SuiteError
 from suite.ratios import n_pruned
-from suite.surgery import filter_l1, smallest_index
+
 
 
 @dataclass(frozen=True)

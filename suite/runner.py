@@ -244,7 +244,7 @@ class Runner:
             ft_steps = min(ft_steps, SMOKE_STEPS)
         outcome = train(model, self.data, lr=ft.lr_at, batch_size=ft.batch_size, momentum=ft.momentum,
                         weight_decay=ft.weight_decay, device=dev, seed=job.seed, total_steps=ft_steps,
-                        hooks=(_MaskHook(keeper),) if keeper else (), checkpoint=folder / "finetune.ckpt",
+                        hooks=(keeper,) if keeper else (), checkpoint=folder / "finetune.ckpt",
                         desc=f"{job.method} fine-tune", eval_split=self.eval_split, on_epoch_end=self.on_epoch_end)
         log += outcome.history
 
@@ -307,26 +307,6 @@ class Runner:
 
     def _top1(self, model) -> float:
         return evaluate(model, self.data.eval_batches(self.eval_split, 500, self.device), self.device)["top1"]
-
-
-class _MaskHook:
-    """Re-applies an unstructured mask after every optimizer step."""
-
-    def __init__(self, keeper: MaskKeeper):
-        self.keeper = keeper
-
-    def after_backward(self, model, step):
-        pass
-
-    def after_step(self, model, step):
-        self.keeper.apply()
-        return False
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
 
 
 def load_data(setting: Setting, data_dir: str | None, download: bool = False) -> Data:

@@ -8,7 +8,7 @@ from methods import registry
 from methods.base import PruneTask
 from methods.greg import GRegHook, GRegHparams
 from suite.models import build_model, example_input
-from suite.surgery import filter_l1, l1_smallest_filters
+from methods.criteria import filter_l1, l1_smallest_filters
 from suite.train import train
 
 CPU = torch.device("cpu")

@@ -15,7 +15,7 @@ from suite.errors import SuiteError
 from suite.models import build_model
 from suite.ratios import n_pruned
 from suite.settings import get_setting
-from suite.surgery import l1_smallest_filters, smallest_weights_mask
+from methods.criteria import l1_smallest_filters, smallest_weights_mask
 
 CPU = torch.device("cpu")
 FILTER_ENTRIES = ["nni-l1", "nni-l2", "nni-fpgm", "nni-slim", "nni-taylor"]
@@ -108,10 +108,11 @@ def test_level_masks_are_smallest_weights(model_fn, ratios_fn):
 
 def test_slim_targets_the_bn_after_each_conv():
     model = build_model("cnn4", 10, 1)
-    assert registry.get("nni-slim").targets(model, ["features.0", "features.4"]) == \
+    assert registry.get("nni-slim").targets(model, ["features.0", "features.4"], torch.zeros(1, 1, 28, 28)) == \
         {"features.0": "features.1", "features.4": "features.5"}
     with pytest.raises(SuiteError, match="BatchNorm2d"):
-        registry.get("nni-slim").targets(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()), ["0"])
+        registry.get("nni-slim").targets(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()), ["0"],
+                                         torch.zeros(1, 1, 8, 8))
 
 
 @pytest.mark.parametrize("name", ["nni-slim", "nni-taylor"])
