@@ -36,6 +36,8 @@ from suite.ratios import n_pruned
 # lambda is n * increment in exact arithmetic; in float64 it carries a relative error near 1e-16,
 # so "lambda > tau" and "lambda >= ceiling" are decided with a 1e-9 relative margin: a lambda that
 # equals tau in exact arithmetic is not above it (1.0 / 1e-4 = 10,000 increments, then one more).
+# This is the spec's arithmetic ("0.01, i.e. 1000 updates"); the authors' float32 reg tensors
+# drift by one update either way (above 1.0 after 10,000 additions, 0.01 reached after 1,001).
 _EPS = 1e-9
 
 
