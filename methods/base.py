@@ -104,13 +104,12 @@ class PruneTask:
 class Pruning:
     """What goes: filter indices per conv (structured) or {0,1} masks per layer (unstructured).
 
-    ``reg_iters`` is the number of extra training iterations the method spent (budget accounting);
-    ``info`` holds what the method wants recorded (overlaps, magnitude ratios reached, ...).
+    ``info`` holds what the method wants recorded (overlaps, magnitude ratios reached, ...). What
+    the method's own training consumed is counted by the harness, not reported here.
     """
 
     filters: dict[str, list[int]] | None = None
     masks: dict[str, torch.Tensor] | None = None
-    reg_iters: int = 0
     info: dict = field(default_factory=dict)
 
 

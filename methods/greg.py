@@ -9,9 +9,14 @@ grows by delta up to the ceiling tau, or until every layer's kept/pruned magnitu
 re-ranks by L1 at ``pick_ceiling``; then pruned groups grow as in GReg-1 and kept groups get the
 ``recover`` value.
 
-Lambdas are held as two float64 numbers per layer (pruned, kept) rather than an [N, C] tensor:
-within a layer every pruned group has the same lambda and so does every kept group, so this is
-the same penalty, and 10,000 float32 additions of 1e-4 would drift from the schedule.
+Lambdas are held per layer as counts of increments (pruned) and one number (kept) rather than an
+[N, C] tensor: within a layer every pruned group has the same lambda and so does every kept group,
+so this is the same penalty, and 10,000 float32 additions of 1e-4 would drift from the schedule.
+
+A budget (the setting's cap) that ends inside GReg-2's picking is not refused: a smoke run's cap
+of a few iterations must still run, and a cap cannot be known to fit before the run (the harness
+may cap below the planned length). The pick is then forced by the current L1 ranking and the
+result says so (``pick_forced``, ``pick_updates``), next to ``capped_before_done``.
 """
 from __future__ import annotations
 
@@ -20,11 +25,28 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.base import Hparams, Method, Pruning, PruneTask, rank_overlap, searchable
+from methods.base import Hparams, Method, Pruning, PruneTask, presentation, rank_overlap, searchable
+from methods.criteria import filter_l1, smallest_index, smallest_weights_mask
 from methods.registry import register
 from suite.errors import SuiteError
 from suite.ratios import n_pruned
-from suite.surgery import filter_l1, smallest_index
+
+
+
+# lambda is n * increment in exact arithmetic; in float64 it carries a relative error near 1e-16,
+# so "lambda > tau" and "lambda >= ceiling" are decided with a 1e-9 relative margin: a lambda that
+# equals tau in exact arithmetic is not above it (1.0 / 1e-4 = 10,000 increments, then one more).
+# This is the spec's arithmetic ("0.01, i.e. 1000 updates"); the authors' float32 reg tensors
+# drift by one update either way (above 1.0 after 10,000 additions, 0.01 reached after 1,001).
+_EPS = 1e-9
+
+
+def _above(x: float, limit: float) -> bool:
+    return x > limit * (1 + _EPS)
+
+
+def _reached(x: float, limit: float) -> bool:
+    return x >= limit * (1 - _EPS)
 
 
 @dataclass(frozen=True)
@@ -40,26 +62,56 @@ class GRegHparams(Hparams):
     pick_increment: float = 1e-5  # reg_granularity_pick (GReg-2)
     pick_ceiling: float = 0.01  # reg_upper_limit_pick (GReg-2)
     recover: float = -1e-4  # reg_granularity_recover (GReg-2, kept groups)
-    log_every: int = 100  # iterations between log rows of lambda and magnitude ratio
+    log_every: int = presentation(100)  # iterations between log rows of lambda and magnitude ratio
 
     def check(self):
         if self.penalty_increment <= 0 or self.penalty_ceiling <= 0:
             raise SuiteError("penalty_increment and penalty_ceiling must be > 0")
+        if self.pick_increment <= 0 or self.pick_ceiling <= 0:
+            raise SuiteError("pick_increment and pick_ceiling must be > 0 (GReg-2's picking must end)")
+        if self.recover > 0:
+            raise SuiteError("recover must be <= 0 (the kept groups' lambda, e.g. -1e-4)")
+        if not self.mag_ratio_limit > 0:
+            raise SuiteError("mag_ratio_limit must be > 0 (e.g. 1000; inf disables the ratio stop)")
+        if not 0 <= self.ratio_momentum < 1:
+            raise SuiteError("ratio_momentum must be in [0, 1) (e.g. 0.9)")
         if self.update_interval < 1 or self.stabilize_iters < 0 or self.log_every < 1:
             raise SuiteError("update_interval and log_every must be >= 1, stabilize_iters >= 0")
 
 
+def pick_updates(hp: GRegHparams) -> int:
+    """GReg-2's picking updates: the first n with n * pick_increment >= pick_ceiling."""
+    return max(1, math.ceil(hp.pick_ceiling * (1 - _EPS) / hp.pick_increment))
+
+
+def schedule_updates(hp: GRegHparams, variant: int) -> int:
+    """Penalty updates until every layer stops at its ceiling (no stop by magnitude ratio): the
+    first n with n * delta > tau (GReg-1); GReg-2 adds its picking updates, after which lambda
+    grows from the picking value (and the pick update itself stops a layer already above tau)."""
+    start = pick_updates(hp) * hp.pick_increment if variant == 2 else 0.0
+    if _above(start, hp.penalty_ceiling):
+        grow = 0
+    else:
+        grow = math.floor((hp.penalty_ceiling * (1 + _EPS) - start) / hp.penalty_increment) + 1
+    return (pick_updates(hp) if variant == 2 else 0) + grow
+
+
 class _Layer:
-    """One regularized layer: its groups' pruned set, its two lambdas and its magnitude ratio."""
+    """One regularized conv: its groups' pruned set, its two lambdas and its magnitude ratio."""
 
     def __init__(self, name: str, weight: torch.Tensor, ratio: float, structured: bool):
         self.name, self.ratio, self.structured = name, ratio, structured
-        self.lam_pruned = self.lam_kept = 0.0
+        self.picks = self.increments = 0  # updates of the picking phase and of the pruning phase
+        self.lam_kept = 0.0
         self.picked = False
         self.done = False
         self.hist_ratio: float | None = None
         self.set_pruned(self.rank(weight), weight)
         self.initial = self.pruned.clone()
+
+    def lam_pruned(self, hp: GRegHparams) -> float:
+        """The pruned groups' lambda, as a product (no drift from 10^4 float additions)."""
+        return self.picks * hp.pick_increment + self.increments * hp.penalty_increment
 
     def set_pruned(self, pruned: torch.Tensor, w: torch.Tensor) -> None:
         """Fix the pruned groups, and the {0,1} mask (1 = pruned) that applies their lambda."""
@@ -86,87 +138,116 @@ class _Layer:
         pruned = pruned_sum / k
         return (total - pruned_sum) / (s.numel() - k) / pruned if pruned > 0 else math.inf
 
-    def add_penalty(self, w: torch.Tensor) -> None:
+    def update_ratio(self, w: torch.Tensor, momentum: float) -> None:
+        r = self.mag_ratio(w)
+        self.hist_ratio = r if self.hist_ratio is None else momentum * self.hist_ratio + (1 - momentum) * r
+
+    def add_penalty(self, w: torch.Tensor, lam_pruned: float) -> None:
         """grad += lambda * w, lambda = lam_pruned on pruned groups and lam_kept on the others."""
-        if self.lam_pruned != self.lam_kept:
-            w.grad.addcmul_(self.mask, w.detach(), value=self.lam_pruned - self.lam_kept)
+        if lam_pruned != self.lam_kept:
+            w.grad.addcmul_(self.mask, w.detach(), value=lam_pruned - self.lam_kept)
         if self.lam_kept:
             w.grad.add_(w.detach(), alpha=self.lam_kept)
 
     def state(self) -> dict:
-        return {k: getattr(self, k) for k in ("lam_pruned", "lam_kept", "picked", "done", "hist_ratio",
+        return {k: getattr(self, k) for k in ("picks", "increments", "lam_kept", "picked", "done", "hist_ratio",
                                               "pruned", "initial")}
 
 
+def regularized_layers(model, layer_ratios: dict[str, float]) -> dict[str, float]:
+    """The layers that carry the penalty: convs only (GREG_SPEC.md; the authors' ``self.reg``
+    holds convs), even where a setting's unstructured ratios also prune a linear classifier."""
+    return {n: r for n, r in layer_ratios.items() if isinstance(model.get_submodule(n), torch.nn.Conv2d)}
+
+
 class GRegHook:
-    """The training-loop hook that grows the penalty; ends the phase after stabilization."""
+    """The training-loop hook that grows the penalty; ends the phase after stabilization.
+
+    The schedule follows the authors' ``_update_reg``: at every K_u-th iteration (from iteration 0)
+    each layer that has not stopped updates its magnitude ratio, then its lambda, then tests its
+    stop rule; a stopped layer is skipped from then on (lambda and ratio frozen). When the last
+    layer stops at iteration T, iterations T+1 .. T+K_s stabilize and the phase ends after T+K_s.
+    """
 
     def __init__(self, model, layer_ratios: dict[str, float], hp: GRegHparams, variant: int, structured: bool):
         self.hp, self.variant, self.structured = hp, variant, structured
+        layer_ratios = regularized_layers(model, layer_ratios)
         # The parameters themselves: the training loop updates (and, on resume, loads) them in place.
         self.weights = {n: model.get_submodule(n).weight for n in layer_ratios}
         self.layers = [_Layer(n, self.weights[n], r, structured) for n, r in layer_ratios.items()]
         if not self.layers:
-            raise SuiteError("GReg needs at least one layer with a ratio > 0")
-        self.stable_steps = 0  # iterations since every layer stopped growing
+            raise SuiteError("GReg needs at least one conv with a ratio > 0")
+        self.stabilize_from: int | None = None  # iteration of the update that stopped the last layer
         self.updates = 0
+        self.forced_pick = False
 
     # -------------------------------------------------------------- the loop's calls
     def after_backward(self, model, step: int) -> None:
         if step % self.hp.update_interval == 0 and not self.all_done:
-            self._update(model)
+            self._update()
             self.updates += 1
+            if self.all_done:
+                self.stabilize_from = step
         for layer in self.layers:
-            layer.add_penalty(self.weights[layer.name])
+            layer.add_penalty(self.weights[layer.name], layer.lam_pruned(self.hp))
 
     def after_step(self, model, step: int) -> bool:
-        if self.all_done:
-            self.stable_steps += 1
-        return self.all_done and self.stable_steps >= self.hp.stabilize_iters
+        # ``step`` iterations are done, the last one being iteration step - 1.
+        return self.stabilize_from is not None and step - 1 - self.stabilize_from >= self.hp.stabilize_iters
 
     @property
     def all_done(self) -> bool:
         return all(layer.done for layer in self.layers)
 
     # -------------------------------------------------------------- the schedule
-    def _update(self, model) -> None:
+    def _update(self) -> None:
         hp = self.hp
-        weights = self.weights
-        if self.structured:
-            for layer in self.layers:
-                if self.variant == 2 and not layer.picked:
-                    # While picking, every group has the same lambda: the ratio follows the current ranking.
-                    layer.set_pruned(layer.rank(weights[layer.name]), weights[layer.name])
-                r = layer.mag_ratio(weights[layer.name])
-                m = hp.ratio_momentum
-                layer.hist_ratio = r if layer.hist_ratio is None else m * layer.hist_ratio + (1 - m) * r
-        every_layer_separated = self.structured and all(
-            layer.hist_ratio >= hp.mag_ratio_limit for layer in self.layers)
         for layer in self.layers:
             if layer.done:
                 continue
-            w = weights[layer.name]
+            w = self.weights[layer.name]
             if self.variant == 2 and not layer.picked:
-                layer.lam_pruned = layer.lam_kept = layer.lam_pruned + hp.pick_increment
-                if layer.lam_pruned >= hp.pick_ceiling - 1e-12:  # 1000 additions of 1e-5 land on 0.01
+                layer.picks += 1
+                layer.lam_kept = layer.lam_pruned(hp)
+                if self.structured:  # while picking, the ratio follows the current ranking
+                    layer.set_pruned(layer.rank(w), w)
+                    layer.update_ratio(w, hp.ratio_momentum)
+                if _reached(layer.lam_pruned(hp), hp.pick_ceiling):
                     layer.set_pruned(layer.rank(w), w)
                     layer.picked = True
-            elif self.variant == 1:
-                if every_layer_separated or layer.lam_pruned > hp.penalty_ceiling:
-                    layer.done = True
-                else:
-                    layer.lam_pruned += hp.penalty_increment
             else:
-                separated = self.structured and layer.hist_ratio >= hp.mag_ratio_limit
-                if separated or layer.lam_pruned > hp.penalty_ceiling:
-                    layer.done = True
-                else:
-                    layer.lam_pruned += hp.penalty_increment
+                if self.structured:
+                    layer.update_ratio(w, hp.ratio_momentum)
+                layer.increments += 1
+                if self.variant == 2:
                     layer.lam_kept = hp.recover
+            layer.done = (self.variant == 1 or layer.picked) and (
+                self._separated(layer) or _above(layer.lam_pruned(hp), hp.penalty_ceiling))
+
+    def _separated(self, layer: _Layer) -> bool:
+        """The magnitude-ratio stop (structured only). GReg-1: every layer's ratio so far has
+        reached the limit (the authors' ``_inc_reg`` looks at the ratios recorded until then,
+        stopped layers' frozen ones included); GReg-2: this layer's own ratio."""
+        if not self.structured:
+            return False
+        limit = self.hp.mag_ratio_limit
+        if self.variant == 2:
+            return layer.hist_ratio >= limit
+        return all(other.hist_ratio >= limit for other in self.layers if other.hist_ratio is not None)
+
+    def force_pick(self) -> None:
+        """The budget ended inside GReg-2's picking: fix the pruned set by the current L1 ranking,
+        and record that it was forced (``summary`` says so, with the picking updates that ran)."""
+        for layer in self.layers:
+            if not layer.picked:
+                w = self.weights[layer.name]
+                layer.set_pruned(layer.rank(w), w)
+                layer.picked = True
+                self.forced_pick = True
 
     # -------------------------------------------------------------- state and logs
     def state_dict(self) -> dict:
-        return {"layers": [layer.state() for layer in self.layers], "stable_steps": self.stable_steps,
+        return {"layers": [layer.state() for layer in self.layers], "stabilize_from": self.stabilize_from,
                 "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
@@ -174,24 +255,27 @@ class GRegHook:
             for k, v in s.items():
                 setattr(layer, k, v)
             layer.set_pruned(layer.pruned, self.weights[layer.name])
-        self.stable_steps, self.updates = state["stable_steps"], state["updates"]
+        self.stabilize_from, self.updates = state["stabilize_from"], state["updates"]
 
     def log_row(self) -> dict:
         row = {}
         for layer in self.layers:
-            row[f"lambda:{layer.name}"] = layer.lam_pruned
+            row[f"lambda:{layer.name}"] = layer.lam_pruned(self.hp)
             if layer.hist_ratio is not None:
                 row[f"mag_ratio:{layer.name}"] = layer.hist_ratio
         return row
 
     def summary(self, capped: bool) -> dict:
         info = {"updates": self.updates, "capped_before_done": capped,
-                "lambda": {layer.name: layer.lam_pruned for layer in self.layers}}
+                "lambda": {layer.name: layer.lam_pruned(self.hp) for layer in self.layers}}
         if self.structured:
             info["mag_ratio"] = {layer.name: layer.hist_ratio for layer in self.layers}
         if self.variant == 2:
-            info["pick_overlap_with_l1"] = {layer.name: rank_overlap(layer.pruned, layer.initial)
-                                            for layer in self.layers if self.structured}
+            info["pick_updates"] = max(layer.picks for layer in self.layers)
+            info["pick_forced"] = self.forced_pick
+            if self.structured:
+                info["pick_overlap_with_l1"] = {layer.name: rank_overlap(layer.pruned, layer.initial)
+                                                for layer in self.layers}
         return info
 
 
@@ -199,33 +283,80 @@ class _GReg(Method):
     variant: int
     Hparams = GRegHparams
 
+    @classmethod
+    def planned_iters(cls, hp: GRegHparams) -> int:
+        """Iterations of a regularization phase that runs to its ceiling (no early stop by magnitude
+        ratio, no cap): U updates, the last at iteration (U - 1) * K_u, then K_s more."""
+        return (schedule_updates(hp, cls.variant) - 1) * hp.update_interval + 1 + hp.stabilize_iters
+
+    def suggest(self, trial, base: GRegHparams, space: dict, max_iters: int) -> GRegHparams:
+        """Define-by-run: every other searched field first, then the increment delta from a range
+        raised so that some ceiling of the space still fits, then the ceiling tau only up to what
+        reaches its end and stabilizes within ``max_iters``. A proposal never stops at the cap."""
+        values = base.to_dict()
+        for name, (low, high, log) in space.items():
+            if name not in ("penalty_increment", "penalty_ceiling"):
+                draw = trial.suggest_int if isinstance(values[name], int) else trial.suggest_float
+                values[name] = draw(name, type(values[name])(low), type(values[name])(high), log=log)
+        hp = GRegHparams.from_dict(values)
+        # the most updates that fit: (U - 1) * K_u + 1 + K_s <= max_iters
+        most = (max_iters - 1 - hp.stabilize_iters) // hp.update_interval + 1
+        start = pick_updates(hp) * hp.pick_increment if self.variant == 2 else 0.0
+        grow = most - (pick_updates(hp) if self.variant == 2 else 0)  # updates left for growing
+        d_low, d_high, d_log = space.get("penalty_increment", (hp.penalty_increment,) * 2 + (True,))
+        t_low, t_high, t_log = space.get("penalty_ceiling", (hp.penalty_ceiling,) * 2 + (True,))
+        # n growing updates reach start + (n - 1) * delta: the ceiling tau is passed by update n when
+        # tau < start + n * delta, so with ``grow`` updates tau may go up to start + (grow - 1) * delta
+        need = (t_low - start) / (grow - 1) if grow > 1 else math.inf
+        if grow < 2 or need > d_high:
+            raise SuiteError(f"{self.name}: no schedule of this search space fits the setting's cap of {max_iters} "
+                             f"iterations (K_u {hp.update_interval}, K_s {hp.stabilize_iters}, ceiling >= {t_low}): "
+                             f"raise [prune] max_iters, or narrow --space to larger increments or lower ceilings")
+        if "penalty_increment" in space:
+            values["penalty_increment"] = trial.suggest_float("penalty_increment", max(d_low, need), d_high, log=d_log)
+        delta = values["penalty_increment"]
+        if "penalty_ceiling" in space:
+            values["penalty_ceiling"] = trial.suggest_float(
+                "penalty_ceiling", t_low, max(t_low, min(t_high, start + (grow - 1) * delta)), log=t_log)
+        hp = GRegHparams.from_dict(values)
+        if self.planned_iters(hp) > max_iters:  # a rounding edge: say so rather than run a capped trial
+            raise SuiteError(f"{self.name}: drew a schedule of {self.planned_iters(hp)} iterations over the cap "
+                             f"{max_iters}: {values}")
+        return hp
+
     def prune(self, model, task: PruneTask, hp: GRegHparams) -> Pruning:
         structured = self.granularity == "filter"
+        # Layers the setting prunes but GReg does not regularize (a ResNet's classifier under
+        # unstructured ratios) keep the authors' treatment: masked by magnitude chosen at the start.
+        others = {n: smallest_weights_mask(model.get_submodule(n).weight, r) for n, r in task.layer_ratios.items()
+                  if n not in regularized_layers(model, task.layer_ratios)}
         hook = GRegHook(model, task.layer_ratios, hp, self.variant, structured)
         outcome = task.train(hooks=(hook,), desc=f"{self.name} regularize", log_every=hp.log_every,
                              log_extra=hook.log_row)
+        if self.variant == 2:
+            hook.force_pick()
         info = hook.summary(capped=not outcome.stopped_by_hook)
-        if not all(layer.picked for layer in hook.layers) and self.variant == 2:
-            # The budget ran out inside the picking phase: pick now, by the current L1 ranking.
-            for layer in hook.layers:
-                if not layer.picked:
-                    w = model.get_submodule(layer.name).weight
-                    layer.set_pruned(layer.rank(w), w)
         if structured:
-            return Pruning(filters={layer.name: layer.pruned.tolist() for layer in hook.layers},
-                           reg_iters=outcome.steps, info=info)
+            return Pruning(filters={layer.name: layer.pruned.tolist() for layer in hook.layers}, info=info)
         masks = {}
         for layer in hook.layers:
             w = model.get_submodule(layer.name).weight
             m = torch.ones(w.numel(), dtype=w.dtype, device=w.device)
             m[layer.pruned.to(w.device)] = 0
             masks[layer.name] = m.view_as(w)
-        return Pruning(masks=masks, reg_iters=outcome.steps, info=info)
+        if others:
+            info["unregularized_layers"] = sorted(others)
+        return Pruning(masks={**masks, **others}, info=info)
+
+
+_GREG2_ONLY = ("pick_increment", "pick_ceiling", "recover")
+_RATIO_STOP = ("mag_ratio_limit", "ratio_momentum")  # unstructured GReg stops at the ceiling only
 
 
 @register
 class GReg1(_GReg):
     name, variant = "greg1", 1
+    unread_hparams = _GREG2_ONLY
     summary = "GReg-1: growing L2 penalty on the L1-chosen filters, then removal"
 
 
@@ -238,10 +369,12 @@ class GReg2(_GReg):
 @register
 class GReg1Unstructured(_GReg):
     name, variant, granularity = "greg1-unstructured", 1, "weight"
+    unread_hparams = _GREG2_ONLY + _RATIO_STOP
     summary = "GReg-1 at weight granularity (unstructured)"
 
 
 @register
 class GReg2Unstructured(_GReg):
     name, variant, granularity = "greg2-unstructured", 2, "weight"
+    unread_hparams = _RATIO_STOP
     summary = "GReg-2 at weight granularity (unstructured)"

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import torch
 
 from methods.base import Hparams, Method, Pruning
+from methods.criteria import l1_smallest_filters, smallest_weights_mask
 from methods.registry import register
 from suite.ratios import n_pruned
-from suite.surgery import l1_smallest_filters, smallest_weights_mask
 
 
 @register

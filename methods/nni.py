@@ -9,7 +9,7 @@ Exact counts: one config entry per layer, ``{'op_names': [name], 'sparse_ratio':
 with k = ``n_pruned(r, n)``. NNI masks ``int(n * sparse_ratio)`` groups (a floor), so k / n itself
 could come out one short through float noise; k + 0.5 floors to k for any n. The count read back
 from every mask is checked against k. NNI ranks with ``topk``, whose order among exactly equal
-scores is unspecified (``suite.surgery.smallest`` breaks ties by index); with real-valued weights
+scores is unspecified (``methods.criteria.smallest`` breaks ties by index); with real-valued weights
 ties do not occur.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from methods.base import Hparams, Method, PruneTask, Pruning, searchable
 from methods.registry import register
 from suite.errors import SuiteError
 from suite.ratios import n_pruned
-from suite.surgery import following_bn
+from suite.surgery import batchnorm_after
 
 
 def _pruner_class(name: str):
@@ -46,8 +46,9 @@ class _NNIMethod(Method):
     pruner: ClassVar[str]  # class name in nni.compression.pruning
     trained: ClassVar[bool] = False  # needs training batches (an NNI TorchEvaluator)
 
-    def targets(self, model: nn.Module, names) -> dict[str, str]:
-        """{conv name: name of the module NNI masks}; the conv itself unless overridden."""
+    def targets(self, model: nn.Module, names, example: torch.Tensor) -> dict[str, str]:
+        """{conv name: name of the module NNI masks}; the conv itself unless overridden.
+        ``example``: an input batch, for overrides that trace the model."""
         return {n: n for n in names}
 
     def groups(self, layer: nn.Module) -> int:
@@ -55,7 +56,7 @@ class _NNIMethod(Method):
         return layer.weight.shape[0]
 
     def prune(self, model: nn.Module, task: PruneTask, hp: Hparams) -> Pruning:
-        targets = self.targets(model, task.layer_ratios)
+        targets = self.targets(model, task.layer_ratios, task.example)
         counts = {n: n_pruned(r, self.groups(model.get_submodule(n))) for n, r in task.layer_ratios.items()}
         config = [{"op_names": [targets[n]], "sparse_ratio": (k + 0.5) / self.groups(model.get_submodule(n))}
                   for n, k in counts.items() if k > 0]
@@ -76,8 +77,8 @@ class _NNIMethod(Method):
             chosen[name] = self.read(model.get_submodule(name), mask, name, k)
         info = {"nni_pruner": self.pruner, **({"training_steps": steps} if self.trained else {})}
         if self.granularity == "weight":
-            return Pruning(masks=chosen, reg_iters=steps, info=info)
-        return Pruning(filters=chosen, reg_iters=steps, info=info)
+            return Pruning(masks=chosen, info=info)
+        return Pruning(filters=chosen, info=info)
 
     def planned_iters(self, hp: Hparams) -> int:
         """Trained criteria pass ``training_steps`` batches through ``task.batches`` (capped by the harness)."""
@@ -205,16 +206,12 @@ class NNISlim(_NNIMethod):
     Hparams = SlimHparams
     summary = "NNI SlimPruner: L1-sparsified BN scaling factors, smallest channels per layer (Liu et al. 2017)"
 
-    def targets(self, model, names):
-        modules = dict(model.named_modules())
-        order, name_of = list(modules), {id(m): n for n, m in modules.items()}
-        out = {}
-        for n in names:
-            bn = following_bn(modules, order, n, modules[n].out_channels)
+    def targets(self, model, names, example):
+        bns = batchnorm_after(model, names, example)
+        for n, bn in bns.items():
             if bn is None:
                 raise SuiteError(f"nni-slim needs a BatchNorm2d right after each pruned conv; {n} has none")
-            out[n] = name_of[id(bn)]
-        return out
+        return bns
 
     def pruner_args(self, work, task, hp, steps):
         return {"evaluator": _evaluator(work, task, hp.lr, 0.9), "training_steps": steps,

@@ -1,8 +1,15 @@
-"""The registry of methods: ``@register`` a class, ``get(name)``, ``names(pattern)`` with wildcards."""
+"""The registry of methods: ``@register`` a class, ``get(name)``, ``names(pattern)`` with wildcards.
+
+Every module of the ``methods`` package is imported on first use, so a new method module registers
+itself by being there: nothing here lists the modules.
+"""
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
+import importlib
+import pkgutil
 
 from methods.base import Method
 from suite.errors import SuiteError
@@ -18,9 +25,12 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
+@functools.cache
 def _load_all() -> None:
-    # Importing the modules runs their @register decorators.
-    from methods import greg, l1, nni  # noqa: F401
+    """Import every module of the package (their @register decorators run), once."""
+    import methods
+    for module in pkgutil.iter_modules(methods.__path__):
+        importlib.import_module(f"{methods.__name__}.{module.name}")
 
 
 def get(name: str) -> Method:

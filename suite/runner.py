@@ -197,9 +197,8 @@ class Runner:
         ft_steps += extra_finetune_steps(job, own["samples"], ft_steps)
         outcome = train(model, self.data, lr=ft.lr_at, batch_size=ft.batch_size, momentum=ft.momentum,
                         weight_decay=ft.weight_decay, device=dev, seed=job.seed, stream="finetune",
-                        total_steps=ft_steps, hooks=(_MaskHook(keeper),) if keeper else (),
-                        checkpoint=folder / "finetune.ckpt", desc=f"{job.method} fine-tune",
-                        eval_split=self.eval_split, on_epoch_end=self.on_epoch_end)
+                        total_steps=ft_steps, hooks=(keeper,) if keeper else (), checkpoint=folder / "finetune.ckpt",
+                        desc=f"{job.method} fine-tune", eval_split=self.eval_split, on_epoch_end=self.on_epoch_end)
         log += outcome.history
 
         # measure
@@ -291,26 +290,6 @@ def _supersede(folder: Path, result: dict) -> None:
     for f in folder.iterdir():
         if f.is_file() and not f.name.startswith("."):
             f.replace(dest / f.name)
-
-
-class _MaskHook:
-    """Re-applies an unstructured mask after every optimizer step."""
-
-    def __init__(self, keeper: MaskKeeper):
-        self.keeper = keeper
-
-    def after_backward(self, model, step):
-        pass
-
-    def after_step(self, model, step):
-        self.keeper.apply()
-        return False
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
 
 
 def load_data(setting: Setting, data_dir: str | None, download: bool = False) -> Data:

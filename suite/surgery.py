@@ -11,38 +11,9 @@ import torch_pruning as tp
 from torch import nn
 
 from suite.errors import SuiteError
-from suite.ratios import n_pruned
 
 FilterChoice = dict[str, list[int]]  # conv name -> output-filter indices to remove
 MaskChoice = dict[str, torch.Tensor]  # conv/linear name -> {0,1} mask shaped like its weight
-
-
-def filter_l1(weight: torch.Tensor) -> torch.Tensor:
-    """L1 norm of each output filter of a conv weight [N, C, k, k] -> [N]."""
-    return weight.detach().abs().flatten(1).sum(1)
-
-
-def smallest_index(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices (CPU LongTensor) of the ``k`` smallest scores, ties broken by index, ascending."""
-    order = torch.sort(scores.detach().flatten().cpu(), stable=True).indices
-    return order[:max(k, 0)].sort().values
-
-
-def smallest(scores: torch.Tensor, k: int) -> list[int]:
-    """:func:`smallest_index` as a list (filter choices are stored as JSON lists)."""
-    return smallest_index(scores, k).tolist()
-
-
-def l1_smallest_filters(model: nn.Module, layer_ratios: dict[str, float]) -> FilterChoice:
-    """Per layer, the ``n_pruned(r, n)`` filters of smallest L1 norm (Li et al. 2017's rule).
-
-    The harness uses it to show what a setting's ratios mean; the ``l1`` method uses it as its choice.
-    """
-    out = {}
-    for name, r in layer_ratios.items():
-        w = model.get_submodule(name).weight
-        out[name] = smallest(filter_l1(w), n_pruned(r, w.shape[0]))
-    return out
 
 
 def remove_filters(model: nn.Module, choice: FilterChoice, example: torch.Tensor) -> nn.Module:
@@ -79,46 +50,36 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def mask_filters(model: nn.Module, choice: FilterChoice) -> nn.Module:
-    """Zero the chosen filters *and* their batch-norm scale and shift, in place.
-
-    The result computes exactly what the physically pruned model computes (a removed channel
-    contributes nothing downstream), which is how the surgery is tested.
-    """
-    modules = dict(model.named_modules())
-    names = list(modules)
-    with torch.no_grad():
-        for name, idxs in choice.items():
-            conv = modules[name]
-            conv.weight[idxs] = 0
-            if conv.bias is not None:
-                conv.bias[idxs] = 0
-            bn = following_bn(modules, names, name, conv.out_channels)
-            if bn is not None:
-                bn.weight[idxs] = 0
-                bn.bias[idxs] = 0
-    return model
-
-
-def following_bn(modules, names, conv_name, channels):
-    """The batch norm registered right after ``conv_name`` (our models and torchvision's order)."""
-    for n in names[names.index(conv_name) + 1:]:
-        m = modules[n]
-        if isinstance(m, nn.BatchNorm2d) and m.num_features == channels:
-            return m
-        if isinstance(m, nn.Conv2d):
-            return None
-    return None
+def batchnorm_after(model: nn.Module, conv_names, example: torch.Tensor) -> dict[str, str | None]:
+    """{conv name: name of the BatchNorm2d its output feeds directly, or None}, read off
+    torch-pruning's traced graph (not guessed from registration order). ``model`` is traced in
+    eval mode, so its batch-norm statistics are left as they were."""
+    was_training = model.training
+    model.eval()
+    try:
+        dg = tp.DependencyGraph().build_dependency(model, example_inputs=example.to(_device(model)))
+    finally:
+        model.train(was_training)
+    name_of = {id(m): n for n, m in model.named_modules()}
+    out = {}
+    for name in conv_names:
+        bns = [node.module for node in dg.module2node[model.get_submodule(name)].outputs
+               if isinstance(node.module, nn.BatchNorm2d)]
+        out[name] = name_of[id(bns[0])] if len(bns) == 1 else None
+    return out
 
 
 # --------------------------------------------------------------------------- unstructured
 class MaskKeeper:
-    """Keeps pruned weights at zero: call :meth:`apply` after every optimizer step."""
+    """Keeps pruned weights at zero; it is itself a training-loop hook (suite.train.Hook) that
+    re-applies the masks after every optimizer step. Its masks are fixed at construction, so it
+    has no state to checkpoint."""
 
     def __init__(self, model: nn.Module, masks: MaskChoice):
-        self.pairs = [(model.get_submodule(n).weight, m.to(model.get_submodule(n).weight.device,
-                                                            model.get_submodule(n).weight.dtype))
-                      for n, m in masks.items()]
+        self.pairs = []
+        for name, mask in masks.items():
+            w = model.get_submodule(name).weight
+            self.pairs.append((w, mask.to(w.device, w.dtype)))
         self.apply()
 
     @torch.no_grad()
@@ -126,13 +87,18 @@ class MaskKeeper:
         for w, m in self.pairs:
             w.mul_(m)
 
+    def after_backward(self, model: nn.Module, step: int) -> None:
+        pass
 
-def smallest_weights_mask(weight: torch.Tensor, ratio: float) -> torch.Tensor:
-    """A {0,1} mask that zeroes the ``ceil(r * numel)`` smallest-magnitude weights of one layer."""
-    k = n_pruned(ratio, weight.numel())
-    mask = torch.ones(weight.numel(), device=weight.device, dtype=weight.dtype)
-    mask[smallest_index(weight.detach().abs(), k).to(weight.device)] = 0
-    return mask.view_as(weight)
+    def after_step(self, model: nn.Module, step: int) -> bool:
+        self.apply()
+        return False
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 def sparsity(model: nn.Module, names) -> dict[str, float]:

@@ -1,18 +1,24 @@
-"""GReg against GREG_SPEC.md: the schedule, the stop rules, the picked filters, the effect."""
+"""GReg against GREG_SPEC.md and the authors' code: the schedule, the stop rules, the picked
+filters, the effect. Schedules use dyadic increments (0.25, 0.125) so float sums are exact and a
+hand-written trace can be compared with ==."""
 import copy
 import math
 
+import pytest
 import torch
 
 from methods import registry
 from methods.base import PruneTask
+from methods.criteria import filter_l1, l1_smallest_filters, smallest_weights_mask
 from methods.greg import GRegHook, GRegHparams
+from suite.errors import SuiteError
 from suite.models import build_model, example_input
-from suite.surgery import filter_l1, l1_smallest_filters
-from suite.train import train
+from suite.settings import get_setting
+from suite.train import Outcome, train
 
 CPU = torch.device("cpu")
 RATIOS = {"features.4": 0.5, "features.8": 0.7, "features.11": 0.7}
+NO_RATIO_STOP = math.inf
 
 
 def _zero_grads(model):
@@ -20,30 +26,221 @@ def _zero_grads(model):
         p.grad = torch.zeros_like(p)
 
 
-def _drive(hook, model, steps):
-    """Call the hook as the loop would, without training (weights fixed)."""
+def _drive(hook, model, steps, trace=None):
+    """Call the hook as the training loop would, without training (weights fixed). Returns the
+    number of iterations after which the hook ended the phase (None: it did not). ``trace`` gets
+    (iteration, lambdas, kept lambdas, picked flags, done flags) after every penalty update."""
     for step in range(steps):
         _zero_grads(model)
+        before = hook.updates
         hook.after_backward(model, step)
+        if trace is not None and hook.updates > before:
+            trace.append((step, [l.lam_pruned(hook.hp) for l in hook.layers], [l.lam_kept for l in hook.layers],
+                          [l.picked for l in hook.layers], [l.done for l in hook.layers]))
         if hook.after_step(model, step + 1):
             return step + 1
     return None
 
 
-def test_lambda_reaches_ceiling_after_tau_over_delta_updates():
+def _authors_trace(n_layers, k_u, delta, tau, pick=None, pick_ceiling=None, recover=None):
+    """The authors' ``_update_reg`` with ``_inc_reg`` (GReg-1) or ``_ada_reg`` (GReg-2, ``pick``
+    given), written out for fixed weights and no magnitude-ratio stop: at iterations 0, K_u, 2 K_u..
+    each unfinished layer first grows its reg (``reg[pruned] += delta``; picking: ``reg += pick``;
+    after picking the kept get ``recover``), then stops once ``reg.max() > tau`` (GReg-2: only
+    once picked, and picking ends in the update where ``reg.max() >= pick_ceiling``)."""
+    pruned, kept = [0.0] * n_layers, [0.0] * n_layers
+    picked, finished = [pick is None] * n_layers, [False] * n_layers
+    trace, it = [], 0
+    while not all(finished):
+        if it % k_u == 0:
+            for i in range(n_layers):
+                if finished[i]:
+                    continue
+                if picked[i]:
+                    pruned[i] += delta
+                    if pick is not None:
+                        kept[i] = recover
+                else:
+                    pruned[i] += pick
+                    kept[i] += pick
+                    picked[i] = max(pruned[i], kept[i]) >= pick_ceiling
+                finished[i] = picked[i] and max(pruned[i], kept[i]) > tau
+            trace.append((it, list(pruned), list(kept), list(picked), list(finished)))
+        it += 1
+    return trace
+
+
+# ------------------------------------------------------------------------- 1. increment, then stop
+def test_greg1_schedule_trace_is_the_authors():
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
-    hp = GRegHparams(penalty_increment=1e-3, penalty_ceiling=0.05, update_interval=3, stabilize_iters=0,
-                     mag_ratio_limit=math.inf)
+    hp = GRegHparams(penalty_increment=0.25, penalty_ceiling=1.0, update_interval=2, stabilize_iters=0,
+                     mag_ratio_limit=NO_RATIO_STOP)
+    trace = []
+    _drive(GRegHook(model, RATIOS, hp, variant=1, structured=True), model, 100, trace)
+    drop_picked = lambda tr: [(it, lam, kept, done) for it, lam, kept, _, done in tr]  # noqa: E731
+    assert drop_picked(trace) == drop_picked(_authors_trace(3, 2, 0.25, 1.0))
+    # read by hand: 0.25, 0.5, 0.75, 1.0 (not above 1.0), 1.25 -> stopped at the 5th update, iteration 8
+    assert [t[0] for t in trace] == [0, 2, 4, 6, 8] and trace[-1][1] == [1.25] * 3
+
+
+def test_greg2_schedule_trace_is_the_authors():
+    torch.manual_seed(0)
+    model = build_model("cnn4", 10, 1)
+    hp = GRegHparams(pick_increment=0.125, pick_ceiling=0.5, penalty_increment=0.25, penalty_ceiling=1.0,
+                     recover=-0.0625, update_interval=1, stabilize_iters=0, mag_ratio_limit=NO_RATIO_STOP)
+    trace = []
+    _drive(GRegHook(model, RATIOS, hp, variant=2, structured=True), model, 100, trace)
+    assert trace == _authors_trace(3, 1, 0.25, 1.0, pick=0.125, pick_ceiling=0.5, recover=-0.0625)
+    # by hand: 4 picking updates to 0.5 (picked in the 4th), then 0.75, 1.0, 1.25 -> 7 updates
+    assert len(trace) == 7 and trace[3][3] == [True] * 3 and trace[3][2] == [0.5] * 3
+    assert trace[-1][1:3] == ([1.25] * 3, [-0.0625] * 3) and trace[-1][4] == [True] * 3
+
+
+# ------------------------------------------------------------------------- 2. K_s counted exactly
+def test_stabilization_runs_exactly_k_s_iterations_after_the_last_stop():
+    torch.manual_seed(0)
+    model = build_model("cnn4", 10, 1)
+    hp = GRegHparams(penalty_increment=0.25, penalty_ceiling=1.0, update_interval=2, stabilize_iters=3,
+                     mag_ratio_limit=NO_RATIO_STOP)
+    # last update at iteration 8 (5th update), then iterations 9, 10, 11: 12 iterations in all
+    assert _drive(GRegHook(model, RATIOS, hp, variant=1, structured=True), model, 100) == 12
+
+
+def test_magnitude_ratio_stop_fires():
+    torch.manual_seed(0)
+    model = build_model("cnn4", 10, 1)
+    hp = GRegHparams(update_interval=1, stabilize_iters=2)
     hook = GRegHook(model, RATIOS, hp, variant=1, structured=True)
-    end = _drive(hook, model, 1000)
-    # tau/delta = 50 increments, the update after which lambda > tau stops it: within one of 50
-    assert abs(hook.updates - 51) <= 1
-    assert all(abs(l.lam_pruned - 0.05) <= 1e-3 + 1e-12 for l in hook.layers)
-    assert end is not None and abs(end - 3 * hook.updates) <= 3  # one update every K_u = 3 iterations
-    assert all(l.lam_kept == 0.0 for l in hook.layers)
+    with torch.no_grad():  # separate the pruned filters by more than 1000x
+        for layer in hook.layers:
+            model.get_submodule(layer.name).weight[layer.pruned] *= 1e-5
+    end = _drive(hook, model, 100)
+    # stopped in the update at iteration 0 (after its increment), then iterations 1 and 2: 3 in all
+    assert hook.updates == 1 and all(l.done for l in hook.layers) and end == 3
+    assert all(l.hist_ratio >= 1000 for l in hook.layers) and all(l.lam_pruned(hp) == 1e-4 for l in hook.layers)
 
 
+# ------------------------------------------------------------------------- 3. stopped layers freeze
+def test_stopped_layer_keeps_its_magnitude_ratio():
+    torch.manual_seed(0)
+    model = build_model("cnn4", 10, 1)
+    hp = GRegHparams(pick_increment=0.5, pick_ceiling=0.5, penalty_increment=0.25, penalty_ceiling=100.0,
+                     update_interval=1, stabilize_iters=0)
+    w = model.get_submodule("features.4").weight
+    with torch.no_grad():  # features.4 separated from the start; features.8 not
+        w[l1_smallest_filters(model, {"features.4": 0.5})["features.4"]] *= 1e-5
+    hook = GRegHook(model, {"features.4": 0.5, "features.8": 0.5}, hp, variant=2, structured=True)
+    _drive(hook, model, 2)
+    a, b = hook.layers
+    assert a.done and not b.done  # features.4 stopped by its ratio, features.8 goes on
+    frozen = a.hist_ratio
+    with torch.no_grad():
+        w.copy_(torch.randn_like(w))  # a stopped layer's weights may still change under training
+    _drive(hook, model, 3)
+    assert a.hist_ratio == frozen
+    assert a.lam_pruned(hp) == 0.5 and b.increments == 4  # both picked at update 1; b grew at updates 2..5
+
+
+# ------------------------------------------------------------------------- 4. convs only
+class _Capture:
+    """A PruneTask.train that drives the hook for ``steps`` iterations on fixed weights."""
+
+    def __init__(self, model, steps):
+        self.model, self.steps, self.hook = model, steps, None
+
+    def __call__(self, hooks, desc, log_every=None, log_extra=None):
+        (self.hook,) = hooks
+        end = _drive(self.hook, self.model, self.steps)
+        return Outcome(end or self.steps, 0.0, stopped_by_hook=end is not None)
+
+
+def test_unstructured_greg_penalises_convs_only():
+    torch.manual_seed(0)
+    model = build_model("resnet20", 10)
+    ratios = get_setting("cifar10jpg-resnet20").layer_ratios(model, "[0,0.5,0.5,0.5,0.5]", granularity="weight")
+    assert "fc" in ratios  # unstructured ratios may prune the classifier too
+    fc_mask = smallest_weights_mask(model.fc.weight, ratios["fc"])
+    run = _Capture(model, 3)
+    hp = GRegHparams(penalty_increment=0.25, update_interval=1)
+    p = registry.get("greg1-unstructured").prune(model, PruneTask(ratios, CPU, 0, 3, run, None, None), hp)
+    names = [l.name for l in run.hook.layers]
+    assert "fc" not in names and all(isinstance(model.get_submodule(n), torch.nn.Conv2d) for n in names)
+    assert set(names) == set(ratios) - {"fc"}
+    assert model.fc.weight.grad.abs().sum() == 0  # no penalty gradient on the classifier
+    assert torch.equal(p.masks["fc"], fc_mask) and p.info["unregularized_layers"] == ["fc"]
+
+
+# ------------------------------------------------------------------------- 5. a forced pick is recorded
+def _task(data, model, layer_ratios, max_iters):
+    def run(hooks, desc, log_every=None, log_extra=None):
+        return train(model, data, lr=lambda e: 0.01, batch_size=64, momentum=0.9, weight_decay=5e-4,
+                     device=CPU, seed=0, stream="regularize", total_steps=max_iters, hooks=hooks, eval_split=None,
+                     log_every=log_every, log_extra=log_extra)
+    return PruneTask(layer_ratios, CPU, 0, max_iters, run, None, example_input(1, 28))
+
+
+def test_greg2_pick_forced_by_the_cap_is_recorded(small_fmnist):
+    torch.manual_seed(0)
+    model = build_model("cnn4", 10, 1)
+    hp = GRegHparams(pick_increment=1e-3, pick_ceiling=0.01, update_interval=1, stabilize_iters=0)
+    p = registry.get("greg2").prune(model, _task(small_fmnist, model, RATIOS, 4), hp)  # picking needs 10
+    assert p.info["capped_before_done"]
+    assert p.info["pick_forced"] is True and p.info["pick_updates"] == 4
+    assert p.filters == l1_smallest_filters(model, RATIOS)  # by the L1 ranking at the cap
+
+
+# ------------------------------------------------------------------------- 6. check()
+@pytest.mark.parametrize("field, value, message", [
+    ("pick_increment", 0.0, "pick_increment"), ("pick_increment", -1e-5, "pick_increment"),
+    ("pick_ceiling", 0.0, "pick_ceiling"), ("recover", 1e-4, "recover"),
+    ("mag_ratio_limit", 0.0, "mag_ratio_limit"), ("mag_ratio_limit", -5.0, "mag_ratio_limit"),
+    ("ratio_momentum", 1.0, "ratio_momentum"), ("ratio_momentum", -0.1, "ratio_momentum"),
+    ("penalty_increment", 0.0, "penalty_increment"),
+])
+def test_check_refuses_schedules_that_cannot_work(field, value, message):
+    with pytest.raises(SuiteError, match=message) as e:
+        GRegHparams.from_dict({field: value})
+    assert "\n" not in str(e.value)
+
+
+def test_check_accepts_edges():
+    GRegHparams.from_dict({"recover": 0.0, "ratio_momentum": 0.0, "mag_ratio_limit": math.inf})
+
+
+# ------------------------------------------------------------------------- planned length
+def test_planned_iters_by_hand():
+    greg1, greg2 = type(registry.get("greg1")), type(registry.get("greg2"))
+    # defaults: 1.0 / 1e-4 = 10,000 increments reach 1.0, the 10,001st goes above it; K_u 10, K_s 10,000
+    assert greg1.planned_iters(GRegHparams()) == 10_000 * 10 + 1 + 10_000
+    # GReg-2: 1,000 picking updates to 0.01, then 0.01 + m * 1e-4 > 1.0 first at m = 9,901
+    assert greg2.planned_iters(GRegHparams()) == (1_000 + 9_901 - 1) * 10 + 1 + 10_000
+    # not a multiple: 0.3 / 0.25 -> 2 updates (0.25, 0.5); K_u 1, K_s 0
+    assert greg1.planned_iters(GRegHparams(penalty_increment=0.25, penalty_ceiling=0.3,
+                                               update_interval=1, stabilize_iters=0)) == 2
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("greg1", (5 - 1) * 3 + 1 + 4),  # 0.25 .. 1.25: 5 updates, the last at iteration 12, then K_s = 4
+    ("greg2", (4 + 3 - 1) * 3 + 1 + 4),  # 4 picking updates (0.125 .. 0.5), then 0.75, 1.0, 1.25
+])
+def test_planned_iters_is_the_real_run(small_fmnist, name, expected):
+    torch.manual_seed(0)
+    model = build_model("cnn4", 10, 1)
+    hp = GRegHparams(penalty_increment=0.25, penalty_ceiling=1.0, pick_increment=0.125, pick_ceiling=0.5,
+                     update_interval=3, stabilize_iters=4, mag_ratio_limit=NO_RATIO_STOP)
+    method = registry.get(name)
+    task, outcomes = _task(small_fmnist, model, RATIOS, 1000), []
+    run = task.train
+    task.train = lambda *a, **kw: outcomes.append(run(*a, **kw)) or outcomes[-1]
+    p = method.prune(model, task, hp)
+    assert method.planned_iters(hp) == expected == sum(o.steps for o in outcomes)
+    assert not p.info["capped_before_done"]
+    if name == "greg2":
+        assert p.info["pick_forced"] is False and p.info["pick_updates"] == 4
+
+
+# ------------------------------------------------------------------------- the penalty and its effect
 def test_penalty_gradient_is_lambda_times_w_on_pruned_filters_only():
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
@@ -59,41 +256,6 @@ def test_penalty_gradient_is_lambda_times_w_on_pruned_filters_only():
     assert model.get_submodule("features.0").weight.grad.abs().sum() == 0  # unregularized layer
 
 
-def test_magnitude_ratio_stop_fires():
-    torch.manual_seed(0)
-    model = build_model("cnn4", 10, 1)
-    hp = GRegHparams(update_interval=1, stabilize_iters=2)
-    hook = GRegHook(model, RATIOS, hp, variant=1, structured=True)
-    with torch.no_grad():  # separate the pruned filters by more than 1000x
-        for layer in hook.layers:
-            model.get_submodule(layer.name).weight[layer.pruned] *= 1e-5
-    end = _drive(hook, model, 100)
-    # done at iteration 0; K_s = 2 iterations counted from there (the authors' iter - iter_stabilize)
-    assert hook.updates == 1 and all(l.done for l in hook.layers) and end == 2
-    assert all(l.hist_ratio >= 1000 for l in hook.layers) and all(l.lam_pruned == 0 for l in hook.layers)
-
-
-def test_greg2_picking_phase_then_recover():
-    torch.manual_seed(0)
-    model = build_model("cnn4", 10, 1)
-    hp = GRegHparams(pick_increment=1e-3, pick_ceiling=0.01, penalty_increment=0.1, penalty_ceiling=0.3,
-                     update_interval=1, stabilize_iters=0, mag_ratio_limit=math.inf)
-    hook = GRegHook(model, RATIOS, hp, variant=2, structured=True)
-    _drive(hook, model, 10)  # 10 pick updates: 1e-3 * 10 = 0.01 -> picked
-    assert all(l.picked for l in hook.layers) and all(abs(l.lam_kept - 0.01) < 1e-12 for l in hook.layers)
-    _drive(hook, model, 1)
-    assert all(l.lam_kept == -1e-4 and abs(l.lam_pruned - 0.11) < 1e-12 for l in hook.layers)
-    assert hook.summary(False)["pick_overlap_with_l1"]["features.4"] == 1.0  # weights never moved
-
-
-def _task(data, model, layer_ratios, max_iters):
-    def run(hooks, desc, log_every=None, log_extra=None):
-        return train(model, data, lr=lambda e: 0.01, batch_size=64, momentum=0.9, weight_decay=5e-4,
-                     device=CPU, seed=0, stream="regularize", total_steps=max_iters, hooks=hooks, eval_split=None,
-                     log_every=log_every, log_extra=log_extra)
-    return PruneTask(layer_ratios, CPU, 0, max_iters, run, None, example_input(1, 28))
-
-
 def test_greg1_removes_l1_filters_and_drives_them_down(small_fmnist):
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
@@ -105,7 +267,7 @@ def test_greg1_removes_l1_filters_and_drives_them_down(small_fmnist):
     hp = GRegHparams(penalty_increment=0.02, penalty_ceiling=1.0, update_interval=1, stabilize_iters=350)
     p = registry.get("greg1").prune(greg_model, _task(small_fmnist, greg_model, RATIOS, 1000), hp)
     assert p.filters == l1_choice  # the paper's point: the same filters go
-    assert 50 + 350 <= p.reg_iters <= 51 + 350 and p.info["lambda"]["features.4"] > 1.0
+    assert p.info["updates"] == 51 and p.info["lambda"]["features.4"] > 1.0  # 51 * 0.02 > 1.0, K_u 1
     for name, idxs in p.filters.items():
         norms = filter_l1(greg_model.get_submodule(name).weight)
         kept = [i for i in range(len(norms)) if i not in idxs]

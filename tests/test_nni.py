@@ -15,7 +15,7 @@ from suite.errors import SuiteError
 from suite.models import build_model
 from suite.ratios import n_pruned
 from suite.settings import get_setting
-from suite.surgery import l1_smallest_filters, smallest_weights_mask
+from methods.criteria import l1_smallest_filters, smallest_weights_mask
 
 CPU = torch.device("cpu")
 FILTER_ENTRIES = ["nni-l1", "nni-l2", "nni-fpgm", "nni-slim", "nni-taylor"]
@@ -79,7 +79,7 @@ def test_filter_entries_exact_counts_and_model_untouched(name, fmnist):
     assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert [n for n, _ in model.named_parameters()] == params  # NNI's buffers swapped back
     assert not any(hasattr(m, "_nni_wrapper") for m in model.modules())
-    assert choice.reg_iters == (5 if method.trained else 0)
+    assert choice.info.get("training_steps", 0) == (5 if method.trained else 0)
     if name == "nni-l1":
         assert choice.filters == l1_smallest_filters(model, ODD_RATIOS)
 
@@ -108,10 +108,11 @@ def test_level_masks_are_smallest_weights(model_fn, ratios_fn):
 
 def test_slim_targets_the_bn_after_each_conv():
     model = build_model("cnn4", 10, 1)
-    assert registry.get("nni-slim").targets(model, ["features.0", "features.4"]) == \
+    assert registry.get("nni-slim").targets(model, ["features.0", "features.4"], torch.zeros(1, 1, 28, 28)) == \
         {"features.0": "features.1", "features.4": "features.5"}
     with pytest.raises(SuiteError, match="BatchNorm2d"):
-        registry.get("nni-slim").targets(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()), ["0"])
+        registry.get("nni-slim").targets(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()), ["0"],
+                                         torch.zeros(1, 1, 8, 8))
 
 
 @pytest.mark.parametrize("name", ["nni-slim", "nni-taylor"])
@@ -121,7 +122,7 @@ def test_training_entries_on_cnn4(name, fmnist):
     method = registry.get(name)
     hp = method.Hparams.from_dict({"training_steps": 3})
     choice = method.prune(model, make_task(ratios, fmnist, max_iters=100), hp)
-    assert choice.reg_iters == 3 and choice.info["training_steps"] == 3
+    assert choice.info["training_steps"] == 3
     assert {k: len(v) for k, v in choice.filters.items()} == \
         {k: n_pruned(r, model.get_submodule(k).out_channels) for k, r in ratios.items()}
 

@@ -8,8 +8,26 @@ from suite.errors import SuiteError
 from suite.measure import count_params
 from suite.models import build_model, example_input, model_family
 from suite.ratios import n_pruned, parse_ratios, resolve
-from suite.surgery import (MaskKeeper, filter_l1, l1_smallest_filters, mask_filters, remove_filters,
-                           smallest_weights_mask, sparsity)
+from methods.criteria import filter_l1, l1_smallest_filters, smallest_weights_mask
+from suite.surgery import MaskKeeper, batchnorm_after, remove_filters, sparsity
+
+
+def mask_filters(model, choice, example):
+    """The test oracle: zero the chosen filters *and* their batch norm's scale and shift, in place.
+    The result computes exactly what the physically pruned model computes (a removed channel
+    contributes nothing downstream)."""
+    bns = batchnorm_after(model, choice, example)
+    with torch.no_grad():
+        for name, idxs in choice.items():
+            conv = model.get_submodule(name)
+            conv.weight[idxs] = 0
+            if conv.bias is not None:
+                conv.bias[idxs] = 0
+            if bns[name] is not None:
+                bn = model.get_submodule(bns[name])
+                bn.weight[idxs] = 0
+                bn.bias[idxs] = 0
+    return model
 
 
 def _randomize_bn(model, seed=0):
@@ -36,7 +54,7 @@ def test_pruned_equals_masked(name, classes, ratios, shape):
     _randomize_bn(model)
     layer_ratios = resolve(parse_ratios(ratios), model, model_family(name))
     choice = l1_smallest_filters(model, layer_ratios)
-    masked = mask_filters(copy.deepcopy(model), choice)
+    masked = mask_filters(copy.deepcopy(model), choice, example_input(*shape[:2]))
     pruned = remove_filters(copy.deepcopy(model), choice, example_input(*shape[:2]))
     x = torch.randn(4, *shape)
     with torch.no_grad():
@@ -75,6 +93,30 @@ def test_unstructured_mask_sparsity_and_keeper():
         assert (w == 0).sum().item() == n_pruned(0.8, w.numel())
     with torch.no_grad():
         model.get_submodule("features.4").weight.add_(1.0)  # an optimizer step would do this
-    keeper.apply()
+    assert keeper.after_step(model, 1) is False  # the keeper is the fine-tuning loop's hook
     s = sparsity(model, masks)
     assert abs(s["features.4"] - 0.8) < 1e-3 and abs(s["features.8"] - 0.8) < 1e-3
+
+
+class _Misleading(torch.nn.Module):
+    """A batch norm registered right after the conv that it does not follow in the data flow."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3)
+        self.decoy = torch.nn.BatchNorm2d(4)
+        self.bn = torch.nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.decoy(torch.relu(self.bn(self.conv(x))))
+
+
+def test_batchnorm_after_reads_the_graph():
+    model = build_model("resnet20", 10)
+    assert batchnorm_after(model, ["layer1.0.conv1", "layer3.2.conv1"], example_input(3, 32)) == \
+        {"layer1.0.conv1": "layer1.0.bn1", "layer3.2.conv1": "layer3.2.bn1"}
+    odd = _Misleading().train()
+    assert batchnorm_after(odd, ["conv"], torch.zeros(1, 1, 8, 8)) == {"conv": "bn"}
+    assert odd.training and int(odd.bn.num_batches_tracked) == 0  # traced in eval mode, stats untouched
+    plain = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU())
+    assert batchnorm_after(plain, ["0"], torch.zeros(1, 1, 8, 8)) == {"0": None}
