@@ -5,7 +5,6 @@ import re
 import torch
 from torch import nn
 
-from suite import progress as progress_mod
 from suite.progress import Progress, duration
 from suite.train import train
 
