@@ -23,8 +23,16 @@ EPILOG = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other bad input (its usage block and
+    ``prog: error:`` prefix would make two kinds of error output)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="suite", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="greg-suite: compare pruning methods (GReg-1/2, L1, NNI pruners) on shared settings, "
                     "from one trained baseline and one fine-tuning budget.")

@@ -85,7 +85,10 @@ def pick_device(name: str | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SuiteError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise SuiteError(f"--device {name}: not a device; use cuda, cuda:N, cpu or auto") from None
 
 
 def save_atomic(obj, path: Path) -> None:
