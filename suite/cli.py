@@ -25,8 +25,16 @@ EPILOG = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other bad input (its usage block and
+    ``prog: error:`` prefix would make two kinds of error output)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="suite", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="greg-suite: compare pruning methods (GReg-1/2, L1, NNI pruners) on shared settings, "
                     "from one trained baseline and one fine-tuning budget.")
@@ -47,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", default="auto", help="cuda, cpu or auto (default: cuda when present)")
         if runs:
             sp.add_argument("--runs-dir", default="runs", help="where runs are stored (default: runs/)")
+        sp.add_argument("--threads", type=int, default=None,
+                        help="torch threads of this process (default: the cores shared among the suite "
+                             "workers live on this machine, announced in RUNS_DIR/.workers/)")
 
     bl = sub.add_parser("baseline", help="train (or find cached) the unpruned model of a setting")
     common(bl)
@@ -265,30 +276,40 @@ def cmd_run(args) -> int:
 
     from suite.results import format_summary, summarize
     from suite.runner import Runner
+    from suite.workers import Workers
 
+    workers = Workers(Path(args.runs_dir), args.threads)
     setting, jobs, device, runs_dir, data, user_base = _prepare(args)
     runner = Runner(setting, data, runs_dir, device, baseline=user_base, recompute_stale=args.recompute_stale)
-    print(f"setting {setting.name}: {data.label} [{data.fingerprint}], {setting.model}, ratios {setting.ratios}"
-          f"{' skip ' + setting.skip if setting.skip else ''}; {setting.budget_label()}"
-          f"{'; SMOKE (not a result)' if args.smoke else ''}; device {device}")
+    header = (f"setting {setting.name}: {data.label} [{data.fingerprint}], {setting.model}, ratios {setting.ratios}"
+              f"{' skip ' + setting.skip if setting.skip else ''}; {setting.budget_label()}"
+              f"{'; SMOKE (not a result)' if args.smoke else ''}; device {device}")
     if args.dry_run:
+        print(header)
         return _print_plan(runner, jobs)
     results = []
-    for i, job in enumerate(jobs, 1):
-        print(f"[{i}/{len(jobs)}] {job.method} seed {job.seed}", flush=True)
-        jr = runner.run(job)
-        r = jr.result
-        state = "cached" if jr.cached else r["status"]
-        if jr.stale:
-            state = (f"cached, STALE (trained by training code {r.get('training_code') or 'unrecorded'}, today's "
-                     f"differs; --recompute-stale retrains it)")
-        if "same_training_as" in r:
-            state = f"same training as paper-protocol run {r['same_training_as']}"
-        detail = (f"top-1 {r['top1']:.2f} (before/after removal {r['acc_before_removal']:.1f}/"
-                  f"{r['acc_after_removal']:.1f}), {r['speedup']:.2f}x FLOPs"
-                  if r["status"] != "failed" else r["error"])
-        print(f"    {state}: {detail}", flush=True)
-        results.append({**r, "budget": r.get("budget", {})})
+    with workers:
+        print(f"{header}; {workers.describe()}", flush=True)
+        threads = workers.apply()
+        for i, job in enumerate(jobs, 1):
+            share = workers.apply()  # a worker started or ended beside this one: a new share
+            if share != threads:
+                threads = share
+                print(f"now {workers.describe()}", flush=True)
+            print(f"[{i}/{len(jobs)}] {job.method} seed {job.seed}", flush=True)
+            jr = runner.run(job)
+            r = jr.result
+            state = "cached" if jr.cached else r["status"]
+            if jr.stale:
+                state = (f"cached, STALE (trained by training code {r.get('training_code') or 'unrecorded'}, "
+                         f"today's differs; --recompute-stale retrains it)")
+            if "same_training_as" in r:
+                state = f"same training as paper-protocol run {r['same_training_as']}"
+            detail = (f"top-1 {r['top1']:.2f} (before/after removal {r['acc_before_removal']:.1f}/"
+                      f"{r['acc_after_removal']:.1f}), {r['speedup']:.2f}x FLOPs"
+                      if r["status"] != "failed" else r["error"])
+            print(f"    {state}: {detail}", flush=True)
+            results.append({**r, "budget": r.get("budget", {})})
     frame = pd.DataFrame([{**r, "reg_iters": r["budget"].get("reg_iters"),
                            "finetune_epochs": r["budget"].get("finetune_epochs")} for r in results])
     print()
@@ -329,7 +350,9 @@ def cmd_search(args) -> int:
                               run_search, study_name)
     from suite.store import check_writable
     from suite.train import pick_device
+    from suite.workers import Workers
 
+    workers = Workers(Path(args.runs_dir), args.threads)
     setting = _setting(args)
     registry.get(args.method)
     if args.trials <= 0:
@@ -345,11 +368,13 @@ def cmd_search(args) -> int:
                       space=space)
     spec = SearchSpec(setting, args.method, args.trials, space, args.sampler, args.seed, args.smoke, args.timeout)
     ft = setting.finetune
-    print(f"search {name}: {args.method} on {setting.name} ({data.label}, validation split of {setting.val_size} "
-          f"images carved from train), {args.trials} trials, sampler {args.sampler}, space "
-          f"{json.dumps({k: list(v) for k, v in space.items()})}; budget per trial: {setting.budget_label()}"
-          f"{' (SMOKE)' if args.smoke else ''}; fine-tune {ft.epochs} ep at batch {ft.batch_size}")
-    run_search(spec, Runner(setting, data, runs_dir, device), study)
+    with workers:
+        print(f"search {name}: {args.method} on {setting.name} ({data.label}, validation split of "
+              f"{setting.val_size} images carved from train), {args.trials} trials, sampler {args.sampler}, space "
+              f"{json.dumps({k: list(v) for k, v in space.items()})}; budget per trial: {setting.budget_label()}"
+              f"{' (SMOKE)' if args.smoke else ''}; fine-tune {ft.epochs} ep at batch {ft.batch_size}; "
+              f"{workers.describe()}", flush=True)
+        run_search(spec, Runner(setting, data, runs_dir, device), study)
     print(report(study))
     return 0
 
@@ -359,13 +384,17 @@ def cmd_baseline(args) -> int:
     from suite.runner import load_data
     from suite.store import check_writable
     from suite.train import pick_device
+    from suite.workers import Workers
 
+    workers = Workers(Path(args.runs_dir), args.threads)
     setting = _setting(args)
     device = pick_device(args.device)
     data = load_data(setting, args.data_dir, args.download)
     runs_dir = Path(args.runs_dir)
     check_writable(runs_dir)
-    b = get_baseline(setting, data, args.seed, runs_dir, device, smoke=args.smoke)
+    with workers:
+        print(f"baseline {setting.name} seed {args.seed}: device {device}; {workers.describe()}", flush=True)
+        b = get_baseline(setting, data, args.seed, runs_dir, device, smoke=args.smoke)
     print(f"baseline {setting.name} seed {args.seed}: top-1 {b.top1:.2f}  ({b.path})")
     return 0
 

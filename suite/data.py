@@ -86,12 +86,6 @@ class Data:
     val: TensorSplit | None = None
     loaders: dict = field(default_factory=dict)  # ImageNet: split -> DataLoader factory
 
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        if self.train is None:
-            return (3, 224, 224)
-        return tuple(self.train.x.shape[1:])
-
     # ------------------------------------------------------------------ batches
     def batches_per_epoch(self, batch_size: int) -> int:
         n = len(self.train) if self.train is not None else self.loaders["train_len"]

@@ -193,9 +193,5 @@ def num_stages(model: nn.Module) -> int:
     return sum(1 for n, _ in model.named_children() if n.startswith("layer"))
 
 
-def count_convs(model: nn.Module) -> int:
-    return len(_all_convs(model))
-
-
 def example_input(in_channels: int, image_size: int, batch: int = 1) -> torch.Tensor:
     return torch.zeros(batch, in_channels, image_size, image_size)

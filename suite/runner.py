@@ -259,7 +259,7 @@ class Runner:
                             momentum=s.prune.momentum, weight_decay=s.prune.weight_decay, device=dev,
                             seed=job.seed, stream="regularize", total_steps=cap, hooks=hooks,
                             checkpoint=folder / "regularize.ckpt", eval_split=None, desc=desc,
-                            log_every=log_every, log_extra=log_extra)
+                            log_every=log_every, log_extra=log_extra, expected_steps=job.planned_prune_iters() or None)
             reg_log.extend(outcome.history)
             own["iters"] += outcome.steps
             own["samples"] += outcome.steps * s.prune.batch_size

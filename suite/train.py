@@ -15,10 +15,10 @@ from typing import Callable, Protocol
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from suite.data import Data
 from suite.errors import SuiteError
+from suite.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,10 @@ def pick_device(name: str | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SuiteError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise SuiteError(f"--device {name}: not a device; use cuda, cuda:N, cpu or auto") from None
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -100,7 +103,7 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
           hooks: tuple = (), checkpoint: Path | None = None, checkpoint_every: int | None = None,
           eval_split: str | None = "test", on_epoch_end: Callable[[dict], None] | None = None,
           desc: str = "train", log_every: int | None = None,
-          log_extra: Callable[[], dict] | None = None) -> Outcome:
+          log_extra: Callable[[], dict] | None = None, expected_steps: int | None = None) -> Outcome:
     """Train ``model`` in place with SGD.
 
     Runs until ``total_steps`` iterations, or until a hook's ``after_step`` returns True (then
@@ -109,6 +112,8 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
     checkpointed every ``checkpoint_every`` steps and at each epoch end, so a killed run resumes
     from ``checkpoint`` and ends with the same weights as an uninterrupted one.
     ``checkpoint_every`` defaults to $SUITE_CHECKPOINT_EVERY or 500 iterations.
+    ``expected_steps``: the iterations a phase that a hook ends is planned to run; it only sets the
+    total and ETA that progress shows (default: ``total_steps``). Progress: see :mod:`suite.progress`.
     """
     checkpoint_every = checkpoint_every or int(os.environ.get("SUITE_CHECKPOINT_EVERY", 500))
     model.to(device).train()
@@ -140,8 +145,7 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
                         checkpoint)
 
     t0 = time.perf_counter()
-    bar = tqdm(total=None if cap == math.inf else cap, initial=step, desc=desc, unit="it", leave=False,
-               disable=None, dynamic_ncols=True)
+    progress = Progress(desc, total=expected_steps or total_steps, done=step, steps_per_epoch=bpe)
     while not stopped and step < cap:
         epoch, start = divmod(step, bpe)
         for g in opt.param_groups:
@@ -158,9 +162,10 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
             opt.step()
             step += 1
             stopped = any([h.after_step(model, step) for h in hooks])  # every hook sees every step
-            running += loss.item()
+            value = loss.item()
+            running += value
             seen += 1
-            bar.update(1)
+            progress.step(value, lr(epoch), len(y))
             if log_every and step % log_every == 0:
                 history.append({"phase": desc, "step": step, "epoch": step / bpe, "lr": lr(epoch),
                                 "loss": running / seen, **(log_extra() if log_extra else {})})
@@ -182,11 +187,11 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
             if log_extra:
                 row.update(log_extra())
             history.append(row)
-            bar.set_postfix({k: round(v, 3) for k, v in row.items() if isinstance(v, float)})
+            progress.row(row)
             save()
             if on_epoch_end is not None and step % bpe == 0:
                 on_epoch_end(row)
-    bar.close()
+    progress.close()
     seconds += time.perf_counter() - t0
     return Outcome(step, step / bpe, history, stopped, seconds)
 

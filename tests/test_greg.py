@@ -256,6 +256,26 @@ def test_penalty_gradient_is_lambda_times_w_on_pruned_filters_only():
     assert model.get_submodule("features.0").weight.grad.abs().sum() == 0  # unregularized layer
 
 
+def test_greg2_picking_phase_then_recover():
+    torch.manual_seed(0)
+    model = build_model("cnn4", 10, 1)
+    hp = GRegHparams(pick_increment=1e-3, pick_ceiling=0.01, penalty_increment=0.1, penalty_ceiling=0.3,
+                     update_interval=1, stabilize_iters=0, mag_ratio_limit=math.inf)
+    hook = GRegHook(model, RATIOS, hp, variant=2, structured=True)
+    l1_at_start = l1_smallest_filters(model, RATIOS)["features.4"]  # 16 of 32 filters
+    _drive(hook, model, 9)  # 9 pick updates: not picked yet
+    assert not any(l.picked for l in hook.layers)
+    with torch.no_grad():  # during picking, 4 of the L1-smallest filters grow into the largest
+        model.get_submodule("features.4").weight[l1_at_start[:4]] *= 100
+    _drive(hook, model, 1)  # the 10th: 1e-3 * 10 = 0.01 -> picked, by the ranking at that moment
+    assert all(l.picked for l in hook.layers) and all(abs(l.lam_kept - 0.01) < 1e-12 for l in hook.layers)
+    picked = sorted(hook.layers[0].pruned.tolist())
+    assert picked == l1_smallest_filters(model, RATIOS)["features.4"] and not set(l1_at_start[:4]) & set(picked)
+    _drive(hook, model, 1)
+    assert all(l.lam_kept == -1e-4 and abs(l.lam_pruned - 0.11) < 1e-12 for l in hook.layers)
+    assert hook.summary(False)["pick_overlap_with_l1"]["features.4"] == 12 / 16  # 4 of 16 changed
+
+
 def test_greg1_removes_l1_filters_and_drives_them_down(small_fmnist):
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)

@@ -1,4 +1,6 @@
-"""Params and FLOPs in the paper's convention, against hand-computed values."""
+"""Params and FLOPs in the paper's convention, against hand-computed values; evaluation and latency."""
+import time
+
 import torch
 from torch import nn
 
@@ -41,13 +43,30 @@ def test_evaluate_top1_top5_on_known_logits():
         def forward(self, x):
             return x  # the inputs are the logits
 
-    logits = torch.tensor([[0.0, 1, 2, 3, 4, 5], [5.0, 4, 3, 2, 1, 0], [0.0, 0, 0, 9, 0, 0]])
-    y = torch.tensor([5, 5, 0])  # right at top-1; rank 6; rank 2..6 (ties) -> top-5 decides
+    logits = torch.tensor([[0.0, 1, 2, 3, 4, 5], [5.0, 4, 3, 2, 1, 0], [0.1, 0, 0.3, 9, 0.4, 0.2]])
+    y = torch.tensor([5, 5, 0])  # rank 1; rank 6 (out of the top 5); rank 5 (in), no ties anywhere
     r = evaluate(Fixed(), [(logits, y)], torch.device("cpu"))
     assert abs(r["top1"] - 100 / 3) < 1e-9
     assert abs(r["top5"] - 200 / 3) < 1e-9
 
 
-def test_latency_reports_threads_and_batch():
-    lat = latency(build_model("cnn4", 10, 1), (1, 28, 28), 4, torch.device("cpu"), warmup=1, repeats=3)
-    assert lat.batch == 4 and lat.threads == torch.get_num_threads() and lat.median_ms > 0
+class _Sleeps(nn.Module):
+    """Takes a known time per forward pass and records the batches it was given."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds, self.shapes = seconds, []
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape))
+        time.sleep(self.seconds)
+        return x
+
+
+def test_latency_measures_the_forward_pass():
+    model = _Sleeps(0.05)
+    lat = latency(model, (1, 28, 28), 4, torch.device("cpu"), warmup=1, repeats=5)
+    assert lat.batch == 4 and lat.threads == torch.get_num_threads()
+    assert model.shapes == [(4, 1, 28, 28)] * 6  # 1 warm-up + 5 timed passes
+    assert 50 <= lat.median_ms < 250  # one pass, not the sum of 5; a loaded machine may add some
