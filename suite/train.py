@@ -38,25 +38,25 @@ class Recipe:
         messages name the field and value (the caller adds the file and the section)."""
         for name, low in (("epochs", 1), ("batch_size", 1)):
             v = getattr(self, name)
-            if not _is_int(v) or v < low:
+            if not is_int(v) or v < low:
                 raise SuiteError(f"{name} = {v!r}: must be an integer >= {low}")
-        if not _is_real(self.momentum) or not 0 <= self.momentum < 1:
+        if not is_number(self.momentum) or not 0 <= self.momentum < 1:
             raise SuiteError(f"momentum = {self.momentum!r}: must be a number in [0, 1)")
-        if not _is_real(self.weight_decay) or self.weight_decay < 0:
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
             raise SuiteError(f"weight_decay = {self.weight_decay!r}: must be a finite number >= 0")
         allowed = "a table {first epoch: lr} like { 0 = 0.01, 60 = 0.001 }, epochs integers >= 0, lrs finite > 0"
         if not isinstance(self.lr, dict) or not self.lr:
             raise SuiteError(f"lr = {self.lr!r}: must be {allowed}")
         lr = {}
         for k, v in self.lr.items():
-            if not (_is_int(k) and k >= 0 or isinstance(k, str) and k.strip().isascii() and k.strip().isdigit()):
+            if not (is_int(k) and k >= 0 or isinstance(k, str) and k.strip().isascii() and k.strip().isdigit()):
                 raise SuiteError(f"lr = {self.lr!r}: epoch {k!r} is not an integer >= 0; must be {allowed}")
-            if not _is_real(v) or v <= 0:
+            if not is_number(v) or v <= 0:
                 raise SuiteError(f"lr = {self.lr!r}: lr {v!r} of epoch {k} is not a finite number > 0; "
                                  f"must be {allowed}")
             lr[int(k)] = float(v)
         if 0 not in lr:
-            raise SuiteError(f"lr schedule {self.lr} must give the lr of epoch 0")
+            raise SuiteError(f"lr = {self.lr!r}: must give the lr of epoch 0 (first key 0)")
         object.__setattr__(self, "lr", dict(sorted(lr.items())))
         object.__setattr__(self, "momentum", float(self.momentum))
         object.__setattr__(self, "weight_decay", float(self.weight_decay))
@@ -80,11 +80,12 @@ class Recipe:
         return cls(**d)
 
 
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
+    """An int, not a bool (True is an int to Python, never an epoch count to a user)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_real(v) -> bool:
+def is_number(v) -> bool:
     """A finite int or float (not a bool, not a numeric string)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
