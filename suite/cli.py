@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tomllib
 from dataclasses import replace
@@ -23,8 +24,20 @@ EPILOG = """examples:
 """
 
 
+MAX_SEED = 2**31 - 1  # torch and numpy seeds; a larger one overflows deep inside a job
+MAX_SEEDS = 1000  # --seeds N builds N jobs per method up front
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is the suite's one line (``error: ...``, exit 2) like every other
+    bad input, instead of the usage block plus ``suite run: error: ...``."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="suite", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="greg-suite: compare pruning methods (GReg-1/2, L1, NNI pruners) on shared settings, "
                     "from one trained baseline and one fine-tuning budget.")
@@ -121,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                     "leaderboard": cmd_leaderboard, "results": cmd_results}
         return commands[args.command](args)
     except SuiteError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {' '.join(str(e).splitlines())}", file=sys.stderr)  # one line, whatever the input held
         return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
@@ -171,21 +184,51 @@ def cmd_list(args) -> int:
 def _setting(args):
     from suite.settings import DEFAULT_SETTING, get_setting, with_ratios
     s = get_setting(args.setting or DEFAULT_SETTING)
-    return with_ratios(s, getattr(args, "ratios", None), getattr(args, "skip", None))
+    ratios, skip = getattr(args, "ratios", None), getattr(args, "skip", None)
+    try:
+        return with_ratios(s, ratios, skip)
+    except SuiteError as e:
+        given = " ".join(f"{o} {v!r}" for o, v in (("--ratios", ratios), ("--skip", skip)) if v is not None)
+        raise SuiteError(f"{given}: {e}") from None
+
+
+def _seed(option: str, value: int) -> int:
+    if not 0 <= value <= MAX_SEED:
+        raise SuiteError(f"{option} {value}: must be an integer in 0..{MAX_SEED}")
+    return value
 
 
 def _seeds(args) -> list[int]:
-    if args.seed_list:
+    if args.seed_list is not None:
         try:
             seeds = [int(x) for x in args.seed_list.split(",") if x.strip()]
         except ValueError:
             raise SuiteError(f"--seed-list {args.seed_list!r}: give integers like 0,1,2") from None
-        if not seeds or any(s < 0 for s in seeds):
-            raise SuiteError(f"--seed-list {args.seed_list!r}: give non-negative integers like 0,1,2")
+        if not seeds or any(not 0 <= s <= MAX_SEED for s in seeds):
+            raise SuiteError(f"--seed-list {args.seed_list!r}: give integers in 0..{MAX_SEED} like 0,1,2")
+        if len(set(seeds)) != len(seeds):
+            raise SuiteError(f"--seed-list {args.seed_list!r}: a seed is listed twice")
         return seeds
-    if args.seeds <= 0:
-        raise SuiteError(f"--seeds {args.seeds}: must be >= 1")
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        raise SuiteError(f"--seeds {args.seeds}: must be in 1..{MAX_SEEDS} (or give --seed-list)")
     return list(range(args.seeds))
+
+
+def _device(args):
+    """--device checked by name before torch sees it (torch.device('tpu') is a RuntimeError)."""
+    import re
+
+    import torch
+
+    from suite.train import pick_device
+    name = args.device
+    m = re.fullmatch(r"auto|cpu|cuda(?::(\d+))?", name)
+    if not m:
+        raise SuiteError(f"--device {name!r}: must be auto, cpu, cuda or cuda:N")
+    if m.group(1) is not None and torch.cuda.is_available() and int(m.group(1)) >= torch.cuda.device_count():
+        raise SuiteError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                         f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    return pick_device(name)
 
 
 def _user_hparams(args, setting, methods: list[str]) -> tuple[dict | None, dict]:
@@ -204,6 +247,9 @@ def _user_hparams(args, setting, methods: list[str]) -> tuple[dict | None, dict]
     try:
         text = p.read_text()
         d = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (OSError, UnicodeDecodeError) as e:
+        raise SuiteError(f"--hparams {path} cannot be read ({type(e).__name__}): check it is a readable "
+                         f"UTF-8 text file") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         raise SuiteError(f"--hparams {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
     if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
@@ -211,6 +257,12 @@ def _user_hparams(args, setting, methods: list[str]) -> tuple[dict | None, dict]
     unknown = sorted(set(d) - set(methods))
     if unknown:
         raise SuiteError(f"--hparams {path} sets {', '.join(unknown)}, which --methods does not run")
+    from suite.runner import resolve_hparams
+    for m, values in d.items():  # checked here too, so the error names the file
+        try:
+            resolve_hparams(setting, m, values)
+        except SuiteError as e:
+            raise SuiteError(f"--hparams {path}: {e}") from None
     return d, {m: f"user file {p.name}" for m in d}
 
 
@@ -220,20 +272,18 @@ def _prepare(args):
     from suite.baseline import load_user_baseline
     from suite.runner import load_data, plan
     from suite.store import check_writable
-    from suite.train import pick_device
 
     setting = _setting(args)
     methods = registry.expand(args.methods)
     seeds = _seeds(args)
     user, sources = _user_hparams(args, setting, methods)
-    if args.baseline_seed < 0:
-        raise SuiteError(f"--baseline-seed {args.baseline_seed}: must be >= 0")
+    _seed("--baseline-seed", args.baseline_seed)
     if args.baseline and args.baseline_seed:
         raise SuiteError("--baseline and --baseline-seed exclude each other: a seed picks a trained baseline, "
                          "--baseline brings your own")
     jobs = plan(setting, methods, seeds, protocol=args.budget, smoke=args.smoke, user_hparams=user, sources=sources,
                 baseline_seed=args.baseline_seed)
-    device = pick_device(args.device)
+    device = _device(args)
     data = load_data(setting, args.data_dir, args.download)
     baseline = load_user_baseline(setting, Path(args.baseline), data, device) if args.baseline else None
     if baseline is not None:  # runs from another baseline are other runs: never a cached default one
@@ -297,14 +347,16 @@ def cmd_search(args) -> int:
     from suite.search import (SearchSpec, default_storage, get_study, load_space, make_sampler, report,
                               run_search, study_name)
     from suite.store import check_writable
-    from suite.train import pick_device
 
     setting = _setting(args)
     registry.get(args.method)
     if args.trials <= 0:
         raise SuiteError(f"--trials {args.trials}: must be >= 1")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise SuiteError(f"--timeout {args.timeout}: must be a number of seconds > 0")
+    _seed("--seed", args.seed)
     space = load_space(args.space, args.method)
-    device = pick_device(args.device)
+    device = _device(args)
     data = load_data(setting, args.data_dir, args.download).with_validation(setting.val_size, seed=0)
     runs_dir = Path(args.runs_dir)
     storage = args.storage or default_storage(runs_dir)
@@ -327,10 +379,10 @@ def cmd_baseline(args) -> int:
     from suite.baseline import get_baseline
     from suite.runner import load_data
     from suite.store import check_writable
-    from suite.train import pick_device
 
     setting = _setting(args)
-    device = pick_device(args.device)
+    _seed("--seed", args.seed)
+    device = _device(args)
     data = load_data(setting, args.data_dir, args.download)
     runs_dir = Path(args.runs_dir)
     check_writable(runs_dir)
@@ -341,9 +393,11 @@ def cmd_baseline(args) -> int:
 
 def cmd_leaderboard(args) -> int:
     from suite.leaderboard import render
+    from suite.store import check_writable
     runs = Path(args.runs_dir)
     if not runs.is_dir():
         raise SuiteError(f"runs dir {runs} does not exist: run 'suite run' first or pass --runs-dir")
+    check_writable(Path(args.out), "--out folder", "--out")
     for path in render(runs, Path(args.out)):
         print(path)
     return 0
