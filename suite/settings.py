@@ -149,9 +149,9 @@ class Setting:
 
         if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
             bad("name", "1-100 letters, digits and . _ + - (not starting with . _ + -), e.g. \"my-cnn4\"")
-        if self.dataset not in DATASET_INFO:
+        if not isinstance(self.dataset, str) or self.dataset not in DATASET_INFO:
             bad("dataset", f"one of {', '.join(DATASET_INFO)}")
-        if self.model not in MODELS:
+        if not isinstance(self.model, str) or self.model not in MODELS:
             bad("model", f"one of {', '.join(MODELS)}")
         for f in ("ratios", "skip", "description"):
             if not isinstance(getattr(self, f), str):
