@@ -188,8 +188,7 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
         for x, y in data.train_batches(batch_size, seed, epoch, device, start=start):
             loss = nn.functional.cross_entropy(model(x), y)
             if not torch.isfinite(loss):
-                raise Diverged(f"{desc}: loss became {loss.item()} at iteration {step} "
-                               f"(lr {lr(epoch)}); the run is recorded as failed")
+                raise Diverged(f"{desc}: loss became {loss.item()} at iteration {step} (lr {lr(epoch)})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             for h in hooks:
