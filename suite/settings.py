@@ -168,8 +168,11 @@ class Setting:
             bad("train_limit", "an integer >= 1 (leave it out to train on every image)")
         self._check_overrides()
         model = self.build_model()
-        for r in (self.ratios, *self.targets):
-            self.layer_ratios(model, r)
+        for f, r in [("ratios", self.ratios)] + [("targets", t) for t in self.targets]:
+            try:
+                self.layer_ratios(model, r)
+            except SuiteError as e:
+                raise SuiteError(f"{f} {r!r}{' with skip ' + repr(self.skip) if self.skip else ''}: {e}") from None
 
     def _check_overrides(self) -> None:
         """Each pattern must name a method and its values must be valid hyperparameters of it."""
