@@ -317,9 +317,7 @@ def cmd_run(args) -> int:
               + (f", regularization up to {max(reg)} iterations for GReg" if reg else ""))
         return 0
     results = []
-    for i, job in enumerate(jobs, 1):
-        print(f"[{i}/{len(jobs)}] {job.method} seed {job.seed}", flush=True)
-        jr = runner.run(job)
+    for jr in run_shared(runner, jobs):
         r = jr.result
         state = "cached" if jr.cached else r["status"]
         if "same_training_as" in r:
@@ -339,6 +337,24 @@ def cmd_run(args) -> int:
                                                           for r in failed), file=sys.stderr)
         return 1
     return 0
+
+
+def run_shared(runner, jobs):
+    """Yield the JobResult of every job, sharing the work with other workers on the same
+    runs dir: a job another worker holds is passed over (try_run) and come back to at the end, when
+    waiting for it is all that is left (then its result is found, not computed again)."""
+    held = []
+    for i, job in enumerate(jobs, 1):
+        print(f"[{i}/{len(jobs)}] {job.method} seed {job.seed}", flush=True)
+        jr = runner.try_run(job)
+        if jr is None:
+            print("    another worker is running it: taking the next job, back to it at the end", flush=True)
+            held.append((i, job))
+        else:
+            yield jr
+    for i, job in held:
+        print(f"[{i}/{len(jobs)}] {job.method} seed {job.seed} (waiting for the other worker)", flush=True)
+        yield runner.run(job)
 
 
 def cmd_search(args) -> int:
