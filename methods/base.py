@@ -51,9 +51,14 @@ class Hparams:
                 v = float(v)
             if not isinstance(v, want) or (want is int and isinstance(v, bool)):
                 raise SuiteError(f"{where}: {k} must be {want.__name__}, got {v!r}")
+            if want is float and not math.isfinite(v):  # JSON reads NaN and Infinity as floats
+                raise SuiteError(f"{where}: {k} must be a finite number, got {v!r}")
             clean[k] = v
         hp = cls(**clean)
-        hp.check()
+        try:
+            hp.check()
+        except SuiteError as e:
+            raise SuiteError(f"{where}: {e}") from None
         return hp
 
     def check(self) -> None:

@@ -20,7 +20,7 @@ from suite.measure import processor
 from suite.settings import Setting
 from suite.store import (RECIPE_VERSION, code_version, content_hash, job_lock, read_json, write_atomic,
                          write_csv, write_json)
-from suite.train import evaluate, load_checkpoint, recipe_trainer, save_atomic, train
+from suite.train import Diverged, evaluate, load_checkpoint, recipe_trainer, save_atomic, train
 
 
 @dataclass
@@ -98,20 +98,41 @@ def load_user_baseline(setting: Setting, path: Path, data: Data, device: torch.d
     """A user's own checkpoint (a state_dict, loaded weights_only) for the setting's model."""
     if not path.is_file():
         raise SuiteError(f"--baseline {path}: no such file")
-    state = load_checkpoint(path)
+    save_hint = "save it with torch.save(model.state_dict(), PATH)"
+    try:  # not load_checkpoint: its advice (delete it) is for the suite's own checkpoints, not the user's file
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SuiteError(f"--baseline {path} is corrupt or not a weights-only PyTorch file ({type(e).__name__}): "
+                         f"{save_hint}") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SuiteError(f"--baseline {path} holds a {type(state).__name__}, not a state_dict of tensors: {save_hint}")
     model = setting.build_model()
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    mismatch = state_dict_mismatch(model.state_dict(), state)
+    if mismatch:
         raise SuiteError(f"--baseline {path} does not match model {setting.model} of setting {setting.name}: "
-                         f"{first}") from None
+                         f"{mismatch}")
+    model.load_state_dict(state)
     model.to(device)
     top1 = evaluate(model, data.eval_batches("test", 500, device), device)["top1"]
     digest = weights_digest(model)
     return Baseline(model, top1, "user-" + digest, path, digest)
+
+
+def state_dict_mismatch(want: dict, got: dict, show: int = 3) -> str:
+    """What differs between a model's state_dict and a loaded one, in one line ("" when they fit):
+    torch's own message spreads the detail over several lines, and its first line names none."""
+    def listed(items):
+        return ", ".join(items[:show]) + (f" and {len(items) - show} more" if len(items) > show else "")
+    missing = [k for k in want if k not in got]
+    unexpected = [k for k in got if k not in want]
+    shapes = [f"{k} {tuple(got[k].shape)} where the model has {tuple(want[k].shape)}"
+              for k in want if k in got and got[k].shape != want[k].shape]
+    parts = [f"{len(missing)} missing key(s) ({listed(missing)})" if missing else "",
+             f"{len(unexpected)} unexpected key(s) ({listed(unexpected)})" if unexpected else "",
+             f"{len(shapes)} shape mismatch(es) ({listed(shapes)})" if shapes else ""]
+    return "; ".join(p for p in parts if p)
 
 
 def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device: torch.device,
@@ -138,6 +159,10 @@ def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device
             write_atomic(refused, f"{e}\n")
             (folder / "train.ckpt").unlink(missing_ok=True)
             raise
+        except Diverged as e:  # say what happened to the baseline: it is not stored
+            (folder / "train.ckpt").unlink(missing_ok=True)  # resuming it would diverge again
+            raise Diverged(f"{e}: the baseline of setting {setting.name} diverged and is not stored; lower "
+                           f"the setting's [baseline] lr and run again") from None
         if recorded is None:
             write_csv(folder / "log.csv", outcome.history)
             write_json(folder / "meta.json", {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tomllib
 from dataclasses import replace
@@ -25,11 +26,15 @@ EPILOG = """examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line like every other bad input (its usage block and
-    ``prog: error:`` prefix would make two kinds of error output)."""
+MAX_SEED = 2**31 - 1  # torch and numpy seeds; a larger one overflows deep inside a job
+MAX_SEEDS = 1000  # --seeds N builds N jobs per method up front
 
-    def error(self, message: str):
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is the suite's one line (``error: ...``, exit 2) like every other
+    bad input, instead of the usage block plus ``suite run: error: ...``."""
+
+    def error(self, message):
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
 
 
@@ -146,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                     "leaderboard": cmd_leaderboard, "results": cmd_results, "migrate": cmd_migrate}
         return commands[args.command](args)
     except SuiteError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {' '.join(str(e).splitlines())}", file=sys.stderr)  # one line, whatever the input held
         return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
@@ -196,21 +201,51 @@ def cmd_list(args) -> int:
 def _setting(args):
     from suite.settings import DEFAULT_SETTING, get_setting, with_ratios
     s = get_setting(args.setting or DEFAULT_SETTING)
-    return with_ratios(s, getattr(args, "ratios", None), getattr(args, "skip", None))
+    ratios, skip = getattr(args, "ratios", None), getattr(args, "skip", None)
+    try:
+        return with_ratios(s, ratios, skip)
+    except SuiteError as e:
+        given = " ".join(f"{o} {v!r}" for o, v in (("--ratios", ratios), ("--skip", skip)) if v is not None)
+        raise SuiteError(f"{given}: {e}") from None
+
+
+def _seed(option: str, value: int) -> int:
+    if not 0 <= value <= MAX_SEED:
+        raise SuiteError(f"{option} {value}: must be an integer in 0..{MAX_SEED}")
+    return value
 
 
 def _seeds(args) -> list[int]:
-    if args.seed_list:
+    if args.seed_list is not None:
         try:
             seeds = [int(x) for x in args.seed_list.split(",") if x.strip()]
         except ValueError:
             raise SuiteError(f"--seed-list {args.seed_list!r}: give integers like 0,1,2") from None
-        if not seeds or any(s < 0 for s in seeds):
-            raise SuiteError(f"--seed-list {args.seed_list!r}: give non-negative integers like 0,1,2")
+        if not seeds or any(not 0 <= s <= MAX_SEED for s in seeds):
+            raise SuiteError(f"--seed-list {args.seed_list!r}: give integers in 0..{MAX_SEED} like 0,1,2")
+        if len(set(seeds)) != len(seeds):
+            raise SuiteError(f"--seed-list {args.seed_list!r}: a seed is listed twice")
         return seeds
-    if args.seeds <= 0:
-        raise SuiteError(f"--seeds {args.seeds}: must be >= 1")
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        raise SuiteError(f"--seeds {args.seeds}: must be in 1..{MAX_SEEDS} (or give --seed-list)")
     return list(range(args.seeds))
+
+
+def _device(args):
+    """--device checked by name before torch sees it (torch.device('tpu') is a RuntimeError)."""
+    import re
+
+    import torch
+
+    from suite.train import pick_device
+    name = args.device
+    m = re.fullmatch(r"auto|cpu|cuda(?::(\d+))?", name)
+    if not m:
+        raise SuiteError(f"--device {name!r}: must be auto, cpu, cuda or cuda:N")
+    if m.group(1) is not None and torch.cuda.is_available() and int(m.group(1)) >= torch.cuda.device_count():
+        raise SuiteError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                         f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    return pick_device(name)
 
 
 def _user_hparams(args, setting, methods: list[str]) -> tuple[dict | None, dict]:
@@ -229,6 +264,9 @@ def _user_hparams(args, setting, methods: list[str]) -> tuple[dict | None, dict]
     try:
         text = p.read_text()
         d = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (OSError, UnicodeDecodeError) as e:
+        raise SuiteError(f"--hparams {path} cannot be read ({type(e).__name__}): check it is a readable "
+                         f"UTF-8 text file") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         raise SuiteError(f"--hparams {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
     if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
@@ -236,6 +274,12 @@ def _user_hparams(args, setting, methods: list[str]) -> tuple[dict | None, dict]
     unknown = sorted(set(d) - set(methods))
     if unknown:
         raise SuiteError(f"--hparams {path} sets {', '.join(unknown)}, which --methods does not run")
+    from suite.runner import resolve_hparams
+    for m, values in d.items():  # checked here too, so the error names the file
+        try:
+            resolve_hparams(setting, m, values)
+        except SuiteError as e:
+            raise SuiteError(f"--hparams {path}: {e}") from None
     return d, {m: f"user file {p.name}" for m in d}
 
 
@@ -246,18 +290,16 @@ def _prepare(args):
     from suite.plan import plan
     from suite.runner import load_data
     from suite.store import check_writable
-    from suite.train import pick_device
 
     setting = _setting(args)
     methods = registry.expand(args.methods)
     seeds = _seeds(args)
     user, sources = _user_hparams(args, setting, methods)
-    if args.baseline_seed < 0:
-        raise SuiteError(f"--baseline-seed {args.baseline_seed}: must be >= 0")
+    _seed("--baseline-seed", args.baseline_seed)
     if args.baseline and args.baseline_seed:
         raise SuiteError("--baseline and --baseline-seed exclude each other: a seed picks a trained baseline, "
                          "--baseline brings your own")
-    device = pick_device(args.device)
+    device = _device(args)
     data = load_data(setting, args.data_dir, args.download)
     jobs = plan(setting, methods, seeds, train_size=data.batches_per_epoch(1),
                 protocol=args.budget, smoke=args.smoke, user_hparams=user, sources=sources,
@@ -290,14 +332,8 @@ def cmd_run(args) -> int:
     results = []
     with workers:
         print(f"{header}; {workers.describe()}", flush=True)
-        threads = workers.apply()
-        for i, job in enumerate(jobs, 1):
-            share = workers.apply()  # a worker started or ended beside this one: a new share
-            if share != threads:
-                threads = share
-                print(f"now {workers.describe()}", flush=True)
-            print(f"[{i}/{len(jobs)}] {job.method} seed {job.seed}", flush=True)
-            jr = runner.run(job)
+        workers.apply()
+        for jr in run_shared(runner, jobs, workers):
             r = jr.result
             state = "cached" if jr.cached else r["status"]
             if jr.stale:
@@ -343,13 +379,31 @@ def _print_plan(runner, jobs) -> int:
     return 0
 
 
+def run_shared(runner, jobs, workers):
+    """Yield the JobResult of every job, sharing the work with other workers on the same
+    runs dir: a job another worker holds is passed over (try_run) and come back to at the end, when
+    waiting for it is all that is left (then its result is found, not computed again)."""
+    held = []
+    for i, job in enumerate(jobs, 1):
+        workers.apply()  # a worker started or ended beside this one: a new share of the cores
+        print(f"[{i}/{len(jobs)}] {job.method} seed {job.seed}", flush=True)
+        jr = runner.try_run(job)
+        if jr is None:
+            print("    another worker is running it: taking the next job, back to it at the end", flush=True)
+            held.append((i, job))
+        else:
+            yield jr
+    for i, job in held:
+        print(f"[{i}/{len(jobs)}] {job.method} seed {job.seed} (waiting for the other worker)", flush=True)
+        yield runner.run(job)
+
+
 def cmd_search(args) -> int:
     from methods import registry
     from suite.runner import Runner, load_data
     from suite.search import (SearchSpec, default_storage, get_study, load_space, make_sampler, report,
                               run_search, study_name)
     from suite.store import check_writable
-    from suite.train import pick_device
     from suite.workers import Workers
 
     workers = Workers(Path(args.runs_dir), args.threads)
@@ -357,8 +411,11 @@ def cmd_search(args) -> int:
     registry.get(args.method)
     if args.trials <= 0:
         raise SuiteError(f"--trials {args.trials}: must be >= 1")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise SuiteError(f"--timeout {args.timeout}: must be a number of seconds > 0")
+    _seed("--seed", args.seed)
     space = load_space(args.space, args.method)
-    device = pick_device(args.device)
+    device = _device(args)
     data = load_data(setting, args.data_dir, args.download).with_validation(setting.val_size, seed=0)
     runs_dir = Path(args.runs_dir)
     storage = args.storage or default_storage(runs_dir)
@@ -383,12 +440,12 @@ def cmd_baseline(args) -> int:
     from suite.baseline import get_baseline
     from suite.runner import load_data
     from suite.store import check_writable
-    from suite.train import pick_device
     from suite.workers import Workers
 
     workers = Workers(Path(args.runs_dir), args.threads)
     setting = _setting(args)
-    device = pick_device(args.device)
+    _seed("--seed", args.seed)
+    device = _device(args)
     data = load_data(setting, args.data_dir, args.download)
     runs_dir = Path(args.runs_dir)
     check_writable(runs_dir)
@@ -401,9 +458,11 @@ def cmd_baseline(args) -> int:
 
 def cmd_leaderboard(args) -> int:
     from suite.leaderboard import render
+    from suite.store import check_writable
     runs = Path(args.runs_dir)
     if not runs.is_dir():
         raise SuiteError(f"runs dir {runs} does not exist: run 'suite run' first or pass --runs-dir")
+    check_writable(Path(args.out), "--out folder", "--out")
     for path in render(runs, Path(args.out), include_capped=args.include_capped):
         print(path)
     return 0

@@ -6,19 +6,23 @@ in the paper are shown beside ours, marked, and never ranked with them.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import shlex
 from pathlib import Path
+from urllib.parse import quote
 
 import jinja2
 import pandas as pd
 from scipy import stats
 
 from suite.cli import DEFAULT_METHODS
+from suite.errors import SuiteError
 from suite.results import load_runs
-from suite.settings import SETTINGS
+from suite.settings import NAME_RE, SETTINGS
 from suite.store import write_atomic
 
 # GREG_SPEC.md, "Published numbers": Wang et al., ICLR 2021. (setting, ratios, method, speedup, top-1)
@@ -155,6 +159,31 @@ def _latest(runs: pd.DataFrame) -> str:
     return str(runs.finished_at.dropna().max())
 
 
+def slug(name: str) -> str:
+    """A page's file name stem: the setting name when it is already a safe name (what the CLI
+    accepts, so every page of a real run keeps its name), else the name with every other character
+    replaced and a digest of the full name appended, so two hostile names never share a page. A
+    stored run's name can be anything (a hand-edited result.json): it never reaches a path or URL."""
+    if NAME_RE.fullmatch(name) and name.lower() != "index":
+        return name
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-_")[:60] or "setting"
+    return f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+def _inside(out_dir: Path, file_name: str) -> Path:
+    """``out_dir / file_name``, checked after resolving to stay directly inside ``out_dir``."""
+    path = out_dir / file_name
+    if path.resolve().parent != out_dir.resolve():
+        raise SuiteError(f"leaderboard page {file_name!r} would land outside --out {out_dir}; not written")
+    return path
+
+
+def _href(path: str) -> str:
+    """A relative link from a file path: every segment percent-encoded (``:`` too), so no part of a
+    stored folder name can become a URL scheme such as ``javascript:``."""
+    return "/".join(quote(part, safe="") for part in Path(path).as_posix().split("/"))
+
+
 def _stored_setting(runs: pd.DataFrame):
     """A setting not in the registry (a TOML file), as its runs recorded it in config.json."""
     from suite.settings import Setting
@@ -162,7 +191,7 @@ def _stored_setting(runs: pd.DataFrame):
         try:
             config = json.loads((Path(run) / "config.json").read_text())
             return Setting.from_dict(config.get("setting_definition") or config["setting"])
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, SuiteError):
             continue
     return None
 
@@ -207,7 +236,7 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
                 "train_macs": None if pd.isna(r.train_macs) else r.train_macs, "capped": bool(r.capped),
                 "before": r.before_removal, "after": r.after_removal, "mag_ratio": r.mag_ratio,
                 "hparams": r.hparams, "hparams_source": r.hparams_source, "within_noise": noise,
-                "configs": [os.path.relpath(Path(p) / "config.json", out_dir) for p in r.runs],
+                "configs": [_href(os.path.relpath(Path(p) / "config.json", out_dir)) for p in r.runs],
             })
         marks = {col: _unique_best(rows, col) for col in ("top1", "speedup", "latency_speedup")}
         tables.append({"ratios": ratios, "skip": skip, "protocol": protocol, "rows": rows, "best": marks,
@@ -234,6 +263,8 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = load_runs(runs_dir)
+    if not frame.empty:  # a result.json whose setting is not a name (null, a number) is no run
+        frame = frame[frame.setting.map(lambda v: isinstance(v, str))]
     good = ranked(frame, include_capped)
     env = _env()
     stamp = _latest(good)
@@ -247,7 +278,8 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
         if runs.empty and paper is None and setting is None:
             continue
         agg = aggregate(runs) if not runs.empty else pd.DataFrame()
-        csv_path = out_dir / f"{name}.csv"
+        stem = slug(name)
+        csv_path = _inside(out_dir, f"{stem}.csv")
         if not agg.empty:
             write_atomic(csv_path, agg.drop(columns=["runs", "top1_values"]).to_csv(index=False))
         first = runs.iloc[0] if not runs.empty else None
@@ -265,14 +297,15 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
             code_versions=sorted(set(runs.code_version)) if not runs.empty else [],
             baselines=baselines, tables=_target_tables(agg, out_dir) if not agg.empty else [],
             chart=svg_chart(main, baselines[0]["top1"]) if baselines else {},
-            failed=failed.to_dict("records"), commands=commands, csv=csv_path.name if not agg.empty else None)
-        path = out_dir / f"{name}.html"
+            failed=failed.to_dict("records"), commands=commands, csv=_href(csv_path.name) if not agg.empty else None)
+        path = _inside(out_dir, f"{stem}.html")
         write_atomic(path, page)
         written.append(path)
         best = (agg.sort_values("top1_mean", ascending=False).groupby("label", sort=False).head(1)
                 if not agg.empty else pd.DataFrame())
-        index_rows.append({"name": name, "page": path.name, "setting": setting, "runs": len(runs),
+        index_rows.append({"name": name, "page": _href(path.name), "setting": setting, "runs": len(runs),
                            "paper": paper is not None, "best": best.to_dict("records")})
     index = env.get_template("index.html").render(rows=index_rows, stamp=stamp)
-    write_atomic(out_dir / "index.html", index)
-    return [out_dir / "index.html", *written]
+    index_path = _inside(out_dir, "index.html")
+    write_atomic(index_path, index)
+    return [index_path, *written]

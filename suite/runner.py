@@ -23,7 +23,6 @@ from methods.base import Pruning, PruneTask
 from suite import data as datasets
 from suite.baseline import Baseline, get_baseline
 from suite.data import Data
-from suite.errors import SuiteError
 from suite.fingerprint import training_code
 from suite.measure import count_flops, count_params, latency, processor
 from suite.models import example_input
@@ -86,9 +85,20 @@ class Runner:
 
     def run(self, job: Job, propagate: tuple[type[BaseException], ...] = ()) -> JobResult:
         """Run (or find) one job. Exceptions of the ``propagate`` types (a trial pruner's stop) are
-        recorded as status "stopped" and re-raised; any other failure is recorded and returned."""
+        recorded as status "stopped" and re-raised; any other failure is recorded and returned.
+        A job another process is running is waited for, then found."""
+        return self._run(job, propagate, wait=True)
+
+    def try_run(self, job: Job, propagate: tuple[type[BaseException], ...] = ()) -> JobResult | None:
+        """:meth:`run`, or None at once when another process holds the job (so a worker can take
+        the next free job instead of waiting)."""
+        return self._run(job, propagate, wait=False)
+
+    def _run(self, job: Job, propagate: tuple[type[BaseException], ...], wait: bool) -> JobResult | None:
         folder = self.folder(job)
-        with job_lock(folder):  # a second process waits here, then finds the result
+        with job_lock(folder, wait) as held:
+            if not held:
+                return None
             cached = self.stored(job)
             if cached is not None:
                 if not (self.recompute_stale and self.is_stale(job, cached)):

@@ -7,15 +7,19 @@ cut them down so a 2-core machine finishes, and say so (``reduced``).
 from __future__ import annotations
 
 import fnmatch
+import re
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from suite.data import DATASET_INFO
 from suite.errors import SuiteError
 from suite.models import MODELS, build_model, model_family
 from suite.ratios import parse_ratios, resolve
-from suite.train import Recipe
+from suite.train import Recipe, is_int, is_number
+
+# A setting's name is a folder under the runs dir and a page name: no path separators, no dots first.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,26 @@ class PruneRecipe:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     max_iters: int = 200_000
+
+    def __post_init__(self):
+        """Same checks as :class:`Recipe`: a bad value is a one-line error before any work."""
+        for name, low in (("batch_size", 1), ("max_iters", 1)):
+            v = getattr(self, name)
+            if not is_int(v) or v < low:
+                raise SuiteError(f"{name} = {v!r}: must be an integer >= {low}")
+        if not is_number(self.lr) or self.lr <= 0:
+            raise SuiteError(f"lr = {self.lr!r}: must be a finite number > 0")
+        if not is_number(self.momentum) or not 0 <= self.momentum < 1:
+            raise SuiteError(f"momentum = {self.momentum!r}: must be a number in [0, 1)")
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
+            raise SuiteError(f"weight_decay = {self.weight_decay!r}: must be a finite number >= 0")
+
+    @classmethod
+    def from_dict(cls, d) -> "PruneRecipe":
+        known = set(cls.__dataclass_fields__)
+        if not isinstance(d, dict) or set(d) - known:
+            raise SuiteError(f"{d!r}: must be a table with optional fields {', '.join(sorted(known))}")
+        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -86,30 +110,84 @@ class Setting:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Setting":
+    def from_dict(cls, d: dict, where: str | None = None) -> "Setting":
+        """Build and check a setting from a TOML table or a stored config; every error names
+        ``where`` (the file), the field, the value and what is allowed."""
+        where = where or f"setting {d.get('name', '?') if isinstance(d, dict) else '?'!r}"
+        if not isinstance(d, dict):
+            raise SuiteError(f"{where}: must be a table of setting fields")
         known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        unknown, missing = set(d) - known, required - set(d)
         if unknown:
-            raise SuiteError(f"setting has unknown fields {sorted(unknown)}; known: {sorted(known)}")
+            raise SuiteError(f"{where}: unknown fields {sorted(unknown)}; known: {sorted(known)}")
+        if missing:
+            raise SuiteError(f"{where}: missing fields {sorted(missing)}; required: {sorted(required)}")
+        d = dict(d)
+        for section, make in (("baseline", Recipe.from_dict), ("finetune", Recipe.from_dict),
+                              ("prune", PruneRecipe.from_dict)):
+            if section in d:
+                try:
+                    d[section] = make(d[section])
+                except SuiteError as e:
+                    raise SuiteError(f"{where}: [{section}] {e}") from None
+        targets = d.get("targets", [])
+        if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
+            raise SuiteError(f"{where}: targets = {targets!r}: must be a list of ratio strings like [\"0.5\", \"0.9\"]")
+        d["targets"] = tuple(targets)
+        s = cls(**d)
         try:
-            d = dict(d)
-            d["baseline"], d["finetune"] = Recipe.from_dict(d["baseline"]), Recipe.from_dict(d["finetune"])
-            d["prune"] = PruneRecipe(**d.get("prune", {}))
-            d["targets"] = tuple(d.get("targets", ()))
-            s = cls(**d)
-        except (KeyError, TypeError) as e:
-            raise SuiteError(f"setting {d.get('name', '?')!r} is incomplete or mistyped: {e}") from None
-        s.validate()
+            s.validate()
+        except SuiteError as e:
+            raise SuiteError(f"{where}: {e}") from None
         return s
 
     def validate(self) -> None:
-        if self.dataset not in DATASET_INFO:
-            raise SuiteError(f"setting {self.name}: unknown dataset {self.dataset!r}; known: {', '.join(DATASET_INFO)}")
-        if self.model not in MODELS:
-            raise SuiteError(f"setting {self.name}: unknown model {self.model!r}; known: {', '.join(MODELS)}")
+        """Type and range of every field, then the ratio strings against the model."""
+        def bad(field, allowed):
+            raise SuiteError(f"{field} = {getattr(self, field)!r}: must be {allowed}")
+
+        if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
+            bad("name", "1-100 letters, digits and . _ + - (not starting with . _ + -), e.g. \"my-cnn4\"")
+        if not isinstance(self.dataset, str) or self.dataset not in DATASET_INFO:
+            bad("dataset", f"one of {', '.join(DATASET_INFO)}")
+        if not isinstance(self.model, str) or self.model not in MODELS:
+            bad("model", f"one of {', '.join(MODELS)}")
+        for f in ("ratios", "skip", "description"):
+            if not isinstance(getattr(self, f), str):
+                bad(f, "a string" + (', e.g. ratios = "0.5" or "[1-15:0.7]"' if f == "ratios" else ""))
+        if not isinstance(self.baseline, Recipe) or not isinstance(self.finetune, Recipe):
+            raise SuiteError("baseline and finetune must be recipes (tables with epochs, batch_size, lr)")
+        if not isinstance(self.prune, PruneRecipe):
+            bad("prune", "a table of PruneRecipe fields")
+        if not isinstance(self.reduced, bool):
+            bad("reduced", "true or false")
+        if not is_int(self.val_size) or self.val_size < 1:
+            bad("val_size", "an integer >= 1")
+        if self.train_limit is not None and (not is_int(self.train_limit) or self.train_limit < 1):
+            bad("train_limit", "an integer >= 1 (leave it out to train on every image)")
+        self._check_overrides()
         model = self.build_model()
-        for r in (self.ratios, *self.targets):
-            self.layer_ratios(model, r)
+        for f, r in [("ratios", self.ratios)] + [("targets", t) for t in self.targets]:
+            try:
+                self.layer_ratios(model, r)
+            except SuiteError as e:
+                raise SuiteError(f"{f} {r!r}{' with skip ' + repr(self.skip) if self.skip else ''}: {e}") from None
+
+    def _check_overrides(self) -> None:
+        """Each pattern must name a method and its values must be valid hyperparameters of it."""
+        from methods import registry
+        if not isinstance(self.method_overrides, dict):
+            raise SuiteError(f"method_overrides = {self.method_overrides!r}: must be a table "
+                             f"{{method pattern: {{field: value}}}}")
+        for pattern, values in self.method_overrides.items():
+            names = registry.names(pattern)
+            if not names or not isinstance(values, dict):
+                raise SuiteError(f"method_overrides.{pattern} = {values!r}: must be a table {{field: value}} "
+                                 f"under a pattern matching a method ('suite list methods')")
+            for m in names:
+                cls = registry.get(m).Hparams
+                cls.from_dict({**cls().to_dict(), **values}, where=f"method_overrides.{pattern} ({m})")
 
 
 CIFAR_FT = {0: 0.01, 60: 0.001, 90: 0.0001}
@@ -178,9 +256,13 @@ def get_setting(name_or_file: str) -> Setting:
         if not path.is_file():
             raise SuiteError(f"setting file {path} does not exist")
         try:
-            return Setting.from_dict(tomllib.loads(path.read_text()))
+            table = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
             raise SuiteError(f"setting file {path} is not valid TOML: {e}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise SuiteError(f"setting file {path} cannot be read ({type(e).__name__}): check it is a "
+                             f"readable UTF-8 text file") from None
+        return Setting.from_dict(table, where=f"setting file {path}")
     import difflib
     close = difflib.get_close_matches(name_or_file, SETTINGS, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""

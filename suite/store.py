@@ -88,14 +88,17 @@ def job_lock(folder: Path, wait: bool = True):
         yield held
 
 
-def check_writable(runs_dir: Path) -> None:
+def check_writable(folder: Path, what: str = "runs dir", option: str = "--runs-dir") -> None:
+    """Create ``folder`` if needed and prove a file can be written there, or a one-line error."""
+    if folder.exists() and not folder.is_dir():
+        raise SuiteError(f"{what} {folder} is a file, not a folder: pass {option} DIR")
     try:
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        probe = runs_dir / f".probe{os.getpid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise SuiteError(f"runs dir {runs_dir} is not writable ({e.strerror}): pass --runs-dir DIR") from None
+        raise SuiteError(f"{what} {folder} is not writable ({e.strerror}): pass {option} DIR") from None
 
 
 def code_version() -> str:

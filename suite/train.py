@@ -33,10 +33,32 @@ class Recipe:
     weight_decay: float = 5e-4
 
     def __post_init__(self):
-        lr = {int(k): float(v) for k, v in self.lr.items()}
+        """Type and range checks, so a bad recipe is a one-line error before any data is loaded;
+        messages name the field and value (the caller adds the file and the section)."""
+        for name, low in (("epochs", 1), ("batch_size", 1)):
+            v = getattr(self, name)
+            if not is_int(v) or v < low:
+                raise SuiteError(f"{name} = {v!r}: must be an integer >= {low}")
+        if not is_number(self.momentum) or not 0 <= self.momentum < 1:
+            raise SuiteError(f"momentum = {self.momentum!r}: must be a number in [0, 1)")
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
+            raise SuiteError(f"weight_decay = {self.weight_decay!r}: must be a finite number >= 0")
+        allowed = "a table {first epoch: lr} like { 0 = 0.01, 60 = 0.001 }, epochs integers >= 0, lrs finite > 0"
+        if not isinstance(self.lr, dict) or not self.lr:
+            raise SuiteError(f"lr = {self.lr!r}: must be {allowed}")
+        lr = {}
+        for k, v in self.lr.items():
+            if not (is_int(k) and k >= 0 or isinstance(k, str) and k.strip().isascii() and k.strip().isdigit()):
+                raise SuiteError(f"lr = {self.lr!r}: epoch {k!r} is not an integer >= 0; must be {allowed}")
+            if not is_number(v) or v <= 0:
+                raise SuiteError(f"lr = {self.lr!r}: lr {v!r} of epoch {k} is not a finite number > 0; "
+                                 f"must be {allowed}")
+            lr[int(k)] = float(v)
         if 0 not in lr:
-            raise SuiteError(f"lr schedule {self.lr} must give the lr of epoch 0")
+            raise SuiteError(f"lr = {self.lr!r}: must give the lr of epoch 0 (first key 0)")
         object.__setattr__(self, "lr", dict(sorted(lr.items())))
+        object.__setattr__(self, "momentum", float(self.momentum))
+        object.__setattr__(self, "weight_decay", float(self.weight_decay))
 
     def lr_at(self, epoch: int) -> float:
         return [v for k, v in self.lr.items() if k <= epoch][-1]
@@ -48,7 +70,23 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
-        return cls(**{**d, "lr": {int(k): v for k, v in d["lr"].items()}})
+        if not isinstance(d, dict):
+            raise SuiteError(f"{d!r}: must be a table with epochs, batch_size, lr (momentum, weight_decay optional)")
+        fields = set(cls.__dataclass_fields__)
+        if set(d) - fields or {"epochs", "batch_size", "lr"} - set(d):
+            raise SuiteError(f"has fields {sorted(d)}; required: epochs, batch_size, lr; "
+                             f"optional: momentum, weight_decay")
+        return cls(**d)
+
+
+def is_int(v) -> bool:
+    """An int, not a bool (True is an int to Python, never an epoch count to a user)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v) -> bool:
+    """A finite int or float (not a bool, not a numeric string)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class Hook(Protocol):
@@ -153,8 +191,7 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
         for x, y in data.train_batches(batch_size, seed, epoch, device, stream=stream, start=start):
             loss = nn.functional.cross_entropy(model(x), y)
             if not torch.isfinite(loss):
-                raise Diverged(f"{desc}: loss became {loss.item()} at iteration {step} "
-                               f"(lr {lr(epoch)}); the run is recorded as failed")
+                raise Diverged(f"{desc}: loss became {loss.item()} at iteration {step} (lr {lr(epoch)})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             for h in hooks:

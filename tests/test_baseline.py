@@ -69,3 +69,57 @@ def test_retraining_stops_at_the_first_epoch_off_the_record(small_fmnist, tmp_pa
         get_baseline(setting, small_fmnist, 0, tmp_path, CPU)
     assert not (folder / "model.pt").exists() and not (folder / "train.ckpt").exists()
     assert "epoch 1" in (folder / "not-reproduced.txt").read_text()
+
+
+# ---------------------------------------------------------------------------- messages (issue 15 item 8)
+def test_own_corrupt_baseline_is_not_told_to_delete_it(tmp_path):
+    from suite.baseline import load_user_baseline
+    own = tmp_path / "own.pt"
+    own.write_bytes(b"\x80\x04 not a checkpoint")
+    with pytest.raises(SuiteError) as e:
+        load_user_baseline(get_setting(TINY), own, None, CPU)
+    assert str(own) in str(e.value) and "torch.save(model.state_dict(), PATH)" in str(e.value)
+    assert "delete" not in str(e.value)  # that advice is for the suite's own checkpoints, not the user's file
+    assert own.exists()
+
+
+def test_wrong_architecture_baseline_says_what_mismatched(tmp_path):
+    from suite.baseline import load_user_baseline
+    from suite.models import build_model
+    state = build_model("cnn4", 10, 1).state_dict()
+    state["classifier.weight"] = torch.zeros(7, state["classifier.weight"].shape[1])  # 7 classes, not 10
+    del state["classifier.bias"]
+    state["extra.weight"] = torch.zeros(1)
+    own = tmp_path / "wrong.pt"
+    torch.save(state, own)
+    with pytest.raises(SuiteError) as e:
+        load_user_baseline(get_setting(TINY), own, None, CPU)
+    msg = str(e.value)
+    assert "\n" not in msg
+    want = tuple(build_model("cnn4", 10, 1).state_dict()["classifier.weight"].shape)
+    assert "1 missing key(s) (classifier.bias)" in msg and "1 unexpected key(s) (extra.weight)" in msg
+    assert f"classifier.weight {(7, want[1])} where the model has {want}" in msg
+
+
+def test_suite_baseline_on_a_diverging_recipe_says_nothing_is_stored(tmp_path):
+    import contextlib
+    import io
+    import tomllib
+
+    import tomli_w
+
+    from suite.cli import main
+    table = tomllib.loads(Path(TINY).read_text())
+    table["name"] = "tiny-diverging"
+    table["baseline"]["lr"] = {"0": 1e12}
+    setting = tmp_path / "diverging.toml"
+    setting.write_text(tomli_w.dumps(table))
+    runs = tmp_path / "runs"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["baseline", "--setting", str(setting), "--runs-dir", str(runs), "--device", "cpu"])
+    assert code == 2
+    line = err.getvalue().strip()
+    assert line.startswith("error: ") and "\n" not in line
+    assert "loss became" in line and "is not stored" in line and "recorded as failed" not in line
+    assert not [p for p in runs.rglob("*") if p.is_file() and p.name != ".lock"]  # no model, meta or checkpoint

@@ -313,3 +313,19 @@ def test_dry_run_plans_without_training(suite, tmp_path):
     assert not runs.exists()
     p = suite("run", "--setting", TINY, "--methods", "l1", "--dry-run", "--runs-dir", runs, check=0)
     assert "regularization" not in p.stdout.splitlines()[-1]
+
+
+def test_two_workers_share_four_jobs_two_each(tmp_path):
+    """Issue 15 item 3: a worker that finds a job locked takes the next free one, so two workers on
+    four equal jobs compute two each (before, one computed all four while the other waited)."""
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "suite.cli", "run", "--setting", TINY, "--methods", "l1",
+           "--seed-list", "0,1,2,3", "--runs-dir", str(runs), "--smoke"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert [o.count("    smoke:") for o in outs] == [2, 2], outs  # computed here
+    assert [o.count("    cached:") for o in outs] == [2, 2], outs  # found, computed by the other
+    results = [json.loads(p.read_text()) for p in runs.glob("tiny-fmnist/l1/*/result.json")]
+    assert sorted(r["seed"] for r in results) == [0, 1, 2, 3]

@@ -3,6 +3,7 @@ import csv
 import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -217,3 +218,104 @@ def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
     assert noise == {"lucky": None, "l1": None, "greg1": False}
     marks = tables[1]["best"]
     assert marks["top1"] == "l1" and marks["speedup"] is None and marks["latency_speedup"] is None  # ties
+
+
+HOSTILE = ["../../escaped-from-out", "javascript:alert(1)", 'q" onmouseover="alert(2)" x="',
+           "</script><script>alert(3)</script>", "<img src=x onerror=alert(4)>", "index", "a/b", "a?b", "..",
+           "javascript:window.__pwned=1//"]
+
+
+PUBLISHED = Path(__file__).parent.parent / "leaderboards" / "runs"
+
+
+def _hostile_runs(tmp_path):
+    """One published l1 run, copied once per hostile setting name (one copy stored under a folder
+    named like a URL scheme, whose config link must stay a relative link)."""
+    evil = tmp_path / "runs"
+    src = sorted(PUBLISHED.glob("fmnist-cnn4/l1/*/result.json"))[0].parent
+    for i, name in enumerate(HOSTILE + [str(tmp_path / "absolute")]):
+        dst = evil / ("javascript:alert(5)" if i == 0 else f"evil{i}") / "l1" / "h"
+        shutil.copytree(src, dst)
+        for f in ("result.json", "config.json"):
+            d = json.loads((dst / f).read_text())
+            if f == "result.json":
+                d["setting"] = name
+            else:
+                d["setting"]["name"] = name
+            (dst / f).write_text(json.dumps(d))
+    return evil
+
+
+def test_hostile_setting_names_stay_inside_out_and_out_of_urls(tmp_path):
+    from suite.leaderboard import slug
+    evil = _hostile_runs(tmp_path)
+    out = tmp_path / "deep" / "er" / "site"
+    before = {p for p in tmp_path.rglob("*") if evil not in p.parents}
+    written = render(evil, out)
+    after = {p for p in tmp_path.rglob("*") if evil not in p.parents}
+    new = after - before
+    assert all(p == out or p in out.parents for p in new if p.is_dir()), new  # only --out and its folders
+    assert all(p.parent == out for p in new if p.is_file()), new  # every file directly in --out
+    assert len({slug(n) for n in HOSTILE}) == len(HOSTILE)  # no two names share a page
+    assert "index.html" in {p.name for p in written} and len(written) >= len(HOSTILE) + 1
+    index = (out / "index.html").read_text()
+    hrefs = re.findall(r'href="([^"]*)"', index)
+    assert hrefs and not any(h.startswith(("/", "..")) or ":" in h for h in hrefs), hrefs  # no scheme, no escape
+    for p in out.glob("*.html"):
+        text = p.read_text()
+        assert "<script>alert" not in text and "<img src=x" not in text and 'onmouseover="alert' not in text
+        for h in re.findall(r'href="([^"]*)"', text):
+            assert ":" not in h, (p.name, h)  # relative links only: no scheme can start one
+    shown = html.unescape(re.sub(r"<[^>]*>", " ", index))  # the index's text, as a reader sees it
+    for name in HOSTILE:
+        assert name in shown, name
+
+
+@pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs Debian's chromium-driver (ci/setup installs it)")
+def test_hostile_names_run_no_script_in_a_real_browser(tmp_path):
+    from selenium import webdriver
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    out = tmp_path / "site"
+    render(_hostile_runs(tmp_path), out)
+    opts = webdriver.ChromeOptions()
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900"):
+        opts.add_argument(flag)
+    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+
+    def no_script_ran(where):
+        try:
+            text = driver.switch_to.alert.text
+        except NoAlertPresentException:
+            text = None
+        assert text is None, f"{where}: an alert ran ({text})"
+        assert driver.execute_script("return window.__pwned === undefined"), where
+
+    try:
+        index = out.as_uri() + "/index.html"
+        driver.get(index)
+        no_script_ran("index")
+        shown = driver.find_element(By.TAG_NAME, "table").text
+        for name in ("../../escaped-from-out", "javascript:alert(1)", "</script><script>alert(3)</script>"):
+            assert name in shown  # the name reads as typed, as text
+        count = len(driver.find_elements(By.CSS_SELECTOR, "a"))
+        assert count >= len(HOSTILE)
+        pages = 0
+        for i in range(count):  # click every link of the index: a javascript: href would run here
+            driver.get(index)
+            link = driver.find_elements(By.CSS_SELECTOR, "a")[i]
+            link.click()
+            no_script_ran(f"link {i} of the index")
+            assert driver.current_url.startswith(out.as_uri() + "/"), driver.current_url
+            if driver.current_url.endswith(".html"):
+                pages += 1
+                for a in driver.find_elements(By.CSS_SELECTOR, "a"):  # as the browser resolved them
+                    assert a.get_attribute("href").startswith("file:///"), a.get_attribute("href")
+        assert pages >= len(HOSTILE)
+    finally:
+        driver.quit()

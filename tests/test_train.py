@@ -85,3 +85,39 @@ def test_nan_loss_is_reported(small_fmnist):
     with pytest.raises(Diverged, match="loss became nan at iteration 3"):
         train(model, small_fmnist, lr=lambda e: 0.01, batch_size=128, momentum=0.9, weight_decay=0,
               device=CPU, seed=0, stream="baseline", total_steps=30, hooks=(_Poison(3),), eval_split=None)
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("epochs", 0, "epochs = 0: must be an integer >= 1"),
+    ("epochs", -2, "epochs = -2"),
+    ("epochs", "ten", "epochs = 'ten'"),
+    ("epochs", True, "epochs = True"),
+    ("batch_size", 0, "batch_size = 0: must be an integer >= 1"),
+    ("batch_size", 1.5, "batch_size = 1.5"),
+    ("momentum", "x", "momentum = 'x': must be a number in \\[0, 1\\)"),
+    ("momentum", 1.0, "momentum = 1.0"),
+    ("momentum", float("nan"), "momentum = nan"),
+    ("weight_decay", -1e-4, "weight_decay = -0.0001"),
+    ("weight_decay", float("inf"), "weight_decay = inf"),
+    ("lr", 0.01, "lr = 0.01: must be a table"),
+    ("lr", {}, "lr = {}: must be a table"),
+    ("lr", {"x": 0.01}, "epoch 'x' is not an integer"),
+    ("lr", {"0": "fast"}, "lr 'fast' of epoch 0"),
+    ("lr", {0: -0.01}, "lr -0.01 of epoch 0"),
+    ("lr", {0: 0.0}, "lr 0.0 of epoch 0"),
+    ("lr", {0: float("nan")}, "lr nan of epoch 0"),
+    ("lr", {0: 0.1, -5: 0.01}, "epoch -5 is not an integer"),
+])
+def test_recipe_refuses_bad_values_naming_field_and_value(field, value, says):
+    good = {"epochs": 2, "batch_size": 8, "lr": {0: 0.1}}
+    with pytest.raises(SuiteError, match=says):
+        Recipe.from_dict({**good, field: value})
+
+
+def test_recipe_from_dict_refuses_missing_and_unknown_fields():
+    with pytest.raises(SuiteError, match="required: epochs, batch_size, lr"):
+        Recipe.from_dict({"epochs": 2, "lr": {0: 0.1}})
+    with pytest.raises(SuiteError, match="'bogus'"):
+        Recipe.from_dict({"epochs": 2, "batch_size": 8, "lr": {0: 0.1}, "bogus": 1})
+    r = Recipe.from_dict({"epochs": 2, "batch_size": 8, "lr": {"0": 1, "1": 0.5}, "momentum": 0})
+    assert r.lr == {0: 1.0, 1: 0.5} and r.momentum == 0.0
