@@ -24,7 +24,7 @@ from suite import data as datasets
 from suite.baseline import Baseline, get_baseline
 from suite.data import Data
 from suite.errors import SuiteError
-from suite.measure import count_flops, count_params, evaluate, latency, processor
+from suite.measure import count_flops, count_params, evaluate, latency, latency_record, processor
 from suite.models import example_input
 from suite.settings import Setting
 from suite.store import (RECIPE_VERSION, code_version, content_hash, job_lock, read_json, write_csv,
@@ -259,8 +259,7 @@ class Runner:
             repeats = 3 if job.smoke else 20
             b = latency(base_model, shape, batch, dev, warmup=2 if job.smoke else 5, repeats=repeats)
             p = latency(model, shape, batch, dev, warmup=2 if job.smoke else 5, repeats=repeats)
-            lat[f"batch{batch}"] = {"baseline_ms": b.median_ms, "pruned_ms": p.median_ms,
-                                    "speedup": b.median_ms / p.median_ms, "device": b.device, "threads": b.threads}
+            lat[f"batch{batch}"] = latency_record(b, p)
         result = {
             "top1": final["top1"], "top5": final["top5"], "baseline_top1": base.top1, "baseline_key": base.key,
             "baseline_sha256": base.digest, "acc_before_removal": acc_before, "acc_after_removal": acc_after,
