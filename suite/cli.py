@@ -247,7 +247,7 @@ def _prepare(args):
 def cmd_run(args) -> int:
     import pandas as pd
 
-    from suite.results import format_summary, summarize
+    from suite.results import aggregate, format_summary, result_row
     from suite.runner import Runner, nominal_reg_iters
 
     setting, jobs, device, runs_dir, data, user_base = _prepare(args)
@@ -266,7 +266,7 @@ def cmd_run(args) -> int:
               f"epochs ({setting.finetune.epochs * bpe} iterations)"
               + (f", regularization up to {max(reg)} iterations for GReg" if reg else ""))
         return 0
-    results = []
+    results, rows = [], []
     for i, job in enumerate(jobs, 1):
         print(f"[{i}/{len(jobs)}] {job.method} seed {job.seed}", flush=True)
         jr = runner.run(job)
@@ -278,11 +278,12 @@ def cmd_run(args) -> int:
                   f"{r['acc_after_removal']:.1f}), {r['speedup']:.2f}x FLOPs"
                   if r["status"] != "failed" else r["error"])
         print(f"    {state}: {detail}", flush=True)
-        results.append({**r, "budget": r.get("budget", {})})
-    frame = pd.DataFrame([{**r, "reg_iters": r["budget"].get("reg_iters"),
-                           "finetune_epochs": r["budget"].get("finetune_epochs")} for r in results])
+        results.append(r)
+        rows.append(result_row(r, jr.folder))
+    frame = pd.DataFrame(rows)
+    ok = frame[frame.status.isin(["done", "smoke"])]
     print()
-    print(format_summary(summarize(frame)))
+    print(format_summary(aggregate(ok) if not ok.empty else ok, runs_dir))
     failed = [r for r in results if r["status"] == "failed"]
     if failed:
         print(f"\n{len(failed)} job(s) failed: " + "; ".join(f"{r['method']} seed {r['seed']}: {r['error']}"

@@ -16,7 +16,7 @@ import jinja2
 import pandas as pd
 from scipy import stats
 
-from suite.results import load_runs
+from suite.results import aggregate, load_runs
 from suite.settings import SETTINGS
 from suite.store import write_atomic
 
@@ -45,33 +45,6 @@ def ranked(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
     return frame[(frame.status == "done") & (frame.eval_split == "test")]
-
-
-def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and n over seeds per (setting, baseline, ratios, skip, protocol, method, hparams):
-    runs that started from different baselines are never averaged together."""
-    keys = ["setting", "baseline_key", "ratios", "skip", "protocol", "method", "hparams", "hparams_source"]
-    g = runs.groupby(keys, sort=False, dropna=False)
-    out = g.agg(top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"),
-                baseline_top1=("baseline_top1", "mean"), baseline_name=("baseline_name", "first"),
-                params=("params", "mean"),
-                baseline_params=("baseline_params", "mean"), speedup=("speedup", "mean"),
-                latency_speedup=("latency_speedup", "mean"), latency_device=("latency_device", "first"),
-                reg_iters=("reg_iters", "mean"), finetune_epochs=("finetune_epochs", "mean"),
-                before_removal=("acc_before_removal", "mean"), after_removal=("acc_after_removal", "mean"),
-                mag_ratio=("mag_ratio", "mean"), runs=("run", list), top1_values=("top1", list)).reset_index()
-    out["label"] = [label(m, src) for m, src in zip(out.method, out.hparams_source)]
-    out["delta"] = out.top1_mean - out.baseline_top1
-    out["param_reduction"] = out.baseline_params / out.params
-    return out
-
-
-def label(method: str, hparams_source: str) -> str:
-    """How a row is named: a method with tuned or user-given hyperparameters is another entry than
-    the same method with its defaults, and must not share its row, its best mark or its series."""
-    if not hparams_source or hparams_source == "default":
-        return method
-    return f"{method} (tuned)" if hparams_source.startswith("tuned") else f"{method} (own hparams)"
 
 
 def within_noise(a: list[float], b: list[float], alpha: float = 0.05) -> bool | None:
@@ -155,6 +128,20 @@ def _unique_best(rows: list[dict], col: str) -> str | None:
     return shown[-1][1]
 
 
+def _latency_best(rows: list[dict]) -> str | None:
+    """The fastest row, only when its latency was measured cleanly (spread recorded, not noisy) and
+    its quartile range clears the runner-up's: a lead inside the timing noise is no lead."""
+    order = sorted(rows, key=lambda r: r["latency_speedup"], reverse=True)
+    top = order[0]
+    if top["latency_noisy"] is not False or math.isnan(top["latency_lo"]):
+        return None
+    if len(order) > 1:
+        nxt = order[1]
+        if math.isnan(nxt["latency_hi"]) or top["latency_lo"] <= nxt["latency_hi"]:
+            return None
+    return top["method"]
+
+
 def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
     tables = []
     # targets from the mildest to the strongest pruning, each with the paper's protocol first
@@ -175,12 +162,14 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
                 "method": r.label, "top1": r.top1_mean, "std": None if pd.isna(r.top1_std) else r.top1_std,  # one seed: no spread to show
                 "n": r.n, "delta": r.delta, "params": r.params, "param_reduction": r.param_reduction,
                 "speedup": r.speedup, "latency_speedup": r.latency_speedup, "latency_device": r.latency_device,
+                "latency_lo": r.latency_lo, "latency_hi": r.latency_hi, "latency_noisy": r.latency_noisy,
                 "reg_iters": int(r.reg_iters or 0), "finetune_epochs": r.finetune_epochs,
                 "before": r.before_removal, "after": r.after_removal, "mag_ratio": r.mag_ratio,
                 "hparams": r.hparams, "hparams_source": r.hparams_source, "within_noise": noise,
                 "configs": [os.path.relpath(Path(p) / "config.json", out_dir) for p in r.runs],
             })
-        marks = {col: _unique_best(rows, col) for col in ("top1", "speedup", "latency_speedup")}
+        marks = {col: _unique_best(rows, col) for col in ("top1", "speedup")}
+        marks["latency_speedup"] = _latency_best(rows)
         tables.append({"ratios": ratios, "skip": skip, "protocol": protocol, "rows": rows, "best": marks,
                        "baseline_key": key, "baseline_name": part.baseline_name.iloc[0],
                        "baseline_top1": float(part.baseline_top1.iloc[0])})

@@ -203,6 +203,7 @@ def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
         return {"ratios": ratios, "skip": "", "protocol": protocol, "method": method, "label": method,
                 "top1_mean": top1, "top1_std": 0.1, "n": 3, "delta": 0.0, "params": 1.0, "param_reduction": 1.0,
                 "speedup": speedup, "latency_speedup": 1.5, "latency_device": "cpu", "reg_iters": 0,
+                "latency_lo": 1.4, "latency_hi": 1.6, "latency_noisy": False,
                 "finetune_epochs": 3.0, "before_removal": 90.0, "after_removal": 10.0, "mag_ratio": None,
                 "hparams": "{}", "hparams_source": "default", "runs": [], "top1_values": [top1, top1 + 0.2],
                 "baseline_key": "k0", "baseline_name": "baseline seed 0", "baseline_top1": 90.0}
@@ -217,3 +218,17 @@ def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
     assert noise == {"lucky": None, "l1": None, "greg1": False}
     marks = tables[1]["best"]
     assert marks["top1"] == "l1" and marks["speedup"] is None and marks["latency_speedup"] is None  # ties
+
+
+def test_latency_best_only_beyond_the_spread():
+    from suite.leaderboard import _latency_best
+
+    def row(method, x, lo, hi, noisy=False):
+        return {"method": method, "latency_speedup": x, "latency_lo": lo, "latency_hi": hi, "latency_noisy": noisy}
+    nan = float("nan")
+    # issue 21's case: 1.51x vs 1.41x for the same shape; the ranges overlap -> no best
+    assert _latency_best([row("a", 1.51, 1.30, 1.70), row("b", 1.41, 1.35, 1.48)]) is None
+    assert _latency_best([row("a", 1.51, 1.49, 1.55), row("b", 1.41, 1.35, 1.48)]) == "a"  # 1.49 > 1.48
+    assert _latency_best([row("a", 1.51, 1.49, 1.55, noisy=True), row("b", 1.41, 1.35, 1.48)]) is None
+    assert _latency_best([row("a", 1.51, nan, nan, noisy=None), row("b", 1.41, 1.35, 1.48)]) is None  # old run
+    assert _latency_best([row("a", 1.51, 1.49, 1.55), row("b", 1.41, nan, nan, noisy=None)]) is None
