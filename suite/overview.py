@@ -2,14 +2,24 @@
 filters at its ratios (``suite list settings``)."""
 from __future__ import annotations
 
-from suite.measure import count_flops, count_params
-from suite.models import example_input
+import hashlib
+import json
+from pathlib import Path
+
 from suite.settings import Setting
-from suite.surgery import l1_smallest_filters, remove_filters
+from suite.store import write_json
+
+# The sources whose change can change a count: a new version of any of them recomputes.
+_SOURCES = ("models.py", "surgery.py", "measure.py", "ratios.py", "settings.py", "overview.py")
+CACHE = Path.home() / ".cache" / "greg-suite" / "settings-overview.json"
 
 
 def achieved(setting: Setting, ratios: str | None = None, skip: str | None = None) -> dict:
     """Params and FLOPs (paper's convention) of the setting's model before and after removal."""
+    from suite.measure import count_flops, count_params
+    from suite.models import example_input
+    from suite.surgery import l1_smallest_filters, remove_filters
+
     model = setting.build_model()
     layer_ratios = setting.layer_ratios(model, ratios, skip)
     shape = setting.input_shape
@@ -25,5 +35,33 @@ def setting_row(setting: Setting) -> dict:
            "skip": setting.skip, "targets": list(setting.targets), "reduced": setting.reduced,
            "budget": setting.budget_label(), "method_overrides": setting.method_overrides,
            "description": setting.description}
-    row.update(achieved(setting))
+    row.update(_cached_achieved(setting))
     return row
+
+
+def _code_version() -> str:
+    """A hash of the sources that count params and FLOPs (not the git commit: edits count too)."""
+    h = hashlib.sha256()
+    for name in _SOURCES:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cached_achieved(setting: Setting) -> dict:
+    """``achieved`` once per setting and code version: building ResNet-50 and running its surgery
+    takes seconds, and ``suite list settings`` should answer at once. The cache holds one code
+    version (a new one starts it afresh); one that cannot be read or written is simply not used."""
+    code = _code_version()
+    try:
+        cache = json.loads(CACHE.read_text())
+        rows = cache["rows"] if cache.get("code") == code else {}
+    except (OSError, ValueError, KeyError, AttributeError):
+        rows = {}
+    key = hashlib.sha256(json.dumps(setting.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    if key not in rows:
+        rows[key] = achieved(setting)
+        try:
+            write_json(CACHE, {"code": code, "rows": rows})
+        except OSError:
+            pass
+    return rows[key]
