@@ -149,13 +149,15 @@ def cmd_list(args) -> int:
         return 0
 
     from suite.overview import setting_row
-    from suite.settings import SETTINGS
-    rows = [setting_row(s) for n, s in SETTINGS.items() if fnmatch.fnmatchcase(n, args.pattern)]
+    from suite.settings import DEFAULT_SETTING, SETTINGS
+    names = sorted(SETTINGS, key=lambda n: n != DEFAULT_SETTING)  # the default first, then as registered
+    rows = [setting_row(SETTINGS[n]) for n in names if fnmatch.fnmatchcase(n, args.pattern)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for r in rows:
-        print(f"{r['name']}  ({r['dataset']}, {r['model']}; {r['budget']})")
+        default = "  [default]" if r["name"] == DEFAULT_SETTING else ""
+        print(f"{r['name']}{default}  ({r['dataset']}, {r['model']}; {r['budget']})")
         skip = f" skip {r['skip']}" if r["skip"] else ""
         print(f"  ratios {r['ratios']}{skip}: params {r['params'] / 1e6:.3f}M -> {r['pruned_params'] / 1e6:.3f}M, "
               f"FLOPs {r['flops'] / 1e6:.2f}M -> {r['pruned_flops'] / 1e6:.2f}M, speedup {r['speedup']:.2f}x "
@@ -352,7 +354,10 @@ def cmd_leaderboard(args) -> int:
 
 def cmd_results(args) -> int:
     from suite.results import TABLE_COLUMNS, load_runs
-    frame = load_runs(Path(args.runs_dir))
+    runs = Path(args.runs_dir)
+    if not runs.is_dir():
+        raise SuiteError(f"runs dir {runs} does not exist: run 'suite run' first or pass --runs-dir")
+    frame = load_runs(runs)
     if args.format == "csv":
         print(frame.to_csv(index=False), end="")
     elif args.format == "json":

@@ -16,6 +16,7 @@ import jinja2
 import pandas as pd
 from scipy import stats
 
+from suite.overview import changed_defaults
 from suite.results import aggregate, load_runs
 from suite.settings import SETTINGS
 from suite.store import write_atomic
@@ -275,7 +276,8 @@ def render(runs_dir: Path, out_dir: Path) -> list[Path]:
                      if not agg.empty else [])
         main = agg[(agg.protocol == "paper") & (agg.baseline_key == baselines[0]["baseline_key"])] if baselines else agg
         page = env.get_template("setting.html").render(
-            name=name, setting=setting, paper=paper, paper_source=published["source"], stamp=_latest(runs),
+            name=name, setting=setting, overrides=changed_defaults(setting) if setting else {}, paper=paper,
+            paper_source=published["source"], stamp=_latest(runs),
             data_label=first.data_label if first is not None else (setting.dataset if setting else "?"),
             fingerprints=sorted(set(runs.data_fingerprint)) if not runs.empty else [],
             code_versions=sorted(set(runs.code_version)) if not runs.empty else [],
