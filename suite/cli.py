@@ -179,13 +179,15 @@ def cmd_list(args) -> int:
         return 0
 
     from suite.overview import setting_row
-    from suite.settings import SETTINGS
-    rows = [setting_row(s) for n, s in SETTINGS.items() if fnmatch.fnmatchcase(n, args.pattern)]
+    from suite.settings import DEFAULT_SETTING, SETTINGS
+    names = sorted(SETTINGS, key=lambda n: n != DEFAULT_SETTING)  # the default first, then as registered
+    rows = [setting_row(SETTINGS[n]) for n in names if fnmatch.fnmatchcase(n, args.pattern)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for r in rows:
-        print(f"{r['name']}  ({r['dataset']}, {r['model']}; {r['budget']})")
+        default = "  [default]" if r["name"] == DEFAULT_SETTING else ""
+        print(f"{r['name']}{default}  ({r['dataset']}, {r['model']}; {r['budget']})")
         skip = f" skip {r['skip']}" if r["skip"] else ""
         print(f"  ratios {r['ratios']}{skip}: params {r['params'] / 1e6:.3f}M -> {r['pruned_params'] / 1e6:.3f}M, "
               f"FLOPs {r['flops'] / 1e6:.2f}M -> {r['pruned_flops'] / 1e6:.2f}M, speedup {r['speedup']:.2f}x "
@@ -316,7 +318,7 @@ def _prepare(args):
 def cmd_run(args) -> int:
     import pandas as pd
 
-    from suite.results import format_summary, summarize
+    from suite.results import aggregate, format_summary, result_row
     from suite.runner import Runner
     from suite.workers import Workers
 
@@ -329,7 +331,7 @@ def cmd_run(args) -> int:
     if args.dry_run:
         print(header)
         return _print_plan(runner, jobs)
-    results = []
+    results, rows = [], []
     with workers:
         print(f"{header}; {workers.describe()}", flush=True)
         workers.apply()
@@ -345,11 +347,12 @@ def cmd_run(args) -> int:
                       f"{r['acc_after_removal']:.1f}), {r['speedup']:.2f}x FLOPs"
                       if r["status"] != "failed" else r["error"])
             print(f"    {state}: {detail}", flush=True)
-            results.append({**r, "budget": r.get("budget", {})})
-    frame = pd.DataFrame([{**r, "reg_iters": r["budget"].get("reg_iters"),
-                           "finetune_epochs": r["budget"].get("finetune_epochs")} for r in results])
+            results.append(r)
+            rows.append(result_row(r, jr.folder))
+    frame = pd.DataFrame(rows)
+    ok = frame[frame.status.isin(["done", "smoke"])]
     print()
-    print(format_summary(summarize(frame)))
+    print(format_summary(aggregate(ok) if not ok.empty else ok, runs_dir))
     failed = [r for r in results if r["status"] == "failed"]
     if failed:
         print(f"\n{len(failed)} job(s) failed: " + "; ".join(f"{r['method']} seed {r['seed']}: {r['error']}"
@@ -482,7 +485,10 @@ def cmd_migrate(args) -> int:
 
 def cmd_results(args) -> int:
     from suite.results import TABLE_COLUMNS, load_runs
-    frame = load_runs(Path(args.runs_dir))
+    runs = Path(args.runs_dir)
+    if not runs.is_dir():
+        raise SuiteError(f"runs dir {runs} does not exist: run 'suite run' first or pass --runs-dir")
+    frame = load_runs(runs)
     if args.format == "csv":
         print(frame.to_csv(index=False), end="")
     elif args.format == "json":

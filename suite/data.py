@@ -262,15 +262,25 @@ def load_fashion_mnist(data_dir: str | None, download: bool = False) -> Data:
 
 
 def _decode_image_folder(root: Path) -> TensorSplit:
-    """Decode an ImageFolder tree (class folders sorted, as torchvision does) to uint8 tensors."""
+    """Decode an ImageFolder tree (class folders sorted, as torchvision does) to uint8 tensors.
+
+    Pillow decodes: torchvision.io's decoders are deprecated since 0.29 (one DeprecationWarning per
+    call). Pillow's libjpeg-turbo gives the same pixels on all 60,000 images of the JPEG copy, so the
+    data fingerprint of published runs is unchanged (tests/test_data.py checks it).
+    """
+    from PIL import Image
     from torchvision.datasets import ImageFolder
-    from torchvision.io import ImageReadMode, decode_image, read_file
     from tqdm import tqdm
 
+    def decode(path: str) -> torch.Tensor:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB")
+        return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(
+            rgb.height, rgb.width, 3).permute(2, 0, 1)
+
     folder = ImageFolder(str(root))
-    xs = [decode_image(read_file(p), mode=ImageReadMode.RGB)
-          for p, _ in tqdm(folder.samples, desc=f"decoding {root.name}", unit="img", leave=False,
-                           disable=None)]
+    xs = [decode(p) for p, _ in tqdm(folder.samples, desc=f"decoding {root.name}", unit="img", leave=False,
+                                     disable=None)]
     return TensorSplit(torch.stack(xs), torch.tensor(folder.targets, dtype=torch.long))
 
 

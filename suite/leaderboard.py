@@ -21,27 +21,16 @@ from scipy import stats
 
 from suite.cli import DEFAULT_METHODS
 from suite.errors import SuiteError
-from suite.results import load_runs
+from suite.overview import changed_defaults
+from suite.results import aggregate, load_runs
 from suite.settings import NAME_RE, SETTINGS
 from suite.store import write_atomic
 
-# GREG_SPEC.md, "Published numbers": Wang et al., ICLR 2021. (setting, ratios, method, speedup, top-1)
-PAPER = "Wang et al., ICLR 2021 (Neural Pruning via Growing Regularization)"
-PAPER_ROWS = {
-    "cifar10-resnet56": {"baseline": 93.36, "rows": [
-        ("Table 1", "l1", 1.99, 92.97), ("Table 1", "greg1", 1.99, 93.06),
-        ("Table 1", "l1", 3.59, 91.88), ("Table 1", "greg1", 3.59, 92.23),
-        ("Table 1", "l1", 11.41, 87.34), ("Table 1", "greg1", 11.41, 89.49),
-        ("Table 1", "l1", 14.76, 87.31), ("Table 1", "greg1", 14.76, 88.39),
-        ("Table 1", "l1", 19.31, 82.79), ("Table 1", "greg1", 19.31, 85.97),
-        ("Table 2", "greg1", 2.55, 93.18), ("Table 2", "greg2", 2.55, 93.36)]},
-    "cifar100-vgg19": {"baseline": 74.02, "rows": [
-        ("Table 1", "l1", 3.60, 71.49), ("Table 1", "greg1", 3.60, 71.50),
-        ("Table 1", "l1", 8.84, 66.05), ("Table 1", "greg1", 8.84, 67.35),
-        ("Table 1", "l1", 17.30, 61.59), ("Table 1", "greg1", 17.30, 63.55),
-        ("Table 1", "l1", 44.22, 51.36), ("Table 1", "greg1", 44.22, 57.09),
-        ("Table 2", "greg1", 8.84, 67.55), ("Table 2", "greg2", 8.84, 67.75)]},
-}
+def paper_results() -> dict:
+    """The numbers the GReg paper reports, per setting (suite/paper_results.json, package data):
+    {"source": citation, "settings": {name: {"baseline": top-1, "rows": [[table, method, speedup, top-1]]}}}."""
+    from importlib.resources import files
+    return json.loads(files("suite").joinpath("paper_results.json").read_text())
 
 
 # ---------------------------------------------------------------------------- the data
@@ -56,53 +45,6 @@ def ranked(frame: pd.DataFrame, include_capped: bool = False) -> pd.DataFrame:
     return frame[keep]
 
 
-def protocol_of(frame: pd.DataFrame) -> pd.Series:
-    """The budget protocol as a page states it. ``total`` runs stored before samples were counted
-    matched *iterations* across batch sizes (not equal): they are named so, never called equal."""
-    legacy = (frame.protocol == "total") & frame.samples.isna()
-    return frame.protocol.where(~legacy, "total-iterations (legacy, unequal samples)")
-
-
-def current_code(frame: pd.DataFrame) -> pd.Series:
-    """True where a run was trained by today's training code for its method."""
-    from methods import registry
-    from suite.fingerprint import training_code
-    today = {m: training_code(type(registry.get(m))) for m in set(frame.method) if m in registry.names()}
-    return pd.Series([today.get(m) == c for m, c in zip(frame.method, frame.training_code)], index=frame.index)
-
-
-def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and n over seeds per (setting, baseline, ratios, skip, protocol, method, hparams):
-    runs that started from different baselines are never averaged together."""
-    runs = runs.assign(protocol=protocol_of(runs), current=current_code(runs))
-    keys = ["setting", "baseline_key", "ratios", "skip", "protocol", "method", "hparams", "hparams_source",
-            "training_code", "current"]
-    g = runs.groupby(keys, sort=False, dropna=False)
-    out = g.agg(top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"),
-                baseline_top1=("baseline_top1", "mean"), baseline_name=("baseline_name", "first"),
-                params=("params", "mean"),
-                baseline_params=("baseline_params", "mean"), speedup=("speedup", "mean"),
-                latency_speedup=("latency_speedup", "mean"), latency_device=("latency_device", "first"),
-                reg_iters=("reg_iters", "mean"), finetune_epochs=("finetune_epochs", "mean"),
-                samples=("samples", "mean"), samples_x_train=("samples_x_train", "mean"),
-                train_macs=("train_macs", "mean"), capped=("capped", "any"),
-                before_removal=("acc_before_removal", "mean"), after_removal=("acc_after_removal", "mean"),
-                mag_ratio=("mag_ratio", "mean"), runs=("run", list), top1_values=("top1", list)).reset_index()
-    out["label"] = [label(m, src) + ("" if cur else " [older training code]") + (" [capped]" if cap else "")
-                    for m, src, cur, cap in zip(out.method, out.hparams_source, out.current, out.capped)]
-    out["delta"] = out.top1_mean - out.baseline_top1
-    out["param_reduction"] = out.baseline_params / out.params
-    return out
-
-
-def label(method: str, hparams_source: str) -> str:
-    """How a row is named: a method with tuned or user-given hyperparameters is another entry than
-    the same method with its defaults, and must not share its row, its best mark or its series."""
-    if not hparams_source or hparams_source == "default":
-        return method
-    return f"{method} (tuned)" if hparams_source.startswith("tuned") else f"{method} (own hparams)"
-
-
 def within_noise(a: list[float], b: list[float], alpha: float = 0.05) -> bool | None:
     """Welch's t-test: True when the means are not distinguishable at ``alpha`` (None: too few seeds)."""
     if len(a) < 2 or len(b) < 2:
@@ -113,17 +55,65 @@ def within_noise(a: list[float], b: list[float], alpha: float = 0.05) -> bool | 
 
 
 # ---------------------------------------------------------------------------- the chart
-def svg_chart(agg: pd.DataFrame, baseline: float | None, width: int = 560, height: int = 320) -> dict:
-    """Coordinates for an inline SVG: top-1 vs FLOPs speedup, one series per row label, error bars."""
-    if agg.empty:
+def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    """Round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) covering [lo, hi].
+
+    Hand-written (Heckbert's nice numbers, a few lines) rather than pulling in matplotlib for its
+    tick locator: the chart is plain SVG."""
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    raw = (hi - lo) / max(1, target - 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(k * mag for k in (1, 2, 2.5, 5, 10) if k * mag >= raw)
+    first = math.floor(lo / step + 1e-9) * step
+    ticks = [round(first, 10)]
+    while ticks[-1] < hi - step * 1e-9 or len(ticks) < 2:  # the last tick reaches past hi
+        ticks.append(round(first + len(ticks) * step, 10))
+    return ticks
+
+
+def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both speedup and top-1, by increasing speedup."""
+    front, best = [], -math.inf
+    for x, y in sorted(points, key=lambda p: (-p[0], -p[1])):  # fastest first
+        if y > best:
+            front.append((x, y))
+            best = y
+    return sorted(front)
+
+
+def _tick_text(v: float, step: float) -> str:
+    """A tick label with as many decimals as the step needs (a step of 2.5 needs one, 2 none)."""
+    decimals = 0
+    while abs(round(step, decimals) - step) > 1e-9 and decimals < 6:
+        decimals += 1
+    return f"{v:.{decimals}f}"
+
+
+def svg_chart(agg: pd.DataFrame, baseline: float | None, paper: dict | None = None,
+              width: int = 1000, height: int = 420) -> dict:
+    """Coordinates for an inline SVG: top-1 vs FLOPs speedup, one series per row label with error
+    bars, the paper's reported points as hollow diamonds, and the Pareto frontier of our points.
+
+    Axes span the data (ours, the paper's, the baseline) with a margin and round ticks; the legend
+    sits right of the plot area, so it never covers a point or the baseline. The SVG scales to the
+    page width through its viewBox."""
+    paper_rows = (paper or {}).get("rows", [])
+    if agg.empty and not paper_rows:
         return {}
-    xs = agg.speedup.tolist()
-    lo_y = min((agg.top1_mean - agg.top1_std.fillna(0)).min(), baseline or math.inf)
-    hi_y = max((agg.top1_mean + agg.top1_std.fillna(0)).max(), baseline or -math.inf)
-    pad_y = max(0.5, (hi_y - lo_y) * 0.1)
-    lo_y, hi_y = lo_y - pad_y, hi_y + pad_y
-    lo_x, hi_x = 1.0, max(xs) * 1.1
-    m = {"l": 56, "r": 16, "t": 16, "b": 40}
+    if agg.empty:  # a page with the paper's numbers only
+        agg = pd.DataFrame(columns=["speedup", "top1_mean", "top1_std", "method", "label", "n"], dtype=float)
+    std = agg.top1_std.fillna(0)
+    xs = agg.speedup.tolist() + [r[2] for r in paper_rows]
+    ys = ((agg.top1_mean - std).tolist() + (agg.top1_mean + std).tolist() + [r[3] for r in paper_rows]
+          + ([baseline] if baseline is not None else []))
+    span_x, span_y = max(xs) - min(xs), max(ys) - min(ys)
+    pad_x = max(span_x * 0.08, max(xs) * 0.05)
+    pad_y = max(span_y * 0.08, 0.5)
+    yticks = nice_ticks(min(ys) - pad_y, max(ys) + pad_y)
+    xticks = nice_ticks(max(0.0, min(xs) - pad_x), max(xs) + pad_x)
+    lo_x, hi_x, lo_y, hi_y = xticks[0], xticks[-1], yticks[0], yticks[-1]
+    m = {"l": 60, "r": 220, "t": 14, "b": 44}  # the right margin holds the legend
 
     def px(x):  # rounded: a tenth of a pixel is invisible, and re-rendered pages stay byte-stable
         return round(m["l"] + (x - lo_x) / (hi_x - lo_x) * (width - m["l"] - m["r"]), 1)
@@ -131,24 +121,43 @@ def svg_chart(agg: pd.DataFrame, baseline: float | None, width: int = 560, heigh
     def py(y):
         return round(height - m["b"] - (y - lo_y) / (hi_y - lo_y) * (height - m["t"] - m["b"]), 1)
 
-    palette = ["#1b6ac9", "#d1495b", "#2a9d8f", "#e9a03b", "#6c4ab6", "#555555", "#8ab17d", "#b5651d"]
+    palette = ["#1b6ac9", "#d1495b", "#2a9d8f", "#e9a03b", "#6c4ab6", "#555555", "#8ab17d", "#b5651d",
+               "#17becf", "#c51b7d", "#7f7f00", "#0b3d91"]
+    # one colour per row label: our greg1 and the paper's greg1 share it, the marker tells them apart
+    color = {name: palette[k % len(palette)]
+             for k, name in enumerate(dict.fromkeys(sorted(agg.label) + [r[1] for r in paper_rows]))}
     series = []
-    for i, (method, part) in enumerate(agg.sort_values("speedup").groupby("label", sort=False)):
-        pts = [{"x": px(r.speedup), "y": py(r.top1_mean), "y0": py(r.top1_mean - (r.top1_std or 0)),
-                "y1": py(r.top1_mean + (0 if pd.isna(r.top1_std) else r.top1_std)),
-                "label": f"{method}: {r.top1_mean:.2f} at {r.speedup:.2f}x (n={r.n})"}
-               for r in part.itertuples()]
-        for p in pts:
-            if math.isnan(p["y0"]):
-                p["y0"] = p["y1"] = p["y"]
-        series.append({"method": method, "color": palette[i % len(palette)], "points": pts,
-                       "path": " ".join(f"{p['x']:.1f},{p['y']:.1f}" for p in pts)})
-    ticks_y = [lo_y + k * (hi_y - lo_y) / 4 for k in range(5)]
-    ticks_x = [lo_x + k * (hi_x - lo_x) / 4 for k in range(5)]
-    return {"width": width, "height": height, "series": series, "m": m,
+    if not agg.empty:
+        for label_, part in agg.sort_values("speedup").groupby("label", sort=False):
+            pts = []
+            for r in part.itertuples():
+                sd = 0.0 if pd.isna(r.top1_std) else r.top1_std
+                pts.append({"x": px(r.speedup), "y": py(r.top1_mean), "y0": py(r.top1_mean - sd),
+                            "y1": py(r.top1_mean + sd),
+                            "label": f"{label_}: {r.top1_mean:.2f} at {r.speedup:.2f}x (n={r.n})"})
+            series.append({"method": label_, "color": color[label_], "points": pts,
+                           "path": " ".join(f"{p['x']},{p['y']}" for p in pts)})
+    paper_series = []
+    for meth in dict.fromkeys(r[1] for r in paper_rows):
+        pts = [{"x": px(sp), "y": py(acc), "label": f"{meth} (paper, {src}): {acc:.2f} at {sp:.2f}x"}
+               for src, mm, sp, acc in sorted(paper_rows, key=lambda r: r[2]) if mm == meth]
+        paper_series.append({"method": f"{meth} (paper)", "color": color[meth], "points": pts})
+    front = pareto(list(zip(agg.speedup, agg.top1_mean)))
+    legend = [{"kind": "ours", "text": s_["method"], "color": s_["color"]} for s_ in series]
+    legend += [{"kind": "paper", "text": s_["method"], "color": s_["color"]} for s_ in paper_series]
+    if len(front) > 1:
+        legend.append({"kind": "front", "text": "Pareto frontier (ours)", "color": "#bbbbbb"})
+    if baseline is not None:
+        legend.append({"kind": "baseline", "text": f"baseline {baseline:.2f}", "color": "#999999"})
+    for k, item in enumerate(legend):
+        item["y"] = m["t"] + 10 + 20 * k
+    xstep, ystep = xticks[1] - xticks[0], yticks[1] - yticks[0]
+    return {"width": width, "height": height, "series": series, "paper": paper_series, "m": m,
+            "legend": legend, "legend_x": width - m["r"] + 16,
+            "front": " ".join(f"{px(x)},{py(y)}" for x, y in front) if len(front) > 1 else "",
             "baseline_y": py(baseline) if baseline is not None else None,
-            "yticks": [{"v": f"{v:.1f}", "y": py(v)} for v in ticks_y],
-            "xticks": [{"v": f"{v:.1f}x", "x": px(v)} for v in ticks_x]}
+            "yticks": [{"v": _tick_text(v, ystep), "y": py(v)} for v in yticks],
+            "xticks": [{"v": _tick_text(v, xstep) + "x", "x": px(v)} for v in xticks]}
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -210,6 +219,20 @@ def _unique_best(rows: list[dict], col: str) -> str | None:
     return shown[-1][1]
 
 
+def _latency_best(rows: list[dict]) -> str | None:
+    """The fastest row, only when its latency was measured cleanly (spread recorded, not noisy) and
+    its quartile range clears the runner-up's: a lead inside the timing noise is no lead."""
+    order = sorted(rows, key=lambda r: r["latency_speedup"], reverse=True)
+    top = order[0]
+    if top["latency_noisy"] is not False or math.isnan(top["latency_lo"]):
+        return None
+    if len(order) > 1:
+        nxt = order[1]
+        if math.isnan(nxt["latency_hi"]) or top["latency_lo"] <= nxt["latency_hi"]:
+            return None
+    return top["method"]
+
+
 def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
     tables = []
     # targets from the mildest to the strongest pruning, each with the paper's protocol first
@@ -230,6 +253,7 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
                 "method": r.label, "top1": r.top1_mean, "std": None if pd.isna(r.top1_std) else r.top1_std,  # one seed: no spread to show
                 "n": r.n, "delta": r.delta, "params": r.params, "param_reduction": r.param_reduction,
                 "speedup": r.speedup, "latency_speedup": r.latency_speedup, "latency_device": r.latency_device,
+                "latency_lo": r.latency_lo, "latency_hi": r.latency_hi, "latency_noisy": r.latency_noisy,
                 "reg_iters": int(r.reg_iters or 0), "finetune_epochs": r.finetune_epochs,
                 "samples": None if pd.isna(r.samples) else int(r.samples),
                 "samples_x_train": None if pd.isna(r.samples_x_train) else r.samples_x_train,
@@ -238,7 +262,8 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
                 "hparams": r.hparams, "hparams_source": r.hparams_source, "within_noise": noise,
                 "configs": [_href(os.path.relpath(Path(p) / "config.json", out_dir)) for p in r.runs],
             })
-        marks = {col: _unique_best(rows, col) for col in ("top1", "speedup", "latency_speedup")}
+        marks = {col: _unique_best(rows, col) for col in ("top1", "speedup")}
+        marks["latency_speedup"] = _latency_best(rows)
         tables.append({"ratios": ratios, "skip": skip, "protocol": protocol, "rows": rows, "best": marks,
                        "baseline_key": key, "baseline_name": part.baseline_name.iloc[0],
                        "baseline_top1": float(part.baseline_top1.iloc[0])})
@@ -269,12 +294,13 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
     env = _env()
     stamp = _latest(good)
     written, index_rows = [], []
+    published = paper_results()
     names = list(SETTINGS) + sorted(set(good.setting) - set(SETTINGS) if not good.empty else [])
     for name in names:
         runs = good[good.setting == name] if not good.empty else good
         setting = SETTINGS.get(name) or _stored_setting(runs)
         failed = frame[(frame.setting == name) & (frame.status == "failed")] if not frame.empty else frame
-        paper = PAPER_ROWS.get(name)
+        paper = published["settings"].get(name)
         if runs.empty and paper is None and setting is None:
             continue
         agg = aggregate(runs) if not runs.empty else pd.DataFrame()
@@ -291,12 +317,13 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
                      if not agg.empty else [])
         main = agg[(agg.protocol == "paper") & (agg.baseline_key == baselines[0]["baseline_key"])] if baselines else agg
         page = env.get_template("setting.html").render(
-            name=name, setting=setting, paper=paper, paper_source=PAPER, stamp=_latest(runs),
+            name=name, setting=setting, overrides=changed_defaults(setting) if setting else {}, paper=paper,
+            paper_source=published["source"], stamp=_latest(runs),
             data_label=first.data_label if first is not None else (setting.dataset if setting else "?"),
             fingerprints=sorted(set(runs.data_fingerprint)) if not runs.empty else [],
             code_versions=sorted(set(runs.code_version)) if not runs.empty else [],
             baselines=baselines, tables=_target_tables(agg, out_dir) if not agg.empty else [],
-            chart=svg_chart(main, baselines[0]["top1"]) if baselines else {},
+            chart=svg_chart(main, baselines[0]["top1"] if baselines else None, paper),
             failed=failed.to_dict("records"), commands=commands, csv=_href(csv_path.name) if not agg.empty else None)
         path = _inside(out_dir, f"{stem}.html")
         write_atomic(path, page)

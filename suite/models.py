@@ -15,7 +15,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision import models as tvm
 
 from suite.errors import SuiteError
 
@@ -137,8 +136,17 @@ for _d in (20, 56, 110):
 _add("vgg19", "plain", lambda k, c: PlainNet(VGG19_CFG, c, k), "CIFAR VGG-19 with BN, one linear classifier")
 _add("cnn4", "plain", lambda k, c: PlainNet(CNN4_CFG, c, k), "4-conv BN net for CPU settings (16-32-64-64)")
 _add("cnn6", "plain", lambda k, c: PlainNet(CNN6_CFG, c, k), "6-conv BN net for CPU settings (32..128)")
-_add("resnet34", "torchvision-resnet", lambda k, c: tvm.resnet34(num_classes=k), "torchvision ResNet-34")
-_add("resnet50", "torchvision-resnet", lambda k, c: tvm.resnet50(num_classes=k), "torchvision ResNet-50")
+def _torchvision(name: str) -> Callable[[int, int], nn.Module]:
+    """A torchvision ResNet builder, importing torchvision only when one is built: importing it
+    pulls in torch._dynamo (seconds), which no CIFAR or Fashion-MNIST command needs."""
+    def build(k: int, c: int) -> nn.Module:
+        from torchvision import models as tvm
+        return getattr(tvm, name)(num_classes=k)
+    return build
+
+
+_add("resnet34", "torchvision-resnet", _torchvision("resnet34"), "torchvision ResNet-34")
+_add("resnet50", "torchvision-resnet", _torchvision("resnet50"), "torchvision ResNet-50")
 
 
 def build_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:

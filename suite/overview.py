@@ -2,11 +2,16 @@
 ratios (``suite list settings``)."""
 from __future__ import annotations
 
-from suite.measure import count_flops, count_params
-from suite.models import example_input
-from suite.ratios import n_pruned
+import hashlib
+import json
+from pathlib import Path
+
 from suite.settings import Setting
-from suite.surgery import remove_filters
+from suite.store import write_json
+
+# The sources whose change can change a count: a new version of any of them recomputes.
+_SOURCES = ("models.py", "surgery.py", "measure.py", "ratios.py", "settings.py", "overview.py")
+CACHE = Path.home() / ".cache" / "greg-suite" / "settings-overview.json"
 
 
 def achieved(setting: Setting, ratios: str | None = None, skip: str | None = None) -> dict:
@@ -14,6 +19,11 @@ def achieved(setting: Setting, ratios: str | None = None, skip: str | None = Non
 
     Sizes depend only on how many filters each conv loses, not on which: the first
     ``n_pruned(r, n)`` are removed here, so the harness needs no selection rule."""
+    from suite.measure import count_flops, count_params
+    from suite.models import example_input
+    from suite.ratios import n_pruned
+    from suite.surgery import remove_filters
+
     model = setting.build_model()
     layer_ratios = setting.layer_ratios(model, ratios, skip)
     shape = setting.input_shape
@@ -25,10 +35,51 @@ def achieved(setting: Setting, ratios: str | None = None, skip: str | None = Non
             "speedup": flops / f, "param_reduction": params / p, "pruned_layers": len(layer_ratios)}
 
 
+def changed_defaults(setting: Setting) -> dict:
+    """The setting's method overrides that differ from the methods' own defaults, per pattern:
+    the paper's CIFAR settings restate GReg's defaults, which is no change worth announcing."""
+    from methods import registry
+    out = {}
+    for pattern, values in setting.method_overrides.items():
+        defaults = [registry.get(n).Hparams().to_dict() for n in registry.names(pattern)]
+        changed = {k: v for k, v in values.items() if any(d.get(k) != v for d in defaults)}
+        if changed:
+            out[pattern] = changed
+    return out
+
+
 def setting_row(setting: Setting) -> dict:
     row = {"name": setting.name, "dataset": setting.dataset, "model": setting.model, "ratios": setting.ratios,
            "skip": setting.skip, "targets": list(setting.targets), "reduced": setting.reduced,
-           "budget": setting.budget_label(), "method_overrides": setting.method_overrides,
+           "budget": setting.budget_label(), "method_overrides": changed_defaults(setting),
            "description": setting.description}
-    row.update(achieved(setting))
+    row.update(_cached_achieved(setting))
     return row
+
+
+def _code_version() -> str:
+    """A hash of the sources that count params and FLOPs (not the git commit: edits count too)."""
+    h = hashlib.sha256()
+    for name in _SOURCES:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cached_achieved(setting: Setting) -> dict:
+    """``achieved`` once per setting and code version: building ResNet-50 and running its surgery
+    takes seconds, and ``suite list settings`` should answer at once. The cache holds one code
+    version (a new one starts it afresh); one that cannot be read or written is simply not used."""
+    code = _code_version()
+    try:
+        cache = json.loads(CACHE.read_text())
+        rows = cache["rows"] if cache.get("code") == code else {}
+    except (OSError, ValueError, KeyError, AttributeError):
+        rows = {}
+    key = hashlib.sha256(json.dumps(setting.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    if key not in rows:
+        rows[key] = achieved(setting)
+        try:
+            write_json(CACHE, {"code": code, "rows": rows})
+        except OSError:
+            pass
+    return rows[key]

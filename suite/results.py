@@ -1,7 +1,8 @@
-"""Stored runs as one pandas table, and the per-method summary ``suite run`` prints."""
+"""Stored runs as one pandas table, their aggregation over seeds, and the summary ``suite run`` prints."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -22,29 +23,38 @@ def load_runs(runs_dir: Path) -> pd.DataFrame:
             r = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        b = r.get("budget", {})
-        lat = r.get("latency", {}).get("batch64", {})
-        rows.append({
-            "setting": r.get("setting"), "method": r.get("method"), "seed": r.get("seed"),
-            "status": r.get("status"), "error": r.get("error", ""), "ratios": r.get("ratios"),
-            "skip": r.get("skip", ""), "protocol": r.get("protocol", "paper"),
-            "eval_split": r.get("eval_split", "test"), "top1": r.get("top1"),
-            "baseline_top1": r.get("baseline_top1"), "baseline_key": r.get("baseline_key", ""),
-            "baseline_name": baseline_name(r),
-            "params": r.get("params"),
-            "baseline_params": r.get("baseline_params"), "flops": r.get("flops"), "speedup": r.get("speedup"),
-            "latency_speedup": r.get("latency_speedup"), "latency_device": lat.get("device"),
-            "acc_before_removal": r.get("acc_before_removal"), "acc_after_removal": r.get("acc_after_removal"),
-            "reg_iters": b.get("reg_iters"), "finetune_epochs": b.get("finetune_epochs"),
-            "samples": b.get("samples"), "samples_x_train": b.get("samples_x_train"),
-            "train_macs": b.get("train_macs"), "capped": _capped(r),
-            "training_code": r.get("training_code") or "unrecorded",
-            "hparams": json.dumps(r.get("hparams", {}), sort_keys=True), "hparams_source": r.get("hparams_source", ""),
-            "data_label": r.get("data_label"), "data_fingerprint": r.get("data_fingerprint"),
-            "code_version": r.get("code_version"), "reduced": r.get("reduced_budget"),
-            "mag_ratio": _min_ratio(r), "finished_at": r.get("finished_at"), "run": str(path.parent),
-        })
+        rows.append(result_row(r, path.parent))
     return pd.DataFrame(rows)
+
+
+def result_row(r: dict, run: Path) -> dict:
+    """One stored result as one flat row (``run`` is its folder). Runs stored before latency
+    spread was recorded have no ``latency_lo/hi`` (NaN) and an unknown ``latency_noisy`` (None)."""
+    b = r.get("budget", {})
+    lat = r.get("latency", {}).get("batch64", {})
+    return {
+        "setting": r.get("setting"), "method": r.get("method"), "seed": r.get("seed"),
+        "status": r.get("status"), "error": r.get("error", ""), "ratios": r.get("ratios"),
+        "skip": r.get("skip", ""), "protocol": r.get("protocol", "paper"),
+        "eval_split": r.get("eval_split", "test"), "top1": r.get("top1"),
+        "baseline_top1": r.get("baseline_top1"), "baseline_key": r.get("baseline_key", ""),
+        "baseline_name": baseline_name(r),
+        "params": r.get("params"),
+        "baseline_params": r.get("baseline_params"), "flops": r.get("flops"), "speedup": r.get("speedup"),
+        "latency_speedup": r.get("latency_speedup"), "latency_device": lat.get("device"),
+        "latency_lo": lat.get("speedup_lo", float("nan")), "latency_hi": lat.get("speedup_hi", float("nan")),
+        "latency_noisy": lat.get("noisy"),
+        "acc_before_removal": r.get("acc_before_removal"), "acc_after_removal": r.get("acc_after_removal"),
+        "reg_iters": b.get("reg_iters"), "finetune_epochs": b.get("finetune_epochs"),
+        "wall_seconds": r.get("wall_seconds"),
+        "samples": b.get("samples"), "samples_x_train": b.get("samples_x_train"),
+        "train_macs": b.get("train_macs"), "capped": _capped(r),
+        "training_code": r.get("training_code") or "unrecorded",
+        "hparams": json.dumps(r.get("hparams", {}), sort_keys=True), "hparams_source": r.get("hparams_source", ""),
+        "data_label": r.get("data_label"), "data_fingerprint": r.get("data_fingerprint"),
+        "code_version": r.get("code_version"), "reduced": r.get("reduced_budget"),
+        "mag_ratio": _min_ratio(r), "finished_at": r.get("finished_at"), "run": str(run),
+    }
 
 
 def baseline_name(r: dict) -> str:
@@ -66,42 +76,119 @@ def _min_ratio(r: dict):
     return min(ratios) if ratios else None
 
 
-def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (setting, protocol, ratios, method): top-1 mean, std and n over seeds, and sizes."""
-    ok = frame[frame.status.isin(["done", "smoke"])]
-    if ok.empty:
-        return pd.DataFrame()
-    g = ok.groupby(["setting", "ratios", "protocol", "method"], sort=False)
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and n over seeds per (setting, baseline, ratios, skip, protocol, method, hparams):
+    runs that started from different baselines are never averaged together. The one aggregation
+    behind both the summary ``suite run`` prints and the leaderboard pages.
+
+    Latency: the mean speedup, the mean of each run's quartile range (``latency_lo/hi``, NaN when
+    a run predates recorded spread) and ``latency_noisy``: True when any run was noisy, None when
+    no run recorded it.
+    """
+    keys = ["setting", "baseline_key", "ratios", "skip", "protocol", "method", "hparams", "hparams_source",
+            "training_code", "current"]
+    runs = runs.assign(protocol=protocol_of(runs), current=current_code(runs))
+    runs = runs.assign(latency_noisy=[float("nan") if v is None or v != v else float(v) for v in runs.latency_noisy])
+    g = runs.groupby(keys, sort=False, dropna=False)
     out = g.agg(top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"),
-                baseline_top1=("baseline_top1", "mean"), params=("params", "mean"),
-                speedup=("speedup", "mean"), latency_speedup=("latency_speedup", "mean"),
+                baseline_top1=("baseline_top1", "mean"), baseline_name=("baseline_name", "first"),
+                params=("params", "mean"),
+                baseline_params=("baseline_params", "mean"), speedup=("speedup", "mean"),
+                latency_speedup=("latency_speedup", "mean"), latency_device=("latency_device", "first"),
+                latency_lo=("latency_lo", lambda v: v.mean(skipna=False)),
+                latency_hi=("latency_hi", lambda v: v.mean(skipna=False)),
+                latency_noisy=("latency_noisy", "max"),
                 reg_iters=("reg_iters", "mean"), finetune_epochs=("finetune_epochs", "mean"),
-                before_removal=("acc_before_removal", "mean"), after_removal=("acc_after_removal", "mean"))
+                wall_seconds=("wall_seconds", "mean"),
+                samples=("samples", "mean"), samples_x_train=("samples_x_train", "mean"),
+                train_macs=("train_macs", "mean"), capped=("capped", "any"),
+                before_removal=("acc_before_removal", "mean"), after_removal=("acc_after_removal", "mean"),
+                mag_ratio=("mag_ratio", "mean"), runs=("run", list), top1_values=("top1", list)).reset_index()
+    out["latency_noisy"] = out.latency_noisy.map(lambda v: None if v != v else bool(v))
+    out["label"] = [label(m, src) + ("" if cur else " [older training code]") + (" [capped]" if cap else "")
+                    for m, src, cur, cap in zip(out.method, out.hparams_source, out.current, out.capped)]
     out["delta"] = out.top1_mean - out.baseline_top1
-    return out.reset_index()
+    out["param_reduction"] = out.baseline_params / out.params
+    return out
 
 
-def format_summary(summary: pd.DataFrame) -> str:
-    """The table printed at the end of ``suite run``."""
-    if summary.empty:
+def protocol_of(frame: pd.DataFrame) -> pd.Series:
+    """The budget protocol as a page states it. ``total`` runs stored before samples were counted
+    matched *iterations* across batch sizes (not equal): they are named so, never called equal."""
+    legacy = (frame.protocol == "total") & frame.samples.isna()
+    return frame.protocol.where(~legacy, "total-iterations (legacy, unequal samples)")
+
+
+def current_code(frame: pd.DataFrame) -> pd.Series:
+    """True where a run was trained by today's training code for its method."""
+    from methods import registry
+    from suite.fingerprint import training_code
+    known = set(registry.names())
+    today = {m: training_code(type(registry.get(m))) for m in set(frame.method) if m in known}
+    return pd.Series([today.get(m) == c for m, c in zip(frame.method, frame.training_code)], index=frame.index)
+
+
+def label(method: str, hparams_source: str) -> str:
+    """How a row is named: a method with tuned or user-given hyperparameters is another entry than
+    the same method with its defaults, and must not share its row, its best mark or its series."""
+    if not hparams_source or hparams_source == "default":
+        return method
+    return f"{method} (tuned)" if hparams_source.startswith("tuned") else f"{method} (own hparams)"
+
+
+def latency_text(speedup: float, lo: float, hi: float, noisy) -> str:
+    """``1.51x [1.30-1.70]`` with the quartile range, ``noisy`` appended when flagged; runs stored
+    before spread was recorded say so instead of showing a bare number as if it were exact."""
+    if lo != lo or hi != hi:
+        return f"{speedup:.2f}x [no spread]"
+    return f"{speedup:.2f}x [{lo:.2f}-{hi:.2f}]" + (" noisy" if noisy else "")
+
+
+def format_summary(agg: pd.DataFrame, runs_dir: Path | None = None) -> str:
+    """The table printed at the end of ``suite run``: one table per target, then where the runs
+    are and the command that turns them into pages."""
+    if agg.empty:
         return "no finished runs"
     lines = []
-    for (setting, ratios, protocol), part in summary.groupby(["setting", "ratios", "protocol"], sort=False):
-        base = part.baseline_top1.iloc[0]
-        lines.append(f"{setting}  ratios {ratios}  budget protocol: {protocol}  baseline top-1 {base:.2f}")
+    for (setting, ratios, protocol, key), part in agg.groupby(["setting", "ratios", "protocol", "baseline_key"],
+                                                              sort=False, dropna=False):
+        lines.append(f"{setting}  target {ratios}  budget protocol: {protocol}  "
+                     f"{part.baseline_name.iloc[0]}: top-1 {part.baseline_top1.iloc[0]:.2f}")
         table = pd.DataFrame({
-            "method": part.method,
-            "top-1": [_mean_spread(m, s, n) for m, s, n in zip(part.top1_mean, part.top1_std, part.n)],
-            "vs base": part.delta.map(lambda d: f"{d:+.2f}"),
+            "method": part.label,
+            "top-1 mean (n)": [_mean_spread(m, s, n) for m, s, n in zip(part.top1_mean, part.top1_std, part.n)],
+            "vs baseline": part.delta.map(lambda d: f"{d:+.2f}"),
             "before/after removal": [f"{b:.1f} / {a:.1f}" for b, a in zip(part.before_removal, part.after_removal)],
             "params": part.params.map(lambda p: f"{p / 1e6:.3f}M"),
-            "FLOPs speedup": part.speedup.map(lambda x: f"{x:.2f}x"),
-            "latency speedup": part.latency_speedup.map(lambda x: f"{x:.2f}x"),
-            "budget": [f"reg {int(r)} it + ft {e:.1f} ep" for r, e in zip(part.reg_iters, part.finetune_epochs)],
+            "FLOPs x": part.speedup.map(lambda x: f"{x:.2f}x"),
+            "latency x [IQR range]": [latency_text(*v) for v in zip(part.latency_speedup, part.latency_lo,
+                                                                    part.latency_hi, part.latency_noisy)],
+            "samples (own)": [_samples(t, r) for t, r in zip(part.samples, part.reg_iters)],
+            "wall time": part.wall_seconds.map(_duration),
         })
         lines.append(table.to_string(index=False))
         lines.append("")
+    if runs_dir is not None:
+        lines.append(f"runs stored in {runs_dir}")
+        lines.append(f"next: suite leaderboard --runs-dir {shlex.quote(str(runs_dir))}  (pages with charts in "
+                     f"leaderboards/; --out DIR elsewhere)")
     return "\n".join(lines).rstrip()
+
+
+def _samples(total, own_iters) -> str:
+    """Training samples after the baseline (own training + fine-tuning), the method's own
+    iterations in brackets; ``?`` for runs stored before samples were counted."""
+    if total is None or total != total:
+        return "?"
+    return f"{int(total):,} ({int(own_iters):,} it own)" if own_iters else f"{int(total):,}"
+
+
+def _duration(seconds) -> str:
+    """Mean wall time per job, ``1h02m`` / ``4m05s`` / ``12s``; ``?`` when not recorded."""
+    if seconds is None or seconds != seconds:
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def _mean_spread(mean: float, std: float, n: int) -> str:

@@ -24,7 +24,7 @@ from suite import data as datasets
 from suite.baseline import Baseline, get_baseline
 from suite.data import Data
 from suite.fingerprint import training_code
-from suite.measure import count_flops, count_params, latency, processor
+from suite.measure import count_flops, count_params, latency, latency_record, processor
 from suite.models import example_input
 from suite.plan import SMOKE_STEPS, Job, extra_finetune_steps, layer_ratios, prune_cap
 from suite.settings import Setting
@@ -222,8 +222,7 @@ class Runner:
             repeats = 3 if job.smoke else 20
             b = latency(base_model, shape, batch, dev, warmup=2 if job.smoke else 5, repeats=repeats)
             p = latency(model, shape, batch, dev, warmup=2 if job.smoke else 5, repeats=repeats)
-            lat[f"batch{batch}"] = {"baseline_ms": b.median_ms, "pruned_ms": p.median_ms,
-                                    "speedup": b.median_ms / p.median_ms, "device": b.device, "threads": b.threads}
+            lat[f"batch{batch}"] = latency_record(b, p)
         ft_samples = outcome.steps * ft.batch_size
         samples = own["samples"] + ft_samples
         result = {

@@ -329,3 +329,45 @@ def test_two_workers_share_four_jobs_two_each(tmp_path):
     assert [o.count("    cached:") for o in outs] == [2, 2], outs  # found, computed by the other
     results = [json.loads(p.read_text()) for p in runs.glob("tiny-fmnist/l1/*/result.json")]
     assert sorted(r["seed"] for r in results) == [0, 1, 2, 3]
+
+
+def test_missing_runs_dir_is_one_line_exit_2_for_every_reader(tmp_path, capsys):
+    from suite.cli import main
+    for command in ("results", "leaderboard"):
+        assert main([command, "--runs-dir", str(tmp_path / "none")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: runs dir") and "none" in err
+
+
+def test_list_settings_default_first_and_only_real_changes(monkeypatch, capsys):
+    from suite import overview
+    from suite.cli import main
+    monkeypatch.setattr(overview, "_cached_achieved", lambda s: {
+        "params": 2e6, "flops": 4e6, "pruned_params": 1e6, "pruned_flops": 1e6, "speedup": 4.0,
+        "param_reduction": 2.0, "pruned_layers": 3})
+    assert main(["list", "settings"]) == 0
+    blocks = {}
+    for line in capsys.readouterr().out.splitlines():
+        if not line.startswith(" "):
+            name = line.split()[0]
+            blocks[name] = []
+        blocks[name].append(line)
+    assert list(blocks)[0] == "fmnist-cnn4" and "[default]" in blocks["fmnist-cnn4"][0]
+    # GReg's own defaults are update_interval 10 and stabilize_iters 10000 (the paper's CIFAR values)
+    assert not any("method defaults changed" in line for line in blocks["cifar100-vgg19"])
+    assert any('"update_interval": 1' in line for line in blocks["fmnist-cnn4"])
+    assert any('"stabilize_iters": 40000' in line for line in blocks["imagenet-resnet50"])
+
+
+def test_list_settings_counts_once_per_setting_and_code_version(tmp_path, monkeypatch):
+    from suite import overview
+    from suite.settings import SETTINGS
+    calls = []
+    monkeypatch.setattr(overview, "CACHE", tmp_path / "cache.json")
+    monkeypatch.setattr(overview, "achieved", lambda s: calls.append(s.name) or {"speedup": 6.19})
+    s = SETTINGS["fmnist-cnn4"]
+    assert overview._cached_achieved(s) == overview._cached_achieved(s) == {"speedup": 6.19}
+    assert calls == ["fmnist-cnn4"]
+    monkeypatch.setattr(overview, "_code_version", lambda: "another")
+    overview._cached_achieved(s)
+    assert calls == ["fmnist-cnn4", "fmnist-cnn4"]

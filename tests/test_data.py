@@ -63,3 +63,15 @@ def test_cifar10_jpg_copy(cifar_dir):
     means = d.train.x.float().mean((0, 2, 3)) / 255
     assert torch.allclose(means, torch.tensor([0.4913, 0.4821, 0.4465]), atol=2e-3)  # data/README.md
     assert datasets.load("cifar10-jpg", str(cifar_dir)).fingerprint == d.fingerprint  # cached decode agrees
+    # the fingerprint recorded by the published CIFAR-10 JPEG runs (leaderboards/runs), decoded by
+    # torchvision.io before the switch to Pillow: the pixels must never change under a decoder swap
+    assert d.fingerprint == "eec90e10bd2f5438"
+
+
+def test_cifar10_jpg_decodes_without_deprecation_warnings(cifar_dir):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torchvision.io's decoders warn once per image
+        test = datasets._decode_image_folder(cifar_dir / "test")
+    assert test.x.shape == (10000, 3, 32, 32) and test.x.dtype == torch.uint8
+    assert torch.equal(test.x, datasets.load("cifar10-jpg", str(cifar_dir)).test.x)

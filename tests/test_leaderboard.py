@@ -204,6 +204,7 @@ def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
         return {"ratios": ratios, "skip": "", "protocol": protocol, "method": method, "label": method,
                 "top1_mean": top1, "top1_std": 0.1, "n": 3, "delta": 0.0, "params": 1.0, "param_reduction": 1.0,
                 "speedup": speedup, "latency_speedup": 1.5, "latency_device": "cpu", "reg_iters": 0,
+                "latency_lo": 1.4, "latency_hi": 1.6, "latency_noisy": False,
                 "finetune_epochs": 3.0, "before_removal": 90.0, "after_removal": 10.0, "mag_ratio": None,
                 "hparams": "{}", "hparams_source": "default", "runs": [], "top1_values": [top1, top1 + 0.2],
                 "baseline_key": "k0", "baseline_name": "baseline seed 0", "baseline_top1": 90.0}
@@ -319,3 +320,40 @@ def test_hostile_names_run_no_script_in_a_real_browser(tmp_path):
         assert pages >= len(HOSTILE)
     finally:
         driver.quit()
+
+
+def test_latency_best_only_beyond_the_spread():
+    from suite.leaderboard import _latency_best
+
+    def row(method, x, lo, hi, noisy=False):
+        return {"method": method, "latency_speedup": x, "latency_lo": lo, "latency_hi": hi, "latency_noisy": noisy}
+    nan = float("nan")
+    # issue 21's case: 1.51x vs 1.41x for the same shape; the ranges overlap -> no best
+    assert _latency_best([row("a", 1.51, 1.30, 1.70), row("b", 1.41, 1.35, 1.48)]) is None
+    assert _latency_best([row("a", 1.51, 1.49, 1.55), row("b", 1.41, 1.35, 1.48)]) == "a"  # 1.49 > 1.48
+    assert _latency_best([row("a", 1.51, 1.49, 1.55, noisy=True), row("b", 1.41, 1.35, 1.48)]) is None
+    assert _latency_best([row("a", 1.51, nan, nan, noisy=None), row("b", 1.41, 1.35, 1.48)]) is None  # old run
+    assert _latency_best([row("a", 1.51, 1.49, 1.55), row("b", 1.41, nan, nan, noisy=None)]) is None
+
+
+def test_nice_ticks_are_round_and_cover_the_range():
+    from suite.leaderboard import nice_ticks
+    assert nice_ticks(86.7, 90.8) == [86, 88, 90, 92]  # issue 21's uneven 86.7 ... 90.8 axis
+    assert nice_ticks(0.0, 16.83) == [0, 5, 10, 15, 20]
+    assert nice_ticks(0.2, 0.9) == [0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+def test_chart_draws_the_pareto_frontier_and_the_papers_points_apart():
+    import pandas as pd
+    from suite.leaderboard import pareto, svg_chart
+    pts = [(3.0, 89.5), (3.0, 89.0), (6.2, 87.9), (6.2, 86.0), (16.8, 76.8), (16.8, 75.4), (5.0, 87.0)]
+    assert pareto(pts) == [(3.0, 89.5), (6.2, 87.9), (16.8, 76.8)]
+    agg = pd.DataFrame({"speedup": [3.0, 16.8], "top1_mean": [89.5, 76.8], "top1_std": [0.1, float("nan")],
+                        "method": ["l1", "l1"], "label": ["l1", "l1"], "n": [3, 1]})
+    paper = {"baseline": 93.0, "rows": [["Table 1", "l1", 2.0, 92.0], ["Table 1", "greg1", 2.0, 92.5]]}
+    c = svg_chart(agg, 90.3, paper)
+    assert [s["method"] for s in c["paper"]] == ["l1 (paper)", "greg1 (paper)"]
+    assert c["paper"][0]["color"] == c["series"][0]["color"] != c["paper"][1]["color"]  # l1 ours/paper share it
+    assert c["legend_x"] > c["width"] - c["m"]["r"]  # the legend sits outside the plot area
+    assert c["front"].count(",") == 2  # two frontier points drawn
+    assert [t["v"] for t in c["yticks"]][0] == "75" and c["yticks"][-1]["v"] == "95"  # 75.x .. 93 + margin

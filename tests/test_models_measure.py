@@ -4,6 +4,7 @@ import time
 import torch
 from torch import nn
 
+from suite import measure
 from suite.measure import count_flops, count_params, latency
 from suite.train import evaluate
 from suite.models import build_model
@@ -70,3 +71,36 @@ def test_latency_measures_the_forward_pass():
     assert lat.batch == 4 and lat.threads == torch.get_num_threads()
     assert model.shapes == [(4, 1, 28, 28)] * 6  # 1 warm-up + 5 timed passes
     assert 50 <= lat.median_ms < 250  # one pass, not the sum of 5; a loaded machine may add some
+
+
+def test_latency_quartiles_match_numpy_percentiles():
+    import numpy as np
+    times = [10.0, 10.2, 9.9, 10.1, 14.0, 10.0, 9.8, 10.3, 25.0]
+    q1, med, q3 = measure.quartiles(times)
+    assert np.allclose([q1, med, q3], np.percentile(times, [25, 50, 75]))  # linear interpolation
+    assert measure.quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 3.0, 4.0)
+
+
+def test_noisy_when_iqr_over_a_tenth_of_the_median_or_load_high():
+    assert not measure.is_noisy(10.0, 1.0, 0.5)  # IQR exactly 10 %: still clean
+    assert measure.is_noisy(10.0, 1.01, 0.5)
+    assert measure.is_noisy(10.0, 0.1, 1.5)  # tight timings on an oversubscribed machine
+    # sorted 9.8 9.9 10.0 10.0 10.1 10.2 10.3 14.0 25.0: Q1 10.0, median 10.1, Q3 10.3 (two outliers ignored)
+    q1, med, q3 = measure.quartiles([10.0, 10.2, 9.9, 10.1, 14.0, 10.0, 9.8, 10.3, 25.0])
+    assert abs((q3 - q1) - 0.3) < 1e-9 and not measure.is_noisy(med, q3 - q1, 0.0)
+
+
+def test_speedup_range_from_quartiles():
+    base = measure.Latency(10.0, 9.0, 11.0, 64, "cpu", 1, 20, 0.2)
+    pruned = measure.Latency(4.5, 4.0, 5.0, 64, "cpu", 1, 20, 0.2)
+    rec = measure.latency_record(base, pruned)
+    assert rec["speedup"] == 10.0 / 4.5 and (rec["speedup_lo"], rec["speedup_hi"]) == (9.0 / 5.0, 11.0 / 4.0)
+    assert rec["baseline_iqr_ms"] == 2.0 and rec["pruned_iqr_ms"] == 1.0
+    assert rec["noisy"]  # 2.0 > 10 % of 10.0
+
+
+def test_latency_is_noisy_under_high_load(monkeypatch):
+    import os
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.0 * (os.cpu_count() or 1), 0.0, 0.0))
+    lat = latency(build_model("cnn4", 10, 1), (1, 28, 28), 2, torch.device("cpu"), warmup=1, repeats=5)
+    assert lat.load_per_core == 3.0 and lat.noisy and lat.q1_ms <= lat.median_ms <= lat.q3_ms

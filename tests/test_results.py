@@ -1,21 +1,44 @@
-"""The summary ``suite run`` prints: the spread it shows must exist."""
+"""The summary ``suite run`` prints: one table, the spread it shows must exist, then the next command."""
 import statistics
+from pathlib import Path
 
 import pandas as pd
 
-from suite.results import format_summary, summarize
+from suite.results import aggregate, format_summary, result_row
 
 
-def _row(method, seed, top1):
-    return {"setting": "s", "ratios": "0.9", "protocol": "paper", "method": method, "seed": seed,
-            "status": "done", "top1": top1, "baseline_top1": 90.0, "params": 1e5, "speedup": 2.0,
-            "latency_speedup": 1.5, "reg_iters": 100, "finetune_epochs": 1.0,
-            "acc_before_removal": 80.0, "acc_after_removal": 10.0}
+def _result(method, seed, top1, lat=None):
+    r = {"setting": "s", "ratios": "0.9", "protocol": "paper", "method": method, "seed": seed, "status": "done",
+         "top1": top1, "baseline_top1": 90.0, "baseline_key": "k", "params": 1e5, "speedup": 2.0,
+         "latency_speedup": 1.5, "acc_before_removal": 80.0, "acc_after_removal": 10.0, "wall_seconds": 125.0,
+         "budget": {"reg_iters": 100, "finetune_epochs": 1.0, "total_iters": 2100}}
+    if lat:
+        r["latency"] = {"batch64": lat}
+    return result_row(r, Path(f"/runs/{method}/{seed}"))
+
+
+def _lines(frame):
+    out = format_summary(aggregate(frame), Path("/tmp/my runs"))
+    return out, {line.split()[0]: line for line in out.splitlines()[2:] if line.strip()}
 
 
 def test_summary_shows_std_over_seeds_and_none_for_one_seed():
-    frame = pd.DataFrame([_row("greg1", 0, 70.0), _row("greg1", 1, 73.0), _row("l1", 0, 71.5)])
-    lines = {line.split()[0]: line for line in format_summary(summarize(frame)).splitlines()[2:]}
+    frame = pd.DataFrame([_result("greg1", 0, 70.0), _result("greg1", 1, 73.0), _result("l1", 0, 71.5)])
+    out, lines = _lines(frame)
     std = statistics.stdev([70.0, 73.0])  # sample std, as pandas computes it
     assert f"71.50 +- {std:.2f} (n=2)" in lines["greg1"]
     assert "71.50 (n=1)" in lines["l1"] and "+-" not in lines["l1"]
+    assert "2m05s" in lines["l1"] and "2,100 (reg 100)" in lines["l1"]  # wall time and iterations spent
+    assert out.splitlines()[-2] == "runs stored in /tmp/my runs"
+    assert out.splitlines()[-1].startswith("next: suite leaderboard --runs-dir '/tmp/my runs'")
+
+
+def test_summary_latency_has_its_spread_and_noisy_mark():
+    clean = {"speedup": 1.5, "speedup_lo": 1.4, "speedup_hi": 1.6, "noisy": False, "device": "cpu"}
+    noisy = {**clean, "speedup_lo": 1.0, "speedup_hi": 2.0, "noisy": True}
+    frame = pd.DataFrame([_result("greg1", 0, 70.0, clean), _result("greg1", 1, 71.0, noisy),
+                          _result("l1", 0, 71.5, clean), _result("old", 0, 60.0)])
+    _, lines = _lines(frame)
+    assert "1.50x [1.20-1.80] noisy" in lines["greg1"]  # means of the two ranges; one noisy run flags the row
+    assert "1.50x [1.40-1.60]" in lines["l1"] and "noisy" not in lines["l1"]
+    assert "1.50x [no spread]" in lines["old"]  # stored before spread was recorded
