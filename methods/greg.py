@@ -32,7 +32,6 @@ from suite.errors import SuiteError
 from suite.ratios import n_pruned
 
 
-
 # lambda is n * increment in exact arithmetic; in float64 it carries a relative error near 1e-16,
 # so "lambda > tau" and "lambda >= ceiling" are decided with a 1e-9 relative margin: a lambda that
 # equals tau in exact arithmetic is not above it (1.0 / 1e-4 = 10,000 increments, then one more).

@@ -11,11 +11,11 @@ from torch import nn
 
 from methods import registry
 from methods.base import PruneTask
+from methods.criteria import l1_smallest_filters, smallest_weights_mask
 from suite.errors import SuiteError
 from suite.models import build_model
 from suite.ratios import n_pruned
 from suite.settings import get_setting
-from methods.criteria import l1_smallest_filters, smallest_weights_mask
 
 CPU = torch.device("cpu")
 FILTER_ENTRIES = ["nni-l1", "nni-l2", "nni-fpgm", "nni-slim", "nni-taylor"]

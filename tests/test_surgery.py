@@ -4,11 +4,11 @@ import copy
 import pytest
 import torch
 
+from methods.criteria import filter_l1, l1_smallest_filters, smallest_weights_mask
 from suite.errors import SuiteError
 from suite.measure import count_params
 from suite.models import build_model, example_input, model_family
 from suite.ratios import n_pruned, parse_ratios, resolve
-from methods.criteria import filter_l1, l1_smallest_filters, smallest_weights_mask
 from suite.surgery import MaskKeeper, batchnorm_after, remove_filters, sparsity
 
 
