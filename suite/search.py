@@ -18,7 +18,7 @@ import optuna
 
 from methods import registry
 from suite.errors import SuiteError
-from suite.plan import Job, prune_cap, resolve_hparams
+from suite.plan import Job, resolve_hparams
 from suite.runner import Runner
 from suite.settings import Setting
 from suite.store import file_lock
@@ -165,7 +165,7 @@ def run_search(spec: SearchSpec, runner: Runner, study: optuna.Study) -> optuna.
     """Add trials until the study holds ``spec.trials`` finished ones (across all workers)."""
     method = registry.get(spec.method)
     base = method.Hparams.from_dict(resolve_hparams(spec.setting, spec.method, None))
-    cap = prune_cap(spec.setting, spec.smoke)
+    cap = spec.setting.prune.max_iters  # a smoke trial is cut shorter, but its schedule must fit the real cap
 
     def objective(trial: optuna.Trial) -> float:
         hp = method.suggest(trial, base=base, space=spec.space, max_iters=cap)

@@ -265,38 +265,42 @@ def _results(runs):
             for f in runs.glob("tiny-fmnist/*/*/result.json") for r in [json.loads(f.read_text())]}
 
 
-def test_total_budget_protocol_gives_equal_iterations_and_reuses_paper_runs(suite, tmp_path):
-    """--budget total: every method trains as many iterations after the baseline as a GReg-1 run that
-    spends its whole regularization budget (observed here, not recomputed). Such a run gets no extra
-    fine-tuning under total, so the runner takes its stored paper-protocol twin; the taken result
-    must equal a total-protocol run computed from scratch."""
-    full = tmp_path / "full.json"  # no early stop on the magnitude ratio: the whole budget is spent
-    full.write_text('{"greg1": {"mag_ratio_limit": 1e30}}')
-    cpu = ("--setting", TINY, "--device", "cpu")  # results compared for equality: CPU is bit-exact
-    fresh, reused = tmp_path / "fresh", tmp_path / "reused"
-    plan = suite("run", *cpu, "--methods", "greg1", "--hparams", full, "--dry-run", "--runs-dir", reused, check=0)
-    planned = int(re.search(r"regularization up to (\d+) iterations", plan.stdout).group(1))
+# tiny-fmnist by hand: 4,096 training images; fine-tuning 1 epoch at batch 128 = 32 iterations = 4,096
+# samples; own training at batch 128. GReg (K_u 1, delta 0.1, tau 1, K_s 20): GReg-1 stops at the 11th
+# update (1.1 > 1), the last at iteration 10, then 20 more: 31 iterations. GReg-2 picks in 2 updates
+# (2 x 0.005 = 0.01), then grows 0.11 .. 1.01 in 10: 12 updates, 11 + 1 + 20 = 32 iterations. nni-slim
+# trains its default 100 steps: the largest own training, so the equal total is 4,096 + 100 x 128 = 16,896.
+OWN = {"l1": 0, "greg1": 31 * 128, "greg2": 32 * 128, "nni-slim": 100 * 128}
+TOTAL = 4096 + 100 * 128
 
-    suite("run", *cpu, "--methods", "greg1", "--hparams", full, "--runs-dir", reused, check=0)
-    suite("run", *cpu, "--methods", "greg1", "--hparams", full, "--budget", "total", "--runs-dir", reused, check=0)
-    suite("run", *cpu, "--methods", "greg1", "--hparams", full, "--budget", "total", "--runs-dir", fresh, check=0)
-    suite("run", *cpu, "--methods", "greg1,l1", "--budget", "total", "--runs-dir", fresh, check=0)  # default greg1
-    (paper_folder, paper), (_, taken) = _results(reused)[("greg1", "paper")], _results(reused)[("greg1", "total")]
-    spent = paper["budget"]["reg_iters"]
-    assert spent == planned and paper["budget"]["finetune_iters"] == 32  # 1 epoch: 4,096 images / 128
 
-    runs = {}
-    for f in fresh.glob("tiny-fmnist/*/*/result.json"):
-        r = json.loads(f.read_text())
-        runs["greg1 full" if r["hparams"]["mag_ratio_limit"] > 1e29 else r["method"]] = r
-    computed, l1, greg1 = runs["greg1 full"], runs["l1"], runs["greg1"]
-    assert l1["budget"] == {**l1["budget"], "reg_iters": 0, "finetune_iters": 32 + spent, "protocol": "total"}
-    assert greg1["budget"]["total_iters"] == l1["budget"]["total_iters"] == computed["budget"]["total_iters"]
-    assert 0 < greg1["budget"]["reg_iters"] <= spent
-
-    assert "same_training_as" not in computed and taken["same_training_as"] == paper_folder
-    assert taken["budget"] == computed["budget"] == {**paper["budget"], "protocol": "total"}
-    for key in ("top1", "top5", "acc_before_removal", "acc_after_removal", "flops", "params", "pruned_filters"):
+def test_budgets_are_counted_in_samples_and_equal_under_total(suite, tmp_path):
+    """Samples after the baseline, counted by the harness, against hand-computed values; under
+    --budget total every row reaches the same count whatever its batch sizes."""
+    cpu = ("--setting", TINY, "--device", "cpu", "--methods", ",".join(OWN))
+    hp = tmp_path / "hp.json"  # no early stop on the magnitude ratio: GReg's whole schedule is spent
+    hp.write_text('{"greg1": {"mag_ratio_limit": 1e30}, "greg2": {"mag_ratio_limit": 1e30}}')
+    runs = tmp_path / "runs"
+    suite("run", *cpu, "--hparams", hp, "--runs-dir", runs, check=0)
+    suite("run", *cpu, "--hparams", hp, "--budget", "total", "--runs-dir", runs, check=0)
+    got = _results(runs)
+    for method, own in OWN.items():
+        paper, total = got[(method, "paper")][1]["budget"], got[(method, "total")][1]["budget"]
+        assert (paper["own_samples"], paper["finetune_samples"], paper["samples"]) == (own, 4096, own + 4096)
+        assert paper["reg_iters"] == own // 128 and not paper["capped"]
+        assert total["own_samples"] == own and total["samples"] == TOTAL == total["total_samples_target"], method
+        assert total["finetune_iters"] == (TOTAL - own) // 128 and total["samples_x_train"] == TOTAL / 4096
+    # compute: the method's own passes run on the whole model, fine-tuning on the pruned one
+    assert got[("greg1", "total")][1]["budget"]["train_macs"] > got[("l1", "total")][1]["budget"]["train_macs"]
+    # nni-slim's own training spends the whole budget: its total run is its paper run, taken, not retrained
+    slim_paper_folder = got[("nni-slim", "paper")][0]
+    assert got[("nni-slim", "total")][1]["same_training_as"] == slim_paper_folder
+    fresh = tmp_path / "fresh"
+    suite("run", "--setting", TINY, "--device", "cpu", "--methods", "nni-slim", "--budget", "total",
+          "--runs-dir", fresh, check=0)
+    computed, taken = _results(fresh)[("nni-slim", "total")][1], got[("nni-slim", "total")][1]
+    assert "same_training_as" not in computed
+    for key in ("top1", "top5", "acc_before_removal", "acc_after_removal", "flops", "pruned_filters"):
         assert taken[key] == computed[key], key
 
 
@@ -306,13 +310,18 @@ def test_dry_run_plans_without_training(suite, tmp_path):
     hp.write_text('{"greg1": {"penalty_increment": 0.05}}')
     p = suite("run", "--setting", TINY, "--methods", "greg1,l1", "--seeds", "2", "--hparams", hp,
               "--dry-run", "--runs-dir", runs, check=0)
-    assert p.stdout.count("to run ") == 4 and "4 to run, 0 cached" in p.stdout
-    default = suite("run", "--setting", TINY, "--methods", "greg1", "--dry-run", "--runs-dir", runs, check=0)
-    reg = [int(re.search(r"regularization up to (\d+) iterations", x.stdout).group(1)) for x in (p, default)]
-    assert reg[0] > reg[1]  # half the increment (0.1 in tiny): more updates to the same ceiling
+    assert p.stdout.count("to run ") == 4 and "4 to run, 0 stored" in p.stdout
+    # delta 0.05: the 21st update passes tau 1 (1.05), the last at iteration 20, then K_s 20: 41 iterations
+    assert p.stdout.count("own training 41 it x 128") == 2 and p.stdout.count("no own training") == 2
+    p = suite("run", "--setting", TINY, "--methods", "greg1,l1", "--budget", "total", "--dry-run",
+              "--runs-dir", runs, check=0)
+    assert p.stdout.count(f"total {TOTAL} samples") == 2
+    capped = tmp_path / "capped.json"  # 201 updates at K_u 1 cannot fit tiny's cap of 200 iterations
+    capped.write_text('{"greg1": {"penalty_increment": 0.005}}')
+    p = suite("run", "--setting", TINY, "--methods", "greg1", "--hparams", capped, "--dry-run",
+              "--runs-dir", runs, check=0)
+    assert "CAPPED" in p.stdout
     assert not runs.exists()
-    p = suite("run", "--setting", TINY, "--methods", "l1", "--dry-run", "--runs-dir", runs, check=0)
-    assert "regularization" not in p.stdout.splitlines()[-1]
 
 
 def test_two_workers_share_four_jobs_two_each(tmp_path):

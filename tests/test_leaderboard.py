@@ -357,3 +357,40 @@ def test_chart_draws_the_pareto_frontier_and_the_papers_points_apart():
     assert c["legend_x"] > c["width"] - c["m"]["r"]  # the legend sits outside the plot area
     assert c["front"].count(",") == 2  # two frontier points drawn
     assert [t["v"] for t in c["yticks"]][0] == "75" and c["yticks"][-1]["v"] == "95"  # 75.x .. 93 + margin
+
+
+def _row(**kw):
+    from suite.results import result_row
+    r = {"setting": "s", "method": "l1", "seed": 0, "status": "done", "ratios": "0.9", "protocol": "paper",
+         "top1": 70.0, "baseline_top1": 90.0, "params": 1e5, "baseline_params": 2e5, "speedup": 2.0,
+         "latency_speedup": 1.5, "acc_before_removal": 80.0, "acc_after_removal": 10.0,
+         "budget": {"reg_iters": 0, "finetune_epochs": 1.0, "samples": 1000, "samples_x_train": 1.0,
+                    "train_macs": 1e9, "capped": False}}
+    for k, v in kw.items():
+        if k in ("samples", "capped"):
+            r["budget"][k] = v
+        else:
+            r[k] = v
+    return result_row(r, Path("/runs/x"))
+
+
+def test_runs_of_other_training_code_and_capped_runs_are_kept_apart():
+    import pandas as pd
+    from methods import registry
+    from suite.fingerprint import training_code
+    from suite.leaderboard import ranked
+    from suite.results import aggregate
+    today = training_code(type(registry.get("l1")))
+    frame = pd.DataFrame([_row(seed=0, top1=70.0, training_code=today), _row(seed=1, top1=72.0, training_code=today),
+                          _row(seed=0, top1=60.0, training_code="older"),
+                          _row(seed=2, top1=99.0, training_code=today, capped=True),
+                          _row(seed=0, top1=65.0, protocol="total", samples=None, training_code=today)])
+    agg = aggregate(ranked(frame))
+    rows = {(r.label, r.protocol): r for r in agg.itertuples()}
+    assert rows[("l1", "paper")].n == 2 and rows[("l1", "paper")].top1_mean == 71.0  # the capped 99.0 is not ranked
+    old = rows[("l1 [older training code]", "paper")]
+    assert old.n == 1 and old.top1_mean == 60.0
+    assert rows[("l1", "total-iterations (legacy, unequal samples)")].top1_mean == 65.0
+    assert len(rows) == 3
+    with_capped = aggregate(ranked(frame, include_capped=True))
+    assert {r.label: r.top1_mean for r in with_capped.itertuples()}["l1 [capped]"] == 99.0

@@ -134,3 +134,27 @@ def test_untagged_study_adopted_only_while_empty(tmp_path):
     foreign.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     with pytest.raises(SuiteError, match="was made for None"):
         search.get_study(storage, "foreign", setting, "greg1")
+
+
+@pytest.mark.parametrize("name", ["greg1", "greg2"])
+def test_search_never_proposes_a_schedule_the_cap_cuts_short(name):
+    """Issue 13: every proposal reaches its ceiling and stabilizes within the setting's cap (the
+    old space allowed 10^6 updates where the CPU settings stop at 20,000 iterations)."""
+    from methods import registry
+    from methods.greg import GRegHparams
+    method = registry.get(name)
+    base = GRegHparams(update_interval=1, stabilize_iters=500)  # fmnist-cnn4's budget
+    space = {"penalty_increment": (1e-5, 1e-3, True), "penalty_ceiling": (0.1, 10.0, True)}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    planned = []
+    for _ in range(200):
+        trial = study.ask()
+        planned.append(method.planned_iters(method.suggest(trial, base, space, max_iters=20_000)))
+        study.tell(trial, 0.0)
+    assert max(planned) <= 20_000 and min(planned) < 5_000  # the whole fitting range is reachable
+    # the same space drawn independently (the old way): a good share of proposals would be capped
+    old_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    old = [method.planned_iters(GRegHparams.suggest(old_study.ask(), base=base, space=space)) for _ in range(200)]
+    assert sum(p > 20_000 for p in old) > 50
+    with pytest.raises(SuiteError, match="no schedule of this search space fits"):
+        method.suggest(study.ask(), base, space, max_iters=400)  # 500 iterations of stabilization alone
