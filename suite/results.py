@@ -86,7 +86,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     no run recorded it.
     """
     keys = ["setting", "baseline_key", "ratios", "skip", "protocol", "method", "hparams", "hparams_source",
-            "training_code", "current"]
+            "training_code", "current", "capped"]  # a capped schedule is another computation: never averaged in
     runs = runs.assign(protocol=protocol_of(runs), current=current_code(runs))
     runs = runs.assign(latency_noisy=[float("nan") if v is None or v != v else float(v) for v in runs.latency_noisy])
     g = runs.groupby(keys, sort=False, dropna=False)
@@ -101,7 +101,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
                 reg_iters=("reg_iters", "mean"), finetune_epochs=("finetune_epochs", "mean"),
                 wall_seconds=("wall_seconds", "mean"),
                 samples=("samples", "mean"), samples_x_train=("samples_x_train", "mean"),
-                train_macs=("train_macs", "mean"), capped=("capped", "any"),
+                train_macs=("train_macs", "mean"),
                 before_removal=("acc_before_removal", "mean"), after_removal=("acc_after_removal", "mean"),
                 mag_ratio=("mag_ratio", "mean"), runs=("run", list), top1_values=("top1", list)).reset_index()
     out["latency_noisy"] = out.latency_noisy.map(lambda v: None if v != v else bool(v))
