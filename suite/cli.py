@@ -276,7 +276,7 @@ def _user_hparams(args, setting, methods: list[str]) -> tuple[dict | None, dict]
     unknown = sorted(set(d) - set(methods))
     if unknown:
         raise SuiteError(f"--hparams {path} sets {', '.join(unknown)}, which --methods does not run")
-    from suite.runner import resolve_hparams
+    from suite.plan import resolve_hparams
     for m, values in d.items():  # checked here too, so the error names the file
         try:
             resolve_hparams(setting, m, values)
