@@ -67,7 +67,7 @@ def _one_line_error(p, fragment):
     (["--baseline", "own.pt", "--baseline-seed", "1"], "exclude each other"),
     (["--setting", "cifar10jpg-resnet20", "--data-dir", "/nonexistent/cifar"], "/nonexistent/cifar"),
     (["--budget", "x"], "invalid choice: 'x'"),
-    (["--device", "nonsense"], "--device nonsense: not a device"),
+    (["--device", "nonsense"], "--device 'nonsense': must be auto, cpu, cuda or cuda:N"),
     (["--threads", "0"], "--threads 0"),
     pytest.param(["--device", "cuda:0"], "CUDA is not available",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
