@@ -53,7 +53,7 @@ def test_page_numbers_equal_the_store(runs, tmp_path):
     shown = html.unescape(paper)
     assert "suite run --setting cifar10-resnet56 --methods greg1,greg2,l1 --seeds 3 --data-dir DIR" in shown
     for target in ("[0,0.5,0.5,0.5,0]", "[0,0.7,0.7,0.7,0]", "[0,0.9,0.9,0.9,0]"):  # Table 1's 1.99x, 3.59x, 11.41x
-        assert f"suite run --setting cifar10-resnet56 --ratios '{target}' --methods greg1,l1 --seeds 3" in shown
+        assert f"suite run --setting cifar10-resnet56 --ratios '{target}' --methods greg1,greg2,l1 --seeds 3" in shown
 
 
 def test_one_seed_shows_no_spread(runs, tmp_path):
@@ -205,7 +205,8 @@ def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
                 "top1_mean": top1, "top1_std": 0.1, "n": 3, "delta": 0.0, "params": 1.0, "param_reduction": 1.0,
                 "speedup": speedup, "latency_speedup": 1.5, "latency_device": "cpu", "reg_iters": 0,
                 "latency_lo": 1.4, "latency_hi": 1.6, "latency_noisy": False,
-                "finetune_epochs": 3.0, "before_removal": 90.0, "after_removal": 10.0, "mag_ratio": None,
+                "finetune_epochs": 3.0, "samples": 1000, "samples_x_train": 1.0, "train_macs": 1e9, "capped": False,
+                "before_removal": 90.0, "after_removal": 10.0, "mag_ratio": None,
                 "hparams": "{}", "hparams_source": "default", "runs": [], "top1_values": [top1, top1 + 0.2],
                 "baseline_key": "k0", "baseline_name": "baseline seed 0", "baseline_top1": 90.0}
     agg = pd.DataFrame([row("0.9", "total", "l1", 80.0, 16.8), row("0.9", "paper", "l1", 76.0, 16.8),

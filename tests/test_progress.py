@@ -101,7 +101,7 @@ def _linear():
 
 def test_train_prints_lines_when_stdout_is_not_a_terminal(small_fmnist, capsys, tmp_path):
     """Under pytest stdout is a pipe, like `suite run > run.log`."""
-    kw = dict(lr=lambda e: 0.05, batch_size=256, momentum=0.9, weight_decay=0, device=CPU, seed=0)
+    kw = dict(lr=lambda e: 0.05, batch_size=256, momentum=0.9, weight_decay=0, device=CPU, seed=0, stream="finetune")
     train(_linear(), small_fmnist, total_steps=12, desc="demo fine-tune", **kw)  # 8 iterations per epoch
     lines = _lines(capsys.readouterr().out)
     assert lines[0] == "demo fine-tune  start  12 iterations"

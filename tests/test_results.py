@@ -11,7 +11,7 @@ def _result(method, seed, top1, lat=None):
     r = {"setting": "s", "ratios": "0.9", "protocol": "paper", "method": method, "seed": seed, "status": "done",
          "top1": top1, "baseline_top1": 90.0, "baseline_key": "k", "params": 1e5, "speedup": 2.0,
          "latency_speedup": 1.5, "acc_before_removal": 80.0, "acc_after_removal": 10.0, "wall_seconds": 125.0,
-         "budget": {"reg_iters": 100, "finetune_epochs": 1.0, "total_iters": 2100}}
+         "budget": {"reg_iters": 100, "finetune_epochs": 1.0, "samples": 8400}}
     if lat:
         r["latency"] = {"batch64": lat}
     return result_row(r, Path(f"/runs/{method}/{seed}"))
@@ -28,7 +28,7 @@ def test_summary_shows_std_over_seeds_and_none_for_one_seed():
     std = statistics.stdev([70.0, 73.0])  # sample std, as pandas computes it
     assert f"71.50 +- {std:.2f} (n=2)" in lines["greg1"]
     assert "71.50 (n=1)" in lines["l1"] and "+-" not in lines["l1"]
-    assert "2m05s" in lines["l1"] and "2,100 (reg 100)" in lines["l1"]  # wall time and iterations spent
+    assert "2m05s" in lines["l1"] and "8,400 (100 it own)" in lines["l1"]  # wall time and samples spent
     assert out.splitlines()[-2] == "runs stored in /tmp/my runs"
     assert out.splitlines()[-1].startswith("next: suite leaderboard --runs-dir '/tmp/my runs'")
 
