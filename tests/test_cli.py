@@ -269,7 +269,7 @@ def _results(runs):
 # samples; own training at batch 128. GReg (K_u 1, delta 0.1, tau 1, K_s 20): GReg-1 stops at the 11th
 # update (1.1 > 1), the last at iteration 10, then 20 more: 31 iterations. GReg-2 picks in 2 updates
 # (2 x 0.005 = 0.01), then grows 0.11 .. 1.01 in 10: 12 updates, 11 + 1 + 20 = 32 iterations. nni-slim
-# trains tiny's 40 steps: the largest own training, so the equal total is 4,096 + 40 x 128 = 9,216.
+# trains tiny's 40 steps (nni-slim override): the largest own training, so the equal total is 4,096 + 40 x 128 = 9,216.
 OWN = {"l1": 0, "greg1": 31 * 128, "greg2": 32 * 128, "nni-slim": 40 * 128}
 TOTAL = 4096 + 40 * 128
 
