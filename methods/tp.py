@@ -223,19 +223,18 @@ class TPTaylor(Method):
 
 
 def _hook_obdc(imp, pruner) -> list:
-    """Register OBDCImportance's input and output-gradient hooks on the convs and linears whose
-    output channels its groups prune, as its ``_prepare_model`` means to. Hand-written because
-    Torch-Pruning 1.6's ``_prepare_model`` fails with its own pruners (it iterates the result of
-    ``_downstream_node_as_root_if_attention``, which is None for every non-attention group).
-    Returns the hook handles, so they come off cleanly afterwards."""
-    tp = _tp()
+    """Register OBDCImportance's input and output-gradient hooks, as its ``_prepare_model`` means
+    to, on every conv and linear of the groups it will score (also a group's next layer, whose
+    Fisher it reads even where it only scores output channels). Hand-written because Torch-Pruning
+    1.6's ``_prepare_model`` fails with its own pruners (it iterates the result of
+    ``_downstream_node_as_root_if_attention``, None for every non-attention group) and hooks only
+    the groups' roots. Returns the hook handles, so they come off cleanly afterwards."""
     handles = []
     for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
                                           root_module_types=pruner.root_module_types):
         for dep, _ in group:
             layer = dep.target.module
-            if (isinstance(layer, tuple(imp.target_types)) and layer not in imp.modules
-                    and dep.handler in (tp.prune_conv_out_channels, tp.prune_linear_out_channels)):
+            if isinstance(layer, tuple(imp.target_types)) and layer not in imp.modules:
                 imp.modules.append(layer)
                 handles.append(layer.register_forward_pre_hook(imp._save_input))
                 handles.append(layer.register_full_backward_hook(imp._save_grad_output))
