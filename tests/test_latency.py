@@ -53,14 +53,16 @@ def test_pruned_onnx_output_equals_eager(cnn4_models, tmp_path):
     assert np.allclose(run()[0], eager, atol=1e-4, rtol=1e-4)
 
 
-def test_a_failing_runtime_is_recorded_not_raised(tmp_path):
-    class Unexportable(torch.nn.Module):
-        def forward(self, x):  # data-dependent Python control flow and a numpy round trip
-            return torch.from_numpy(x.numpy() * 2) if x.sum() > 0 else x
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_failing_runtime_is_recorded_not_raised(runtime, tmp_path):
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise ValueError("this model cannot run")
 
     from suite.latency import time_runtime
-    t = time_runtime(Unexportable(), "onnx", (4,), 1, CPU, tmp_path, **TINY)
-    assert t.median_ms is None and t.error and "\n" not in t.error
+    t = time_runtime(Broken(), runtime, (4,), 1, CPU, tmp_path, **TINY)
+    assert t.median_ms is None and t.repeats == 0
+    assert "cannot run" in t.error and "\n" not in t.error
 
 
 def test_repeats_stop_when_steady_and_say_when_not():
