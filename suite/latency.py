@@ -123,8 +123,15 @@ def onnx_runner(model: nn.Module, x: torch.Tensor, workdir: Path, threads: int) 
 
 
 def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text[:300]}"
+    """The error on one line: its type and start, and its root cause (exporters wrap the real
+    reason in pages of context)."""
+    def short(x: BaseException) -> str:
+        return f"{type(x).__name__}: {' '.join(str(x).split())[:240]}"
+
+    root = e
+    while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
+        root = root.__cause__ or root.__context__
+    return short(e) if root is e else f"{short(e)} (cause: {short(root)})"
 
 
 @torch.no_grad()
