@@ -186,6 +186,18 @@ class GradientHparams(Hparams):
             raise SuiteError("batches must be >= 1")
 
 
+def _fitting(method: Method, field: str, trial, base, space: dict, max_iters: int):
+    """A search draw whose own passes (``field`` iterations) finish within the cap: the field's
+    range is cut at ``max_iters``, so no proposal is a capped run."""
+    if field in space:
+        low, high, log = space[field]
+        if low > max_iters:
+            raise SuiteError(f"{method.name}: {field} >= {low} cannot finish within the setting's cap of {max_iters} "
+                             f"iterations: raise [prune] max_iters or narrow --space")
+        space = {**space, field: (low, min(high, max_iters), log)}
+    return method.Hparams.suggest(trial, base=base, space=space)
+
+
 def _drain(task: PruneTask, n: int, step) -> int:
     """Run ``step(x, y)`` on ``n`` batches of ``task.batches`` (the harness counts them); refuse fewer."""
     done = 0
@@ -208,6 +220,9 @@ class TPTaylor(Method):
 
     def planned_iters(self, hp):
         return hp.batches
+
+    def suggest(self, trial, base, space, max_iters):
+        return _fitting(self, "batches", trial, base, space, max_iters)
 
     def prune(self, model, task, hp):
         work = copy.deepcopy(model).eval()
@@ -252,6 +267,9 @@ class TPHessian(Method):
 
     def planned_iters(self, hp):
         return hp.batches
+
+    def suggest(self, trial, base, space, max_iters):
+        return _fitting(self, "batches", trial, base, space, max_iters)
 
     def prune(self, model, task, hp):
         work = copy.deepcopy(model).eval()
@@ -329,6 +347,9 @@ class _Sparse(Method):
 
     def planned_iters(self, hp):
         return hp.sparse_iters
+
+    def suggest(self, trial, base, space, max_iters):
+        return _fitting(self, "sparse_iters", trial, base, space, max_iters)
 
     def importance(self, hp):
         raise NotImplementedError

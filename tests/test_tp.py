@@ -176,3 +176,16 @@ def test_bad_hparams_are_one_line_errors(name, field, value):
     with pytest.raises(SuiteError, match=field) as e:
         registry.get(name).Hparams.from_dict({field: value})
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name, field", [("tp-growing-reg", "sparse_iters"), ("tp-hessian", "batches")])
+def test_search_proposals_fit_the_cap(name, field):
+    optuna = pytest.importorskip("optuna")
+    method = registry.get(name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        hp = method.suggest(study.ask(), method.Hparams(), method.Hparams.space(), max_iters=150)
+        assert 1 <= method.planned_iters(hp) <= 150
+    from suite.errors import SuiteError
+    with pytest.raises(SuiteError, match="cap"):
+        method.suggest(study.ask(), method.Hparams(), {field: (200, 400, True)}, max_iters=150)
