@@ -138,6 +138,18 @@ def _parser() -> argparse.ArgumentParser:
                                     "Nothing is deleted; running it again moves nothing.")
     mg.add_argument("--runs-dir", default="runs")
 
+    la = sub.add_parser("latency", help="time baseline vs pruned under eager, torch.compile and ONNX Runtime",
+                        description="Time the setting's model and the same model pruned at a target (random "
+                                    "weights, no training) under eager PyTorch, torch.compile (inductor) and ONNX "
+                                    "Runtime (CPU), and compare the latency speedup with the FLOPs speedup.")
+    common(la, runs=False)
+    la.add_argument("--ratios", default=None, help="the target ratio string (default: the setting's)")
+    la.add_argument("--runtimes", default="eager,compile,onnx", help="comma list of eager, compile, onnx")
+    la.add_argument("--batches", default="1,64", help="comma list of batch sizes (default: 1,64)")
+    la.add_argument("--max-repeats", type=int, default=200,
+                    help="repeats at most per series (taken 10 at a time until the IQR is under 5%% of the median)")
+    la.add_argument("--json", action="store_true", help="machine-readable output")
+
     res = sub.add_parser("results", help="print every stored run as one table")
     res.add_argument("--runs-dir", default="runs")
     res.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -148,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"list": cmd_list, "baseline": cmd_baseline, "run": cmd_run, "search": cmd_search,
-                    "leaderboard": cmd_leaderboard, "results": cmd_results, "migrate": cmd_migrate}
+                    "leaderboard": cmd_leaderboard, "results": cmd_results, "migrate": cmd_migrate,
+                    "latency": cmd_latency}
         return commands[args.command](args)
     except SuiteError as e:
         print(f"error: {' '.join(str(e).splitlines())}", file=sys.stderr)  # one line, whatever the input held
@@ -456,6 +469,29 @@ def cmd_baseline(args) -> int:
         print(f"baseline {setting.name} seed {args.seed}: device {device}; {workers.describe()}", flush=True)
         b = get_baseline(setting, data, args.seed, runs_dir, device, smoke=args.smoke)
     print(f"baseline {setting.name} seed {args.seed}: top-1 {b.top1:.2f}  ({b.path})")
+    return 0
+
+
+def cmd_latency(args) -> int:
+    import torch
+
+    from suite.latency import format_report, parse_runtimes, report
+    runtimes = parse_runtimes(args.runtimes)
+    try:
+        batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    except ValueError:
+        batches = []
+    if not batches or any(b < 1 for b in batches):
+        raise SuiteError(f"--batches {args.batches!r}: must be a comma list of integers >= 1, e.g. 1,64")
+    if args.max_repeats < 10:
+        raise SuiteError(f"--max-repeats {args.max_repeats}: must be >= 10")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SuiteError(f"--threads {args.threads}: must be >= 1")
+        torch.set_num_threads(args.threads)
+    setting = _setting(args)
+    rep = report(setting, args.ratios, runtimes, batches, _device(args), rounds=max(1, args.max_repeats // 10))
+    print(json.dumps(rep, indent=2) if args.json else format_report(rep))
     return 0
 
 
