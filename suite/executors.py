@@ -180,10 +180,12 @@ class RayExecutor:
             env.update({k: v for k, v in os.environ.items() if k.startswith("SUITE_")})
             try:
                 ray.init(address=self.address, runtime_env={"env_vars": env}, include_dashboard=False,
-                         logging_level="WARNING", configure_logging=True)
-            except (ConnectionError, RuntimeError, ValueError) as e:
-                raise SuiteError(f"--ray-address {self.address}: cannot join the Ray cluster ({str(e).splitlines()[0]}); "
-                                 f"start one with 'ray start --head' or omit --ray-address") from None
+                         logging_level="WARNING")
+            except Exception as e:  # Ray raises ConnectionError, RuntimeError or a bare Exception here
+                where = f"join the Ray cluster at {self.address}" if self.address else "start Ray on this machine"
+                raise SuiteError(f"cannot {where} ({' '.join(str(e).splitlines()[:1])}): see "
+                                 f"/tmp/ray/session_latest/logs/raylet.out; start a cluster with 'ray start "
+                                 f"--head' and pass --ray-address") from None
         return ray
 
     def _remote(self, ray, fn, ctx: Context):
@@ -250,23 +252,21 @@ def _checkpointable():
 
 
 class SlurmExecutor:
-    """One SLURM array job per plan through submitit (``cluster="local"``: submitit's local
-    executor, the same code path without a SLURM controller). With ``wait`` the driver follows
+    """One SLURM array job per plan through submitit. With ``wait`` the driver follows
     the tasks and yields their results; without, it prints the job ids and returns: the next
     ``suite run`` finds what finished in the store."""
     name = "slurm"
 
-    def __init__(self, ctx_args, partition: str | None, hours: float, wait: bool, cluster: str | None = None):
+    def __init__(self, ctx_args, partition: str | None, hours: float, wait: bool):
         self.args, self.partition, self.hours, self.wait = ctx_args, partition, hours, wait
-        self.cluster = cluster
 
     def _executor(self, ctx: Context, n: int, name: str, after: str | None = None):
         try:
             import submitit
         except ImportError:
             raise SuiteError("--executor slurm needs submitit: pip install 'greg-suite[slurm]'") from None
-        ex = submitit.AutoExecutor(folder=Path(ctx.runs_dir) / ".slurm" / "%j", cluster=self.cluster)
-        if ex.cluster != (self.cluster or "slurm"):  # submitit falls back to running here: not asked for
+        ex = submitit.AutoExecutor(folder=Path(ctx.runs_dir) / ".slurm" / "%j")
+        if ex.cluster != "slurm":  # submitit would fall back to running the tasks here: not what was asked
             raise SuiteError("--executor slurm: no SLURM here (sbatch not found): run on a SLURM login node")
         ex.update_parameters(name=name, timeout_min=max(1, round(self.hours * 60)), cpus_per_task=ctx.threads,
                              gpus_per_node=1 if ctx.gpu else 0, slurm_partition=self.partition,
@@ -281,14 +281,14 @@ class SlurmExecutor:
         return ex.map_array(task, [fn] * len(items), [ctx] * len(items), items)
 
     def _baselines_then(self, ctx: Context, runner: Runner, todo: list[Job]) -> tuple[str | None, list[str]]:
-        """Submit the baselines first. Waiting (or without a controller to chain jobs): wait for
-        them here; else the jobs' array starts after them (``afterok``)."""
+        """Submit the baselines first. Waiting: wait for them here; else the jobs' array starts
+        after them (``afterok``), so no job's allocation idles on the baseline's lock."""
         bases = _baseline_jobs(runner, todo)
         if not bases:
             return None, []
         submitted = self._array(ctx, train_baseline, "suite-baseline", bases)
         ids = sorted({s.job_id.split("_")[0] for s in submitted})
-        if self.wait or self.cluster == "local":  # the local executor has no job dependencies
+        if self.wait:
             print(f"slurm: baseline job {', '.join(ids)} first", flush=True)
             for s in submitted:
                 try:
@@ -359,6 +359,5 @@ def make(args) -> "LocalExecutor | RayExecutor | SlurmExecutor":
     if kind == "slurm":
         if not (args.slurm_time > 0):
             raise SuiteError(f"--slurm-time {args.slurm_time}: give the hours a task may run, > 0")
-        return SlurmExecutor(args, args.slurm_partition, args.slurm_time, args.wait,
-                             cluster=os.environ.get("SUITE_SUBMITIT_CLUSTER") or None)
+        return SlurmExecutor(args, args.slurm_partition, args.slurm_time, args.wait)
     return LocalExecutor()
