@@ -13,8 +13,10 @@ every task of a node would oversubscribe it many times over.
 """
 from __future__ import annotations
 
+import math
 import os
 import pickle
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -271,7 +273,8 @@ class SlurmExecutor:
         ex.update_parameters(name=name, timeout_min=max(1, round(self.hours * 60)), cpus_per_task=ctx.threads,
                              gpus_per_node=1 if ctx.gpu else 0, slurm_partition=self.partition,
                              slurm_array_parallelism=max(1, n),
-                             slurm_additional_parameters={"dependency": after} if after else None)
+                             slurm_additional_parameters={"dependency": after} if after else None,
+                             slurm_setup=[f"export PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}"])
         return ex
 
     def _array(self, ctx: Context, fn, name: str, items: list, after: str | None = None) -> list:
@@ -353,11 +356,16 @@ def _search_item(ctx: Context, item: tuple) -> int:
 
 def make(args) -> "LocalExecutor | RayExecutor | SlurmExecutor":
     """The executor the command's options name."""
-    kind = getattr(args, "executor", "local")
+    kind = args.executor
+    stray = [o for o, v, own in (("--ray-address", args.ray_address, "ray"), ("--slurm-partition", args.slurm_partition,
+                                 "slurm"), ("--wait", args.wait, "slurm")) if v and kind != own]
+    if stray:
+        raise SuiteError(f"{stray[0]} is an option of another executor than --executor {kind}: drop it or pass "
+                         f"the executor it belongs to")
     if kind == "ray":
         return RayExecutor(args, args.ray_address)
     if kind == "slurm":
-        if not (args.slurm_time > 0):
+        if not (math.isfinite(args.slurm_time) and args.slurm_time > 0):
             raise SuiteError(f"--slurm-time {args.slurm_time}: give the hours a task may run, > 0")
         return SlurmExecutor(args, args.slurm_partition, args.slurm_time, args.wait)
     return LocalExecutor()

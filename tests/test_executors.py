@@ -77,6 +77,24 @@ def test_jobs_and_contexts_pickle():
     assert pickle.loads(pickle.dumps(ctx)) == ctx
 
 
+@pytest.mark.parametrize("args,fragment", [
+    (["run", "--ray-address", "127.0.0.1:1"], "--ray-address is an option of another executor"),
+    (["run", "--executor", "ray", "--wait"], "--wait is an option of another executor"),
+    (["run", "--executor", "slurm", "--slurm-time", "0"], "--slurm-time 0.0: give the hours"),
+    (["run", "--executor", "slurm", "--slurm-time", "nan"], "--slurm-time nan"),
+    (["search", "--method", "greg1", "--parallel", "2"], "--parallel needs --executor ray or slurm"),
+    (["search", "--method", "greg1", "--executor", "ray", "--parallel", "0"], "--parallel 0: must be >= 1"),
+    (["search", "--method", "greg1", "--executor", "ray", "--storage", "journal:/tmp/x.journal"],
+     "a journal file has no heartbeat"),
+])
+def test_bad_executor_options_are_one_line_exit_2(args, fragment, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert _cli(*args, "--setting", TINY, "--runs-dir", runs) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], err
+    assert not runs.exists()
+
+
 # ---------------------------------------------------------------------------- ray
 def _ray(*args, env=None, check=True):
     ray_bin = Path(sys.executable).parent / "ray"
@@ -243,7 +261,6 @@ def test_slurm_grid_equals_local(slurm, local_grid, tmp_path, monkeypatch, capsy
     """Submitted without --wait: the baseline job, then the jobs' array chained after it (afterok);
     the store fills; a second 'suite run' finds all four and submits nothing."""
     monkeypatch.setenv("SLURM_CONF", slurm)
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the tasks import this checkout
     runs = tmp_path / "runs"
     on_slurm = ["--executor", "slurm", "--slurm-partition", "debug", "--slurm-time", "0.5"]
     assert _cli(*GRID, *on_slurm, "--runs-dir", runs) == 0
@@ -263,7 +280,6 @@ def test_slurm_grid_equals_local(slurm, local_grid, tmp_path, monkeypatch, capsy
 
 def test_slurm_wait_follows_the_jobs(slurm, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SLURM_CONF", slurm)
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
     runs = tmp_path / "runs"
     assert _cli("run", "--setting", TINY, "--methods", "l1", "--smoke", "--device", "cpu", "--threads", "1",
                 "--executor", "slurm", "--wait", "--slurm-time", "0.5", "--runs-dir", runs) == 0
