@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     def engine(sp):
         """--executor and its engines' options (suite.executors); see README 'Running on a cluster'."""
         g = sp.add_argument_group("executors (README: Running on a cluster)")
-        g.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",
+        g.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",  # suite.executors.make
                        help="local: this process (default); ray: one Ray task per job; slurm: one array job "
                             "through submitit. The runs dir must be on a disk every worker sees")
         g.add_argument("--ray-address", default=None,

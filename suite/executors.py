@@ -28,7 +28,6 @@ from suite.plan import Job
 from suite.runner import JobResult, Runner, load_data
 from suite.settings import Setting
 
-EXECUTORS = ("local", "ray", "slurm")
 RETRIES = 3  # a task whose worker dies (SIGKILL, lost node, preemption) is run again this many times
 ROOT = Path(__file__).resolve().parent.parent  # this checkout: tasks import the driver's code, not another
 
