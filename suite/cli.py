@@ -371,6 +371,8 @@ def cmd_run(args) -> int:
             print(f"    {state}: {detail}", flush=True)
             results.append(r)
             rows.append(result_row(r, jr.folder))
+    if not rows:  # submitted to an engine without waiting: it said where the jobs went
+        return 0
     frame = pd.DataFrame(rows)
     ok = frame[frame.status.isin(["done", "smoke"])]
     print()

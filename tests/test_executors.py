@@ -176,7 +176,8 @@ def test_ray_job_submitted_twice_runs_once(on_ray, tmp_path):
     job = plan(runner.setting, ["l1"], [5], train_size=32, smoke=True)[0]
     results = list(RayExecutor(_Args, on_ray[-1]).results(runner, [job, job], workers=None))
     assert sorted(jr.cached for jr in results) == [False, True]  # one computed it, the other found it
-    assert results[0].result == results[1].result and results[0].result["status"] == "smoke"
+    assert results[0].folder == results[1].folder and results[0].result["status"] == "smoke"
+    assert results[0].result["top1"] == results[1].result["top1"]
     assert len(list(tmp_path.glob("tiny-fmnist/l1/*/result.json"))) == 1
 
 
@@ -235,7 +236,8 @@ def test_two_ray_search_workers_fill_one_study(on_ray, tmp_path, capsys):
     done = states.count(optuna.trial.TrialState.COMPLETE)
     # each worker stops once the study holds 3 finished trials; the other may have started one more
     assert 3 <= done <= 4 and optuna.trial.TrialState.RUNNING not in states, states
-    assert len({t.user_attrs["run"] for t in study.trials}) == len(study.trials)  # one stored run per trial
+    runs = [t.user_attrs["run"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(set(runs)) == len(runs)  # every trial its own stored run: no two workers ran the same point
 
 
 # ---------------------------------------------------------------------------- slurm
