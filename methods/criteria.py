@@ -28,13 +28,28 @@ def smallest(scores: torch.Tensor, k: int) -> list[int]:
     return smallest_index(scores, k).tolist()
 
 
-def l1_smallest_filters(model: nn.Module, layer_ratios: dict[str, float]) -> FilterChoice:
+def group_l1(model: nn.Module, group) -> torch.Tensor:
+    """L1 norm of each channel of a group (``suite.groups.Group``): the sum, over every conv whose
+    filters go with it, of that conv's filter for the channel. A one-conv group: :func:`filter_l1`."""
+    total = None
+    for name, index in group.members:
+        w = model.get_submodule(name).weight
+        s = filter_l1(w)[torch.as_tensor(index, device=w.device)]
+        total = s if total is None else total + s
+    return total
+
+
+def l1_smallest_filters(model: nn.Module, layer_ratios: dict[str, float], groups: dict | None = None) -> FilterChoice:
     """Per layer, the ``n_pruned(r, n)`` filters of smallest L1 norm (Li et al. 2017's rule):
-    the ``l1`` method's choice and GReg-1's fixed pruned set."""
+    the ``l1`` method's choice and GReg-1's fixed pruned set. A layer named in ``groups`` (a generic
+    model) ranks its channels by :func:`group_l1`."""
     out = {}
     for name, r in layer_ratios.items():
-        w = model.get_submodule(name).weight
-        out[name] = smallest(filter_l1(w), n_pruned(r, w.shape[0]))
+        if groups and name in groups:
+            scores = group_l1(model, groups[name])
+        else:
+            scores = filter_l1(model.get_submodule(name).weight)
+        out[name] = smallest(scores, n_pruned(r, scores.numel()))
     return out
 
 

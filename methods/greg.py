@@ -9,6 +9,12 @@ grows by delta up to the ceiling tau, or until every layer's kept/pruned magnitu
 re-ranks by L1 at ``pick_ceiling``; then pruned groups grow as in GReg-1 and kept groups get the
 ``recover`` value.
 
+On a model of coupled channels (a ``generic`` model, ``suite.groups``) a "layer" is a group: its
+channels are ranked by their L1 summed over the group's convs, and the penalty falls on the
+to-be-removed filters of every conv of the group (the root, a depthwise conv after it, every conv
+feeding the same residual addition), each at the filter index of that channel. A group of one conv,
+which is every prunable conv of the paper's nets, is exactly the paper's per-filter rule.
+
 Lambdas are held per layer as counts of increments (pruned) and one number (kept) rather than an
 [N, C] tensor: within a layer every pruned group has the same lambda and so does every kept group,
 so this is the same penalty, and 10,000 float32 additions of 1e-4 would drift from the schedule.
@@ -96,10 +102,13 @@ def schedule_updates(hp: GRegHparams, variant: int) -> int:
 
 
 class _Layer:
-    """One regularized conv: its groups' pruned set, its two lambdas and its magnitude ratio."""
+    """One regularized conv (or group of coupled convs): its groups' pruned set, its two lambdas
+    and its magnitude ratio. ``others``: the group's other convs, as (weight, filter index of each
+    root channel); empty for one conv."""
 
-    def __init__(self, name: str, weight: torch.Tensor, ratio: float, structured: bool):
+    def __init__(self, name: str, weight: torch.Tensor, ratio: float, structured: bool, others=()):
         self.name, self.ratio, self.structured = name, ratio, structured
+        self.others = [(w, torch.as_tensor(i, device=w.device)) for w, i in others]
         self.picks = self.increments = 0  # updates of the picking phase and of the pruning phase
         self.lam_kept = 0.0
         self.picked = False
@@ -120,9 +129,19 @@ class _Layer:
         mask[pruned.to(w.device)] = 1
         self.mask = mask.view(-1, *([1] * (w.dim() - 1))) if self.structured else mask.view_as(w)
         self.flat_mask = mask
+        self.other_masks = []
+        for ow, index in self.others:
+            m = torch.zeros(ow.shape[0], dtype=ow.dtype, device=ow.device)
+            m[index[pruned.to(ow.device)]] = 1
+            self.other_masks.append(m.view(-1, *([1] * (ow.dim() - 1))))
 
     def scores(self, w: torch.Tensor) -> torch.Tensor:
-        return filter_l1(w) if self.structured else w.detach().abs().flatten()
+        if not self.structured:
+            return w.detach().abs().flatten()
+        s = filter_l1(w)
+        for ow, index in self.others:  # a group: each channel's L1 summed over its convs
+            s = s + filter_l1(ow)[index]
+        return s
 
     def rank(self, w: torch.Tensor) -> torch.Tensor:
         """The pruned groups by the current L1 ranking (CPU LongTensor of group indices)."""
@@ -143,10 +162,11 @@ class _Layer:
 
     def add_penalty(self, w: torch.Tensor, lam_pruned: float) -> None:
         """grad += lambda * w, lambda = lam_pruned on pruned groups and lam_kept on the others."""
-        if lam_pruned != self.lam_kept:
-            w.grad.addcmul_(self.mask, w.detach(), value=lam_pruned - self.lam_kept)
-        if self.lam_kept:
-            w.grad.add_(w.detach(), alpha=self.lam_kept)
+        for weight, mask in [(w, self.mask)] + [(ow, m) for (ow, _), m in zip(self.others, self.other_masks)]:
+            if lam_pruned != self.lam_kept:
+                weight.grad.addcmul_(mask, weight.detach(), value=lam_pruned - self.lam_kept)
+            if self.lam_kept:
+                weight.grad.add_(weight.detach(), alpha=self.lam_kept)
 
     def state(self) -> dict:
         return {k: getattr(self, k) for k in ("picks", "increments", "lam_kept", "picked", "done", "hist_ratio",
@@ -168,12 +188,19 @@ class GRegHook:
     layer stops at iteration T, iterations T+1 .. T+K_s stabilize and the phase ends after T+K_s.
     """
 
-    def __init__(self, model, layer_ratios: dict[str, float], hp: GRegHparams, variant: int, structured: bool):
+    def __init__(self, model, layer_ratios: dict[str, float], hp: GRegHparams, variant: int, structured: bool,
+                 groups: dict | None = None):
         self.hp, self.variant, self.structured = hp, variant, structured
         layer_ratios = regularized_layers(model, layer_ratios)
         # The parameters themselves: the training loop updates (and, on resume, loads) them in place.
         self.weights = {n: model.get_submodule(n).weight for n in layer_ratios}
-        self.layers = [_Layer(n, self.weights[n], r, structured) for n, r in layer_ratios.items()]
+        groups = groups or {}
+
+        def others(n):  # the group's other convs (the penalty is on conv weights only)
+            members = groups[n].members if structured and n in groups else ()
+            return [(model.get_submodule(m).weight, index) for m, index in members
+                    if m != n and isinstance(model.get_submodule(m), torch.nn.Conv2d)]
+        self.layers = [_Layer(n, self.weights[n], r, structured, others(n)) for n, r in layer_ratios.items()]
         if not self.layers:
             raise SuiteError("GReg needs at least one conv with a ratio > 0")
         self.stabilize_from: int | None = None  # iteration of the update that stopped the last layer
@@ -329,7 +356,7 @@ class _GReg(Method):
         # unstructured ratios) keep the authors' treatment: masked by magnitude chosen at the start.
         others = {n: smallest_weights_mask(model.get_submodule(n).weight, r) for n, r in task.layer_ratios.items()
                   if n not in regularized_layers(model, task.layer_ratios)}
-        hook = GRegHook(model, task.layer_ratios, hp, self.variant, structured)
+        hook = GRegHook(model, task.layer_ratios, hp, self.variant, structured, task.groups)
         outcome = task.train(hooks=(hook,), desc=f"{self.name} regularize", log_every=hp.log_every,
                              log_extra=hook.log_row)
         if self.variant == 2:

@@ -13,13 +13,14 @@ from suite.ratios import n_pruned
 
 @register
 class L1(Method):
-    """Per layer, remove the filters of smallest L1 norm (the same rule GReg-1 picks with)."""
+    """Per layer, remove the filters of smallest L1 norm (the same rule GReg-1 picks with); in a
+    group of coupled convs, the channels of smallest summed L1 over the group's convs."""
 
     name = "l1"
     summary = "Li et al. 2017: one-shot removal of the smallest-L1 filters per layer"
 
     def prune(self, model, task, hp):
-        return Pruning(filters=l1_smallest_filters(model, task.layer_ratios))
+        return Pruning(filters=l1_smallest_filters(model, task.layer_ratios, task.groups))
 
 
 @dataclass(frozen=True)

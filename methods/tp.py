@@ -68,11 +68,14 @@ def _eval(model: nn.Module):
         model.train(was)
 
 
-def _ignored(model: nn.Module, layer_ratios: dict[str, float], example: torch.Tensor) -> list[nn.Module]:
-    """Every conv, linear and batch norm that is neither a pruned conv nor the batch norm right
-    after one: Torch-Pruning's groups and regularizers then reach only the layers the setting prunes."""
-    keep = {id(model.get_submodule(n)) for n in layer_ratios}
-    for bn in batchnorm_after(model, layer_ratios, example).values():
+def _ignored(model: nn.Module, layer_ratios: dict[str, float], example: torch.Tensor,
+             groups: dict | None = None) -> list[nn.Module]:
+    """Every conv, linear and batch norm that is neither a pruned conv (or a conv coupled to one in
+    its group, ``task.groups``) nor the batch norm right after one: Torch-Pruning's groups and
+    regularizers then reach only the layers the setting prunes."""
+    names = {m for n in layer_ratios for m, _ in (groups[n].members if groups and n in groups else [(n, None)])}
+    keep = {id(model.get_submodule(n)) for n in names}
+    for bn in batchnorm_after(model, names, example).values():
         if bn is not None:
             keep.add(id(model.get_submodule(bn)))
     return [m for m in model.modules()
@@ -84,7 +87,7 @@ def build_pruner(cls_name: str, model: nn.Module, task: PruneTask, importance, *
     layers the setting does not prune ignored. Its ratios are never used (no ``step()``)."""
     tp = _tp()
     example = task.example.to(next(model.parameters()).device)
-    ignored = _ignored(model, task.layer_ratios, example)
+    ignored = _ignored(model, task.layer_ratios, example, task.groups)
     with _eval(model):
         return getattr(tp.pruner, cls_name)(model, example, importance=importance, ignored_layers=ignored, **kw)
 

@@ -45,10 +45,13 @@ def _parser() -> argparse.ArgumentParser:
                     "from one trained baseline and one fine-tuning budget.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ls = sub.add_parser("list", help="list settings or methods",
-                        description="List settings (with the params/FLOPs their ratios achieve) or methods.")
-    ls.add_argument("what", choices=["settings", "methods"])
-    ls.add_argument("pattern", nargs="?", default="*", help="name pattern with wildcards, e.g. 'nni-*'")
+    ls = sub.add_parser("list", help="list settings, methods or models",
+                        description="List settings (with the params/FLOPs their ratios achieve), methods, or "
+                                    "models ('torchvision:*', 'timm:*' for theirs).")
+    ls.add_argument("what", choices=["settings", "methods", "models"])
+    ls.add_argument("pattern", nargs="?", default="*",
+                    help="name pattern with wildcards, e.g. 'nni-*'; for settings also a FILE.toml")
+    ls.add_argument("--data-dir", default=None, help="with a FILE.toml: where its dataset lives")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
 
     def common(sp, runs=True):
@@ -95,7 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
     run.add_argument("--seed-list", default=None, help="explicit seeds, e.g. 0,3,7 (overrides --seeds)")
     run.add_argument("--ratios", default=None,
-                     help="override the setting's ratios: 0.7, [0,0.5,0.5,0.5,0] (ResNet stages) or [1-15:0.7]")
+                     help="override the setting's ratios: 0.7, [0,0.5,0.5,0.5,0] (ResNet stages), [1-15:0.7], "
+                          "module globs 'features.*=0.5,classifier=0', or a FLOPs target 2.5x")
+    run.add_argument("--target", default=None, help="a FLOPs speedup, e.g. 2.5x: the uniform ratio whose surgery "
+                                                     "achieves it (the same as --ratios 2.5x)")
     run.add_argument("--skip", default=None, help="ResNet blocks left unpruned, e.g. [1.0,2.3]")
     run.add_argument("--hparams", default=None,
                      help="JSON or TOML file {method: {field: value}} (see 'suite list methods'), or 'best': "
@@ -195,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_list(args) -> int:
     import fnmatch
 
+    if args.what == "models":
+        from suite import zoo
+        for name in zoo.list_models(args.pattern):
+            print(name)
+        return 0
     if args.what == "methods":
         from methods import registry
         rows = []
@@ -212,15 +223,20 @@ def cmd_list(args) -> int:
         return 0
 
     from suite.overview import setting_row
-    from suite.settings import DEFAULT_SETTING, SETTINGS
-    names = sorted(SETTINGS, key=lambda n: n != DEFAULT_SETTING)  # the default first, then as registered
-    rows = [setting_row(SETTINGS[n]) for n in names if fnmatch.fnmatchcase(n, args.pattern)]
+    from suite.settings import DEFAULT_SETTING, SETTINGS, get_setting
+    if args.pattern.endswith(".toml"):  # a custom setting: what it means before any training
+        rows = [setting_row(get_setting(args.pattern, data_dir=args.data_dir))]
+    else:
+        names = sorted(SETTINGS, key=lambda n: n != DEFAULT_SETTING)  # the default first, then as registered
+        rows = [setting_row(SETTINGS[n]) for n in names if fnmatch.fnmatchcase(n, args.pattern)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for r in rows:
         default = "  [default]" if r["name"] == DEFAULT_SETTING else ""
-        print(f"{r['name']}{default}  ({r['dataset']}, {r['model']}; {r['budget']})")
+        shape = "x".join(map(str, r["input_shape"]))
+        print(f"{r['name']}{default}  ({r['dataset']}, {r['model']}; {shape}, {r['num_classes']} classes; "
+              f"{r['budget']})")
         skip = f" skip {r['skip']}" if r["skip"] else ""
         print(f"  ratios {r['ratios']}{skip}: params {r['params'] / 1e6:.3f}M -> {r['pruned_params'] / 1e6:.3f}M, "
               f"FLOPs {r['flops'] / 1e6:.2f}M -> {r['pruned_flops'] / 1e6:.2f}M, speedup {r['speedup']:.2f}x "
@@ -235,8 +251,13 @@ def cmd_list(args) -> int:
 # ---------------------------------------------------------------------------- run
 def _setting(args):
     from suite.settings import DEFAULT_SETTING, get_setting, with_ratios
-    s = get_setting(args.setting or DEFAULT_SETTING)
+    s = get_setting(args.setting or DEFAULT_SETTING, data_dir=getattr(args, "data_dir", None))
     ratios, skip = getattr(args, "ratios", None), getattr(args, "skip", None)
+    target = getattr(args, "target", None)
+    if target is not None:
+        if ratios is not None:
+            raise SuiteError("--target and --ratios exclude each other: a target is a ratio string (--ratios 2.5x)")
+        ratios = target if target.strip().endswith("x") else f"{target}x"
     try:
         return with_ratios(s, ratios, skip)
     except SuiteError as e:
@@ -330,6 +351,7 @@ def _prepare(args):
     methods = registry.expand(args.methods)
     seeds = _seeds(args)
     user, sources = _user_hparams(args, setting, methods)
+    dry = _dry_surgery(setting)
     _seed("--baseline-seed", args.baseline_seed)
     if args.baseline and args.baseline_seed:
         raise SuiteError("--baseline and --baseline-seed exclude each other: a seed picks a trained baseline, "
@@ -345,7 +367,17 @@ def _prepare(args):
     runs_dir = Path(args.runs_dir)
     if not args.dry_run:
         check_writable(runs_dir)  # last: bad input above leaves nothing written
-    return setting, jobs, device, runs_dir, data, baseline
+    return setting, jobs, device, runs_dir, data, baseline, dry
+
+
+def _dry_surgery(setting) -> dict:
+    """The target checked by the real surgery before any baseline or training (cached per
+    setting): a spec the model cannot take is a one-line error now, not after hours of GReg."""
+    from suite.overview import cached_achieved
+    try:
+        return cached_achieved(setting)
+    except SuiteError as e:
+        raise SuiteError(f"ratios {setting.ratios!r} on {setting.model}: {e}") from None
 
 
 def cmd_run(args) -> int:
@@ -358,9 +390,11 @@ def cmd_run(args) -> int:
 
     workers = Workers(Path(args.runs_dir), args.threads)
     executor = executors.make(args)
-    setting, jobs, device, runs_dir, data, user_base = _prepare(args)
+    setting, jobs, device, runs_dir, data, user_base, dry = _prepare(args)
     runner = Runner(setting, data, runs_dir, device, baseline=user_base, recompute_stale=args.recompute_stale)
-    header = (f"setting {setting.name}: {data.label} [{data.fingerprint}], {setting.model}, ratios {setting.ratios}"
+    header = (f"setting {setting.name}: {data.label} [{data.fingerprint}], {setting.model}, "
+              f"input {'x'.join(map(str, setting.input_shape))}, ratios {setting.ratios} "
+              f"(dry surgery: {dry['speedup']:.2f}x FLOPs)"
               f"{' skip ' + setting.skip if setting.skip else ''}; {setting.budget_label()}"
               f"{'; SMOKE (not a result)' if args.smoke else ''}; device {device}")
     if args.dry_run:

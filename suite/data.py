@@ -371,8 +371,16 @@ DATASETS: dict[str, Callable[..., Data]] = {
 }
 
 
-def load(name: str, data_dir: str | None = None, download: bool = False) -> Data:
-    """Load a named dataset; a missing data dir is a one-line :class:`SuiteError` saying how to get it."""
+def load(name: str, data_dir: str | None = None, download: bool = False, options: dict | None = None) -> Data:
+    """Load a named dataset, or a user's (``suite.userdata``: ``imagefolder:PATH``,
+    ``torchvision:CLASS``, ``file.py:factory``, with ``options`` for normalisation and augmentation);
+    a missing data dir is a one-line :class:`SuiteError` saying how to get it."""
+    from suite import userdata
+    if userdata.is_user_dataset(name):
+        return userdata.load(name, data_dir, download, options)
+    if options:
+        raise SuiteError(f"data_options apply to user datasets; {name} has the paper's normalisation")
     if name not in DATASETS:
-        raise SuiteError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        raise SuiteError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}, or imagefolder:PATH, "
+                         f"torchvision:CLASS, path/to/file.py:factory")
     return DATASETS[name](data_dir, download)

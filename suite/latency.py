@@ -209,7 +209,7 @@ def setting_models(setting, ratios: str | None = None, seed: int = 0) -> tuple[n
     layer_ratios = setting.layer_ratios(pruned, ratios)
     shape = setting.input_shape
     choice = {n: list(range(n_pruned(r, pruned.get_submodule(n).out_channels))) for n, r in layer_ratios.items()}
-    remove_filters(pruned, choice, example_input(shape[0], shape[1]))
+    remove_filters(pruned, choice, example_input(shape[0], shape[1:]), coupled=setting.family == "generic")
     flops = {"baseline": count_flops(base, shape), "pruned": count_flops(pruned, shape)}
     return base, pruned.eval(), flops
 

@@ -201,5 +201,7 @@ def num_stages(model: nn.Module) -> int:
     return sum(1 for n, _ in model.named_children() if n.startswith("layer"))
 
 
-def example_input(in_channels: int, image_size: int, batch: int = 1) -> torch.Tensor:
-    return torch.zeros(batch, in_channels, image_size, image_size)
+def example_input(in_channels: int, image_size, batch: int = 1) -> torch.Tensor:
+    """Zeros of one input: ``image_size`` is a side (square) or (H, W)."""
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    return torch.zeros(batch, in_channels, h, w)

@@ -10,7 +10,7 @@ from suite.settings import Setting
 from suite.store import write_json
 
 # The sources whose change can change a count: a new version of any of them recomputes.
-_SOURCES = ("models.py", "surgery.py", "measure.py", "ratios.py", "settings.py", "overview.py")
+_SOURCES = ("models.py", "surgery.py", "measure.py", "ratios.py", "settings.py", "overview.py", "groups.py", "zoo.py")
 CACHE = Path.home() / ".cache" / "greg-suite" / "settings-overview.json"
 
 
@@ -19,20 +19,12 @@ def achieved(setting: Setting, ratios: str | None = None, skip: str | None = Non
 
     Sizes depend only on how many filters each conv loses, not on which: the first
     ``n_pruned(r, n)`` are removed here, so the harness needs no selection rule."""
-    from suite.measure import count_flops, count_params
-    from suite.models import example_input
-    from suite.ratios import n_pruned
-    from suite.surgery import remove_filters
+    from suite.groups import dry_surgery
+    from suite.zoo import GENERIC
 
     model = setting.build_model()
-    layer_ratios = setting.layer_ratios(model, ratios, skip)
-    shape = setting.input_shape
-    params, flops = count_params(model), count_flops(model, shape)
-    choice = {n: list(range(n_pruned(r, model.get_submodule(n).out_channels))) for n, r in layer_ratios.items()}
-    remove_filters(model, choice, example_input(shape[0], shape[1]))
-    p, f = count_params(model), count_flops(model, shape)
-    return {"params": params, "flops": flops, "pruned_params": p, "pruned_flops": f,
-            "speedup": flops / f, "param_reduction": params / p, "pruned_layers": len(layer_ratios)}
+    return dry_surgery(model, setting.layer_ratios(model, ratios, skip), setting.input_shape,
+                       coupled=setting.family == GENERIC)
 
 
 def changed_defaults(setting: Setting) -> dict:
@@ -50,10 +42,11 @@ def changed_defaults(setting: Setting) -> dict:
 
 def setting_row(setting: Setting) -> dict:
     row = {"name": setting.name, "dataset": setting.dataset, "model": setting.model, "ratios": setting.ratios,
+           "input_shape": list(setting.input_shape), "num_classes": setting.num_classes,
            "skip": setting.skip, "targets": list(setting.targets), "reduced": setting.reduced,
            "budget": setting.budget_label(), "method_overrides": changed_defaults(setting),
            "description": setting.description}
-    row.update(_cached_achieved(setting))
+    row.update(cached_achieved(setting))
     return row
 
 
@@ -65,7 +58,7 @@ def _code_version() -> str:
     return h.hexdigest()[:16]
 
 
-def _cached_achieved(setting: Setting) -> dict:
+def cached_achieved(setting: Setting) -> dict:
     """``achieved`` once per setting and code version: building ResNet-50 and running its surgery
     takes seconds, and ``suite list settings`` should answer at once. The cache holds one code
     version (a new one starts it afresh); one that cannot be read or written is simply not used."""
@@ -75,7 +68,11 @@ def _cached_achieved(setting: Setting) -> dict:
         rows = cache["rows"] if cache.get("code") == code else {}
     except (OSError, ValueError, KeyError, AttributeError):
         rows = {}
-    key = hashlib.sha256(json.dumps(setting.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    from suite.zoo import source_digest
+    # a user's model file and data shape count too: the same setting file may name edited code
+    what = {**setting.to_dict(), "model_code": source_digest(setting.at_root(setting.model)),
+            "input": [list(setting.input_shape), setting.num_classes]}
+    key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
     if key not in rows:
         rows[key] = achieved(setting)
         try:

@@ -33,7 +33,8 @@ _RATIOS: dict[tuple, dict[str, float]] = {}
 
 def layer_ratios(setting: Setting, granularity: str) -> dict[str, float]:
     """The setting's target resolved to {layer: ratio} for a granularity (each model built once)."""
-    key = (setting.dataset, setting.model, setting.ratios, setting.skip, granularity)
+    key = (setting.dataset, setting.model, setting.ratios, setting.skip, granularity, setting.root,
+           setting.data_path)
     if key not in _RATIOS:
         _RATIOS[key] = setting.layer_ratios(setting.build_model(), granularity=granularity)
     return _RATIOS[key]
@@ -68,6 +69,10 @@ class Job:
                  "baseline": baseline, "method": self.method, "hparams": method.defining_hparams(self.hparams),
                  "finetune": s.finetune.to_dict(), "seed": self.seed, "protocol": self.protocol,
                  "smoke": self.smoke}
+        from suite.zoo import source_digest
+        model_code = source_digest(s.at_root(s.model))
+        if model_code is not None:  # a user's model file: its source defines the result too
+            ident["model_code"] = model_code
         if method.planned_iters(hp) > 0:  # the prune recipe is read only by methods that train
             ident["prune"] = asdict(s.prune)
         if self.protocol == "total":

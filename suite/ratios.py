@@ -6,12 +6,19 @@ Accepted forms (GREG_SPEC.md, "Layer ratios"):
   ``[0,0.75,0.75,0.32,0]``     ResNets: stem, stage 1..N, classifier; stem and classifier must be 0
   ``[1-15:0.7]``, ``[0:0.5,3:0.2]``  plain nets: conv index (0-based) or inclusive range -> ratio
 Skip lists (ResNets): ``[1.0,2.0,2.3]`` leaves block b (0-based) of stage s (1-based) unpruned.
+For any model (``suite.groups``; on the built-in families over the paper's prunable convs):
+  ``features.*=0.5,classifier=0``  module-name globs -> ratio, the last matching glob wins; a
+                               group takes a glob matching any of its convs; unmatched layers stay whole
+  ``2.5x``                     a FLOPs speedup: the uniform ratio whose real surgery comes nearest
+                               (bisection), filter methods only
+A ``generic`` model (torchvision, timm, a user's file) takes a single ratio for every prunable group.
 """
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
@@ -30,6 +37,8 @@ class RatioSpec:
     stages: tuple[float, ...] | None = None
     by_index: tuple[tuple[int, int, float], ...] | None = None  # (first, last, ratio)
     skip: tuple[tuple[int, int], ...] = ()
+    globs: tuple[tuple[str, float], ...] | None = None  # (module-name pattern, ratio)
+    target: float | None = None  # a FLOPs speedup, e.g. 2.5
 
 
 def _ratio(tok: str, text: str) -> float:
@@ -63,6 +72,20 @@ def parse_ratios(text: str, skip: str = "") -> RatioSpec:
     skips = parse_skip(skip)
     if not body:
         raise SuiteError("empty ratio string: give e.g. 0.5, [0,0.5,0.5,0.5,0] or [1-15:0.7]")
+    m = re.fullmatch(rf"({_NUM})\s*x", body)
+    if m:
+        if float(m.group(1)) <= 1:
+            raise SuiteError(f"bad target {text!r}: a FLOPs speedup must be > 1, e.g. 2.5x")
+        return RatioSpec(text, target=float(m.group(1)), skip=skips)
+    if "=" in body and not body.startswith("["):
+        globs = []
+        for item in (t.strip() for t in body.split(",")):
+            pattern, eq, value = item.partition("=")
+            if not eq or not pattern.strip():
+                raise SuiteError(f"bad ratio string {text!r}: {item!r} is not 'module.glob=ratio' "
+                                 f"(e.g. features.*=0.5,classifier=0)")
+            globs.append((pattern.strip(), _ratio(value.strip(), text)))
+        return RatioSpec(text, globs=tuple(globs), skip=skips)
     if not body.startswith("["):
         return RatioSpec(text, uniform=_ratio(body, text), skip=skips)
     if not body.endswith("]"):
@@ -92,13 +115,20 @@ def n_pruned(ratio: float, n: int) -> int:
     return min(math.ceil(round(ratio * n, 9)), n - 1)
 
 
-def resolve(spec: RatioSpec, model: nn.Module, family: str, granularity: str = "filter") -> dict[str, float]:
+def resolve(spec: RatioSpec, model: nn.Module, family: str, granularity: str = "filter",
+            input_shape: tuple[int, ...] | None = None) -> dict[str, float]:
     """Map a parsed spec to {layer name: ratio} (ratio > 0 only).
 
-    Filter granularity: the model's prunable convs. Weight (unstructured) granularity: any layer,
-    so a ResNet stage entry covers every conv of the stage (downsample included) and the stem and
-    classifier entries apply to the stem conv and the linear layer.
+    Filter granularity: the model's prunable convs (a ``generic`` model: the root conv of each
+    prunable group). Weight (unstructured) granularity: any layer, so a ResNet stage entry covers
+    every conv of the stage (downsample included) and the stem and classifier entries apply to the
+    stem conv and the linear layer. ``input_shape`` (C, H, W): needed to trace a generic model and
+    for a FLOPs target.
     """
+    if spec.target is not None:
+        return _resolve_target(spec, model, family, granularity, input_shape)
+    if family == "generic" or spec.globs is not None:
+        return _resolve_any(spec, model, family, granularity, input_shape)
     if granularity == "weight" and family != "plain":
         return _resolve_resnet_weights(spec, model)
     convs = prunable_convs(model, family)
@@ -170,3 +200,62 @@ def _resolve_resnet_weights(spec: RatioSpec, model: nn.Module) -> dict[str, floa
         if r > 0:
             out[name] = r
     return out
+
+
+def _candidates(model: nn.Module, family: str, granularity: str,
+                input_shape: tuple[int, ...] | None) -> dict[str, tuple[str, ...]]:
+    """{layer or group root: the module names a glob may match to select it}."""
+    from suite.groups import prunable_groups, stem_and_classifier
+    if granularity == "weight":
+        kept = set(stem_and_classifier(model)) if family == "generic" else set()
+        return {n: (n,) for n, m in model.named_modules()
+                if isinstance(m, (nn.Conv2d, nn.Linear)) and n not in kept}
+    if family != "generic":
+        return {c.name: (c.name,) for c in prunable_convs(model, family)}
+    if input_shape is None:
+        raise ValueError("a generic model's groups need the input shape to trace it")
+    from suite.models import example_input
+    groups = prunable_groups(model, example_input(input_shape[0], input_shape[1:]))
+    return {root: tuple(m for m, _ in g.members) for root, g in groups.items()}
+
+
+def _resolve_any(spec: RatioSpec, model: nn.Module, family: str, granularity: str,
+                 input_shape: tuple[int, ...] | None) -> dict[str, float]:
+    if spec.skip and family == "generic":
+        raise SuiteError(f"skip lists apply to the built-in ResNets; for this model set a glob to 0, "
+                         f"e.g. \"layer2.*=0\" ({spec.text})")
+    if spec.stages is not None or spec.by_index is not None:
+        raise SuiteError(f"ratio string {spec.text!r} is a paper layout; for this model give one ratio (0.5), "
+                         f"module globs (features.*=0.5,classifier=0) or a FLOPs target (2.5x)")
+    cands = _candidates(model, family, granularity, input_shape)
+    if not cands:
+        raise SuiteError("this model has no prunable layer (only its stem and classifier, which stay whole)")
+    if spec.uniform is not None:
+        return {n: spec.uniform for n in cands if spec.uniform > 0}
+    names = [n for n, _ in model.named_modules() if n]
+    out: dict[str, float] = {}
+    for pattern, r in spec.globs:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            raise SuiteError(f"ratio string {spec.text!r}: {pattern!r} matches no module of this model "
+                             f"(its first modules: {', '.join(names[:4])}, ...)")
+        hit = [n for n, members in cands.items() if any(fnmatch.fnmatchcase(m, pattern) for m in members)]
+        if not hit and r > 0:
+            raise SuiteError(f"ratio string {spec.text!r}: {pattern!r} matches no prunable layer (the stem, the "
+                             f"classifier and layers tied to them stay whole)")
+        out.update({n: r for n in hit})
+    return {n: r for n, r in out.items() if r > 0}
+
+
+def _resolve_target(spec: RatioSpec, model: nn.Module, family: str, granularity: str,
+                    input_shape: tuple[int, ...] | None) -> dict[str, float]:
+    from suite.groups import ratio_for_speedup
+    if granularity == "weight":
+        raise SuiteError(f"a FLOPs target ({spec.text}) applies to filter pruning; unstructured methods take a "
+                         f"ratio (e.g. 0.9)")
+    if input_shape is None:
+        raise ValueError("a FLOPs target needs the input shape")
+
+    def uniform(r: float) -> dict[str, float]:
+        return resolve(replace(spec, target=None, uniform=round(r, 6)), model, family, granularity, input_shape)
+    r = ratio_for_speedup(model, spec.target, uniform, input_shape, coupled=family == "generic")
+    return uniform(r)

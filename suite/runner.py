@@ -24,10 +24,12 @@ from suite import data as datasets
 from suite.baseline import Baseline, get_baseline
 from suite.data import Data
 from suite.fingerprint import training_code
+from suite.groups import prunable_groups
 from suite.measure import count_flops, count_params, latency, latency_record, processor
 from suite.models import example_input
 from suite.plan import SMOKE_STEPS, Job, extra_finetune_steps, layer_ratios, prune_cap
 from suite.settings import Setting
+from suite.zoo import GENERIC
 from suite.store import code_version, job_lock, read_json, write_csv, write_atomic, write_json
 from suite.surgery import MaskKeeper, remove_filters, sparsity
 from suite.train import evaluate, load_checkpoint, save_atomic, train
@@ -172,7 +174,7 @@ class Runner:
         hp = method.Hparams.from_dict(job.hparams)
         model = copy.deepcopy(base.model).to(dev)
         shape = s.input_shape
-        example = example_input(shape[0], shape[1])
+        example = example_input(shape[0], shape[1:])
 
         # prune: the method's choice (and its own training), stored so a restart skips it
         pruned_file = folder / "pruned.pt"
@@ -193,7 +195,7 @@ class Runner:
         # apply: one surgery for every method
         keeper = None
         if choice.filters is not None:
-            remove_filters(model, choice.filters, example)
+            remove_filters(model, choice.filters, example, coupled=s.family == GENERIC)
             model.to(dev)
         else:
             keeper = MaskKeeper(model, choice.masks)
@@ -284,8 +286,12 @@ class Runner:
                 own["samples"] += len(y)
                 yield x, y
 
-        task = PruneTask(layer_ratios=layer_ratios(s, method.granularity), device=dev, seed=job.seed,
-                         max_iters=cap, train=run_phase, batches=batches, example=example)
+        ratios = layer_ratios(s, method.granularity)
+        groups = {}
+        if s.family == GENERIC and method.granularity == "filter":
+            groups = {n: g for n, g in prunable_groups(model, example).items() if n in ratios}
+        task = PruneTask(layer_ratios=ratios, device=dev, seed=job.seed, max_iters=cap, train=run_phase,
+                         batches=batches, example=example, groups=groups)
         return method.prune(model, task, hp), reg_log, own
 
     def _top1(self, model) -> float:
@@ -302,5 +308,7 @@ def _supersede(folder: Path, result: dict) -> None:
 
 
 def load_data(setting: Setting, data_dir: str | None, download: bool = False) -> Data:
-    data = datasets.load(setting.dataset, data_dir, download)
+    """The setting's data; ``data_dir`` (``--data-dir``) first, else the setting's own."""
+    data = datasets.load(setting.at_root(setting.dataset), data_dir or setting.data_path, download,
+                         setting.data_options or None)
     return data.limit_train(setting.train_limit) if setting.train_limit else data

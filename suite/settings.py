@@ -7,14 +7,15 @@ cut them down so a 2-core machine finishes, and say so (``reduced``).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from suite import userdata, zoo
 from suite.data import DATASET_INFO
 from suite.errors import SuiteError
-from suite.models import MODELS, build_model, model_family
 from suite.ratios import parse_ratios, resolve
 from suite.train import Recipe, is_int, is_number
 
@@ -71,26 +72,54 @@ class Setting:
     method_overrides: dict = field(default_factory=dict)
     val_size: int = 5000  # images carved from train for `suite search`
     train_limit: int | None = None  # train on the first N images only (quick checks; reduced budget)
+    # User data (suite.userdata): the folder a torchvision class reads, and normalisation/augmentation
+    # ({mean, std, pad, flip}; default: the training set's statistics, pad 1/8 of the side, flip).
+    data_dir: str | None = None
+    data_options: dict = field(default_factory=dict)
+    # The folder relative paths in dataset, model and data_dir start from (a setting file's folder).
+    root: str | None = None
+
+    def at_root(self, spec: str | None) -> str | None:
+        """A dataset, model or data-dir string with a relative path made relative to ``root``."""
+        if spec is None or self.root is None:
+            return spec
+        if spec.startswith("imagefolder:"):
+            return "imagefolder:" + str(Path(self.root) / Path(spec.split(":", 1)[1]).expanduser())
+        m = re.fullmatch(r"(.+\.py)(:[A-Za-z_]\w*)", spec)
+        if m:
+            return str(Path(self.root) / m.group(1)) + m.group(2)
+        return spec
+
+    @property
+    def data_path(self) -> str | None:
+        if self.data_dir is None or self.root is None:
+            return self.data_dir
+        return str(Path(self.root) / Path(self.data_dir).expanduser())
+
+    def _info(self) -> tuple[tuple[int, int, int], int]:
+        if self.dataset in DATASET_INFO:
+            return DATASET_INFO[self.dataset]
+        return _user_info(self.at_root(self.dataset), self.data_path)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return DATASET_INFO[self.dataset][0]
+        return self._info()[0]
 
     @property
     def num_classes(self) -> int:
-        return DATASET_INFO[self.dataset][1]
+        return self._info()[1]
 
     @property
     def family(self) -> str:
-        return model_family(self.model)
+        return zoo.family(self.at_root(self.model))
 
     def build_model(self):
-        return build_model(self.model, self.num_classes, self.input_shape[0])
+        return zoo.build(self.at_root(self.model), self.num_classes, self.input_shape)
 
     def layer_ratios(self, model, ratios: str | None = None, skip: str | None = None,
                      granularity: str = "filter") -> dict[str, float]:
         spec = parse_ratios(ratios or self.ratios, self.skip if skip is None else skip)
-        return resolve(spec, model, self.family, granularity)
+        return resolve(spec, model, self.family, granularity, self.input_shape)
 
     def overrides_for(self, method: str) -> dict:
         out = {}
@@ -149,10 +178,18 @@ class Setting:
 
         if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
             bad("name", "1-100 letters, digits and . _ + - (not starting with . _ + -), e.g. \"my-cnn4\"")
-        if not isinstance(self.dataset, str) or self.dataset not in DATASET_INFO:
-            bad("dataset", f"one of {', '.join(DATASET_INFO)}")
-        if not isinstance(self.model, str) or self.model not in MODELS:
-            bad("model", f"one of {', '.join(MODELS)}")
+        if not isinstance(self.dataset, str) or not (self.dataset in DATASET_INFO
+                                                     or userdata.is_user_dataset(self.dataset)):
+            bad("dataset", f"one of {', '.join(DATASET_INFO)}, or imagefolder:PATH, torchvision:CLASS, "
+                           f"path/to/file.py:factory")
+        if not isinstance(self.model, str):
+            bad("model", "a model name, torchvision:NAME, timm:NAME or path/to/file.py:factory")
+        zoo.get(self.at_root(self.model))
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            bad("data_dir", "a folder path")
+        if self.data_options and self.dataset in DATASET_INFO:
+            bad("data_options", f"empty: {self.dataset} has the paper's normalisation (options are for user data)")
+        userdata.check_options(self.data_options)
         for f in ("ratios", "skip", "description"):
             if not isinstance(getattr(self, f), str):
                 bad(f, "a string" + (', e.g. ratios = "0.5" or "[1-15:0.7]"' if f == "ratios" else ""))
@@ -247,8 +284,16 @@ _add(Setting(
 DEFAULT_SETTING = "fmnist-cnn4"
 
 
-def get_setting(name_or_file: str) -> Setting:
-    """A named setting, or a TOML file describing one (same fields as :class:`Setting`)."""
+@functools.lru_cache(maxsize=64)
+def _user_info(dataset: str, data_dir: str | None) -> tuple[tuple[int, int, int], int]:
+    """Shape and classes of a user dataset, once per process (a torchvision class is decoded to know)."""
+    i = userdata.info(dataset, data_dir)
+    return i.input_shape, i.num_classes
+
+
+def get_setting(name_or_file: str, data_dir: str | None = None) -> Setting:
+    """A named setting, or a TOML file describing one (same fields as :class:`Setting`; relative
+    paths in it start from the file's folder). ``data_dir`` (``--data-dir``) replaces the file's."""
     if name_or_file in SETTINGS:
         return SETTINGS[name_or_file]
     path = Path(name_or_file)
@@ -262,6 +307,10 @@ def get_setting(name_or_file: str) -> Setting:
         except (OSError, UnicodeDecodeError) as e:
             raise SuiteError(f"setting file {path} cannot be read ({type(e).__name__}): check it is a "
                              f"readable UTF-8 text file") from None
+        if isinstance(table, dict):
+            table.setdefault("root", str(path.resolve().parent))
+            if data_dir is not None:
+                table["data_dir"] = str(Path(data_dir).resolve())
         return Setting.from_dict(table, where=f"setting file {path}")
     import difflib
     close = difflib.get_close_matches(name_or_file, SETTINGS, n=3)

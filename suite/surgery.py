@@ -16,12 +16,15 @@ FilterChoice = dict[str, list[int]]  # conv name -> output-filter indices to rem
 MaskChoice = dict[str, torch.Tensor]  # conv/linear name -> {0,1} mask shaped like its weight
 
 
-def remove_filters(model: nn.Module, choice: FilterChoice, example: torch.Tensor) -> nn.Module:
+def remove_filters(model: nn.Module, choice: FilterChoice, example: torch.Tensor,
+                   coupled: bool = False) -> nn.Module:
     """Physically remove the chosen output filters of each conv, in place; returns the model.
 
-    Each conv's pruning group must stay inside {that conv, its batch norm, the next layer's
-    inputs}: a group that reaches further (a residual addition) means the conv was not prunable,
-    and is refused rather than silently pruning the residual stream.
+    The paper's layouts (``coupled=False``): each conv's pruning group must stay inside {that conv,
+    its batch norm, the next layer's inputs}: a group that reaches further (a residual addition)
+    means the conv was not prunable, and is refused rather than silently pruning the residual
+    stream. A ``generic`` model (``coupled=True``) names each group by its root conv
+    (``suite.groups``): the indices are the root's, and every coupled layer loses the same channels.
     """
     model.eval()
     dg = tp.DependencyGraph().build_dependency(model, example_inputs=example.to(_device(model)))
@@ -32,7 +35,8 @@ def remove_filters(model: nn.Module, choice: FilterChoice, example: torch.Tensor
         if len(idxs) >= conv.out_channels:
             raise SuiteError(f"cannot remove all {conv.out_channels} filters of {name}")
         group = dg.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=list(idxs))
-        _check_local(group, name, conv)
+        if not coupled:
+            _check_local(group, name, conv)
         group.prune()
     return model
 
