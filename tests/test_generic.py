@@ -74,14 +74,23 @@ def data32(small_fmnist):
                    mean=small_fmnist.mean * 3, std=small_fmnist.std * 3)
 
 
-def _task(model, data, ratios, groups, max_iters=4):
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these nets are tiny at 32x32, and a second thread only spins."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _task(model, data, ratios, groups, max_iters=3):
     def run(hooks, desc, log_every=None, log_extra=None):
-        return train(model, data, lr=lambda e: 0.01, batch_size=32, momentum=0.9, weight_decay=5e-4, device=CPU,
+        return train(model, data, lr=lambda e: 0.01, batch_size=16, momentum=0.9, weight_decay=5e-4, device=CPU,
                      seed=0, stream="regularize", total_steps=max_iters, hooks=hooks, eval_split=None,
                      log_every=log_every, log_extra=log_extra)
 
     def batches(n):
-        stream = itertools.chain.from_iterable(data.train_batches(32, 0, e, CPU, stream="regularize")
+        stream = itertools.chain.from_iterable(data.train_batches(16, 0, e, CPU, stream="regularize")
                                                for e in itertools.count())
         yield from itertools.islice(stream, n)
     return PruneTask(ratios, CPU, 0, max_iters, run, batches, EXAMPLE, groups=groups)
@@ -260,3 +269,22 @@ def test_timm_model_if_installed():
     pruned = remove_filters(copy.deepcopy(model), choice, EXAMPLE, coupled=True).eval()
     assert pruned(EXAMPLE).shape == (1, 10)
     assert count_flops(pruned, SHAPE) < count_flops(model, SHAPE)
+
+
+@pytest.mark.parametrize("method", ["magnitude", "greg1-unstructured"])
+def test_unstructured_methods_on_any_conv_and_linear(data32, method):
+    """Weight granularity on a generic model: every conv and linear but the stem and classifier."""
+    torch.manual_seed(0)
+    model = zoo.build(USER, 10, SHAPE)
+    ratios = resolve(parse_ratios("0.6"), model, "generic", "weight", SHAPE)
+    layers = {n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    assert set(ratios) == layers - {"stem.0", "head"}
+    m = registry.get(method)
+    choice = m.prune(model, _task(model, data32, ratios, {}), HP.get("greg1", m.Hparams()) if "greg" in method
+                     else m.Hparams())
+    for name, mask in choice.masks.items():
+        n = mask.numel()
+        assert mask.shape == model.get_submodule(name).weight.shape
+        assert int((mask == 0).sum()) == n_pruned(0.6, n)
+    with pytest.raises(SuiteError, match="applies to filter pruning"):
+        resolve(parse_ratios("2x"), model, "generic", "weight", SHAPE)
