@@ -33,6 +33,8 @@ def group_l1(model: nn.Module, group) -> torch.Tensor:
     filters go with it, of that conv's filter for the channel. A one-conv group: :func:`filter_l1`."""
     total = None
     for name, index in group.members:
+        if not isinstance(model.get_submodule(name), nn.Conv2d):
+            continue  # convs only, as GReg's penalty (a linear layer coupled to a conv group is rare)
         w = model.get_submodule(name).weight
         s = filter_l1(w)[torch.as_tensor(index, device=w.device)]
         total = s if total is None else total + s

@@ -373,9 +373,9 @@ def _prepare(args):
 def _dry_surgery(setting) -> dict:
     """The target checked by the real surgery before any baseline or training (cached per
     setting): a spec the model cannot take is a one-line error now, not after hours of GReg."""
-    from suite.overview import cached_achieved
+    from suite.overview import _cached_achieved
     try:
-        return cached_achieved(setting)
+        return _cached_achieved(setting)
     except SuiteError as e:
         raise SuiteError(f"ratios {setting.ratios!r} on {setting.model}: {e}") from None
 
@@ -466,6 +466,7 @@ def cmd_search(args) -> int:
     executor = executors.make(args)
     setting = _setting(args)
     registry.get(args.method)
+    _dry_surgery(setting)
     if args.trials <= 0:
         raise SuiteError(f"--trials {args.trials}: must be >= 1")
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):

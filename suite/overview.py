@@ -46,7 +46,7 @@ def setting_row(setting: Setting) -> dict:
            "skip": setting.skip, "targets": list(setting.targets), "reduced": setting.reduced,
            "budget": setting.budget_label(), "method_overrides": changed_defaults(setting),
            "description": setting.description}
-    row.update(cached_achieved(setting))
+    row.update(_cached_achieved(setting))
     return row
 
 
@@ -58,7 +58,7 @@ def _code_version() -> str:
     return h.hexdigest()[:16]
 
 
-def cached_achieved(setting: Setting) -> dict:
+def _cached_achieved(setting: Setting) -> dict:
     """``achieved`` once per setting and code version: building ResNet-50 and running its surgery
     takes seconds, and ``suite list settings`` should answer at once. The cache holds one code
     version (a new one starts it afresh); one that cannot be read or written is simply not used."""
