@@ -33,8 +33,13 @@ class Baseline:
 
 
 def baseline_key(setting: Setting, seed: int, data: Data) -> str:
-    return content_hash({"dataset": setting.dataset, "model": setting.model, "recipe": setting.baseline.to_dict(),
-                         "seed": seed, "data": data.fingerprint, "recipe_version": RECIPE_VERSION})
+    from suite.zoo import source_digest
+    what = {"dataset": setting.dataset, "model": setting.model, "recipe": setting.baseline.to_dict(),
+            "seed": seed, "data": data.fingerprint, "recipe_version": RECIPE_VERSION}
+    model_code = source_digest(setting.at_root(setting.model))
+    if model_code is not None:  # a user's model file: an edited model is another baseline
+        what["model_code"] = model_code
+    return content_hash(what)
 
 
 def weights_digest(model: nn.Module) -> str:
