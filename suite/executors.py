@@ -184,6 +184,10 @@ class RayExecutor:
                          logging_level="WARNING")
             except Exception as e:  # Ray raises ConnectionError, RuntimeError or a bare Exception here
                 where = f"join the Ray cluster at {self.address}" if self.address else "start Ray on this machine"
+                if "auth" in str(e).lower():  # Ray >= 2.59: a cluster with token auth refuses clients not told so
+                    raise SuiteError(f"cannot {where}: the cluster wants its authentication token; export "
+                                     f"RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or keep the token in "
+                                     f"~/.ray/auth_token), then run again") from None
                 raise SuiteError(f"cannot {where} ({' '.join(str(e).splitlines()[:1])}): see "
                                  f"/tmp/ray/session_latest/logs/raylet.out; start a cluster with 'ray start "
                                  f"--head' and pass --ray-address") from None

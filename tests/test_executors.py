@@ -116,17 +116,18 @@ def _kill_session(temp_dir: str) -> None:
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A Ray head and a second worker node on loopback, 1 CPU each; yields the head's address."""
+    # A token of this cluster's own, set for the nodes and this process alike (before Ray is imported:
+    # it reads the mode once). Ray's GCS and raylet listen on every interface whatever
+    # --node-ip-address says, so the token keeps anything off this machine out; and since Ray 2.59
+    # `ray start --head` turns token auth on by itself when ~/.ray/auth_token exists (any earlier
+    # ray.init writes one), refusing clients not told the mode (ray-project/ray#64755).
+    mp = pytest.MonkeyPatch()
+    for key, value in {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex}.items():
+        mp.setenv(key, value)
     pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[dev]' (ci/setup does)")
     import ray
     temp_dir = f"/tmp/rt-{uuid.uuid4().hex[:6]}"  # short: Ray's socket paths must fit in 107 bytes
     port = 20000 + os.getpid() % 20000
-    # A token of this cluster's own, set for the nodes and this process alike: since Ray 2.59 `ray start
-    # --head` turns token auth on by itself when ~/.ray/auth_token exists (any earlier ray.init writes
-    # one), and a joining node or client that was not told the mode is refused (ray-project/ray#64755).
-    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex}
-    mp = pytest.MonkeyPatch()
-    for key, value in auth.items():
-        mp.setenv(key, value)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SUITE_CHECKPOINT_EVERY": "5", "RAY_USAGE_STATS_ENABLED": "0"}
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0",
               "--object-store-memory", str(80 * 2**20), "--disable-usage-stats"]
