@@ -62,7 +62,22 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--runs-dir", default="runs", help="where runs are stored (default: runs/)")
         sp.add_argument("--threads", type=int, default=None,
                         help="torch threads of this process (default: the cores shared among the suite "
-                             "workers live on this machine, announced in RUNS_DIR/.workers/)")
+                             "workers live on this machine, announced in RUNS_DIR/.workers/); with --executor "
+                             "ray/slurm: the CPUs and threads of each task (default 1)")
+
+    def engine(sp):
+        """--executor and its engines' options (suite.executors); see README 'Running on a cluster'."""
+        g = sp.add_argument_group("executors (README: Running on a cluster)")
+        g.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",  # suite.executors.make
+                       help="local: this process (default); ray: one Ray task per job; slurm: one array job "
+                            "through submitit. The runs dir must be on a disk every worker sees")
+        g.add_argument("--ray-address", default=None,
+                       help="a running Ray cluster (auto or HOST:PORT; default: start one on this machine)")
+        g.add_argument("--slurm-partition", default=None, help="SLURM partition (default: the cluster's)")
+        g.add_argument("--slurm-time", type=float, default=4.0, help="hours a SLURM task may run (default 4); "
+                       "a task timed out or preempted is requeued and resumes from its checkpoints")
+        g.add_argument("--wait", action="store_true",
+                       help="slurm: follow the jobs and print the summary (default: print the job ids and return)")
 
     bl = sub.add_parser("baseline", help="train (or find cached) the unpruned model of a setting")
     common(bl)
@@ -100,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     run.add_argument("--smoke", action="store_true",
                      help="every phase cut to a handful of iterations (results marked smoke, never ranked)")
+    engine(run)
 
     se = sub.add_parser("search", help="tune a method's hyperparameters with Optuna on a validation split",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -122,6 +138,10 @@ def _parser() -> argparse.ArgumentParser:
     se.add_argument("--ratios", default=None, help="override the setting's ratios")
     se.add_argument("--skip", default=None, help="ResNet blocks left unpruned")
     se.add_argument("--smoke", action="store_true", help="every phase cut to a handful of iterations")
+    se.add_argument("--parallel", type=int, default=None,
+                    help="with --executor ray/slurm: search workers filling the study at once (default 2); "
+                         "needs an RDB --storage (sqlite:///PATH on shared disk, postgresql://...)")
+    engine(se)
 
     lb = sub.add_parser("leaderboard", help="write static HTML leaderboards from the stored runs",
                         description="Write index.html and one page (+ CSV) per setting from finished runs; smoke, "
@@ -138,6 +158,25 @@ def _parser() -> argparse.ArgumentParser:
                                     "Nothing is deleted; running it again moves nothing.")
     mg.add_argument("--runs-dir", default="runs")
 
+    la = sub.add_parser("latency", help="time baseline vs pruned under eager, torch.compile and ONNX Runtime",
+                        description="Time the setting's model and the same model pruned at a target (random "
+                                    "weights, no training) under eager PyTorch, torch.compile (inductor) and ONNX "
+                                    "Runtime (CPU), and compare the latency speedup with the FLOPs speedup.")
+    common(la, runs=False)
+    la.add_argument("--ratios", default=None, help="the target ratio string (default: the setting's)")
+    la.add_argument("--runtimes", default="eager,compile,onnx", help="comma list of eager, compile, onnx")
+    la.add_argument("--batches", default="1,64", help="comma list of batch sizes (default: 1,64)")
+    la.add_argument("--max-repeats", type=int, default=200,
+                    help="repeats at most per series (taken 10 at a time until the IQR is under 5%% of the median)")
+    la.add_argument("--layer-passes", type=int, default=20,
+                    help="forward passes of the per-layer breakdown (eager, batch 64, torch.profiler; median per "
+                         "layer); 0 leaves it out (default 20)")
+    la.add_argument("--runs-dir", default=None,
+                    help="also store the report (with its date) as DIR/latency/SETTING/<hash>.json, one record per "
+                         "setting, target, processor, threads and torch version, for the leaderboard pages "
+                         "(default: store nothing)")
+    la.add_argument("--json", action="store_true", help="machine-readable output")
+
     res = sub.add_parser("results", help="print every stored run as one table")
     res.add_argument("--runs-dir", default="runs")
     res.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -148,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"list": cmd_list, "baseline": cmd_baseline, "run": cmd_run, "search": cmd_search,
-                    "leaderboard": cmd_leaderboard, "results": cmd_results, "migrate": cmd_migrate}
+                    "leaderboard": cmd_leaderboard, "results": cmd_results, "migrate": cmd_migrate,
+                    "latency": cmd_latency}
         return commands[args.command](args)
     except SuiteError as e:
         print(f"error: {' '.join(str(e).splitlines())}", file=sys.stderr)  # one line, whatever the input held
@@ -318,11 +358,13 @@ def _prepare(args):
 def cmd_run(args) -> int:
     import pandas as pd
 
+    from suite import executors
     from suite.results import aggregate, format_summary, result_row
     from suite.runner import Runner
     from suite.workers import Workers
 
     workers = Workers(Path(args.runs_dir), args.threads)
+    executor = executors.make(args)
     setting, jobs, device, runs_dir, data, user_base = _prepare(args)
     runner = Runner(setting, data, runs_dir, device, baseline=user_base, recompute_stale=args.recompute_stale)
     header = (f"setting {setting.name}: {data.label} [{data.fingerprint}], {setting.model}, ratios {setting.ratios}"
@@ -335,7 +377,7 @@ def cmd_run(args) -> int:
     with workers:
         print(f"{header}; {workers.describe()}", flush=True)
         workers.apply()
-        for jr in run_shared(runner, jobs, workers):
+        for jr in executor.results(runner, jobs, workers):
             r = jr.result
             state = "cached" if jr.cached else r["status"]
             if jr.stale:
@@ -349,6 +391,8 @@ def cmd_run(args) -> int:
             print(f"    {state}: {detail}", flush=True)
             results.append(r)
             rows.append(result_row(r, jr.folder))
+    if not rows:  # submitted to an engine without waiting: it said where the jobs went
+        return 0
     frame = pd.DataFrame(rows)
     ok = frame[frame.status.isin(["done", "smoke"])]
     print()
@@ -382,27 +426,9 @@ def _print_plan(runner, jobs) -> int:
     return 0
 
 
-def run_shared(runner, jobs, workers):
-    """Yield the JobResult of every job, sharing the work with other workers on the same
-    runs dir: a job another worker holds is passed over (try_run) and come back to at the end, when
-    waiting for it is all that is left (then its result is found, not computed again)."""
-    held = []
-    for i, job in enumerate(jobs, 1):
-        workers.apply()  # a worker started or ended beside this one: a new share of the cores
-        print(f"[{i}/{len(jobs)}] {job.method} seed {job.seed}", flush=True)
-        jr = runner.try_run(job)
-        if jr is None:
-            print("    another worker is running it: taking the next job, back to it at the end", flush=True)
-            held.append((i, job))
-        else:
-            yield jr
-    for i, job in held:
-        print(f"[{i}/{len(jobs)}] {job.method} seed {job.seed} (waiting for the other worker)", flush=True)
-        yield runner.run(job)
-
-
 def cmd_search(args) -> int:
     from methods import registry
+    from suite import executors
     from suite.runner import Runner, load_data
     from suite.search import (SearchSpec, default_storage, get_study, load_space, make_sampler, report,
                               run_search, study_name)
@@ -410,6 +436,7 @@ def cmd_search(args) -> int:
     from suite.workers import Workers
 
     workers = Workers(Path(args.runs_dir), args.threads)
+    executor = executors.make(args)
     setting = _setting(args)
     registry.get(args.method)
     if args.trials <= 0:
@@ -423,6 +450,7 @@ def cmd_search(args) -> int:
     runs_dir = Path(args.runs_dir)
     storage = args.storage or default_storage(runs_dir)
     name = args.study or study_name(setting, args.method)
+    parallel = _parallel(args, executor, storage)
     check_writable(runs_dir)
     study = get_study(storage, name, setting, args.method, sampler=make_sampler(args.sampler, args.seed, space),
                       space=space)
@@ -433,10 +461,32 @@ def cmd_search(args) -> int:
               f"{setting.val_size} images carved from train), {args.trials} trials, sampler {args.sampler}, space "
               f"{json.dumps({k: list(v) for k, v in space.items()})}; budget per trial: {setting.budget_label()}"
               f"{' (SMOKE)' if args.smoke else ''}; fine-tune {ft.epochs} ep at batch {ft.batch_size}; "
-              f"{workers.describe()}", flush=True)
-        run_search(spec, Runner(setting, data, runs_dir, device), study)
+              f"{workers.describe() if parallel is None else f'{parallel} {executor.name} workers'}", flush=True)
+        runner = Runner(setting, data, runs_dir, device)
+        if parallel is None:
+            run_search(spec, runner, study)
+        else:
+            executor.search(executors.context(runner, args), spec, storage, name, parallel)
     print(report(study))
     return 0
+
+
+def _parallel(args, executor, storage: str) -> int | None:
+    """Search workers on an engine (None: this process searches). Their trials must be failed when a
+    worker dies, which takes Optuna's heartbeat, which only its RDB storages have."""
+    if executor.name == "local":
+        if args.parallel is not None:
+            raise SuiteError("--parallel needs --executor ray or slurm; on one machine, start the same "
+                             "'suite search' in several shells instead")
+        return None
+    n = 2 if args.parallel is None else args.parallel
+    if n < 1:
+        raise SuiteError(f"--parallel {n}: must be >= 1")
+    if storage.startswith("journal:"):
+        raise SuiteError(f"--storage {storage}: a journal file has no heartbeat, so a dead worker's trial would "
+                         f"stay RUNNING; with --executor {executor.name} use sqlite:///PATH.db on shared disk or "
+                         f"postgresql://...")
+    return n
 
 
 def cmd_baseline(args) -> int:
@@ -456,6 +506,38 @@ def cmd_baseline(args) -> int:
         print(f"baseline {setting.name} seed {args.seed}: device {device}; {workers.describe()}", flush=True)
         b = get_baseline(setting, data, args.seed, runs_dir, device, smoke=args.smoke)
     print(f"baseline {setting.name} seed {args.seed}: top-1 {b.top1:.2f}  ({b.path})")
+    return 0
+
+
+def cmd_latency(args) -> int:
+    import torch
+
+    from suite.latency import format_report, parse_runtimes, report
+    runtimes = parse_runtimes(args.runtimes)
+    try:
+        batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    except ValueError:
+        batches = []
+    if not batches or any(b < 1 for b in batches):
+        raise SuiteError(f"--batches {args.batches!r}: must be a comma list of integers >= 1, e.g. 1,64")
+    if args.max_repeats < 10:
+        raise SuiteError(f"--max-repeats {args.max_repeats}: must be >= 10")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SuiteError(f"--threads {args.threads}: must be >= 1")
+        torch.set_num_threads(args.threads)
+    if args.layer_passes < 0:
+        raise SuiteError(f"--layer-passes {args.layer_passes}: must be >= 0 (0 leaves the per-layer breakdown out)")
+    if args.runs_dir is not None:
+        from suite.store import check_writable
+        check_writable(Path(args.runs_dir))  # before minutes of timing, not after
+    setting = _setting(args)
+    rep = report(setting, args.ratios, runtimes, batches, _device(args), layer_passes=args.layer_passes,
+                 rounds=max(1, args.max_repeats // 10))
+    print(json.dumps(rep, indent=2) if args.json else format_report(rep))
+    if args.runs_dir is not None:
+        from suite.latency_records import store
+        print(f"stored: {store(Path(args.runs_dir), rep)}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -303,4 +303,15 @@ def _supersede(folder: Path, result: dict) -> None:
 
 def load_data(setting: Setting, data_dir: str | None, download: bool = False) -> Data:
     data = datasets.load(setting.dataset, data_dir, download)
-    return data.limit_train(setting.train_limit) if setting.train_limit else data
+    data = data.limit_train(setting.train_limit) if setting.train_limit else data
+    return _limit_test(data, setting.test_limit) if setting.test_limit else data
+
+
+def _limit_test(data: Data, n: int) -> Data:
+    """Measure on the first ``n`` test images (a test-sized setting: evaluating 10,000 images costs
+    more than its whole training); the fingerprint says so, so such runs are never mistaken for
+    full-test-set ones."""
+    if data.test is None or n >= len(data.test):
+        return data
+    return replace(data, test=datasets.TensorSplit(data.test.x[:n], data.test.y[:n]),
+                   fingerprint=f"{data.fingerprint}/test[:{n}]")

@@ -24,6 +24,10 @@ from suite.settings import Setting
 from suite.store import file_lock
 
 SAMPLERS = ("tpe", "random", "grid")
+# A running trial's worker proves it is alive this often; a trial silent for the grace period (its
+# worker was killed, its node lost) is marked failed by the next worker and retried once, instead
+# of staying RUNNING forever. Only Optuna's RDB storages have this heartbeat.
+HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the suite prints its own trial lines
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -46,7 +50,9 @@ def open_storage(url: str):
             path = Path(url[len("journal:"):])
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
-        return optuna.storages.RDBStorage(url)
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
     except Exception as e:  # optuna/sqlalchemy raise many types for a bad URL
         raise SuiteError(f"cannot open storage {url!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
                          f"use sqlite:///PATH.db, postgresql://..., or journal:PATH") from None
