@@ -169,8 +169,8 @@ def _parser() -> argparse.ArgumentParser:
     la.add_argument("--max-repeats", type=int, default=200,
                     help="repeats at most per series (taken 10 at a time until the IQR is under 5%% of the median)")
     la.add_argument("--layer-passes", type=int, default=20,
-                    help="forward passes of the per-layer breakdown (eager, batch 64, torch.profiler; median per "
-                         "layer); 0 leaves it out (default 20)")
+                    help="forward passes of the per-layer breakdown (eager, batch 64, torch.profiler; each layer's "
+                         "fastest pass); 0 leaves it out (default 20)")
     la.add_argument("--runs-dir", default=None,
                     help="also store the report (with its date) as DIR/latency/SETTING/<hash>.json, one record per "
                          "setting, target, processor, threads and torch version, for the leaderboard pages "

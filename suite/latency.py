@@ -283,7 +283,7 @@ def format_layers(layers: list[dict], profile: dict) -> list[str]:
     """The per-layer table: the baseline's slowest layers, their pruned time, and the share of the
     baseline's forward pass they take; then what the top layers and all layers add up to."""
     fwd = profile["forward_ms"]
-    lines = [f"per layer: {profile['runtime']}, batch {profile['batch']}, median of {profile['passes']} passes "
+    lines = [f"per layer: {profile['runtime']}, batch {profile['batch']}, fastest of {profile['passes']} passes "
              f"(torch.profiler); forward pass {fwd['baseline']:.3f} ms -> {fwd['pruned']:.3f} ms",
              f"{'layer':<28} {'kind':<12} {'baseline ms':>11} {'pruned ms':>11} {'pruned/base':>11} "
              f"{'of forward':>10}"]
@@ -297,5 +297,5 @@ def format_layers(layers: list[dict], profile: dict) -> list[str]:
     share = sum(r["baseline_ms"] or 0.0 for r in top) / fwd["baseline"]
     every = sum(r["baseline_ms"] or 0.0 for r in layers) / fwd["baseline"]
     lines.append(f"top {len(top)} of {len(layers)} layers: {100 * share:.0f}% of the baseline forward pass; "
-                 f"all {len(layers)} layers: {100 * every:.0f}% (the rest: code between modules)")
+                 f"all {len(layers)} layers: {100 * every:.0f}% (the rest: code between modules, and preemption on a busy machine)")
     return lines
