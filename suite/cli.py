@@ -174,6 +174,13 @@ def _parser() -> argparse.ArgumentParser:
     la.add_argument("--batches", default="1,64", help="comma list of batch sizes (default: 1,64)")
     la.add_argument("--max-repeats", type=int, default=200,
                     help="repeats at most per series (taken 10 at a time until the IQR is under 5%% of the median)")
+    la.add_argument("--layer-passes", type=int, default=20,
+                    help="forward passes of the per-layer breakdown (eager, batch 64, torch.profiler; each layer's "
+                         "fastest pass); 0 leaves it out (default 20)")
+    la.add_argument("--runs-dir", default=None,
+                    help="also store the report (with its date) as DIR/latency/SETTING/<hash>.json, one record per "
+                         "setting, target, processor, threads and torch version, for the leaderboard pages "
+                         "(default: store nothing)")
     la.add_argument("--json", action="store_true", help="machine-readable output")
 
     res = sub.add_parser("results", help="print every stored run as one table")
@@ -554,9 +561,18 @@ def cmd_latency(args) -> int:
         if args.threads < 1:
             raise SuiteError(f"--threads {args.threads}: must be >= 1")
         torch.set_num_threads(args.threads)
+    if args.layer_passes < 0:
+        raise SuiteError(f"--layer-passes {args.layer_passes}: must be >= 0 (0 leaves the per-layer breakdown out)")
+    if args.runs_dir is not None:
+        from suite.store import check_writable
+        check_writable(Path(args.runs_dir))  # before minutes of timing, not after
     setting = _setting(args)
-    rep = report(setting, args.ratios, runtimes, batches, _device(args), rounds=max(1, args.max_repeats // 10))
+    rep = report(setting, args.ratios, runtimes, batches, _device(args), layer_passes=args.layer_passes,
+                 rounds=max(1, args.max_repeats // 10))
     print(json.dumps(rep, indent=2) if args.json else format_report(rep))
+    if args.runs_dir is not None:
+        from suite.latency_records import store
+        print(f"stored: {store(Path(args.runs_dir), rep)}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -145,8 +145,9 @@ class LocalExecutor:
         yield from run_shared(runner, jobs, workers)
 
 
-def _stored_first(runner: Runner, jobs: list[Job]) -> tuple[list[JobResult], list[Job]]:
-    """Stored jobs are found by the driver (no task for them); the rest go to the engine."""
+def _stored_first(runner: Runner, jobs: list[Job]):
+    """Yield (and announce) the stored jobs, found by the driver with no task for them; return the
+    rest, which go to the engine (``todo = yield from _stored_first(...)``)."""
     found, todo = [], []
     for j in jobs:
         r = runner.stored(j)
@@ -154,7 +155,10 @@ def _stored_first(runner: Runner, jobs: list[Job]) -> tuple[list[JobResult], lis
             found.append(JobResult(j, runner.folder(j), r, cached=True, stale=runner.is_stale(j, r)))
         else:
             todo.append(j)
-    return found, todo
+    for k, jr in enumerate(found, 1):
+        _announce(k, len(jobs), jr, "stored")
+        yield jr
+    return todo
 
 
 def _announce(k: int, n: int, jr: JobResult, where: str) -> None:
@@ -184,6 +188,10 @@ class RayExecutor:
                          logging_level="WARNING")
             except Exception as e:  # Ray raises ConnectionError, RuntimeError or a bare Exception here
                 where = f"join the Ray cluster at {self.address}" if self.address else "start Ray on this machine"
+                if "auth" in str(e).lower():  # Ray >= 2.59: a cluster with token auth refuses clients not told so
+                    raise SuiteError(f"cannot {where}: the cluster wants its authentication token; export "
+                                     f"RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or keep the token in "
+                                     f"~/.ray/auth_token), then run again") from None
                 raise SuiteError(f"cannot {where} ({' '.join(str(e).splitlines()[:1])}): see "
                                  f"/tmp/ray/session_latest/logs/raylet.out; start a cluster with 'ray start "
                                  f"--head' and pass --ray-address") from None
@@ -194,10 +202,7 @@ class RayExecutor:
                                       retry_exceptions=False)
 
     def results(self, runner: Runner, jobs: list[Job], workers) -> Iterator[JobResult]:
-        found, todo = _stored_first(runner, jobs)
-        for k, jr in enumerate(found, 1):
-            _announce(k, len(jobs), jr, "stored")
-            yield jr
+        todo = yield from _stored_first(runner, jobs)
         if not todo:
             return
         ray = self._init()
@@ -212,7 +217,7 @@ class RayExecutor:
             raise SuiteError(f"the baseline failed on Ray: {_ray_error(e)}") from None
         task = self._remote(ray, run_job, ctx)
         pending = {task.remote(ctx, j): j for j in todo}
-        k = len(found)
+        k = len(jobs) - len(todo)  # the stored ones came first
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
@@ -304,10 +309,7 @@ class SlurmExecutor:
     def results(self, runner: Runner, jobs: list[Job], workers) -> Iterator[JobResult]:
         import submitit
 
-        found, todo = _stored_first(runner, jobs)
-        for k, jr in enumerate(found, 1):
-            _announce(k, len(jobs), jr, "stored")
-            yield jr
+        todo = yield from _stored_first(runner, jobs)
         if not todo:
             return
         ctx = context(runner, self.args)
@@ -322,7 +324,7 @@ class SlurmExecutor:
                   "again to collect finished jobs (stored ones are never submitted again)", flush=True)
             return
         of = {s.job_id: j for s, j in zip(submitted, todo)}
-        k = len(found)
+        k = len(jobs) - len(todo)  # the stored ones came first
         for s in submitit.helpers.as_completed(submitted, poll_frequency=2):
             job = of[s.job_id]
             try:

@@ -10,6 +10,9 @@ eager numbers the same forward pass :func:`suite.measure.latency` times.
 
 CUDA: eager and compile, synchronised around every pass; ONNX Runtime's CPU provider is skipped
 there (recorded as such), since it would time the CPU, not the device asked for.
+
+The report also holds the eager time per layer at batch 64 (:mod:`suite.layer_times`), so a reader
+sees where the speed went; ``suite latency --runs-dir`` stores it (:mod:`suite.latency_records`).
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ from suite.measure import load_per_core, quartiles
 
 RUNTIMES = ("eager", "compile", "onnx")
 TARGET_IQR_SHARE = 0.05  # stop repeating once the middle half spans less than 5 % of the median
+LAYER_BATCH = 64  # the per-layer breakdown's batch: where a pruned conv's saving shows, if anywhere
+TOP_LAYERS = 10  # layers `suite latency` prints, slowest in the baseline first
 
 
 @dataclass(frozen=True)
@@ -215,18 +220,25 @@ def setting_models(setting, ratios: str | None = None, seed: int = 0) -> tuple[n
 
 
 def report(setting, ratios: str | None, runtimes: list[str], batches: list[int], device: torch.device,
-           **repeat) -> dict:
-    """Everything ``suite latency`` prints: the setting, the FLOPs speedup, and per runtime and batch
-    the latency speedup and its share of the FLOPs speedup."""
+           layer_passes: int = 20, **repeat) -> dict:
+    """Everything ``suite latency`` prints: the setting, the FLOPs speedup, per runtime and batch
+    the latency speedup and its share of the FLOPs speedup, and (unless ``layer_passes`` is 0) the
+    eager time per layer at batch 64 (``layers``; how it was taken: ``layer_profile``)."""
+    from suite.layer_times import layer_times
     from suite.measure import processor
     base, pruned, flops = setting_models(setting, ratios)
     flops_speedup = flops["baseline"] / flops["pruned"]
     rows = compare(base, pruned, setting.input_shape, runtimes, batches, device, **repeat)
     for r in rows:
         r["share_of_flops_speedup"] = r["speedup"] / flops_speedup if r["speedup"] else None
-    return {"setting": setting.name, "ratios": ratios or setting.ratios, "input_shape": list(setting.input_shape),
-            "flops": flops, "flops_speedup": flops_speedup, "device": str(device), "processor": processor(device),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}
+    rep = {"setting": setting.name, "ratios": ratios or setting.ratios, "input_shape": list(setting.input_shape),
+           "flops": flops, "flops_speedup": flops_speedup, "device": str(device), "processor": processor(device),
+           "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}
+    if layer_passes:
+        profile = layer_times(base, pruned, setting.input_shape, LAYER_BATCH, device, passes=layer_passes)
+        rep["layers"] = profile.pop("layers")
+        rep["layer_profile"] = profile
+    return rep
 
 
 def format_report(rep: dict) -> str:
@@ -255,4 +267,35 @@ def format_report(rep: dict) -> str:
                 failures.append(f"  {r['runtime']} batch {r['batch']} {which}: {r[which]['error']}")
     if any(not r["converged"] and r["speedup"] for r in rep["rows"]):
         lines.append("! the IQR stayed at or above 5% of the median within the repeat cap (busy machine?)")
-    return "\n".join(lines + (["failed:"] + failures if failures else []))
+    if failures:
+        lines += ["failed:", *failures]
+    if rep.get("layers"):
+        lines += ["", *format_layers(rep["layers"], rep["layer_profile"])]
+    return "\n".join(lines)
+
+
+def top_layers(layers: list[dict], n: int = TOP_LAYERS) -> list[dict]:
+    """The ``n`` layers slowest in the baseline, slowest first (ties by name, so pages are stable)."""
+    return sorted(layers, key=lambda r: (-(r["baseline_ms"] or 0.0), r["layer"]))[:n]
+
+
+def format_layers(layers: list[dict], profile: dict) -> list[str]:
+    """The per-layer table: the baseline's slowest layers, their pruned time, and the share of the
+    baseline's forward pass they take; then what the top layers and all layers add up to."""
+    fwd = profile["forward_ms"]
+    lines = [f"per layer: {profile['runtime']}, batch {profile['batch']}, fastest of {profile['passes']} passes "
+             f"(torch.profiler); forward pass {fwd['baseline']:.3f} ms -> {fwd['pruned']:.3f} ms",
+             f"{'layer':<28} {'kind':<12} {'baseline ms':>11} {'pruned ms':>11} {'pruned/base':>11} "
+             f"{'of forward':>10}"]
+    top = top_layers(layers)
+    for r in top:
+        b, p = r["baseline_ms"] or 0.0, r["pruned_ms"]
+        ratio = f"{p / b:.2f}" if p is not None and b else "-"
+        pruned = f"{p:.3f}" if p is not None else "-"
+        lines.append(f"{r['layer']:<28} {r['kind']:<12} {b:>11.3f} {pruned:>11} {ratio:>11} "
+                     f"{100 * b / fwd['baseline']:>9.0f}%")
+    share = sum(r["baseline_ms"] or 0.0 for r in top) / fwd["baseline"]
+    every = sum(r["baseline_ms"] or 0.0 for r in layers) / fwd["baseline"]
+    lines.append(f"top {len(top)} of {len(layers)} layers: {100 * share:.0f}% of the baseline forward pass; "
+                 f"all {len(layers)} layers: {100 * every:.0f}% (the rest: code between modules, and preemption on a busy machine)")
+    return lines

@@ -19,8 +19,10 @@ import jinja2
 import pandas as pd
 from scipy import stats
 
+from suite import latency_records
 from suite.cli import DEFAULT_METHODS
 from suite.errors import SuiteError
+from suite.latency import top_layers
 from suite.overview import changed_defaults
 from suite.results import aggregate, load_runs
 from suite.settings import NAME_RE, SETTINGS
@@ -196,7 +198,7 @@ def _href(path: str) -> str:
 def _stored_setting(runs: pd.DataFrame):
     """A setting not in the registry (a TOML file), as its runs recorded it in config.json."""
     from suite.settings import Setting
-    for run in runs.run:
+    for run in runs.get("run", []):  # a setting with latency records only has no runs
         try:
             config = json.loads((Path(run) / "config.json").read_text())
             return Setting.from_dict(config.get("setting_definition") or config["setting"])
@@ -270,6 +272,60 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
     return tables
 
 
+def _timing(t: dict) -> dict:
+    """One side (baseline or pruned) of a stored latency row, as a page shows it."""
+    if t.get("error") is not None:
+        return {"error": str(t["error"])}
+    return {"error": None, "ms": float(t["median_ms"]), "iqr": float(t["q3_ms"]) - float(t["q1_ms"]),
+            "converged": bool(t["converged"])}
+
+
+def _latency_record(rec: dict) -> dict:
+    """A stored latency record (``suite latency --runs-dir``) as a page's table; raises KeyError,
+    TypeError or ValueError when the file does not hold one."""
+    rows = []
+    for r in rec["rows"]:
+        speedup = r.get("speedup")
+        rows.append({"runtime": str(r["runtime"]), "batch": int(r["batch"]),
+                     "baseline": _timing(r["baseline"]), "pruned": _timing(r["pruned"]),
+                     "speedup": None if speedup is None else float(speedup),
+                     "share": None if speedup is None else float(r["share_of_flops_speedup"])})
+    view = {"ratios": str(rec["ratios"]), "flops_speedup": float(rec["flops_speedup"]), "rows": rows,
+            "processor": str(rec["processor"]), "device": str(rec["device"]), "threads": int(rec["threads"]),
+            "torch": str(rec["torch"]), "date": str(rec["measured_at"]), "layers": None}
+    if rec.get("layers"):
+        prof = rec["layer_profile"]
+        fwd = {k: float(prof["forward_ms"][k]) for k in ("baseline", "pruned")}
+        layers = [{"layer": str(r["layer"]), "kind": str(r["kind"]),
+                   "baseline_ms": float(r["baseline_ms"] or 0.0),
+                   "pruned_ms": None if r["pruned_ms"] is None else float(r["pruned_ms"])} for r in rec["layers"]]
+        top = top_layers(layers)
+        view["layers"] = {"rows": top, "count": len(layers), "forward": fwd, "batch": int(prof["batch"]),
+                          "passes": int(prof["passes"]), "runtime": str(prof["runtime"]),
+                          "top_share": sum(r["baseline_ms"] for r in top) / fwd["baseline"],
+                          "all_share": sum(r["baseline_ms"] for r in layers) / fwd["baseline"]}
+    return view
+
+
+def latency_section(records: list[dict]) -> dict | None:
+    """A setting's stored latency records as its page's "Latency by runtime" section: one table per
+    record (a target measured on one machine), mildest target first, then oldest first; and the
+    per-layer breakdown of the newest record of the strongest target that has one. A file that is
+    not a latency record is left out, as an unreadable result.json is."""
+    views = []
+    for rec in records:
+        try:
+            views.append(_latency_record(rec))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    if not views:
+        return None
+    views.sort(key=lambda v: (v["flops_speedup"], v["ratios"], v["date"], v["processor"], v["threads"], v["torch"]))
+    with_layers = [v for v in views if v["layers"]]
+    strongest = max(with_layers, key=lambda v: (v["flops_speedup"], v["date"]), default=None)
+    return {"tables": views, "breakdown": strongest}
+
+
 def fill_commands(setting) -> list[str]:
     """The `suite run` lines that would fill a setting's page: its own target with every method,
     then each other target the paper reports."""
@@ -295,13 +351,18 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
     stamp = _latest(good)
     written, index_rows = [], []
     published = paper_results()
-    names = list(SETTINGS) + sorted(set(good.setting) - set(SETTINGS) if not good.empty else [])
+    timed: dict[str, list[dict]] = {}  # stored latency records per setting
+    for rec in latency_records.load(runs_dir):
+        if isinstance(rec.get("setting"), str):
+            timed.setdefault(rec["setting"], []).append(rec)
+    names = list(SETTINGS) + sorted(((set(good.setting) if not good.empty else set()) | set(timed)) - set(SETTINGS))
     for name in names:
         runs = good[good.setting == name] if not good.empty else good
         setting = SETTINGS.get(name) or _stored_setting(runs)
         failed = frame[(frame.setting == name) & (frame.status == "failed")] if not frame.empty else frame
         paper = published["settings"].get(name)
-        if runs.empty and paper is None and setting is None:
+        latency = latency_section(timed.get(name, []))
+        if runs.empty and paper is None and setting is None and latency is None:
             continue
         agg = aggregate(runs) if not runs.empty else pd.DataFrame()
         stem = slug(name)
@@ -324,7 +385,8 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
             code_versions=sorted(set(runs.code_version)) if not runs.empty else [],
             baselines=baselines, tables=_target_tables(agg, out_dir) if not agg.empty else [],
             chart=svg_chart(main, baselines[0]["top1"] if baselines else None, paper),
-            failed=failed.to_dict("records"), commands=commands, csv=_href(csv_path.name) if not agg.empty else None)
+            failed=failed.to_dict("records"), commands=commands, csv=_href(csv_path.name) if not agg.empty else None,
+            latency=latency)
         path = _inside(out_dir, f"{stem}.html")
         write_atomic(path, page)
         written.append(path)

@@ -72,6 +72,7 @@ class Setting:
     method_overrides: dict = field(default_factory=dict)
     val_size: int = 5000  # images carved from train for `suite search`
     train_limit: int | None = None  # train on the first N images only (quick checks; reduced budget)
+    test_limit: int | None = None  # measure on the first N test images only (test-sized settings)
     # User data (suite.userdata): the folder a torchvision class reads, and normalisation/augmentation
     # ({mean, std, pad, flip}; default: the training set's statistics, pad 1/8 of the side, flip).
     data_dir: str | None = None
@@ -203,6 +204,8 @@ class Setting:
             bad("val_size", "an integer >= 1")
         if self.train_limit is not None and (not is_int(self.train_limit) or self.train_limit < 1):
             bad("train_limit", "an integer >= 1 (leave it out to train on every image)")
+        if self.test_limit is not None and (not is_int(self.test_limit) or self.test_limit < 1):
+            bad("test_limit", "an integer >= 1 (leave it out to measure on every test image)")
         self._check_overrides()
         model = self.build_model()
         for f, r in [("ratios", self.ratios)] + [("targets", t) for t in self.targets]:

@@ -116,6 +116,14 @@ def _kill_session(temp_dir: str) -> None:
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A Ray head and a second worker node on loopback, 1 CPU each; yields the head's address."""
+    # A token of this cluster's own, set for the nodes and this process alike (before Ray is imported:
+    # it reads the mode once). Ray's GCS and raylet listen on every interface whatever
+    # --node-ip-address says, so the token keeps anything off this machine out; and since Ray 2.59
+    # `ray start --head` turns token auth on by itself when ~/.ray/auth_token exists (any earlier
+    # ray.init writes one), refusing clients not told the mode (ray-project/ray#64755).
+    mp = pytest.MonkeyPatch()
+    for key, value in {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex}.items():
+        mp.setenv(key, value)
     pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[dev]' (ci/setup does)")
     import ray
     temp_dir = f"/tmp/rt-{uuid.uuid4().hex[:6]}"  # short: Ray's socket paths must fit in 107 bytes
@@ -138,6 +146,7 @@ def ray_cluster():
             ray.shutdown()
         _kill_session(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
+        mp.undo()
 
 
 @pytest.fixture

@@ -55,6 +55,16 @@ def test_train_limit_changes_the_data_fingerprint(fmnist):
     assert fmnist.limit_train(1024).fingerprint != fmnist.limit_train(2048).fingerprint != fmnist.fingerprint
 
 
+def test_test_limit_measures_on_the_first_images_and_names_the_data(fmnist):
+    """tiny-fmnist is measured on the first 1,000 real test images; its fingerprint says so."""
+    from suite.runner import load_data
+    data = load_data(TINY, None)
+    assert len(data.test) == 1000 and torch.equal(data.test.x, fmnist.test.x[:1000])
+    assert torch.equal(data.test.y, fmnist.test.y[:1000]) and len(data.train) == 4096
+    assert data.fingerprint == f"{fmnist.fingerprint}/train[:4096]/test[:1000]"
+    assert load_data(replace(TINY, test_limit=None), None).fingerprint == f"{fmnist.fingerprint}/train[:4096]"
+
+
 def test_each_purpose_draws_its_own_batches(small_fmnist):
     """Seed-0 regularization and fine-tuning never replay the batches the seed-0 baseline saw; the
     baseline stream keeps the plain seed, so published baselines still reproduce."""

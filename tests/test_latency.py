@@ -65,15 +65,23 @@ def test_a_failing_runtime_is_recorded_not_raised(runtime, tmp_path):
     assert "cannot run" in t.error and "\n" not in t.error
 
 
-def test_repeats_stop_when_steady_and_say_when_not():
-    import time
-    times, ok = repeat_until_steady(lambda: time.sleep(0.02), warmup=0, rounds=5, round_size=10, min_repeats=10)
-    assert ok and len(times) == 10  # a steady 20 ms: the first round is under 5 %
+def test_repeats_stop_when_steady_and_say_when_not(monkeypatch):
+    """On a clock the calls advance by a set amount (a real sleep wakes late on a busy machine)."""
+    import types
+
+    import suite.latency as latency
+    now = [0.0]
+    monkeypatch.setattr(latency, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def steady():  # 20 ms every call: the first round is under 5 %
+        now[0] += 0.020
+
+    times, ok = repeat_until_steady(steady, warmup=0, rounds=5, round_size=10, min_repeats=10)
+    assert ok and times == pytest.approx([20.0] * 10)
     calls = iter(range(10 ** 6))
 
     def jittery():  # alternating 0 ms and 2 ms: the IQR is the whole spread, never under 5 %
-        if next(calls) % 2:
-            time.sleep(0.002)
+        now[0] += 0.002 * (next(calls) % 2)
 
     times, ok = repeat_until_steady(jittery, warmup=0, rounds=2, round_size=10, min_repeats=10)
     assert not ok and len(times) == 20
@@ -89,3 +97,17 @@ def test_cli_bad_input_exit_2():
     out = subprocess.run([sys.executable, "-m", "suite.cli", "latency", "--runtimes", "tvm"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.startswith("error: --runtimes") and out.stderr.count("\n") == 1
+
+
+def test_report_prints_the_slowest_layers_first():
+    from suite.latency import TOP_LAYERS, format_report, report
+    rep = report(get_setting("fmnist-cnn4"), None, ["eager"], [1], CPU, layer_passes=3, **TINY)
+    base, _, _ = setting_models(get_setting("fmnist-cnn4"))
+    assert {r["layer"] for r in rep["layers"]} == {n for n, m in base.named_modules() if not list(m.children())}
+    assert rep["layer_profile"]["batch"] == 64 and rep["layer_profile"]["passes"] == 3
+    text = format_report(rep).splitlines()
+    start = next(i for i, line in enumerate(text) if line.startswith("per layer: eager, batch 64")) + 2
+    shown = [line.split()[0] for line in text[start:start + TOP_LAYERS]]
+    times = {r["layer"]: r["baseline_ms"] for r in rep["layers"]}
+    assert len(shown) == TOP_LAYERS and [times[n] for n in shown] == sorted(times.values(), reverse=True)[:TOP_LAYERS]
+    assert text[start + TOP_LAYERS].startswith(f"top {TOP_LAYERS} of {len(times)} layers: ")

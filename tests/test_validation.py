@@ -91,6 +91,8 @@ def run_setting(table: dict, *extra):
     ("finetune", "lr", {"0": -0.01}, "lr -0.01 of epoch 0 is not a finite number > 0"),
     (None, "train_limit", -5, "train_limit = -5: must be an integer >= 1"),
     (None, "train_limit", 0, "train_limit = 0: must be an integer >= 1"),
+    (None, "test_limit", 0, "test_limit = 0: must be an integer >= 1"),
+    (None, "test_limit", "all", "test_limit = 'all': must be an integer >= 1"),
     (None, "name", "../../escaped-from-out", "name = '../../escaped-from-out': must be"),
 ])
 @pytest.mark.parametrize("dry", [True, False])
@@ -200,6 +202,7 @@ TOP_FIELDS = {
     "description": not_str,
     "val_size": int_below(1),
     "train_limit": int_below(1),
+    "test_limit": int_below(1),
     "method_overrides": st.one_of(not_number.filter(lambda v: not isinstance(v, dict)), junk_float,
                                   st.dictionaries(letters.map(lambda s: "zz" + s), st.just({}), min_size=1, max_size=1),
                                   st.builds(lambda v: {"greg*": {"penalty_increment": v}}, positive),
