@@ -29,7 +29,7 @@ from suite.train import train
 
 CPU = torch.device("cpu")
 SHAPE = (3, 32, 32)
-USER = f"{Path(__file__).parent.parent / 'examples' / 'mynet.py'}:build"
+USER = f"{Path(__file__).parent.parent / 'suite' / 'examples' / 'mynet.py'}:build"
 MODELS = ["torchvision:resnet18", "torchvision:mobilenet_v2", USER]
 EXAMPLE = example_input(3, (32, 32))
 
@@ -245,7 +245,7 @@ def test_grey_input_and_non_square_input():
 @pytest.mark.parametrize("name, message", [
     ("torchvision:resnet19", "did you mean"),
     ("nofile.py:build", "does not exist"),
-    (f"{Path(__file__).parent.parent / 'examples' / 'mynet.py'}:nothing", "no function"),
+    (f"{Path(__file__).parent.parent / 'suite' / 'examples' / 'mynet.py'}:nothing", "no function"),
     ("timm:resnet18" if __import__("importlib").util.find_spec("timm") is None else "timm:notamodel", "timm"),
 ])
 def test_bad_model_names(name, message):

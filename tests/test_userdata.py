@@ -13,7 +13,7 @@ from suite.cli import main
 from suite.errors import SuiteError
 from suite.measure import count_flops
 
-USER_NET = Path(__file__).parent.parent / "examples" / "mynet.py"
+USER_NET = Path(__file__).parent.parent / "suite" / "examples" / "mynet.py"
 CLASSES = {0: "tshirt", 1: "trouser", 7: "sneaker", 9: "boot"}  # four Fashion-MNIST classes
 
 
@@ -181,4 +181,4 @@ def test_readme_example_is_the_example_file():
     readme = (root / "README.md").read_text()
     section = readme[readme.index("## Bring your own model and data"):]
     block = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
-    assert tomllib.loads(block) == tomllib.loads((root / "examples" / "fashion4.toml").read_text())
+    assert tomllib.loads(block) == tomllib.loads((root / "suite" / "examples" / "fashion4.toml").read_text())

@@ -2,13 +2,13 @@
 classes as grey PNGs in OUT/train/<class>/ and OUT/test/<class>/, the layout a user's own images
 would have. It is the data of the README's "Bring your own model and data" example.
 
-    python examples/make_fashion4.py [OUT] [--train N] [--test N]    (default OUT: examples/fashion4)
+    python suite/examples/make_fashion4.py [OUT] [--train N] [--test N]    (default OUT: suite/examples/fashion4)
 """
 import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from PIL import Image  # noqa: E402
 
