@@ -6,8 +6,9 @@ still found (nothing is recomputed behind the user's back, and nothing is lost),
 never averages it with runs of other code, and ``suite run --recompute-stale`` trains it again.
 
 What counts: data order and augmentation (and user data, ``suite.userdata``), models (and the model
-registry, ``suite.zoo``), the training loop and evaluation, the surgery, ratio resolution (and the
-groups of coupled channels, ``suite.groups``), the method interface and the method's own module (with the shared selection
+registry, ``suite.zoo``), the training loop and evaluation (and their precision and layout,
+``suite.numerics``), the surgery, ratio resolution (and the groups of coupled channels,
+``suite.groups``), the method interface and the method's own module (with the shared selection
 criteria). What does not: the CLI, planning, the store, pages, templates, latency timing - they
 cannot change a trained weight. The hash is taken over each module's syntax tree with docstrings
 removed, so editing a comment or a docstring does not make every published run stale.
@@ -22,8 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Modules of the harness that can change a trained number (paths relative to the checkout).
-TRAINING_CODE = ("suite/data.py", "suite/models.py", "suite/train.py", "suite/surgery.py", "suite/ratios.py",
-                 "suite/zoo.py", "suite/groups.py", "suite/userdata.py", "methods/base.py", "methods/criteria.py")
+TRAINING_CODE = ("suite/data.py", "suite/models.py", "suite/train.py", "suite/numerics.py", "suite/surgery.py",
+                 "suite/ratios.py", "suite/zoo.py", "suite/groups.py", "suite/userdata.py", "methods/base.py",
+                 "methods/criteria.py")
 
 
 @functools.lru_cache(maxsize=None)

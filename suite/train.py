@@ -18,6 +18,7 @@ from torch import nn
 
 from suite.data import Data
 from suite.errors import SuiteError
+from suite.numerics import FP32, Numerics, compile_failure
 from suite.progress import Progress
 
 
@@ -114,6 +115,7 @@ class Outcome:
     history: list[dict] = field(default_factory=list)  # one row per epoch (and per log point)
     stopped_by_hook: bool = False
     seconds: float = 0.0
+    compile_failure: str | None = None  # --compile fell back to eager, and why
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -141,7 +143,8 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
           hooks: tuple = (), checkpoint: Path | None = None, checkpoint_every: int | None = None,
           eval_split: str | None = "test", on_epoch_end: Callable[[dict], None] | None = None,
           desc: str = "train", log_every: int | None = None,
-          log_extra: Callable[[], dict] | None = None, expected_steps: int | None = None) -> Outcome:
+          log_extra: Callable[[], dict] | None = None, expected_steps: int | None = None,
+          numerics: Numerics = FP32) -> Outcome:
     """Train ``model`` in place with SGD.
 
     Runs until ``total_steps`` iterations, or until a hook's ``after_step`` returns True (then
@@ -152,9 +155,19 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
     ``checkpoint_every`` defaults to $SUITE_CHECKPOINT_EVERY or 500 iterations.
     ``expected_steps``: the iterations a phase that a hook ends is planned to run; it only sets the
     total and ETA that progress shows (default: ``total_steps``). Progress: see :mod:`suite.progress`.
+
+    ``numerics`` (:mod:`suite.numerics`): the forward and loss run under its autocast, on its
+    memory layout, through its compiled model; parameters, gradients and the optimizer stay
+    float32. Under fp16 the loss is scaled and the gradients unscaled *before* the hooks' after_backward,
+    so a hook always adds to the true float32 gradient; a step the scaler skips (inf/NaN gradients)
+    still counts as an iteration for the hooks' schedules. fp32 runs the very same operations as
+    before these options existed.
     """
     checkpoint_every = checkpoint_every or int(os.environ.get("SUITE_CHECKPOINT_EVERY", 500))
     model.to(device).train()
+    numerics.layout(model)
+    forward = numerics.forward(model, desc)
+    scaler = numerics.grad_scaler(device)
     opt = torch.optim.SGD(model.parameters(), lr=lr(0), momentum=momentum, weight_decay=weight_decay)
     bpe = data.batches_per_epoch(batch_size)
     if bpe == 0:
@@ -165,6 +178,8 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
         state = load_checkpoint(checkpoint)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if scaler is not None:
+            scaler.load_state_dict(state["scaler"])
         for h, s in zip(hooks, state["hooks"]):
             h.load_state_dict(s)
         step, history, stopped, seconds = state["step"], state["history"], state["stopped"], state["seconds"]
@@ -179,7 +194,7 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
             save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                          "hooks": [h.state_dict() for h in hooks], "history": history, "stopped": stopped,
                          "seconds": seconds + time.perf_counter() - t0, "rng": torch.get_rng_state(),
-                         "running": (running, seen)},
+                         "running": (running, seen), "scaler": scaler.state_dict() if scaler else None},
                         checkpoint)
 
     t0 = time.perf_counter()
@@ -189,14 +204,23 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
         for g in opt.param_groups:
             g["lr"] = lr(epoch)
         for x, y in data.train_batches(batch_size, seed, epoch, device, stream=stream, start=start):
-            loss = nn.functional.cross_entropy(model(x), y)
+            with numerics.autocast(device):
+                loss = nn.functional.cross_entropy(forward(numerics.batch(x)), y)
             if not torch.isfinite(loss):
                 raise Diverged(f"{desc}: loss became {loss.item()} at iteration {step} (lr {lr(epoch)})")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if scaler is None:
+                loss.backward()
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)  # the hooks below see (and add to) the true gradients
             for h in hooks:
                 h.after_backward(model, step)
-            opt.step()
+            if scaler is None:
+                opt.step()
+            else:
+                scaler.step(opt)
+                scaler.update()
             step += 1
             stopped = any([h.after_step(model, step) for h in hooks])  # every hook sees every step
             value = loss.item()
@@ -219,7 +243,7 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
                 row["loss"] = running / seen
             running, seen = 0.0, 0
             if eval_split and step % bpe == 0:
-                metrics = evaluate(model, data.eval_batches(eval_split, 500, device), device)
+                metrics = evaluate(model, data.eval_batches(eval_split, 500, device), device, numerics)
                 row.update({f"{eval_split}_top1": metrics["top1"], f"{eval_split}_loss": metrics["loss"]})
             if log_extra:
                 row.update(log_extra())
@@ -230,7 +254,7 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
                 on_epoch_end(row)
     progress.close()
     seconds += time.perf_counter() - t0
-    return Outcome(step, step / bpe, history, stopped, seconds)
+    return Outcome(step, step / bpe, history, stopped, seconds, compile_failure(model))
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -242,21 +266,25 @@ def load_checkpoint(path: Path) -> dict:
                          f"delete it to restart that phase") from None
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, batches, device: torch.device) -> dict:
-    """Top-1/top-5 accuracy (percent) and mean cross-entropy over ``batches`` of (x, y)."""
+def evaluate(model: nn.Module, batches, device: torch.device, numerics: Numerics = FP32) -> dict:
+    """Top-1/top-5 accuracy (percent) and mean cross-entropy over ``batches`` of (x, y), under
+    ``torch.inference_mode`` and the run's numerics (the loss summed in float32)."""
     was_training = model.training
     model.eval()
+    numerics.layout(model)  # outside inference mode: the parameters must stay usable for training
+    forward = numerics.forward(model)
     n = correct1 = correct5 = 0
     loss = 0.0
-    for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = model(x)
-        loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        correct1 += (top[:, 0] == y).sum().item()
-        correct5 += (top == y[:, None]).any(dim=1).sum().item()
-        n += y.numel()
+    with torch.inference_mode():
+        for x, y in batches:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with numerics.autocast(device):
+                logits = forward(numerics.batch(x)).float()
+            loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            correct1 += (top[:, 0] == y).sum().item()
+            correct5 += (top == y[:, None]).any(dim=1).sum().item()
+            n += y.numel()
     model.train(was_training)
     return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss / n, "n": n}
 
