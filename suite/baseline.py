@@ -17,6 +17,7 @@ from torch import nn
 from suite.data import Data
 from suite.errors import SuiteError
 from suite.measure import processor
+from suite.numerics import FP32, Numerics
 from suite.settings import Setting
 from suite.store import (RECIPE_VERSION, code_version, content_hash, job_lock, read_json, write_atomic,
                          write_csv, write_json)
@@ -32,10 +33,12 @@ class Baseline:
     digest: str  # weights_digest(model): which weights every run of a comparison started from
 
 
-def baseline_key(setting: Setting, seed: int, data: Data) -> str:
+def baseline_key(setting: Setting, seed: int, data: Data, numerics: Numerics = FP32) -> str:
+    """The baseline's name: what trains it, with its precision, layout and compilation only when
+    they differ from fp32, contiguous and eager (so every stored fp32 baseline keeps its key)."""
     from suite.zoo import source_digest
     what = {"dataset": setting.dataset, "model": setting.model, "recipe": setting.baseline.to_dict(),
-            "seed": seed, "data": data.fingerprint, "recipe_version": RECIPE_VERSION}
+            "seed": seed, "data": data.fingerprint, "recipe_version": RECIPE_VERSION, **numerics.identity()}
     model_code = source_digest(setting.at_root(setting.model))
     if model_code is not None:  # a user's model file: an edited model is another baseline
         what["model_code"] = model_code
@@ -99,8 +102,10 @@ def follow_record(folder: Path, recorded: dict, device: torch.device):
     return check
 
 
-def load_user_baseline(setting: Setting, path: Path, data: Data, device: torch.device) -> Baseline:
-    """A user's own checkpoint (a state_dict, loaded weights_only) for the setting's model."""
+def load_user_baseline(setting: Setting, path: Path, data: Data, device: torch.device,
+                       numerics: Numerics = FP32) -> Baseline:
+    """A user's own checkpoint (a state_dict, loaded weights_only) for the setting's model, its
+    top-1 measured in the run's numerics."""
     if not path.is_file():
         raise SuiteError(f"--baseline {path}: no such file")
     save_hint = "save it with torch.save(model.state_dict(), PATH)"
@@ -120,7 +125,7 @@ def load_user_baseline(setting: Setting, path: Path, data: Data, device: torch.d
                          f"{mismatch}")
     model.load_state_dict(state)
     model.to(device)
-    top1 = evaluate(model, data.eval_batches("test", 500, device), device)["top1"]
+    top1 = evaluate(model, data.eval_batches("test", 500, device), device, numerics)["top1"]
     digest = weights_digest(model)
     return Baseline(model, top1, "user-" + digest, path, digest)
 
@@ -141,9 +146,9 @@ def state_dict_mismatch(want: dict, got: dict, show: int = 3) -> str:
 
 
 def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device: torch.device,
-                 smoke: bool = False) -> Baseline:
+                 smoke: bool = False, numerics: Numerics = FP32) -> Baseline:
     """Load the cached baseline or train it (resuming a killed training) and cache it."""
-    key = baseline_key(setting, seed, data) + ("-smoke" if smoke else "")
+    key = baseline_key(setting, seed, data, numerics) + ("-smoke" if smoke else "")
     folder = runs_dir / "baselines" / setting.name / key
     with job_lock(folder):
         model = setting.build_model()
@@ -159,7 +164,7 @@ def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device
         # A record without weights: a published runs dir on a new machine. Retrain and check.
         recorded = read_json(folder / "meta.json") if (folder / "meta.json").exists() else None
         try:
-            model, top1, outcome, trained = _train(setting, data, seed, folder, device, smoke, recorded)
+            model, top1, outcome, trained = _train(setting, data, seed, folder, device, smoke, recorded, numerics)
         except NotReproduced as e:
             write_atomic(refused, f"{e}\n")
             (folder / "train.ckpt").unlink(missing_ok=True)
@@ -172,7 +177,8 @@ def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device
             write_csv(folder / "log.csv", outcome.history)
             write_json(folder / "meta.json", {
                 "setting": setting.name, "seed": seed, "top1": top1, "recipe": setting.baseline.to_dict(),
-                "data_fingerprint": data.fingerprint, "steps": outcome.steps, "smoke": smoke, **trained})
+                "data_fingerprint": data.fingerprint, "steps": outcome.steps, "smoke": smoke,
+                **numerics.record(), **trained})
         else:  # the record the runs cite stays as it was; the retraining is added beside it
             write_json(folder / "meta.json", {**recorded, "reproduced": recorded.get("reproduced", []) + [trained]})
         save_atomic(model.state_dict(), final)  # written last: its presence means "done"
@@ -181,21 +187,24 @@ def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device
 
 
 def _train(setting: Setting, data: Data, seed: int, folder: Path, device: torch.device, smoke: bool,
-           recorded: dict | None):
+           recorded: dict | None, numerics: Numerics):
     """Train the baseline; with a record, follow its log epoch by epoch and check the end result."""
     torch.manual_seed(seed)
     model = setting.build_model()  # built after seeding: its init depends only on the seed
     t0 = time.time()
     kw = recipe_trainer(setting.baseline, data, device, seed, checkpoint=folder / "train.ckpt",
                         desc=f"baseline {setting.name}", stream="baseline",
-                        on_epoch_end=follow_record(folder, recorded, device) if recorded else None)
+                        on_epoch_end=follow_record(folder, recorded, device) if recorded else None,
+                        numerics=numerics)
     if smoke:
         kw["total_steps"] = min(kw["total_steps"], 20)
     outcome = train(model, data, **kw)
-    top1 = evaluate(model, data.eval_batches("test", 500, device), device)["top1"]
+    top1 = evaluate(model, data.eval_batches("test", 500, device), device, numerics)["top1"]
     trained = {"code_version": code_version(), "torch": torch.__version__, "device": str(device),
                "processor": processor(device), "weights_sha256": weights_digest(model),
                "train_seconds": outcome.seconds, "wall_seconds": time.time() - t0}
+    if outcome.compile_failure:
+        trained["compile_failure"] = outcome.compile_failure
     if recorded is not None:
         try:
             check_reproduced(recorded, top1, trained, folder)

@@ -68,6 +68,20 @@ def _parser() -> argparse.ArgumentParser:
                              "workers live on this machine, announced in RUNS_DIR/.workers/); with --executor "
                              "ray/slurm: the CPUs and threads of each task (default 1)")
 
+    def numerics(sp):
+        """--precision, --channels-last, --compile (suite.numerics); see README 'Precision and speed'."""
+        g = sp.add_argument_group("precision and speed (README: Precision and speed)")
+        g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
+                       help="autocast precision of every training and evaluation pass; weights, gradients and "
+                            "the optimizer stay fp32. Default fp32 (bf16 is faster on CPUs with AMX/AVX512-BF16 "
+                            "and on recent GPUs; fp16 is for CUDA, with loss scaling). Part of the run's identity "
+                            "unless fp32")
+        g.add_argument("--channels-last", action="store_true",
+                       help="model and batches in channels-last (NHWC) memory format; part of the run's identity")
+        g.add_argument("--compile", action="store_true",
+                       help="torch.compile the model for training and evaluation (falls back to eager, saying "
+                            "why, where it does not compile); part of the run's identity")
+
     def engine(sp):
         """--executor and its engines' options (suite.executors); see README 'Running on a cluster'."""
         g = sp.add_argument_group("executors (README: Running on a cluster)")
@@ -86,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     common(bl)
     bl.add_argument("--seed", type=int, default=0)
     bl.add_argument("--smoke", action="store_true", help="cut training to a handful of iterations")
+    numerics(bl)
 
     run = sub.add_parser("run", help="run methods on a setting (cached, resumable)",
                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -121,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     run.add_argument("--smoke", action="store_true",
                      help="every phase cut to a handful of iterations (results marked smoke, never ranked)")
+    numerics(run)
     engine(run)
 
     se = sub.add_parser("search", help="tune a method's hyperparameters with Optuna on a validation split",
@@ -147,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     se.add_argument("--parallel", type=int, default=None,
                     help="with --executor ray/slurm: search workers filling the study at once (default 2); "
                          "needs an RDB --storage (sqlite:///PATH on shared disk, postgresql://...)")
+    numerics(se)
     engine(se)
 
     lb = sub.add_parser("leaderboard", help="write static HTML leaderboards from the stored runs",
@@ -311,15 +328,23 @@ def _device(args):
     return pick_device(name)
 
 
-def _user_hparams(args, setting, methods: list[str]) -> tuple[dict | None, dict]:
-    """(hparams per method, where they came from) from --hparams FILE or --hparams best."""
+def _numerics(args, device):
+    """--precision (or the device's default), --channels-last, --compile, checked for the device."""
+    from suite.numerics import resolve
+    return resolve(args.precision, args.channels_last, args.compile, device)
+
+
+def _user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | None, dict]:
+    """(hparams per method, where they came from) from --hparams FILE or --hparams best (by default
+    the study of the run's precision, as ``suite search`` names it)."""
     path = args.hparams
     if path is None:
         return None, {}
     if path == "best":
         from suite.search import best_hparams, default_storage, study_name
         storage = args.storage or default_storage(Path(args.runs_dir))
-        found = {m: best_hparams(storage, args.study or study_name(setting, m), setting, m) for m in methods}
+        found = {m: best_hparams(storage, args.study or study_name(setting, m, numerics), setting, m)
+                 for m in methods}
         return {m: v[0] for m, v in found.items()}, {m: v[1] for m, v in found.items()}
     p = Path(path)
     if not p.is_file():
@@ -357,24 +382,25 @@ def _prepare(args):
     setting = _setting(args)
     methods = registry.expand(args.methods)
     seeds = _seeds(args)
-    user, sources = _user_hparams(args, setting, methods)
+    device = _device(args)
+    numerics = _numerics(args, device)
+    user, sources = _user_hparams(args, setting, methods, numerics)
     dry = _dry_surgery(setting)
     _seed("--baseline-seed", args.baseline_seed)
     if args.baseline and args.baseline_seed:
         raise SuiteError("--baseline and --baseline-seed exclude each other: a seed picks a trained baseline, "
                          "--baseline brings your own")
-    device = _device(args)
     data = load_data(setting, args.data_dir, args.download)
     jobs = plan(setting, methods, seeds, train_size=data.batches_per_epoch(1),
                 protocol=args.budget, smoke=args.smoke, user_hparams=user, sources=sources,
-                baseline_seed=args.baseline_seed)
-    baseline = load_user_baseline(setting, Path(args.baseline), data, device) if args.baseline else None
+                baseline_seed=args.baseline_seed, numerics=numerics)
+    baseline = load_user_baseline(setting, Path(args.baseline), data, device, numerics) if args.baseline else None
     if baseline is not None:  # runs from another baseline are other runs: never a cached default one
         jobs = [replace(j, user_baseline=baseline.key) for j in jobs]
     runs_dir = Path(args.runs_dir)
     if not args.dry_run:
         check_writable(runs_dir)  # last: bad input above leaves nothing written
-    return setting, jobs, device, runs_dir, data, baseline, dry
+    return setting, jobs, device, runs_dir, data, baseline, dry, numerics
 
 
 def _dry_surgery(setting) -> dict:
@@ -397,13 +423,13 @@ def cmd_run(args) -> int:
 
     workers = Workers(Path(args.runs_dir), args.threads)
     executor = executors.make(args)
-    setting, jobs, device, runs_dir, data, user_base, dry = _prepare(args)
+    setting, jobs, device, runs_dir, data, user_base, dry, numerics = _prepare(args)
     runner = Runner(setting, data, runs_dir, device, baseline=user_base, recompute_stale=args.recompute_stale)
     header = (f"setting {setting.name}: {data.label} [{data.fingerprint}], {setting.model}, "
               f"input {'x'.join(map(str, setting.input_shape))}, ratios {setting.ratios} "
               f"(dry surgery: {dry['speedup']:.2f}x FLOPs)"
               f"{' skip ' + setting.skip if setting.skip else ''}; {setting.budget_label()}"
-              f"{'; SMOKE (not a result)' if args.smoke else ''}; device {device}")
+              f"{'; SMOKE (not a result)' if args.smoke else ''}; device {device}, precision {numerics.label()}")
     if args.dry_run:
         print(header)
         return _print_plan(runner, jobs)
@@ -481,21 +507,24 @@ def cmd_search(args) -> int:
     _seed("--seed", args.seed)
     space = load_space(args.space, args.method)
     device = _device(args)
+    numerics = _numerics(args, device)
     data = load_data(setting, args.data_dir, args.download).with_validation(setting.val_size, seed=0)
     runs_dir = Path(args.runs_dir)
     storage = args.storage or default_storage(runs_dir)
-    name = args.study or study_name(setting, args.method)
+    name = args.study or study_name(setting, args.method, numerics)
     parallel = _parallel(args, executor, storage)
     check_writable(runs_dir)
     study = get_study(storage, name, setting, args.method, sampler=make_sampler(args.sampler, args.seed, space),
-                      space=space)
-    spec = SearchSpec(setting, args.method, args.trials, space, args.sampler, args.seed, args.smoke, args.timeout)
+                      space=space, numerics=numerics)
+    spec = SearchSpec(setting, args.method, args.trials, space, args.sampler, args.seed, args.smoke, args.timeout,
+                      numerics)
     ft = setting.finetune
     with workers:
         print(f"search {name}: {args.method} on {setting.name} ({data.label}, validation split of "
               f"{setting.val_size} images carved from train), {args.trials} trials, sampler {args.sampler}, space "
               f"{json.dumps({k: list(v) for k, v in space.items()})}; budget per trial: {setting.budget_label()}"
               f"{' (SMOKE)' if args.smoke else ''}; fine-tune {ft.epochs} ep at batch {ft.batch_size}; "
+              f"device {device}, precision {numerics.label()}; "
               f"{workers.describe() if parallel is None else f'{parallel} {executor.name} workers'}", flush=True)
         runner = Runner(setting, data, runs_dir, device)
         if parallel is None:
@@ -534,12 +563,14 @@ def cmd_baseline(args) -> int:
     setting = _setting(args)
     _seed("--seed", args.seed)
     device = _device(args)
+    numerics = _numerics(args, device)
     data = load_data(setting, args.data_dir, args.download)
     runs_dir = Path(args.runs_dir)
     check_writable(runs_dir)
     with workers:
-        print(f"baseline {setting.name} seed {args.seed}: device {device}; {workers.describe()}", flush=True)
-        b = get_baseline(setting, data, args.seed, runs_dir, device, smoke=args.smoke)
+        print(f"baseline {setting.name} seed {args.seed}: device {device}, precision {numerics.label()}; "
+              f"{workers.describe()}", flush=True)
+        b = get_baseline(setting, data, args.seed, runs_dir, device, smoke=args.smoke, numerics=numerics)
     print(f"baseline {setting.name} seed {args.seed}: top-1 {b.top1:.2f}  ({b.path})")
     return 0
 

@@ -24,6 +24,7 @@ from typing import Iterator
 import torch
 
 from suite.errors import SuiteError
+from suite.numerics import FP32, Numerics, resolve as resolve_numerics
 from suite.plan import Job
 from suite.runner import JobResult, Runner, load_data
 from suite.settings import Setting
@@ -45,6 +46,7 @@ class Context:
     baseline: str | None = None  # a --baseline file (absolute), else the setting's trained baseline
     recompute_stale: bool = False
     validation: bool = False  # a search: the training set minus the setting's validation split
+    numerics: Numerics = FP32  # the command's precision (a --baseline file's top-1 is measured in it)
 
     @property
     def gpu(self) -> bool:
@@ -64,7 +66,8 @@ def runner_for(ctx: Context) -> Runner:
         if ctx.validation:
             data = data.with_validation(ctx.setting.val_size, seed=0)
         device = torch.device(ctx.device)
-        user = load_user_baseline(ctx.setting, Path(ctx.baseline), data, device) if ctx.baseline else None
+        user = (load_user_baseline(ctx.setting, Path(ctx.baseline), data, device, ctx.numerics)
+                if ctx.baseline else None)
         _RUNNERS[key] = Runner(ctx.setting, data, Path(ctx.runs_dir), device, baseline=user,
                                recompute_stale=ctx.recompute_stale)
     return _RUNNERS[key]
@@ -86,7 +89,8 @@ def search_worker(ctx: Context, spec, storage: str, study: str, index: int) -> i
     from suite.search import get_study, make_sampler, run_search
     runner = runner_for(ctx)
     sampler = make_sampler(spec.sampler, spec.seed + index, spec.space)
-    run_search(spec, runner, get_study(storage, study, spec.setting, spec.method, sampler=sampler, space=spec.space))
+    run_search(spec, runner, get_study(storage, study, spec.setting, spec.method, sampler=sampler, space=spec.space,
+                                       numerics=spec.numerics))
     return index
 
 
@@ -96,7 +100,8 @@ def context(runner: Runner, args) -> Context:
     return Context(setting=runner.setting, runs_dir=str(Path(runner.runs_dir).resolve()), data_dir=args.data_dir,
                    download=args.download, device="cuda" if runner.device.type == "cuda" else "cpu",
                    threads=args.threads or 1, baseline=str(Path(base.path).resolve()) if base else None,
-                   recompute_stale=runner.recompute_stale, validation=runner.eval_split == "val")
+                   recompute_stale=runner.recompute_stale, validation=runner.eval_split == "val",
+                   numerics=resolve_numerics(args.precision, args.channels_last, args.compile, runner.device))
 
 
 def _baseline_jobs(runner: Runner, jobs: list[Job]) -> list[Job]:
@@ -105,7 +110,7 @@ def _baseline_jobs(runner: Runner, jobs: list[Job]) -> list[Job]:
         return []
     seen: dict[tuple, Job] = {}
     for j in jobs:
-        seen.setdefault((j.baseline_seed, j.smoke), j)
+        seen.setdefault((j.baseline_seed, j.smoke, j.numerics), j)
     return list(seen.values())
 
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from suite.errors import SuiteError
+from suite.numerics import Numerics
 from suite.plan import Job
 from suite.settings import Setting
 from suite.store import read_json, write_json
@@ -23,7 +24,7 @@ def job_of(config: dict) -> Job:
     setting = Setting.from_dict(config.get("setting_definition") or config["setting"])
     return Job(setting, config["method"], config["hparams"], config["seed"], config.get("baseline_seed", 0),
                config.get("protocol", "paper"), config.get("smoke", False), config.get("hparams_source", "default"),
-               config.get("user_baseline"), config.get("total_samples"))
+               config.get("user_baseline"), config.get("total_samples"), Numerics.from_record(config))
 
 
 def migrate(runs_dir: Path) -> dict[str, str]:

@@ -2,10 +2,12 @@
 
 A job's identity (its run folder's hash) holds what selects the data, the model, the resolved
 per-layer ratios, the baseline it starts from, the method and the hyperparameters it reads, the
-recipes, the seed and the budget protocol. Presentation (a setting's description, its other
-targets, other methods' overrides, a log cadence) stays out, so editing it orphans no run. The
-code that trained a run is recorded beside it (``suite.fingerprint``), not hashed into its name:
-a run trained by older code is *stale*, found and flagged rather than silently recomputed.
+recipes, the seed, the budget protocol, and the precision, memory layout and compilation when
+they differ from fp32, contiguous and eager (``suite.numerics``). Presentation (a setting's
+description, its other targets, other methods' overrides, a log cadence) stays out, so editing it
+orphans no run. The code that trained a run is recorded beside it (``suite.fingerprint``), not
+hashed into its name: a run trained by older code is *stale*, found and flagged rather than
+silently recomputed.
 
 Budget protocols:
   paper   every method gets the setting's fine-tuning; a method's own training (GReg's
@@ -22,6 +24,7 @@ from dataclasses import asdict, dataclass
 
 from methods import registry
 from suite.errors import SuiteError
+from suite.numerics import FP32, Numerics
 from suite.settings import Setting
 
 SMOKE_STEPS = 20  # every phase of a --smoke run is cut to this many iterations
@@ -57,6 +60,7 @@ class Job:
     hparams_source: str = "default"
     user_baseline: str | None = None  # the weights digest of a --baseline file; None: the setting's trained one
     total_samples: int | None = None  # under ``total``: the samples after the baseline every row reaches
+    numerics: Numerics = FP32  # precision, memory layout, compilation of every pass (suite.numerics)
 
     def identity(self, data_fingerprint: str) -> dict:
         """Everything that defines the result; its hash names the run folder."""
@@ -77,6 +81,7 @@ class Job:
             ident["prune"] = asdict(s.prune)
         if self.protocol == "total":
             ident["total_samples"] = self.total_samples
+        ident.update(self.numerics.identity())  # nothing for fp32, contiguous, eager: stored runs keep their names
         return ident
 
     def folder(self, runs_dir, data_fingerprint: str):
@@ -120,7 +125,7 @@ def total_samples(setting: Setting, granularity: str, train_size: int, smoke: bo
 
 def plan(setting: Setting, methods: list[str], seeds: list[int], *, train_size: int, protocol: str = "paper",
          smoke: bool = False, user_hparams: dict | None = None, sources: dict | None = None,
-         baseline_seed: int = 0) -> list[Job]:
+         baseline_seed: int = 0, numerics: Numerics = FP32) -> list[Job]:
     """Jobs for every (method, seed). ``user_hparams``/``sources``: per method, values over the
     defaults and where they came from ("user file", "tuned: study ...")."""
     if protocol not in PROTOCOLS:
@@ -134,7 +139,7 @@ def plan(setting: Setting, methods: list[str], seeds: list[int], *, train_size: 
         target = (total_samples(setting, registry.get(method).granularity, train_size, smoke)
                   if protocol == "total" else None)
         jobs.append(Job(setting, method, resolve_hparams(setting, method, user), seed, baseline_seed,
-                        protocol, smoke, source, total_samples=target))
+                        protocol, smoke, source, total_samples=target, numerics=numerics))
     return jobs
 
 

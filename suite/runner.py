@@ -27,6 +27,7 @@ from suite.errors import SuiteError
 from suite.fingerprint import training_code
 from suite.groups import prunable_groups
 from suite.measure import count_flops, count_params, latency, latency_record, processor
+from suite.numerics import compile_failure
 from suite.models import example_input
 from suite.plan import SMOKE_STEPS, Job, extra_finetune_steps, layer_ratios, prune_cap
 from suite.settings import Setting
@@ -65,10 +66,10 @@ class Runner:
     def baseline(self, job: Job) -> Baseline:
         if self.user_baseline is not None:
             return self.user_baseline
-        key = (job.baseline_seed, job.smoke)
+        key = (job.baseline_seed, job.smoke, job.numerics)
         if key not in self._baselines:
             self._baselines[key] = get_baseline(self.setting, self.data, job.baseline_seed, self.runs_dir,
-                                                self.device, smoke=job.smoke)
+                                                self.device, smoke=job.smoke, numerics=job.numerics)
         return self._baselines[key]
 
     def folder(self, job: Job) -> Path:
@@ -166,11 +167,12 @@ class Runner:
                 "ratios": self.setting.ratios, "skip": self.setting.skip, "protocol": job.protocol,
                 "data_fingerprint": self.data.fingerprint, "data_label": self.data.label,
                 "reduced_budget": self.setting.reduced, "eval_split": self.eval_split,
-                "code_version": code_version(), "training_code": training_code(type(registry.get(job.method)))}
+                "code_version": code_version(), "training_code": training_code(type(registry.get(job.method))),
+                **job.numerics.record()}
 
     # ------------------------------------------------------------------ the phases
     def _execute(self, job: Job, base: Baseline, folder: Path, log: list) -> dict:
-        s, dev = self.setting, self.device
+        s, dev, numerics = self.setting, self.device, job.numerics
         method = registry.get(job.method)
         hp = method.Hparams.from_dict(job.hparams)
         model = copy.deepcopy(base.model).to(dev)
@@ -187,7 +189,7 @@ class Runner:
         else:
             torch.manual_seed(job.seed)
             choice, reg_log, own = self._prune(method, model, hp, job, folder, example)
-            acc_before = self._top1(model)
+            acc_before = self._top1(model, numerics)
             save_atomic({"model": model.state_dict(), "filters": choice.filters, "masks": choice.masks,
                          "info": choice.info, "acc_before_removal": acc_before, "log": reg_log, "own": own},
                         pruned_file)
@@ -200,7 +202,7 @@ class Runner:
             model.to(dev)
         else:
             keeper = MaskKeeper(model, choice.masks)
-        acc_after = self._top1(model)
+        acc_after = self._top1(model, numerics)
 
         # fine-tune: the setting's recipe, identical for every method
         ft = s.finetune
@@ -211,13 +213,17 @@ class Runner:
         outcome = train(model, self.data, lr=ft.lr_at, batch_size=ft.batch_size, momentum=ft.momentum,
                         weight_decay=ft.weight_decay, device=dev, seed=job.seed, stream="finetune",
                         total_steps=ft_steps, hooks=(keeper,) if keeper else (), checkpoint=folder / "finetune.ckpt",
-                        desc=f"{job.method} fine-tune", eval_split=self.eval_split, on_epoch_end=self.on_epoch_end)
+                        desc=f"{job.method} fine-tune", eval_split=self.eval_split, on_epoch_end=self.on_epoch_end,
+                        numerics=numerics)
         log += outcome.history
 
-        # measure
-        final = evaluate(model, self.data.eval_batches("test", 500, dev), dev)
-        val = evaluate(model, self.data.eval_batches("val", 500, dev), dev) if self.eval_split == "val" else None
+        # measure: accuracy in the run's numerics; size and latency of the fp32, contiguous, eager model
+        final = evaluate(model, self.data.eval_batches("test", 500, dev), dev, numerics)
+        val = (evaluate(model, self.data.eval_batches("val", 500, dev), dev, numerics)
+               if self.eval_split == "val" else None)
         base_model = base.model
+        for m in (base_model, model):
+            m.to(memory_format=torch.contiguous_format)
         params0, flops0 = count_params(base_model), count_flops(base_model, shape)
         params, flops = count_params(model), count_flops(model, shape)
         lat = {}
@@ -248,6 +254,8 @@ class Runner:
         }
         if val is not None:
             result["val_top1"] = val["top1"]
+        if compile_failure(model):
+            result["compile_failure"] = compile_failure(model)
         if choice.filters is not None:
             result["pruned_filters"] = choice.filters
         else:
@@ -271,7 +279,8 @@ class Runner:
                             momentum=s.prune.momentum, weight_decay=s.prune.weight_decay, device=dev,
                             seed=job.seed, stream="regularize", total_steps=cap, hooks=hooks,
                             checkpoint=folder / "regularize.ckpt", eval_split=None, desc=desc,
-                            log_every=log_every, log_extra=log_extra, expected_steps=job.planned_prune_iters() or None)
+                            log_every=log_every, log_extra=log_extra, expected_steps=job.planned_prune_iters() or None,
+                            numerics=job.numerics)
             reg_log.extend(outcome.history)
             own["iters"] += outcome.steps
             own["samples"] += outcome.steps * s.prune.batch_size
@@ -295,8 +304,8 @@ class Runner:
                          batches=batches, example=example, groups=groups)
         return method.prune(model, task, hp), reg_log, own
 
-    def _top1(self, model) -> float:
-        return evaluate(model, self.data.eval_batches(self.eval_split, 500, self.device), self.device)["top1"]
+    def _top1(self, model, numerics) -> float:
+        return evaluate(model, self.data.eval_batches(self.eval_split, 500, self.device), self.device, numerics)["top1"]
 
 
 def _supersede(folder: Path, result: dict) -> None:

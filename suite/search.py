@@ -18,6 +18,7 @@ import optuna
 
 from methods import registry
 from suite.errors import SuiteError
+from suite.numerics import FP32, Numerics
 from suite.plan import Job, resolve_hparams
 from suite.runner import Runner
 from suite.settings import Setting
@@ -36,8 +37,11 @@ def default_storage(runs_dir: Path) -> str:
     return f"sqlite:///{Path(runs_dir).resolve()}/search.db"
 
 
-def study_name(setting: Setting, method: str) -> str:
-    return f"{setting.name}-{method}"
+def study_name(setting: Setting, method: str, numerics: Numerics = FP32) -> str:
+    """SETTING-METHOD, with the precision and layout appended when they are not fp32/contiguous/eager
+    (``cifar10-resnet56-greg1-bf16-channels-last``): trials in another precision are other runs."""
+    suffix = "" if numerics == FP32 else "-" + numerics.label().replace(", ", "-")
+    return f"{setting.name}-{method}{suffix}"
 
 
 def open_storage(url: str):
@@ -123,13 +127,15 @@ def default_params(setting: Setting, method: str, space: dict) -> dict | None:
 
 
 def get_study(storage_url: str, name: str, setting: Setting, method: str, sampler=None, create: bool = True,
-              space: dict | None = None):
+              space: dict | None = None, numerics: Numerics | None = None):
     """Load the study, or create it tagged with its setting and method; refuse a study made for others.
 
     A new study gets the method's defaults as its first trial (when ``space`` is given and holds
     them, and the sampler is not a grid), so the search is measured against the defaults on the
     same validation split. An untagged study that already holds trials was made outside the suite
-    and is refused.
+    and is refused. ``numerics`` (a search adding trials): the study must have been made in that
+    precision and layout (studies tagged before these options: fp32); None (reading a best trial
+    for ``suite run --hparams best``): any.
     """
     storage = open_storage(storage_url)
     names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
@@ -142,7 +148,7 @@ def get_study(storage_url: str, name: str, setting: Setting, method: str, sample
                                     pruner=optuna.pruners.MedianPruner(n_warmup_steps=1), load_if_exists=True)
         tags = study.user_attrs
         if not tags and not study.get_trials(deepcopy=False):
-            for k, v in {**want, "metric": "validation top-1"}.items():
+            for k, v in {**want, "metric": "validation top-1", **(numerics or FP32).record()}.items():
                 study.set_user_attr(k, v)
             tags = study.user_attrs
             defaults = default_params(setting, method, space) if space is not None else None
@@ -152,6 +158,9 @@ def get_study(storage_url: str, name: str, setting: Setting, method: str, sample
         raise SuiteError(f"study {name!r} in {storage_url} was made for {tags.get('method')} on "
                          f"{tags.get('setting')} ratios {tags.get('ratios')}, not {method} on {setting.name} "
                          f"ratios {setting.ratios}: pass another --study")
+    if numerics is not None and Numerics.from_record(tags) != numerics:
+        raise SuiteError(f"study {name!r} in {storage_url} holds trials in {Numerics.from_record(tags).label()}, not "
+                         f"{numerics.label()}: pass another --study (or the study's precision options)")
     return study
 
 
@@ -165,6 +174,7 @@ class SearchSpec:
     seed: int = 0
     smoke: bool = False
     timeout: float | None = None
+    numerics: Numerics = FP32
 
 
 def run_search(spec: SearchSpec, runner: Runner, study: optuna.Study) -> optuna.Study:
@@ -176,7 +186,7 @@ def run_search(spec: SearchSpec, runner: Runner, study: optuna.Study) -> optuna.
     def objective(trial: optuna.Trial) -> float:
         hp = method.suggest(trial, base=base, space=spec.space, max_iters=cap)
         job = Job(spec.setting, spec.method, hp.to_dict(), seed=spec.seed, smoke=spec.smoke,
-                  hparams_source=f"search trial {trial.number} of study {study.study_name}")
+                  hparams_source=f"search trial {trial.number} of study {study.study_name}", numerics=spec.numerics)
 
         def report(row):
             epoch = int(round(row["epoch"]))
