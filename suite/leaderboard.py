@@ -239,11 +239,12 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
     tables = []
     # targets from the mildest to the strongest pruning, each with the paper's protocol first
     order = agg.assign(_total=agg.protocol == "total").sort_values(["speedup", "ratios", "_total"], kind="stable")
-    # one table per baseline too: rows that started from different weights are not ranked together
+    # one table per baseline too: rows that started from different weights are not ranked together;
+    # and per precision and layout (a --baseline file's runs in fp32 and bf16 share its key)
     order = order.assign(_runs=order.groupby("baseline_key").n.transform("sum"))
     order = order.sort_values("_runs", ascending=False, kind="stable")  # the most-used baseline first
-    for (key, ratios, skip, protocol), part in order.groupby(["baseline_key", "ratios", "skip", "protocol"],
-                                                             sort=False, dropna=False):
+    for (key, numerics, ratios, skip, protocol), part in order.groupby(
+            ["baseline_key", "numerics", "ratios", "skip", "protocol"], sort=False, dropna=False):
         part = part.sort_values("top1_mean", ascending=False)
         # the reference for "within noise" is the best row that has seeds enough to test (n >= 2)
         testable = part[part.n >= 2]
@@ -267,7 +268,7 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
         marks = {col: _unique_best(rows, col) for col in ("top1", "speedup")}
         marks["latency_speedup"] = _latency_best(rows)
         tables.append({"ratios": ratios, "skip": skip, "protocol": protocol, "rows": rows, "best": marks,
-                       "baseline_key": key, "baseline_name": part.baseline_name.iloc[0],
+                       "baseline_key": key, "numerics": numerics, "baseline_name": part.baseline_name.iloc[0],
                        "baseline_top1": float(part.baseline_top1.iloc[0])})
     return tables
 
@@ -377,6 +378,9 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
                      .sort_values("runs", ascending=False, kind="stable").reset_index().to_dict("records")
                      if not agg.empty else [])
         main = agg[(agg.protocol == "paper") & (agg.baseline_key == baselines[0]["baseline_key"])] if baselines else agg
+        if not main.empty:  # the chart too shows one precision: the one with most runs from that baseline
+            main = main[main.numerics == main.groupby("numerics", sort=False).n.sum().idxmax()]
+        precisions = sorted(set(agg.numerics)) if not agg.empty else []
         page = env.get_template("setting.html").render(
             name=name, setting=setting, overrides=changed_defaults(setting) if setting else {}, paper=paper,
             paper_source=published["source"], stamp=_latest(runs),
@@ -384,6 +388,7 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
             fingerprints=sorted(set(runs.data_fingerprint)) if not runs.empty else [],
             code_versions=sorted(set(runs.code_version)) if not runs.empty else [],
             baselines=baselines, tables=_target_tables(agg, out_dir) if not agg.empty else [],
+            precisions=precisions, chart_precision=main.numerics.iloc[0] if not main.empty else None,
             chart=svg_chart(main, baselines[0]["top1"] if baselines else None, paper),
             failed=failed.to_dict("records"), commands=commands, csv=_href(csv_path.name) if not agg.empty else None,
             latency=latency)

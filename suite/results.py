@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from suite.numerics import Numerics
+
 # What `suite results` prints by default (the frame holds more).
-TABLE_COLUMNS = ["setting", "method", "seed", "status", "protocol", "ratios", "eval_split", "top1",
+TABLE_COLUMNS = ["setting", "method", "seed", "status", "protocol", "numerics", "ratios", "eval_split", "top1",
                  "baseline_top1", "acc_before_removal", "acc_after_removal", "params", "speedup",
                  "latency_speedup", "reg_iters", "finetune_epochs", "samples", "train_macs", "capped",
                  "training_code", "hparams_source", "error"]
@@ -36,6 +38,7 @@ def result_row(r: dict, run: Path) -> dict:
         "setting": r.get("setting"), "method": r.get("method"), "seed": r.get("seed"),
         "status": r.get("status"), "error": r.get("error", ""), "ratios": r.get("ratios"),
         "skip": r.get("skip", ""), "protocol": r.get("protocol", "paper"),
+        "numerics": Numerics.from_record(r).label(),  # runs stored before the option: fp32
         "eval_split": r.get("eval_split", "test"), "top1": r.get("top1"),
         "baseline_top1": r.get("baseline_top1"), "baseline_key": r.get("baseline_key", ""),
         "baseline_name": baseline_name(r),
@@ -59,9 +62,13 @@ def result_row(r: dict, run: Path) -> dict:
 
 def baseline_name(r: dict) -> str:
     """How a run's starting point is named to a reader: the trained baseline's seed (runs stored
-    before baseline_seed was recorded all used seed 0), or an own --baseline file's digest."""
+    before baseline_seed was recorded all used seed 0), or an own --baseline file's digest; a
+    baseline trained in another precision than fp32 says so (it is another baseline)."""
     key = r.get("baseline_key", "")
-    return f"own baseline {key[5:13]}" if key.startswith("user-") else f"baseline seed {r.get('baseline_seed', 0)}"
+    if key.startswith("user-"):
+        return f"own baseline {key[5:13]}"
+    numerics = Numerics.from_record(r)
+    return f"baseline seed {r.get('baseline_seed', 0)}" + ("" if numerics == Numerics() else f" ({numerics.label()})")
 
 
 def _capped(r: dict) -> bool:
@@ -77,15 +84,16 @@ def _min_ratio(r: dict):
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and n over seeds per (setting, baseline, ratios, skip, protocol, method, hparams):
-    runs that started from different baselines are never averaged together. The one aggregation
+    """Mean, std and n over seeds per (setting, baseline, precision, ratios, skip, protocol, method,
+    hparams): runs that started from different baselines or ran in another precision or layout are
+    never averaged together (a row's label names a precision other than fp32). The one aggregation
     behind both the summary ``suite run`` prints and the leaderboard pages.
 
     Latency: the mean speedup, the mean of each run's quartile range (``latency_lo/hi``, NaN when
     a run predates recorded spread) and ``latency_noisy``: True when any run was noisy, None when
     no run recorded it.
     """
-    keys = ["setting", "baseline_key", "ratios", "skip", "protocol", "method", "hparams", "hparams_source",
+    keys = ["setting", "baseline_key", "numerics", "ratios", "skip", "protocol", "method", "hparams", "hparams_source",
             "training_code", "current", "capped"]  # a capped schedule is another computation: never averaged in
     runs = runs.assign(protocol=protocol_of(runs), current=current_code(runs))
     runs = runs.assign(latency_noisy=[float("nan") if v is None or v != v else float(v) for v in runs.latency_noisy])
@@ -105,8 +113,10 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
                 before_removal=("acc_before_removal", "mean"), after_removal=("acc_after_removal", "mean"),
                 mag_ratio=("mag_ratio", "mean"), runs=("run", list), top1_values=("top1", list)).reset_index()
     out["latency_noisy"] = out.latency_noisy.map(lambda v: None if v != v else bool(v))
-    out["label"] = [label(m, src) + ("" if cur else " [older training code]") + (" [capped]" if cap else "")
-                    for m, src, cur, cap in zip(out.method, out.hparams_source, out.current, out.capped)]
+    out["label"] = [label(m, src) + ("" if num == "fp32" else f" [{num}]") + ("" if cur else " [older training code]")
+                    + (" [capped]" if cap else "")
+                    for m, src, num, cur, cap in zip(out.method, out.hparams_source, out.numerics, out.current,
+                                                     out.capped)]
     out["delta"] = out.top1_mean - out.baseline_top1
     out["param_reduction"] = out.baseline_params / out.params
     return out
@@ -150,9 +160,9 @@ def format_summary(agg: pd.DataFrame, runs_dir: Path | None = None) -> str:
     if agg.empty:
         return "no finished runs"
     lines = []
-    for (setting, ratios, protocol, key), part in agg.groupby(["setting", "ratios", "protocol", "baseline_key"],
-                                                              sort=False, dropna=False):
-        lines.append(f"{setting}  target {ratios}  budget protocol: {protocol}  "
+    for (setting, ratios, protocol, key, numerics), part in agg.groupby(
+            ["setting", "ratios", "protocol", "baseline_key", "numerics"], sort=False, dropna=False):
+        lines.append(f"{setting}  target {ratios}  budget protocol: {protocol}  precision {numerics}  "
                      f"{part.baseline_name.iloc[0]}: top-1 {part.baseline_top1.iloc[0]:.2f}")
         table = pd.DataFrame({
             "method": part.label,
