@@ -10,6 +10,7 @@ import torch
 from suite import fingerprint
 from suite.data import STREAMS, stream_seed
 from suite.migrate import job_of, migrate
+from suite.numerics import Numerics
 from suite.plan import Job, resolve_hparams
 from suite.settings import SETTINGS, get_setting
 
@@ -41,6 +42,42 @@ def test_what_selects_data_model_targets_and_recipes_names_a_run():
     assert _folder(TINY, protocol="total", total_samples=10_000) != base
     # a one-shot method reads no prune recipe: changing it does not rename its runs
     assert _folder(replace(TINY, prune=replace(TINY.prune, lr=0.5))) == base
+
+
+def test_precision_layout_and_compile_name_a_run_only_when_not_fp32(monkeypatch):
+    """fp32, contiguous, eager adds nothing to the identity, so every run stored before these
+    options keeps its folder, even if the default precision is changed; anything else is another
+    run, with another baseline."""
+    from types import SimpleNamespace
+
+    from suite import numerics
+    from suite.baseline import baseline_key
+    base = _folder(TINY)
+    monkeypatch.setitem(numerics.DEFAULT_PRECISION, "cpu", "bf16")  # as if the lead changed the default
+    explicit_fp32 = numerics.resolve("fp32", False, False, torch.device("cpu"))
+    assert _folder(TINY, numerics=explicit_fp32) == base == _folder(TINY, numerics=Numerics())
+    others = [Numerics("bf16"), Numerics("fp16"), Numerics(channels_last=True), Numerics(compile=True),
+              Numerics("bf16", channels_last=True), numerics.resolve(None, False, False, torch.device("cpu"))]
+    assert others[-1] == Numerics("bf16")  # the (changed) default applies when none is asked for
+    assert len({base} | {_folder(TINY, numerics=n) for n in others[:-1]}) == 6
+    data = SimpleNamespace(fingerprint="fp")
+    keys = {baseline_key(TINY, 0, data, n) for n in others[:-1]}
+    assert baseline_key(TINY, 0, data, Numerics()) == baseline_key(TINY, 0, data) not in keys and len(keys) == 5
+
+
+def test_published_baselines_keep_their_keys():
+    """The baseline key with the precision options: every published (fp32) baseline folder is
+    still the key of the record it holds."""
+    from types import SimpleNamespace
+
+    from suite.baseline import baseline_key
+    metas = sorted(PUBLISHED.glob("baselines/*/*/meta.json"))
+    if not metas:
+        pytest.skip("no published runs in this checkout")
+    for meta in metas:
+        m = json.loads(meta.read_text())
+        key = baseline_key(SETTINGS[m["setting"]], m["seed"], SimpleNamespace(fingerprint=m["data_fingerprint"]))
+        assert key == meta.parent.name, meta
 
 
 def test_the_same_layers_under_two_spellings_are_one_run():
@@ -124,6 +161,15 @@ def test_migration_keeps_every_published_run_findable(published):
             assert list((res.parent.parent / twin).glob("result.json")) + \
                 list((res.parent.parent / twin).glob("superseded/*/result.json"))
     assert migrate(published) == {}  # a second pass moves nothing
+
+
+def test_a_bf16_run_is_found_again_from_its_config():
+    """migrate (and anything reading a stored config) rebuilds the job with its precision."""
+    job = Job(TINY, "l1", resolve_hparams(TINY, "l1", None), 0, numerics=Numerics("bf16", channels_last=True))
+    config = {**job.identity("fp"), "setting_definition": TINY.to_dict(), "hparams": job.hparams,
+              **job.numerics.record()}
+    found = job_of(config).folder(Path("runs"), "fp")
+    assert found == job.folder(Path("runs"), "fp") and found.name != _folder(TINY)
 
 
 def test_a_run_of_older_training_code_is_flagged_then_recomputed_on_request(tmp_path, capsys):
