@@ -293,3 +293,99 @@ def test_greg1_removes_l1_filters_and_drives_them_down(small_fmnist):
         kept = [i for i in range(len(norms)) if i not in idxs]
         before = filter_l1(model.get_submodule(name).weight)
         assert norms[kept].mean() / norms[idxs].mean() > 10 * before[kept].mean() / before[idxs].mean()
+
+
+# ------------------------------------------------------------------------- mixed precision
+class _PenaltyCheck:
+    """A hook run after GReg's in the same loop. At every after_backward it checks that the
+    penalty GReg just added is ``lambda * w`` in float32 on the float32 gradient: the difference to
+    the gradient a hook before GReg saw equals lambda * w computed in float64 to float32's rounding
+    (a bf16 addition would be off by ~4e-3 relative). At the update that fixes GReg-2's pick it
+    checks the pick against the L1 ranking of the float32 master weights at that moment."""
+
+    def __init__(self):
+        self.greg, self.before, self.worst, self.picks = None, {}, 0.0, []
+
+    def snapshot(self, model, step):
+        self.before = {n: w.grad.clone() for n, w in self.greg.weights.items()}
+
+    def after_backward(self, model, step):
+        for layer in self.greg.layers:
+            w = self.greg.weights[layer.name]
+            assert w.dtype == w.grad.dtype == torch.float32
+            lam, kept = layer.lam_pruned(self.greg.hp), layer.lam_kept
+            want = ((lam - kept) * layer.mask.double() + kept) * w.detach().double()
+            got = (w.grad - self.before[layer.name]).double()
+            scale = w.grad.double().abs() + want.abs() + 1e-30
+            self.worst = max(self.worst, ((got - want).abs() / scale).max().item())
+        if self.greg.variant == 2 and not self.picks and all(l.picked for l in self.greg.layers):
+            self.picks.append({l.name: sorted(l.pruned.tolist()) for l in self.greg.layers})
+            self.picks.append(l1_smallest_filters(model, {l.name: l.ratio for l in self.greg.layers}))
+
+    def after_step(self, model, step):
+        return False
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+class _Before(_PenaltyCheck):
+    def __init__(self, check):
+        self.check = check
+
+    def after_backward(self, model, step):
+        self.check.snapshot(model, step)
+
+
+def _precision_task(data, model, numerics, check):
+    outcomes = []
+
+    def run(hooks, desc, log_every=None, log_extra=None):
+        check.greg = hooks[0]
+        outcomes.append(train(model, data, lr=lambda e: 0.01, batch_size=64, momentum=0.9, weight_decay=5e-4,
+                              device=CPU, seed=0, stream="regularize", total_steps=1000,
+                              hooks=(_Before(check), *hooks, check), eval_split=None, log_every=log_every,
+                              log_extra=log_extra, numerics=numerics))
+        return outcomes[-1]
+    return PruneTask(RATIOS, CPU, 0, 1000, run, None, example_input(1, 28)), outcomes
+
+
+@pytest.mark.parametrize("name", ["greg1", "greg2"])
+def test_bf16_keeps_the_schedule_the_penalty_and_the_choice(small_fmnist, name):
+    """A bf16 + channels-last run on real data against the fp32 run from the same weights: the
+    same updates, lambdas, stop and stabilization iterations, the penalty added exactly in float32,
+    and the same filters. GReg-1's filters are fixed before any training, so they must be equal.
+    GReg-2 picks by the L1 ranking after its picking phase, of weights that bf16 trained slightly
+    differently, so its pick may legitimately differ at a near-tie: what must hold is that each
+    run's pick is the ranking of its own float32 master weights at the pick update, and is what the
+    run returns (on this data and CPU the two picks were also equal). The magnitude-ratio stop is
+    off: it reads the weights, so its iteration may legitimately move."""
+    from suite.numerics import FP32, Numerics
+    hp = GRegHparams(penalty_increment=0.25, penalty_ceiling=1.0, pick_increment=0.125, pick_ceiling=0.5,
+                     update_interval=3, stabilize_iters=4, mag_ratio_limit=NO_RATIO_STOP)
+    torch.manual_seed(0)
+    base = build_model("cnn4", 10, 1)
+    runs = {}
+    for numerics in (FP32, Numerics("bf16", channels_last=True)):
+        model, check = copy.deepcopy(base), _PenaltyCheck()
+        task, outcomes = _precision_task(small_fmnist, model, numerics, check)
+        runs[numerics.precision] = (registry.get(name).prune(model, task, hp), outcomes, model, check)
+    (p32, o32, m32, c32), (p16, o16, m16, c16) = runs["fp32"], runs["bf16"]
+    assert max((a - b).abs().max().item() for a, b in zip(m32.parameters(), m16.parameters())) > 0  # bf16 ran
+    assert [(o.steps, o.stopped_by_hook) for o in o16] == [(o.steps, o.stopped_by_hook) for o in o32] == \
+        [(type(registry.get(name)).planned_iters(hp), True)]
+
+    def lambdas(outcomes):
+        return [{k: v for k, v in r.items() if k.startswith("lambda:")} for o in outcomes for r in o.history]
+    assert lambdas(o16) == lambdas(o32) and lambdas(o32)
+    schedule = {k: v for k, v in p32.info.items() if k not in ("mag_ratio", "pick_overlap_with_l1")}
+    assert {k: v for k, v in p16.info.items() if k in schedule} == schedule
+    assert c32.worst < 1e-6 and c16.worst < 1e-6
+    if name == "greg1":
+        assert p16.filters == p32.filters
+    else:
+        for check, p in ((c32, p32), (c16, p16)):
+            assert check.picks[0] == check.picks[1] == {k: sorted(v) for k, v in p.filters.items()}
