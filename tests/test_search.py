@@ -136,6 +136,29 @@ def test_untagged_study_adopted_only_while_empty(tmp_path):
         search.get_study(storage, "foreign", setting, "greg1")
 
 
+def test_a_study_holds_one_precision(tmp_path):
+    """A bf16 search gets its own default study; a study tagged before the precision options (or
+    made in fp32) refuses bf16 trials, and a bf16 one fp32 trials; reading a best trial
+    (``suite run --hparams best``) takes any."""
+    from suite.numerics import Numerics
+    setting = get_setting(TINY)
+    bf16 = Numerics("bf16", channels_last=True)
+    assert search.study_name(setting, "greg1") == search.study_name(setting, "greg1", Numerics()) == "tiny-fmnist-greg1"
+    assert search.study_name(setting, "greg1", bf16) == "tiny-fmnist-greg1-bf16-channels-last"
+    storage = f"sqlite:///{tmp_path}/s.db"
+    old = optuna.create_study(study_name="old", storage=storage)
+    for k, v in {"setting": setting.name, "method": "greg1", "ratios": setting.ratios}.items():
+        old.set_user_attr(k, v)  # as tagged before these options: fp32
+    assert search.get_study(storage, "old", setting, "greg1", numerics=Numerics()).study_name == "old"
+    with pytest.raises(SuiteError, match="holds trials in fp32, not bf16, channels-last"):
+        search.get_study(storage, "old", setting, "greg1", numerics=bf16)
+    made = search.get_study(storage, "new", setting, "greg1", numerics=bf16)
+    assert made.user_attrs["precision"] == "bf16" and made.user_attrs["channels_last"] is True
+    with pytest.raises(SuiteError, match="holds trials in bf16, channels-last, not fp32"):
+        search.get_study(storage, "new", setting, "greg1", numerics=Numerics())
+    assert search.get_study(storage, "new", setting, "greg1", create=False).study_name == "new"
+
+
 @pytest.mark.parametrize("name", ["greg1", "greg2"])
 def test_search_never_proposes_a_schedule_the_cap_cuts_short(name):
     """Issue 13: every proposal reaches its ceiling and stabilizes within the setting's cap (the
