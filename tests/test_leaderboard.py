@@ -196,6 +196,35 @@ def test_runs_from_another_baseline_are_never_averaged_in(runs, tmp_path):
     assert page.count("baseline seed 0: ") == 2
 
 
+def test_runs_in_another_precision_are_never_averaged_in(runs, tmp_path):
+    """bf16 runs that share the fp32 runs' baseline key (an own --baseline file is one key for every
+    precision) still get their own rows, tables and tag; the chart keeps one precision; a page of
+    fp32 runs only says nothing about precision."""
+    fp32_page = tmp_path / "plain"
+    render(runs, fp32_page)
+    assert "precision" not in (fp32_page / "tiny-fmnist.html").read_text()
+    mixed = tmp_path / "runs"
+    shutil.copytree(runs, mixed)
+    mine = [r for r in _results(runs) if r["method"] == "l1" and r["status"] == "done"]
+    for k, r in enumerate(mine):
+        dst = mixed / "tiny-fmnist" / "l1" / f"bf16-{k}"
+        dst.mkdir()
+        (dst / "result.json").write_text(json.dumps({**r, "precision": "bf16", "channels_last": True,
+                                                     "top1": 11.0 + k}))
+    out = tmp_path / "site"
+    render(mixed, out)
+    rows = {r["label"]: r for r in csv.DictReader(open(out / "tiny-fmnist.csv"))}
+    assert float(rows["l1"]["top1_mean"]) == pytest.approx(sum(r["top1"] for r in mine) / len(mine))
+    assert float(rows["l1 [bf16, channels-last]"]["top1_mean"]) == 11.0 + (len(mine) - 1) / 2
+    assert rows["l1"]["numerics"] == "fp32" and rows["l1 [bf16, channels-last]"]["numerics"] == "bf16, channels-last"
+    page = (out / "tiny-fmnist.html").read_text()
+    assert "<dt>precision</dt><dd>bf16, channels-last; fp32" in page
+    assert page.count('<span class="tag">precision: bf16, channels-last</span>') == 1  # one table
+    assert page.count('<span class="tag">precision: fp32</span>') == 2  # its table and the chart's
+    chart = page[page.index("<svg"):page.index("</svg>")]
+    assert ">l1</text>" in chart and "bf16" not in chart
+
+
 def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
     from suite.leaderboard import _target_tables
     import pandas as pd
