@@ -69,12 +69,16 @@ def local_grid(tmp_path_factory):
 
 def test_jobs_and_contexts_pickle():
     from suite.executors import Context
+    from suite.numerics import Numerics
     setting = get_setting(TINY)
-    for job in plan(setting, ["l1", "greg1"], [0, 1], train_size=32, protocol="total"):
+    bf16 = Numerics("bf16", channels_last=True)
+    jobs = plan(setting, ["l1", "greg1"], [0, 1], train_size=32, protocol="total")
+    for job in jobs + plan(setting, ["l1"], [0], train_size=32, numerics=bf16):
         back = pickle.loads(pickle.dumps(job))
         assert back == job and back.identity("fp") == job.identity("fp")
-    ctx = Context(setting, "/runs", threads=2)
-    assert pickle.loads(pickle.dumps(ctx)) == ctx
+    assert pickle.loads(pickle.dumps(jobs[-1])).numerics == Numerics()
+    for ctx in (Context(setting, "/runs", threads=2), Context(setting, "/runs", numerics=bf16)):
+        assert pickle.loads(pickle.dumps(ctx)) == ctx
 
 
 @pytest.mark.parametrize("args,fragment", [
