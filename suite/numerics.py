@@ -3,10 +3,11 @@
 A run's :class:`Numerics` applies to every pass the harness makes for it (the baseline, a method's
 own training through the suite's loop, fine-tuning, evaluation), so one comparison is computed in
 one precision. Mixed precision here is autocast: the weights, their gradients and the optimizer
-stay float32 (the master weights), only the forward's matrix products run in bf16/fp16, so a
-method's per-step hook (GReg's penalty ``grad += lambda * w``, a mask re-applied after the step)
-works on float32 tensors exactly as in an fp32 run. fp16 scales the loss (``GradScaler``), and the
-loop unscales the gradients before any hook sees them.
+stay float32 (the master weights); only the operations autocast lowers (convolutions and matrix
+products, forward and backward) run in bf16/fp16. So a method's per-step hook (a penalty
+``grad += lambda * w``, a mask re-applied after the step) works on float32 tensors exactly as in
+an fp32 run. fp16 scales the loss (``GradScaler``), and the loop unscales the gradients before
+any hook sees them.
 
 Only what differs from fp32 / contiguous / eager enters a run's identity (:meth:`Numerics.identity`),
 so every run stored before these options existed keeps its folder name.
@@ -44,7 +45,7 @@ class Numerics:
     compile: bool = False
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
+        if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
             raise SuiteError(f"--precision {self.precision!r}: must be one of {', '.join(PRECISIONS)}")
 
     @classmethod

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from suite.errors import SuiteError
 from suite.numerics import Numerics
 
 # What `suite results` prints by default (the frame holds more).
@@ -38,7 +39,7 @@ def result_row(r: dict, run: Path) -> dict:
         "setting": r.get("setting"), "method": r.get("method"), "seed": r.get("seed"),
         "status": r.get("status"), "error": r.get("error", ""), "ratios": r.get("ratios"),
         "skip": r.get("skip", ""), "protocol": r.get("protocol", "paper"),
-        "numerics": Numerics.from_record(r).label(),  # runs stored before the option: fp32
+        "numerics": numerics_label(r),
         "eval_split": r.get("eval_split", "test"), "top1": r.get("top1"),
         "baseline_top1": r.get("baseline_top1"), "baseline_key": r.get("baseline_key", ""),
         "baseline_name": baseline_name(r),
@@ -67,8 +68,17 @@ def baseline_name(r: dict) -> str:
     key = r.get("baseline_key", "")
     if key.startswith("user-"):
         return f"own baseline {key[5:13]}"
-    numerics = Numerics.from_record(r)
-    return f"baseline seed {r.get('baseline_seed', 0)}" + ("" if numerics == Numerics() else f" ({numerics.label()})")
+    numerics = numerics_label(r)
+    return f"baseline seed {r.get('baseline_seed', 0)}" + ("" if numerics == "fp32" else f" ({numerics})")
+
+
+def numerics_label(r: dict) -> str:
+    """A run's precision and layout as pages name it (``fp32`` for runs stored before the options);
+    a hand-edited record with a precision the suite does not know is shown as such, not trusted."""
+    try:
+        return Numerics.from_record(r).label()
+    except SuiteError:
+        return f"unknown precision {str(r.get('precision'))[:40]!r}"
 
 
 def _capped(r: dict) -> bool:

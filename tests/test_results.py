@@ -42,3 +42,20 @@ def test_summary_latency_has_its_spread_and_noisy_mark():
     assert "1.50x [1.20-1.80] noisy" in lines["greg1"]  # means of the two ranges; one noisy run flags the row
     assert "1.50x [1.40-1.60]" in lines["l1"] and "noisy" not in lines["l1"]
     assert "1.50x [no spread]" in lines["old"]  # stored before spread was recorded
+
+
+def test_summary_keeps_precisions_apart_and_names_them():
+    """fp32 runs (and runs stored before the option) and bf16 runs of one method never share a mean;
+    the bf16 table says its precision; a record with a precision the suite does not know is shown
+    as such rather than breaking the table."""
+    rows = [_result("greg1", 0, 80.0), _result("greg1", 1, 82.0)]
+    for seed, top1 in ((0, 50.0), (1, 52.0)):
+        row = _result("greg1", seed, top1)
+        rows.append({**row, "numerics": "bf16, channels-last"})
+    agg = aggregate(pd.DataFrame(rows))
+    assert dict(zip(agg.numerics, agg.top1_mean)) == {"fp32": 81.0, "bf16, channels-last": 51.0}
+    assert [label.startswith("greg1 [bf16, channels-last]") for label in agg.label] == [False, True]
+    out = format_summary(agg)
+    assert "precision fp32" in out and "precision bf16, channels-last" in out
+    odd = result_row({"method": "greg1", "precision": ["int3"], "baseline_key": "k"}, Path("/runs/x"))
+    assert odd["numerics"] == "unknown precision \"['int3']\"" and odd["baseline_name"].endswith("['int3']\")")
