@@ -1,4 +1,4 @@
-"""Shared fixtures: small slices of the real Fashion-MNIST (never random tensors for accuracy)."""
+"""Shared fixtures and helpers: small slices of the real Fashion-MNIST (never random tensors for accuracy)."""
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -30,3 +30,15 @@ def cifar_dir():
     if not (d / "train").is_dir():
         pytest.skip(f"CIFAR-10 JPEG copy not unpacked in {d} (ci/setup does it)")
     return d
+
+
+def randomize_bn(model, seed=0):
+    """Trained-like BN statistics, so a removed channel's BN shift would matter if kept."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)

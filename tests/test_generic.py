@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import randomize_bn
 from methods import registry
 from methods.base import PruneTask
 from methods.greg import GRegHook, GRegHparams
@@ -34,24 +35,12 @@ MODELS = ["torchvision:resnet18", "torchvision:mobilenet_v2", USER]
 EXAMPLE = example_input(3, (32, 32))
 
 
-def _randomize_bn(model, seed=0):
-    """Trained-like BN statistics, so a removed channel's BN shift would matter if kept."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-
-
 @pytest.fixture(scope="module", params=MODELS, ids=["resnet18", "mobilenet_v2", "user_net"])
 def net(request):
     """(name, model, groups, {ratio string: dry surgery}) of a model at 32x32, BN trained-like."""
     torch.manual_seed(0)
     model = zoo.build(request.param, 10, SHAPE).eval()
-    _randomize_bn(model)
+    randomize_bn(model)
     return request.param, model, prunable_groups(model, EXAMPLE)
 
 

@@ -4,6 +4,7 @@ import copy
 import pytest
 import torch
 
+from conftest import randomize_bn
 from methods.criteria import filter_l1, l1_smallest_filters, smallest_weights_mask
 from suite.errors import SuiteError
 from suite.measure import count_params
@@ -30,18 +31,6 @@ def mask_filters(model, choice, example):
     return model
 
 
-def _randomize_bn(model, seed=0):
-    """Trained-like BN statistics, so a removed channel's BN shift would matter if kept."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-
-
 @pytest.mark.parametrize("name,classes,ratios,shape", [
     ("resnet20", 10, "[0,0.5,0.7,0.3,0]", (3, 32, 32)),
     ("cnn4", 10, "0.7", (1, 28, 28)),
@@ -51,7 +40,7 @@ def _randomize_bn(model, seed=0):
 def test_pruned_equals_masked(name, classes, ratios, shape):
     torch.manual_seed(0)
     model = build_model(name, classes, shape[0]).eval()
-    _randomize_bn(model)
+    randomize_bn(model)
     layer_ratios = resolve(parse_ratios(ratios), model, model_family(name))
     choice = l1_smallest_filters(model, layer_ratios)
     masked = mask_filters(copy.deepcopy(model), choice, example_input(*shape[:2]))

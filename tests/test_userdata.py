@@ -182,3 +182,25 @@ def test_readme_example_is_the_example_file():
     section = readme[readme.index("## Bring your own model and data"):]
     block = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
     assert tomllib.loads(block) == tomllib.loads((root / "suite" / "examples" / "fashion4.toml").read_text())
+
+
+def test_streamed_imagefolder_yields_the_images_and_refuses_limits(fmnist, tmp_path, monkeypatch):
+    """Above MEMORY_LIMIT an ImageFolder is streamed by DataLoader workers: one epoch holds every
+    training image once (read back through the normalisation), and a setting's train_limit or
+    test_limit, which only cut tensors held in memory, is refused in one line instead of ignored."""
+    from suite.runner import load_data
+    from suite.settings import get_setting
+    root = tmp_path / "fashion4"
+    written = _folder(fmnist, root, (8, 4))
+    monkeypatch.setattr(userdata, "MEMORY_LIMIT", 0)
+    data = userdata.load(f"imagefolder:{root}", options={"pad": 0, "flip": False})
+    assert data.train is None and data.batches_per_epoch(8) == 4
+    xs = torch.cat([x for x, _ in data.train_batches(8, 0, 0, torch.device("cpu"), stream="baseline")])
+    mean, std = torch.tensor(data.mean).view(1, -1, 1, 1), torch.tensor(data.std).view(1, -1, 1, 1)
+    pixels = ((xs * std + mean) * 255).round().to(torch.uint8)
+    assert sorted(map(bytes, pixels.flatten(1).numpy())) == sorted(map(bytes, written["train"].flatten(1).numpy()))
+    for field in ("train_limit", "test_limit"):
+        toml = tmp_path / f"{field}.toml"
+        toml.write_text(TOML.format(model=USER_NET).replace('reduced = true', f'reduced = true\n{field} = 16'))
+        with pytest.raises(SuiteError, match="is streamed"):
+            load_data(get_setting(str(toml)), None)
