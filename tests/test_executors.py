@@ -181,6 +181,7 @@ def _runner(runs: Path):
 
 class _Args:
     data_dir, download, threads = None, False, 1
+    precision, channels_last, compile = None, False, False
 
 
 def test_ray_job_submitted_twice_runs_once(on_ray, tmp_path):

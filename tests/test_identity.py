@@ -76,7 +76,8 @@ def test_published_baselines_keep_their_keys():
         pytest.skip("no published runs in this checkout")
     for meta in metas:
         m = json.loads(meta.read_text())
-        key = baseline_key(SETTINGS[m["setting"]], m["seed"], SimpleNamespace(fingerprint=m["data_fingerprint"]))
+        setting = SETTINGS.get(m["setting"]) or get_setting(str(PUBLISHED.parent / "settings" / f"{m['setting']}.toml"))
+        key = baseline_key(setting, m["seed"], SimpleNamespace(fingerprint=m["data_fingerprint"]))
         assert key == meta.parent.name, meta
 
 
