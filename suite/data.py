@@ -2,8 +2,8 @@
 
 Small sets (CIFAR-10/100, the CIFAR-10 JPEG copy, Fashion-MNIST) are decoded once into uint8
 tensors, cached on disk as a .pt file, and augmented on tensors, whole batches at a time, on the
-training device: no PIL decode per image per epoch. ImageNet is too big for memory and goes
-through torchvision's ImageFolder and DataLoader with the standard transforms.
+training device: no PIL decode per image per epoch. ImageNet is too big for memory and is read by
+DataLoader workers with the standard transforms (``suite.streaming``).
 
 Every batch's order and augmentation is a pure function of (purpose, seed, epoch, batch index), so
 a training run interrupted mid-epoch resumes on exactly the batches it would have seen, and the
@@ -16,7 +16,7 @@ import gzip
 import hashlib
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -24,6 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from suite.errors import SuiteError
+from suite.streaming import Streamed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -84,22 +85,27 @@ class Data:
     fingerprint: str
     source: str  # where the files came from
     val: TensorSplit | None = None
-    loaders: dict = field(default_factory=dict)  # ImageNet: split -> DataLoader factory
+    streamed: Streamed | None = None  # a set too large to hold (train and test are None)
 
     # ------------------------------------------------------------------ batches
     def batches_per_epoch(self, batch_size: int) -> int:
-        n = len(self.train) if self.train is not None else self.loaders["train_len"]
+        n = len(self.train) if self.train is not None else len(self.streamed)
         return n // batch_size  # the last partial batch is dropped, as in a DataLoader(drop_last=True)
 
     def train_batches(self, batch_size: int, seed: int, epoch: int, device: torch.device, *, stream: str,
                       start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled, augmented batches of one epoch of ``stream`` (see STREAMS), from batch ``start`` on."""
         seed = stream_seed(seed, stream)
+        cpu = torch.device("cpu")
         if self.train is None:
-            yield from self.loaders["train"](batch_size, seed, epoch, start, device)
+            order = torch.randperm(len(self.streamed), generator=batch_generator(seed, epoch, -1, cpu))
+            # one seed per sample for the transforms a worker draws (see suite.streaming)
+            sample_seeds = torch.randint(0, 2**62, (len(order),), generator=batch_generator(seed, epoch, -2, cpu))
+            batches = self.streamed.train(batch_size, order, sample_seeds, start, device)
+            for i, (x, y) in enumerate(batches, start):
+                yield (self._augment(x, batch_generator(seed, epoch, i, device)) if self.streamed.on_device else x), y
             return
-        g = batch_generator(seed, epoch, -1, torch.device("cpu"))
-        order = torch.randperm(len(self.train), generator=g)
+        order = torch.randperm(len(self.train), generator=batch_generator(seed, epoch, -1, cpu))
         for i in range(start, self.batches_per_epoch(batch_size)):
             idx = order[i * batch_size:(i + 1) * batch_size]
             x = self.train.x[idx].to(device, non_blocking=True)
@@ -109,8 +115,9 @@ class Data:
     def eval_batches(self, split: str, batch_size: int, device: torch.device):
         """Un-augmented batches of ``split`` ("test", "val" or "train") in order."""
         part = getattr(self, split)
-        if part is None and split in self.loaders:
-            yield from self.loaders[split](batch_size, device)
+        if part is None and split == "test" and self.streamed is not None:
+            for x, y in self.streamed.test(batch_size, device):
+                yield (self._normalise(x) if self.streamed.on_device else x), y
             return
         if part is None:
             raise SuiteError(f"dataset {self.name} has no {split!r} split"
@@ -147,11 +154,27 @@ class Data:
 
     def limit_train(self, n: int) -> "Data":
         """A copy training on the first ``n`` images only (a reduced budget, recorded by the setting)."""
-        if self.train is None or n >= len(self.train):
+        self._check_held("train_limit")
+        if n >= len(self.train):
             return self
         # the fingerprint says which images: a baseline trained on 1,024 images is not one on 2,048
         return dataclasses.replace(self, train=TensorSplit(self.train.x[:n], self.train.y[:n]),
                                    fingerprint=f"{self.fingerprint}/train[:{n}]")
+
+    def limit_test(self, n: int) -> "Data":
+        """A copy measured on the first ``n`` test images (a test-sized setting: evaluating 10,000
+        images costs more than its whole training); the fingerprint says so, so such runs are never
+        mistaken for full-test-set ones."""
+        self._check_held("test_limit")
+        if n >= len(self.test):
+            return self
+        return dataclasses.replace(self, test=TensorSplit(self.test.x[:n], self.test.y[:n]),
+                                   fingerprint=f"{self.fingerprint}/test[:{n}]")
+
+    def _check_held(self, what: str) -> None:
+        if self.streamed is not None:
+            raise SuiteError(f"{what} applies to data held in memory; {self.name} is streamed (too large to "
+                             f"hold), so limit it by linking fewer images into its folders")
 
     # ------------------------------------------------------------------ validation split
     def with_validation(self, n_val: int, seed: int = 0) -> "Data":
@@ -161,7 +184,8 @@ class Data:
         fingerprint records the split, so a search's baseline is trained without the val images.
         """
         if self.train is None:
-            raise SuiteError("a validation split needs an in-memory dataset; ImageNet has none here")
+            raise SuiteError(f"a validation split needs data held in memory; {self.name} is streamed "
+                             f"(too large to hold): search on a subset linked into a smaller folder")
         if not 0 < n_val < len(self.train):
             raise SuiteError(f"validation size {n_val} must be between 1 and {len(self.train) - 1}")
         g = torch.Generator().manual_seed(seed)
@@ -320,8 +344,7 @@ def _load_cifar(kind: str, data_dir: str | None, download: bool) -> Data:
 
 
 def load_imagenet(data_dir: str | None, download: bool = False) -> Data:
-    """ImageNet as ImageFolder train/ and val/ with the standard transforms, through DataLoaders."""
-    from torch.utils.data import DataLoader, Subset
+    """ImageNet as ImageFolder train/ and val/ with the standard transforms, read by DataLoader workers."""
     from torchvision import transforms as T
     from torchvision.datasets import ImageFolder
 
@@ -332,28 +355,13 @@ def load_imagenet(data_dir: str | None, download: bool = False) -> Data:
     train_set = ImageFolder(str(root / "train"), T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(),
                                                              T.ToTensor(), norm]))
     val_set = ImageFolder(str(root / "val"), T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), norm]))
-    workers = min(8, os.cpu_count() or 1)
-
-    def train(batch_size, seed, epoch, start, device):
-        g = batch_generator(seed, epoch, -1, torch.device("cpu"))
-        order = torch.randperm(len(train_set), generator=g)[start * batch_size:].tolist()
-        torch.manual_seed(seed * 7919 + epoch)  # worker augmentation seeds derive from this
-        loader = DataLoader(Subset(train_set, order), batch_size, drop_last=True, num_workers=workers,
-                            pin_memory=device.type == "cuda")
-        for x, y in loader:
-            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-
-    def test(batch_size, device):
-        for x, y in DataLoader(val_set, batch_size, num_workers=workers):
-            yield x.to(device), y.to(device)
-
     # The fingerprint of ImageNet hashes the sorted file list and sizes, not 150 GB of bytes.
     h = hashlib.sha256()
     for p, t in train_set.samples + val_set.samples:
         h.update(f"{os.path.relpath(p, root)}:{t}:{os.path.getsize(p)}".encode())
     return Data("imagenet", "ImageNet (ILSVRC-2012)", len(train_set.classes), None, None, IMAGENET_MEAN,
                 IMAGENET_STD, pad=0, flip=False, fingerprint=h.hexdigest()[:16], source=str(root),
-                loaders={"train": train, "test": test, "train_len": len(train_set)})
+                streamed=Streamed(train_set, val_set, on_device=False))
 
 
 # What a setting needs to know of a dataset without loading it: (input shape, classes).

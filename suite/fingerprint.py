@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Modules of the harness that can change a trained number (paths relative to the checkout).
 TRAINING_CODE = ("suite/data.py", "suite/models.py", "suite/train.py", "suite/numerics.py", "suite/surgery.py",
-                 "suite/ratios.py", "suite/zoo.py", "suite/groups.py", "suite/userdata.py", "methods/base.py",
-                 "methods/criteria.py")
+                 "suite/ratios.py", "suite/zoo.py", "suite/groups.py", "suite/userdata.py", "suite/streaming.py",
+                 "methods/base.py", "methods/criteria.py")
 
 
 @functools.lru_cache(maxsize=None)

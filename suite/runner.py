@@ -321,18 +321,8 @@ def load_data(setting: Setting, data_dir: str | None, download: bool = False) ->
     """The setting's data; ``data_dir`` (``--data-dir``) first, else the setting's own."""
     data = datasets.load(setting.at_root(setting.dataset), data_dir or setting.data_path, download,
                          setting.data_options or None)
-    if data.train is None and (setting.train_limit or setting.test_limit):
-        raise SuiteError(f"{setting.name}: train_limit/test_limit apply to data held in memory; "
-                         f"{data.name} is streamed (too large to hold), so limit it by linking fewer images")
-    data = data.limit_train(setting.train_limit) if setting.train_limit else data
-    return _limit_test(data, setting.test_limit) if setting.test_limit else data
-
-
-def _limit_test(data: Data, n: int) -> Data:
-    """Measure on the first ``n`` test images (a test-sized setting: evaluating 10,000 images costs
-    more than its whole training); the fingerprint says so, so such runs are never mistaken for
-    full-test-set ones."""
-    if data.test is None or n >= len(data.test):
-        return data
-    return replace(data, test=datasets.TensorSplit(data.test.x[:n], data.test.y[:n]),
-                   fingerprint=f"{data.fingerprint}/test[:{n}]")
+    try:
+        data = data.limit_train(setting.train_limit) if setting.train_limit else data
+        return data.limit_test(setting.test_limit) if setting.test_limit else data
+    except SuiteError as e:
+        raise SuiteError(f"{setting.name}: {e}") from None

@@ -34,8 +34,9 @@ from pathlib import Path
 
 import torch
 
-from suite.data import Data, TensorSplit, batch_generator, fingerprint
+from suite.data import Data, TensorSplit, fingerprint
 from suite.errors import SuiteError
+from suite.streaming import Streamed
 
 CACHE_VERSION = 1
 MEMORY_LIMIT = 4 << 30  # decoded bytes above which an ImageFolder is streamed rather than held
@@ -188,18 +189,24 @@ def _image_shape(path: str) -> tuple[int, int, int]:
         return _channels(im.mode), im.height, im.width
 
 
-def _decode_images(paths: list[str], shape: tuple[int, int, int], desc: str) -> torch.Tensor:
-    """Decode to uint8 [N, C, H, W] with Pillow: grey stays 1 channel, other sizes resized to (H, W)."""
+def _decode_image(path: str, shape: tuple[int, int, int]) -> torch.Tensor:
+    """One image as uint8 [C, H, W] with Pillow: grey stays 1 channel, other sizes resized to (H, W).
+    The in-memory and the streamed path both decode with this, so they see the same pixels."""
     from PIL import Image
-    from tqdm import tqdm
     c, h, w = shape
-    out = torch.empty(len(paths), c, h, w, dtype=torch.uint8)
+    with Image.open(path) as im:
+        im = im.convert("L" if c == 1 else "RGB")
+        if im.size != (w, h):
+            im = im.resize((w, h), Image.BILINEAR)
+        return torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(h, w, c).permute(2, 0, 1)
+
+
+def _decode_images(paths: list[str], shape: tuple[int, int, int], desc: str) -> torch.Tensor:
+    """Decode to uint8 [N, C, H, W] (see :func:`_decode_image`), with a progress bar."""
+    from tqdm import tqdm
+    out = torch.empty(len(paths), *shape, dtype=torch.uint8)
     for i, p in enumerate(tqdm(paths, desc=desc, unit="img", leave=False, disable=None)):
-        with Image.open(p) as im:
-            im = im.convert("L" if c == 1 else "RGB")
-            if im.size != (w, h):
-                im = im.resize((w, h), Image.BILINEAR)
-            out[i] = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(h, w, c).permute(2, 0, 1)
+        out[i] = _decode_image(p, shape)
     return out
 
 
@@ -352,13 +359,25 @@ def _factory(name: str, data_dir: str | None):
 
 
 # --------------------------------------------------------------------------- streamed ImageFolder
-def _streamed(name: str, root: Path, classes, samples, shape, options: dict) -> Data:
-    """A large ImageFolder through DataLoader workers: batches in the same seeded order as the
-    in-memory path; mean and std (unless given) from a seeded sample of 5,000 training images."""
-    from torch.utils.data import DataLoader, Subset
-    from torchvision import transforms as T
-    from torchvision.datasets import ImageFolder
+class _FolderImages:
+    """(uint8 image, label) of ImageFolder samples, decoded by a DataLoader worker; the crop, flip and
+    normalisation are then done on the training device by the Data (``suite.streaming``)."""
 
+    def __init__(self, samples: list[tuple[str, int]], shape: tuple[int, int, int]):
+        self.samples, self.shape = samples, shape
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        path, label = self.samples[i]
+        return _decode_image(path, self.shape), label
+
+
+def _streamed(name: str, root: Path, classes, samples, shape, options: dict) -> Data:
+    """A large ImageFolder read by DataLoader workers (``suite.streaming``): the same batches, crops
+    and flips as the in-memory path would give; mean and std (unless given) from a seeded sample of
+    5,000 training images."""
     c, h, w = shape
     if options.get("mean") is None or options.get("std") is None:
         g = torch.Generator().manual_seed(0)
@@ -368,33 +387,11 @@ def _streamed(name: str, root: Path, classes, samples, shape, options: dict) -> 
         mean, std = _stats(torch.zeros(1, c, 1, 1, dtype=torch.uint8), options)
     pad = options.get("pad", max(1, round(min(h, w) / 8)))
     flip = options.get("flip", True)
-    grey = [T.Grayscale(1)] if c == 1 else [T.Lambda(lambda im: im.convert("RGB"))]
-    base = [*grey, T.Resize((h, w))]
-    norm = [T.ToTensor(), T.Normalize(mean, std)]
-    aug = [T.RandomCrop((h, w), padding=pad)] if pad else []
-    train_set = ImageFolder(str(root / "train"), T.Compose(base + aug + ([T.RandomHorizontalFlip()] if flip else [])
-                                                            + norm))
-    test_set = ImageFolder(str(root / "train"), T.Compose(base + norm))
-    train_set.samples = train_set.imgs = samples["train"]
-    test_set.samples = test_set.imgs = samples["test"]
-    workers = min(8, os.cpu_count() or 1)
-
-    def train(batch_size, seed, epoch, start, device):
-        order = torch.randperm(len(train_set), generator=batch_generator(seed, epoch, -1, torch.device("cpu")))
-        torch.manual_seed(seed * 7919 + epoch)  # worker augmentation seeds derive from this
-        loader = DataLoader(Subset(train_set, order[start * batch_size:].tolist()), batch_size, drop_last=True,
-                            num_workers=workers, pin_memory=device.type == "cuda")
-        for x, y in loader:
-            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-
-    def test(batch_size, device):
-        for x, y in DataLoader(test_set, batch_size, num_workers=workers):
-            yield x.to(device), y.to(device)
-
     h_ = hashlib.sha256()
     for split, rows in samples.items():
         for p, t in rows:
             h_.update(f"{split}:{os.path.relpath(p, root)}:{t}:{os.path.getsize(p)}\n".encode())
     return Data(name, _label(name), len(classes), None, None, mean, std, pad=pad, flip=flip,
                 fingerprint=f"{h_.hexdigest()[:16]}/{_options_digest(mean, std, pad, flip)}", source=str(root),
-                loaders={"train": train, "test": test, "train_len": len(train_set)})
+                streamed=Streamed(_FolderImages(samples["train"], shape), _FolderImages(samples["test"], shape),
+                                  on_device=True))

@@ -184,23 +184,71 @@ def test_readme_example_is_the_example_file():
     assert tomllib.loads(block) == tomllib.loads((root / "suite" / "examples" / "fashion4.toml").read_text())
 
 
-def test_streamed_imagefolder_yields_the_images_and_refuses_limits(fmnist, tmp_path, monkeypatch):
-    """Above MEMORY_LIMIT an ImageFolder is streamed by DataLoader workers: one epoch holds every
-    training image once (read back through the normalisation), and a setting's train_limit or
-    test_limit, which only cut tensors held in memory, is refused in one line instead of ignored."""
+def _batches(data, **kw):
+    return [(x.clone(), y.clone()) for x, y in data.train_batches(8, 3, 1, torch.device("cpu"), stream="finetune", **kw)]
+
+
+def test_streamed_imagefolder_gives_the_in_memory_batches(fmnist, tmp_path, monkeypatch):
+    """Above MEMORY_LIMIT an ImageFolder is read by DataLoader workers, which only decode: an epoch's
+    batches, crops and flips (done on the device) and the test batches equal the in-memory path's bit
+    for bit, whatever the number of workers and wherever an interrupted epoch resumes; the workers
+    outlive the epoch."""
+    root = tmp_path / "fashion4"
+    _folder(fmnist, root, (8, 4))
+    options = {"mean": [0.3], "std": [0.35], "pad": 3, "flip": True}
+    held = userdata.load(f"imagefolder:{root}", options=options)
+    monkeypatch.setattr(userdata, "MEMORY_LIMIT", 0)
+    data = userdata.load(f"imagefolder:{root}", options=options)
+    assert held.train is not None and data.train is None and data.batches_per_epoch(8) == 4
+    epoch = _batches(data)
+    assert len(epoch) == 4
+    for (x, y), (hx, hy) in zip(epoch, _batches(held)):
+        assert torch.equal(x, hx) and torch.equal(y, hy)
+    assert not torch.equal(epoch[0][0], next(held.eval_batches("train", 8, torch.device("cpu")))[0])  # augmented
+    loader = data.streamed._loaders["train", 8, "cpu"][0]
+    pids = [w.pid for w in loader._iterator._workers]
+    for (x, y), (rx, ry) in zip(epoch[2:], _batches(data, start=2), strict=True):
+        assert torch.equal(x, rx) and torch.equal(y, ry)
+    assert [w.pid for w in loader._iterator._workers] == pids and all(w.is_alive() for w in loader._iterator._workers)
+    data.streamed.workers = 1  # a fresh loader with one worker draws the same batches
+    data.streamed._loaders.clear()
+    assert all(torch.equal(x, ox) for (x, _), (ox, _) in zip(_batches(data), epoch, strict=True))
+    test = list(data.eval_batches("test", 5, torch.device("cpu")))
+    held_test = list(held.eval_batches("test", 5, torch.device("cpu")))
+    assert all(torch.equal(x, hx) and torch.equal(y, hy) for (x, y), (hx, hy) in zip(test, held_test, strict=True))
+
+
+def test_streamed_imagefolder_refuses_limits(fmnist, tmp_path, monkeypatch):
+    """A setting's train_limit or test_limit cuts tensors held in memory: on streamed data it is
+    refused in one line instead of ignored."""
     from suite.runner import load_data
     from suite.settings import get_setting
     root = tmp_path / "fashion4"
-    written = _folder(fmnist, root, (8, 4))
+    _folder(fmnist, root, (8, 4))
     monkeypatch.setattr(userdata, "MEMORY_LIMIT", 0)
-    data = userdata.load(f"imagefolder:{root}", options={"pad": 0, "flip": False})
-    assert data.train is None and data.batches_per_epoch(8) == 4
-    xs = torch.cat([x for x, _ in data.train_batches(8, 0, 0, torch.device("cpu"), stream="baseline")])
-    mean, std = torch.tensor(data.mean).view(1, -1, 1, 1), torch.tensor(data.std).view(1, -1, 1, 1)
-    pixels = ((xs * std + mean) * 255).round().to(torch.uint8)
-    assert sorted(map(bytes, pixels.flatten(1).numpy())) == sorted(map(bytes, written["train"].flatten(1).numpy()))
     for field in ("train_limit", "test_limit"):
         toml = tmp_path / f"{field}.toml"
         toml.write_text(TOML.format(model=USER_NET).replace('reduced = true', f'reduced = true\n{field} = 16'))
-        with pytest.raises(SuiteError, match="is streamed"):
+        with pytest.raises(SuiteError, match=f"{field} applies to data held in memory; .* is streamed"):
             load_data(get_setting(str(toml)), None)
+
+
+def test_imagenet_layout_streams_with_seeded_worker_transforms(fmnist, tmp_path):
+    """ImageNet's random-resized crop runs in the workers (it needs the full image), under a seed per
+    sample: the same epoch with one or two workers, resumed mid-epoch, gives the same batches; the
+    next epoch draws other crops. Real Fashion-MNIST PNGs in ImageNet's train/ and val/ layout."""
+    from suite.data import load_imagenet
+    root = tmp_path / "imagenet"
+    _folder(fmnist, root, (4, 2))
+    (root / "test").rename(root / "val")
+    data = load_imagenet(str(root))
+    assert data.streamed is not None and data.batches_per_epoch(8) == 2
+    epoch = _batches(data)
+    assert epoch[0][0].shape == (8, 3, 224, 224)
+    data.streamed.workers = 1
+    data.streamed._loaders.clear()
+    assert all(torch.equal(x, ox) for (x, _), (ox, _) in zip(_batches(data), epoch, strict=True))
+    assert torch.equal(_batches(data, start=1)[0][0], epoch[1][0])
+    other = [x for x, _ in data.train_batches(8, 3, 2, torch.device("cpu"), stream="finetune")]
+    assert not any(torch.equal(a, b) for a in other for b, _ in epoch)
+    assert sum(len(y) for _, y in data.eval_batches("test", 3, torch.device("cpu"))) == 8
