@@ -73,11 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         g = sp.add_argument_group("precision and speed (README: Precision and speed)")
         g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
                        help="autocast precision of every training and evaluation pass; weights, gradients and "
-                            "the optimizer stay fp32. Default fp32 (bf16 is faster on CPUs with AMX/AVX512-BF16 "
-                            "and on recent GPUs; fp16 is for CUDA, with loss scaling). Part of the run's identity "
-                            "unless fp32")
-        g.add_argument("--channels-last", action="store_true",
-                       help="model and batches in channels-last (NHWC) memory format; part of the run's identity")
+                            "the optimizer stay fp32. Default: bf16 where the hardware has fast bf16 (a CPU "
+                            "with AMX or AVX512-BF16, a GPU from Ampere on), fp32 elsewhere and on the paper's "
+                            "own settings (naming --precision or --channels-last gives exactly what is named); fp16 "
+                            "is for CUDA, with loss scaling. Part of the run's identity unless fp32")
+        g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                       help="model and batches in channels-last (NHWC) memory format; part of the run's "
+                            "identity. Default: on where bf16 is the default precision and neither option is given")
         g.add_argument("--compile", action="store_true",
                        help="torch.compile the model for training and evaluation (falls back to eager, saying "
                             "why, where it does not compile); part of the run's identity")
@@ -328,10 +330,12 @@ def _device(args):
     return pick_device(name)
 
 
-def _numerics(args, device):
-    """--precision (or the device's default), --channels-last, --compile, checked for the device."""
+def _numerics(args, device, setting):
+    """--precision, --channels-last (or the defaults for this device and setting), --compile,
+    checked for the device."""
     from suite.numerics import resolve
-    return resolve(args.precision, args.channels_last, args.compile, device)
+    from suite.settings import reproduces_paper
+    return resolve(args.precision, args.channels_last, args.compile, device, paper=reproduces_paper(setting))
 
 
 def _user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | None, dict]:
@@ -383,7 +387,7 @@ def _prepare(args):
     methods = registry.expand(args.methods)
     seeds = _seeds(args)
     device = _device(args)
-    numerics = _numerics(args, device)
+    numerics = _numerics(args, device, setting)
     user, sources = _user_hparams(args, setting, methods, numerics)
     dry = _dry_surgery(setting)
     _seed("--baseline-seed", args.baseline_seed)
@@ -507,7 +511,7 @@ def cmd_search(args) -> int:
     _seed("--seed", args.seed)
     space = load_space(args.space, args.method)
     device = _device(args)
-    numerics = _numerics(args, device)
+    numerics = _numerics(args, device, setting)
     data = load_data(setting, args.data_dir, args.download).with_validation(setting.val_size, seed=0)
     runs_dir = Path(args.runs_dir)
     storage = args.storage or default_storage(runs_dir)
@@ -563,7 +567,7 @@ def cmd_baseline(args) -> int:
     setting = _setting(args)
     _seed("--seed", args.seed)
     device = _device(args)
-    numerics = _numerics(args, device)
+    numerics = _numerics(args, device, setting)
     data = load_data(setting, args.data_dir, args.download)
     runs_dir = Path(args.runs_dir)
     check_writable(runs_dir)

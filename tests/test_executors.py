@@ -244,8 +244,8 @@ def test_two_ray_search_workers_fill_one_study(on_ray, tmp_path, capsys):
     storage = f"sqlite:///{tmp_path}/search.db"
     assert _cli("search", "--setting", TINY, "--method", "greg1", "--trials", "3", "--smoke", "--device", "cpu",
                 "--threads", "1", "--runs-dir", tmp_path / "runs", "--storage", storage, "--sampler", "random",
-                "--parallel", "2", *on_ray) == 0, capsys.readouterr()
-    study = optuna.load_study(study_name="tiny-fmnist-greg1", storage=storage)
+                "--parallel", "2", "--precision", "fp32", *on_ray) == 0, capsys.readouterr()
+    study = optuna.load_study(study_name="tiny-fmnist-greg1", storage=storage)  # fp32: no suffix
     states = [t.state for t in study.trials]
     done = states.count(optuna.trial.TrialState.COMPLETE)
     # each worker stops once the study holds 3 finished trials; the other may have started one more

@@ -46,19 +46,19 @@ def test_what_selects_data_model_targets_and_recipes_names_a_run():
 
 def test_precision_layout_and_compile_name_a_run_only_when_not_fp32(monkeypatch):
     """fp32, contiguous, eager adds nothing to the identity, so every run stored before these
-    options keeps its folder, even if the default precision is changed; anything else is another
+    options keeps its folder, whatever the default is on this machine; anything else is another
     run, with another baseline."""
     from types import SimpleNamespace
 
     from suite import numerics
     from suite.baseline import baseline_key
     base = _folder(TINY)
-    monkeypatch.setitem(numerics.DEFAULT_PRECISION, "cpu", "bf16")  # as if the lead changed the default
-    explicit_fp32 = numerics.resolve("fp32", False, False, torch.device("cpu"))
+    monkeypatch.setattr(numerics, "fast_bf16", lambda device: True)  # the default is bf16 + channels-last
+    explicit_fp32 = numerics.resolve("fp32", None, False, torch.device("cpu"))
     assert _folder(TINY, numerics=explicit_fp32) == base == _folder(TINY, numerics=Numerics())
     others = [Numerics("bf16"), Numerics("fp16"), Numerics(channels_last=True), Numerics(compile=True),
-              Numerics("bf16", channels_last=True), numerics.resolve(None, False, False, torch.device("cpu"))]
-    assert others[-1] == Numerics("bf16")  # the (changed) default applies when none is asked for
+              Numerics("bf16", channels_last=True), numerics.resolve(None, None, False, torch.device("cpu"))]
+    assert others[-1] == others[-2]  # the default applies when neither is asked for
     assert len({base} | {_folder(TINY, numerics=n) for n in others[:-1]}) == 6
     data = SimpleNamespace(fingerprint="fp")
     keys = {baseline_key(TINY, 0, data, n) for n in others[:-1]}

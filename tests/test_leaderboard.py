@@ -18,12 +18,13 @@ TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Real runs of the tiny setting: l1 and random, two seeds each, plus a smoke run."""
+    """Real runs of the tiny setting: l1 and random, two seeds each, plus a smoke run; in fp32 on
+    every machine (rows in another precision are labelled, see the precision test)."""
     runs = tmp_path_factory.mktemp("lb") / "runs"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     for extra in (["--methods", "l1,random", "--seed-list", "0,1"], ["--methods", "greg1", "--smoke"]):
         p = subprocess.run([sys.executable, "-m", "suite.cli", "run", "--setting", TINY, "--runs-dir", str(runs),
-                            *extra], capture_output=True, text=True, env=env)
+                            "--precision", "fp32", *extra], capture_output=True, text=True, env=env)
         assert p.returncode == 0, p.stdout + p.stderr
     return runs
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from suite import search
 from suite.errors import SuiteError
@@ -24,8 +25,17 @@ def run(args, check=0):
     return p
 
 
-def _trials(storage, name="tiny-fmnist-greg1"):
-    return optuna.load_study(study_name=name, storage=storage).trials
+def _default_study() -> str:
+    """The study a search without --precision fills: named by this machine's default numerics."""
+    from suite.numerics import resolve
+    from suite.settings import get_setting, reproduces_paper
+    setting = get_setting(TINY)
+    return search.study_name(setting, "greg1", resolve(None, None, False, torch.device("cpu"),
+                                                        paper=reproduces_paper(setting)))
+
+
+def _trials(storage, name=None):
+    return optuna.load_study(study_name=name or _default_study(), storage=storage).trials
 
 
 def test_study_runs_resumes_and_feeds_run_best(tmp_path):
@@ -54,7 +64,7 @@ def test_study_runs_resumes_and_feeds_run_best(tmp_path):
          "--runs-dir", str(runs), "--hparams", "best"])
     best = max(trials, key=lambda t: t.value)
     stored = [json.loads(f.read_text()) for f in runs.glob("tiny-fmnist/greg1/*/result.json")]
-    tuned = [r for r in stored if r["hparams_source"].startswith("tuned: study tiny-fmnist-greg1, 4 trials")]
+    tuned = [r for r in stored if r["hparams_source"].startswith(f"tuned: study {_default_study()}, 4 trials")]
     assert len(tuned) == 1 and tuned[0]["eval_split"] == "test"
     assert tuned[0]["hparams"]["penalty_increment"] == best.params["penalty_increment"]
 
@@ -71,7 +81,7 @@ def test_two_workers_share_a_journal_study(tmp_path):
     assert all(p.returncode == 0 for p in procs), outs
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
-    trials = optuna.load_study(study_name="tiny-fmnist-greg1",
+    trials = optuna.load_study(study_name=_default_study(),
                                storage=JournalStorage(JournalFileBackend(str(journal)))).trials
     finished = [t for t in trials if t.state.name == "COMPLETE"]
     assert 4 <= len(finished) <= 5  # the cap is checked after each trial: a worker may finish one in flight

@@ -204,6 +204,41 @@ def test_compile_failure_falls_back_to_eager_once_and_is_recorded(small_fmnist, 
         assert torch.equal(v, model.state_dict()[k]), k
 
 
+def test_fast_bf16_is_what_the_cpu_flags_say():
+    """The default's hardware probe agrees with the kernel's CPU flags (AMX tiles or AVX512-BF16)."""
+    from suite.numerics import fast_bf16
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo on this system")
+    flags = set(next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split())
+    assert fast_bf16(CPU) == bool(flags & {"amx_tile", "avx512_bf16"})
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_default_numerics_follow_the_hardware_and_the_paper(fast, monkeypatch, tmp_path, capsys):
+    """Naming neither --precision nor --channels-last: bf16 + channels-last where the hardware has fast
+    bf16, fp32 where it has none and on the paper's settings as the paper gives them (a reduced copy of
+    one is not a reproduction); naming either gives exactly what is named."""
+    from suite import numerics
+    from suite.settings import SETTINGS, reproduces_paper
+    monkeypatch.setattr(numerics, "fast_bf16", lambda device: fast)
+    assert [reproduces_paper(s) for s in SETTINGS.values()] == [not s.reduced for s in SETTINGS.values()]
+    r56 = SETTINGS["cifar10-resnet56"]
+    assert reproduces_paper(r56) and not reproduces_paper(replace(r56, reduced=True))
+    assert not reproduces_paper(replace(r56, baseline=replace(r56.baseline, epochs=10)))
+    assert numerics.resolve(None, None, False, CPU, paper=True) == FP32
+    assert numerics.resolve(None, None, True, CPU, paper=False) == (replace(BF16_CL, compile=True) if fast
+                                                                    else Numerics(compile=True))
+    for precision, channels_last, want in (("fp32", None, FP32), ("bf16", None, Numerics("bf16")),
+                                           (None, True, Numerics(channels_last=True)), (None, False, FP32)):
+        assert numerics.resolve(precision, channels_last, False, CPU) == want
+    for extra, label in (([], "bf16, channels-last" if fast else "fp32"), (["--precision", "fp32"], "fp32"),
+                         (["--no-channels-last"], "fp32")):
+        assert main(["run", "--setting", TINY, "--methods", "l1", "--runs-dir", str(tmp_path), "--dry-run",
+                     *extra]) == 0
+        assert f"precision {label}\n" in capsys.readouterr().out
+
+
 def test_fp16_on_cpu_is_one_line_error(capsys):
     assert main(["run", "--precision", "fp16", "--device", "cpu", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
