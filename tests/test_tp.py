@@ -6,7 +6,6 @@ ResNet cases train on random pixels: they check which filters and how many, neve
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 
 import pytest
 import torch
