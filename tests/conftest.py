@@ -42,3 +42,20 @@ def randomize_bn(model, seed=0):
             m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
             m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
             m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+class QuietHook:
+    """A training hook (suite.train.Hook) that does nothing: tests subclass it and override the one
+    call they act or look at."""
+
+    def after_backward(self, model, step):
+        pass
+
+    def after_step(self, model, step):
+        return False
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from conftest import QuietHook
 from methods import registry
 from methods.base import PruneTask
 from methods.criteria import filter_l1, l1_smallest_filters, smallest_weights_mask
@@ -296,7 +297,7 @@ def test_greg1_removes_l1_filters_and_drives_them_down(small_fmnist):
 
 
 # ------------------------------------------------------------------------- mixed precision
-class _PenaltyCheck:
+class _PenaltyCheck(QuietHook):
     """A hook run after GReg's in the same loop. At every after_backward it checks that the
     penalty GReg just added is ``lambda * w`` in float32 on the float32 gradient: the difference to
     the gradient a hook before GReg saw equals lambda * w computed in float64 to float32's rounding
@@ -321,15 +322,6 @@ class _PenaltyCheck:
         if self.greg.variant == 2 and not self.picks and all(l.picked for l in self.greg.layers):
             self.picks.append({l.name: sorted(l.pruned.tolist()) for l in self.greg.layers})
             self.picks.append(l1_smallest_filters(model, {l.name: l.ratio for l in self.greg.layers}))
-
-    def after_step(self, model, step):
-        return False
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
 
 
 class _Before(_PenaltyCheck):

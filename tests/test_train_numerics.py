@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import QuietHook
 from suite.cli import main
 from suite.models import build_model
 from suite.numerics import FP32, Numerics
@@ -52,22 +53,13 @@ class _Probe:
         pass
 
 
-class _Penalty:
+class _Penalty(QuietHook):
     """grad += 0.5 * w on one conv: a per-step hook whose effect the loss scale would change if it
     ran on scaled gradients."""
 
     def after_backward(self, model, step):
         w = model.features[4].weight
         w.grad.add_(w.detach(), alpha=0.5)
-
-    def after_step(self, model, step):
-        return False
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
 
 
 def _train(data, numerics=FP32, steps=20, hooks=(), eval_split="test", **kw):
