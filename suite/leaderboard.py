@@ -235,14 +235,22 @@ def _latency_best(rows: list[dict]) -> str | None:
     return top["method"]
 
 
+def _leading(agg: pd.DataFrame, by: str) -> list:
+    """The values of ``by`` (a baseline key, a precision) ordered by their runs of today's training
+    code, then by all their runs: a page leads with its current edition, and the tables of an
+    edition trained by older code follow it, however many runs it has."""
+    counts = agg.assign(_current=agg.n.where(agg.current, 0)).groupby(by, sort=False)[["_current", "n"]].sum()
+    return counts.sort_values(["_current", "n"], ascending=False, kind="stable").index.tolist()
+
+
 def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
     tables = []
     # targets from the mildest to the strongest pruning, each with the paper's protocol first
     order = agg.assign(_total=agg.protocol == "total").sort_values(["speedup", "ratios", "_total"], kind="stable")
     # one table per baseline too: rows that started from different weights are not ranked together;
     # and per precision and layout (a --baseline file's runs in fp32 and bf16 share its key)
-    order = order.assign(_runs=order.groupby("baseline_key").n.transform("sum"))
-    order = order.sort_values("_runs", ascending=False, kind="stable")  # the most-used baseline first
+    rank = {key: i for i, key in enumerate(_leading(agg, "baseline_key"))}
+    order = order.assign(_rank=order.baseline_key.map(rank)).sort_values("_rank", kind="stable")
     for (key, numerics, ratios, skip, protocol), part in order.groupby(
             ["baseline_key", "numerics", "ratios", "skip", "protocol"], sort=False, dropna=False):
         part = part.sort_values("top1_mean", ascending=False)
@@ -372,14 +380,14 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
             write_atomic(csv_path, agg.drop(columns=["runs", "top1_values"]).to_csv(index=False))
         first = runs.iloc[0] if not runs.empty else None
         commands = fill_commands(setting) if setting else []
-        # the baselines this page's runs started from, most runs first; the chart shows the first
+        # the baselines this page's runs started from, the current edition first; the chart shows the first
         baselines = (agg.groupby("baseline_key", sort=False)
                      .agg(name=("baseline_name", "first"), top1=("baseline_top1", "first"), runs=("n", "sum"))
-                     .sort_values("runs", ascending=False, kind="stable").reset_index().to_dict("records")
+                     .loc[_leading(agg, "baseline_key")].reset_index().to_dict("records")
                      if not agg.empty else [])
         main = agg[(agg.protocol == "paper") & (agg.baseline_key == baselines[0]["baseline_key"])] if baselines else agg
-        if not main.empty:  # the chart too shows one precision: the one with most runs from that baseline
-            main = main[main.numerics == main.groupby("numerics", sort=False).n.sum().idxmax()]
+        if not main.empty:  # the chart too shows one precision, that baseline's leading one
+            main = main[main.numerics == _leading(main, "numerics")[0]]
         precisions = sorted(set(agg.numerics)) if not agg.empty else []
         page = env.get_template("setting.html").render(
             name=name, setting=setting, overrides=changed_defaults(setting) if setting else {}, paper=paper,

@@ -197,6 +197,32 @@ def test_runs_from_another_baseline_are_never_averaged_in(runs, tmp_path):
     assert page.count("baseline seed 0: ") == 2
 
 
+def test_a_page_leads_with_the_edition_of_todays_training_code(runs, tmp_path):
+    """A baseline whose runs are all of older training code comes after one with runs of today's,
+    even with more runs: a second edition leads its page (tables, header and chart)."""
+    mixed = tmp_path / "runs"
+    shutil.copytree(runs, mixed)
+    done = [p for p in sorted(mixed.glob("tiny-fmnist/*/*/result.json"))
+            if json.loads(p.read_text())["status"] == "done"]
+    for p in done:  # the first edition: four runs of an older training code
+        p.write_text(json.dumps({**json.loads(p.read_text()), "training_code": "0123456789abcdef"}))
+    r = json.loads(done[0].read_text())
+    (mixed / "tiny-fmnist" / r["method"] / "second").mkdir()
+    (mixed / "tiny-fmnist" / r["method"] / "second" / "result.json").write_text(json.dumps(
+        {**json.loads((runs / done[0].relative_to(mixed)).read_text()), "baseline_key": "user-0123abcd",
+         "baseline_top1": 50.0}))  # the second edition: one run of today's code
+    out = tmp_path / "site"
+    render(mixed, out)
+    page = (out / "tiny-fmnist.html").read_text()
+    tables = re.findall(r"<h2>Target.*?</h2>", page)
+    assert len(tables) == 2 and "own baseline 0123abcd: 50.00 %" in tables[0], tables
+    first, second = page.split(tables[0])[1].split(tables[1])
+    assert "[older training code]" in second and "[older training code]" not in first
+    header = re.search(r"<dt>baseline top-1</dt><dd>(.*?)</dd>", page, re.S).group(1)
+    assert header.startswith("own baseline 0123abcd: 50.00 %")
+    assert re.search(r"<h2>Accuracy vs FLOPs speedup.*own baseline 0123abcd", page)
+
+
 def test_runs_in_another_precision_are_never_averaged_in(runs, tmp_path):
     """bf16 runs that share the fp32 runs' baseline key (an own --baseline file is one key for every
     precision) still get their own rows, tables and tag; the chart keeps one precision; a page of
