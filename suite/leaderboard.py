@@ -17,11 +17,11 @@ from urllib.parse import quote
 
 import jinja2
 import pandas as pd
-from scipy import stats
 
 from suite import latency_records
 from suite.cli import DEFAULT_METHODS
 from suite.errors import SuiteError
+from suite.findings import findings, welch
 from suite.latency import top_layers
 from suite.overview import changed_defaults
 from suite.results import aggregate, load_runs
@@ -51,9 +51,8 @@ def within_noise(a: list[float], b: list[float], alpha: float = 0.05) -> bool | 
     """Welch's t-test: True when the means are not distinguishable at ``alpha`` (None: too few seeds)."""
     if len(a) < 2 or len(b) < 2:
         return None
-    if pd.Series(a).std() == 0 and pd.Series(b).std() == 0:
-        return a[0] == b[0]
-    return bool(stats.ttest_ind(a, b, equal_var=False).pvalue >= alpha)
+    p = welch(a, b)
+    return a[0] == b[0] if p is None else p >= alpha  # None: no spread on either side
 
 
 # ---------------------------------------------------------------------------- the chart
@@ -175,7 +174,7 @@ def slug(name: str) -> str:
     accepts, so every page of a real run keeps its name), else the name with every other character
     replaced and a digest of the full name appended, so two hostile names never share a page. A
     stored run's name can be anything (a hand-edited result.json): it never reaches a path or URL."""
-    if NAME_RE.fullmatch(name) and name.lower() != "index":
+    if NAME_RE.fullmatch(name) and name.lower() not in ("index", "findings"):
         return name
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-_")[:60] or "setting"
     return f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
@@ -407,7 +406,11 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
                 if not agg.empty else pd.DataFrame())
         index_rows.append({"name": name, "page": _href(path.name), "setting": setting, "runs": len(runs),
                            "paper": paper is not None, "best": best.to_dict("records")})
+    pages = {r["name"]: r["page"] for r in index_rows}
+    findings_path = _inside(out_dir, "findings.html")
+    write_atomic(findings_path, env.get_template("findings.html").render(
+        **findings(good[good.setting.isin(pages)] if not good.empty else good), pages=pages, stamp=stamp))
     index = env.get_template("index.html").render(rows=index_rows, stamp=stamp)
     index_path = _inside(out_dir, "index.html")
     write_atomic(index_path, index)
-    return [index_path, *written]
+    return [index_path, findings_path, *written]

@@ -1,0 +1,132 @@
+"""The paper's claims, each set against every comparison the store holds (``findings.html``).
+
+A comparison is one table of a setting's page: one setting, baseline, precision, target, budget
+protocol and edition of the training code (runs of older code are compared among themselves, never
+with today's, and say so). Only each method's default hyperparameters enter (a tuned entry is
+another entry), and only the two fair protocols (the paper's, and equal total training in
+samples): the legacy "total" runs matched iterations across batch sizes, which is no equal budget. For every claim and comparison where both sides have runs: our difference in
+points, each side's mean +- std (n), and Welch's p (scipy; none below two runs a side). Nothing here
+is typed by hand; a claim no comparison can test says why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from scipy import stats
+
+from suite.results import current_code, protocol_of
+
+# The columns that make one comparison (one table of a setting's page).
+COMPARISON = ["setting", "baseline_name", "baseline_key", "numerics", "ratios", "skip", "protocol", "current"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    text: str
+    a: str  # the method the paper says is better (or whose removal is harmless)
+    b: str
+    measure: str  # "top1": accuracy after fine-tuning; "removal": points lost at removal (lower is better)
+
+
+CLAIMS = (
+    Claim("greg1-vs-l1", "GReg-1 beats one-shot L1 pruning of the same filters (same fine-tuning)",
+          "greg1", "l1", "top1"),
+    Claim("greg2-vs-greg1", "GReg-2 beats GReg-1", "greg2", "greg1", "top1"),
+    Claim("removal", "Removal hurts less after the growing penalty: GReg-1 loses fewer points at removal than "
+          "L1's one-shot cut (the paper: removal becomes harmless as the kept/pruned magnitude ratio grows; "
+          "harmless would be near 0 points lost)", "greg1", "l1", "removal"),
+)
+GAP_CLAIM = "The gap between GReg-1 and L1 grows with the pruning ratio"
+
+
+def welch(a: list[float], b: list[float]) -> float | None:
+    """Welch's two-sided p, None with fewer than two runs on a side (or no spread on either)."""
+    if len(a) < 2 or len(b) < 2 or (pd.Series(a).std() == 0 and pd.Series(b).std() == 0):
+        return None
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def _side(part: pd.DataFrame, method: str, measure: str) -> list[float]:
+    rows = part[part.method == method]
+    if measure == "top1":
+        return rows.top1.tolist()
+    return (rows.acc_before_removal - rows.acc_after_removal).dropna().tolist()
+
+
+def _summary(values: list[float]) -> dict:
+    s = pd.Series(values, dtype=float)
+    return {"mean": float(s.mean()), "std": float(s.std()) if len(s) > 1 else None, "n": len(s)}
+
+
+def comparisons(runs: pd.DataFrame) -> pd.DataFrame:
+    """The ranked runs with their comparison columns, default hyperparameters only."""
+    if runs.empty:
+        return runs
+    runs = runs[runs.hparams_source.isin(["", "default"])]
+    runs = runs.assign(protocol=protocol_of(runs), current=current_code(runs))
+    return runs[runs.protocol.isin(["paper", "total"])]
+
+
+def claim_rows(runs: pd.DataFrame, claim: Claim) -> list[dict]:
+    """One row per comparison holding both of the claim's methods: the difference (a - b for
+    accuracy, b - a for the points lost at removal: positive means the paper is right), Welch's p,
+    and for the removal claim GReg's smallest kept/pruned magnitude ratio at removal."""
+    out = []
+    for key, part in runs.groupby(COMPARISON, sort=False, dropna=False):
+        a, b = _side(part, claim.a, claim.measure), _side(part, claim.b, claim.measure)
+        if not a or not b:
+            continue
+        sa, sb = _summary(a), _summary(b)
+        diff = sa["mean"] - sb["mean"] if claim.measure == "top1" else sb["mean"] - sa["mean"]
+        p = welch(a, b)
+        row = dict(zip(COMPARISON, key)) | {"speedup": float(part.speedup.mean()), "a": sa, "b": sb, "diff": diff,
+                                            "p": p, "verdict": _verdict(diff, p)}
+        if claim.measure == "removal":
+            ratios = part[part.method == claim.a].mag_ratio.dropna()
+            row["mag_ratio"] = float(ratios.mean()) if not ratios.empty else None
+        out.append(row)
+    return sorted(out, key=lambda r: (r["setting"], not r["current"], r["baseline_name"], r["numerics"],
+                                      r["protocol"], r["speedup"]))
+
+
+def _verdict(diff: float, p: float | None) -> str:
+    if p is None:
+        return "too few runs to test"
+    if p >= 0.05:
+        return "within noise"
+    return "as the paper says" if diff > 0 else "against the paper"
+
+
+def gap_rows(rows: list[dict]) -> list[dict]:
+    """From GReg-1 vs L1's rows: per series (setting, baseline, precision, protocol, edition) with two
+    or more targets, the gaps from the mildest to the strongest target and whether they grow."""
+    series: dict[tuple, list[dict]] = {}
+    for r in rows:
+        series.setdefault(tuple(r[k] for k in COMPARISON if k not in ("ratios", "skip")), []).append(r)
+    out = []
+    for key, part in series.items():
+        if len(part) < 2:
+            continue
+        part = sorted(part, key=lambda r: r["speedup"])
+        gaps = [r["diff"] for r in part]
+        grows = all(later > earlier for earlier, later in zip(gaps, gaps[1:]))
+        out.append(dict(zip([k for k in COMPARISON if k not in ("ratios", "skip")], key))
+                   | {"steps": [(r["ratios"], r["speedup"], r["diff"], r["p"]) for r in part], "grows": grows})
+    return out
+
+
+def findings(runs: pd.DataFrame) -> dict:
+    """Everything findings.html shows, from the ranked runs of every setting."""
+    runs = comparisons(runs)
+    claims = []
+    for claim in CLAIMS:
+        rows = claim_rows(runs, claim) if not runs.empty else []
+        claims.append({"claim": claim, "rows": rows,
+                       "untested": None if rows else f"no comparison holds runs of both {claim.a} and {claim.b}"})
+    greg_l1 = next(c["rows"] for c in claims if c["claim"].key == "greg1-vs-l1")
+    gaps = gap_rows(greg_l1)
+    return {"claims": claims, "gap": {"text": GAP_CLAIM, "rows": gaps,
+                                      "untested": None if gaps else "no setting has GReg-1 and L1 at two or more "
+                                                                    "targets under one baseline, precision and protocol"}}
