@@ -66,8 +66,8 @@ def test_precision_layout_and_compile_name_a_run_only_when_not_fp32(monkeypatch)
 
 
 def test_published_baselines_keep_their_keys():
-    """The baseline key with the precision options: every published (fp32) baseline folder is
-    still the key of the record it holds."""
+    """The baseline key with the precision options: every published baseline folder (fp32 ones from
+    before the options, and those trained in another precision) is the key of the record it holds."""
     from types import SimpleNamespace
 
     from suite.baseline import baseline_key
@@ -77,7 +77,8 @@ def test_published_baselines_keep_their_keys():
     for meta in metas:
         m = json.loads(meta.read_text())
         setting = SETTINGS.get(m["setting"]) or get_setting(str(PUBLISHED.parent / "settings" / f"{m['setting']}.toml"))
-        key = baseline_key(setting, m["seed"], SimpleNamespace(fingerprint=m["data_fingerprint"]))
+        key = baseline_key(setting, m["seed"], SimpleNamespace(fingerprint=m["data_fingerprint"]),
+                           Numerics.from_record(m))
         assert key == meta.parent.name, meta
 
 
