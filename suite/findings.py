@@ -10,35 +10,14 @@ is typed by hand; a claim no comparison can test says why.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 from scipy import stats
 
+from methods.claims import CLAIMS, GAP, Claim
 from suite.results import current_code, protocol_of
 
 # The columns that make one comparison (one table of a setting's page).
 COMPARISON = ["setting", "baseline_name", "baseline_key", "numerics", "ratios", "skip", "protocol", "current"]
-
-
-@dataclass(frozen=True)
-class Claim:
-    key: str
-    text: str
-    a: str  # the method the paper says is better (or whose removal is harmless)
-    b: str
-    measure: str  # "top1": accuracy after fine-tuning; "removal": points lost at removal (lower is better)
-
-
-CLAIMS = (
-    Claim("greg1-vs-l1", "GReg-1 beats one-shot L1 pruning of the same filters (same fine-tuning)",
-          "greg1", "l1", "top1"),
-    Claim("greg2-vs-greg1", "GReg-2 beats GReg-1", "greg2", "greg1", "top1"),
-    Claim("removal", "Removal hurts less after the growing penalty: GReg-1 loses fewer points at removal than "
-          "L1's one-shot cut (the paper: removal becomes harmless as the kept/pruned magnitude ratio grows; "
-          "harmless would be near 0 points lost)", "greg1", "l1", "removal"),
-)
-GAP_CLAIM = "The gap between GReg-1 and L1 grows with the pruning ratio"
 
 
 def welch(a: list[float], b: list[float]) -> float | None:
@@ -100,7 +79,7 @@ def _verdict(diff: float, p: float | None) -> str:
 
 
 def gap_rows(rows: list[dict]) -> list[dict]:
-    """From GReg-1 vs L1's rows: per series (setting, baseline, precision, protocol, edition) with two
+    """From one claim's rows (GAP's): per series (setting, baseline, precision, protocol, edition) with two
     or more targets, the gaps from the mildest to the strongest target and whether they grow."""
     series: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -125,8 +104,7 @@ def findings(runs: pd.DataFrame) -> dict:
         rows = claim_rows(runs, claim) if not runs.empty else []
         claims.append({"claim": claim, "rows": rows,
                        "untested": None if rows else f"no comparison holds runs of both {claim.a} and {claim.b}"})
-    greg_l1 = next(c["rows"] for c in claims if c["claim"].key == "greg1-vs-l1")
-    gaps = gap_rows(greg_l1)
-    return {"claims": claims, "gap": {"text": GAP_CLAIM, "rows": gaps,
-                                      "untested": None if gaps else "no setting has GReg-1 and L1 at two or more "
-                                                                    "targets under one baseline, precision and protocol"}}
+    gaps = gap_rows(claim_rows(runs, GAP)) if not runs.empty else []
+    return {"claims": claims, "gap": {"claim": GAP, "rows": gaps,
+                                      "untested": None if gaps else f"no setting has {GAP.a} and {GAP.b} at two or "
+                                                                    f"more targets under one baseline, precision and protocol"}}

@@ -39,7 +39,7 @@ def default_storage(runs_dir: Path) -> str:
 
 def study_name(setting: Setting, method: str, numerics: Numerics = FP32) -> str:
     """SETTING-METHOD, with the precision and layout appended when they are not fp32/contiguous/eager
-    (``cifar10-resnet56-greg1-bf16-channels-last``): trials in another precision are other runs."""
+    (``SETTING-METHOD-bf16-channels-last``): trials in another precision are other runs."""
     suffix = "" if numerics == FP32 else "-" + numerics.label().replace(", ", "-")
     return f"{setting.name}-{method}{suffix}"
 

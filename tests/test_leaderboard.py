@@ -273,7 +273,7 @@ def test_findings_page_sets_each_claim_against_the_stored_comparisons(runs, tmp_
     assert f"{statistics.mean(lost):.2f} ± {statistics.stdev(lost):.2f} ({len(lost)})" in page
     assert f"{statistics.mean(lost_l1) - statistics.mean(lost):+.2f}" in page
     assert "Not tested: no comparison holds runs of both greg2 and greg1" in page
-    assert "Not tested: no setting has GReg-1 and L1 at two or more targets" in page
+    assert "Not tested: no setting has greg1 and l1 at two or more targets" in page
 
 
 def test_runs_in_another_precision_are_never_averaged_in(runs, tmp_path):
