@@ -244,14 +244,16 @@ def _leading(agg: pd.DataFrame, by: str) -> list:
 
 def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
     tables = []
-    # targets from the mildest to the strongest pruning, each with the paper's protocol first
-    order = agg.assign(_total=agg.protocol == "total").sort_values(["speedup", "ratios", "_total"], kind="stable")
+    # filter targets from the mildest to the strongest pruning, then unstructured ones by sparsity,
+    # each with the paper's protocol first
+    order = agg.assign(_total=agg.protocol == "total").sort_values(
+        ["granularity", "speedup", "sparsity", "ratios", "_total"], kind="stable")
     # one table per baseline too: rows that started from different weights are not ranked together;
     # and per precision and layout (a --baseline file's runs in fp32 and bf16 share its key)
     rank = {key: i for i, key in enumerate(_leading(agg, "baseline_key"))}
     order = order.assign(_rank=order.baseline_key.map(rank)).sort_values("_rank", kind="stable")
-    for (key, numerics, ratios, skip, protocol), part in order.groupby(
-            ["baseline_key", "numerics", "ratios", "skip", "protocol"], sort=False, dropna=False):
+    for (key, numerics, granularity, ratios, skip, protocol), part in order.groupby(
+            ["baseline_key", "numerics", "granularity", "ratios", "skip", "protocol"], sort=False, dropna=False):
         part = part.sort_values("top1_mean", ascending=False)
         # the reference for "within noise" is the best row that has seeds enough to test (n >= 2)
         testable = part[part.n >= 2]
@@ -262,7 +264,8 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
             rows.append({
                 "method": r.label, "top1": r.top1_mean, "std": None if pd.isna(r.top1_std) else r.top1_std,  # one seed: no spread to show
                 "n": r.n, "delta": r.delta, "params": r.params, "param_reduction": r.param_reduction,
-                "speedup": r.speedup, "latency_speedup": r.latency_speedup, "latency_device": r.latency_device,
+                "speedup": r.speedup, "nonzero_params": r.nonzero_params, "nonzero_reduction": r.nonzero_reduction,
+                "sparsity": r.sparsity, "latency_speedup": r.latency_speedup, "latency_device": r.latency_device,
                 "latency_lo": r.latency_lo, "latency_hi": r.latency_hi, "latency_noisy": r.latency_noisy,
                 "reg_iters": int(r.reg_iters or 0), "finetune_epochs": r.finetune_epochs,
                 "samples": None if pd.isna(r.samples) else int(r.samples),
@@ -272,9 +275,11 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
                 "hparams": r.hparams, "hparams_source": r.hparams_source, "within_noise": noise,
                 "configs": [_href(os.path.relpath(Path(p) / "config.json", out_dir)) for p in r.runs],
             })
-        marks = {col: _unique_best(rows, col) for col in ("top1", "speedup")}
+        weights = granularity == "weight"  # masks leave FLOPs as they were: no speedup to lead
+        marks = {"top1": _unique_best(rows, "top1"), "speedup": None if weights else _unique_best(rows, "speedup")}
         marks["latency_speedup"] = _latency_best(rows)
         tables.append({"ratios": ratios, "skip": skip, "protocol": protocol, "rows": rows, "best": marks,
+                       "unstructured": weights,
                        "baseline_key": key, "numerics": numerics, "baseline_name": part.baseline_name.iloc[0],
                        "baseline_top1": float(part.baseline_top1.iloc[0])})
     return tables
@@ -384,7 +389,9 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
                      .agg(name=("baseline_name", "first"), top1=("baseline_top1", "first"), runs=("n", "sum"))
                      .loc[_leading(agg, "baseline_key")].reset_index().to_dict("records")
                      if not agg.empty else [])
-        main = agg[(agg.protocol == "paper") & (agg.baseline_key == baselines[0]["baseline_key"])] if baselines else agg
+        # the chart plots top-1 against FLOPs speedup: unstructured rows (masks, no FLOPs saved) stay in their tables
+        main = (agg[(agg.protocol == "paper") & (agg.baseline_key == baselines[0]["baseline_key"])
+                    & (agg.granularity == "filter")] if baselines else agg)
         if not main.empty:  # the chart too shows one precision, that baseline's leading one
             main = main[main.numerics == _leading(main, "numerics")[0]]
         precisions = sorted(set(agg.numerics)) if not agg.empty else []

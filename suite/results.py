@@ -43,7 +43,8 @@ def result_row(r: dict, run: Path) -> dict:
         "eval_split": r.get("eval_split", "test"), "top1": r.get("top1"),
         "baseline_top1": r.get("baseline_top1"), "baseline_key": r.get("baseline_key", ""),
         "baseline_name": baseline_name(r),
-        "params": r.get("params"),
+        "params": r.get("params"), "granularity": r.get("granularity", "filter"),
+        "nonzero_params": r.get("nonzero_params"), "sparsity": r.get("weight_sparsity"),
         "baseline_params": r.get("baseline_params"), "flops": r.get("flops"), "speedup": r.get("speedup"),
         "latency_speedup": r.get("latency_speedup"), "latency_device": lat.get("device"),
         "latency_lo": lat.get("speedup_lo", float("nan")), "latency_hi": lat.get("speedup_hi", float("nan")),
@@ -94,8 +95,8 @@ def _min_ratio(r: dict):
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and n over seeds per (setting, baseline, precision, ratios, skip, protocol, method,
-    hparams): runs that started from different baselines or ran in another precision or layout are
+    """Mean, std and n over seeds per (setting, baseline, precision, granularity, ratios, skip,
+    protocol, method, hparams): a sparsity of 0.9 is another target than 90 % of the filters; runs that started from different baselines or ran in another precision or layout are
     never averaged together (a row's label names a precision other than fp32). The one aggregation
     behind both the summary ``suite run`` prints and the leaderboard pages.
 
@@ -103,14 +104,14 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     a run predates recorded spread) and ``latency_noisy``: True when any run was noisy, None when
     no run recorded it.
     """
-    keys = ["setting", "baseline_key", "numerics", "ratios", "skip", "protocol", "method", "hparams", "hparams_source",
-            "training_code", "current", "capped"]  # a capped schedule is another computation: never averaged in
+    keys = ["setting", "baseline_key", "numerics", "granularity", "ratios", "skip", "protocol", "method", "hparams",
+            "hparams_source", "training_code", "current", "capped"]  # a capped schedule is another computation: never averaged in
     runs = runs.assign(protocol=protocol_of(runs), current=current_code(runs))
     runs = runs.assign(latency_noisy=[float("nan") if v is None or v != v else float(v) for v in runs.latency_noisy])
     g = runs.groupby(keys, sort=False, dropna=False)
     out = g.agg(top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"),
                 baseline_top1=("baseline_top1", "mean"), baseline_name=("baseline_name", "first"),
-                params=("params", "mean"),
+                params=("params", "mean"), nonzero_params=("nonzero_params", "mean"), sparsity=("sparsity", "mean"),
                 baseline_params=("baseline_params", "mean"), speedup=("speedup", "mean"),
                 latency_speedup=("latency_speedup", "mean"), latency_device=("latency_device", "first"),
                 latency_lo=("latency_lo", lambda v: v.mean(skipna=False)),
@@ -129,6 +130,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
                                                      out.capped)]
     out["delta"] = out.top1_mean - out.baseline_top1
     out["param_reduction"] = out.baseline_params / out.params
+    out["nonzero_reduction"] = out.baseline_params / out.nonzero_params  # NaN for filter pruning
     return out
 
 
@@ -170,17 +172,23 @@ def format_summary(agg: pd.DataFrame, runs_dir: Path | None = None) -> str:
     if agg.empty:
         return "no finished runs"
     lines = []
-    for (setting, ratios, protocol, key, numerics), part in agg.groupby(
-            ["setting", "ratios", "protocol", "baseline_key", "numerics"], sort=False, dropna=False):
-        lines.append(f"{setting}  target {ratios}  budget protocol: {protocol}  precision {numerics}  "
+    for (setting, granularity, ratios, protocol, key, numerics), part in agg.groupby(
+            ["setting", "granularity", "ratios", "protocol", "baseline_key", "numerics"], sort=False, dropna=False):
+        weights = granularity == "weight"
+        lines.append(f"{setting}  target {ratios}{' (unstructured: weight sparsity)' if weights else ''}  "
+                     f"budget protocol: {protocol}  precision {numerics}  "
                      f"{part.baseline_name.iloc[0]}: top-1 {part.baseline_top1.iloc[0]:.2f}")
+        # masked weights still cost their FLOPs: unstructured rows show what they remove instead
+        size = ({"non-zero params": part.nonzero_params.map(lambda p: f"{p / 1e6:.3f}M"),
+                 "sparsity": part.sparsity.map(lambda x: f"{100 * x:.1f}%")} if weights else
+                {"params": part.params.map(lambda p: f"{p / 1e6:.3f}M"),
+                 "FLOPs x": part.speedup.map(lambda x: f"{x:.2f}x")})
         table = pd.DataFrame({
             "method": part.label,
             "top-1 mean (n)": [_mean_spread(m, s, n) for m, s, n in zip(part.top1_mean, part.top1_std, part.n)],
             "vs baseline": part.delta.map(lambda d: f"{d:+.2f}"),
             "before/after removal": [f"{b:.1f} / {a:.1f}" for b, a in zip(part.before_removal, part.after_removal)],
-            "params": part.params.map(lambda p: f"{p / 1e6:.3f}M"),
-            "FLOPs x": part.speedup.map(lambda x: f"{x:.2f}x"),
+            **size,
             "latency x [IQR range]": [latency_text(*v) for v in zip(part.latency_speedup, part.latency_lo,
                                                                     part.latency_hi, part.latency_noisy)],
             "samples (own)": [_samples(t, r) for t, r in zip(part.samples, part.reg_iters)],

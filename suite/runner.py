@@ -259,8 +259,11 @@ class Runner:
         if choice.filters is not None:
             result["pruned_filters"] = choice.filters
         else:
+            zeros = sum(int((1 - m).sum()) for m in choice.masks.values())
             result["sparsity"] = sparsity(model, choice.masks)
-            result["nonzero_params"] = params - sum(int((1 - m).sum()) for m in choice.masks.values())
+            result["nonzero_params"] = params - zeros
+            # the achieved sparsity over every weight the method could mask (what a target of 0.9 means)
+            result["weight_sparsity"] = zeros / sum(m.numel() for m in choice.masks.values())
         save_atomic(model.state_dict(), folder / "model.pt")
         for ckpt in ("finetune.ckpt", "regularize.ckpt"):
             (folder / ckpt).unlink(missing_ok=True)

@@ -105,6 +105,44 @@ def test_html_in_stored_fields_is_escaped(runs, tmp_path):
     assert "<b>bold</b>" not in page
 
 
+def test_unstructured_rows_show_sparsity_and_nonzero_params(runs, tmp_path):
+    """Weight pruning keeps FLOPs: its rows get their own table with the non-zero parameter count and
+    the sparsity reached, both counted here from the stored weights' exact zeros, and stay off the
+    FLOPs chart; ``suite run``'s summary shows the same columns."""
+    import torch
+    store = tmp_path / "runs"
+    shutil.copytree(runs, store)
+    p = subprocess.run([sys.executable, "-m", "suite.cli", "run", "--setting", TINY, "--runs-dir", str(store),
+                        "--precision", "fp32", "--methods", "magnitude", "--ratios", "0.9", "--seed-list", "0,1"],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "(unstructured: weight sparsity)" in p.stdout and "non-zero params" in p.stdout
+    sparsities, nonzeros = [], []
+    for res in store.glob("tiny-fmnist/magnitude/*/result.json"):
+        r = json.loads(res.read_text())
+        weights = torch.load(res.parent / "model.pt", weights_only=True)
+        masked = [weights[f"{layer}.weight"] for layer in r["sparsity"]]
+        zeros = sum(int((w == 0).sum()) for w in masked)
+        sparsities.append(zeros / sum(w.numel() for w in masked))
+        nonzeros.append(r["params"] - zeros)
+    assert len(sparsities) == 2 and all(0.85 < s < 0.95 for s in sparsities)
+    out = tmp_path / "site"
+    render(store, out)
+    rows = {r["method"]: r for r in csv.DictReader(open(out / "tiny-fmnist.csv"))}
+    assert rows["magnitude"]["granularity"] == "weight" and rows["l1"]["granularity"] == "filter"
+    assert float(rows["magnitude"]["sparsity"]) == pytest.approx(statistics.mean(sparsities))
+    assert float(rows["magnitude"]["nonzero_params"]) == pytest.approx(statistics.mean(nonzeros))
+    page = (out / "tiny-fmnist.html").read_text()
+    table = page[page.index("<h2>Unstructured, sparsity 0.9"):]
+    table = table[:table.index("</table>")]
+    assert "<th>non-zero params (reduction)</th><th>sparsity</th>" in table and "FLOPs speedup" not in table
+    assert f"{statistics.mean(nonzeros) / 1e6:.3f} M" in table
+    assert f"{100 * statistics.mean(sparsities):.2f} %" in table
+    assert "<td>l1</td>" not in table and "<td>magnitude</td>" in table
+    chart = page[page.index("<svg"):page.index("</svg>")]
+    assert ">l1</text>" in chart and "magnitude" not in chart
+
+
 def test_welch_within_noise():
     assert within_noise([90.0, 90.2, 89.9], [90.1, 89.8, 90.0]) is True
     assert within_noise([90.0, 90.1, 90.05], [80.0, 80.2, 80.1]) is False
