@@ -179,9 +179,9 @@ def format_summary(agg: pd.DataFrame, runs_dir: Path | None = None) -> str:
                      f"budget protocol: {protocol}  precision {numerics}  "
                      f"{part.baseline_name.iloc[0]}: top-1 {part.baseline_top1.iloc[0]:.2f}")
         # masked weights still cost their FLOPs: unstructured rows show what they remove instead
-        size = ({"non-zero params": part.nonzero_params.map(lambda p: f"{p / 1e6:.3f}M"),
+        size = ({"non-zero params": part.nonzero_params.map(lambda p: f"{round(p):,}"),
                  "sparsity": part.sparsity.map(lambda x: f"{100 * x:.1f}%")} if weights else
-                {"params": part.params.map(lambda p: f"{p / 1e6:.3f}M"),
+                {"params": part.params.map(lambda p: f"{round(p):,}"),
                  "FLOPs x": part.speedup.map(lambda x: f"{x:.2f}x")})
         table = pd.DataFrame({
             "method": part.label,
