@@ -356,7 +356,8 @@ def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
                 "before_removal": 90.0, "after_removal": 10.0, "mag_ratio": None,
                 "hparams": "{}", "hparams_source": "default", "runs": [], "top1_values": [top1, top1 + 0.2],
                 "baseline_key": "k0", "baseline_name": "baseline seed 0", "baseline_top1": 90.0, "numerics": "fp32",
-                "current": True}
+                "current": True, "granularity": "filter", "sparsity": float("nan"),
+                "nonzero_params": float("nan"), "nonzero_reduction": float("nan")}
     agg = pd.DataFrame([row("0.9", "total", "l1", 80.0, 16.8), row("0.9", "paper", "l1", 76.0, 16.8),
                         row("0.9", "paper", "greg1", 75.0, 16.8), row("0.5", "paper", "l1", 89.0, 2.9)])
     tables = _target_tables(agg, tmp_path)
