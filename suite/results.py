@@ -96,8 +96,9 @@ def _min_ratio(r: dict):
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and n over seeds per (setting, baseline, precision, granularity, ratios, skip,
-    protocol, method, hparams): a sparsity of 0.9 is another target than 90 % of the filters; runs that started from different baselines or ran in another precision or layout are
-    never averaged together (a row's label names a precision other than fp32). The one aggregation
+    protocol, method, hparams): a sparsity of 0.9 is another target than 90 % of the filters; runs
+    that started from different baselines or ran in another precision or layout are never averaged
+    together (a row's label names a precision other than fp32). The one aggregation
     behind both the summary ``suite run`` prints and the leaderboard pages.
 
     Latency: the mean speedup, the mean of each run's quartile range (``latency_lo/hi``, NaN when
