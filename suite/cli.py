@@ -73,13 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         g = sp.add_argument_group("precision and speed (README: Precision and speed)")
         g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
                        help="autocast precision of every training and evaluation pass; weights, gradients and "
-                            "the optimizer stay fp32. Default: bf16 where the hardware has fast bf16 (a CPU "
-                            "with AMX or AVX512-BF16, a GPU from Ampere on), fp32 elsewhere and on the paper's "
-                            "own settings (naming --precision or --channels-last gives exactly what is named); fp16 "
-                            "is for CUDA, with loss scaling. Part of the run's identity unless fp32")
+                            "the optimizer stay fp32. Default fp32 everywhere; bf16 (with --channels-last) trains "
+                            "about 2x faster on a CPU with AMX or AVX512-BF16 or a GPU from Ampere on, but lost "
+                            "0.2 points of ResNet-20 baseline accuracy here (README). fp16 is for CUDA, with "
+                            "loss scaling. Part of the run's identity unless fp32")
         g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                        help="model and batches in channels-last (NHWC) memory format; part of the run's "
-                            "identity. Default: on where bf16 is the default precision and neither option is given")
+                            "identity. Default: off")
         g.add_argument("--compile", action="store_true",
                        help="torch.compile the model for training and evaluation (falls back to eager, saying "
                             "why, where it does not compile); part of the run's identity")
@@ -330,12 +330,16 @@ def _device(args):
     return pick_device(name)
 
 
-def _numerics(args, device, setting):
-    """--precision, --channels-last (or the defaults for this device and setting), --compile,
-    checked for the device."""
-    from suite.numerics import resolve
-    from suite.settings import reproduces_paper
-    return resolve(args.precision, args.channels_last, args.compile, device, paper=reproduces_paper(setting))
+def _numerics(args, device):
+    """--precision, --channels-last (fp32 and contiguous when not named), --compile, checked for the device."""
+    from suite.numerics_default import resolve
+    return resolve(args.precision, args.channels_last, args.compile, device)
+
+
+def _precision(args, device, numerics) -> str:
+    """How a header names the numerics, with the fast flags where this device has them and none was named."""
+    from suite.numerics_default import hint
+    return f"precision {numerics.label()}{hint(args.precision, args.channels_last, device)}"
 
 
 def _user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | None, dict]:
@@ -387,7 +391,7 @@ def _prepare(args):
     methods = registry.expand(args.methods)
     seeds = _seeds(args)
     device = _device(args)
-    numerics = _numerics(args, device, setting)
+    numerics = _numerics(args, device)
     user, sources = _user_hparams(args, setting, methods, numerics)
     dry = _dry_surgery(setting)
     _seed("--baseline-seed", args.baseline_seed)
@@ -420,6 +424,7 @@ def _dry_surgery(setting) -> dict:
 def cmd_run(args) -> int:
     import pandas as pd
 
+    from methods import registry
     from suite import executors
     from suite.results import aggregate, format_summary, result_row
     from suite.runner import Runner
@@ -429,11 +434,15 @@ def cmd_run(args) -> int:
     executor = executors.make(args)
     setting, jobs, device, runs_dir, data, user_base, dry, numerics = _prepare(args)
     runner = Runner(setting, data, runs_dir, device, baseline=user_base, recompute_stale=args.recompute_stale)
+    # a mask (weight granularity) keeps every filter: the dry surgery's speedup says nothing about it
+    if any(registry.get(j.method).granularity == "filter" for j in jobs):
+        target = f"dry surgery: {dry['speedup']:.2f}x FLOPs"
+    else:
+        target = "weight sparsity, FLOPs unchanged"
     header = (f"setting {setting.name}: {data.label} [{data.fingerprint}], {setting.model}, "
-              f"input {'x'.join(map(str, setting.input_shape))}, ratios {setting.ratios} "
-              f"(dry surgery: {dry['speedup']:.2f}x FLOPs)"
+              f"input {'x'.join(map(str, setting.input_shape))}, ratios {setting.ratios} ({target})"
               f"{' skip ' + setting.skip if setting.skip else ''}; {setting.budget_label()}"
-              f"{'; SMOKE (not a result)' if args.smoke else ''}; device {device}, precision {numerics.label()}")
+              f"{'; SMOKE (not a result)' if args.smoke else ''}; device {device}, {_precision(args, device, numerics)}")
     if args.dry_run:
         print(header)
         return _print_plan(runner, jobs)
@@ -511,7 +520,7 @@ def cmd_search(args) -> int:
     _seed("--seed", args.seed)
     space = load_space(args.space, args.method)
     device = _device(args)
-    numerics = _numerics(args, device, setting)
+    numerics = _numerics(args, device)
     data = load_data(setting, args.data_dir, args.download).with_validation(setting.val_size, seed=0)
     runs_dir = Path(args.runs_dir)
     storage = args.storage or default_storage(runs_dir)
@@ -528,7 +537,7 @@ def cmd_search(args) -> int:
               f"{setting.val_size} images carved from train), {args.trials} trials, sampler {args.sampler}, space "
               f"{json.dumps({k: list(v) for k, v in space.items()})}; budget per trial: {setting.budget_label()}"
               f"{' (SMOKE)' if args.smoke else ''}; fine-tune {ft.epochs} ep at batch {ft.batch_size}; "
-              f"device {device}, precision {numerics.label()}; "
+              f"device {device}, {_precision(args, device, numerics)}; "
               f"{workers.describe() if parallel is None else f'{parallel} {executor.name} workers'}", flush=True)
         runner = Runner(setting, data, runs_dir, device)
         if parallel is None:
@@ -567,12 +576,12 @@ def cmd_baseline(args) -> int:
     setting = _setting(args)
     _seed("--seed", args.seed)
     device = _device(args)
-    numerics = _numerics(args, device, setting)
+    numerics = _numerics(args, device)
     data = load_data(setting, args.data_dir, args.download)
     runs_dir = Path(args.runs_dir)
     check_writable(runs_dir)
     with workers:
-        print(f"baseline {setting.name} seed {args.seed}: device {device}, precision {numerics.label()}; "
+        print(f"baseline {setting.name} seed {args.seed}: device {device}, {_precision(args, device, numerics)}; "
               f"{workers.describe()}", flush=True)
         b = get_baseline(setting, data, args.seed, runs_dir, device, smoke=args.smoke, numerics=numerics)
     print(f"baseline {setting.name} seed {args.seed}: top-1 {b.top1:.2f}  ({b.path})")

@@ -24,10 +24,11 @@ from typing import Iterator
 import torch
 
 from suite.errors import SuiteError
-from suite.numerics import FP32, Numerics, resolve as resolve_numerics
+from suite.numerics import FP32, Numerics
+from suite.numerics_default import resolve as resolve_numerics
 from suite.plan import Job
 from suite.runner import JobResult, Runner, load_data
-from suite.settings import Setting, reproduces_paper
+from suite.settings import Setting
 
 RETRIES = 3  # a task whose worker dies (SIGKILL, lost node, preemption) is run again this many times
 ROOT = Path(__file__).resolve().parent.parent  # this checkout: tasks import the driver's code, not another
@@ -101,8 +102,7 @@ def context(runner: Runner, args) -> Context:
                    download=args.download, device="cuda" if runner.device.type == "cuda" else "cpu",
                    threads=args.threads or 1, baseline=str(Path(base.path).resolve()) if base else None,
                    recompute_stale=runner.recompute_stale, validation=runner.eval_split == "val",
-                   numerics=resolve_numerics(args.precision, args.channels_last, args.compile, runner.device,
-                                             paper=reproduces_paper(runner.setting)))
+                   numerics=resolve_numerics(args.precision, args.channels_last, args.compile, runner.device))
 
 
 def _baseline_jobs(runner: Runner, jobs: list[Job]) -> list[Job]:

@@ -10,9 +10,9 @@ an fp32 run. fp16 scales the loss (``GradScaler``), and the loop unscales the gr
 any hook sees them.
 
 Only what differs from fp32 / contiguous / eager enters a run's identity (:meth:`Numerics.identity`),
-so every run stored before these options existed keeps its folder name. A run that names no
-precision gets :func:`default`: bf16 + channels-last on hardware with fast bf16, except on the
-paper's own settings, and fp32 everywhere else.
+so every run stored before these options existed keeps its folder name. Which numerics a command
+gets when it names none is decided in ``suite.numerics_default`` (outside the training-code
+fingerprint: the choice is recorded in the run's identity, so it cannot change a trained number).
 
 Latency (``suite.measure``) is always timed on the fp32, contiguous, eager model: it measures the
 pruned architecture, not how it was trained.
@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch._functorch.config
@@ -53,8 +53,8 @@ class Numerics:
 
     def identity(self) -> dict:
         """What enters a run's (and a baseline's) identity: only what differs from fp32, contiguous
-        and eager (compared with fp32, not with DEFAULT_PRECISION, so a changed default never
-        renames a stored fp32 run)."""
+        and eager (compared with fp32, not with the default, so a changed default never renames a
+        stored fp32 run)."""
         ident = {}
         if self.precision != "fp32":
             ident["precision"] = self.precision
@@ -111,40 +111,6 @@ class Numerics:
 
 
 FP32 = Numerics()
-# What a run gets when the user names neither precision nor layout, on hardware with fast bf16 and
-# outside the paper's own settings: measured to keep the CPU settings' accuracy and to train 1.7x
-# (cnn4) to 2.4x (ResNet-20) faster than fp32 on an AMX Xeon (README: Precision and speed).
-FAST = Numerics("bf16", channels_last=True)
-
-
-def fast_bf16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bf16 in hardware: a CPU with AMX or AVX512-BF16 (elsewhere bf16
-    is emulated and slower than fp32), a GPU of compute capability 8.0 (Ampere) or later."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device) >= (8, 0)
-    if device.type == "cpu":  # torch.cpu's probes are private; a torch without them counts as no
-        return any(getattr(torch.cpu, probe, lambda: False)()
-                   for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
-    return False
-
-
-def default(device: torch.device, paper: bool) -> Numerics:
-    """The numerics of a run that asks for none: :data:`FAST` where the device has fast bf16, fp32
-    elsewhere and for the paper's settings (``paper``: a reproduction keeps the paper's arithmetic)."""
-    return FAST if fast_bf16(device) and not paper else FP32
-
-
-def resolve(precision: str | None, channels_last: bool | None, compile: bool, device: torch.device,
-            paper: bool = False) -> Numerics:
-    """The command's numerics, checked against the device. Naming neither ``precision`` nor
-    ``channels_last`` (None) gives :func:`default`'s; naming either gives exactly what is named
-    (the other: fp32 or contiguous), so ``--precision fp32`` alone is the plain fp32 run of before."""
-    if precision is None and channels_last is None:
-        numerics = replace(default(device, paper), compile=compile)
-    else:
-        numerics = Numerics(precision or "fp32", bool(channels_last), compile)
-    numerics.check(device)
-    return numerics
 
 
 # Why a model's compilation fell back to eager. Weak keys: a finished job's model is freed. (Compiled

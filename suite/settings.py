@@ -287,12 +287,6 @@ _add(Setting(
 DEFAULT_SETTING = "fmnist-cnn4"
 
 
-def reproduces_paper(setting: Setting) -> bool:
-    """Whether ``setting`` is one of the paper's settings as the paper gives it (full budget, unchanged):
-    its runs keep the paper's fp32 arithmetic unless the user asks for another (suite.numerics.default)."""
-    return not setting.reduced and SETTINGS.get(setting.name) == setting
-
-
 @functools.lru_cache(maxsize=64)
 def _user_info(dataset: str, data_dir: str | None) -> tuple[tuple[int, int, int], int]:
     """Shape and classes of a user dataset, once per process (a torchvision class is decoded to know)."""

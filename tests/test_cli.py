@@ -321,6 +321,12 @@ def test_dry_run_plans_without_training(suite, tmp_path):
     p = suite("run", "--setting", TINY, "--methods", "greg1", "--hparams", capped, "--dry-run",
               "--runs-dir", runs, check=0)
     assert "CAPPED" in p.stdout
+    # the header's dry-surgery speedup is for filter methods; masks alone keep every FLOP
+    assert "x FLOPs)" in p.stdout.splitlines()[0]
+    p = suite("run", "--setting", TINY, "--methods", "magnitude,greg1-unstructured", "--dry-run",
+              "--runs-dir", runs, check=0)
+    header = p.stdout.splitlines()[0]
+    assert "(weight sparsity, FLOPs unchanged)" in header and "dry surgery" not in header, header
     assert not runs.exists()
 
 

@@ -50,18 +50,18 @@ def test_precision_layout_and_compile_name_a_run_only_when_not_fp32(monkeypatch)
     run, with another baseline."""
     from types import SimpleNamespace
 
-    from suite import numerics
+    from suite import numerics_default
     from suite.baseline import baseline_key
     base = _folder(TINY)
-    monkeypatch.setattr(numerics, "fast_bf16", lambda device: True)  # the default is bf16 + channels-last
-    explicit_fp32 = numerics.resolve("fp32", None, False, torch.device("cpu"))
-    assert _folder(TINY, numerics=explicit_fp32) == base == _folder(TINY, numerics=Numerics())
+    monkeypatch.setattr(numerics_default, "fast_bf16", lambda device: True)  # even where bf16 is fast
+    for precision in ("fp32", None):  # named, or the default
+        assert _folder(TINY, numerics=numerics_default.resolve(precision, None, False, torch.device("cpu"))) == base
+    assert _folder(TINY, numerics=Numerics()) == base
     others = [Numerics("bf16"), Numerics("fp16"), Numerics(channels_last=True), Numerics(compile=True),
-              Numerics("bf16", channels_last=True), numerics.resolve(None, None, False, torch.device("cpu"))]
-    assert others[-1] == others[-2]  # the default applies when neither is asked for
-    assert len({base} | {_folder(TINY, numerics=n) for n in others[:-1]}) == 6
+              Numerics("bf16", channels_last=True)]
+    assert len({base} | {_folder(TINY, numerics=n) for n in others}) == 6
     data = SimpleNamespace(fingerprint="fp")
-    keys = {baseline_key(TINY, 0, data, n) for n in others[:-1]}
+    keys = {baseline_key(TINY, 0, data, n) for n in others}
     assert baseline_key(TINY, 0, data, Numerics()) == baseline_key(TINY, 0, data) not in keys and len(keys) == 5
 
 

@@ -26,12 +26,10 @@ def run(args, check=0):
 
 
 def _default_study() -> str:
-    """The study a search without --precision fills: named by this machine's default numerics."""
-    from suite.numerics import resolve
-    from suite.settings import get_setting, reproduces_paper
-    setting = get_setting(TINY)
-    return search.study_name(setting, "greg1", resolve(None, None, False, torch.device("cpu"),
-                                                        paper=reproduces_paper(setting)))
+    """The study a search without --precision fills: named by the default numerics (fp32)."""
+    from suite.numerics_default import resolve
+    from suite.settings import get_setting
+    return search.study_name(get_setting(TINY), "greg1", resolve(None, None, False, torch.device("cpu")))
 
 
 def _trials(storage, name=None):

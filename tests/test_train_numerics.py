@@ -197,8 +197,8 @@ def test_compile_failure_falls_back_to_eager_once_and_is_recorded(small_fmnist, 
 
 
 def test_fast_bf16_is_what_the_cpu_flags_say():
-    """The default's hardware probe agrees with the kernel's CPU flags (AMX tiles or AVX512-BF16)."""
-    from suite.numerics import fast_bf16
+    """The header hint's hardware probe agrees with the kernel's CPU flags (AMX tiles or AVX512-BF16)."""
+    from suite.numerics_default import fast_bf16
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists():
         pytest.skip("no /proc/cpuinfo on this system")
@@ -207,28 +207,25 @@ def test_fast_bf16_is_what_the_cpu_flags_say():
 
 
 @pytest.mark.parametrize("fast", [True, False])
-def test_default_numerics_follow_the_hardware_and_the_paper(fast, monkeypatch, tmp_path, capsys):
-    """Naming neither --precision nor --channels-last: bf16 + channels-last where the hardware has fast
-    bf16, fp32 where it has none and on the paper's settings as the paper gives them (a reduced copy of
-    one is not a reproduction); naming either gives exactly what is named."""
-    from suite import numerics
-    from suite.settings import SETTINGS, reproduces_paper
-    monkeypatch.setattr(numerics, "fast_bf16", lambda device: fast)
-    assert [reproduces_paper(s) for s in SETTINGS.values()] == [not s.reduced for s in SETTINGS.values()]
-    r56 = SETTINGS["cifar10-resnet56"]
-    assert reproduces_paper(r56) and not reproduces_paper(replace(r56, reduced=True))
-    assert not reproduces_paper(replace(r56, baseline=replace(r56.baseline, epochs=10)))
-    assert numerics.resolve(None, None, False, CPU, paper=True) == FP32
-    assert numerics.resolve(None, None, True, CPU, paper=False) == (replace(BF16_CL, compile=True) if fast
-                                                                    else Numerics(compile=True))
+def test_the_default_is_fp32_and_the_header_names_the_fast_flags(fast, monkeypatch, tmp_path, capsys):
+    """Naming neither --precision nor --channels-last gives fp32, contiguous, whatever the hardware
+    (bf16 lost ResNet-20 accuracy here: README); naming either gives exactly what is named. Where the
+    hardware has fast bf16 and nothing was named, the header says which flags would use it."""
+    from suite import numerics_default
+    monkeypatch.setattr(numerics_default, "fast_bf16", lambda device: fast)
+    assert numerics_default.resolve(None, None, False, CPU) == FP32
+    assert numerics_default.resolve(None, None, True, CPU) == Numerics(compile=True)
     for precision, channels_last, want in (("fp32", None, FP32), ("bf16", None, Numerics("bf16")),
-                                           (None, True, Numerics(channels_last=True)), (None, False, FP32)):
-        assert numerics.resolve(precision, channels_last, False, CPU) == want
-    for extra, label in (([], "bf16, channels-last" if fast else "fp32"), (["--precision", "fp32"], "fp32"),
-                         (["--no-channels-last"], "fp32")):
+                                           ("bf16", True, BF16_CL), (None, True, Numerics(channels_last=True)),
+                                           (None, False, FP32)):
+        assert numerics_default.resolve(precision, channels_last, False, CPU) == want
+    for extra, label, hinted in (([], "fp32", fast), (["--precision", "fp32"], "fp32", False),
+                                 (["--precision", "bf16", "--channels-last"], "bf16, channels-last", False),
+                                 (["--no-channels-last"], "fp32", False)):
         assert main(["run", "--setting", TINY, "--methods", "l1", "--runs-dir", str(tmp_path), "--dry-run",
                      *extra]) == 0
-        assert f"precision {label}\n" in capsys.readouterr().out
+        header = capsys.readouterr().out.splitlines()[0]
+        assert f"precision {label}" in header and ("--precision bf16 --channels-last" in header) == hinted, header
 
 
 def test_fp16_on_cpu_is_one_line_error(capsys):
