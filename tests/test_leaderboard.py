@@ -294,6 +294,11 @@ def test_findings_page_sets_each_claim_against_the_stored_comparisons(runs, tmp_
             if protocol == "total":  # a legacy total run: stored before samples were counted
                 rec["budget"] = {k_: v for k_, v in rec.get("budget", {}).items() if k_ != "samples"}
             (folder / "result.json").write_text(json.dumps(rec))
+        # a mask at the same ratio is another comparison: its unchanged FLOPs stay out of the row
+        folder = mixed / "tiny-fmnist" / "magnitude" / f"m{k}"
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps({**r, "method": "magnitude", "granularity": "weight",
+                                                        "speedup": 1.0, "flops": r["baseline_flops"]}))
     out = tmp_path / "site"
     render(mixed, out)
     assert 'href="findings.html"' in (out / "index.html").read_text()
@@ -301,10 +306,11 @@ def test_findings_page_sets_each_claim_against_the_stored_comparisons(runs, tmp_
     page = re.sub(r"\s+", " ", page)
     a, b = [r["top1"] for r in greg], [r["top1"] for r in l1]
     diff = statistics.mean(a) - statistics.mean(b)
-    row = re.search(r"tiny-fmnist baseline seed 0 fp32 0\.5 \([\d.]+x\) (\S+) today's (.*?) as the paper says", page)
-    assert row and row.group(1) == "paper", page
-    assert f"{diff:+.2f} {_welch_p(a, b):.3f}" in row.group(2)
-    assert f"({len(a)})" in row.group(2) and f"{statistics.mean(b):.2f} ± {statistics.stdev(b):.2f} ({len(b)})" in row.group(2)
+    row = re.search(r"tiny-fmnist baseline seed 0 fp32 0\.5 \(([\d.]+)x\) (\S+) today's (.*?) as the paper says", page)
+    assert row and row.group(2) == "paper", page
+    assert row.group(1) == f"{statistics.mean(r['speedup'] for r in l1):.2f}"  # the filter runs' FLOPs x alone
+    assert f"{diff:+.2f} {_welch_p(a, b):.3f}" in row.group(3)
+    assert f"({len(a)})" in row.group(3) and f"{statistics.mean(b):.2f} ± {statistics.stdev(b):.2f} ({len(b)})" in row.group(3)
     assert "total-iterations" not in page
     lost = [r["acc_before_removal"] - r["acc_after_removal"] for r in greg]
     lost_l1 = [r["acc_before_removal"] - r["acc_after_removal"] for r in l1]
