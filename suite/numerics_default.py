@@ -7,8 +7,8 @@ training-code fingerprint (changing the default renames no run and makes none st
 Why fp32 by default, even where bf16 is fast (measured on 2 cores of an Intel Xeon with AMX, torch
 2.14.1; README: Precision and speed): bf16 + channels-last trains ResNet-20 2.3x faster, and on
 fmnist-cnn4 its baseline kept the fp32 accuracy (90.39 +- 0.30 against 90.13 +- 0.29, 3 seeds), but
-on cifar10jpg-resnet20 its 3 seeds (86.06 +- 0.23) fell below every fp32 seed (86.25 +- 0.09; Welch
-p 0.27). A difference that small is not significant at 3 seeds, but it is outside the fp32 spread,
+on cifar10jpg-resnet20 the mean of its 3 seeds (86.06 +- 0.23) fell below every fp32 seed (86.25 +-
+0.09; Welch p 0.27). A difference that small is not significant at 3 seeds, but it is outside the fp32 spread,
 and a pruning comparison should not trade accuracy for speed unless its author chooses to: so the
 fast arithmetic is one flag away and said so in the run header (:func:`hint`), never implied.
 """
