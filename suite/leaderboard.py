@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shlex
+from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
@@ -242,7 +243,7 @@ def _leading(agg: pd.DataFrame, by: str) -> list:
     return counts.sort_values(["_current", "n"], ascending=False, kind="stable").index.tolist()
 
 
-def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
+def _target_tables(agg: pd.DataFrame, out_dir: Path, baseline_processors: dict | None = None) -> list[dict]:
     tables = []
     # filter targets from the mildest to the strongest pruning, then unstructured ones by sparsity,
     # each with the paper's protocol first
@@ -279,10 +280,28 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path) -> list[dict]:
         marks = {"top1": _unique_best(rows, "top1"), "speedup": None if weights else _unique_best(rows, "speedup")}
         marks["latency_speedup"] = _latency_best(rows)
         tables.append({"ratios": ratios, "skip": skip, "protocol": protocol, "rows": rows, "best": marks,
-                       "unstructured": weights,
+                       "unstructured": weights, "trained_on": trained_on(part.processors),
                        "baseline_key": key, "numerics": numerics, "baseline_name": part.baseline_name.iloc[0],
-                       "baseline_top1": float(part.baseline_top1.iloc[0])})
+                       "baseline_top1": float(part.baseline_top1.iloc[0]),
+                       "baseline_processor": (baseline_processors or {}).get(key)})
     return tables
+
+
+def trained_on(processors) -> list[tuple[str, int]]:
+    """The processors that pruned and fine-tuned a table's runs (one list per row), most runs first,
+    with their run counts. Training is bit-exact on one CPU model only: a table that ran on two
+    models says so, and a reader who retrains a row knows which machine gives its digits back."""
+    counts = Counter(p for row in processors for p in row)
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _baseline_processor(folder: Path) -> str | None:
+    """The processor a stored baseline trained on (None for a user's --baseline file, or a baseline
+    stored before it was recorded)."""
+    try:
+        return json.loads((folder / "meta.json").read_text()).get("processor")
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def _timing(t: dict) -> dict:
@@ -381,7 +400,9 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
         stem = slug(name)
         csv_path = _inside(out_dir, f"{stem}.csv")
         if not agg.empty:
-            write_atomic(csv_path, agg.drop(columns=["runs", "top1_values"]).to_csv(index=False))
+            table = agg.drop(columns=["runs", "top1_values"])
+            table["processors"] = ["; ".join(f"{p} ({n})" for p, n in trained_on([v])) for v in agg.processors]
+            write_atomic(csv_path, table.to_csv(index=False))
         first = runs.iloc[0] if not runs.empty else None
         commands = fill_commands(setting) if setting else []
         # the baselines this page's runs started from, the current edition first; the chart shows the first
@@ -389,6 +410,8 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
                      .agg(name=("baseline_name", "first"), top1=("baseline_top1", "first"), runs=("n", "sum"))
                      .loc[_leading(agg, "baseline_key")].reset_index().to_dict("records")
                      if not agg.empty else [])
+        for b in baselines:
+            b["processor"] = _baseline_processor(Path(runs_dir) / "baselines" / name / b["baseline_key"])
         # the chart plots top-1 against FLOPs speedup: unstructured rows (masks, no FLOPs saved) stay in their tables
         main = (agg[(agg.protocol == "paper") & (agg.baseline_key == baselines[0]["baseline_key"])
                     & (agg.granularity == "filter")] if baselines else agg)
@@ -401,7 +424,8 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
             data_label=first.data_label if first is not None else (setting.dataset if setting else "?"),
             fingerprints=sorted(set(runs.data_fingerprint)) if not runs.empty else [],
             code_versions=sorted(set(runs.code_version)) if not runs.empty else [],
-            baselines=baselines, tables=_target_tables(agg, out_dir) if not agg.empty else [],
+            baselines=baselines, tables=_target_tables(agg, out_dir, {b["baseline_key"]: b["processor"] for b in baselines})
+            if not agg.empty else [],
             precisions=precisions, chart_precision=main.numerics.iloc[0] if not main.empty else None,
             chart=svg_chart(main, baselines[0]["top1"] if baselines else None, paper),
             failed=failed.to_dict("records"), commands=commands, csv=_href(csv_path.name) if not agg.empty else None,

@@ -30,6 +30,16 @@ def load_runs(runs_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _processor(run: Path) -> str:
+    """The CPU (or GPU) model that pruned and fine-tuned a run, from its ``config.json``: training is
+    bit-exact on one CPU model only, so a page says which trained its rows (runs stored before the
+    processor was recorded say "an unrecorded processor")."""
+    try:
+        return str(json.loads((run / "config.json").read_text()).get("processor") or "an unrecorded processor")
+    except (OSError, json.JSONDecodeError):
+        return "an unrecorded processor"
+
+
 def result_row(r: dict, run: Path) -> dict:
     """One stored result as one flat row (``run`` is its folder). Runs stored before latency
     spread was recorded have no ``latency_lo/hi`` (NaN) and an unknown ``latency_noisy`` (None)."""
@@ -58,7 +68,7 @@ def result_row(r: dict, run: Path) -> dict:
         "hparams": json.dumps(r.get("hparams", {}), sort_keys=True), "hparams_source": r.get("hparams_source", ""),
         "data_label": r.get("data_label"), "data_fingerprint": r.get("data_fingerprint"),
         "code_version": r.get("code_version"), "reduced": r.get("reduced_budget"),
-        "mag_ratio": _min_ratio(r), "finished_at": r.get("finished_at"), "run": str(run),
+        "mag_ratio": _min_ratio(r), "finished_at": r.get("finished_at"), "run": str(run), "processor": _processor(run),
     }
 
 
@@ -123,7 +133,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
                 samples=("samples", "mean"), samples_x_train=("samples_x_train", "mean"),
                 train_macs=("train_macs", "mean"),
                 before_removal=("acc_before_removal", "mean"), after_removal=("acc_after_removal", "mean"),
-                mag_ratio=("mag_ratio", "mean"), runs=("run", list), top1_values=("top1", list)).reset_index()
+                mag_ratio=("mag_ratio", "mean"), runs=("run", list), top1_values=("top1", list),
+                processors=("processor", list)).reset_index()
     out["latency_noisy"] = out.latency_noisy.map(lambda v: None if v != v else bool(v))
     out["label"] = [label(m, src) + ("" if num == "fp32" else f" [{num}]") + ("" if cur else " [older training code]")
                     + (" [capped]" if cap else "")

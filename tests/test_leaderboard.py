@@ -349,6 +349,28 @@ def test_runs_in_another_precision_are_never_averaged_in(runs, tmp_path):
     assert ">l1</text>" in chart and "bf16" not in chart
 
 
+def test_tables_name_the_processors_that_trained_them(runs, tmp_path):
+    """Training is bit-exact on one CPU model only: a table counts its runs per processor (from each
+    run's config.json), names the baseline's, and warns when its rows come from two models."""
+    mixed = tmp_path / "runs"
+    shutil.copytree(runs, mixed)
+    render(mixed, tmp_path / "same")
+    here = json.loads(next(mixed.glob("tiny-fmnist/l1/*/config.json")).read_text())["processor"]
+    meta = json.loads(next(mixed.glob("baselines/tiny-fmnist/*/meta.json")).read_text())
+    page = html.unescape((tmp_path / "same" / "tiny-fmnist.html").read_text())
+    assert f"Pruned and fine-tuned on {here} (4 runs); the baseline trained on {meta['processor']}." in page
+    assert "bit-exact on one CPU model only" not in page
+    config = next(p for p in mixed.glob("tiny-fmnist/random/*/config.json")
+                  if json.loads((p.parent / "result.json").read_text())["seed"] == 1)
+    config.write_text(json.dumps({**json.loads(config.read_text()), "processor": "Other CPU"}))
+    render(mixed, tmp_path / "mixed")
+    page = html.unescape((tmp_path / "mixed" / "tiny-fmnist.html").read_text())
+    assert f"Pruned and fine-tuned on {here} (3 runs), Other CPU (1 run);" in page
+    assert "bit-exact on one CPU model only" in page
+    rows = {r["method"]: r["processors"] for r in csv.DictReader(open(tmp_path / "mixed" / "tiny-fmnist.csv"))}
+    assert rows == {"l1": f"{here} (2)", "random": f"{here} (1); Other CPU (1)"}
+
+
 def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
     from suite.leaderboard import _target_tables
     import pandas as pd
@@ -362,7 +384,7 @@ def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
                 "before_removal": 90.0, "after_removal": 10.0, "mag_ratio": None,
                 "hparams": "{}", "hparams_source": "default", "runs": [], "top1_values": [top1, top1 + 0.2],
                 "baseline_key": "k0", "baseline_name": "baseline seed 0", "baseline_top1": 90.0, "numerics": "fp32",
-                "current": True, "granularity": "filter", "sparsity": float("nan"),
+                "current": True, "granularity": "filter", "sparsity": float("nan"), "processors": ["cpu"] * 2,
                 "nonzero_params": float("nan"), "nonzero_reduction": float("nan")}
     agg = pd.DataFrame([row("0.9", "total", "l1", 80.0, 16.8), row("0.9", "paper", "l1", 76.0, 16.8),
                         row("0.9", "paper", "greg1", 75.0, 16.8), row("0.5", "paper", "l1", 89.0, 2.9)])
