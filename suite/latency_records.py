@@ -8,11 +8,10 @@ date it was measured, written atomically.
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from suite.store import content_hash, write_json
+from suite.store import content_hash, read_json_or, write_json
 
 IDENTITY = ("setting", "ratios", "processor", "threads", "torch")  # what makes a record another record
 
@@ -34,10 +33,7 @@ def load(runs_dir: Path) -> list[dict]:
     is skipped: writes are atomic, so a damaged file means someone edited it), in path order."""
     records = []
     for path in sorted((Path(runs_dir) / "latency").glob("*/*.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
+        rec = read_json_or(path)
         if isinstance(rec, dict):
             records.append(rec)
     return records

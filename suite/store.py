@@ -51,6 +51,16 @@ def read_json(path: Path):
         raise SuiteError(f"{path} is unreadable ({e}); delete its run folder to recompute it") from None
 
 
+def read_json_or(path: Path, default=None):
+    """``path``'s JSON, or ``default`` when it is missing or not JSON: for readers of the store that
+    skip what they cannot read (writes are atomic, so a damaged file means someone edited it) rather
+    than stop, as pages and listings do."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return default
+
+
 def write_csv(path: Path, rows: list[dict]) -> None:
     keys: list[str] = []
     for r in rows:

@@ -1,10 +1,11 @@
 """The summary ``suite run`` prints: one table, the spread it shows must exist, then the next command."""
+import json
 import statistics
 from pathlib import Path
 
 import pandas as pd
 
-from suite.results import aggregate, format_summary, result_row
+from suite.results import aggregate, format_summary, load_runs, result_row
 
 
 def _result(method, seed, top1, lat=None):
@@ -59,3 +60,23 @@ def test_summary_keeps_precisions_apart_and_names_them():
     assert "precision fp32" in out and "precision bf16, channels-last" in out
     odd = result_row({"method": "greg1", "precision": ["int3"], "baseline_key": "k"}, Path("/runs/x"))
     assert odd["numerics"] == "unknown precision \"['int3']\"" and odd["baseline_name"].endswith("['int3']\")")
+
+
+def test_loading_the_store_skips_what_it_cannot_read_and_keeps_the_rest(tmp_path):
+    """A hand-damaged result.json drops its run only; a damaged or missing config.json leaves the run
+    listed with an unrecorded processor instead of stopping the page."""
+    def run(name, result, config):
+        folder = tmp_path / "s" / "0.9" / name
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(result)
+        if config is not None:
+            (folder / "config.json").write_text(config)
+    good = {"setting": "s", "method": "greg1", "seed": 0, "status": "done", "top1": 70.0}
+    run("a", json.dumps(good), json.dumps({"processor": "Some CPU"}))
+    run("b", '{"setting": "s", "top1": 7', json.dumps({"processor": "Other CPU"}))
+    run("c", json.dumps({**good, "seed": 1}), "{not json")
+    run("d", json.dumps({**good, "seed": 2}), None)
+    frame = load_runs(tmp_path)
+    assert sorted(frame.seed) == [0, 1, 2]
+    assert dict(zip(frame.seed, frame.processor)) == {
+        0: "Some CPU", 1: "an unrecorded processor", 2: "an unrecorded processor"}
