@@ -82,7 +82,8 @@ def _verdict(diff: float, p: float | None) -> str:
 
 def gap_rows(rows: list[dict]) -> list[dict]:
     """From one claim's rows (GAP's): per series (setting, baseline, precision, protocol, edition) with two
-    or more targets, the gaps from the mildest to the strongest target and whether they grow."""
+    or more targets, the gaps from the mildest to the strongest target and whether they grow ("yes", "no",
+    or which targets have too few runs to say)."""
     series: dict[tuple, list[dict]] = {}
     for r in rows:
         series.setdefault(tuple(r[k] for k in COMPARISON if k not in ("ratios", "skip")), []).append(r)
@@ -92,7 +93,12 @@ def gap_rows(rows: list[dict]) -> list[dict]:
             continue
         part = sorted(part, key=lambda r: r["speedup"])
         gaps = [r["diff"] for r in part]
-        grows = all(later > earlier for earlier, later in zip(gaps, gaps[1:]))
+        # A target with one run a side has no spread, so its gap says nothing yet: no verdict until it has two.
+        thin = [str(r["ratios"]) for r in part if r["p"] is None]
+        if thin:
+            grows = "too few runs at " + ", ".join(thin) + " to say"
+        else:
+            grows = "yes" if all(later > earlier for earlier, later in zip(gaps, gaps[1:])) else "no"
         out.append(dict(zip([k for k in COMPARISON if k not in ("ratios", "skip")], key))
                    | {"steps": [(r["ratios"], r["speedup"], r["diff"], r["p"]) for r in part], "grows": grows})
     return out

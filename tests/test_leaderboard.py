@@ -572,3 +572,18 @@ def test_runs_of_other_training_code_and_capped_runs_are_kept_apart():
     assert len(rows) == 3
     with_capped = aggregate(ranked(frame, include_capped=True))
     assert {r.label: r.top1_mean for r in with_capped.itertuples()}["l1 [capped]"] == 99.0
+
+
+def test_the_gap_series_gives_no_verdict_while_a_target_has_one_run_a_side():
+    """A growing gap is called so only when every target has a Welch p; a target with one run a side
+    (no spread) leaves the series without a verdict, naming that target; a shrinking gap is "no"."""
+    from suite.findings import COMPARISON, gap_rows
+    series = {k: "s" for k in COMPARISON}
+
+    def row(ratios, speedup, diff, p):
+        return {**series, "ratios": ratios, "speedup": speedup, "diff": diff, "p": p}
+    assert gap_rows([row("0.9", 10.0, 2.6, 0.01), row("0.7", 3.5, 0.8, 0.2)])[0]["grows"] == "yes"
+    assert gap_rows([row("0.9", 10.0, 0.5, 0.01), row("0.7", 3.5, 0.8, 0.2)])[0]["grows"] == "no"
+    thin = gap_rows([row("0.9", 10.0, 2.6, 0.01), row("0.7", 3.5, 0.8, None), row("0.5", 2.0, 0.1, 0.3)])
+    assert thin[0]["grows"] == "too few runs at 0.7 to say"
+    assert [s[0] for s in thin[0]["steps"]] == ["0.5", "0.7", "0.9"]
