@@ -92,12 +92,12 @@ def gap_rows(rows: list[dict]) -> list[dict]:
         if len(part) < 2:
             continue
         part = sorted(part, key=lambda r: r["speedup"])
-        gaps = [r["diff"] for r in part]
         # A target with one run a side has no spread, so its gap says nothing yet: no verdict until it has two.
         thin = [str(r["ratios"]) for r in part if r["p"] is None]
         if thin:
             grows = "too few runs at " + ", ".join(thin) + " to say"
         else:
+            gaps = [r["diff"] for r in part]
             grows = "yes" if all(later > earlier for earlier, later in zip(gaps, gaps[1:])) else "no"
         out.append(dict(zip([k for k in COMPARISON if k not in ("ratios", "skip")], key))
                    | {"steps": [(r["ratios"], r["speedup"], r["diff"], r["p"]) for r in part], "grows": grows})

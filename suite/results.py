@@ -24,7 +24,7 @@ def load_runs(runs_dir: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(runs_dir).glob("*/*/*/result.json")):
         r = read_json_or(path)
-        if r is not None:
+        if isinstance(r, dict):
             rows.append(result_row(r, path.parent))
     return pd.DataFrame(rows)
 

@@ -63,7 +63,7 @@ def test_summary_keeps_precisions_apart_and_names_them():
 
 
 def test_loading_the_store_skips_what_it_cannot_read_and_keeps_the_rest(tmp_path):
-    """A hand-damaged result.json drops its run only; a damaged or missing config.json leaves the run
+    """A hand-damaged result.json (not JSON, or JSON that is no record) drops its run only; a damaged or missing config.json leaves the run
     listed with an unrecorded processor instead of stopping the page."""
     def run(name, result, config):
         folder = tmp_path / "s" / "0.9" / name
@@ -76,6 +76,7 @@ def test_loading_the_store_skips_what_it_cannot_read_and_keeps_the_rest(tmp_path
     run("b", '{"setting": "s", "top1": 7', json.dumps({"processor": "Other CPU"}))
     run("c", json.dumps({**good, "seed": 1}), "{not json")
     run("d", json.dumps({**good, "seed": 2}), None)
+    run("e", "[70.0]", json.dumps({"processor": "Other CPU"}))  # JSON, but not a run's record
     frame = load_runs(tmp_path)
     assert sorted(frame.seed) == [0, 1, 2]
     assert dict(zip(frame.seed, frame.processor)) == {
