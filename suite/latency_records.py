@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from suite.store import content_hash, read_json_or, write_json
+from suite.store import content_hash, read_json_object, write_json
 
 IDENTITY = ("setting", "ratios", "processor", "threads", "torch")  # what makes a record another record
 
@@ -33,7 +33,7 @@ def load(runs_dir: Path) -> list[dict]:
     is skipped: writes are atomic, so a damaged file means someone edited it), in path order."""
     records = []
     for path in sorted((Path(runs_dir) / "latency").glob("*/*.json")):
-        rec = read_json_or(path)
-        if isinstance(rec, dict):
+        rec = read_json_object(path)
+        if rec:
             records.append(rec)
     return records

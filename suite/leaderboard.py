@@ -27,7 +27,7 @@ from suite.latency import top_layers
 from suite.overview import changed_defaults
 from suite.results import aggregate, load_runs
 from suite.settings import NAME_RE, SETTINGS
-from suite.store import read_json_or, write_atomic
+from suite.store import read_json_object, write_atomic
 
 def paper_results() -> dict:
     """The numbers the GReg paper reports, per setting (suite/paper_results.json, package data):
@@ -298,7 +298,7 @@ def trained_on(processors) -> list[tuple[str, int]]:
 def _baseline_processor(folder: Path) -> str | None:
     """The processor a stored baseline trained on (None for a user's --baseline file, or a baseline
     stored before it was recorded)."""
-    return read_json_or(folder / "meta.json", {}).get("processor")
+    return read_json_object(folder / "meta.json").get("processor")
 
 
 def _timing(t: dict) -> dict:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from suite.errors import SuiteError
 from suite.numerics import Numerics
-from suite.store import read_json_or
+from suite.store import read_json_object
 
 # What `suite results` prints by default (the frame holds more).
 TABLE_COLUMNS = ["setting", "method", "seed", "status", "protocol", "numerics", "ratios", "eval_split", "top1",
@@ -23,8 +23,8 @@ def load_runs(runs_dir: Path) -> pd.DataFrame:
     are skipped (writes are atomic, so a damaged file means someone edited it)."""
     rows = []
     for path in sorted(Path(runs_dir).glob("*/*/*/result.json")):
-        r = read_json_or(path)
-        if isinstance(r, dict):
+        r = read_json_object(path)
+        if r:
             rows.append(result_row(r, path.parent))
     return pd.DataFrame(rows)
 
@@ -33,7 +33,7 @@ def _processor(run: Path) -> str:
     """The CPU (or GPU) model that pruned and fine-tuned a run, from its ``config.json``: training is
     bit-exact on one CPU model only, so a page says which trained its rows (runs stored before the
     processor was recorded say "an unrecorded processor")."""
-    return str(read_json_or(run / "config.json", {}).get("processor") or "an unrecorded processor")
+    return str(read_json_object(run / "config.json").get("processor") or "an unrecorded processor")
 
 
 def result_row(r: dict, run: Path) -> dict:

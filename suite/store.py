@@ -51,14 +51,16 @@ def read_json(path: Path):
         raise SuiteError(f"{path} is unreadable ({e}); delete its run folder to recompute it") from None
 
 
-def read_json_or(path: Path, default=None):
-    """``path``'s JSON, or ``default`` when it is missing or not JSON: for readers of the store that
-    skip what they cannot read (writes are atomic, so a damaged file means someone edited it) rather
-    than stop, as pages and listings do."""
+def read_json_object(path: Path) -> dict:
+    """``path``'s JSON object, or ``{}`` when it is missing, not JSON or not an object (a list, a
+    number, null): for readers of the store that skip what they cannot read (writes are atomic, so
+    a damaged file means someone edited it) rather than stop, as pages and listings do. Every
+    record the suite writes is an object, so an empty dict is how a reader recognises "nothing"."""
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):
-        return default
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

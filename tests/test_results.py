@@ -63,8 +63,9 @@ def test_summary_keeps_precisions_apart_and_names_them():
 
 
 def test_loading_the_store_skips_what_it_cannot_read_and_keeps_the_rest(tmp_path):
-    """A hand-damaged result.json (not JSON, or JSON that is no record) drops its run only; a damaged or missing config.json leaves the run
-    listed with an unrecorded processor instead of stopping the page."""
+    """A hand-damaged result.json (not JSON, or JSON that is no record) drops its run only; a
+    damaged, missing or non-object config.json leaves the run listed with an unrecorded processor
+    instead of stopping the page."""
     def run(name, result, config):
         folder = tmp_path / "s" / "0.9" / name
         folder.mkdir(parents=True)
@@ -77,7 +78,8 @@ def test_loading_the_store_skips_what_it_cannot_read_and_keeps_the_rest(tmp_path
     run("c", json.dumps({**good, "seed": 1}), "{not json")
     run("d", json.dumps({**good, "seed": 2}), None)
     run("e", "[70.0]", json.dumps({"processor": "Other CPU"}))  # JSON, but not a run's record
+    run("f", json.dumps({**good, "seed": 3}), '["Other CPU"]')  # a config.json that is no record
     frame = load_runs(tmp_path)
-    assert sorted(frame.seed) == [0, 1, 2]
+    assert sorted(frame.seed) == [0, 1, 2, 3]
     assert dict(zip(frame.seed, frame.processor)) == {
-        0: "Some CPU", 1: "an unrecorded processor", 2: "an unrecorded processor"}
+        0: "Some CPU", 1: "an unrecorded processor", 2: "an unrecorded processor", 3: "an unrecorded processor"}
