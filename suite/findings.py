@@ -84,9 +84,10 @@ def gap_rows(rows: list[dict]) -> list[dict]:
     """From one claim's rows (GAP's): per series (setting, baseline, precision, protocol, edition) with two
     or more targets, the gaps from the mildest to the strongest target and whether they grow ("yes", "no",
     or which targets have too few runs to say)."""
+    series_keys = [k for k in COMPARISON if k not in ("ratios", "skip")]
     series: dict[tuple, list[dict]] = {}
     for r in rows:
-        series.setdefault(tuple(r[k] for k in COMPARISON if k not in ("ratios", "skip")), []).append(r)
+        series.setdefault(tuple(r[k] for k in series_keys), []).append(r)
     out = []
     for key, part in series.items():
         if len(part) < 2:
@@ -99,7 +100,7 @@ def gap_rows(rows: list[dict]) -> list[dict]:
         else:
             gaps = [r["diff"] for r in part]
             grows = "yes" if all(later > earlier for earlier, later in zip(gaps, gaps[1:])) else "no"
-        out.append(dict(zip([k for k in COMPARISON if k not in ("ratios", "skip")], key))
+        out.append(dict(zip(series_keys, key))
                    | {"steps": [(r["ratios"], r["speedup"], r["diff"], r["p"]) for r in part], "grows": grows})
     return out
 

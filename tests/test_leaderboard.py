@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from suite.findings import COMPARISON, gap_rows
 from suite.leaderboard import render, within_noise
 
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
@@ -577,7 +578,6 @@ def test_runs_of_other_training_code_and_capped_runs_are_kept_apart():
 def test_the_gap_series_gives_no_verdict_while_a_target_has_one_run_a_side():
     """A growing gap is called so only when every target has a Welch p; a target with one run a side
     (no spread) leaves the series without a verdict, naming that target; a shrinking gap is "no"."""
-    from suite.findings import COMPARISON, gap_rows
     series = {k: "s" for k in COMPARISON}
 
     def row(ratios, speedup, diff, p):
