@@ -264,6 +264,20 @@ def test_a_page_leads_with_the_edition_of_todays_training_code(runs, tmp_path):
     assert re.search(r"<h2>Accuracy vs FLOPs speedup.*own baseline 0123abcd", page)
 
 
+def test_welch_with_one_side_repeating_exactly_is_the_textbook_value_without_a_warning():
+    """L1 loses the same points at removal for every seed; its side has no spread, yet the page's p
+    must still be Welch's (from the textbook formula) and the render must not warn."""
+    import warnings
+
+    from suite.findings import welch
+    same, spread = [76.2, 76.2, 76.2], [59.0, 59.72, 58.79]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert welch(spread, same) == pytest.approx(_welch_p(spread, same), rel=1e-9)
+        assert welch(same, spread) == pytest.approx(_welch_p(same, spread), rel=1e-9)
+        assert welch(same, [71.0, 71.0]) is None
+
+
 def _welch_p(a: list[float], b: list[float]) -> float:
     """Welch's two-sided p from its textbook formula (t and the Welch-Satterthwaite df)."""
     from scipy.stats import t as student
