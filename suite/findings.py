@@ -30,12 +30,12 @@ def welch(a: list[float], b: list[float]) -> float | None:
     the other side against that constant (t over the other side's standard error, n - 1 degrees of
     freedom); it is computed as such because scipy's variance of identical floats is rounding noise
     and warns of catastrophic cancellation on every page render."""
-    if len(a) < 2 or len(b) < 2 or (len(set(a)) == 1 and len(set(b)) == 1):
+    flat_a, flat_b = len(set(a)) == 1, len(set(b)) == 1
+    if len(a) < 2 or len(b) < 2 or (flat_a and flat_b):
         return None
-    if len(set(a)) == 1:
-        return float(stats.ttest_1samp(b, a[0]).pvalue)
-    if len(set(b)) == 1:
-        return float(stats.ttest_1samp(a, b[0]).pvalue)
+    if flat_a or flat_b:
+        spread, constant = (b, a[0]) if flat_a else (a, b[0])
+        return float(stats.ttest_1samp(spread, constant).pvalue)
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 

@@ -9,11 +9,12 @@ import shutil
 import statistics
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
-from suite.findings import COMPARISON, gap_rows
+from suite.findings import COMPARISON, gap_rows, welch
 from suite.leaderboard import render, within_noise
 
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
@@ -267,9 +268,6 @@ def test_a_page_leads_with_the_edition_of_todays_training_code(runs, tmp_path):
 def test_welch_with_one_side_repeating_exactly_is_the_textbook_value_without_a_warning():
     """L1 loses the same points at removal for every seed; its side has no spread, yet the page's p
     must still be Welch's (from the textbook formula) and the render must not warn."""
-    import warnings
-
-    from suite.findings import welch
     same, spread = [76.2, 76.2, 76.2], [59.0, 59.72, 58.79]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
