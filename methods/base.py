@@ -94,7 +94,7 @@ class PruneTask:
     ``train(hooks, desc, log_extra)`` runs the harness's training loop with the setting's
     regularization optimizer (lr_prune, batch_size_prune) until a hook ends it or ``max_iters``;
     ``batches()`` yields training batches for criteria that need gradients or activations.
-    ``groups`` (a ``generic`` model, ``suite.groups``): for a layer name, the convs whose filters go
+    ``groups`` (a ``generic`` model, ``suite.models.groups``): for a layer name, the convs whose filters go
     with it and which of their filters each of its channels is; a name not in it is its own group.
     """
 
@@ -108,8 +108,8 @@ class PruneTask:
     groups: dict = field(default_factory=dict)
 
     def group(self, model: nn.Module, name: str):
-        """The group of a pruned layer (``suite.groups.Group``): its own one-conv group by default."""
-        from suite.groups import single
+        """The group of a pruned layer (``suite.models.groups.Group``): its own one-conv group by default."""
+        from suite.models.groups import single
         return self.groups.get(name) or single(name, model)
 
 

@@ -1,4 +1,4 @@
-"""The paper's claims about its methods, as ``suite.findings`` sets them against the stored runs.
+"""The paper's claims about its methods, as ``suite.pages.findings`` sets them against the stored runs.
 
 They live with the methods because they name them; the suite only measures what each claim says.
 """

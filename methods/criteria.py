@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from suite.ratios import n_pruned
-from suite.surgery import FilterChoice
+from suite.models.ratios import n_pruned
+from suite.models.surgery import FilterChoice
 
 
 def filter_l1(weight: torch.Tensor) -> torch.Tensor:
@@ -29,7 +29,7 @@ def smallest(scores: torch.Tensor, k: int) -> list[int]:
 
 
 def group_l1(model: nn.Module, group) -> torch.Tensor:
-    """L1 norm of each channel of a group (``suite.groups.Group``): the sum, over every conv whose
+    """L1 norm of each channel of a group (``suite.models.groups.Group``): the sum, over every conv whose
     filters go with it, of that conv's filter for the channel. A one-conv group: :func:`filter_l1`."""
     total = None
     for name, index in group.members:

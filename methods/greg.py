@@ -9,7 +9,7 @@ grows by delta up to the ceiling tau, or until every layer's kept/pruned magnitu
 re-ranks by L1 at ``pick_ceiling``; then pruned groups grow as in GReg-1 and kept groups get the
 ``recover`` value.
 
-On a model of coupled channels (a ``generic`` model, ``suite.groups``) a "layer" is a group: its
+On a model of coupled channels (a ``generic`` model, ``suite.models.groups``) a "layer" is a group: its
 channels are ranked by their L1 summed over the group's convs, and the penalty falls on the
 to-be-removed filters of every conv of the group (the root, a depthwise conv after it, every conv
 feeding the same residual addition), each at the filter index of that channel. A group of one conv,
@@ -35,7 +35,7 @@ from methods.base import Hparams, Method, Pruning, PruneTask, presentation, rank
 from methods.criteria import filter_l1, smallest_index, smallest_weights_mask
 from methods.registry import register
 from suite.errors import SuiteError
-from suite.ratios import n_pruned
+from suite.models.ratios import n_pruned
 
 
 # lambda is n * increment in exact arithmetic; in float64 it carries a relative error near 1e-16,

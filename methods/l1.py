@@ -8,7 +8,7 @@ import torch
 from methods.base import Hparams, Method, Pruning
 from methods.criteria import l1_smallest_filters, smallest_weights_mask
 from methods.registry import register
-from suite.ratios import n_pruned
+from suite.models.ratios import n_pruned
 
 
 @register

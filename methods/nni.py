@@ -26,8 +26,8 @@ from torch import nn
 from methods.base import Hparams, Method, PruneTask, Pruning, searchable
 from methods.registry import register
 from suite.errors import SuiteError
-from suite.ratios import n_pruned
-from suite.surgery import batchnorm_after
+from suite.models.ratios import n_pruned
+from suite.models.surgery import batchnorm_after
 
 
 def _pruner_class(name: str):

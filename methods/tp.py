@@ -48,8 +48,8 @@ from methods.base import Hparams, Method, PruneTask, Pruning, searchable
 from methods.criteria import smallest
 from methods.registry import register
 from suite.errors import SuiteError
-from suite.ratios import n_pruned
-from suite.surgery import batchnorm_after
+from suite.models.ratios import n_pruned
+from suite.models.surgery import batchnorm_after
 
 
 def _tp():
@@ -303,7 +303,7 @@ class TPHessian(Method):
 
 # --------------------------------------------------------------------------- sparse learning
 class SparseHook:
-    """The training-loop hook (suite.train.Hook) of a sparse-learning phase: the pruner's
+    """The training-loop hook (suite.training.loop.Hook) of a sparse-learning phase: the pruner's
     ``regularize(model)`` adds its penalty gradient after every backward pass; GrowingReg's
     ``update_reg()`` grows the penalty every ``update_interval`` iterations; the phase ends after
     ``iters`` iterations. State: GrowingReg's per-group penalties (the others have none)."""

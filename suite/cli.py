@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
                              "ray/slurm: the CPUs and threads of each task (default 1)")
 
     def numerics(sp):
-        """--precision, --channels-last, --compile (suite.numerics); see README 'Precision and speed'."""
+        """--precision, --channels-last, --compile (suite.training.numerics); see README 'Precision and speed'."""
         g = sp.add_argument_group("precision and speed (README: Precision and speed)")
         g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
                        help="autocast precision of every training and evaluation pass; weights, gradients and "
@@ -85,9 +85,9 @@ def _parser() -> argparse.ArgumentParser:
                             "why, where it does not compile); part of the run's identity")
 
     def engine(sp):
-        """--executor and its engines' options (suite.executors); see README 'Running on a cluster'."""
+        """--executor and its engines' options (suite.running.executors); see README 'Running on a cluster'."""
         g = sp.add_argument_group("executors (README: Running on a cluster)")
-        g.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",  # suite.executors.make
+        g.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",  # suite.running.executors.make
                        help="local: this process (default); ray: one Ray task per job; slurm: one array job "
                             "through submitit. The runs dir must be on a disk every worker sees")
         g.add_argument("--ray-address", default=None,
@@ -228,7 +228,7 @@ def cmd_list(args) -> int:
     import fnmatch
 
     if args.what == "models":
-        from suite import zoo
+        from suite.models import zoo
         for name in zoo.list_models(args.pattern):
             print(name)
         return 0
@@ -248,8 +248,8 @@ def cmd_list(args) -> int:
                 print(f"{'':<20} {hp or '(no hyperparameters)'}")
         return 0
 
-    from suite.overview import setting_row
-    from suite.settings import DEFAULT_SETTING, SETTINGS, get_setting
+    from suite.pages.overview import setting_row
+    from suite.spec.settings import DEFAULT_SETTING, SETTINGS, get_setting
     if args.pattern.endswith(".toml"):  # a custom setting: what it means before any training
         rows = [setting_row(get_setting(args.pattern, data_dir=args.data_dir))]
     else:
@@ -276,7 +276,7 @@ def cmd_list(args) -> int:
 
 # ---------------------------------------------------------------------------- run
 def _setting(args):
-    from suite.settings import DEFAULT_SETTING, get_setting, with_ratios
+    from suite.spec.settings import DEFAULT_SETTING, get_setting, with_ratios
     s = get_setting(args.setting or DEFAULT_SETTING, data_dir=getattr(args, "data_dir", None))
     ratios, skip = getattr(args, "ratios", None), getattr(args, "skip", None)
     target = getattr(args, "target", None)
@@ -319,7 +319,7 @@ def _device(args):
 
     import torch
 
-    from suite.train import pick_device
+    from suite.training.loop import pick_device
     name = args.device
     m = re.fullmatch(r"auto|cpu|cuda(?::(\d+))?", name)
     if not m:
@@ -332,13 +332,13 @@ def _device(args):
 
 def _numerics(args, device):
     """--precision, --channels-last (fp32 and contiguous when not named), --compile, checked for the device."""
-    from suite.numerics_default import resolve
+    from suite.training.numerics_default import resolve
     return resolve(args.precision, args.channels_last, args.compile, device)
 
 
 def _precision(args, device, numerics) -> str:
     """How a header names the numerics, with the fast flags where this device has them and none was named."""
-    from suite.numerics_default import hint
+    from suite.training.numerics_default import hint
     return f"precision {numerics.label()}{hint(args.precision, args.channels_last, device)}"
 
 
@@ -349,7 +349,7 @@ def _user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | N
     if path is None:
         return None, {}
     if path == "best":
-        from suite.search import best_hparams, default_storage, study_name
+        from suite.running.search import best_hparams, default_storage, study_name
         storage = args.storage or default_storage(Path(args.runs_dir))
         found = {m: best_hparams(storage, args.study or study_name(setting, m, numerics), setting, m)
                  for m in methods}
@@ -370,7 +370,7 @@ def _user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | N
     unknown = sorted(set(d) - set(methods))
     if unknown:
         raise SuiteError(f"--hparams {path} sets {', '.join(unknown)}, which --methods does not run")
-    from suite.plan import resolve_hparams
+    from suite.spec.plan import resolve_hparams
     for m, values in d.items():  # checked here too, so the error names the file
         try:
             resolve_hparams(setting, m, values)
@@ -382,10 +382,10 @@ def _user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | N
 def _prepare(args):
     """Everything a run needs, checked before anything is written."""
     from methods import registry
-    from suite.baseline import load_user_baseline
-    from suite.plan import plan
-    from suite.runner import load_data
-    from suite.store import check_writable
+    from suite.training.baseline import load_user_baseline
+    from suite.spec.plan import plan
+    from suite.running.runner import load_data
+    from suite.store.files import check_writable
 
     setting = _setting(args)
     methods = registry.expand(args.methods)
@@ -414,7 +414,7 @@ def _prepare(args):
 def _dry_surgery(setting) -> dict:
     """The target checked by the real surgery before any baseline or training (cached per
     setting): a spec the model cannot take is a one-line error now, not after hours of GReg."""
-    from suite.overview import _cached_achieved
+    from suite.pages.overview import _cached_achieved
     try:
         return _cached_achieved(setting)
     except SuiteError as e:
@@ -425,10 +425,10 @@ def cmd_run(args) -> int:
     import pandas as pd
 
     from methods import registry
-    from suite import executors
-    from suite.results import aggregate, format_summary, result_row
-    from suite.runner import Runner
-    from suite.workers import Workers
+    from suite.running import executors
+    from suite.store.results import aggregate, format_summary, result_row
+    from suite.running.runner import Runner
+    from suite.running.workers import Workers
 
     workers = Workers(Path(args.runs_dir), args.threads)
     executor = executors.make(args)
@@ -501,12 +501,12 @@ def _print_plan(runner, jobs) -> int:
 
 def cmd_search(args) -> int:
     from methods import registry
-    from suite import executors
-    from suite.runner import Runner, load_data
-    from suite.search import (SearchSpec, default_storage, get_study, load_space, make_sampler, report,
+    from suite.running import executors
+    from suite.running.runner import Runner, load_data
+    from suite.running.search import (SearchSpec, default_storage, get_study, load_space, make_sampler, report,
                               run_search, study_name)
-    from suite.store import check_writable
-    from suite.workers import Workers
+    from suite.store.files import check_writable
+    from suite.running.workers import Workers
 
     workers = Workers(Path(args.runs_dir), args.threads)
     executor = executors.make(args)
@@ -567,10 +567,10 @@ def _parallel(args, executor, storage: str) -> int | None:
 
 
 def cmd_baseline(args) -> int:
-    from suite.baseline import get_baseline
-    from suite.runner import load_data
-    from suite.store import check_writable
-    from suite.workers import Workers
+    from suite.training.baseline import get_baseline
+    from suite.running.runner import load_data
+    from suite.store.files import check_writable
+    from suite.running.workers import Workers
 
     workers = Workers(Path(args.runs_dir), args.threads)
     setting = _setting(args)
@@ -591,7 +591,7 @@ def cmd_baseline(args) -> int:
 def cmd_latency(args) -> int:
     import torch
 
-    from suite.latency import format_report, parse_runtimes, report
+    from suite.measure.latency import format_report, parse_runtimes, report
     runtimes = parse_runtimes(args.runtimes)
     try:
         batches = [int(b) for b in args.batches.split(",") if b.strip()]
@@ -608,21 +608,21 @@ def cmd_latency(args) -> int:
     if args.layer_passes < 0:
         raise SuiteError(f"--layer-passes {args.layer_passes}: must be >= 0 (0 leaves the per-layer breakdown out)")
     if args.runs_dir is not None:
-        from suite.store import check_writable
+        from suite.store.files import check_writable
         check_writable(Path(args.runs_dir))  # before minutes of timing, not after
     setting = _setting(args)
     rep = report(setting, args.ratios, runtimes, batches, _device(args), layer_passes=args.layer_passes,
                  rounds=max(1, args.max_repeats // 10))
     print(json.dumps(rep, indent=2) if args.json else format_report(rep))
     if args.runs_dir is not None:
-        from suite.latency_records import store
+        from suite.measure.latency_records import store
         print(f"stored: {store(Path(args.runs_dir), rep)}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 def cmd_leaderboard(args) -> int:
-    from suite.leaderboard import render
-    from suite.store import check_writable
+    from suite.pages.leaderboard import render
+    from suite.store.files import check_writable
     runs = Path(args.runs_dir)
     if not runs.is_dir():
         raise SuiteError(f"runs dir {runs} does not exist: run 'suite run' first or pass --runs-dir")
@@ -633,7 +633,7 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_migrate(args) -> int:
-    from suite.migrate import migrate
+    from suite.store.migrate import migrate
     runs = Path(args.runs_dir)
     if not runs.is_dir():
         raise SuiteError(f"runs dir {runs} does not exist: pass --runs-dir")
@@ -645,7 +645,7 @@ def cmd_migrate(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from suite.results import TABLE_COLUMNS, load_runs
+    from suite.store.results import TABLE_COLUMNS, load_runs
     runs = Path(args.runs_dir)
     if not runs.is_dir():
         raise SuiteError(f"runs dir {runs} does not exist: run 'suite run' first or pass --runs-dir")

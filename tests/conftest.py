@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite import data as datasets
-from suite.data import TensorSplit
+from suite.data import datasets
+from suite.data.datasets import TensorSplit
 
 torch.set_num_threads(2)
 
@@ -45,7 +45,7 @@ def randomize_bn(model, seed=0):
 
 
 class QuietHook:
-    """A training hook (suite.train.Hook) that does nothing: tests subclass it and override the one
+    """A training hook (suite.training.loop.Hook) that does nothing: tests subclass it and override the one
     call they act or look at."""
 
     def after_backward(self, model, step):

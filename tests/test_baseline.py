@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite.baseline import get_baseline, weights_digest
+from suite.training.baseline import get_baseline, weights_digest
 from suite.errors import SuiteError
-from suite.measure import processor
-from suite.settings import get_setting
+from suite.measure.metrics import processor
+from suite.spec.settings import get_setting
 
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
 CPU = torch.device("cpu")
@@ -73,7 +73,7 @@ def test_retraining_stops_at_the_first_epoch_off_the_record(small_fmnist, tmp_pa
 
 # ---------------------------------------------------------------------------- messages (issue 15 item 8)
 def test_own_corrupt_baseline_is_not_told_to_delete_it(tmp_path):
-    from suite.baseline import load_user_baseline
+    from suite.training.baseline import load_user_baseline
     own = tmp_path / "own.pt"
     own.write_bytes(b"\x80\x04 not a checkpoint")
     with pytest.raises(SuiteError) as e:
@@ -84,8 +84,8 @@ def test_own_corrupt_baseline_is_not_told_to_delete_it(tmp_path):
 
 
 def test_wrong_architecture_baseline_says_what_mismatched(tmp_path):
-    from suite.baseline import load_user_baseline
-    from suite.models import build_model
+    from suite.training.baseline import load_user_baseline
+    from suite.models.nets import build_model
     state = build_model("cnn4", 10, 1).state_dict()
     state["classifier.weight"] = torch.zeros(7, state["classifier.weight"].shape[1])  # 7 classes, not 10
     del state["classifier.bias"]

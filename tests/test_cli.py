@@ -355,7 +355,7 @@ def test_missing_runs_dir_is_one_line_exit_2_for_every_reader(tmp_path, capsys):
 
 
 def test_list_settings_default_first_and_only_real_changes(monkeypatch, capsys):
-    from suite import overview
+    from suite.pages import overview
     from suite.cli import main
     monkeypatch.setattr(overview, "_cached_achieved", lambda s: {
         "params": 2e6, "flops": 4e6, "pruned_params": 1e6, "pruned_flops": 1e6, "speedup": 4.0,
@@ -375,8 +375,8 @@ def test_list_settings_default_first_and_only_real_changes(monkeypatch, capsys):
 
 
 def test_list_settings_counts_once_per_setting_and_code_version(tmp_path, monkeypatch):
-    from suite import overview
-    from suite.settings import SETTINGS
+    from suite.pages import overview
+    from suite.spec.settings import SETTINGS
     calls = []
     monkeypatch.setattr(overview, "CACHE", tmp_path / "cache.json")
     monkeypatch.setattr(overview, "achieved", lambda s: calls.append(s.name) or {"speedup": 6.19})

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from suite import data as datasets
+from suite.data import datasets
 from suite.errors import SuiteError
 
 

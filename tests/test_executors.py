@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from suite.cli import main
-from suite.plan import plan
-from suite.settings import get_setting
+from suite.spec.plan import plan
+from suite.spec.settings import get_setting
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
@@ -68,8 +68,8 @@ def local_grid(tmp_path_factory):
 
 
 def test_jobs_and_contexts_pickle():
-    from suite.executors import Context
-    from suite.numerics import Numerics
+    from suite.running.executors import Context
+    from suite.training.numerics import Numerics
     setting = get_setting(TINY)
     bf16 = Numerics("bf16", channels_last=True)
     jobs = plan(setting, ["l1", "greg1"], [0, 1], train_size=32, protocol="total")
@@ -174,7 +174,7 @@ def test_ray_grid_equals_local_and_trains_the_baseline_once(on_ray, local_grid, 
 
 
 def _runner(runs: Path):
-    from suite.runner import Runner, load_data
+    from suite.running.runner import Runner, load_data
     setting = get_setting(TINY)
     return Runner(setting, load_data(setting, None), runs, torch.device("cpu"))
 
@@ -185,7 +185,7 @@ class _Args:
 
 
 def test_ray_job_submitted_twice_runs_once(on_ray, tmp_path):
-    from suite.executors import RayExecutor
+    from suite.running.executors import RayExecutor
     runner = _runner(tmp_path)
     job = plan(runner.setting, ["l1"], [5], train_size=32, smoke=True)[0]
     results = list(RayExecutor(_Args, on_ray[-1]).results(runner, [job, job], workers=None))

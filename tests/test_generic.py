@@ -18,15 +18,15 @@ from conftest import randomize_bn
 from methods import registry
 from methods.base import PruneTask
 from methods.greg import GRegHook, GRegHparams
-from suite import zoo
-from suite.data import TensorSplit
+from suite.models import zoo
+from suite.data.datasets import TensorSplit
 from suite.errors import SuiteError
-from suite.groups import dry_surgery, prunable_groups
-from suite.measure import count_flops
-from suite.models import example_input
-from suite.ratios import n_pruned, parse_ratios, resolve
-from suite.surgery import batchnorm_after, remove_filters
-from suite.train import train
+from suite.models.groups import dry_surgery, prunable_groups
+from suite.measure.metrics import count_flops
+from suite.models.nets import example_input
+from suite.models.ratios import n_pruned, parse_ratios, resolve
+from suite.models.surgery import batchnorm_after, remove_filters
+from suite.training.loop import train
 
 CPU = torch.device("cpu")
 SHAPE = (3, 32, 32)
@@ -192,8 +192,8 @@ def test_greg_penalises_every_conv_of_a_group():
 def test_one_conv_group_is_the_paper_rule():
     """On a paper net the generic L1 path (groups of one conv) picks what the per-filter rule picks."""
     from methods.criteria import filter_l1, l1_smallest_filters
-    from suite.groups import single
-    from suite.models import build_model
+    from suite.models.groups import single
+    from suite.models.nets import build_model
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
     ratios = {"features.4": 0.5, "features.8": 0.7}

@@ -13,9 +13,9 @@ from methods.base import PruneTask
 from methods.criteria import filter_l1, l1_smallest_filters, smallest_weights_mask
 from methods.greg import GRegHook, GRegHparams
 from suite.errors import SuiteError
-from suite.models import build_model, example_input
-from suite.settings import get_setting
-from suite.train import Outcome, train
+from suite.models.nets import build_model, example_input
+from suite.spec.settings import get_setting
+from suite.training.loop import Outcome, train
 
 CPU = torch.device("cpu")
 RATIOS = {"features.4": 0.5, "features.8": 0.7, "features.11": 0.7}
@@ -355,7 +355,7 @@ def test_bf16_keeps_the_schedule_the_penalty_and_the_choice(small_fmnist, name):
     run's pick is the ranking of its own float32 master weights at the pick update, and is what the
     run returns (on this data and CPU the two picks were also equal). The magnitude-ratio stop is
     off: it reads the weights, so its iteration may legitimately move."""
-    from suite.numerics import FP32, Numerics
+    from suite.training.numerics import FP32, Numerics
     hp = GRegHparams(penalty_increment=0.25, penalty_ceiling=1.0, pick_increment=0.125, pick_ceiling=0.5,
                      update_interval=3, stabilize_iters=4, mag_ratio_limit=NO_RATIO_STOP)
     torch.manual_seed(0)

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite import fingerprint
-from suite.data import STREAMS, stream_seed
-from suite.migrate import job_of, migrate
-from suite.numerics import Numerics
-from suite.plan import Job, resolve_hparams
-from suite.settings import SETTINGS, get_setting
+from suite.store import fingerprint
+from suite.data.datasets import STREAMS, stream_seed
+from suite.store.migrate import job_of, migrate
+from suite.training.numerics import Numerics
+from suite.spec.plan import Job, resolve_hparams
+from suite.spec.settings import SETTINGS, get_setting
 
 TINY_FILE = Path(__file__).parent / "data" / "tiny-fmnist.toml"
 TINY = get_setting(str(TINY_FILE))
@@ -50,8 +50,8 @@ def test_precision_layout_and_compile_name_a_run_only_when_not_fp32(monkeypatch)
     run, with another baseline."""
     from types import SimpleNamespace
 
-    from suite import numerics_default
-    from suite.baseline import baseline_key
+    from suite.training import numerics_default
+    from suite.training.baseline import baseline_key
     base = _folder(TINY)
     monkeypatch.setattr(numerics_default, "fast_bf16", lambda device: True)  # even where bf16 is fast
     for precision in ("fp32", None):  # named, or the default
@@ -70,7 +70,7 @@ def test_published_baselines_keep_their_keys():
     before the options, and those trained in another precision) is the key of the record it holds."""
     from types import SimpleNamespace
 
-    from suite.baseline import baseline_key
+    from suite.training.baseline import baseline_key
     metas = sorted(PUBLISHED.glob("baselines/*/*/meta.json"))
     if not metas:
         pytest.skip("no published runs in this checkout")
@@ -96,7 +96,7 @@ def test_train_limit_changes_the_data_fingerprint(fmnist):
 
 def test_test_limit_measures_on_the_first_images_and_names_the_data(fmnist):
     """tiny-fmnist is measured on the first 1,000 real test images; its fingerprint says so."""
-    from suite.runner import load_data
+    from suite.running.runner import load_data
     data = load_data(TINY, None)
     assert len(data.test) == 1000 and torch.equal(data.test.x, fmnist.test.x[:1000])
     assert torch.equal(data.test.y, fmnist.test.y[:1000]) and len(data.train) == 4096

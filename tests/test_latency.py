@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from suite.errors import SuiteError
-from suite.latency import RUNTIMES, compare, onnx_runner, parse_runtimes, repeat_until_steady, setting_models
-from suite.settings import get_setting
+from suite.measure.latency import RUNTIMES, compare, onnx_runner, parse_runtimes, repeat_until_steady, setting_models
+from suite.spec.settings import get_setting
 
 CPU = torch.device("cpu")
 TINY = dict(warmup=1, rounds=1, round_size=3, min_repeats=3)
@@ -59,7 +59,7 @@ def test_a_failing_runtime_is_recorded_not_raised(runtime, tmp_path):
         def forward(self, x):
             raise ValueError("this model cannot run")
 
-    from suite.latency import time_runtime
+    from suite.measure.latency import time_runtime
     t = time_runtime(Broken(), runtime, (4,), 1, CPU, tmp_path, **TINY)
     assert t.median_ms is None and t.repeats == 0
     assert "cannot run" in t.error and "\n" not in t.error
@@ -69,7 +69,7 @@ def test_repeats_stop_when_steady_and_say_when_not(monkeypatch):
     """On a clock the calls advance by a set amount (a real sleep wakes late on a busy machine)."""
     import types
 
-    import suite.latency as latency
+    import suite.measure.latency as latency
     now = [0.0]
     monkeypatch.setattr(latency, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
 
@@ -100,7 +100,7 @@ def test_cli_bad_input_exit_2():
 
 
 def test_report_prints_the_slowest_layers_first():
-    from suite.latency import TOP_LAYERS, format_report, report
+    from suite.measure.latency import TOP_LAYERS, format_report, report
     rep = report(get_setting("fmnist-cnn4"), None, ["eager"], [1], CPU, layer_passes=3, **TINY)
     base, _, _ = setting_models(get_setting("fmnist-cnn4"))
     assert {r["layer"] for r in rep["layers"]} == {n for n, m in base.named_modules() if not list(m.children())}

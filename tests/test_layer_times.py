@@ -16,9 +16,9 @@ import time
 import pytest
 import torch
 
-from suite.layer_times import layer_times
-from suite.models import PlainNet, example_input
-from suite.surgery import remove_filters
+from suite.measure.layer_times import layer_times
+from suite.models.nets import PlainNet, example_input
+from suite.models.surgery import remove_filters
 
 CPU = torch.device("cpu")
 SHAPE = (3, 16, 16)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from suite.findings import COMPARISON, gap_rows, welch
-from suite.leaderboard import render, within_noise
+from suite.pages.findings import COMPARISON, gap_rows, welch
+from suite.pages.leaderboard import render, within_noise
 
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
 
@@ -295,7 +295,7 @@ def test_findings_page_sets_each_claim_against_the_stored_comparisons(runs, tmp_
     l1 = [json.loads(p.read_text()) for p in sorted(mixed.glob("tiny-fmnist/l1/*/result.json"))]
     l1 = [r for r in l1 if r["status"] == "done"]
     from methods import registry
-    from suite.fingerprint import training_code
+    from suite.store.fingerprint import training_code
     greg, code = [], training_code(type(registry.get("greg1")))
     for k, r in enumerate(l1):  # GReg-1 rows: the l1 runs' records with other numbers (no training needed)
         greg.append({**r, "method": "greg1", "top1": r["top1"] + 1.0 + 0.7 * k, "acc_before_removal": 80.0,
@@ -385,7 +385,7 @@ def test_tables_name_the_processors_that_trained_them(runs, tmp_path):
 
 
 def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
-    from suite.leaderboard import _target_tables
+    from suite.pages.leaderboard import _target_tables
     import pandas as pd
 
     def row(ratios, protocol, method, top1, speedup):
@@ -439,7 +439,7 @@ def _hostile_runs(tmp_path):
 
 
 def test_hostile_setting_names_stay_inside_out_and_out_of_urls(tmp_path):
-    from suite.leaderboard import slug
+    from suite.pages.leaderboard import slug
     evil = _hostile_runs(tmp_path)
     out = tmp_path / "deep" / "er" / "site"
     before = {p for p in tmp_path.rglob("*") if evil not in p.parents}
@@ -514,7 +514,7 @@ def test_hostile_names_run_no_script_in_a_real_browser(tmp_path):
 
 
 def test_latency_best_only_beyond_the_spread():
-    from suite.leaderboard import _latency_best
+    from suite.pages.leaderboard import _latency_best
 
     def row(method, x, lo, hi, noisy=False):
         return {"method": method, "latency_speedup": x, "latency_lo": lo, "latency_hi": hi, "latency_noisy": noisy}
@@ -528,7 +528,7 @@ def test_latency_best_only_beyond_the_spread():
 
 
 def test_nice_ticks_are_round_and_cover_the_range():
-    from suite.leaderboard import nice_ticks
+    from suite.pages.leaderboard import nice_ticks
     assert nice_ticks(86.7, 90.8) == [86, 88, 90, 92]  # issue 21's uneven 86.7 ... 90.8 axis
     assert nice_ticks(0.0, 16.83) == [0, 5, 10, 15, 20]
     assert nice_ticks(0.2, 0.9) == [0.2, 0.4, 0.6, 0.8, 1.0]
@@ -536,7 +536,7 @@ def test_nice_ticks_are_round_and_cover_the_range():
 
 def test_chart_draws_the_pareto_frontier_and_the_papers_points_apart():
     import pandas as pd
-    from suite.leaderboard import pareto, svg_chart
+    from suite.pages.leaderboard import pareto, svg_chart
     pts = [(3.0, 89.5), (3.0, 89.0), (6.2, 87.9), (6.2, 86.0), (16.8, 76.8), (16.8, 75.4), (5.0, 87.0)]
     assert pareto(pts) == [(3.0, 89.5), (6.2, 87.9), (16.8, 76.8)]
     agg = pd.DataFrame({"speedup": [3.0, 16.8], "top1_mean": [89.5, 76.8], "top1_std": [0.1, float("nan")],
@@ -551,7 +551,7 @@ def test_chart_draws_the_pareto_frontier_and_the_papers_points_apart():
 
 
 def _row(**kw):
-    from suite.results import result_row
+    from suite.store.results import result_row
     r = {"setting": "s", "method": "l1", "seed": 0, "status": "done", "ratios": "0.9", "protocol": "paper",
          "top1": 70.0, "baseline_top1": 90.0, "params": 1e5, "baseline_params": 2e5, "speedup": 2.0,
          "latency_speedup": 1.5, "acc_before_removal": 80.0, "acc_after_removal": 10.0,
@@ -568,9 +568,9 @@ def _row(**kw):
 def test_runs_of_other_training_code_and_capped_runs_are_kept_apart():
     import pandas as pd
     from methods import registry
-    from suite.fingerprint import training_code
-    from suite.leaderboard import ranked
-    from suite.results import aggregate
+    from suite.store.fingerprint import training_code
+    from suite.pages.leaderboard import ranked
+    from suite.store.results import aggregate
     today = training_code(type(registry.get("l1")))
     frame = pd.DataFrame([_row(seed=0, top1=70.0, training_code=today), _row(seed=1, top1=72.0, training_code=today),
                           _row(seed=0, top1=60.0, training_code="older"),

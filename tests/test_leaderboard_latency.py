@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from suite import latency_records
-from suite.leaderboard import render
+from suite.measure import latency_records
+from suite.pages.leaderboard import render
 
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
 

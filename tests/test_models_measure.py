@@ -4,10 +4,10 @@ import time
 import torch
 from torch import nn
 
-from suite import measure
-from suite.measure import count_flops, count_params, latency
-from suite.train import evaluate
-from suite.models import build_model
+from suite.measure import metrics as measure
+from suite.measure.metrics import count_flops, count_params, latency
+from suite.training.loop import evaluate
+from suite.models.nets import build_model
 
 
 def test_resnet56_matches_paper_counts():

@@ -13,9 +13,9 @@ from methods import registry
 from methods.base import PruneTask
 from methods.criteria import l1_smallest_filters, smallest_weights_mask
 from suite.errors import SuiteError
-from suite.models import build_model
-from suite.ratios import n_pruned
-from suite.settings import get_setting
+from suite.models.nets import build_model
+from suite.models.ratios import n_pruned
+from suite.spec.settings import get_setting
 
 CPU = torch.device("cpu")
 FILTER_ENTRIES = ["nni-l1", "nni-l2", "nni-fpgm", "nni-slim", "nni-taylor"]

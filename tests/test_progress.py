@@ -5,8 +5,8 @@ import re
 import torch
 from torch import nn
 
-from suite.progress import Progress, duration
-from suite.train import train
+from suite.training.progress import Progress, duration
+from suite.training.loop import train
 
 CPU = torch.device("cpu")
 

@@ -2,10 +2,10 @@
 import pytest
 
 from suite.errors import SuiteError
-from suite.models import build_model
-from suite.overview import achieved
-from suite.ratios import n_pruned, parse_ratios, resolve
-from suite.settings import SETTINGS, get_setting
+from suite.models.nets import build_model
+from suite.pages.overview import achieved
+from suite.models.ratios import n_pruned, parse_ratios, resolve
+from suite.spec.settings import SETTINGS, get_setting
 
 
 def test_n_pruned_rule():

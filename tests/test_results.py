@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from suite.results import aggregate, format_summary, load_runs, result_row
+from suite.store.results import aggregate, format_summary, load_runs, result_row
 
 
 def _result(method, seed, top1, lat=None):

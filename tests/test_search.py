@@ -9,10 +9,10 @@ import optuna
 import pytest
 import torch
 
-from suite import search
+from suite.running import search
 from suite.errors import SuiteError
-from suite.runner import Runner, load_data
-from suite.settings import get_setting
+from suite.running.runner import Runner, load_data
+from suite.spec.settings import get_setting
 
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
 BASE = [sys.executable, "-m", "suite.cli", "search", "--setting", TINY, "--method", "greg1", "--smoke",
@@ -27,8 +27,8 @@ def run(args, check=0):
 
 def _default_study() -> str:
     """The study a search without --precision fills: named by the default numerics (fp32)."""
-    from suite.numerics_default import resolve
-    from suite.settings import get_setting
+    from suite.training.numerics_default import resolve
+    from suite.spec.settings import get_setting
     return search.study_name(get_setting(TINY), "greg1", resolve(None, None, False, torch.device("cpu")))
 
 
@@ -148,7 +148,7 @@ def test_a_study_holds_one_precision(tmp_path):
     """A bf16 search gets its own default study; a study tagged before the precision options (or
     made in fp32) refuses bf16 trials, and a bf16 one fp32 trials; reading a best trial
     (``suite run --hparams best``) takes any."""
-    from suite.numerics import Numerics
+    from suite.training.numerics import Numerics
     setting = get_setting(TINY)
     bf16 = Numerics("bf16", channels_last=True)
     assert search.study_name(setting, "greg1") == search.study_name(setting, "greg1", Numerics()) == "tiny-fmnist-greg1"

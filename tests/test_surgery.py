@@ -7,10 +7,10 @@ import torch
 from conftest import randomize_bn
 from methods.criteria import filter_l1, l1_smallest_filters, smallest_weights_mask
 from suite.errors import SuiteError
-from suite.measure import count_params
-from suite.models import build_model, example_input, model_family
-from suite.ratios import n_pruned, parse_ratios, resolve
-from suite.surgery import MaskKeeper, batchnorm_after, remove_filters, sparsity
+from suite.measure.metrics import count_params
+from suite.models.nets import build_model, example_input, model_family
+from suite.models.ratios import n_pruned, parse_ratios, resolve
+from suite.models.surgery import MaskKeeper, batchnorm_after, remove_filters, sparsity
 
 
 def mask_filters(model, choice, example):

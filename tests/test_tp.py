@@ -13,12 +13,12 @@ import torch
 from methods import registry
 from methods.base import PruneTask
 from methods.criteria import l1_smallest_filters
-from suite.data import Data, TensorSplit
-from suite.models import build_model, example_input
-from suite.ratios import n_pruned, parse_ratios, resolve
-from suite.settings import get_setting
-from suite.surgery import remove_filters
-from suite.train import train
+from suite.data.datasets import Data, TensorSplit
+from suite.models.nets import build_model, example_input
+from suite.models.ratios import n_pruned, parse_ratios, resolve
+from suite.spec.settings import get_setting
+from suite.models.surgery import remove_filters
+from suite.training.loop import train
 
 CPU = torch.device("cpu")
 ENTRIES = ["tp-bn-scale", "tp-fpgm", "tp-group-norm", "tp-growing-reg", "tp-hessian", "tp-l1", "tp-l2",
@@ -50,7 +50,7 @@ def _model(kind: str):
 
 def counting_task(model, data, ratios, channels, size, max_iters=1000):
     """A PruneTask whose train and batches run the suite's loop and batches, counting every sample
-    the way the harness does (suite.runner._prune)."""
+    the way the harness does (suite.running.runner._prune)."""
     seen = {"samples": 0}
 
     def run(hooks, desc, log_every=None, log_extra=None):

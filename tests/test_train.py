@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from suite.errors import SuiteError
-from suite.models import build_model
-from suite.train import Diverged, Recipe, train
+from suite.models.nets import build_model
+from suite.training.loop import Diverged, Recipe, train
 
 CPU = torch.device("cpu")
 

@@ -1,4 +1,4 @@
-"""Precision, memory layout and compilation in the training loop and evaluation (suite.numerics),
+"""Precision, memory layout and compilation in the training loop and evaluation (suite.training.numerics),
 on the real Fashion-MNIST: fp32 master weights under autocast, gradients unscaled before the hooks,
 evaluation under inference mode, the compile fallback, and what a run records."""
 import json
@@ -13,9 +13,9 @@ from torch import nn
 
 from conftest import QuietHook
 from suite.cli import main
-from suite.models import build_model
-from suite.numerics import FP32, Numerics
-from suite.train import evaluate, train
+from suite.models.nets import build_model
+from suite.training.numerics import FP32, Numerics
+from suite.training.loop import evaluate, train
 
 CPU = torch.device("cpu")
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
@@ -198,7 +198,7 @@ def test_compile_failure_falls_back_to_eager_once_and_is_recorded(small_fmnist, 
 
 def test_fast_bf16_is_what_the_cpu_flags_say():
     """The header hint's hardware probe agrees with the kernel's CPU flags (AMX tiles or AVX512-BF16)."""
-    from suite.numerics_default import fast_bf16
+    from suite.training.numerics_default import fast_bf16
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists():
         pytest.skip("no /proc/cpuinfo on this system")
@@ -211,7 +211,7 @@ def test_the_default_is_fp32_and_the_header_names_the_fast_flags(fast, monkeypat
     """Naming neither --precision nor --channels-last gives fp32, contiguous, whatever the hardware
     (bf16 lost ResNet-20 accuracy here: README); naming either gives exactly what is named. Where the
     hardware has fast bf16 and nothing was named, the header says which flags would use it."""
-    from suite import numerics_default
+    from suite.training import numerics_default
     monkeypatch.setattr(numerics_default, "fast_bf16", lambda device: fast)
     assert numerics_default.resolve(None, None, False, CPU) == FP32
     assert numerics_default.resolve(None, None, True, CPU) == Numerics(compile=True)
@@ -237,8 +237,8 @@ def test_fp16_on_cpu_is_one_line_error(capsys):
 def test_a_bf16_channels_last_run_is_recorded_and_named_apart(tmp_path, capsys):
     """End to end (smoke): the header and every record say the precision; the run and its baseline
     are other folders than fp32's; masks hold exactly after every bf16 step."""
-    from suite.plan import Job, resolve_hparams
-    from suite.settings import get_setting
+    from suite.spec.plan import Job, resolve_hparams
+    from suite.spec.settings import get_setting
     runs = tmp_path / "runs"
     args = ["run", "--setting", TINY, "--methods", "greg1-unstructured", "--smoke", "--runs-dir", str(runs),
             "--device", "cpu", "--precision", "bf16", "--channels-last"]
@@ -255,7 +255,7 @@ def test_a_bf16_channels_last_run_is_recorded_and_named_apart(tmp_path, capsys):
     data = SimpleNamespace(fingerprint=config["data"])
     assert job.folder(runs, data.fingerprint) != folder  # the fp32 twin is another run
     assert replace(job, numerics=BF16_CL).folder(runs, data.fingerprint) == folder
-    from suite.baseline import baseline_key
+    from suite.training.baseline import baseline_key
     assert result["baseline_key"] == baseline_key(setting, 0, data, BF16_CL) + "-smoke" != \
         baseline_key(setting, 0, data) + "-smoke"
     (meta,) = runs.glob("baselines/tiny-fmnist/*/meta.json")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite import userdata
+from suite.data import userdata
 from suite.cli import main
 from suite.errors import SuiteError
-from suite.measure import count_flops
+from suite.measure.metrics import count_flops
 
 USER_NET = Path(__file__).parent.parent / "suite" / "examples" / "mynet.py"
 CLASSES = {0: "tshirt", 1: "trouser", 7: "sneaker", 9: "boot"}  # four Fashion-MNIST classes
@@ -221,8 +221,8 @@ def test_streamed_imagefolder_gives_the_in_memory_batches(fmnist, tmp_path, monk
 def test_streamed_imagefolder_refuses_limits(fmnist, tmp_path, monkeypatch):
     """A setting's train_limit or test_limit cuts tensors held in memory: on streamed data it is
     refused in one line instead of ignored."""
-    from suite.runner import load_data
-    from suite.settings import get_setting
+    from suite.running.runner import load_data
+    from suite.spec.settings import get_setting
     root = tmp_path / "fashion4"
     _folder(fmnist, root, (8, 4))
     monkeypatch.setattr(userdata, "MEMORY_LIMIT", 0)
@@ -237,7 +237,7 @@ def test_imagenet_layout_streams_with_seeded_worker_transforms(fmnist, tmp_path)
     """ImageNet's random-resized crop runs in the workers (it needs the full image), under a seed per
     sample: the same epoch with one or two workers, resumed mid-epoch, gives the same batches; the
     next epoch draws other crops. Real Fashion-MNIST PNGs in ImageNet's train/ and val/ layout."""
-    from suite.data import load_imagenet
+    from suite.data.datasets import load_imagenet
     root = tmp_path / "imagenet"
     _folder(fmnist, root, (4, 2))
     (root / "test").rename(root / "val")

@@ -37,7 +37,7 @@ def cli(argv: list[str], cwd: Path) -> tuple[int, str]:
     TRIED["n"] += 1
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), \
-            mock.patch("suite.runner.load_data", _reached_data), contextlib.chdir(cwd):
+            mock.patch("suite.running.runner.load_data", _reached_data), contextlib.chdir(cwd):
         try:
             code = main(argv)
         except SystemExit as e:

@@ -6,9 +6,9 @@ import subprocess
 import pytest
 import torch
 
-from suite import workers as workers_mod
+from suite.running import workers as workers_mod
 from suite.errors import SuiteError
-from suite.workers import Workers
+from suite.running.workers import Workers
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from PIL import Image  # noqa: E402
 
-from suite import data  # noqa: E402
+from suite.data import datasets as data  # noqa: E402
 
 CLASSES = {0: "tshirt", 1: "trouser", 7: "sneaker", 9: "boot"}
 

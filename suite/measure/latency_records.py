@@ -1,0 +1,39 @@
+"""Stored latency reports (``suite latency --runs-dir DIR``), read back by the leaderboard.
+
+One JSON file per (setting, target, processor, threads, torch version) under
+``DIR/latency/<setting>/``: a measurement on another machine, thread count or torch is another
+record beside the first, while the same measurement taken again replaces its own record (the
+newer timing of the same thing). The file is the report ``suite latency --json`` prints plus the
+date it was measured, written atomically.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from suite.store.files import content_hash, read_json_object, write_json
+
+IDENTITY = ("setting", "ratios", "processor", "threads", "torch")  # what makes a record another record
+
+
+def record_path(runs_dir: Path, rep: dict) -> Path:
+    """Where the record of this report lives (setting names are safe file names: NAME_RE)."""
+    return Path(runs_dir) / "latency" / rep["setting"] / f"{content_hash({k: rep[k] for k in IDENTITY})}.json"
+
+
+def store(runs_dir: Path, rep: dict) -> Path:
+    """Write ``rep`` with the date (UTC) as its record; returns the file."""
+    path = record_path(runs_dir, rep)
+    write_json(path, {**rep, "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
+    return path
+
+
+def load(runs_dir: Path) -> list[dict]:
+    """Every readable record under ``runs_dir/latency`` (a file that is not JSON or not an object
+    is skipped: writes are atomic, so a damaged file means someone edited it), in path order."""
+    records = []
+    for path in sorted((Path(runs_dir) / "latency").glob("*/*.json")):
+        rec = read_json_object(path)
+        if rec:
+            records.append(rec)
+    return records

@@ -1,0 +1,143 @@
+"""Params, FLOPs and latency, in the paper's convention (accuracy: ``suite.training.loop.evaluate``).
+
+FLOPs come from ``torch.utils.flop_counter.FlopCounterMode``: it counts conv and matmul FLOPs as
+2 x multiply-adds and ignores batch norm, ReLU, pooling and additions, which is exactly the
+GReg paper's convention (conv + linear only, multiply-adds doubled; ResNet-56 = 125.49 M MACs).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def count_params(model: nn.Module) -> int:
+    """Conv and linear weights and biases; batch norm left out (the paper's convention)."""
+    return sum(p.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+               for p in m.parameters(recurse=False))
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs (2 x multiply-adds) of one forward pass on a single input of ``input_shape`` (C, H, W)."""
+    from torch.utils.flop_counter import FlopCounterMode  # imports torch._decomp: seconds, so only when counting
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def processor(device: torch.device) -> str:
+    """The chip that ran it: the GPU's name, or the CPU's model name.
+
+    Recorded with every baseline and run because both depend on it: latency obviously, and the
+    trained weights too (CPU kernels round differently across chips, so a baseline trained on one
+    CPU is not bit-identical to the same recipe on another).
+    """
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+# Latency is noise-prone on a shared machine: a repeat series whose IQR exceeds this share of its
+# median, or one taken while more runnable threads than cores were queued, is flagged noisy.
+NOISY_IQR_SHARE = 0.10
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A forward pass's wall time over ``repeats`` runs: median and quartiles, with the load seen."""
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    batch: int
+    device: str
+    threads: int
+    repeats: int
+    load_per_core: float  # highest 1-minute load average seen during the measurement, per CPU core
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.q3_ms - self.q1_ms
+
+    @property
+    def noisy(self) -> bool:
+        return is_noisy(self.median_ms, self.iqr_ms, self.load_per_core)
+
+
+def quartiles(times: list[float]) -> tuple[float, float, float]:
+    """(Q1, median, Q3) of ``times`` (inclusive method: for 3 repeats the extremes are not outliers)."""
+    if len(times) == 1:
+        return times[0], times[0], times[0]
+    q1, med, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    return q1, med, q3
+
+
+def is_noisy(median: float, iqr: float, load_per_core: float) -> bool:
+    """Noisy: the middle half of the repeats spans over 10 % of the median, or the machine was
+    oversubscribed (1-minute load average above its core count) while we measured."""
+    return iqr > NOISY_IQR_SHARE * median or load_per_core > 1.0
+
+
+def load_per_core() -> float:
+    """The 1-minute load average per CPU core (0 where the OS has none, e.g. Windows)."""
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def speedup_range(base: Latency, pruned: Latency) -> tuple[float, float]:
+    """The speedup's spread from the two quartile ranges: the slowest pruned quartile against the
+    fastest baseline quartile, and the other way round (a conservative interval, no distribution assumed)."""
+    return base.q1_ms / pruned.q3_ms, base.q3_ms / pruned.q1_ms
+
+
+@torch.no_grad()
+def latency(model: nn.Module, input_shape: tuple[int, ...], batch: int, device: torch.device,
+            warmup: int = 5, repeats: int = 20) -> Latency:
+    """Median and quartiles of the wall time of one forward pass of ``batch`` inputs, after
+    ``warmup`` passes, with the machine's load before and after."""
+    was_training = model.training
+    model.eval()
+    x = torch.randn(batch, *input_shape, device=device)  # latency only: values do not matter
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    load = load_per_core()
+    for _ in range(warmup):
+        model(x)
+    sync()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        model(x)
+        sync()
+        times.append(time.perf_counter() - t)
+    model.train(was_training)
+    q1, med, q3 = quartiles([1000 * t for t in times])
+    return Latency(med, q1, q3, batch, str(device), torch.get_num_threads(), repeats, max(load, load_per_core()))
+
+
+def latency_record(base: Latency, pruned: Latency) -> dict:
+    """The latency block a result stores for one batch size (speedup = baseline / pruned median)."""
+    lo, hi = speedup_range(base, pruned)
+    return {"baseline_ms": base.median_ms, "baseline_iqr_ms": base.iqr_ms,
+            "pruned_ms": pruned.median_ms, "pruned_iqr_ms": pruned.iqr_ms,
+            "speedup": base.median_ms / pruned.median_ms, "speedup_lo": lo, "speedup_hi": hi,
+            "load_per_core": max(base.load_per_core, pruned.load_per_core),
+            "noisy": base.noisy or pruned.noisy, "repeats": base.repeats,
+            "device": base.device, "threads": base.threads}

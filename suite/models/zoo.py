@@ -1,0 +1,223 @@
+"""One registry of models, with the look of timm's: ``@register_model``, ``list_models('pat*')``,
+and names that reach outside the suite.
+
+A model name is one of:
+  a registered name            the built-ins of ``suite.models.nets`` (cnn4, resnet56, vgg19, resnet50, ...)
+                               and whatever a module adds with ``@register_model``
+  ``torchvision:NAME``         any torchvision classification model (``torchvision.models.list_models``)
+  ``timm:NAME``                any timm model, when the optional extra is installed (``pip install -e '.[timm]'``)
+  ``path/to/file.py:factory``  a user's own code: ``factory(num_classes=K)`` (also ``in_channels=C`` and
+                               ``input_size=(H, W)`` when the factory takes them) returns an ``nn.Module``
+
+Outside models are built with random initial weights (``weights=None``, ``pretrained=False``): the
+suite never downloads at run time. Their family is ``generic``: what may be pruned comes from
+torch-pruning's dependency graph (``suite.models.groups``), not from the paper's layouts.
+
+Channels: a torchvision model whose stem takes 3 channels gets a fresh stem conv for C channels
+when the data has C != 3 (grey images stay 1 channel; torchvision has no ``in_chans`` argument);
+timm models take ``in_chans``.
+"""
+from __future__ import annotations
+
+import fnmatch
+import functools
+import importlib.util
+import inspect
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from suite.errors import SuiteError
+from suite.models.nets import MODELS as BUILTINS
+
+GENERIC = "generic"  # the family of every model built outside the suite's paper layouts
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """``build(num_classes, input_shape)`` with input_shape (C, H, W); ``family`` picks the ratio rules."""
+
+    name: str
+    family: str
+    build: Callable[[int, tuple[int, int, int]], nn.Module]
+    description: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {
+    name: ModelEntry(name, spec.family, (lambda b: lambda k, shape: b(k, shape[0]))(spec.build), spec.description)
+    for name, spec in BUILTINS.items()}
+
+
+def register_model(fn: Callable | None = None, *, name: str | None = None, description: str = ""):
+    """Decorator: ``@register_model`` on ``def mynet(num_classes, in_channels=3, input_size=None)``
+    adds it under its function name (family ``generic``); a duplicate name is an error."""
+    def add(f):
+        key = name or f.__name__
+        if key in _REGISTRY:
+            raise SuiteError(f"model {key!r} is registered twice")
+        _REGISTRY[key] = ModelEntry(key, GENERIC, lambda k, shape: _call_factory(f, k, shape, key),
+                                    description or (f.__doc__ or "").strip().split("\n")[0])
+        return f
+    return add(fn) if fn is not None else add
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered names matching a shell pattern, sorted; ``torchvision:*`` lists torchvision's
+    classification models and ``timm:*`` timm's (when installed)."""
+    if pattern.startswith("torchvision:"):
+        from torchvision import models as tvm
+        names = [f"torchvision:{n}" for n in tvm.list_models(module=tvm)]
+    elif pattern.startswith("timm:"):
+        names = [f"timm:{n}" for n in _timm().list_models()]
+    else:
+        names = list(_REGISTRY)
+    return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+
+
+def get(name: str) -> ModelEntry:
+    """The entry for a model name (see the module docstring); a bad name is a one-line error."""
+    if not isinstance(name, str):
+        raise SuiteError(f"model {name!r}: must be a string")
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name.startswith("torchvision:"):
+        return _torchvision_entry(name.split(":", 1)[1])
+    if name.startswith("timm:"):
+        return _timm_entry(name.split(":", 1)[1])
+    m = re.fullmatch(r"(.+\.py):([A-Za-z_]\w*)", name)
+    if m:
+        return _file_entry(Path(m.group(1)), m.group(2))
+    raise SuiteError(f"unknown model {name!r}; use one of {', '.join(_REGISTRY)}, torchvision:NAME (e.g. "
+                     f"torchvision:resnet18), timm:NAME, or path/to/file.py:factory")
+
+
+def build(name: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    return get(name).build(num_classes, tuple(input_shape))
+
+
+def family(name: str) -> str:
+    return get(name).family
+
+
+# --------------------------------------------------------------------------- torchvision
+@functools.cache
+def _torchvision_names() -> tuple[str, ...]:
+    # importing torchvision pulls in torch._dynamo (seconds): only when a torchvision name is used
+    from torchvision import models as tvm
+    return tuple(tvm.list_models(module=tvm))  # classification models only (not detection, video, ...)
+
+
+def _torchvision_entry(short: str) -> ModelEntry:
+    if short not in _torchvision_names():
+        import difflib
+        close = difflib.get_close_matches(short, _torchvision_names(), n=3)
+        raise SuiteError(f"torchvision:{short} is not a torchvision classification model"
+                         f"{' (did you mean ' + ', '.join(close) + '?)' if close else ''}; "
+                         f"'suite list models torchvision:*' lists them")
+
+    def make(k: int, shape: tuple[int, int, int]) -> nn.Module:
+        from torchvision import models as tvm
+        try:
+            model = tvm.get_model(short, weights=None, num_classes=k)
+        except (ValueError, TypeError) as e:  # e.g. inception's aux_logits with weights=None
+            raise SuiteError(f"torchvision:{short} cannot be built with {k} classes: {e}") from None
+        return _adapt_stem(model, shape[0], f"torchvision:{short}")
+    return ModelEntry(f"torchvision:{short}", GENERIC, make, f"torchvision {short}, random init")
+
+
+def _adapt_stem(model: nn.Module, channels: int, who: str) -> nn.Module:
+    """Replace the first conv (which takes 3 channels) by a fresh one for ``channels`` inputs."""
+    if channels == 3:
+        return model
+    for parent in model.modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.Conv2d):
+                if child.in_channels != 3 or child.groups != 1:
+                    raise SuiteError(f"{who}: its first conv takes {child.in_channels} channels, not 3; "
+                                     f"cannot adapt it to {channels}-channel data")
+                setattr(parent, child_name, nn.Conv2d(
+                    channels, child.out_channels, child.kernel_size, child.stride, child.padding,
+                    child.dilation, 1, child.bias is not None, child.padding_mode))
+                return model
+    raise SuiteError(f"{who} has no Conv2d to take {channels}-channel input")
+
+
+# --------------------------------------------------------------------------- timm
+def _timm():
+    if importlib.util.find_spec("timm") is None:
+        raise SuiteError("timm models need the optional extra: pip install -e '.[timm]' (or pip install timm)")
+    import timm
+    return timm
+
+
+def _timm_entry(short: str) -> ModelEntry:
+    timm = _timm()
+    if not timm.is_model(short):
+        raise SuiteError(f"timm:{short} is not a timm model; 'suite list models timm:*' lists them")
+
+    def make(k: int, shape: tuple[int, int, int]) -> nn.Module:
+        return timm.create_model(short, pretrained=False, num_classes=k, in_chans=shape[0])
+    return ModelEntry(f"timm:{short}", GENERIC, make, f"timm {short}, random init")
+
+
+# --------------------------------------------------------------------------- user files
+def _file_entry(path: Path, factory: str) -> ModelEntry:
+    if not path.is_file():
+        raise SuiteError(f"model file {path} does not exist (write the model as path/to/file.py:factory)")
+    fn = getattr(load_module(path), factory, None)
+    if not callable(fn):
+        raise SuiteError(f"model file {path} has no function {factory!r} (write path/to/file.py:factory)")
+    name = f"{path}:{factory}"
+    return ModelEntry(name, GENERIC, lambda k, shape: _call_factory(fn, k, shape, name),
+                      (fn.__doc__ or f"{factory} from {path.name}").strip().split("\n")[0])
+
+
+@functools.cache
+def _load_module_cached(path: str, mtime_ns: int):
+    spec = importlib.util.spec_from_file_location(f"greg_suite_user_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # the user's code: one line saying where, not our traceback
+        raise SuiteError(f"{path} failed to import: {type(e).__name__}: {e}") from None
+    return module
+
+
+def load_module(path: Path):
+    """Import a user's Python file once per version of it (a user's own code, run on purpose)."""
+    p = path.resolve()
+    return _load_module_cached(str(p), p.stat().st_mtime_ns)
+
+
+def source_digest(name: str) -> str | None:
+    """SHA-256 (16 hex digits) of a user model file's source, so an edited model is another run;
+    None for every other name (their code is the suite's or a pinned library's)."""
+    m = re.fullmatch(r"(.+\.py):([A-Za-z_]\w*)", name)
+    if not m or not Path(m.group(1)).is_file():
+        return None
+    import hashlib
+    return hashlib.sha256(Path(m.group(1)).read_bytes()).hexdigest()[:16]
+
+
+def _call_factory(fn: Callable, k: int, shape: tuple[int, int, int], who: str) -> nn.Module:
+    """``fn(num_classes=k)``, plus ``in_channels`` and ``input_size`` when its signature takes them."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kwargs = {"num_classes": k}
+    for key, value in (("in_channels", shape[0]), ("input_size", tuple(shape[1:]))):
+        if key in params or takes_any:
+            kwargs[key] = value
+    try:
+        model = fn(**kwargs)
+    except Exception as e:
+        raise SuiteError(f"{who}({', '.join(f'{a}={v!r}' for a, v in kwargs.items())}) failed: "
+                         f"{type(e).__name__}: {e}") from None
+    if not isinstance(model, nn.Module):
+        raise SuiteError(f"{who} returned {type(model).__name__}, not a torch.nn.Module")
+    return model

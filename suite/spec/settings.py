@@ -1,0 +1,332 @@
+"""Settings: dataset + model + baseline recipe + per-layer ratios + fine-tune recipe + budget.
+
+Every method in a comparison starts from the same baseline of a setting and gets the same
+fine-tuning. The paper's settings carry the paper's recipes (GREG_SPEC.md); the CPU settings
+cut them down so a 2-core machine finishes, and say so (``reduced``).
+"""
+from __future__ import annotations
+
+import fnmatch
+import functools
+import re
+import tomllib
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from suite.data import userdata
+from suite.models import zoo
+from suite.data.datasets import DATASET_INFO
+from suite.errors import SuiteError
+from suite.models.ratios import parse_ratios, resolve
+from suite.training.loop import Recipe, is_int, is_number
+
+# A setting's name is a folder under the runs dir and a page name: no path separators, no dots first.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
+@dataclass(frozen=True)
+class PruneRecipe:
+    """The optimizer of a method's regularization phase (``lr_prune``, ``batch_size_prune``) and
+    the cap on its iterations, so a penalty that never converges cannot run forever."""
+
+    lr: float = 0.001
+    batch_size: int = 64
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    max_iters: int = 200_000
+
+    def __post_init__(self):
+        """Same checks as :class:`Recipe`: a bad value is a one-line error before any work."""
+        for name, low in (("batch_size", 1), ("max_iters", 1)):
+            v = getattr(self, name)
+            if not is_int(v) or v < low:
+                raise SuiteError(f"{name} = {v!r}: must be an integer >= {low}")
+        if not is_number(self.lr) or self.lr <= 0:
+            raise SuiteError(f"lr = {self.lr!r}: must be a finite number > 0")
+        if not is_number(self.momentum) or not 0 <= self.momentum < 1:
+            raise SuiteError(f"momentum = {self.momentum!r}: must be a number in [0, 1)")
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
+            raise SuiteError(f"weight_decay = {self.weight_decay!r}: must be a finite number >= 0")
+
+    @classmethod
+    def from_dict(cls, d) -> "PruneRecipe":
+        known = set(cls.__dataclass_fields__)
+        if not isinstance(d, dict) or set(d) - known:
+            raise SuiteError(f"{d!r}: must be a table with optional fields {', '.join(sorted(known))}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    dataset: str
+    model: str
+    ratios: str  # the default target, a ratio string (suite.models.ratios)
+    baseline: Recipe
+    finetune: Recipe
+    prune: PruneRecipe = PruneRecipe()
+    skip: str = ""
+    targets: tuple[str, ...] = ()  # more ratio strings the paper reports for this setting
+    reduced: bool = False  # True: a CPU-sized budget, not the paper's
+    description: str = ""
+    # Method defaults this budget changes, by method-name pattern: {"greg*": {"update_interval": 1}}.
+    method_overrides: dict = field(default_factory=dict)
+    val_size: int = 5000  # images carved from train for `suite search`
+    train_limit: int | None = None  # train on the first N images only (quick checks; reduced budget)
+    test_limit: int | None = None  # measure on the first N test images only (test-sized settings)
+    # User data (suite.data.userdata): the folder a torchvision class reads, and normalisation/augmentation
+    # ({mean, std, pad, flip}; default: the training set's statistics, pad 1/8 of the side, flip).
+    data_dir: str | None = None
+    data_options: dict = field(default_factory=dict)
+    # The folder relative paths in dataset, model and data_dir start from (a setting file's folder).
+    root: str | None = None
+
+    def at_root(self, spec: str | None) -> str | None:
+        """A dataset, model or data-dir string with a relative path made relative to ``root``."""
+        if spec is None or self.root is None:
+            return spec
+        if spec.startswith("imagefolder:"):
+            return "imagefolder:" + str(Path(self.root) / Path(spec.split(":", 1)[1]).expanduser())
+        m = re.fullmatch(r"(.+\.py)(:[A-Za-z_]\w*)", spec)
+        if m:
+            return str(Path(self.root) / m.group(1)) + m.group(2)
+        return spec
+
+    @property
+    def data_path(self) -> str | None:
+        if self.data_dir is None or self.root is None:
+            return self.data_dir
+        return str(Path(self.root) / Path(self.data_dir).expanduser())
+
+    def _info(self) -> tuple[tuple[int, int, int], int]:
+        if self.dataset in DATASET_INFO:
+            return DATASET_INFO[self.dataset]
+        return _user_info(self.at_root(self.dataset), self.data_path)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self._info()[0]
+
+    @property
+    def num_classes(self) -> int:
+        return self._info()[1]
+
+    @property
+    def family(self) -> str:
+        return zoo.family(self.at_root(self.model))
+
+    def build_model(self):
+        return zoo.build(self.at_root(self.model), self.num_classes, self.input_shape)
+
+    def layer_ratios(self, model, ratios: str | None = None, skip: str | None = None,
+                     granularity: str = "filter") -> dict[str, float]:
+        spec = parse_ratios(ratios or self.ratios, self.skip if skip is None else skip)
+        return resolve(spec, model, self.family, granularity, self.input_shape)
+
+    def overrides_for(self, method: str) -> dict:
+        out = {}
+        for pattern, values in self.method_overrides.items():
+            if fnmatch.fnmatchcase(method, pattern):
+                out.update(values)
+        return out
+
+    def budget_label(self) -> str:
+        kind = "reduced CPU budget" if self.reduced else "paper recipe"
+        return f"{kind}: baseline {self.baseline.epochs} ep, fine-tune {self.finetune.epochs} ep"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["baseline"], d["finetune"] = self.baseline.to_dict(), self.finetune.to_dict()
+        d["targets"] = list(self.targets)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str | None = None) -> "Setting":
+        """Build and check a setting from a TOML table or a stored config; every error names
+        ``where`` (the file), the field, the value and what is allowed."""
+        where = where or f"setting {d.get('name', '?') if isinstance(d, dict) else '?'!r}"
+        if not isinstance(d, dict):
+            raise SuiteError(f"{where}: must be a table of setting fields")
+        known = set(cls.__dataclass_fields__)
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        unknown, missing = set(d) - known, required - set(d)
+        if unknown:
+            raise SuiteError(f"{where}: unknown fields {sorted(unknown)}; known: {sorted(known)}")
+        if missing:
+            raise SuiteError(f"{where}: missing fields {sorted(missing)}; required: {sorted(required)}")
+        d = dict(d)
+        for section, make in (("baseline", Recipe.from_dict), ("finetune", Recipe.from_dict),
+                              ("prune", PruneRecipe.from_dict)):
+            if section in d:
+                try:
+                    d[section] = make(d[section])
+                except SuiteError as e:
+                    raise SuiteError(f"{where}: [{section}] {e}") from None
+        targets = d.get("targets", [])
+        if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
+            raise SuiteError(f"{where}: targets = {targets!r}: must be a list of ratio strings like [\"0.5\", \"0.9\"]")
+        d["targets"] = tuple(targets)
+        s = cls(**d)
+        try:
+            s.validate()
+        except SuiteError as e:
+            raise SuiteError(f"{where}: {e}") from None
+        return s
+
+    def validate(self) -> None:
+        """Type and range of every field, then the ratio strings against the model."""
+        def bad(field, allowed):
+            raise SuiteError(f"{field} = {getattr(self, field)!r}: must be {allowed}")
+
+        if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
+            bad("name", "1-100 letters, digits and . _ + - (not starting with . _ + -), e.g. \"my-cnn4\"")
+        if not isinstance(self.dataset, str) or not (self.dataset in DATASET_INFO
+                                                     or userdata.is_user_dataset(self.dataset)):
+            bad("dataset", f"one of {', '.join(DATASET_INFO)}, or imagefolder:PATH, torchvision:CLASS, "
+                           f"path/to/file.py:factory")
+        if not isinstance(self.model, str):
+            bad("model", "a model name, torchvision:NAME, timm:NAME or path/to/file.py:factory")
+        zoo.get(self.at_root(self.model))
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            bad("data_dir", "a folder path")
+        if self.data_options and self.dataset in DATASET_INFO:
+            bad("data_options", f"empty: {self.dataset} has the paper's normalisation (options are for user data)")
+        userdata.check_options(self.data_options)
+        for f in ("ratios", "skip", "description"):
+            if not isinstance(getattr(self, f), str):
+                bad(f, "a string" + (', e.g. ratios = "0.5" or "[1-15:0.7]"' if f == "ratios" else ""))
+        if not isinstance(self.baseline, Recipe) or not isinstance(self.finetune, Recipe):
+            raise SuiteError("baseline and finetune must be recipes (tables with epochs, batch_size, lr)")
+        if not isinstance(self.prune, PruneRecipe):
+            bad("prune", "a table of PruneRecipe fields")
+        if not isinstance(self.reduced, bool):
+            bad("reduced", "true or false")
+        if not is_int(self.val_size) or self.val_size < 1:
+            bad("val_size", "an integer >= 1")
+        if self.train_limit is not None and (not is_int(self.train_limit) or self.train_limit < 1):
+            bad("train_limit", "an integer >= 1 (leave it out to train on every image)")
+        if self.test_limit is not None and (not is_int(self.test_limit) or self.test_limit < 1):
+            bad("test_limit", "an integer >= 1 (leave it out to measure on every test image)")
+        self._check_overrides()
+        model = self.build_model()
+        for f, r in [("ratios", self.ratios)] + [("targets", t) for t in self.targets]:
+            try:
+                self.layer_ratios(model, r)
+            except SuiteError as e:
+                raise SuiteError(f"{f} {r!r}{' with skip ' + repr(self.skip) if self.skip else ''}: {e}") from None
+
+    def _check_overrides(self) -> None:
+        """Each pattern must name a method and its values must be valid hyperparameters of it."""
+        from methods import registry
+        if not isinstance(self.method_overrides, dict):
+            raise SuiteError(f"method_overrides = {self.method_overrides!r}: must be a table "
+                             f"{{method pattern: {{field: value}}}}")
+        for pattern, values in self.method_overrides.items():
+            names = registry.names(pattern)
+            if not names or not isinstance(values, dict):
+                raise SuiteError(f"method_overrides.{pattern} = {values!r}: must be a table {{field: value}} "
+                                 f"under a pattern matching a method ('suite list methods')")
+            for m in names:
+                cls = registry.get(m).Hparams
+                cls.from_dict({**cls().to_dict(), **values}, where=f"method_overrides.{pattern} ({m})")
+
+
+CIFAR_FT = {0: 0.01, 60: 0.001, 90: 0.0001}
+CIFAR_BASE = {0: 0.1, 100: 0.01, 150: 0.001}
+GREG_CIFAR = {"greg*": {"update_interval": 10, "stabilize_iters": 10_000}}
+GREG_IMAGENET = {"greg*": {"update_interval": 5, "stabilize_iters": 40_000}}
+
+SETTINGS: dict[str, Setting] = {}
+
+
+def _add(s: Setting) -> None:
+    SETTINGS[s.name] = s
+
+
+_add(Setting(
+    "cifar10-resnet56", "cifar10", "resnet56", "[0,0.75,0.75,0.32,0]",
+    baseline=Recipe(200, 128, CIFAR_BASE), finetune=Recipe(120, 128, CIFAR_FT),
+    prune=PruneRecipe(batch_size=128), method_overrides=GREG_CIFAR,
+    targets=("[0,0.5,0.5,0.5,0]", "[0,0.7,0.7,0.7,0]", "[0,0.9,0.9,0.9,0]"),
+    description="GReg paper Table 2: ResNet-56 on CIFAR-10 at 2.55x"))
+_add(Setting(
+    "cifar100-vgg19", "cifar100", "vgg19", "[1-15:0.7]",
+    baseline=Recipe(200, 256, CIFAR_BASE), finetune=Recipe(120, 256, CIFAR_FT),
+    prune=PruneRecipe(batch_size=256), method_overrides=GREG_CIFAR,
+    targets=("[1-15:0.5]", "[1-15:0.8]", "[1-15:0.9]"),
+    description="GReg paper Table 2: VGG-19 on CIFAR-100 at 8.84x"))
+_IMAGENET_FT = Recipe(90, 256, {0: 0.01, 30: 0.001, 60: 0.0001, 75: 0.00001}, weight_decay=1e-4)
+_IMAGENET_BASE = Recipe(90, 256, {0: 0.1, 30: 0.01, 60: 0.001}, weight_decay=1e-4)
+_add(Setting(
+    "imagenet-resnet34", "imagenet", "resnet34", "[0,0.5,0.6,0.4,0,0]", skip="[1.0,2.0,2.3,3.0,3.5]",
+    baseline=_IMAGENET_BASE, finetune=_IMAGENET_FT, prune=PruneRecipe(weight_decay=1e-4),
+    method_overrides=GREG_IMAGENET, description="GReg paper: ResNet-34 on ImageNet at 1.32x"))
+_add(Setting(
+    "imagenet-resnet50", "imagenet", "resnet50", "[0,0.6,0.6,0.6,0.21,0]",
+    baseline=_IMAGENET_BASE, finetune=_IMAGENET_FT, prune=PruneRecipe(weight_decay=1e-4),
+    method_overrides=GREG_IMAGENET,
+    targets=("[0,0.3,0.3,0.3,0.14,0]", "[0,0.74,0.74,0.6,0.21,0]", "[0,0.68,0.68,0.68,0.5,0]"),
+    description="GReg paper: ResNet-50 on ImageNet at 2.31x (and 1.49x, 2.56x, 3.06x)"))
+
+# CPU settings. GReg's penalty must grow to its ceiling (tau/delta updates) before removal is
+# nearly harmless; at K_u = 1 that is 10k iterations, minutes on these nets, not hours.
+_add(Setting(
+    "fmnist-cnn4", "fashion-mnist", "cnn4", "0.7",
+    baseline=Recipe(8, 128, {0: 0.05, 5: 0.005}), finetune=Recipe(3, 128, {0: 0.01, 2: 0.001}),
+    prune=PruneRecipe(batch_size=64, max_iters=20_000),
+    method_overrides={"greg*": {"update_interval": 1, "stabilize_iters": 500}},
+    targets=("0.5", "0.9"), reduced=True, val_size=5000,
+    description="CPU default: 4-conv net (3.7 M MACs) on Fashion-MNIST, convs 1-3 pruned"))
+_add(Setting(
+    "cifar10jpg-resnet20", "cifar10-jpg", "resnet20", "[0,0.5,0.5,0.5,0]",
+    baseline=Recipe(30, 128, {0: 0.1, 15: 0.01, 25: 0.001}), finetune=Recipe(10, 128, {0: 0.01, 6: 0.001}),
+    prune=PruneRecipe(batch_size=64, max_iters=20_000),
+    method_overrides={"greg*": {"update_interval": 1, "stabilize_iters": 1000}},
+    targets=("[0,0.9,0.9,0.9,0]",), reduced=True,
+    description="CPU: ResNet-20 on the CIFAR-10 JPEG copy"))
+
+DEFAULT_SETTING = "fmnist-cnn4"
+
+
+@functools.lru_cache(maxsize=64)
+def _user_info(dataset: str, data_dir: str | None) -> tuple[tuple[int, int, int], int]:
+    """Shape and classes of a user dataset, once per process (a torchvision class is decoded to know)."""
+    i = userdata.info(dataset, data_dir)
+    return i.input_shape, i.num_classes
+
+
+def get_setting(name_or_file: str, data_dir: str | None = None) -> Setting:
+    """A named setting, or a TOML file describing one (same fields as :class:`Setting`; relative
+    paths in it start from the file's folder). ``data_dir`` (``--data-dir``) replaces the file's."""
+    if name_or_file in SETTINGS:
+        return SETTINGS[name_or_file]
+    path = Path(name_or_file)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise SuiteError(f"setting file {path} does not exist")
+        try:
+            table = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise SuiteError(f"setting file {path} is not valid TOML: {e}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise SuiteError(f"setting file {path} cannot be read ({type(e).__name__}): check it is a "
+                             f"readable UTF-8 text file") from None
+        if isinstance(table, dict):
+            table.setdefault("root", str(path.resolve().parent))
+            if data_dir is not None:
+                table["data_dir"] = str(Path(data_dir).resolve())
+        return Setting.from_dict(table, where=f"setting file {path}")
+    import difflib
+    close = difflib.get_close_matches(name_or_file, SETTINGS, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise SuiteError(f"unknown setting {name_or_file!r}{hint}; known: {', '.join(SETTINGS)}; "
+                     f"or pass a .toml file")
+
+
+def with_ratios(setting: Setting, ratios: str | None, skip: str | None = None) -> Setting:
+    """The setting with another target; checked against the model right away."""
+    if ratios is None and skip is None:
+        return setting
+    s = replace(setting, ratios=ratios or setting.ratios, skip=setting.skip if skip is None else skip)
+    s.layer_ratios(s.build_model())
+    return s

@@ -1,0 +1,126 @@
+"""Run folders named by content hash, atomic writes, and a lock per job.
+
+A job's folder is ``runs/<setting>/<method>/<hash>/``; the hash covers everything that changes
+the result, so a finished job is found instead of recomputed, and a killed one resumes from the
+checkpoints inside its folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import hashlib
+import io
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from suite.errors import SuiteError
+
+# Bump when the training recipe's code changes results (loop, data order, augmentation, models):
+# every cached baseline and run then gets a new hash and is recomputed.
+RECIPE_VERSION = 1
+
+
+def content_hash(obj) -> str:
+    """A short, stable hash of a JSON-able object (keys sorted)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SuiteError(f"{path} is unreadable ({e}); delete its run folder to recompute it") from None
+
+
+def read_json_object(path: Path) -> dict:
+    """``path``'s JSON object, or ``{}`` when it is missing, not JSON or not an object (a list, a
+    number, null): for readers of the store that skip what they cannot read (writes are atomic, so
+    a damaged file means someone edited it) rather than stop, as pages and listings do. Every
+    record the suite writes is an object, so an empty dict is how a reader recognises "nothing"."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(path, buf.getvalue())
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, wait: bool = True):
+    """An exclusive fcntl lock on the file ``path`` (created if missing), released on exit or death.
+
+    Yields True when held; with ``wait=False`` yields False at once if another process holds it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def job_lock(folder: Path, wait: bool = True):
+    """An exclusive lock on a run or baseline ``folder`` (its .lock file): one worker per job."""
+    with file_lock(folder / ".lock", wait) as held:
+        yield held
+
+
+def check_writable(folder: Path, what: str = "runs dir", option: str = "--runs-dir") -> None:
+    """Create ``folder`` if needed and prove a file can be written there, or a one-line error."""
+    if folder.exists() and not folder.is_dir():
+        raise SuiteError(f"{what} {folder} is a file, not a folder: pass {option} DIR")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise SuiteError(f"{what} {folder} is not writable ({e.strerror}): pass {option} DIR") from None
+
+
+def code_version() -> str:
+    """The git commit of the suite's checkout (with '+dirty' when modified), or 'unknown'."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (commit + ("+dirty" if dirty else "")) if commit else "unknown"

@@ -1,0 +1,232 @@
+"""Stored runs as one pandas table, their aggregation over seeds, and the summary ``suite run`` prints."""
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pandas as pd
+
+from suite.errors import SuiteError
+from suite.training.numerics import Numerics
+from suite.store.files import read_json_object
+
+# What `suite results` prints by default (the frame holds more).
+TABLE_COLUMNS = ["setting", "method", "seed", "status", "protocol", "numerics", "ratios", "eval_split", "top1",
+                 "baseline_top1", "acc_before_removal", "acc_after_removal", "params", "speedup",
+                 "latency_speedup", "reg_iters", "finetune_epochs", "samples", "train_macs", "capped",
+                 "training_code", "hparams_source", "error"]
+
+
+def load_runs(runs_dir: Path) -> pd.DataFrame:
+    """Every ``result.json`` under ``runs_dir`` (baselines excluded) as one row; unreadable files
+    are skipped (writes are atomic, so a damaged file means someone edited it)."""
+    rows = []
+    for path in sorted(Path(runs_dir).glob("*/*/*/result.json")):
+        r = read_json_object(path)
+        if r:
+            rows.append(result_row(r, path.parent))
+    return pd.DataFrame(rows)
+
+
+def _processor(run: Path) -> str:
+    """The CPU (or GPU) model that pruned and fine-tuned a run, from its ``config.json``: training is
+    bit-exact on one CPU model only, so a page says which trained its rows (runs stored before the
+    processor was recorded say "an unrecorded processor")."""
+    return str(read_json_object(run / "config.json").get("processor") or "an unrecorded processor")
+
+
+def result_row(r: dict, run: Path) -> dict:
+    """One stored result as one flat row (``run`` is its folder). Runs stored before latency
+    spread was recorded have no ``latency_lo/hi`` (NaN) and an unknown ``latency_noisy`` (None)."""
+    b = r.get("budget", {})
+    lat = r.get("latency", {}).get("batch64", {})
+    return {
+        "setting": r.get("setting"), "method": r.get("method"), "seed": r.get("seed"),
+        "status": r.get("status"), "error": r.get("error", ""), "ratios": r.get("ratios"),
+        "skip": r.get("skip", ""), "protocol": r.get("protocol", "paper"),
+        "numerics": numerics_label(r),
+        "eval_split": r.get("eval_split", "test"), "top1": r.get("top1"),
+        "baseline_top1": r.get("baseline_top1"), "baseline_key": r.get("baseline_key", ""),
+        "baseline_name": baseline_name(r),
+        "params": r.get("params"), "granularity": r.get("granularity", "filter"),
+        "nonzero_params": r.get("nonzero_params"), "sparsity": r.get("weight_sparsity"),
+        "baseline_params": r.get("baseline_params"), "flops": r.get("flops"), "speedup": r.get("speedup"),
+        "latency_speedup": r.get("latency_speedup"), "latency_device": lat.get("device"),
+        "latency_lo": lat.get("speedup_lo", float("nan")), "latency_hi": lat.get("speedup_hi", float("nan")),
+        "latency_noisy": lat.get("noisy"),
+        "acc_before_removal": r.get("acc_before_removal"), "acc_after_removal": r.get("acc_after_removal"),
+        "reg_iters": b.get("reg_iters"), "finetune_epochs": b.get("finetune_epochs"),
+        "wall_seconds": r.get("wall_seconds"),
+        "samples": b.get("samples"), "samples_x_train": b.get("samples_x_train"),
+        "train_macs": b.get("train_macs"), "capped": _capped(r),
+        "training_code": r.get("training_code") or "unrecorded",
+        "hparams": json.dumps(r.get("hparams", {}), sort_keys=True), "hparams_source": r.get("hparams_source", ""),
+        "data_label": r.get("data_label"), "data_fingerprint": r.get("data_fingerprint"),
+        "code_version": r.get("code_version"), "reduced": r.get("reduced_budget"),
+        "mag_ratio": _min_ratio(r), "finished_at": r.get("finished_at"), "run": str(run), "processor": _processor(run),
+    }
+
+
+def baseline_name(r: dict) -> str:
+    """How a run's starting point is named to a reader: the trained baseline's seed (runs stored
+    before baseline_seed was recorded all used seed 0), or an own --baseline file's digest; a
+    baseline trained in another precision than fp32 says so (it is another baseline)."""
+    key = r.get("baseline_key", "")
+    if key.startswith("user-"):
+        return f"own baseline {key[5:13]}"
+    numerics = numerics_label(r)
+    return f"baseline seed {r.get('baseline_seed', 0)}" + ("" if numerics == "fp32" else f" ({numerics})")
+
+
+def numerics_label(r: dict) -> str:
+    """A run's precision and layout as pages name it (``fp32`` for runs stored before the options);
+    a hand-edited record with a precision the suite does not know is shown as such, not trusted."""
+    try:
+        return Numerics.from_record(r).label()
+    except SuiteError:
+        return f"unknown precision {str(r.get('precision'))[:40]!r}"
+
+
+def _capped(r: dict) -> bool:
+    """The method's own training stopped at the setting's cap before its schedule was done (runs
+    stored before the harness recorded it: the method's own ``capped_before_done`` flag)."""
+    b = r.get("budget", {})
+    return bool(b.get("capped", r.get("method_info", {}).get("capped_before_done", False)))
+
+
+def _min_ratio(r: dict):
+    ratios = [v for v in (r.get("method_info", {}).get("mag_ratio") or {}).values() if v is not None]
+    return min(ratios) if ratios else None
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and n over seeds per (setting, baseline, precision, granularity, ratios, skip,
+    protocol, method, hparams): a sparsity of 0.9 is another target than 90 % of the filters; runs
+    that started from different baselines or ran in another precision or layout are never averaged
+    together (a row's label names a precision other than fp32). The one aggregation
+    behind both the summary ``suite run`` prints and the leaderboard pages.
+
+    Latency: the mean speedup, the mean of each run's quartile range (``latency_lo/hi``, NaN when
+    a run predates recorded spread) and ``latency_noisy``: True when any run was noisy, None when
+    no run recorded it.
+    """
+    keys = ["setting", "baseline_key", "numerics", "granularity", "ratios", "skip", "protocol", "method", "hparams",
+            "hparams_source", "training_code", "current", "capped"]  # a capped schedule is another computation: never averaged in
+    runs = runs.assign(protocol=protocol_of(runs), current=current_code(runs))
+    runs = runs.assign(latency_noisy=[float("nan") if v is None or v != v else float(v) for v in runs.latency_noisy])
+    g = runs.groupby(keys, sort=False, dropna=False)
+    out = g.agg(top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"),
+                baseline_top1=("baseline_top1", "mean"), baseline_name=("baseline_name", "first"),
+                params=("params", "mean"), nonzero_params=("nonzero_params", "mean"), sparsity=("sparsity", "mean"),
+                baseline_params=("baseline_params", "mean"), speedup=("speedup", "mean"),
+                latency_speedup=("latency_speedup", "mean"), latency_device=("latency_device", "first"),
+                latency_lo=("latency_lo", lambda v: v.mean(skipna=False)),
+                latency_hi=("latency_hi", lambda v: v.mean(skipna=False)),
+                latency_noisy=("latency_noisy", "max"),
+                reg_iters=("reg_iters", "mean"), finetune_epochs=("finetune_epochs", "mean"),
+                wall_seconds=("wall_seconds", "mean"),
+                samples=("samples", "mean"), samples_x_train=("samples_x_train", "mean"),
+                train_macs=("train_macs", "mean"),
+                before_removal=("acc_before_removal", "mean"), after_removal=("acc_after_removal", "mean"),
+                mag_ratio=("mag_ratio", "mean"), runs=("run", list), top1_values=("top1", list),
+                processors=("processor", list)).reset_index()
+    out["latency_noisy"] = out.latency_noisy.map(lambda v: None if v != v else bool(v))
+    out["label"] = [label(m, src) + ("" if num == "fp32" else f" [{num}]") + ("" if cur else " [older training code]")
+                    + (" [capped]" if cap else "")
+                    for m, src, num, cur, cap in zip(out.method, out.hparams_source, out.numerics, out.current,
+                                                     out.capped)]
+    out["delta"] = out.top1_mean - out.baseline_top1
+    out["param_reduction"] = out.baseline_params / out.params
+    out["nonzero_reduction"] = out.baseline_params / out.nonzero_params  # NaN for filter pruning
+    return out
+
+
+def protocol_of(frame: pd.DataFrame) -> pd.Series:
+    """The budget protocol as a page states it. ``total`` runs stored before samples were counted
+    matched *iterations* across batch sizes (not equal): they are named so, never called equal."""
+    legacy = (frame.protocol == "total") & frame.samples.isna()
+    return frame.protocol.where(~legacy, "total-iterations (legacy, unequal samples)")
+
+
+def current_code(frame: pd.DataFrame) -> pd.Series:
+    """True where a run was trained by today's training code for its method."""
+    from methods import registry
+    from suite.store.fingerprint import training_code
+    known = set(registry.names())
+    today = {m: training_code(type(registry.get(m))) for m in set(frame.method) if m in known}
+    return pd.Series([today.get(m) == c for m, c in zip(frame.method, frame.training_code)], index=frame.index)
+
+
+def label(method: str, hparams_source: str) -> str:
+    """How a row is named: a method with tuned or user-given hyperparameters is another entry than
+    the same method with its defaults, and must not share its row, its best mark or its series."""
+    if not hparams_source or hparams_source == "default":
+        return method
+    return f"{method} (tuned)" if hparams_source.startswith("tuned") else f"{method} (own hparams)"
+
+
+def latency_text(speedup: float, lo: float, hi: float, noisy) -> str:
+    """``1.51x [1.30-1.70]`` with the quartile range, ``noisy`` appended when flagged; runs stored
+    before spread was recorded say so instead of showing a bare number as if it were exact."""
+    if lo != lo or hi != hi:
+        return f"{speedup:.2f}x [no spread]"
+    return f"{speedup:.2f}x [{lo:.2f}-{hi:.2f}]" + (" noisy" if noisy else "")
+
+
+def format_summary(agg: pd.DataFrame, runs_dir: Path | None = None) -> str:
+    """The table printed at the end of ``suite run``: one table per target, then where the runs
+    are and the command that turns them into pages."""
+    if agg.empty:
+        return "no finished runs"
+    lines = []
+    for (setting, granularity, ratios, protocol, key, numerics), part in agg.groupby(
+            ["setting", "granularity", "ratios", "protocol", "baseline_key", "numerics"], sort=False, dropna=False):
+        weights = granularity == "weight"
+        lines.append(f"{setting}  target {ratios}{' (unstructured: weight sparsity)' if weights else ''}  "
+                     f"budget protocol: {protocol}  precision {numerics}  "
+                     f"{part.baseline_name.iloc[0]}: top-1 {part.baseline_top1.iloc[0]:.2f}")
+        # masked weights still cost their FLOPs: unstructured rows show what they remove instead
+        size = ({"non-zero params": part.nonzero_params.map(lambda p: f"{round(p):,}"),
+                 "sparsity": part.sparsity.map(lambda x: f"{100 * x:.1f}%")} if weights else
+                {"params": part.params.map(lambda p: f"{round(p):,}"),
+                 "FLOPs x": part.speedup.map(lambda x: f"{x:.2f}x")})
+        table = pd.DataFrame({
+            "method": part.label,
+            "top-1 mean (n)": [_mean_spread(m, s, n) for m, s, n in zip(part.top1_mean, part.top1_std, part.n)],
+            "vs baseline": part.delta.map(lambda d: f"{d:+.2f}"),
+            "before/after removal": [f"{b:.1f} / {a:.1f}" for b, a in zip(part.before_removal, part.after_removal)],
+            **size,
+            "latency x [IQR range]": [latency_text(*v) for v in zip(part.latency_speedup, part.latency_lo,
+                                                                    part.latency_hi, part.latency_noisy)],
+            "samples (own)": [_samples(t, r) for t, r in zip(part.samples, part.reg_iters)],
+            "wall time": part.wall_seconds.map(_duration),
+        })
+        lines.append(table.to_string(index=False))
+        lines.append("")
+    if runs_dir is not None:
+        lines.append(f"runs stored in {runs_dir}")
+        lines.append(f"next: suite leaderboard --runs-dir {shlex.quote(str(runs_dir))}  (pages with charts in "
+                     f"leaderboards/; --out DIR elsewhere)")
+    return "\n".join(lines).rstrip()
+
+
+def _samples(total, own_iters) -> str:
+    """Training samples after the baseline (own training + fine-tuning), the method's own
+    iterations in brackets; ``?`` for runs stored before samples were counted."""
+    if total is None or total != total:
+        return "?"
+    return f"{int(total):,} ({int(own_iters):,} it own)" if own_iters else f"{int(total):,}"
+
+
+def _duration(seconds) -> str:
+    """Mean wall time per job, ``1h02m`` / ``4m05s`` / ``12s``; ``?`` when not recorded."""
+    if seconds is None or seconds != seconds:
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def _mean_spread(mean: float, std: float, n: int) -> str:
+    """``mean +- std (n=N)``; one seed has no spread, so none is shown (a ``+- 0.00`` would claim one)."""
+    return f"{mean:.2f} (n={n})" if n < 2 else f"{mean:.2f} +- {std:.2f} (n={n})"
