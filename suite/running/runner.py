@@ -1,15 +1,12 @@
-"""Running jobs (planned by ``suite.spec.plan``) into stored runs.
+"""Running jobs (planned by ``suite.spec.plan``) into stored runs: the Runner schedules, locks
+and records; the phases themselves are ``suite.running.pipeline``.
 
-Every job starts from the setting's shared baseline, lets the method choose what goes, applies
-the choice with the one surgery, fine-tunes with the setting's recipe and measures. A job is
-named by the hash of what defines its result, so a finished job is never recomputed and a killed
-one resumes from the checkpoints in its folder. The harness counts every sample a method's own
-passes consume, so budgets are measured, not declared.
+A job is named by the hash of its run description (``suite.spec.run``), so a finished job is never
+recomputed and a killed one resumes from the checkpoints in its folder; a job another process
+holds is waited for or passed over; a failure is recorded with its message and the others go on.
 """
 from __future__ import annotations
 
-import copy
-import itertools
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -18,23 +15,17 @@ from pathlib import Path
 
 import torch
 
-from methods import registry
-from methods.base import Pruning, PruneTask
 from suite.data import datasets
-from suite.training.baseline import Baseline, get_baseline
 from suite.data.datasets import Data
 from suite.errors import SuiteError
-from suite.store.fingerprint import training_code
-from suite.models.groups import prunable_groups
-from suite.measure.metrics import count_flops, count_params, latency, latency_record, processor
-from suite.training.numerics import compile_failure
-from suite.models.nets import example_input
-from suite.spec.plan import SMOKE_STEPS, Job, extra_finetune_steps, layer_ratios, prune_cap
+from suite.measure.metrics import processor
+from suite.running import pipeline
+from suite.running.pipeline import Workspace
+from suite.spec.plan import Job, extra_finetune_steps
 from suite.spec.settings import Setting
-from suite.models.zoo import GENERIC
 from suite.store.files import code_version, job_lock, read_json, write_csv, write_atomic, write_json
-from suite.models.surgery import MaskKeeper, remove_filters, sparsity
-from suite.training.loop import evaluate, load_checkpoint, save_atomic, train
+from suite.store.fingerprint import training_code
+from suite.training.baseline import Baseline, get_baseline
 
 
 @dataclass
@@ -85,7 +76,7 @@ class Runner:
 
     @staticmethod
     def is_stale(job: Job, result: dict) -> bool:
-        return result.get("training_code") != training_code(type(registry.get(job.method)))
+        return result.get("training_code") != training_code(type(job.impl))
 
     def run(self, job: Job, propagate: tuple[type[BaseException], ...] = ()) -> JobResult:
         """Run (or find) one job. Exceptions of the ``propagate`` types (a trial pruner's stop) are
@@ -120,7 +111,8 @@ class Runner:
             try:
                 base = self.baseline(job)  # trained once, shared: not part of this job's wall time
                 t0 = time.time()
-                result = self._execute(job, base, folder, log)
+                result = pipeline.execute(Workspace(job, self.data, self.device, folder, self.eval_split,
+                                                    self.on_epoch_end), base, log)
                 result["status"] = "smoke" if job.smoke else "done"
             except propagate as e:
                 write_json(folder / "result.json", {**self._record(job), "status": "stopped",
@@ -167,149 +159,8 @@ class Runner:
                 "ratios": self.setting.ratios, "skip": self.setting.skip, "protocol": job.protocol,
                 "data_fingerprint": self.data.fingerprint, "data_label": self.data.label,
                 "reduced_budget": self.setting.reduced, "eval_split": self.eval_split,
-                "code_version": code_version(), "training_code": training_code(type(registry.get(job.method))),
+                "code_version": code_version(), "training_code": training_code(type(job.impl)),
                 **job.numerics.record()}
-
-    # ------------------------------------------------------------------ the phases
-    def _execute(self, job: Job, base: Baseline, folder: Path, log: list) -> dict:
-        s, dev, numerics = self.setting, self.device, job.numerics
-        method = registry.get(job.method)
-        hp = method.Hparams.from_dict(job.hparams)
-        model = copy.deepcopy(base.model).to(dev)
-        shape = s.input_shape
-        example = example_input(shape[0], shape[1:])
-
-        # prune: the method's choice (and its own training), stored so a restart skips it
-        pruned_file = folder / "pruned.pt"
-        if pruned_file.exists():
-            saved = load_checkpoint(pruned_file)
-            model.load_state_dict(saved["model"])
-            choice = Pruning(saved["filters"], saved["masks"], info=saved["info"])
-            acc_before, reg_log, own = saved["acc_before_removal"], saved["log"], saved["own"]
-        else:
-            torch.manual_seed(job.seed)
-            choice, reg_log, own = self._prune(method, model, hp, job, folder, example)
-            acc_before = self._top1(model, numerics)
-            save_atomic({"model": model.state_dict(), "filters": choice.filters, "masks": choice.masks,
-                         "info": choice.info, "acc_before_removal": acc_before, "log": reg_log, "own": own},
-                        pruned_file)
-        log += reg_log
-
-        # apply: one surgery for every method
-        keeper = None
-        if choice.filters is not None:
-            remove_filters(model, choice.filters, example, coupled=s.family == GENERIC)
-            model.to(dev)
-        else:
-            keeper = MaskKeeper(model, choice.masks)
-        acc_after = self._top1(model, numerics)
-
-        # fine-tune: the setting's recipe, identical for every method
-        ft = s.finetune
-        ft_steps = ft.epochs * self.data.batches_per_epoch(ft.batch_size)
-        if job.smoke:
-            ft_steps = min(ft_steps, SMOKE_STEPS)
-        ft_steps += extra_finetune_steps(job, own["samples"], ft_steps)
-        outcome = train(model, self.data, lr=ft.lr_at, batch_size=ft.batch_size, momentum=ft.momentum,
-                        weight_decay=ft.weight_decay, device=dev, seed=job.seed, stream="finetune",
-                        total_steps=ft_steps, hooks=(keeper,) if keeper else (), checkpoint=folder / "finetune.ckpt",
-                        desc=f"{job.method} fine-tune", eval_split=self.eval_split, on_epoch_end=self.on_epoch_end,
-                        numerics=numerics)
-        log += outcome.history
-
-        # measure: accuracy in the run's numerics; size and latency of the fp32, contiguous, eager model
-        final = evaluate(model, self.data.eval_batches("test", 500, dev), dev, numerics)
-        val = (evaluate(model, self.data.eval_batches("val", 500, dev), dev, numerics)
-               if self.eval_split == "val" else None)
-        base_model = base.model
-        for m in (base_model, model):
-            m.to(memory_format=torch.contiguous_format)
-        params0, flops0 = count_params(base_model), count_flops(base_model, shape)
-        params, flops = count_params(model), count_flops(model, shape)
-        lat = {}
-        for batch in (1, 64):
-            repeats = 3 if job.smoke else 20
-            b = latency(base_model, shape, batch, dev, warmup=2 if job.smoke else 5, repeats=repeats)
-            p = latency(model, shape, batch, dev, warmup=2 if job.smoke else 5, repeats=repeats)
-            lat[f"batch{batch}"] = latency_record(b, p)
-        ft_samples = outcome.steps * ft.batch_size
-        samples = own["samples"] + ft_samples
-        result = {
-            "top1": final["top1"], "top5": final["top5"], "baseline_top1": base.top1, "baseline_key": base.key,
-            "baseline_sha256": base.digest, "acc_before_removal": acc_before, "acc_after_removal": acc_after,
-            "params": params, "flops": flops, "baseline_params": params0, "baseline_flops": flops0,
-            "speedup": flops0 / flops, "latency_speedup": lat["batch64"]["speedup"], "latency": lat,
-            "granularity": method.granularity,
-            "budget": {
-                "protocol": job.protocol, "reg_iters": own["iters"], "own_samples": own["samples"],
-                "planned_own_iters": job.planned_prune_iters(), "capped": own["capped"],
-                "finetune_iters": outcome.steps, "finetune_epochs": outcome.epochs_done,
-                "finetune_samples": ft_samples, "samples": samples,
-                "samples_x_train": samples / len(self.data.train) if self.data.train is not None else None,
-                # training compute: forward + backward ~ 3 x the forward multiply-adds (FLOPs / 2) of
-                # the model as it was: whole during the method's own training, pruned while fine-tuning
-                "train_macs": 3 * (flops0 // 2 * own["samples"] + flops // 2 * ft_samples),
-                "total_samples_target": job.total_samples},
-            "method_info": choice.info, "finetune_seconds": outcome.seconds,
-        }
-        if val is not None:
-            result["val_top1"] = val["top1"]
-        if compile_failure(model):
-            result["compile_failure"] = compile_failure(model)
-        if choice.filters is not None:
-            result["pruned_filters"] = choice.filters
-        else:
-            zeros = sum(int((1 - m).sum()) for m in choice.masks.values())
-            result["sparsity"] = sparsity(model, choice.masks)
-            result["nonzero_params"] = params - zeros
-            # the achieved sparsity over every weight the method could mask (what a target of 0.9 means)
-            result["weight_sparsity"] = zeros / sum(m.numel() for m in choice.masks.values())
-        save_atomic(model.state_dict(), folder / "model.pt")
-        for ckpt in ("finetune.ckpt", "regularize.ckpt"):
-            (folder / ckpt).unlink(missing_ok=True)
-        return result
-
-    def _prune(self, method, model, hp, job: Job, folder: Path, example):
-        """Let the method choose, counting every sample its own passes consume (the harness counts,
-        so a method cannot under-report its budget) and whether a pass ran into the cap."""
-        s, dev = self.setting, self.device
-        reg_log: list[dict] = []
-        cap = prune_cap(s, job.smoke)
-        own = {"iters": 0, "samples": 0, "capped": not job.schedule_fits()}
-
-        def run_phase(hooks, desc, log_every=None, log_extra=None):
-            outcome = train(model, self.data, lr=lambda e: s.prune.lr, batch_size=s.prune.batch_size,
-                            momentum=s.prune.momentum, weight_decay=s.prune.weight_decay, device=dev,
-                            seed=job.seed, stream="regularize", total_steps=cap, hooks=hooks,
-                            checkpoint=folder / "regularize.ckpt", eval_split=None, desc=desc,
-                            log_every=log_every, log_extra=log_extra, expected_steps=job.planned_prune_iters() or None,
-                            numerics=job.numerics)
-            reg_log.extend(outcome.history)
-            own["iters"] += outcome.steps
-            own["samples"] += outcome.steps * s.prune.batch_size
-            own["capped"] |= bool(hooks) and not outcome.stopped_by_hook
-            return outcome
-
-        def batches(n):
-            stream = itertools.chain.from_iterable(
-                self.data.train_batches(s.prune.batch_size, job.seed, e, dev, stream="regularize")
-                for e in itertools.count())
-            for x, y in itertools.islice(stream, n):
-                own["iters"] += 1
-                own["samples"] += len(y)
-                yield x, y
-
-        ratios = layer_ratios(s, method.granularity)
-        groups = {}
-        if s.family == GENERIC and method.granularity == "filter":
-            groups = {n: g for n, g in prunable_groups(model, example).items() if n in ratios}
-        task = PruneTask(layer_ratios=ratios, device=dev, seed=job.seed, max_iters=cap, train=run_phase,
-                         batches=batches, example=example, groups=groups)
-        return method.prune(model, task, hp), reg_log, own
-
-    def _top1(self, model, numerics) -> float:
-        return evaluate(model, self.data.eval_batches(self.eval_split, 500, self.device), self.device, numerics)["top1"]
-
 
 def _supersede(folder: Path, result: dict) -> None:
     """Move a stale run's files into ``folder/superseded/<its training code>/``: kept, off the pages."""

@@ -18,13 +18,16 @@ Budget protocols:
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import asdict, dataclass
 
 from methods import registry
+from methods.base import Hparams, Method
 from suite.errors import SuiteError
 from suite.training.numerics import FP32, Numerics
+from suite.spec.run import BaselineSpec, BudgetSpec, DataSpec, MethodSpec, ModelSpec, NumericsSpec, RunDescription
 from suite.spec.settings import Setting
 
 SMOKE_STEPS = 20  # every phase of a --smoke run is cut to this many iterations
@@ -62,42 +65,47 @@ class Job:
     total_samples: int | None = None  # under ``total``: the samples after the baseline every row reaches
     numerics: Numerics = FP32  # precision, memory layout, compilation of every pass (suite.training.numerics)
 
+    @functools.cached_property
+    def impl(self) -> Method:
+        """The registered method, looked up once per job."""
+        return registry.get(self.method)
+
+    @functools.cached_property
+    def hp(self) -> Hparams:
+        """The method's hyperparameters, parsed once per job."""
+        return self.impl.Hparams.from_dict(self.hparams)
+
+    def describe(self, data_fingerprint: str) -> RunDescription:
+        """The run description of this job on data with this fingerprint (``suite.spec.run``)."""
+        s, method = self.setting, self.impl
+        from suite.models.zoo import source_digest
+        return RunDescription(
+            data=DataSpec(data_fingerprint, s.dataset, s.train_limit),
+            model=ModelSpec(s.model, layer_ratios(s, method.granularity), method.granularity,
+                            source_digest(s.at_root(s.model))),
+            baseline=(BaselineSpec(weights=self.user_baseline) if self.user_baseline is not None else
+                      BaselineSpec(s.baseline.to_dict(), self.baseline_seed)),
+            method=MethodSpec(self.method, method.defining_hparams(self.hparams),
+                              asdict(s.prune) if method.planned_iters(self.hp) > 0 else None),
+            budget=BudgetSpec(self.protocol, s.finetune.to_dict(),
+                              self.total_samples if self.protocol == "total" else None),
+            numerics=NumericsSpec.of(self.numerics), seed=self.seed, smoke=self.smoke)
+
     def identity(self, data_fingerprint: str) -> dict:
         """Everything that defines the result; its hash names the run folder."""
-        s, method = self.setting, registry.get(self.method)
-        hp = method.Hparams.from_dict(self.hparams)
-        baseline = ({"weights": self.user_baseline} if self.user_baseline is not None else
-                    {"recipe": s.baseline.to_dict(), "seed": self.baseline_seed})
-        ident = {"data": data_fingerprint, "dataset": s.dataset, "train_limit": s.train_limit, "model": s.model,
-                 "layers": layer_ratios(s, method.granularity), "granularity": method.granularity,
-                 "baseline": baseline, "method": self.method, "hparams": method.defining_hparams(self.hparams),
-                 "finetune": s.finetune.to_dict(), "seed": self.seed, "protocol": self.protocol,
-                 "smoke": self.smoke}
-        from suite.models.zoo import source_digest
-        model_code = source_digest(s.at_root(s.model))
-        if model_code is not None:  # a user's model file: its source defines the result too
-            ident["model_code"] = model_code
-        if method.planned_iters(hp) > 0:  # the prune recipe is read only by methods that train
-            ident["prune"] = asdict(s.prune)
-        if self.protocol == "total":
-            ident["total_samples"] = self.total_samples
-        ident.update(self.numerics.identity())  # nothing for fp32, contiguous, eager: stored runs keep their names
-        return ident
+        return self.describe(data_fingerprint).identity()
 
     def folder(self, runs_dir, data_fingerprint: str):
-        from suite.store.files import content_hash
-        return runs_dir / self.setting.name / self.method / content_hash(self.identity(data_fingerprint))
+        return runs_dir / self.setting.name / self.method / self.describe(data_fingerprint).name
 
     def planned_prune_iters(self) -> int:
         """The method's own training iterations, as planned, within the setting's cap."""
-        method = registry.get(self.method)
-        return min(method.planned_iters(method.Hparams.from_dict(self.hparams)), prune_cap(self.setting, self.smoke))
+        return min(self.impl.planned_iters(self.hp), prune_cap(self.setting, self.smoke))
 
     def schedule_fits(self) -> bool:
         """False when the method's planned schedule is longer than the setting's cap (it will stop
         before it is done: such a run is marked capped and not ranked)."""
-        method = registry.get(self.method)
-        return method.planned_iters(method.Hparams.from_dict(self.hparams)) <= prune_cap(self.setting, self.smoke)
+        return self.impl.planned_iters(self.hp) <= prune_cap(self.setting, self.smoke)
 
 
 def resolve_hparams(setting: Setting, method: str, user: dict | None) -> dict:
