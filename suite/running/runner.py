@@ -154,7 +154,8 @@ class Runner:
 
     def _record(self, job: Job) -> dict:
         """What every config and result carries besides the identity: names, provenance, code."""
-        return {"setting": self.setting.name, "method": job.method, "seed": job.seed,
+        return {"setting": self.setting.name, "comparison": job.describe(self.data.fingerprint).comparison(),
+                "method": job.method, "seed": job.seed,
                 "baseline_seed": job.baseline_seed, "hparams": job.hparams, "hparams_source": job.hparams_source,
                 "ratios": self.setting.ratios, "skip": self.setting.skip, "protocol": job.protocol,
                 "data_fingerprint": self.data.fingerprint, "data_label": self.data.label,

@@ -22,6 +22,7 @@ identity, name, comparison key and the reading of stored configs all follow from
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 
 from suite.store.files import content_hash
@@ -60,10 +61,10 @@ class Spec:
     @classmethod
     def from_config(cls, config: dict):
         """The spec a stored config records (a field absent from an older config takes its default)."""
-        values = {}
+        values, types = {}, typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            sub = f.type if isinstance(f.type, type) else _SPECS.get(str(f.type))
-            if sub is not None and issubclass(sub, Spec):
+            sub = types.get(f.name)
+            if isinstance(sub, type) and issubclass(sub, Spec):
                 values[f.name] = sub.from_config(config)
             else:
                 key = f.metadata.get("key") or f.name
@@ -170,5 +171,3 @@ class RunDescription(Spec):
         budget and numerics; any method, hyperparameters and seed."""
         return content_hash(dict(self._entries(comparison=True)))
 
-
-_SPECS = {c.__name__: c for c in (DataSpec, ModelSpec, BaselineSpec, MethodSpec, BudgetSpec, NumericsSpec)}
