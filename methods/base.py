@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -37,7 +38,7 @@ class Hparams:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "hparams") -> "Hparams":
+    def from_dict(cls, d: dict, where: str = "hparams") -> Hparams:
         """Build from a dict, refusing unknown fields and wrong types with a one-line error."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - set(fields))
@@ -74,7 +75,7 @@ class Hparams:
         return {f.name: f.metadata["space"] for f in dataclasses.fields(cls) if "space" in f.metadata}
 
     @classmethod
-    def suggest(cls, trial, base: "Hparams | None" = None, space: dict | None = None) -> "Hparams":
+    def suggest(cls, trial, base: Hparams | None = None, space: dict | None = None) -> Hparams:
         """Draw hyperparameters from an Optuna trial over ``space`` (default: the class's own)."""
         base = base or cls()
         values = base.to_dict()

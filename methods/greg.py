@@ -1,4 +1,4 @@
-"""GReg-1 and GReg-2 (Wang et al., ICLR 2021), as GREG_SPEC.md states them.
+"""GReg-1 and GReg-2 (Wang et al., ICLR 2021), as methods/GREG_SPEC.md states them.
 
 The penalty is an extra gradient ``grad += lambda * w`` on conv weights, added at every iteration
 of a regularization phase (the ordinary weight decay stays on); lambda grows every K_u iterations.
@@ -31,12 +31,11 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.base import Hparams, Method, Pruning, PruneTask, presentation, rank_overlap, searchable
+from methods.base import Hparams, Method, PruneTask, Pruning, presentation, rank_overlap, searchable
 from methods.criteria import filter_l1, smallest_index, smallest_weights_mask
 from methods.registry import register
 from suite.errors import SuiteError
 from suite.models.ratios import n_pruned
-
 
 # lambda is n * increment in exact arithmetic; in float64 it carries a relative error near 1e-16,
 # so "lambda > tau" and "lambda >= ceiling" are decided with a 1e-9 relative margin: a lambda that
@@ -174,8 +173,9 @@ class _Layer:
 
 
 def regularized_layers(model, layer_ratios: dict[str, float]) -> dict[str, float]:
-    """The layers that carry the penalty: convs only (GREG_SPEC.md; the authors' ``self.reg``
-    holds convs), even where a setting's unstructured ratios also prune a linear classifier."""
+    """The layers that carry the penalty: convs only, the paper's rule, even where a setting's
+    unstructured ratios also prune a linear classifier (which the authors' final code regularizes
+    too: methods/GREG_SPEC.md, "Deliberate differences")."""
     return {n: r for n, r in layer_ratios.items() if isinstance(model.get_submodule(n), torch.nn.Conv2d)}
 
 

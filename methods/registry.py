@@ -10,9 +10,16 @@ import fnmatch
 import functools
 import importlib
 import pkgutil
+from typing import TYPE_CHECKING
 
-from methods.base import Method
 from suite.errors import SuiteError
+
+if TYPE_CHECKING:  # annotations only: importing this module stays cheap (no torch) for the CLI's defaults
+    from methods.base import Method
+
+# The methods a comparison runs when none are named (`suite run`, and the pages' lines that would fill
+# a setting): the method under study, its successor and the L1-norm criterion the paper compares them with.
+DEFAULT_COMPARISON = ("greg1", "greg2", "l1")
 
 _REGISTRY: dict[str, type[Method]] = {}
 

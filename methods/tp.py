@@ -455,7 +455,7 @@ class GrowingRegHparams(Hparams):
 @register
 class TPGrowingReg(_Sparse):
     """Torch-Pruning's GrowingRegPruner (after Wang et al. 2021): an independent implementation of
-    the GReg family to hold ``greg1``/``greg2`` against. It differs from GREG_SPEC.md: the penalty
+    the GReg family to hold ``greg1``/``greg2`` against. It differs from methods/GREG_SPEC.md: the penalty
     is graded by importance rather than fixed to a pruned set, it covers the whole group, and the
     phase has a fixed length rather than a ceiling and a stabilization."""
 

@@ -12,9 +12,10 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+from methods.registry import DEFAULT_COMPARISON  # cheap: the registry imports the methods on first use
 from suite.errors import SuiteError
 
-DEFAULT_METHODS = "greg1,greg2,l1"  # the methods `suite run` compares when none are named (and pages' fill lines)
+DEFAULT_METHODS = ",".join(DEFAULT_COMPARISON)  # what `suite run` compares when none are named
 
 EPILOG = """examples:
   suite list settings                          what each setting prunes, and the speedup it means
@@ -111,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
                                      "a killed run resumes from its last checkpoint.")
     common(run)
     run.add_argument("--methods", default=DEFAULT_METHODS,
-                     help="comma list of methods, wildcards allowed ('nni-*'); default greg1,greg2,l1")
+                     help=f"comma list of methods, wildcards allowed ('nni-*'); default {DEFAULT_METHODS}")
     run.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
     run.add_argument("--seed-list", default=None, help="explicit seeds, e.g. 0,3,7 (overrides --seeds)")
     run.add_argument("--ratios", default=None,
@@ -125,9 +126,11 @@ def _parser() -> argparse.ArgumentParser:
                           "each method's best trial of its 'suite search' study")
     run.add_argument("--study", default=None, help="with --hparams best: the study name (default SETTING-METHOD)")
     run.add_argument("--storage", default=None, help="with --hparams best: the Optuna storage (default: RUNS_DIR/search.db)")
-    run.add_argument("--budget", choices=["paper", "total"], default="paper",
-                     help="paper: same fine-tuning, a method's own training (regularization) on top (default); "
-                          "total: every method sees the same number of training samples after the baseline")
+    run.add_argument("--budget", default="paper", metavar="LIST",
+                     help="budget points, comma-separated: paper (default: the setting's fine-tuning, a method's "
+                          "own training on top); total:1x,2x,4x (every method trains on the same samples after "
+                          "the baseline: N x the setting's budget unit, the fine-tuning's schedule stretched to "
+                          "fill it); a plain number is samples. E.g. --budget paper,total:1x,2x,4x")
     run.add_argument("--baseline", default=None, help="your own baseline checkpoint (a state_dict) instead of training one")
     run.add_argument("--baseline-seed", type=int, default=0,
                      help="seed of the trained baseline (default 0); another seed is another baseline, whose "
@@ -183,16 +186,25 @@ def _parser() -> argparse.ArgumentParser:
                                     "Nothing is deleted; running it again moves nothing.")
     mg.add_argument("--runs-dir", default="runs")
 
-    la = sub.add_parser("latency", help="time baseline vs pruned under eager, torch.compile and ONNX Runtime",
+    la = sub.add_parser("latency", help="time baseline vs pruned under eager, torch.compile, ONNX Runtime and "
+                                         "OpenVINO",
                         description="Time the setting's model and the same model pruned at a target (random "
-                                    "weights, no training) under eager PyTorch, torch.compile (inductor) and ONNX "
-                                    "Runtime (CPU), and compare the latency speedup with the FLOPs speedup.")
+                                    "weights, no training) in turns under eager PyTorch, torch.compile (inductor), "
+                                    "ONNX Runtime and OpenVINO (CPU), and compare the latency speedup (with its "
+                                    "95 % interval from the paired repeats) with the FLOPs speedup.")
     common(la, runs=False)
     la.add_argument("--ratios", default=None, help="the target ratio string (default: the setting's)")
-    la.add_argument("--runtimes", default="eager,compile,onnx", help="comma list of eager, compile, onnx")
+    from suite.measure.runtimes import DEFAULT_RUNTIMES, RUNTIMES  # names only: no torch
+    la.add_argument("--runtimes", default=DEFAULT_RUNTIMES,
+                    help=f"comma list of {', '.join(RUNTIMES)} (default {DEFAULT_RUNTIMES}); bf16 ones only "
+                         f"where the hardware has fast bf16, cuda-graph and tensorrt only on a GPU")
     la.add_argument("--batches", default="1,64", help="comma list of batch sizes (default: 1,64)")
+    la.add_argument("--round-to", default=None, metavar="N,...",
+                    help="also time the pruned model with its kept channel counts rounded down to multiples of "
+                         "each N (at least N), e.g. 1,8,16,32, in the same turns (default: no rounding)")
     la.add_argument("--max-repeats", type=int, default=200,
-                    help="repeats at most per series (taken 10 at a time until the IQR is under 5%% of the median)")
+                    help="repeats at most per model (taken in turns, 10 at a time, until every IQR is under 5%% of "
+                         "its median and every speedup's 95%% interval under 5%% of the speedup)")
     la.add_argument("--layer-passes", type=int, default=20,
                     help="forward passes of the per-layer breakdown (eager, batch 64, torch.profiler; each layer's "
                          "fastest pass); 0 leaves it out (default 20)")
@@ -383,7 +395,7 @@ def _prepare(args):
     """Everything a run needs, checked before anything is written."""
     from methods import registry
     from suite.training.baseline import load_user_baseline
-    from suite.spec.plan import plan
+    from suite.spec.plan import parse_budgets, plan
     from suite.running.runner import load_data
     from suite.store.files import check_writable
 
@@ -399,8 +411,10 @@ def _prepare(args):
         raise SuiteError("--baseline and --baseline-seed exclude each other: a seed picks a trained baseline, "
                          "--baseline brings your own")
     data = load_data(setting, args.data_dir, args.download)
-    jobs = plan(setting, methods, seeds, train_size=data.batches_per_epoch(1),
-                protocol=args.budget, smoke=args.smoke, user_hparams=user, sources=sources,
+    train_size = data.batches_per_epoch(1)
+    jobs = plan(setting, methods, seeds, train_size=train_size,
+                budgets=parse_budgets(args.budget, setting, train_size, args.smoke), smoke=args.smoke,
+                user_hparams=user, sources=sources,
                 baseline_seed=args.baseline_seed, numerics=numerics)
     baseline = load_user_baseline(setting, Path(args.baseline), data, device, numerics) if args.baseline else None
     if baseline is not None:  # runs from another baseline are other runs: never a cached default one
@@ -495,7 +509,8 @@ def _print_plan(runner, jobs) -> int:
     todo = sum(runner.stored(j) is None for j in jobs)
     print(f"{todo} to run, {len(jobs) - todo} stored; each: fine-tune {ft.epochs} epochs "
           f"({ft.epochs * data.batches_per_epoch(ft.batch_size)} iterations of {ft.batch_size})"
-          + ("; --budget total extends it so every row sees the same samples" if jobs[0].protocol == "total" else ""))
+          + ("; an equal-sample budget stretches it to fill the budget" if any(j.protocol == "total" for j in jobs)
+             else ""))
     return 0
 
 
@@ -591,8 +606,11 @@ def cmd_baseline(args) -> int:
 def cmd_latency(args) -> int:
     import torch
 
-    from suite.measure.latency import format_report, parse_runtimes, report
+    from suite.measure.latency import format_report, report
+    from suite.measure.runtimes import parse_runtimes
+    from suite.models.rounding import parse_round_to
     runtimes = parse_runtimes(args.runtimes)
+    round_to = parse_round_to(args.round_to) if args.round_to is not None else None
     try:
         batches = [int(b) for b in args.batches.split(",") if b.strip()]
     except ValueError:
@@ -612,7 +630,7 @@ def cmd_latency(args) -> int:
         check_writable(Path(args.runs_dir))  # before minutes of timing, not after
     setting = _setting(args)
     rep = report(setting, args.ratios, runtimes, batches, _device(args), layer_passes=args.layer_passes,
-                 rounds=max(1, args.max_repeats // 10))
+                 round_to=round_to, rounds=max(1, args.max_repeats // 10))
     print(json.dumps(rep, indent=2) if args.json else format_report(rep))
     if args.runs_dir is not None:
         from suite.measure.latency_records import store
@@ -623,12 +641,15 @@ def cmd_latency(args) -> int:
 def cmd_leaderboard(args) -> int:
     from suite.pages.leaderboard import render
     from suite.store.files import check_writable
+    from suite.store.results import report_unreadable
     runs = Path(args.runs_dir)
     if not runs.is_dir():
         raise SuiteError(f"runs dir {runs} does not exist: run 'suite run' first or pass --runs-dir")
     check_writable(Path(args.out), "--out folder", "--out")
-    for path in render(runs, Path(args.out), include_capped=args.include_capped):
+    unreadable = []
+    for path in render(runs, Path(args.out), include_capped=args.include_capped, unreadable=unreadable):
         print(path)
+    report_unreadable(unreadable)
     return 0
 
 
@@ -645,11 +666,13 @@ def cmd_migrate(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from suite.store.results import TABLE_COLUMNS, load_runs
+    from suite.store.results import TABLE_COLUMNS, load_runs, report_unreadable
     runs = Path(args.runs_dir)
     if not runs.is_dir():
         raise SuiteError(f"runs dir {runs} does not exist: run 'suite run' first or pass --runs-dir")
-    frame = load_runs(runs)
+    unreadable = []
+    frame = load_runs(runs, unreadable)
+    report_unreadable(unreadable)
     if args.format == "csv":
         print(frame.to_csv(index=False), end="")
     elif args.format == "json":

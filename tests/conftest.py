@@ -11,6 +11,17 @@ from suite.data.datasets import TensorSplit
 
 torch.set_num_threads(2)
 
+# Fixtures that need what a laptop may lack; every test using one, even through another fixture, gets
+# the marker (pyproject's markers), so `pytest -m "not cluster and not browser and not data"` skips it.
+NEEDS = {"fmnist": "data", "small_fmnist": "data", "cifar_dir": "data",
+         "on_ray": "cluster", "slurm": "cluster"}  # the last two: tests/test_executors.py
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for name in NEEDS.keys() & set(item.fixturenames):
+            item.add_marker(NEEDS[name])
+
 
 @pytest.fixture(scope="session")
 def fmnist():

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite.training.baseline import get_baseline, weights_digest
 from suite.errors import SuiteError
 from suite.measure.metrics import processor
 from suite.spec.settings import get_setting
+from suite.training.baseline import get_baseline, weights_digest
 
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
 CPU = torch.device("cpu")
@@ -48,7 +48,7 @@ def test_retraining_that_ends_elsewhere_stops_with_the_fix(small_fmnist, tmp_pat
     setting, first, folder = _published(small_fmnist, tmp_path)
     meta = json.loads((folder / "meta.json").read_text())
     (folder / "meta.json").write_text(json.dumps({**meta, "top1": meta["top1"] + 1}))  # as if trained elsewhere
-    with pytest.raises(SuiteError, match=r"not the recorded one: top-1 .*trained now on .*put that model.pt back"):
+    with pytest.raises(SuiteError, match=r"not the recorded one: top-1 .*retrained with .*put that model.pt back"):
         get_baseline(setting, small_fmnist, 0, tmp_path, CPU, smoke=True)
     assert (folder / "model.retrained.pt").exists() and not (folder / "model.pt").exists()
     assert json.loads((folder / "meta.json").read_text())["top1"] == meta["top1"] + 1
@@ -71,6 +71,48 @@ def test_retraining_stops_at_the_first_epoch_off_the_record(small_fmnist, tmp_pa
     assert "epoch 1" in (folder / "not-reproduced.txt").read_text()
 
 
+def test_a_record_of_another_thread_count_is_named_and_reproduced_with_it(small_fmnist, tmp_path):
+    """Training is bit-exact only per CPU model and thread count: a baseline recorded with 2 threads
+    and retrained with 1 leaves the record at its first epoch (real training on this CPU), and the
+    refusal names both thread counts and the fix; it holds for 1 thread only, and with the
+    recorded 2 threads the same CPU gives the recorded weights back."""
+    assert torch.get_num_threads() == 2  # tests/conftest.py
+    setting, first, folder = _published(small_fmnist, tmp_path)
+    recorded = json.loads((folder / "meta.json").read_text())
+    assert (recorded["threads"], recorded["processor"]) == (2, processor(CPU))
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(SuiteError) as e:
+            get_baseline(setting, small_fmnist, 0, tmp_path, CPU, smoke=True)
+        msg = str(e.value)
+        with pytest.raises(SuiteError, match="earlier try on this machine said: .*retrained with 1 thread"):
+            get_baseline(setting, small_fmnist, 0, tmp_path, CPU, smoke=True)  # at once: same CPU, same threads
+    finally:
+        torch.set_num_threads(2)
+    assert "\n" not in msg and "epoch 1 gives test top-1" in msg, msg
+    assert (f"(recorded with 2 threads on {processor(CPU)} with torch {torch.__version__}, retrained with 1 thread "
+            f"on {processor(CPU)} with torch {torch.__version__}): training is bit-exact only per CPU model and "
+            f"thread count; rerun with --threads 2. ") in msg, msg
+    again = get_baseline(setting, small_fmnist, 0, tmp_path, CPU, smoke=True)  # as the refusal says
+    assert again.digest == first.digest == recorded["weights_sha256"] and again.top1 == first.top1
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["reproduced"][0]["threads"] == 2 and not (folder / "not-reproduced.txt").exists()
+
+
+def test_a_record_from_another_cpu_is_named_and_one_without_threads_says_so(small_fmnist, tmp_path):
+    setting, first, folder = _published(small_fmnist, tmp_path)
+    meta = json.loads((folder / "meta.json").read_text())
+    del meta["threads"]  # recorded before the thread count was
+    (folder / "meta.json").write_text(json.dumps({**meta, "processor": "AMD EPYC 7B13", "top1": meta["top1"] + 1}))
+    with pytest.raises(SuiteError) as e:
+        get_baseline(setting, small_fmnist, 0, tmp_path, CPU, smoke=True)
+    msg = str(e.value)
+    assert (f"(recorded with an unrecorded thread count on AMD EPYC 7B13 with torch {torch.__version__}, retrained "
+            f"with 2 threads on {processor(CPU)} with torch {torch.__version__}): training is bit-exact only per CPU "
+            f"model and thread count; retrain on a AMD EPYC 7B13. ") in msg, msg
+    assert "--threads" not in msg
+
+
 # ---------------------------------------------------------------------------- messages (issue 15 item 8)
 def test_own_corrupt_baseline_is_not_told_to_delete_it(tmp_path):
     from suite.training.baseline import load_user_baseline
@@ -84,8 +126,8 @@ def test_own_corrupt_baseline_is_not_told_to_delete_it(tmp_path):
 
 
 def test_wrong_architecture_baseline_says_what_mismatched(tmp_path):
-    from suite.training.baseline import load_user_baseline
     from suite.models.nets import build_model
+    from suite.training.baseline import load_user_baseline
     state = build_model("cnn4", 10, 1).state_dict()
     state["classifier.weight"] = torch.zeros(7, state["classifier.weight"].shape[1])  # 7 classes, not 10
     del state["classifier.bias"]

@@ -3,6 +3,7 @@
 Most cases call ``suite.cli.main(argv)`` in this process (an interpreter start each would cost more
 than the case); the kill -9 resume and the two workers need real processes and run as such.
 """
+import csv
 import json
 import os
 import re
@@ -66,7 +67,8 @@ def _one_line_error(p, fragment):
     (["--baseline-seed", "-1"], "--baseline-seed -1"),
     (["--baseline", "own.pt", "--baseline-seed", "1"], "exclude each other"),
     (["--setting", "cifar10jpg-resnet20", "--data-dir", "/nonexistent/cifar"], "/nonexistent/cifar"),
-    (["--budget", "x"], "invalid choice: 'x'"),
+    (["--budget", "x"], "'x' is not a budget"),
+    (["--budget", "paper,total:-2x"], "'total:-2x' is not a budget"),
     (["--device", "nonsense"], "--device 'nonsense': must be auto, cpu, cuda or cuda:N"),
     (["--threads", "0"], "--threads 0"),
     pytest.param(["--device", "cuda:0"], "CUDA is not available",
@@ -269,7 +271,7 @@ def _results(runs):
 # samples; own training at batch 128. GReg (K_u 1, delta 0.1, tau 1, K_s 20): GReg-1 stops at the 11th
 # update (1.1 > 1), the last at iteration 10, then 20 more: 31 iterations. GReg-2 picks in 2 updates
 # (2 x 0.005 = 0.01), then grows 0.11 .. 1.01 in 10: 12 updates, 11 + 1 + 20 = 32 iterations. nni-slim
-# trains tiny's 40 steps (nni-slim override): the largest own training, so the equal total is 4,096 + 40 x 128 = 9,216.
+# trains tiny's 40 steps (nni-slim override): an equal budget of 4,096 + 40 x 128 = 9,216 samples fits every one.
 OWN = {"l1": 0, "greg1": 31 * 128, "greg2": 32 * 128, "nni-slim": 40 * 128}
 TOTAL = 4096 + 40 * 128
 
@@ -282,7 +284,7 @@ def test_budgets_are_counted_in_samples_and_equal_under_total(suite, tmp_path):
     hp.write_text('{"greg1": {"mag_ratio_limit": 1e30}, "greg2": {"mag_ratio_limit": 1e30}}')
     runs = tmp_path / "runs"
     suite("run", *cpu, "--hparams", hp, "--runs-dir", runs, check=0)
-    suite("run", *cpu, "--hparams", hp, "--budget", "total", "--runs-dir", runs, check=0)
+    suite("run", *cpu, "--hparams", hp, "--budget", str(TOTAL), "--runs-dir", runs, check=0)
     got = _results(runs)
     for method, own in OWN.items():
         paper, total = got[(method, "paper")][1]["budget"], got[(method, "total")][1]["budget"]
@@ -296,12 +298,34 @@ def test_budgets_are_counted_in_samples_and_equal_under_total(suite, tmp_path):
     slim_paper_folder = got[("nni-slim", "paper")][0]
     assert got[("nni-slim", "total")][1]["same_training_as"] == slim_paper_folder
     fresh = tmp_path / "fresh"
-    suite("run", "--setting", TINY, "--device", "cpu", "--methods", "nni-slim", "--budget", "total",
+    suite("run", "--setting", TINY, "--device", "cpu", "--methods", "nni-slim", "--budget", str(TOTAL),
           "--runs-dir", fresh, check=0)
     computed, taken = _results(fresh)[("nni-slim", "total")][1], got[("nni-slim", "total")][1]
     assert "same_training_as" not in computed
     for key in ("top1", "top5", "acc_before_removal", "acc_after_removal", "flops", "pruned_filters"):
         assert taken[key] == computed[key], key
+
+
+def test_an_equal_budget_stretches_the_fine_tuning_schedule_never_a_tail(suite, tmp_path):
+    """Twice the samples of a 2-epoch recipe {0: 0.01, 1: 0.001}: 4 epochs whose milestone moves to
+    epoch 2 (0.01, 0.01, 0.001, 0.001); padding the recipe at its last rate would run 0.01 once,
+    then 0.001 three times. The run records the schedule it ran."""
+    setting = tmp_path / "two-epochs.toml"
+    setting.write_text(Path(TINY).read_text().replace(
+        "[finetune]\nepochs = 1\nbatch_size = 128\nlr = { 0 = 0.01 }",
+        "[finetune]\nepochs = 2\nbatch_size = 128\nlr = { 0 = 0.01, 1 = 0.001 }"))
+    runs = tmp_path / "runs"
+    suite("run", "--setting", setting, "--device", "cpu", "--methods", "l1", "--budget", "paper,total:2x",
+          "--runs-dir", runs, check=0)
+    for protocol, want in (("paper", [0.01, 0.001]), ("total", [0.01, 0.01, 0.001, 0.001])):
+        folder = next(f.parent for f in runs.glob("*/l1/*/result.json")
+                      if json.loads(f.read_text())["protocol"] == protocol)
+        with open(folder / "log.csv") as f:
+            rows = [r for r in csv.DictReader(f) if r["phase"] == "l1 fine-tune"]
+        assert [float(r["lr"]) for r in rows] == want, protocol
+        budget = json.loads((folder / "result.json").read_text())["budget"]
+        assert budget["samples"] == 4096 * len(want) and budget["finetune_stretch"] == len(want) / 2
+        assert budget["finetune_lr"] == ({"0": 0.01, "1": 0.001} if protocol == "paper" else {"0": 0.01, "2": 0.001})
 
 
 def test_dry_run_plans_without_training(suite, tmp_path):
@@ -313,9 +337,13 @@ def test_dry_run_plans_without_training(suite, tmp_path):
     assert p.stdout.count("to run ") == 4 and "4 to run, 0 stored" in p.stdout
     # delta 0.05: the 21st update passes tau 1 (1.05), the last at iteration 20, then K_s 20: 41 iterations
     assert p.stdout.count("own training 41 it x 128") == 2 and p.stdout.count("no own training") == 2
-    p = suite("run", "--setting", TINY, "--methods", "greg1,l1", "--budget", "total", "--dry-run",
-              "--runs-dir", runs, check=0)
-    assert p.stdout.count(f"total {TOTAL} samples") == 2
+    p = suite("run", "--setting", TINY, "--methods", "greg1,l1", "--budget", f"paper,{TOTAL},total:2x",
+              "--dry-run", "--runs-dir", runs, check=0)
+    assert p.stdout.count(f"total {TOTAL} samples") == 2 and p.stdout.count("total 8192 samples") == 2  # 2 x 4,096
+    assert p.stdout.count("to run ") == 6
+    p = suite("run", "--setting", TINY, "--methods", "greg1", "--budget", "total:0.5x", "--dry-run",
+              "--runs-dir", runs, check=2)
+    assert "cannot hold greg1's own training" in p.stderr and "Traceback" not in p.stderr
     capped = tmp_path / "capped.json"  # 201 updates at K_u 1 cannot fit tiny's cap of 200 iterations
     capped.write_text('{"greg1": {"penalty_increment": 0.005}}')
     p = suite("run", "--setting", TINY, "--methods", "greg1", "--hparams", capped, "--dry-run",
@@ -355,8 +383,8 @@ def test_missing_runs_dir_is_one_line_exit_2_for_every_reader(tmp_path, capsys):
 
 
 def test_list_settings_default_first_and_only_real_changes(monkeypatch, capsys):
-    from suite.pages import overview
     from suite.cli import main
+    from suite.pages import overview
     monkeypatch.setattr(overview, "_cached_achieved", lambda s: {
         "params": 2e6, "flops": 4e6, "pruned_params": 1e6, "pruned_flops": 1e6, "speedup": 4.0,
         "param_reduction": 2.0, "pruned_layers": 3})

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from suite.data import datasets
+from suite.data import datasets, split
 from suite.errors import SuiteError
 
 
@@ -37,7 +37,7 @@ def test_batches_are_a_function_of_seed_epoch_index(small_fmnist):
 
 def test_augmentation_crops_and_flips(small_fmnist):
     x = small_fmnist.train.x[:64]
-    g = datasets.batch_generator(0, 0, 0, torch.device("cpu"))
+    g = split.batch_generator(0, 0, 0, torch.device("cpu"))
     out = small_fmnist._augment(x, g)
     plain = small_fmnist._normalise(x)
     assert out.shape == plain.shape

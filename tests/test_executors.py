@@ -8,6 +8,7 @@ on CPU with one torch thread, where training is bit-exact whatever process runs 
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -264,7 +265,10 @@ def slurm(tmp_path_factory):
         pytest.skip(f"{', '.join(missing)} not installed: ci/setup installs Debian's munge, slurmctld, slurmd, "
                     f"slurm-client")
     d = tmp_path_factory.mktemp("slurm")
-    started = subprocess.run([str(ROOT / "ci" / "slurm-local"), "start", str(d)], capture_output=True, text=True)
+    # a port of this session's own: two test sessions on one machine must not join each other's cluster
+    env = {**os.environ, "SLURM_TEST_PORT": str(16000 + os.getpid() % 1000 * 2)}
+    started = subprocess.run([str(ROOT / "ci" / "slurm-local"), "start", str(d)], capture_output=True, text=True,
+                             env=env)
     try:
         if started.returncode != 0:
             pytest.fail(f"ci/slurm-local could not start SLURM: {started.stderr[-800:]}")
@@ -301,3 +305,94 @@ def test_slurm_wait_follows_the_jobs(slurm, tmp_path, monkeypatch, capsys):
                 "--executor", "slurm", "--wait", "--slurm-time", "0.5", "--runs-dir", runs) == 0
     out = capsys.readouterr().out
     assert "baseline job" in out and out.count("(slurm job ") == 1 and "top-1" in out, out
+
+
+@pytest.fixture
+def slurm_kill_wait(slurm):
+    """The test cluster with KillWait 1 s instead of SLURM's 30: a task that is requeued gets SIGTERM,
+    which submitit ignores (it checkpoints on its USR2), and slurmd kills it max(KillWait, 5) seconds
+    later."""
+    conf = Path(slurm)
+    before = conf.read_text()
+    env = {**os.environ, "SLURM_CONF": slurm}
+
+    def reconfigure(text: str, kill_wait: str) -> None:
+        conf.write_text(text)
+        subprocess.run(["scontrol", "reconfigure"], env=env, check=True, timeout=60)
+        for _ in range(60):
+            shown = subprocess.run(["scontrol", "show", "config"], env=env, capture_output=True, text=True).stdout
+            if any(line.split() == ["KillWait", "=", kill_wait, "sec"] for line in shown.splitlines()):
+                return
+            time.sleep(0.5)
+        pytest.fail(f"slurmctld did not take KillWait={kill_wait}")
+
+    reconfigure(before + "KillWait=1\n", "1")
+    try:
+        yield slurm
+    finally:
+        reconfigure(before, "30")
+
+
+def _squeue(name: str, state: str) -> list[str]:
+    """The ids (``JOB_TASK`` for an array task) of this cluster's jobs called ``name`` in ``state``."""
+    out = subprocess.run(["squeue", "-h", "-n", name, "-t", state, "-o", "%i"], capture_output=True, text=True)
+    return out.stdout.split()
+
+
+@pytest.mark.cluster
+def test_slurm_requeued_job_resumes_from_its_checkpoint_to_the_same_result(slurm_kill_wait, tmp_path, monkeypatch,
+                                                                           capsys):
+    """``scontrol requeue`` (what a preemption with PreemptMode=REQUEUE does) on a task that is fine-tuning:
+    SLURM kills it and runs it again, the new task resumes from the job's checkpoint, the driver
+    (--wait) reports it, and the result equals an uninterrupted local run with the same thread count:
+    the same top-1 and bit-identical weights. The fine-tuning is 3 epochs (96 iterations, about 10 s)
+    so that slurmd's kill, at least 5 s after the requeue, lands inside it."""
+    import tomllib
+
+    import tomli_w
+    table = tomllib.loads(Path(TINY).read_text())
+    table["finetune"]["epochs"] = 3
+    table["baseline"]["epochs"] = 1  # trained once, by the local run, and copied: only its time counts
+    setting = tmp_path / "tiny-fmnist.toml"
+    setting.write_text(tomli_w.dumps(table))
+    monkeypatch.setenv("SLURM_CONF", slurm_kill_wait)
+    monkeypatch.setenv("SUITE_CHECKPOINT_EVERY", "2")  # inherited by the task through sbatch
+    runs, ref = tmp_path / "slurm", tmp_path / "local"
+    job = ["run", "--setting", setting, "--methods", "l1", "--device", "cpu", "--threads", "1"]
+    assert _cli(*job, "--runs-dir", ref) == 0
+    shutil.copytree(ref / "baselines", runs / "baselines")  # the same baseline: only the job is compared
+    requeued, errors = [], []
+
+    def requeue_once_checkpointed():
+        deadline = time.time() + 600
+        try:
+            while not requeued and time.time() < deadline:
+                running = _squeue("suite-job", "RUNNING")
+                if running and any(runs.glob("tiny-fmnist/l1/*/finetune.ckpt")):
+                    subprocess.run(["scontrol", "requeue", running[0]], check=True, capture_output=True)
+                    requeued.append(running[0])
+                time.sleep(0.05)
+            # a requeued job may start again only after the credential lifetime (120 s): let it start now
+            while requeued and time.time() < deadline:
+                if requeued[0] in _squeue("suite-job", "PENDING"):
+                    subprocess.run(["scontrol", "update", f"JobId={requeued[0]}", "StartTime=now"], check=True,
+                                   capture_output=True)
+                    return
+                time.sleep(0.2)
+        except subprocess.CalledProcessError as e:
+            errors.append(f"{e.cmd}: {e.stderr}")
+
+    requeuer = threading.Thread(target=requeue_once_checkpointed, daemon=True)
+    requeuer.start()
+    assert _cli(*job, "--executor", "slurm", "--wait", "--slurm-time", "0.5", "--runs-dir", runs) == 0
+    requeuer.join(timeout=5)
+    out = capsys.readouterr().out
+    assert requeued and not errors, (errors, out)
+    assert f"(slurm job {requeued[0]})" in out and "top-1" in out, out
+    log = "".join(p.read_text() for p in (runs / ".slurm").rglob("*_log.out"))
+    resumed = re.findall(r"l1 fine-tune  resume  at step (\d+)/96", log)
+    assert len(resumed) == 1 and 0 < int(resumed[0]) < 96, log  # killed mid fine-tuning, resumed once
+    assert _results(runs) == _results(ref)
+    got = next(runs.glob("tiny-fmnist/l1/*/model.pt"))
+    a, b = torch.load(got, weights_only=True), torch.load(ref / got.relative_to(runs), weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -13,18 +13,18 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import randomize_bn
+
 from methods import registry
 from methods.base import PruneTask
 from methods.greg import GRegHook, GRegHparams
-from suite.models import zoo
 from suite.data.datasets import TensorSplit
 from suite.errors import SuiteError
-from suite.models.groups import dry_surgery, prunable_groups
 from suite.measure.metrics import count_flops
+from suite.models import zoo
+from suite.models.groups import prunable_groups
 from suite.models.nets import example_input
-from suite.models.ratios import n_pruned, parse_ratios, resolve
+from suite.models.ratios import dry_surgery, n_pruned, parse_ratios, resolve
 from suite.models.surgery import batchnorm_after, remove_filters
 from suite.training.loop import train
 

@@ -1,4 +1,4 @@
-"""GReg against GREG_SPEC.md and the authors' code: the schedule, the stop rules, the picked
+"""GReg against methods/GREG_SPEC.md and the authors' code: the schedule, the stop rules, the picked
 filters, the effect. Schedules use dyadic increments (0.25, 0.125) so float sums are exact and a
 hand-written trace can be compared with ==."""
 import copy
@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import QuietHook
+
 from methods import registry
 from methods.base import PruneTask
 from methods.criteria import filter_l1, l1_smallest_filters, smallest_weights_mask
@@ -36,8 +36,8 @@ def _drive(hook, model, steps, trace=None):
         before = hook.updates
         hook.after_backward(model, step)
         if trace is not None and hook.updates > before:
-            trace.append((step, [l.lam_pruned(hook.hp) for l in hook.layers], [l.lam_kept for l in hook.layers],
-                          [l.picked for l in hook.layers], [l.done for l in hook.layers]))
+            trace.append((step, [layer.lam_pruned(hook.hp) for layer in hook.layers], [layer.lam_kept for layer in hook.layers],
+                          [layer.picked for layer in hook.layers], [layer.done for layer in hook.layers]))
         if hook.after_step(model, step + 1):
             return step + 1
     return None
@@ -118,8 +118,8 @@ def test_magnitude_ratio_stop_fires():
             model.get_submodule(layer.name).weight[layer.pruned] *= 1e-5
     end = _drive(hook, model, 100)
     # stopped in the update at iteration 0 (after its increment), then iterations 1 and 2: 3 in all
-    assert hook.updates == 1 and all(l.done for l in hook.layers) and end == 3
-    assert all(l.hist_ratio >= 1000 for l in hook.layers) and all(l.lam_pruned(hp) == 1e-4 for l in hook.layers)
+    assert hook.updates == 1 and all(layer.done for layer in hook.layers) and end == 3
+    assert all(layer.hist_ratio >= 1000 for layer in hook.layers) and all(layer.lam_pruned(hp) == 1e-4 for layer in hook.layers)
 
 
 # ------------------------------------------------------------------------- 3. stopped layers freeze
@@ -165,7 +165,7 @@ def test_unstructured_greg_penalises_convs_only():
     run = _Capture(model, 3)
     hp = GRegHparams(penalty_increment=0.25, update_interval=1)
     p = registry.get("greg1-unstructured").prune(model, PruneTask(ratios, CPU, 0, 3, run, None, None), hp)
-    names = [l.name for l in run.hook.layers]
+    names = [layer.name for layer in run.hook.layers]
     assert "fc" not in names and all(isinstance(model.get_submodule(n), torch.nn.Conv2d) for n in names)
     assert set(names) == set(ratios) - {"fc"}
     assert model.fc.weight.grad.abs().sum() == 0  # no penalty gradient on the classifier
@@ -265,15 +265,15 @@ def test_greg2_picking_phase_then_recover():
     hook = GRegHook(model, RATIOS, hp, variant=2, structured=True)
     l1_at_start = l1_smallest_filters(model, RATIOS)["features.4"]  # 16 of 32 filters
     _drive(hook, model, 9)  # 9 pick updates: not picked yet
-    assert not any(l.picked for l in hook.layers)
+    assert not any(layer.picked for layer in hook.layers)
     with torch.no_grad():  # during picking, 4 of the L1-smallest filters grow into the largest
         model.get_submodule("features.4").weight[l1_at_start[:4]] *= 100
     _drive(hook, model, 1)  # the 10th: 1e-3 * 10 = 0.01 -> picked, by the ranking at that moment
-    assert all(l.picked for l in hook.layers) and all(abs(l.lam_kept - 0.01) < 1e-12 for l in hook.layers)
+    assert all(layer.picked for layer in hook.layers) and all(abs(layer.lam_kept - 0.01) < 1e-12 for layer in hook.layers)
     picked = sorted(hook.layers[0].pruned.tolist())
     assert picked == l1_smallest_filters(model, RATIOS)["features.4"] and not set(l1_at_start[:4]) & set(picked)
     _drive(hook, model, 1)
-    assert all(l.lam_kept == -1e-4 and abs(l.lam_pruned(hp) - 0.11) < 1e-12 for l in hook.layers)
+    assert all(layer.lam_kept == -1e-4 and abs(layer.lam_pruned(hp) - 0.11) < 1e-12 for layer in hook.layers)
     assert hook.summary(False)["pick_overlap_with_l1"]["features.4"] == 12 / 16  # 4 of 16 changed
 
 
@@ -319,9 +319,9 @@ class _PenaltyCheck(QuietHook):
             got = (w.grad - self.before[layer.name]).double()
             scale = w.grad.double().abs() + want.abs() + 1e-30
             self.worst = max(self.worst, ((got - want).abs() / scale).max().item())
-        if self.greg.variant == 2 and not self.picks and all(l.picked for l in self.greg.layers):
-            self.picks.append({l.name: sorted(l.pruned.tolist()) for l in self.greg.layers})
-            self.picks.append(l1_smallest_filters(model, {l.name: l.ratio for l in self.greg.layers}))
+        if self.greg.variant == 2 and not self.picks and all(layer.picked for layer in self.greg.layers):
+            self.picks.append({layer.name: sorted(layer.pruned.tolist()) for layer in self.greg.layers})
+            self.picks.append(l1_smallest_filters(model, {layer.name: layer.ratio for layer in self.greg.layers}))
 
 
 class _Before(_PenaltyCheck):

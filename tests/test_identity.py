@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite.store import fingerprint
-from suite.data.datasets import STREAMS, stream_seed
-from suite.store.migrate import job_of, migrate
-from suite.training.numerics import Numerics
+from suite.data.split import STREAMS, stream_seed
 from suite.spec.plan import Job, resolve_hparams
 from suite.spec.settings import SETTINGS, get_setting
+from suite.store import fingerprint
+from suite.store.migrate import job_of, migrate
+from suite.training.numerics import Numerics
 
 TINY_FILE = Path(__file__).parent / "data" / "tiny-fmnist.toml"
 TINY = get_setting(str(TINY_FILE))

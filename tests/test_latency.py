@@ -1,20 +1,31 @@
-"""suite latency: every runtime returns a time or a recorded failure, the pruned model's ONNX
-output is its eager output, bad input is one line. Timings use random weights (time only)."""
+"""suite latency: models timed in turns with a paired interval that survives a slow spell, every
+runtime returns a time, a failure or a skip with its reason, ONNX Runtime's and OpenVINO's outputs
+are eager's, channel alignment keeps counts multiples of N and the model runs, bad input is one
+line. Timings use random weights and tiny models; no test asserts an absolute time."""
 from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 import torch
 
 from suite.errors import SuiteError
-from suite.measure.latency import RUNTIMES, compare, onnx_runner, parse_runtimes, repeat_until_steady, setting_models
+from suite.measure import latency
+from suite.measure.latency import (compare, onnx_runner, openvino_runner, paired_speedup, repeat_interleaved,
+                                   setting_models, skip_reason, time_group, versus)
+from suite.measure.runtimes import GPU_ENGINES, RUNTIMES, parse_runtimes
+from suite.models.ratios import n_pruned
+from suite.models.rounding import parse_round_to, round_ratios, rounded_kept
 from suite.spec.settings import get_setting
+from suite.training.numerics_default import fast_bf16
 
 CPU = torch.device("cpu")
 TINY = dict(warmup=1, rounds=1, round_size=3, min_repeats=3)
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: this machine has none")
+CPU_RUNTIMES = [n for n, rt in RUNTIMES.items() if rt.engine not in GPU_ENGINES]
 
 
 @pytest.fixture(scope="module")
@@ -28,20 +39,50 @@ def test_pruned_model_is_smaller(cnn4_models):
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in base.parameters())
 
 
-def test_every_runtime_gives_a_time_or_a_failure(cnn4_models):
+def test_every_runtime_gives_a_time_a_failure_or_a_skip(cnn4_models):
     base, pruned, _ = cnn4_models
     rows = compare(base, pruned, (1, 28, 28), list(RUNTIMES), [2], CPU, **TINY)
     assert [r["runtime"] for r in rows] == list(RUNTIMES)
     for r in rows:
+        assert r["numerics"] == RUNTIMES[r["runtime"]].numerics
         for t in (r["baseline"], r["pruned"]):
             assert (t["error"] is None) != (t["median_ms"] is None)  # exactly one of a time and a message
             if t["error"] is None:
                 assert t["repeats"] == 3 and 0 < t["q1_ms"] <= t["median_ms"] <= t["q3_ms"]
-                assert t["threads"] == torch.get_num_threads()
+                assert t["threads"] == torch.get_num_threads() and t["numerics"] == r["numerics"]
         if r["speedup"] is not None:
             assert r["speedup"] == pytest.approx(r["baseline"]["median_ms"] / r["pruned"]["median_ms"])
-    eager = rows[0]
-    assert eager["baseline"]["error"] is None and eager["pruned"]["error"] is None
+            assert r["speedup_ci_lo"] <= r["speedup"] <= r["speedup_ci_hi"]
+    by = {r["runtime"]: r for r in rows}
+    for name in ("eager", "onnx", "openvino", "eager-cl"):  # fp32 CPU runtimes time on any CPU
+        assert by[name]["speedup"] is not None, by[name]
+    for name in ("cuda-graph", "tensorrt"):
+        assert by[name]["pruned"]["error"] == f"skipped: {name} needs a CUDA GPU (this run's device is cpu)"
+    for name in ("eager-bf16", "eager-bf16-cl", "openvino-bf16"):  # bf16 times exactly where it is fast
+        assert (by[name]["speedup"] is not None) == fast_bf16(CPU)
+        assert by[name]["baseline"]["numerics"].startswith("bf16")
+
+
+def test_bf16_is_skipped_with_its_reason_on_a_cpu_without_fast_bf16(monkeypatch, tmp_path):
+    import suite.training.numerics_default as nd
+    monkeypatch.setattr(nd, "fast_bf16", lambda device: False)
+    reason = skip_reason("eager-bf16", CPU)
+    assert reason.startswith("skipped: ") and "no fast bf16" in reason and "slower than fp32" in reason
+    timings, _ = time_group({"baseline": torch.nn.Linear(4, 2)}, "eager-bf16", (4,), 1, CPU, tmp_path, **TINY)
+    assert timings["baseline"].error == reason and timings["baseline"].median_ms is None
+    assert skip_reason("eager-cl", CPU) is None  # fp32 channels-last needs nothing
+
+
+@pytest.mark.skipif(not fast_bf16(CPU), reason="this CPU has no fast bf16 (AMX or AVX512-BF16)")
+def test_bf16_series_computes_in_bf16(cnn4_models, tmp_path):
+    """The bf16 series is a bf16 model: its logits are eager fp32's to bf16 precision, not equal."""
+    _, pruned, _ = cnn4_models
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        ref = pruned(x)
+        out = latency.prepare(pruned, "eager-bf16-cl", x, tmp_path, 1)()
+    assert out.dtype == torch.bfloat16
+    assert torch.allclose(out.float(), ref, atol=0.1, rtol=0.05) and not torch.equal(out.float(), ref)
 
 
 def test_pruned_onnx_output_equals_eager(cnn4_models, tmp_path):
@@ -53,50 +94,130 @@ def test_pruned_onnx_output_equals_eager(cnn4_models, tmp_path):
     assert np.allclose(run()[0], eager, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
-def test_a_failing_runtime_is_recorded_not_raised(runtime, tmp_path):
+def test_pruned_openvino_output_equals_eager(cnn4_models, tmp_path):
+    """fp32 asked for, fp32 computed (OpenVINO's own default on a bf16 CPU is bf16, which is not this close)."""
+    _, pruned, _ = cnn4_models
+    x = torch.randn(3, 1, 28, 28)
+    run = openvino_runner(pruned, x, tmp_path, threads=1)
+    with torch.no_grad():
+        eager = pruned(x).numpy()
+    assert np.allclose(run()[0], eager, atol=1e-4, rtol=1e-4)
+
+
+@GPU
+@pytest.mark.parametrize("runtime", ["cuda-graph", "tensorrt"])
+def test_gpu_runtime_output_equals_eager(cnn4_models, runtime, tmp_path):
+    _, pruned, _ = cnn4_models
+    dev = torch.device("cuda")
+    model = pruned.to(dev)
+    x = torch.randn(3, 1, 28, 28, device=dev)
+    with torch.no_grad():
+        eager = model(x).cpu().numpy()
+        out = latency.prepare(model, runtime, x, tmp_path, 1)()
+    out = out[0] if isinstance(out, list) else out.cpu().numpy()
+    assert np.allclose(out, eager, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("runtime", [n for n in CPU_RUNTIMES if skip_reason(n, CPU) is None])
+def test_a_failing_model_is_recorded_and_the_other_still_timed(runtime, tmp_path):
     class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 2, 3)
+
         def forward(self, x):
             raise ValueError("this model cannot run")
 
-    from suite.measure.latency import time_runtime
-    t = time_runtime(Broken(), runtime, (4,), 1, CPU, tmp_path, **TINY)
-    assert t.median_ms is None and t.repeats == 0
-    assert "cannot run" in t.error and "\n" not in t.error
+    timings, times = time_group({"baseline": torch.nn.Conv2d(1, 2, 3), "pruned": Broken()}, runtime, (1, 6, 6), 1,
+                                CPU, tmp_path, **TINY)
+    bad = timings["pruned"]
+    assert bad.median_ms is None and bad.repeats == 0
+    assert "cannot run" in bad.error and "\n" not in bad.error
+    assert timings["baseline"].error is None and timings["baseline"].repeats == 3 and len(times["baseline"]) == 3
+    assert versus(timings, times, "baseline", "pruned")["speedup"] is None
+
+
+def _fake_clock(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(latency, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    return now
+
+
+def test_turns_alternate_their_order(monkeypatch):
+    _fake_clock(monkeypatch)
+    seen = []
+    calls = {name: (lambda name=name: seen.append(name)) for name in "abc"}
+    times, errors, _ = repeat_interleaved(calls, warmup=0, rounds=1, round_size=4, min_repeats=100)
+    assert seen == list("abc" "cba" "abc" "cba") and not errors and all(len(t) == 4 for t in times.values())
+
+
+def test_the_ratio_survives_a_slow_spell_that_two_series_would_not(monkeypatch):
+    """The baseline takes 10 ms and the pruned model 5 ms, but after 0.3 s of wall time everything
+    runs 3x slower (another job starts). Timed in turns, both sides share the spell: 2.00x with a
+    tight interval. One series after the other puts the spell on the pruned side only."""
+    now = _fake_clock(monkeypatch)
+
+    def cost(ms):
+        def run():
+            now[0] += ms / 1000 * (3.0 if now[0] > 0.3 else 1.0)
+        return run
+
+    calls = {"baseline": cost(10.0), "pruned": cost(5.0)}
+    times, _, _ = repeat_interleaved(calls, warmup=0, rounds=4, round_size=10, min_repeats=40)
+    speedup, lo, hi = paired_speedup(times["baseline"], times["pruned"])
+    assert speedup == pytest.approx(2.0) and lo == pytest.approx(2.0) and hi == pytest.approx(2.0)
+    now[0] = 0.0  # the same clock, timed as two series
+    base, _, _ = repeat_interleaved({"baseline": calls["baseline"]}, warmup=0, rounds=4, round_size=10, min_repeats=40)
+    pruned, _, _ = repeat_interleaved({"pruned": calls["pruned"]}, warmup=0, rounds=4, round_size=10, min_repeats=40)
+    assert np.median(base["baseline"]) / np.median(pruned["pruned"]) == pytest.approx(10 / 15)
+
+
+def test_paired_interval_is_tight_for_pairs_and_wide_when_the_pairing_is_lost():
+    """Each pair shares a load factor between 1 and 3: the ratio is 2 in every pair, so resampled
+    pairs always give 2; the same times with the pairs shuffled apart no longer do."""
+    load = np.random.default_rng(1).uniform(1, 3, 40)
+    base, pruned = list(10 * load), list(5 * load)
+    assert paired_speedup(base, pruned) == pytest.approx((np.median(base) / np.median(pruned), 2.0, 2.0))
+    shuffled = list(np.random.default_rng(2).permutation(pruned))
+    s, lo, hi = paired_speedup(base, shuffled)
+    assert lo < s < hi and (hi - lo) / s > latency.WIDE_INTERVAL_SHARE
+    timings = {name: latency.Timing("eager", 1, "cpu", 1, median_ms=float(np.median(t)), q1_ms=0.0, q3_ms=1.0,
+                                    repeats=40) for name, t in (("baseline", base), ("pruned", shuffled))}
+    row = versus(timings, {"baseline": base, "pruned": shuffled}, "baseline", "pruned")
+    assert row["interval_wide"] and (row["speedup_ci_lo"], row["speedup_ci_hi"]) == (lo, hi)
 
 
 def test_repeats_stop_when_steady_and_say_when_not(monkeypatch):
-    """On a clock the calls advance by a set amount (a real sleep wakes late on a busy machine)."""
-    import types
+    now = _fake_clock(monkeypatch)
 
-    import suite.measure.latency as latency
-    now = [0.0]
-    monkeypatch.setattr(latency, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    def steady(ms):  # a fixed cost every call: steady after the first round
+        def run():
+            now[0] += ms / 1000
+        return run
 
-    def steady():  # 20 ms every call: the first round is under 5 %
-        now[0] += 0.020
-
-    times, ok = repeat_until_steady(steady, warmup=0, rounds=5, round_size=10, min_repeats=10)
-    assert ok and times == pytest.approx([20.0] * 10)
+    times, _, ok = repeat_interleaved({"a": steady(20), "b": steady(10)}, warmup=0, rounds=5, round_size=10,
+                                      min_repeats=10)
+    assert ok and times["a"] == pytest.approx([20.0] * 10) and times["b"] == pytest.approx([10.0] * 10)
     calls = iter(range(10 ** 6))
 
     def jittery():  # alternating 0 ms and 2 ms: the IQR is the whole spread, never under 5 %
         now[0] += 0.002 * (next(calls) % 2)
 
-    times, ok = repeat_until_steady(jittery, warmup=0, rounds=2, round_size=10, min_repeats=10)
-    assert not ok and len(times) == 20
+    times, _, ok = repeat_interleaved({"a": jittery}, warmup=0, rounds=2, round_size=10, min_repeats=10)
+    assert not ok and len(times["a"]) == 20
 
 
-@pytest.mark.parametrize("text", ["eager,tensorrt", ""])
+@pytest.mark.parametrize("text", ["eager,tensorrt2", ""])
 def test_bad_runtimes_are_one_line_errors(text):
     with pytest.raises(SuiteError, match="runtime"):
         parse_runtimes(text)
 
 
-def test_cli_bad_input_exit_2():
-    out = subprocess.run([sys.executable, "-m", "suite.cli", "latency", "--runtimes", "tvm"],
-                         capture_output=True, text=True)
-    assert out.returncode == 2 and out.stderr.startswith("error: --runtimes") and out.stderr.count("\n") == 1
+@pytest.mark.parametrize("args,start", [(["--runtimes", "tvm"], "error: --runtimes"),
+                                        (["--round-to", "8,0"], "error: --round-to '8,0'")])
+def test_cli_bad_input_exit_2(args, start):
+    out = subprocess.run([sys.executable, "-m", "suite.cli", "latency", *args], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.startswith(start) and out.stderr.count("\n") == 1
 
 
 def test_report_prints_the_slowest_layers_first():
@@ -111,3 +232,71 @@ def test_report_prints_the_slowest_layers_first():
     times = {r["layer"]: r["baseline_ms"] for r in rep["layers"]}
     assert len(shown) == TOP_LAYERS and [times[n] for n in shown] == sorted(times.values(), reverse=True)[:TOP_LAYERS]
     assert text[start + TOP_LAYERS].startswith(f"top {TOP_LAYERS} of {len(times)} layers: ")
+
+
+# --------------------------------------------------------------------------- channel alignment
+@pytest.mark.parametrize("n,kept,N,expected", [
+    (64, 43, 8, 40), (64, 43, 16, 32), (64, 43, 1, 43), (16, 4, 8, 8),  # below N: N
+    (4, 2, 8, 4),  # a layer narrower than N stays whole
+    (32, 31, 16, 16), (64, 48, 16, 48)])
+def test_rounded_kept(n, kept, N, expected):
+    assert rounded_kept(n, kept, N) == expected
+
+
+def test_a_rounded_ratio_prunes_exactly_the_rounded_count():
+    assert all(n_pruned(k / n, n) == k for n in range(1, 300) for k in range(n))
+
+
+def test_round_to_8_keeps_multiples_of_8_and_the_model_runs():
+    """ResNet-56 at [0,0.75,0.75,0.32,0]: 16, 32, 64 channels keep 4, 8, 43 unrounded and
+    8, 8, 40 rounded to 8 (by hand); the pruned model runs."""
+    setting = get_setting("cifar10-resnet56")
+    base, plain, _ = setting_models(setting)
+    _, pruned, flops = setting_models(setting, round_to=8)
+    names = setting.layer_ratios(base)
+    plain_kept = sorted({plain.get_submodule(n).out_channels for n in names})
+    kept = {n: pruned.get_submodule(n).out_channels for n in names}
+    assert plain_kept == [4, 8, 43] and sorted(set(kept.values())) == [8, 40]
+    assert all(k % 8 == 0 for k in kept.values())
+    with torch.no_grad():
+        assert pruned(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert flops["pruned"] < flops["baseline"]
+
+
+def test_round_to_8_on_coupled_groups_of_a_torchvision_model():
+    """A generic model prunes groups of coupled convs (residual additions): every conv of a
+    pruned group keeps a multiple of 8, and the pruned model runs."""
+    from suite.models import zoo
+    from suite.models.nets import example_input
+    from suite.models.ratios import parse_ratios, resolve
+    from suite.models.surgery import remove_filters
+    model = zoo.build("torchvision:resnet18", 10, (3, 32, 32)).eval()
+    ratios = round_ratios(model, resolve(parse_ratios("0.7"), model, "generic", input_shape=(3, 32, 32)), 8)
+    choice = {n: list(range(n_pruned(r, model.get_submodule(n).out_channels))) for n, r in ratios.items()}
+    remove_filters(model, choice, example_input(3, (32, 32)), coupled=True)
+    widths = {m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)}
+    assert all(w % 8 == 0 for w in widths) and max(widths) < 512
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_the_rounding_sweep_times_each_rounding_against_the_same_baseline_repeats():
+    from suite.measure.latency import format_report, report
+    rep = report(get_setting("fmnist-cnn4"), None, ["eager"], [2], CPU, layer_passes=0, round_to=[1, 8], **TINY)
+    by = {v["round_to"]: v for v in rep["rounding"]}
+    assert sorted(by) == [1, 8]
+    assert sorted(set(by[1]["kept"].values())) == [9, 19]  # 0.7 of 32 and 64 channels: 23 and 45 go
+    assert sorted(set(by[8]["kept"].values())) == [8, 16] and by[8]["flops_speedup"] > by[1]["flops_speedup"]
+    (row,) = rep["rows"]
+    (r8,) = row["rounded"]
+    assert r8["round_to"] == 8 and r8["pruned"]["repeats"] == row["baseline"]["repeats"] == 3
+    assert r8["flops_speedup"] == by[8]["flops_speedup"]
+    text = format_report(rep)
+    assert "channel alignment (--round-to N" in text
+    assert any(line.split()[:3] == ["eager", "2", "8"] for line in text.splitlines())
+
+
+@pytest.mark.parametrize("text", ["0", "8,x", ""])
+def test_bad_round_to_is_one_line(text):
+    with pytest.raises(SuiteError, match="--round-to"):
+        parse_round_to(text)

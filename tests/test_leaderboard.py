@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from suite.pages.findings import COMPARISON, gap_rows, welch
+from suite.pages.findings import welch
 from suite.pages.leaderboard import render, within_noise
 
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
@@ -107,6 +107,48 @@ def test_html_in_stored_fields_is_escaped(runs, tmp_path):
     assert "<b>bold</b>" not in page
 
 
+def test_unreadable_runs_are_named_and_counted_on_the_terminal_and_the_pages(runs, tmp_path, capsys):
+    """A truncated result.json (its run left out) and a truncated config.json (its run listed with
+    an unrecorded processor): `suite results` and `suite leaderboard` name each folder and what is
+    wrong on stderr, then count them; index.html and the setting's page say the same."""
+    from suite.cli import main
+    store = tmp_path / "runs"
+    shutil.copytree(runs, store)
+    by = {(r["method"], r["seed"]): p.parent for p in store.glob("tiny-fmnist/*/*/result.json")
+          for r in [json.loads(p.read_text())]}
+    cut, half = by[("l1", 1)], by[("random", 0)]
+    for f in (cut / "result.json", half / "config.json"):
+        f.write_text(f.read_text()[:len(f.read_text()) // 2])
+    want = [f"unreadable run: {cut} (result.json: truncated JSON): left out; restore the file",
+            f"unreadable run: {half} (config.json: truncated JSON): its result is listed with an unrecorded processor"]
+
+    def stderr_names_both(err):
+        lines = err.strip().splitlines()
+        assert len(lines) == 3 and lines[-1] == "2 stored runs could not be read (named above)", err
+        assert sorted(want) == sorted(next(w for w in want if line.startswith(w)) for line in lines[:2]), err
+
+    assert main(["results", "--runs-dir", str(store), "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    stderr_names_both(err)
+    rows = json.loads(out)
+    assert len(rows) == len(by) - 1 and str(cut) not in {r["run"] for r in rows}
+    assert next(r["processor"] for r in rows if r["run"] == str(half)) == "an unrecorded processor"
+
+    site = tmp_path / "site"
+    assert main(["leaderboard", "--runs-dir", str(store), "--out", str(site)]) == 0
+    stderr_names_both(capsys.readouterr().err)
+    for page in ("index.html", "tiny-fmnist.html"):
+        shown = html.unescape((site / page).read_text())
+        assert "2 stored runs could not be read:" in shown, page
+        assert f"{os.path.relpath(cut, site)}</code> (result.json: truncated JSON): left out" in shown, page
+        assert f"{os.path.relpath(half, site)}</code> (config.json: truncated JSON): its result is listed" in shown
+    assert "could not be read" not in (site / "cifar10-resnet56.html").read_text()  # another setting's page
+    table = {r["method"]: r for r in csv.DictReader(open(site / "tiny-fmnist.csv"))}
+    l1_seed0 = json.loads((by[("l1", 0)] / "result.json").read_text())["top1"]
+    assert (table["l1"]["n"], float(table["l1"]["top1_mean"])) == ("1", l1_seed0)  # the cut run is not averaged
+    assert table["random"]["n"] == "2"
+
+
 def test_unstructured_rows_show_sparsity_and_nonzero_params(runs, tmp_path):
     """Weight pruning keeps FLOPs: its rows get their own table with the non-zero parameter count and
     the sparsity reached, both counted here from the stored weights' exact zeros, and stay off the
@@ -151,6 +193,7 @@ def test_welch_within_noise():
     assert within_noise([90.0], [80.0, 80.1]) is None
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs Debian's chromium-driver (ci/setup installs it)")
 def test_real_browser_sorts_and_renders(runs, tmp_path):
     from selenium import webdriver
@@ -170,8 +213,9 @@ def test_real_browser_sorts_and_renders(runs, tmp_path):
         driver.get((out / "tiny-fmnist.html").as_uri())
         table = driver.find_element(By.CSS_SELECTOR, "table.sortable")
         header = table.find_elements(By.TAG_NAME, "th")[1]  # top-1
-        values = lambda: [float(td.get_attribute("data-v")) for td in
-                          table.find_elements(By.CSS_SELECTOR, "tbody tr td:nth-child(2)")]
+        def values():
+            return [float(td.get_attribute("data-v")) for td in
+                    table.find_elements(By.CSS_SELECTOR, "tbody tr td:nth-child(2)")]
         header.click()
         assert values() == sorted(values()) and header.get_attribute("aria-sort") == "ascending"
         header.click()
@@ -286,8 +330,8 @@ def _welch_p(a: list[float], b: list[float]) -> float:
 
 
 def test_findings_page_sets_each_claim_against_the_stored_comparisons(runs, tmp_path):
-    """findings.html, linked from the index: GReg-1 vs L1 with the difference, n and Welch p of the
-    stored runs; the points lost at removal; a legacy "total" comparison (matched iterations, no equal
+    """findings.html, linked from the index: GReg-1 vs L1 with the difference, n and the paired p of
+    the stored runs (same baseline, same seed); the points lost at removal; a legacy "total" comparison (matched iterations, no equal
     budget) left out; a claim without runs of both methods and the gap claim without two targets said
     to be untested, with the reason."""
     mixed = tmp_path / "runs"
@@ -318,11 +362,14 @@ def test_findings_page_sets_each_claim_against_the_stored_comparisons(runs, tmp_
     page = html.unescape(re.sub(r"<[^>]+>", " ", (out / "findings.html").read_text()))
     page = re.sub(r"\s+", " ", page)
     a, b = [r["top1"] for r in greg], [r["top1"] for r in l1]
-    diff = statistics.mean(a) - statistics.mean(b)
-    row = re.search(r"tiny-fmnist baseline seed 0 fp32 0\.5 \(([\d.]+)x\) (\S+) today's (.*?) as the paper says", page)
+    d = [x - y for x, y in zip(a, b)]  # each greg1 record is an l1 record (same seed, same baseline): pairs
+    row = re.search(r"tiny-fmnist fp32, today's code 0\.5 \(([\d.]+)x\) (\S+) baseline seed 0: (.*?) one baseline", page)
     assert row and row.group(2) == "paper", page
     assert row.group(1) == f"{statistics.mean(r['speedup'] for r in l1):.2f}"  # the filter runs' FLOPs x alone
-    assert f"{diff:+.2f} {_welch_p(a, b):.3f}" in row.group(3)
+    from scipy.stats import t as student  # the textbook paired t: mean difference over its standard error
+    p = 2 * student.sf(abs(statistics.mean(d)) / (statistics.stdev(d) / math.sqrt(len(d))), len(d) - 1)
+    assert f"{statistics.mean(d):+.2f} (paired)" in row.group(3)
+    assert f"paired t, n={len(d)} {p:.3f}" in row.group(3)
     assert f"({len(a)})" in row.group(3) and f"{statistics.mean(b):.2f} ± {statistics.stdev(b):.2f} ({len(b)})" in row.group(3)
     assert "total-iterations" not in page
     lost = [r["acc_before_removal"] - r["acc_after_removal"] for r in greg]
@@ -385,8 +432,9 @@ def test_tables_name_the_processors_that_trained_them(runs, tmp_path):
 
 
 def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
-    from suite.pages.leaderboard import _target_tables
     import pandas as pd
+
+    from suite.pages.leaderboard import _target_tables
 
     def row(ratios, protocol, method, top1, speedup):
         return {"ratios": ratios, "skip": "", "protocol": protocol, "method": method, "label": method,
@@ -463,6 +511,7 @@ def test_hostile_setting_names_stay_inside_out_and_out_of_urls(tmp_path):
         assert name in shown, name
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs Debian's chromium-driver (ci/setup installs it)")
 def test_hostile_names_run_no_script_in_a_real_browser(tmp_path):
     from selenium import webdriver
@@ -536,6 +585,7 @@ def test_nice_ticks_are_round_and_cover_the_range():
 
 def test_chart_draws_the_pareto_frontier_and_the_papers_points_apart():
     import pandas as pd
+
     from suite.pages.leaderboard import pareto, svg_chart
     pts = [(3.0, 89.5), (3.0, 89.0), (6.2, 87.9), (6.2, 86.0), (16.8, 76.8), (16.8, 75.4), (5.0, 87.0)]
     assert pareto(pts) == [(3.0, 89.5), (6.2, 87.9), (16.8, 76.8)]
@@ -567,9 +617,10 @@ def _row(**kw):
 
 def test_runs_of_other_training_code_and_capped_runs_are_kept_apart():
     import pandas as pd
+
     from methods import registry
-    from suite.store.fingerprint import training_code
     from suite.pages.leaderboard import ranked
+    from suite.store.fingerprint import training_code
     from suite.store.results import aggregate
     today = training_code(type(registry.get("l1")))
     frame = pd.DataFrame([_row(seed=0, top1=70.0, training_code=today), _row(seed=1, top1=72.0, training_code=today),
@@ -585,17 +636,3 @@ def test_runs_of_other_training_code_and_capped_runs_are_kept_apart():
     assert len(rows) == 3
     with_capped = aggregate(ranked(frame, include_capped=True))
     assert {r.label: r.top1_mean for r in with_capped.itertuples()}["l1 [capped]"] == 99.0
-
-
-def test_the_gap_series_gives_no_verdict_while_a_target_has_one_run_a_side():
-    """A growing gap is called so only when every target has a Welch p; a target with one run a side
-    (no spread) leaves the series without a verdict, naming that target; a shrinking gap is "no"."""
-    series = {k: "s" for k in COMPARISON}
-
-    def row(ratios, speedup, diff, p):
-        return {**series, "ratios": ratios, "speedup": speedup, "diff": diff, "p": p}
-    assert gap_rows([row("0.9", 10.0, 2.6, 0.01), row("0.7", 3.5, 0.8, 0.2)])[0]["grows"] == "yes"
-    assert gap_rows([row("0.9", 10.0, 0.5, 0.01), row("0.7", 3.5, 0.8, 0.2)])[0]["grows"] == "no"
-    thin = gap_rows([row("0.9", 10.0, 2.6, 0.01), row("0.7", 3.5, 0.8, None), row("0.5", 2.0, 0.1, 0.3)])
-    assert thin[0]["grows"] == "too few runs at 0.7 to say"
-    assert [s[0] for s in thin[0]["steps"]] == ["0.5", "0.7", "0.9"]

@@ -47,7 +47,7 @@ def test_the_record_is_the_printed_report_and_its_date(stored):
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", record.pop("measured_at"))
     assert record == printed
     assert printed["setting"] == "tiny-fmnist" and printed["ratios"] == "0.5" and printed["threads"] == 1
-    assert [l["layer"] for l in printed["layers"]][:2] == ["features.0", "features.1"]
+    assert [row["layer"] for row in printed["layers"]][:2] == ["features.0", "features.1"]
 
 
 def test_another_machine_is_another_record_the_same_one_replaces_itself(stored, tmp_path):

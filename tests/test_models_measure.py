@@ -6,8 +6,8 @@ from torch import nn
 
 from suite.measure import metrics as measure
 from suite.measure.metrics import count_flops, count_params, latency
-from suite.training.loop import evaluate
 from suite.models.nets import build_model
+from suite.training.loop import evaluate
 
 
 def test_resnet56_matches_paper_counts():

@@ -5,8 +5,8 @@ import re
 import torch
 from torch import nn
 
-from suite.training.progress import Progress, duration
 from suite.training.loop import train
+from suite.training.progress import Progress, duration
 
 CPU = torch.device("cpu")
 

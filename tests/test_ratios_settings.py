@@ -1,10 +1,10 @@
-"""Ratio strings parsed as GREG_SPEC.md says, and each paper setting's achieved speedup."""
+"""Ratio strings parsed as methods/GREG_SPEC.md says, and each paper setting's achieved speedup."""
 import pytest
 
 from suite.errors import SuiteError
 from suite.models.nets import build_model
-from suite.pages.overview import achieved
 from suite.models.ratios import n_pruned, parse_ratios, resolve
+from suite.pages.overview import achieved
 from suite.spec.settings import SETTINGS, get_setting
 
 

@@ -4,12 +4,13 @@ import statistics
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from suite.store.results import aggregate, format_summary, load_runs, result_row
 
 
-def _result(method, seed, top1, lat=None):
-    r = {"setting": "s", "ratios": "0.9", "protocol": "paper", "method": method, "seed": seed, "status": "done",
+def _result(method, seed, top1, lat=None, **record):
+    r = {**record, "setting": "s", "ratios": "0.9", "protocol": "paper", "method": method, "seed": seed, "status": "done",
          "top1": top1, "baseline_top1": 90.0, "baseline_key": "k", "params": 1e5, "speedup": 2.0,
          "latency_speedup": 1.5, "acc_before_removal": 80.0, "acc_after_removal": 10.0, "wall_seconds": 125.0,
          "budget": {"reg_iters": 100, "finetune_epochs": 1.0, "samples": 8400}}
@@ -51,8 +52,7 @@ def test_summary_keeps_precisions_apart_and_names_them():
     as such rather than breaking the table."""
     rows = [_result("greg1", 0, 80.0), _result("greg1", 1, 82.0)]
     for seed, top1 in ((0, 50.0), (1, 52.0)):
-        row = _result("greg1", seed, top1)
-        rows.append({**row, "numerics": "bf16, channels-last"})
+        rows.append(_result("greg1", seed, top1, precision="bf16", channels_last=True))
     agg = aggregate(pd.DataFrame(rows))
     assert dict(zip(agg.numerics, agg.top1_mean)) == {"fp32": 81.0, "bf16, channels-last": 51.0}
     assert [label.startswith("greg1 [bf16, channels-last]") for label in agg.label] == [False, True]
@@ -65,7 +65,7 @@ def test_summary_keeps_precisions_apart_and_names_them():
 def test_loading_the_store_skips_what_it_cannot_read_and_keeps_the_rest(tmp_path):
     """A hand-damaged result.json (not JSON, or JSON that is no record) drops its run only; a
     damaged, missing or non-object config.json leaves the run listed with an unrecorded processor
-    instead of stopping the page."""
+    instead of stopping the page. Every one of them is named, with what is wrong."""
     def run(name, result, config):
         folder = tmp_path / "s" / "0.9" / name
         folder.mkdir(parents=True)
@@ -79,7 +79,33 @@ def test_loading_the_store_skips_what_it_cannot_read_and_keeps_the_rest(tmp_path
     run("d", json.dumps({**good, "seed": 2}), None)
     run("e", "[70.0]", json.dumps({"processor": "Other CPU"}))  # JSON, but not a run's record
     run("f", json.dumps({**good, "seed": 3}), '["Other CPU"]')  # a config.json that is no record
-    frame = load_runs(tmp_path)
+    unreadable = []
+    frame = load_runs(tmp_path, unreadable)
     assert sorted(frame.seed) == [0, 1, 2, 3]
     assert dict(zip(frame.seed, frame.processor)) == {
         0: "Some CPU", 1: "an unrecorded processor", 2: "an unrecorded processor", 3: "an unrecorded processor"}
+    assert {u.folder.name: (u.problem, u.listed) for u in unreadable} == {
+        "b": ("result.json: truncated JSON", False),
+        "c": ("config.json: not JSON (Expecting property name enclosed in double quotes at line 1 column 2)", True),
+        "d": ("config.json: missing", True),
+        "e": ("result.json: a JSON list, not a record", False),
+        "f": ("config.json: a JSON list, not a record", True)}
+    assert {u.setting for u in unreadable} == {"s"}  # runs/<setting>/<method>/<hash>: the page it belongs to
+
+
+@pytest.mark.parametrize("text,problem", [
+    ('{"top1": 70.5, "status": "do', "truncated JSON"),  # cut inside a string
+    ('{"top1": 70.5, "status": "done"', "truncated JSON"),  # cut before the closing brace
+    ('{"top1": 70.5,\n "status": }\n', "not JSON (Expecting value at line 2 column 12)"),
+    ("", "empty"),
+    ("null", "a JSON null, not a record"),
+    ("7", "a JSON number, not a record"),
+])
+def test_a_damaged_record_is_named_by_what_is_wrong(tmp_path, text, problem):
+    from suite.store.files import read_json_record
+    path = tmp_path / "result.json"
+    path.write_text(text)
+    assert read_json_record(path) == ({}, problem)
+    assert read_json_record(tmp_path / "absent.json") == ({}, "missing")
+    path.write_bytes(b"\xff\xfe{")
+    assert read_json_record(path) == ({}, "not text (not UTF-8)")

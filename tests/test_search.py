@@ -9,8 +9,8 @@ import optuna
 import pytest
 import torch
 
-from suite.running import search
 from suite.errors import SuiteError
+from suite.running import search
 from suite.running.runner import Runner, load_data
 from suite.spec.settings import get_setting
 
@@ -27,8 +27,8 @@ def run(args, check=0):
 
 def _default_study() -> str:
     """The study a search without --precision fills: named by the default numerics (fp32)."""
-    from suite.training.numerics_default import resolve
     from suite.spec.settings import get_setting
+    from suite.training.numerics_default import resolve
     return search.study_name(get_setting(TINY), "greg1", resolve(None, None, False, torch.device("cpu")))
 
 

@@ -3,8 +3,8 @@ import copy
 
 import pytest
 import torch
-
 from conftest import randomize_bn
+
 from methods.criteria import filter_l1, l1_smallest_filters, smallest_weights_mask
 from suite.errors import SuiteError
 from suite.measure.metrics import count_params

@@ -16,8 +16,8 @@ from methods.criteria import l1_smallest_filters
 from suite.data.datasets import Data, TensorSplit
 from suite.models.nets import build_model, example_input
 from suite.models.ratios import n_pruned, parse_ratios, resolve
-from suite.spec.settings import get_setting
 from suite.models.surgery import remove_filters
+from suite.spec.settings import get_setting
 from suite.training.loop import train
 
 CPU = torch.device("cpu")

@@ -9,13 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import QuietHook
 from torch import nn
 
-from conftest import QuietHook
 from suite.cli import main
 from suite.models.nets import build_model
-from suite.training.numerics import FP32, Numerics
 from suite.training.loop import evaluate, train
+from suite.training.numerics import FP32, Numerics
 
 CPU = torch.device("cpu")
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite.data import userdata
 from suite.cli import main
+from suite.data import userdata
 from suite.errors import SuiteError
 from suite.measure.metrics import count_flops
 

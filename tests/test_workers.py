@@ -6,8 +6,8 @@ import subprocess
 import pytest
 import torch
 
-from suite.running import workers as workers_mod
 from suite.errors import SuiteError
+from suite.running import workers as workers_mod
 from suite.running.workers import Workers
 
 

@@ -18,7 +18,7 @@ with the in-memory path's guarantees:
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -56,7 +56,7 @@ class _Keys(Sampler):
 
 class Streamed:
     """A train and a test set of (image, label) read by workers. ``on_device``: the workers give uint8
-    [C, H, W] images and the :class:`suite.data.datasets.Data` holding this set augments and normalises them;
+    [C, H, W] images and the :class:`suite.data.split.Data` holding this set augments and normalises them;
     otherwise they give finished float tensors."""
 
     def __init__(self, train_set: Dataset, test_set: Dataset, on_device: bool, workers: int | None = None):

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import torch
 
-from suite.data.datasets import Data, TensorSplit, fingerprint
-from suite.errors import SuiteError
+from suite.data.split import Data, TensorSplit, fingerprint
 from suite.data.streaming import Streamed
+from suite.errors import SuiteError
 
 CACHE_VERSION = 1
 MEMORY_LIMIT = 4 << 30  # decoded bytes above which an ImageFolder is streamed rather than held
@@ -95,7 +95,7 @@ def info(name: str, data_dir: str | None = None) -> DataInfo:
 
 
 def load(name: str, data_dir: str | None = None, download: bool = False, options: dict | None = None) -> Data:
-    """A user dataset as :class:`suite.data.datasets.Data`, normalised by the training set unless ``options`` say."""
+    """A user dataset as :class:`suite.data.split.Data`, normalised by the training set unless ``options`` say."""
     options = dict(options or {})
     check_options(options)
     if name.startswith("imagefolder:"):

@@ -1,15 +1,35 @@
-"""Latency under the runtimes users deploy with: eager PyTorch, ``torch.compile`` (inductor) and
-ONNX Runtime (CPU execution provider, exported with ``torch.onnx.export``), for a baseline and the
+"""Latency under the runtimes users deploy with: eager PyTorch (fp32; also channels-last and bf16
+as series of their own), ``torch.compile`` (inductor), ONNX Runtime and OpenVINO (CPU; both run the
+graph ``torch.onnx.export`` writes), and on a GPU CUDA graphs and TensorRT, for a baseline and the
 same model pruned at a target, with random weights (time does not depend on the values).
 
-Each (runtime, batch) is timed after a warm-up (which also compiles), then in rounds of repeats
-until the interquartile range is under 5 % of the median or the repeat cap is reached; a series
-that never got there is marked ``converged: false``, not hidden. A runtime that fails to export,
-compile or run is recorded with its message. Quartiles are :func:`suite.measure.metrics.quartiles`, the
-eager numbers the same forward pass :func:`suite.measure.metrics.latency` times.
+Baseline and pruned are timed in turns, A B B A A B ... (the order alternates so that neither
+always runs second, on caches the other warmed), never as one series after the other: on a shared
+machine a slow spell then lands on both sides, and the speedup is read from the *paired* repeats
+(a series of 87.8 ms with an IQR of 0.57 ms measured entirely inside a slow spell looks steady
+and gives a wrong ratio; the paired interval shows what the two series cannot). The speedup is the
+ratio of the two medians, with a 95 % interval from a paired bootstrap (``scipy.stats.bootstrap``
+over the pairs, percentile method: BCa's jackknife is undefined when every pair has the same
+ratio and unreliable for medians). Repeats go on in rounds until every series' IQR is under 5 % of
+its median and every speedup's interval under 5 % of the speedup, or the repeat cap is reached; a
+series whose IQR stayed above is marked ``converged: false`` and a speedup whose interval spans
+over 10 % of it ``interval_wide``: not hidden.
 
-CUDA: eager and compile, synchronised around every pass; ONNX Runtime's CPU provider is skipped
-there (recorded as such), since it would time the CPU, not the device asked for.
+Numerics are never mixed: ``eager-cl`` (fp32, channels-last), ``eager-bf16``, ``eager-bf16-cl`` and
+``openvino-bf16`` are runtimes of their own, timed only where the hardware multiplies bf16 (AMX or
+AVX512-BF16, an Ampere GPU): elsewhere bf16 is emulated, slower than fp32, and the series is
+recorded as skipped with that reason. OpenVINO is told fp32 explicitly (on a bf16 CPU its default
+is bf16). A runtime that fails to export, compile or run is recorded with its message. Quartiles
+are :func:`suite.measure.metrics.quartiles`.
+
+CUDA: eager, compile and CUDA graphs, synchronised around every pass; TensorRT through ONNX
+Runtime's TensorRT execution provider (``session.run``: its times include copying the batch in and
+the logits out). ONNX Runtime's and OpenVINO's CPU runs are skipped there (recorded as such), since
+they would time the CPU, not the device asked for; the GPU runtimes are skipped on a CPU.
+
+``--round-to`` adds, to the same interleaved group, the pruned model with its kept channel counts
+rounded to multiples of N (:mod:`suite.models.rounding`), so the effect of alignment is read as
+a paired speedup against the same baseline repeats.
 
 The report also holds the eager time per layer at batch 64 (:mod:`suite.measure.layer_times`), so a reader
 sees where the speed went; ``suite latency --runs-dir`` stores it (:mod:`suite.measure.latency_records`).
@@ -17,37 +37,44 @@ sees where the speed went; ``suite latency --runs-dir`` stores it (:mod:`suite.m
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
-from suite.errors import SuiteError
-from suite.measure.metrics import load_per_core, quartiles
+from suite.measure.metrics import load_per_core, processor, quartiles
+from suite.measure.runtimes import CPU_ENGINES, GPU_ENGINES, RUNTIMES
 
-RUNTIMES = ("eager", "compile", "onnx")
-TARGET_IQR_SHARE = 0.05  # stop repeating once the middle half spans less than 5 % of the median
+TARGET_IQR_SHARE = 0.05  # stop repeating once each series' middle half spans less than 5 % of its median
+TARGET_INTERVAL_SHARE = 0.05  # ... and each speedup's 95 % interval less than 5 % of the speedup
+WIDE_INTERVAL_SHARE = 0.10  # a speedup whose interval spans more than this is flagged
+CONFIDENCE = 0.95
+RESAMPLES = 2000  # bootstrap resamples (a fixed seed: the same repeats give the same interval)
 LAYER_BATCH = 64  # the per-layer breakdown's batch: where a pruned conv's saving shows, if anywhere
 TOP_LAYERS = 10  # layers `suite latency` prints, slowest in the baseline first
 
 
 @dataclass(frozen=True)
 class Timing:
-    """One runtime at one batch size: median and quartiles in ms, or the error that stopped it."""
+    """One model under one runtime at one batch size: median and quartiles in ms, or the error
+    that stopped it (a skip is an error beginning ``skipped:``)."""
     runtime: str
     batch: int
     device: str
     threads: int
+    numerics: str = "fp32"
     median_ms: float | None = None
     q1_ms: float | None = None
     q3_ms: float | None = None
     repeats: int = 0
-    converged: bool = False  # IQR < 5 % of the median was reached
+    converged: bool = False  # IQR < 5 % of the median
     load_per_core: float = 0.0
     error: str | None = None
 
@@ -59,46 +86,92 @@ class Timing:
         return {**asdict(self), "iqr_ms": self.iqr_ms}
 
 
-def parse_runtimes(text: str) -> list[str]:
-    """``eager,compile,onnx`` -> a list; an unknown name is a one-line error."""
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [n for n in names if n not in RUNTIMES]
-    if bad or not names:
-        raise SuiteError(f"--runtimes {text!r}: unknown runtime(s) {', '.join(bad) or '(none given)'}; "
-                         f"choose from {','.join(RUNTIMES)}")
-    return list(dict.fromkeys(names))
+# --------------------------------------------------------------------------- paired timing
+def paired_speedup(base_ms: list[float], pruned_ms: list[float]) -> tuple[float, float | None, float | None]:
+    """The speedup (baseline median / pruned median) and its 95 % interval from a bootstrap that
+    resamples *pairs* of repeats (taken in turns), so a slow spell that hit both sides of a pair
+    stays paired; (speedup, None, None) with fewer than 2 pairs."""
+    from scipy import stats
+    a, b = np.asarray(base_ms, dtype=float), np.asarray(pruned_ms, dtype=float)
+    speedup = float(np.median(a) / np.median(b))
+    if len(a) < 2:
+        return speedup, None, None
+    res = stats.bootstrap((a, b), lambda x, y, axis: np.median(x, axis=axis) / np.median(y, axis=axis),
+                          paired=True, vectorized=True, n_resamples=RESAMPLES, confidence_level=CONFIDENCE,
+                          method="percentile", rng=np.random.default_rng(0))
+    return speedup, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def repeat_until_steady(run: Callable[[], None], warmup: int = 5, rounds: int = 10, round_size: int = 10,
-                        min_repeats: int = 10) -> tuple[list[float], bool]:
-    """Wall times (ms) of ``run()`` after ``warmup`` calls, taken ``round_size`` at a time until the
-    IQR of all of them is under 5 % of their median (from ``min_repeats`` on) or ``rounds`` rounds
-    are done. Returns (times, converged)."""
-    for _ in range(warmup):
-        run()
-    times: list[float] = []
+def interval_share(speedup: float, lo: float | None, hi: float | None) -> float:
+    """How wide the interval is, as a share of the speedup (infinite without an interval)."""
+    return float("inf") if lo is None else (hi - lo) / speedup
+
+
+def _steady(times: dict[str, list[float]]) -> bool:
+    """Every series' IQR under 5 % of its median, and every speedup against the first series
+    (the baseline) with an interval under 5 % of it."""
+    for t in times.values():
+        q1, med, q3 = quartiles(t)
+        if q3 - q1 >= TARGET_IQR_SHARE * med:
+            return False
+    ref, *others = times
+    return all(interval_share(*paired_speedup(times[ref], times[o])) < TARGET_INTERVAL_SHARE for o in others)
+
+
+def repeat_interleaved(calls: dict[str, Callable[[], object]], warmup: int = 5, rounds: int = 10,
+                       round_size: int = 10, min_repeats: int = 10
+                       ) -> tuple[dict[str, list[float]], dict[str, str], bool]:
+    """Wall times (ms) of each call, taken in turns (one pass of each per repeat, the order
+    reversed every other repeat) after ``warmup`` turns, ``round_size`` repeats at a time until
+    :func:`_steady` holds (from ``min_repeats`` on; the first call is the reference) or ``rounds``
+    rounds are done. A call that raises is dropped with its times, the others go on. Returns
+    (times per call, error per dropped call, steady)."""
+    live = list(calls)
+    errors: dict[str, str] = {}
+    times: dict[str, list[float]] = {name: [] for name in live}
+
+    def turn(order: list[str], timed: bool) -> None:
+        for name in order:
+            t = time.perf_counter()
+            try:
+                calls[name]()
+            except Exception as e:  # a runtime that fails is a result to report, not a crash
+                errors[name] = _one_line(e)
+                live.remove(name)
+                del times[name]
+                continue
+            if timed:
+                times[name].append(1000 * (time.perf_counter() - t))
+
+    for k in range(warmup):
+        turn(live if k % 2 == 0 else live[::-1], timed=False)
     for _ in range(rounds):
         for _ in range(round_size):
-            t = time.perf_counter()
-            run()
-            times.append(1000 * (time.perf_counter() - t))
-        if len(times) >= min_repeats:
-            q1, med, q3 = quartiles(times)
-            if q3 - q1 < TARGET_IQR_SHARE * med:
-                return times, True
-    return times, False
+            if not live:
+                return times, errors, False
+            turn(live if len(times[live[0]]) % 2 == 0 else live[::-1], timed=True)
+        if live and len(times[live[0]]) >= min_repeats and _steady(times):
+            return times, errors, True
+    return times, errors, False
 
 
 # --------------------------------------------------------------------------- the runtimes
-def _eager(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    return lambda: model(x)
-
-
 def _compiled(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
     """Inductor, one static shape per batch size; compiled now, so a failure is reported here."""
     compiled = torch.compile(model, backend="inductor", dynamic=False)
     compiled(x)
     return lambda: compiled(x)
+
+
+def _eager(model: nn.Module, x: torch.Tensor, rt: Runtime) -> Callable[[], object]:
+    """Eager in the runtime's numerics: a bf16 or channels-last copy of the model and the batch."""
+    if rt.dtype == "bf16" or rt.channels_last:
+        model = copy.deepcopy(model)
+    if rt.dtype == "bf16":
+        model, x = model.to(torch.bfloat16), x.to(torch.bfloat16)
+    if rt.channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    return lambda: model(x)
 
 
 def export_onnx(model: nn.Module, x: torch.Tensor, path: Path) -> None:
@@ -108,23 +181,124 @@ def export_onnx(model: nn.Module, x: torch.Tensor, path: Path) -> None:
                           external_data=False)
 
 
+def onnx_file(model: nn.Module, x: torch.Tensor, workdir: Path) -> Path:
+    """The model exported at ``x``'s batch size in ``workdir`` (exported once: ONNX Runtime and
+    OpenVINO run the same file)."""
+    path = workdir / f"model-{x.shape[0]}.onnx"
+    if not path.exists():
+        export_onnx(model, x, path)
+    return path
+
+
 def onnx_session(path: Path, threads: int):
-    """An ONNX Runtime session on the CPU execution provider with ``threads`` intra-op threads."""
+    """An ONNX Runtime session on the CPU execution provider with ``threads`` intra-op threads that
+    do not spin: each session has a pool of its own, and a pool left spinning after its run takes
+    the cores from the next model timed in turn (measured: ResNet-56 at batch 8 took 50 ms instead
+    of 11 while the other session's threads spun), and from everyone else on a shared machine."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def onnx_runner(model: nn.Module, x: torch.Tensor, workdir: Path, threads: int) -> Callable[[], list]:
     """Export ``model`` at ``x``'s shape and return a call that runs it in ONNX Runtime on ``x``."""
-    path = workdir / f"model-{x.shape[0]}.onnx"
-    export_onnx(model, x, path)
-    session = onnx_session(path, threads)
+    session = onnx_session(onnx_file(model, x, workdir), threads)
     feed = {session.get_inputs()[0].name: x.detach().cpu().numpy()}
     return lambda: session.run(None, feed)
+
+
+def openvino_runner(model: nn.Module, x: torch.Tensor, workdir: Path, threads: int,
+                    dtype: str = "fp32") -> Callable[[], object]:
+    """The exported ONNX graph converted by ``openvino.convert_model`` and compiled for OpenVINO's CPU
+    plugin (latency hint, ``threads`` threads, the precision named: its default on a bf16 CPU is
+    bf16); a call runs one synchronous inference on ``x`` and returns its outputs."""
+    import openvino as ov
+    props = ov.properties
+    compiled = ov.Core().compile_model(
+        ov.convert_model(str(onnx_file(model, x, workdir))), "CPU",
+        {props.hint.inference_precision: ov.Type.f32 if dtype == "fp32" else ov.Type.bf16,
+         props.inference_num_threads: threads,
+         props.hint.performance_mode: props.hint.PerformanceMode.LATENCY})
+    request = compiled.create_infer_request()
+    data = x.detach().cpu().numpy()
+    return lambda: request.infer({0: data})
+
+
+def cuda_graph_runner(model: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """One forward pass captured as a CUDA graph (after warm-up passes on a side stream, as
+    PyTorch's documentation does it); a call replays it and returns the static output."""
+    static_x = x.clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            model(static_x)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = model(static_x)
+
+    def replay():
+        graph.replay()
+        return out
+    return replay
+
+
+def tensorrt_runner(model: nn.Module, x: torch.Tensor, workdir: Path) -> Callable[[], list]:
+    """The exported ONNX graph under ONNX Runtime's TensorRT execution provider (needs
+    onnxruntime-gpu built with TensorRT)."""
+    import onnxruntime as ort
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        raise RuntimeError("this ONNX Runtime has no TensorRT execution provider: pip install onnxruntime-gpu "
+                           "and install TensorRT")
+    session = ort.InferenceSession(str(onnx_file(model, x, workdir)), providers=["TensorrtExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.detach().cpu().numpy()}
+    return lambda: session.run(None, feed)
+
+
+def skip_reason(runtime: str, device: torch.device) -> str | None:
+    """Why ``runtime`` is not timed on ``device`` (None: it is)."""
+    from suite.training.numerics_default import fast_bf16
+    rt = RUNTIMES[runtime]
+    if rt.engine in CPU_ENGINES and device.type != "cpu":
+        return f"skipped: {runtime} runs on the CPU here and would not time the device asked for ({device})"
+    if rt.engine in GPU_ENGINES and device.type != "cuda":
+        return f"skipped: {runtime} needs a CUDA GPU (this run's device is {device})"
+    if rt.dtype == "bf16" and not fast_bf16(device):
+        return (f"skipped: {processor(device)} has no fast bf16 (a CPU needs AMX or AVX512-BF16, a GPU Ampere or "
+                f"later); emulated bf16 is slower than fp32, so its time would say nothing")
+    return None
+
+
+def prepare(model: nn.Module, runtime: str, x: torch.Tensor, workdir: Path, threads: int) -> Callable[[], object]:
+    """A call that runs ``model`` once on ``x`` under ``runtime`` (exported or compiled now, so a
+    failure to export or compile is raised here), synchronised on a GPU."""
+    rt = RUNTIMES[runtime]
+    workdir.mkdir(parents=True, exist_ok=True)
+    if rt.engine == "eager":
+        call = _eager(model, x, rt)
+    elif rt.engine == "compile":
+        call = _compiled(model, x)
+    elif rt.engine == "onnx":
+        call = onnx_runner(model, x, workdir, threads)
+    elif rt.engine == "openvino":
+        call = openvino_runner(model, x, workdir, threads, rt.dtype)
+    elif rt.engine == "cuda-graph":
+        call = cuda_graph_runner(model, x)
+    else:
+        call = tensorrt_runner(model, x, workdir)
+    if x.device.type != "cuda":
+        return call
+
+    def synced():
+        out = call()
+        torch.cuda.synchronize(x.device)
+        return out
+    return synced
 
 
 def _one_line(e: BaseException) -> str:
@@ -140,100 +314,140 @@ def _one_line(e: BaseException) -> str:
 
 
 @torch.no_grad()
-def time_runtime(model: nn.Module, runtime: str, input_shape: tuple[int, ...], batch: int, device: torch.device,
-                 workdir: Path, **repeat) -> Timing:
-    """Time one runtime at one batch size; any failure to export, compile or run is the Timing's error."""
+def time_group(models: dict[str, nn.Module], runtime: str, input_shape: tuple[int, ...], batch: int,
+               device: torch.device, workdir: Path, **repeat) -> tuple[dict[str, Timing], dict[str, list[float]]]:
+    """Time ``models`` (the first is the reference, the baseline) under one runtime at one batch
+    size, their repeats interleaved (:func:`repeat_interleaved`); a model that fails to export,
+    compile or run gets a Timing with its error, the others are still timed. Returns each model's
+    Timing and its raw times (ms, paired by position)."""
     threads = torch.get_num_threads()
-    base = dict(runtime=runtime, batch=batch, device=str(device) if runtime != "onnx" else "cpu", threads=threads)
-    if runtime == "onnx" and device.type != "cpu":
-        return Timing(**base, error="skipped: ONNX Runtime's CPU execution provider would not time the device asked for")
-    model = model.to(device).eval()
+    rt = RUNTIMES[runtime]
+    on = "cpu" if rt.engine in CPU_ENGINES else str(device)
+    base = dict(runtime=runtime, batch=batch, device=on, threads=threads, numerics=rt.numerics)
+    skip = skip_reason(runtime, device)
+    if skip:
+        return {name: Timing(**base, error=skip) for name in models}, {}
     x = torch.randn(batch, *input_shape, device=device)  # latency only: values do not matter
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    calls, errors = {}, {}
+    for name, model in models.items():
+        try:
+            calls[name] = prepare(model.to(device).eval(), runtime, x, workdir / name, threads)
+        except Exception as e:
+            errors[name] = _one_line(e)
     load = load_per_core()
-    try:
-        if runtime == "eager":
-            call = _eager(model, x)
-        elif runtime == "compile":
-            call = _compiled(model, x)
-        else:
-            call = onnx_runner(model, x, workdir, threads)
+    times, failed, _ = repeat_interleaved(calls, **repeat)
+    errors.update(failed)
+    load = max(load, load_per_core())
+    out = {}
+    for name in models:
+        if name in errors:
+            out[name] = Timing(**base, error=errors[name])
+            continue
+        q1, med, q3 = quartiles(times[name])
+        out[name] = Timing(**base, median_ms=med, q1_ms=q1, q3_ms=q3, repeats=len(times[name]),
+                           converged=q3 - q1 < TARGET_IQR_SHARE * med, load_per_core=load)
+    return out, times
 
-        def run():
-            call()
-            sync()
 
-        times, converged = repeat_until_steady(run, **repeat)
-    except Exception as e:  # a runtime that fails is a result to report, not a crash
-        return Timing(**base, error=_one_line(e))
-    q1, med, q3 = quartiles(times)
-    return Timing(**base, median_ms=med, q1_ms=q1, q3_ms=q3, repeats=len(times), converged=converged,
-                  load_per_core=max(load, load_per_core()))
+def versus(timings: dict[str, Timing], times: dict[str, list[float]], ref: str, other: str) -> dict:
+    """``other`` against ``ref`` from one interleaved group: both timings and the speedup with its
+    paired 95 % interval (None where either failed); ``interval_wide`` when the interval spans
+    over 10 % of the speedup; ``converged`` when both series' IQRs are under 5 %."""
+    a, b = timings[ref], timings[other]
+    out = {"baseline": a.to_dict(), "pruned": b.to_dict(), "speedup": None, "speedup_ci_lo": None,
+           "speedup_ci_hi": None, "interval_wide": None, "converged": False}
+    if a.error is None and b.error is None:
+        s, lo, hi = paired_speedup(times[ref], times[other])
+        out.update(speedup=s, speedup_ci_lo=lo, speedup_ci_hi=hi,
+                   interval_wide=interval_share(s, lo, hi) > WIDE_INTERVAL_SHARE,
+                   converged=a.converged and b.converged)
+    return out
 
 
 def compare(baseline: nn.Module, pruned: nn.Module, input_shape: tuple[int, ...], runtimes: list[str],
-            batches: list[int], device: torch.device, **repeat) -> list[dict]:
-    """Baseline against pruned, per runtime and batch: both timings and the latency speedup
-    (baseline median / pruned median; None where either failed)."""
+            batches: list[int], device: torch.device, rounded: dict[int, nn.Module] | None = None,
+            **repeat) -> list[dict]:
+    """Baseline against pruned, per runtime and batch, timed in turns: both timings and the
+    latency speedup with its paired interval (:func:`versus`). ``rounded`` (N -> the pruned model
+    with kept counts rounded to multiples of N) joins the same group; each row then lists under
+    ``rounded`` their timings and speedups against the same baseline repeats."""
     rows = []
+    rounded = rounded or {}
+    models = {"baseline": baseline, "pruned": pruned, **{f"round-to-{n}": m for n, m in rounded.items()}}
     with tempfile.TemporaryDirectory(prefix="suite-latency-") as tmp:
         for runtime in runtimes:
             for batch in batches:
-                b = time_runtime(baseline, runtime, input_shape, batch, device, _subdir(tmp, "baseline"), **repeat)
-                p = time_runtime(pruned, runtime, input_shape, batch, device, _subdir(tmp, "pruned"), **repeat)
-                ok = b.error is None and p.error is None
-                rows.append({"runtime": runtime, "batch": batch, "baseline": b.to_dict(), "pruned": p.to_dict(),
-                             "speedup": b.median_ms / p.median_ms if ok else None,
-                             "speedup_lo": b.q1_ms / p.q3_ms if ok else None,
-                             "speedup_hi": b.q3_ms / p.q1_ms if ok else None,
-                             "converged": ok and b.converged and p.converged})
+                timings, times = time_group(models, runtime, input_shape, batch, device, Path(tmp), **repeat)
+                row = {"runtime": runtime, "batch": batch, "numerics": RUNTIMES[runtime].numerics,
+                       **versus(timings, times, "baseline", "pruned")}
+                if rounded:
+                    row["rounded"] = [{"round_to": n, **{k: v for k, v in versus(timings, times, "baseline",
+                                                                                  f"round-to-{n}").items()
+                                                          if k != "baseline"}} for n in rounded]
+                rows.append(row)
     return rows
 
 
-def _subdir(root: str, name: str) -> Path:
-    path = Path(root) / name
-    path.mkdir(exist_ok=True)
-    return path
-
-
-def setting_models(setting, ratios: str | None = None, seed: int = 0) -> tuple[nn.Module, nn.Module, dict]:
+def setting_models(setting, ratios: str | None = None, seed: int = 0, round_to: int = 1
+                   ) -> tuple[nn.Module, nn.Module, dict]:
     """The setting's model with random weights, and a copy pruned at ``ratios`` (default: the
-    setting's target) by the harness's surgery. Which filters go does not change the time, so the
-    first ``n_pruned(r, n)`` of each conv go, as ``suite list settings`` does. Also returns the
-    FLOPs (paper's convention) of both."""
-    import copy
-
+    setting's target; kept counts rounded to multiples of ``round_to``) by the harness's surgery.
+    Also returns the FLOPs (paper's convention) of both."""
     from suite.measure.metrics import count_flops
+    from suite.models.rounding import round_ratios
+
+    torch.manual_seed(seed)
+    base = setting.build_model().eval()
+    pruned = prune_copy(setting, base, round_ratios(base, setting.layer_ratios(base, ratios), round_to))
+    shape = setting.input_shape
+    return base, pruned, {"baseline": count_flops(base, shape), "pruned": count_flops(pruned, shape)}
+
+
+def prune_copy(setting, base: nn.Module, layer_ratios: dict[str, float]) -> nn.Module:
+    """A copy of ``base`` with the first ``n_pruned(r, n)`` filters of each layer removed. Which
+    filters go does not change the time, so no selection rule is needed (``suite list settings``
+    does the same)."""
     from suite.models.nets import example_input
     from suite.models.ratios import n_pruned
     from suite.models.surgery import remove_filters
 
-    torch.manual_seed(seed)
-    base = setting.build_model().eval()
     pruned = copy.deepcopy(base)
-    layer_ratios = setting.layer_ratios(pruned, ratios)
     shape = setting.input_shape
     choice = {n: list(range(n_pruned(r, pruned.get_submodule(n).out_channels))) for n, r in layer_ratios.items()}
     remove_filters(pruned, choice, example_input(shape[0], shape[1:]), coupled=setting.family == "generic")
-    flops = {"baseline": count_flops(base, shape), "pruned": count_flops(pruned, shape)}
-    return base, pruned.eval(), flops
+    return pruned.eval()
 
 
 def report(setting, ratios: str | None, runtimes: list[str], batches: list[int], device: torch.device,
-           layer_passes: int = 20, **repeat) -> dict:
+           layer_passes: int = 20, round_to: list[int] | None = None, **repeat) -> dict:
     """Everything ``suite latency`` prints: the setting, the FLOPs speedup, per runtime and batch
-    the latency speedup and its share of the FLOPs speedup, and (unless ``layer_passes`` is 0) the
-    eager time per layer at batch 64 (``layers``; how it was taken: ``layer_profile``)."""
+    the latency speedup with its interval and its share of the FLOPs speedup, with ``round_to``
+    the rounding sweep (``rounding``: per N the kept counts and FLOPs; per row ``rounded``), and
+    (unless ``layer_passes`` is 0) the eager time per layer at batch 64 (``layers``; how it was
+    taken: ``layer_profile``)."""
     from suite.measure.layer_times import layer_times
-    from suite.measure.metrics import processor
+    from suite.measure.metrics import count_flops
+    from suite.models.rounding import round_ratios
     base, pruned, flops = setting_models(setting, ratios)
     flops_speedup = flops["baseline"] / flops["pruned"]
-    rows = compare(base, pruned, setting.input_shape, runtimes, batches, device, **repeat)
-    for r in rows:
-        r["share_of_flops_speedup"] = r["speedup"] / flops_speedup if r["speedup"] else None
+    layer_ratios = setting.layer_ratios(base, ratios)
+    rounded = {n: prune_copy(setting, base, round_ratios(base, layer_ratios, n)) for n in (round_to or []) if n > 1}
+    rows = compare(base, pruned, setting.input_shape, runtimes, batches, device, rounded=rounded, **repeat)
     rep = {"setting": setting.name, "ratios": ratios or setting.ratios, "input_shape": list(setting.input_shape),
            "flops": flops, "flops_speedup": flops_speedup, "device": str(device), "processor": processor(device),
            "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}
+    if round_to:
+        variants = {1: pruned, **rounded}
+        pruned_flops = {n: count_flops(m, setting.input_shape) for n, m in variants.items()}
+        rep["rounding"] = [{"round_to": n, "flops": pruned_flops[n], "flops_speedup": flops["baseline"] / pruned_flops[n],
+                            "kept": {name: m.get_submodule(name).out_channels for name in layer_ratios}}
+                           for n, m in variants.items()]
+    for r in rows:
+        r["share_of_flops_speedup"] = r["speedup"] / flops_speedup if r["speedup"] else None
+        for v in r.get("rounded", []):
+            fs = flops["baseline"] / pruned_flops[v["round_to"]]
+            v["flops_speedup"] = fs
+            v["share_of_flops_speedup"] = v["speedup"] / fs if v["speedup"] else None
     if layer_passes:
         profile = layer_times(base, pruned, setting.input_shape, LAYER_BATCH, device, passes=layer_passes)
         rep["layers"] = profile.pop("layers")
@@ -241,37 +455,74 @@ def report(setting, ratios: str | None, runtimes: list[str], batches: list[int],
     return rep
 
 
+def _ms(t: dict) -> str:
+    if t["error"]:
+        return "skipped" if t["error"].startswith("skipped:") else "failed"
+    return f"{t['median_ms']:.3f} [{t['iqr_ms']:.3f}]{'' if t['converged'] else '!'}"
+
+
+def _speedup(r: dict) -> str:
+    """``1.36x [1.31-1.40]``, ``~`` after it when the interval is wide, ``-`` without a speedup."""
+    if not r["speedup"]:
+        return "-"
+    if r["speedup_ci_lo"] is None:
+        return f"{r['speedup']:.2f}x"
+    return f"{r['speedup']:.2f}x [{r['speedup_ci_lo']:.2f}-{r['speedup_ci_hi']:.2f}]{'~' if r['interval_wide'] else ''}"
+
+
 def format_report(rep: dict) -> str:
-    """The table ``suite latency`` prints (ms as median [IQR]; '!' marks a series whose IQR stayed
-    at or above 5 % of its median)."""
+    """The table ``suite latency`` prints: ms as median [IQR] ('!': the IQR stayed at or above 5 %
+    of the median), the speedup with its paired 95 % interval ('~': the interval spans over 10 %
+    of the speedup); then the rounding sweep and the per-layer breakdown when the report has them."""
     lines = [f"{rep['setting']} at {rep['ratios']}: FLOPs {rep['flops']['baseline'] / 1e6:.2f}M -> "
              f"{rep['flops']['pruned'] / 1e6:.2f}M, FLOPs speedup {rep['flops_speedup']:.2f}x",
-             f"{rep['processor']} ({rep['device']}), {rep['threads']} threads, torch {rep['torch']}, random weights",
-             f"{'runtime':<8} {'batch':>5} {'baseline ms [IQR]':>22} {'pruned ms [IQR]':>22} {'latency x':>10} "
-             f"{'of FLOPs x':>10}"]
-
-    def ms(t):
-        if t["error"]:
-            return "failed"
-        flag = "" if t["converged"] else "!"
-        return f"{t['median_ms']:.3f} [{t['iqr_ms']:.3f}]{flag}"
-
+             f"{rep['processor']} ({rep['device']}), {rep['threads']} threads, torch {rep['torch']}, random weights; "
+             f"baseline and pruned timed in turns",
+             f"{'runtime':<14} {'batch':>5} {'baseline ms [IQR]':>22} {'pruned ms [IQR]':>22} "
+             f"{'latency x [95% interval]':>26} {'of FLOPs x':>10}"]
     failures = []
     for r in rep["rows"]:
-        sp = f"{r['speedup']:.2f}x" if r["speedup"] else "-"
         share = f"{100 * r['share_of_flops_speedup']:.0f}%" if r["speedup"] else "-"
-        lines.append(f"{r['runtime']:<8} {r['batch']:>5} {ms(r['baseline']):>22} {ms(r['pruned']):>22} {sp:>10} "
-                     f"{share:>10}")
-        for which in ("baseline", "pruned"):
-            if r[which]["error"]:
-                failures.append(f"  {r['runtime']} batch {r['batch']} {which}: {r[which]['error']}")
-    if any(not r["converged"] and r["speedup"] for r in rep["rows"]):
-        lines.append("! the IQR stayed at or above 5% of the median within the repeat cap (busy machine?)")
+        lines.append(f"{r['runtime']:<14} {r['batch']:>5} {_ms(r['baseline']):>22} {_ms(r['pruned']):>22} "
+                     f"{_speedup(r):>26} {share:>10}")
+        sides = [("baseline", r["baseline"]), ("pruned", r["pruned"])]
+        sides += [(f"round-to {v['round_to']}", v["pruned"]) for v in r.get("rounded", [])]
+        errors = {which: t["error"] for which, t in sides if t["error"]}
+        if errors and len(set(errors.values())) == 1 and len(errors) == len(sides):
+            failures.append(f"  {r['runtime']} batch {r['batch']}: {next(iter(errors.values()))}")
+        else:
+            failures += [f"  {r['runtime']} batch {r['batch']} {which}: {e}" for which, e in errors.items()]
+    every = [r for r in rep["rows"]] + [v for r in rep["rows"] for v in r.get("rounded", [])]
+    if any(not r["converged"] and r["speedup"] for r in every):
+        lines.append("! a series' IQR stayed at or above 5% of its median within the repeat cap (busy machine?)")
+    if any(r["interval_wide"] for r in every):
+        lines.append("~ the speedup's 95% interval spans over 10% of it: the machine was too busy for this ratio; "
+                     "measure again or raise --max-repeats")
     if failures:
-        lines += ["failed:", *failures]
+        lines += ["failed or skipped:", *failures]
+    if rep.get("rounding"):
+        lines += ["", *format_rounding(rep)]
     if rep.get("layers"):
         lines += ["", *format_layers(rep["layers"], rep["layer_profile"])]
     return "\n".join(lines)
+
+
+def format_rounding(rep: dict) -> list[str]:
+    """The rounding sweep: per N the kept counts and FLOPs speedup, then per runtime and batch the
+    pruned model's time at each N and its speedup against the baseline timed in the same turns."""
+    lines = ["channel alignment (--round-to N: kept counts rounded down to multiples of N, at least N)",
+             f"{'round-to':>8} {'FLOPs x':>8}  kept channels per pruned layer (distinct counts)"]
+    for v in rep["rounding"]:
+        lines.append(f"{v['round_to']:>8} {v['flops_speedup']:>7.2f}x  "
+                     f"{', '.join(str(c) for c in sorted(set(v['kept'].values())))}")
+    lines.append(f"{'runtime':<14} {'batch':>5} {'round-to':>8} {'pruned ms [IQR]':>22} "
+                 f"{'latency x [95% interval]':>26} {'of FLOPs x':>10}")
+    for r in rep["rows"]:
+        for n, v in [(1, {**r, "flops_speedup": rep["flops_speedup"]}), *((v["round_to"], v) for v in r["rounded"])]:
+            share = f"{100 * v['share_of_flops_speedup']:.0f}%" if v["speedup"] else "-"
+            lines.append(f"{r['runtime']:<14} {r['batch']:>5} {n:>8} {_ms(v['pruned']):>22} {_speedup(v):>26} "
+                         f"{share:>10}")
+    return lines
 
 
 def top_layers(layers: list[dict], n: int = TOP_LAYERS) -> list[dict]:

@@ -8,7 +8,7 @@ date it was measured, written atomically.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from suite.store.files import content_hash, read_json_object, write_json
@@ -24,7 +24,7 @@ def record_path(runs_dir: Path, rep: dict) -> Path:
 def store(runs_dir: Path, rep: dict) -> Path:
     """Write ``rep`` with the date (UTC) as its record; returns the file."""
     path = record_path(runs_dir, rep)
-    write_json(path, {**rep, "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
+    write_json(path, {**rep, "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")})
     return path
 
 

@@ -54,6 +54,15 @@ def processor(device: torch.device) -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def machine(device: torch.device) -> dict:
+    """What a trained number depends on besides the code, data and seed: the chip and torch's
+    intra-op thread count at training time. Training is bit-exact only per CPU model *and* thread
+    count (the thread count sets how reductions are split, so the roundings differ: the same smoke
+    grid gives 42.74 with 2 threads and 42.82 with 1, the count ``--executor ray`` gives each task),
+    so every baseline and run records both, and a retraining can say which one differs."""
+    return {"processor": processor(device), "threads": torch.get_num_threads()}
+
+
 # Latency is noise-prone on a shared machine: a repeat series whose IQR exceeds this share of its
 # median, or one taken while more runnable threads than cores were queued, is flagged noisy.
 NOISY_IQR_SHARE = 0.10

@@ -17,7 +17,6 @@ families keep the paper's layouts (``suite.models.nets.prunable_convs``).
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -99,81 +98,3 @@ def single(name: str, model: nn.Module) -> Group:
 
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-def dry_surgery(model: nn.Module, layer_ratios: dict[str, float], input_shape: tuple[int, ...],
-                coupled: bool) -> dict:
-    """Remove the first ``n_pruned(r, n)`` filters of every named conv (or group) from a copy and run
-    it (on the meta device): {params, flops, pruned_params, pruned_flops, speedup}. Sizes depend only on how many go, not
-    which. A surgery or forward that fails is a one-line error (a spec the model cannot take)."""
-    from suite.measure.metrics import count_flops, count_params
-    from suite.models.nets import example_input
-    from suite.models.ratios import n_pruned
-    from suite.models.surgery import remove_filters
-
-    # On the meta device: shapes without arithmetic, so a probe costs the tracing, not the convs.
-    work = copy.deepcopy(model).to("meta").eval()
-    params, flops = count_params(work), count_flops(work, input_shape)
-    choice = {n: list(range(n_pruned(r, work.get_submodule(n).out_channels))) for n, r in layer_ratios.items()}
-    example = example_input(input_shape[0], input_shape[1:])
-    try:
-        remove_filters(work, choice, example, coupled=coupled)
-        with torch.no_grad():
-            work(example.to("meta"))
-        p, f = count_params(work), count_flops(work, input_shape)
-    except SuiteError:
-        raise
-    except Exception as e:
-        raise SuiteError(f"the surgery fails on this model at these ratios ({type(e).__name__}: "
-                         f"{' '.join(str(e).split())[:200]})") from None
-    return {"params": params, "flops": flops, "pruned_params": p, "pruned_flops": f, "speedup": flops / f,
-            "param_reduction": params / p, "pruned_layers": len(layer_ratios)}
-
-
-_TARGETS: dict[tuple, float] = {}
-
-
-def ratio_for_speedup(model: nn.Module, target: float, uniform: "callable", input_shape: tuple[int, ...],
-                      coupled: bool, tolerance: float = 0.005) -> float:
-    """The uniform ratio whose real surgery gives the FLOPs speedup nearest ``target``.
-
-    A bracketed search (speedup grows with the ratio): each probe is a dry surgery, placed by
-    interpolating log-speedup inside the bracket (FLOPs fall about as (1 - r)^2, so this lands in a
-    few probes), or at the bracket's middle when interpolation would not shrink it enough; it stops
-    within ``tolerance`` of the target. ``uniform(r)`` maps a ratio to the layer ratios it means.
-    Cached per architecture (parameter names and shapes), input shape and target."""
-    import math
-    key = (target, tuple(input_shape), coupled,
-           tuple((n, tuple(p.shape)) for n, p in model.named_parameters()),
-           tuple(sorted(uniform(0.5).items())))
-    if key in _TARGETS:
-        return _TARGETS[key]
-
-    def speedup(r: float) -> float:
-        return dry_surgery(model, uniform(r), input_shape, coupled)["speedup"] if r > 0 else 1.0
-
-    lo, s_lo, hi = 0.0, 1.0, 0.99
-    s_hi = speedup(hi)
-    if s_hi < target:
-        raise SuiteError(f"target {target:g}x is beyond reach: removing 99% of every prunable group gives "
-                         f"{s_hi:.2f}x; ask for at most {s_hi:.2f}x or prune more layers")
-    guess = min(max(1 - 1 / math.sqrt(target), 0.01), 0.98)  # (1 - r)^2 = 1 / target
-    for _ in range(20):
-        r = guess
-        s = speedup(r)
-        if abs(s / target - 1) <= tolerance:
-            lo = hi = r
-            s_lo = s_hi = s
-            break
-        if s >= target:
-            hi, s_hi = r, s
-        else:
-            lo, s_lo = r, s
-        if hi - lo < 1e-4:
-            break
-        # interpolate log-speedup linearly inside the bracket; keep clear of its ends
-        t = (math.log(target) - math.log(s_lo)) / (math.log(s_hi) - math.log(s_lo))
-        guess = lo + min(max(t, 0.1), 0.9) * (hi - lo)
-    best = hi if abs(s_hi - target) <= abs(target - s_lo) else lo
-    _TARGETS[key] = round(best, 6)
-    return _TARGETS[key]

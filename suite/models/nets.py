@@ -5,12 +5,12 @@ ResNet-56 numbers (0.85 M params, 125.49 M multiply-adds) are for that net; torc
 CIFAR ResNet, so it is written here. ImageNet ResNets are torchvision's own.
 
 Every model exposes its *prunable layout* through :func:`prunable_convs`: the convs whose output
-filters may be removed without touching a residual addition (GREG_SPEC.md, "Layer ratios").
+filters may be removed without touching a residual addition (methods/GREG_SPEC.md, "Layer ratios").
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -175,7 +175,7 @@ def _all_convs(model: nn.Module) -> list[str]:
 
 
 def prunable_convs(model: nn.Module, family: str) -> list[PrunableConv]:
-    """The convs GREG_SPEC.md allows to prune, in model order.
+    """The convs methods/GREG_SPEC.md allows to prune, in model order.
 
     ResNets: the first conv of a basic block, the first two of a bottleneck; never the last conv
     of a block, a downsample conv or the stem (their channels are tied by the residual addition).

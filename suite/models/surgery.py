@@ -47,7 +47,7 @@ def _check_local(group, name: str, conv: nn.Module) -> None:
                  if dep.handler in (tp.prune_conv_out_channels,) and isinstance(dep.target.module, nn.Conv2d)]
     if any(m is not conv for m in out_convs):
         raise SuiteError(f"{name}'s filters are tied to other layers' outputs (residual addition): "
-                         f"only the convs GREG_SPEC.md names may be pruned")
+                         f"only the convs methods/GREG_SPEC.md names may be pruned")
 
 
 def _device(model: nn.Module) -> torch.device:

@@ -1,56 +1,163 @@
 """The paper's claims, each set against every comparison the store holds (``findings.html``).
 
-A comparison is one table of a setting's page: one setting, baseline, precision, target, budget
-protocol and edition of the training code (runs of older code are compared among themselves, never
-with today's, and say so). Only each method's default hyperparameters enter (a tuned entry is
-another entry), and only the two fair protocols (the paper's, and equal total training in
-samples): the legacy "total" runs matched iterations across batch sizes, which is no equal budget. For every claim and comparison where both sides have runs: our difference in
-points, each side's mean +- std (n), and Welch's p (scipy; none below two runs a side). Nothing here
-is typed by hand; a claim no comparison can test says why.
+A claim is tested on a *question*: one setting, precision, granularity, target, budget protocol and
+edition of the training code (runs of older code are compared among themselves, never with
+today's). Only each method's default hyperparameters enter (a tuned entry is another entry), and
+only the two fair protocols (the paper's, and equal total training in samples): the legacy "total"
+runs matched iterations across batch sizes, which is no equal budget.
+
+The statistics follow the design of the runs, and scipy and statsmodels compute all of them:
+
+- Within one baseline, runs of two methods with the same seed start from the same weights and
+  fine-tune on the same batch order (the data streams are a function of purpose and seed), so they
+  are *pairs*: where every seed pairs, the paired t-test (``ttest_rel``) and its 95 % interval of
+  the mean difference; where they do not, Welch's test (``ttest_ind(equal_var=False)``).
+- The baseline is a random factor: baselines differ more than seeds do, so a question with runs on
+  several baselines is decided by a one-sample t-test on the per-baseline mean differences (n = the
+  number of baselines); a question with one baseline says that its verdict is about that baseline.
+- Every p on the page is adjusted with Holm's method over all the page's tests together, and every
+  test states the smallest difference it could detect at 80 % power and alpha 0.05 (statsmodels'
+  power classes, at the observed spread), so "not significant" is never read as "no difference".
+- "The gap grows with the ratio" is a regression of the per-seed differences on the target's FLOPs
+  speedup (statsmodels OLS), tested on its slope, not read off point estimates.
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pandas as pd
+import statsmodels.api as sm
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestIndPower, TTestPower
 
 from methods.claims import CLAIMS, GAP, Claim
 from suite.store.results import current_code, protocol_of
 
-# The columns that make one comparison (one table of a setting's page): masks (weight granularity)
-# at the same ratio are another table, and their unchanged FLOPs never enter a filter row's speedup.
-COMPARISON = ["setting", "baseline_name", "baseline_key", "numerics", "granularity", "ratios", "skip", "protocol",
-              "current"]
+ALPHA, POWER = 0.05, 0.8
+# What one question is: the columns that, with the baseline, make one table of a setting's page.
+QUESTION = ["setting", "numerics", "granularity", "ratios", "skip", "protocol", "current"]
+# The random factor inside a question: the trained starting point.
+BASELINE = ["baseline_key", "baseline_name"]
+ONE_BASELINE = "one baseline: a verdict about this baseline, not the setting"
+
+
+def comparison_groups(runs: pd.DataFrame, question: list[str] = QUESTION):
+    """The grouping every test on the page follows, in this one place: per question (``question``'s
+    columns), a dict of its key and the list of (baseline key dict, runs) it holds."""
+    for key, part in runs.groupby(question, sort=False, dropna=False):
+        yield dict(zip(question, key)), [(dict(zip(BASELINE, bkey)), bpart)
+                                         for bkey, bpart in part.groupby(BASELINE, sort=False, dropna=False)]
+
+
+# ---------------------------------------------------------------------------- the tests
+def _flat(values) -> bool:
+    """No spread: identical values (L1 cuts the same filters of one baseline whatever the seed, so its
+    points lost at removal repeat exactly)."""
+    return len(set(values)) == 1
+
+
+def _untested(name: str, n: str, diff: float, why: str) -> dict:
+    return {"test": name, "n": n, "diff": diff, "lo": None, "hi": None, "p": None, "detectable": None, "why": why}
+
+
+def _tested(name: str, n: str, diff: float, ci, p: float, detectable: float) -> dict:
+    return {"test": name, "n": n, "diff": float(diff), "lo": float(ci[0]), "hi": float(ci[1]), "p": float(p),
+            "detectable": float(detectable), "why": None}
+
+
+def _detectable_paired(sd: float, n: int) -> float:
+    """The smallest mean difference a one-sample (or paired) t-test of n values with standard deviation
+    ``sd`` detects at POWER and ALPHA, two-sided: statsmodels' effect size times the SD."""
+    return float(TTestPower().solve_power(effect_size=None, nobs=n, alpha=ALPHA, power=POWER)) * sd
+
+
+def paired_test(a: list[float], b: list[float]) -> dict:
+    """a - b over pairs (same baseline, same seed): ``ttest_rel``, its 95 % interval of the mean
+    difference, and the smallest difference detectable at the observed SD of the differences."""
+    d = np.subtract(a, b)
+    name, n = "paired t", f"n={len(d)}"
+    if len(d) < 2:
+        return _untested(name, n, float(d.mean()), "one pair: too few runs to test")
+    if _flat(np.round(d, 9)):  # identical differences: no spread, no t
+        return _untested(name, n, float(d.mean()), "the differences have no spread: no test")
+    r = stats.ttest_rel(a, b)
+    return _tested(name, n, d.mean(), r.confidence_interval(1 - ALPHA), r.pvalue,
+                   _detectable_paired(float(np.std(d, ddof=1)), len(d)))
+
+
+def welch_test(a: list[float], b: list[float]) -> dict:
+    """a - b over unpaired runs: Welch's ``ttest_ind(equal_var=False)`` with its 95 % interval, and the
+    smallest difference ``TTestIndPower`` detects at the pooled SD of the two sides.
+
+    One side without spread is common (see ``_flat``): Welch's test is then the one-sample t-test of
+    the other side against that constant, computed as such because scipy's variance of identical
+    floats is rounding noise and warns of catastrophic cancellation on every page render."""
+    name, n = "Welch t", f"n={len(a)} vs {len(b)}"
+    diff = float(np.mean(a) - np.mean(b))
+    if len(a) < 2 or len(b) < 2:
+        return _untested(name, n, diff, "fewer than two runs a side: too few runs to test")
+    if _flat(a) and _flat(b):
+        return _untested(name, n, diff, "no spread on either side: no test")
+    if _flat(a) or _flat(b):
+        spread, constant = (b, a[0]) if _flat(a) else (a, b[0])
+        r = stats.ttest_1samp(spread, constant)
+        lo, hi = r.confidence_interval(1 - ALPHA)
+        ci = (constant - hi, constant - lo) if _flat(a) else (lo - constant, hi - constant)
+    else:
+        r = stats.ttest_ind(a, b, equal_var=False)
+        ci = r.confidence_interval(1 - ALPHA)
+    var = [0.0 if _flat(x) else float(np.var(x, ddof=1)) for x in (a, b)]
+    pooled = math.sqrt(((len(a) - 1) * var[0] + (len(b) - 1) * var[1]) / (len(a) + len(b) - 2))
+    effect = TTestIndPower().solve_power(effect_size=None, nobs1=len(a), ratio=len(b) / len(a), alpha=ALPHA,
+                                         power=POWER)
+    return _tested(name, n, diff, ci, r.pvalue, float(effect) * pooled)
 
 
 def welch(a: list[float], b: list[float]) -> float | None:
-    """Welch's two-sided p, None with fewer than two runs on a side (or no spread on either).
-
-    One side without spread is common: L1 removes the same filters of the same baseline whatever the
-    seed, so its points lost at removal repeat exactly. Welch's test is then the one-sample t-test of
-    the other side against that constant (t over the other side's standard error, n - 1 degrees of
-    freedom); it is computed as such because scipy's variance of identical floats is rounding noise
-    and warns of catastrophic cancellation on every page render."""
-    flat_a, flat_b = len(set(a)) == 1, len(set(b)) == 1
-    if len(a) < 2 or len(b) < 2 or (flat_a and flat_b):
-        return None
-    if flat_a or flat_b:
-        spread, constant = (b, a[0]) if flat_a else (a, b[0])
-        return float(stats.ttest_1samp(spread, constant).pvalue)
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    """Welch's two-sided p (see ``welch_test``), None with fewer than two runs on a side (or no spread
+    on either)."""
+    return welch_test(a, b)["p"]
 
 
-def _side(part: pd.DataFrame, method: str, measure: str) -> list[float]:
-    rows = part[part.method == method]
-    if measure == "top1":
-        return rows.top1.tolist()
-    return (rows.acc_before_removal - rows.acc_after_removal).dropna().tolist()
+def across_baselines(diffs: list[float]) -> dict:
+    """The baseline as a random factor: a one-sample t-test of the per-baseline mean differences
+    against 0 (n = the number of baselines), its 95 % interval and detectable difference."""
+    name, n = "one-sample t across baselines", f"n={len(diffs)} baselines"
+    mean = float(np.mean(diffs))
+    if _flat(np.round(diffs, 9)):
+        return _untested(name, n, mean, "the baselines' differences have no spread: no test")
+    r = stats.ttest_1samp(diffs, 0.0)
+    return _tested(name, n, mean, r.confidence_interval(1 - ALPHA), r.pvalue,
+                   _detectable_paired(float(np.std(diffs, ddof=1)), len(diffs)))
 
 
-def _summary(values: list[float]) -> dict:
-    s = pd.Series(values, dtype=float)
-    return {"mean": float(s.mean()), "std": float(s.std()) if len(s) > 1 else None, "n": len(s)}
+def slope_test(x: list[float], y: list[float], a_side: list[bool] | None = None) -> dict:
+    """How a - b changes per 1x of FLOPs speedup, by OLS (statsmodels): with ``a_side`` None, ``y``
+    are paired differences and the slope of y on x is tested; otherwise ``y`` are single runs, ``a_side``
+    says which method each is, and the method x speedup interaction is tested (the unpaired analogue).
+    The detectable slope is the one whose t (on the residual degrees of freedom) reaches POWER:
+    statsmodels' effect size for df + 1 observations, times sqrt(df + 1), times the slope's SE."""
+    x = np.asarray(x, dtype=float)
+    if a_side is None:
+        name, design = "OLS slope of paired differences", sm.add_constant(x)
+    else:
+        is_a = np.asarray(a_side, dtype=float)
+        name, design = "OLS method x speedup interaction", np.column_stack([np.ones_like(x), is_a, x, is_a * x])
+    n = f"n={len(y)} runs" if a_side is not None else f"n={len(y)} pairs"
+    if len(set(x)) < 2 or len(y) <= design.shape[1]:
+        return _untested(name, n, float("nan"), "too few runs to fit a slope")
+    fit = sm.OLS(np.asarray(y, dtype=float), design).fit()
+    k = design.shape[1] - 1  # the slope (paired) or the interaction (unpaired) is the last column
+    if not fit.bse[k] > 0:
+        return _untested(name, n, float(fit.params[k]), "the differences lie on a line: no test")
+    effect = TTestPower().solve_power(effect_size=None, nobs=fit.df_resid + 1, alpha=ALPHA, power=POWER)
+    return _tested(name, n, fit.params[k], fit.conf_int(ALPHA)[k], fit.pvalues[k],
+                   float(effect) * math.sqrt(fit.df_resid + 1) * fit.bse[k])
 
 
+# ---------------------------------------------------------------------------- the runs
 def comparisons(runs: pd.DataFrame) -> pd.DataFrame:
     """The ranked runs with their comparison columns, default hyperparameters only."""
     if runs.empty:
@@ -60,63 +167,178 @@ def comparisons(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs.protocol.isin(["paper", "total"])]
 
 
-def claim_rows(runs: pd.DataFrame, claim: Claim) -> list[dict]:
-    """One row per comparison holding both of the claim's methods: the difference (a - b for
-    accuracy, b - a for the points lost at removal: positive means the paper is right), Welch's p,
-    and for the removal claim GReg's smallest kept/pruned magnitude ratio at removal."""
-    out = []
-    for key, part in runs.groupby(COMPARISON, sort=False, dropna=False):
-        a, b = _side(part, claim.a, claim.measure), _side(part, claim.b, claim.measure)
-        if not a or not b:
-            continue
-        sa, sb = _summary(a), _summary(b)
-        diff = sa["mean"] - sb["mean"] if claim.measure == "top1" else sb["mean"] - sa["mean"]
-        p = welch(a, b)
-        row = dict(zip(COMPARISON, key)) | {"speedup": float(part.speedup.mean()), "a": sa, "b": sb, "diff": diff,
-                                            "p": p, "verdict": _verdict(diff, p)}
-        if claim.measure == "removal":
-            ratios = part[part.method == claim.a].mag_ratio.dropna()
-            row["mag_ratio"] = float(ratios.mean()) if not ratios.empty else None
-        out.append(row)
-    return sorted(out, key=lambda r: (r["setting"], not r["current"], r["baseline_name"], r["numerics"],
-                                      r["protocol"], r["speedup"]))
+def _side(part: pd.DataFrame, method: str, measure: str) -> pd.DataFrame:
+    """One method's runs in a baseline as (seed, weights, value): top-1, or points lost at removal."""
+    rows = part[part.method == method]
+    value = rows.top1 if measure == "top1" else rows.acc_before_removal - rows.acc_after_removal
+    return pd.DataFrame({"seed": rows.seed, "weights": rows.baseline_sha256.fillna(""),
+                         "value": value}).dropna(subset=["value"])
 
 
-def _verdict(diff: float, p: float | None) -> str:
-    if p is None:
-        return "too few runs to test"
-    if p >= 0.05:
-        return "within noise"
-    return "as the paper says" if diff > 0 else "against the paper"
+def pairs(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame | None:
+    """a's and b's runs matched by seed, when every seed pairs: each seed once a side, the same seeds
+    on both, and each pair started from the same baseline weights; else None."""
+    if a.seed.duplicated().any() or b.seed.duplicated().any() or set(a.seed) != set(b.seed):
+        return None
+    joined = a.merge(b, on="seed", suffixes=("_a", "_b")).sort_values("seed")
+    return joined if (joined.weights_a == joined.weights_b).all() else None
 
 
-def gap_rows(rows: list[dict]) -> list[dict]:
-    """From one claim's rows (GAP's): per series (setting, baseline, precision, protocol, edition) with two
-    or more targets, the gaps from the mildest to the strongest target and whether they grow ("yes", "no",
-    or which targets have too few runs to say)."""
-    series_keys = [k for k in COMPARISON if k not in ("ratios", "skip")]
-    series: dict[tuple, list[dict]] = {}
-    for r in rows:
-        series.setdefault(tuple(r[k] for k in series_keys), []).append(r)
-    out = []
-    for key, part in series.items():
-        if len(part) < 2:
-            continue
-        part = sorted(part, key=lambda r: r["speedup"])
-        # A target with one run a side has no spread, so its gap says nothing yet: no verdict until it has two.
-        thin = [str(r["ratios"]) for r in part if r["p"] is None]
-        if thin:
-            grows = "too few runs at " + ", ".join(thin) + " to say"
-        else:
-            gaps = [r["diff"] for r in part]
-            grows = "yes" if all(later > earlier for earlier, later in zip(gaps, gaps[1:])) else "no"
-        out.append(dict(zip(series_keys, key))
-                   | {"steps": [(r["ratios"], r["speedup"], r["diff"], r["p"]) for r in part], "grows": grows})
+def _summary(values) -> dict:
+    s = pd.Series(list(values), dtype=float)
+    return {"mean": float(s.mean()), "std": float(s.std()) if len(s) > 1 else None, "n": len(s)}
+
+
+def _baseline_result(base: dict, part: pd.DataFrame, claim: Claim) -> dict | None:
+    """One baseline's comparison of the claim's methods, oriented so that positive is what the paper
+    says (a - b in top-1; b - a in points lost at removal), paired where every seed pairs."""
+    a, b = _side(part, claim.a, claim.measure), _side(part, claim.b, claim.measure)
+    if a.empty or b.empty:
+        return None
+    better, worse = ("a", "b") if claim.measure == "top1" else ("b", "a")
+    matched = pairs(a, b)
+    if matched is not None:
+        test = paired_test(matched[f"value_{better}"].tolist(), matched[f"value_{worse}"].tolist())
+    else:
+        sides = {"a": a.value.tolist(), "b": b.value.tolist()}
+        test = welch_test(sides[better], sides[worse])
+    out = base | {"a": _summary(a.value), "b": _summary(b.value), "test": test, "paired": matched is not None,
+                  "speedup": float(part.speedup.mean()), "matched": matched, "a_runs": a, "b_runs": b}
+    if claim.measure == "removal":
+        ratios = part[part.method == claim.a].mag_ratio.dropna()
+        out["mag_ratio"] = float(ratios.mean()) if not ratios.empty else None
     return out
 
 
+def claim_rows(runs: pd.DataFrame, claim: Claim) -> list[dict]:
+    """One row per question holding both of the claim's methods: its baselines' comparisons and the
+    row's test (the one baseline's own, or the test across baselines)."""
+    out = []
+    for question, baselines in comparison_groups(runs):
+        per = [r for r in (_baseline_result(base, part, claim) for base, part in baselines) if r is not None]
+        if not per:
+            continue
+        test = per[0]["test"] if len(per) == 1 else across_baselines([r["test"]["diff"] for r in per])
+        out.append(question | {"speedup": float(np.mean([r["speedup"] for r in per])), "baselines": per,
+                               "test": test, "scope": ONE_BASELINE if len(per) == 1 else None})
+    return sorted(out, key=lambda r: (r["setting"], not r["current"], r["numerics"], r["protocol"], r["speedup"]))
+
+
+def _baseline_slope(per_target: list[dict]) -> dict:
+    """One baseline's gap against FLOPs speedup over its targets: paired differences where every target
+    pairs, else the runs themselves with the interaction term."""
+    if all(r["paired"] for r in per_target):
+        x = [r["speedup"] for r in per_target for _ in range(len(r["matched"]))]
+        y = [d for r in per_target for d in r["matched"].value_a - r["matched"].value_b]
+        return slope_test(x, y)
+    x, y, side = [], [], []
+    for r in per_target:
+        for runs, is_a in ((r["a_runs"], True), (r["b_runs"], False)):
+            x += [r["speedup"]] * len(runs)
+            y += runs.value.tolist()
+            side += [is_a] * len(runs)
+    return slope_test(x, y, side)
+
+
+def gap_rows(rows: list[dict]) -> list[dict]:
+    """From GAP's rows: per series (a question without its target) with two or more targets, each
+    baseline's slope of the gap on the FLOPs speedup, and the series' test (that slope with one
+    baseline, else across the baselines' slopes)."""
+    series_keys = [k for k in QUESTION if k not in ("ratios", "skip")]
+    series: dict[tuple, dict[str, list]] = {}
+    for r in rows:
+        for b in r["baselines"]:
+            series.setdefault(tuple(r[k] for k in series_keys), {}).setdefault(b["baseline_key"], []).append(
+                b | {"ratios": r["ratios"], "skip": r["skip"]})
+    out = []
+    for key, by_baseline in series.items():
+        per = []
+        for targets in by_baseline.values():
+            if len(targets) < 2:
+                continue
+            targets = sorted(targets, key=lambda t: t["speedup"])
+            per.append({"baseline_name": targets[0]["baseline_name"], "baseline_key": targets[0]["baseline_key"],
+                        "test": _baseline_slope(targets),
+                        "steps": [(t["ratios"], t["speedup"], t["test"]["diff"]) for t in targets]})
+        if not per:
+            continue
+        test = per[0]["test"] if len(per) == 1 else across_baselines([p["test"]["diff"] for p in per])
+        out.append(dict(zip(series_keys, key)) | {"baselines": per, "test": test,
+                                                  "scope": ONE_BASELINE if len(per) == 1 else None})
+    return out
+
+
+# ---------------------------------------------------------------------------- the words
+def _p(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def holm(tests: list[dict]) -> None:
+    """Adds ``p_adj`` to every test that has a p: Holm's adjustment over all of them together."""
+    tested = [t for t in tests if t["p"] is not None]
+    if tested:
+        adjusted = multipletests([t["p"] for t in tested], alpha=ALPHA, method="holm")[1]
+        for t, p in zip(tested, adjusted):
+            t["p_adj"] = float(p)
+    for t in tests:
+        t.setdefault("p_adj", None)
+        t["p_text"], t["p_adj_text"] = _p(t["p"]), _p(t["p_adj"])
+        t["significant"] = t["p_adj"] is not None and t["p_adj"] < ALPHA
+
+
+def verdict(claim: Claim, t: dict) -> str:
+    """A test's sentence: who beats whom by how much (95 % interval, Holm-adjusted p) when it is
+    significant after Holm; otherwise "not significant" with n and the smallest detectable difference."""
+    if t["p"] is None:
+        return t["why"]
+    unit = "points per 1x FLOPs speedup" if claim is GAP else "points"
+    if not t["significant"]:
+        return f"not significant ({t['n']}; could detect >= {t['detectable']:.2f} {unit})"
+    sign = 1 if t["diff"] > 0 else -1
+    lo, hi = sorted((sign * t["lo"], sign * t["hi"]))
+    size = f"{abs(t['diff']):.2f} [{lo:.2f}, {hi:.2f}]"
+    paper = "as the paper says" if sign > 0 else "against the paper"
+    if claim is GAP:
+        return f"the gap {'grows' if sign > 0 else 'shrinks'} by {size} {unit} (p_adj {t['p_adj_text']}; {paper})"
+    win, lose = (claim.a, claim.b) if sign > 0 else (claim.b, claim.a)
+    if claim.measure == "removal":
+        return f"{win} loses {size} fewer points at removal than {lose} (p_adj {t['p_adj_text']}; {paper})"
+    return f"{win} beats {lose} by {size} (p_adj {t['p_adj_text']}; {paper})"
+
+
+def sentence(claim: Claim, rows: list[dict]) -> str:
+    """What the stored runs say about one claim, in one sentence with its numbers: in how many tested
+    comparisons it holds (and the opposite holds) after Holm, the range of differences, what the
+    rest could have detected, and the caveats (one baseline, older training code)."""
+    if not rows:
+        return f"{claim.short}: not tested, no comparison holds both {claim.a} and {claim.b}."
+    tested = [r["test"] for r in rows if r["test"]["p"] is not None]
+    pro = sum(t["significant"] and t["diff"] > 0 for t in tested)
+    con = sum(t["significant"] and t["diff"] < 0 for t in tested)
+    quiet = [t["detectable"] for t in tested if not t["significant"]]
+    diffs = [r["test"]["diff"] for r in rows]
+    noun, unit = ("series", "points per 1x FLOPs speedup") if claim is GAP else ("comparisons", "points")
+    text = (f"{claim.short}: holds in {pro} of {len(tested)} tested {noun} after Holm, the opposite in {con}; "
+            f"{'slopes' if claim is GAP else 'differences'} {min(diffs):+.2f} to {max(diffs):+.2f} {unit}")
+    if quiet:
+        text += (f"; the {len(quiet)} not significant could detect only >= {min(quiet):.2f}"
+                 + (f" to {max(quiet):.2f}" if len(quiet) > 1 else "") + f" {unit}")
+    if claim.measure == "removal":
+        lost = [b["a"]["mean"] for r in rows for b in r["baselines"]]
+        text += f"; {claim.a} itself still loses {min(lost):.1f} to {max(lost):.1f} points at removal"
+    single = sum(r["scope"] is not None for r in rows)
+    if single:
+        text += f"; {single} of {len(rows)} rest on one baseline"
+    if not any(r["current"] for r in rows):
+        text += "; all from older training code"
+    return text + "."
+
+
 def findings(runs: pd.DataFrame) -> dict:
-    """Everything findings.html shows, from the ranked runs of every setting."""
+    """Everything findings.html shows, from the ranked runs of every setting: per claim its rows and
+    sentence, the gap's series, and the generated summary (one sentence per claim)."""
     runs = comparisons(runs)
     claims = []
     for claim in CLAIMS:
@@ -124,6 +346,13 @@ def findings(runs: pd.DataFrame) -> dict:
         claims.append({"claim": claim, "rows": rows,
                        "untested": None if rows else f"no comparison holds runs of both {claim.a} and {claim.b}"})
     gaps = gap_rows(claim_rows(runs, GAP)) if not runs.empty else []
-    return {"claims": claims, "gap": {"claim": GAP, "rows": gaps,
-                                      "untested": None if gaps else f"no setting has {GAP.a} and {GAP.b} at two or "
-                                                                    f"more targets under one baseline, precision and protocol"}}
+    gap = {"claim": GAP, "rows": gaps, "untested": None if gaps else
+           f"no setting has {GAP.a} and {GAP.b} at two or more targets under one baseline, precision and protocol"}
+    sections = [*claims, gap]
+    holm([r["test"] for c in sections for r in c["rows"]])
+    for c in sections:
+        for r in c["rows"]:
+            r["verdict"] = verdict(c["claim"], r["test"])
+        c["sentence"] = sentence(c["claim"], c["rows"])
+    return {"claims": claims, "gap": gap, "summary": [c["sentence"] for c in sections],
+            "tests": sum(r["test"]["p"] is not None for c in sections for r in c["rows"])}

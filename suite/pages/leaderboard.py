@@ -19,15 +19,17 @@ from urllib.parse import quote
 import jinja2
 import pandas as pd
 
-from suite.measure import latency_records
-from suite.cli import DEFAULT_METHODS
+from methods.registry import DEFAULT_COMPARISON
 from suite.errors import SuiteError
-from suite.pages.findings import findings, welch
+from suite.measure import latency_records
 from suite.measure.latency import top_layers
+from suite.pages.findings import findings, welch
+from suite.pages.matrix import best_matrix
 from suite.pages.overview import changed_defaults
-from suite.store.results import aggregate, load_runs
 from suite.spec.settings import NAME_RE, SETTINGS
 from suite.store.files import read_json_object, write_atomic
+from suite.store.results import Unreadable, aggregate, load_runs
+
 
 def paper_results() -> dict:
     """The numbers the GReg paper reports, per setting (suite/paper_results.json, package data):
@@ -360,21 +362,33 @@ def fill_commands(setting) -> list[str]:
     then each other target the paper reports."""
     base = ["suite", "run", "--setting", setting.name]
     data = ["--data-dir", "DIR"] if setting.dataset in ("cifar10", "cifar100", "imagenet") else []
-    lines = [base + ["--methods", DEFAULT_METHODS, "--seeds", "3"] + data]
-    lines += [base + ["--ratios", t, "--methods", DEFAULT_METHODS, "--seeds", "3"] + data for t in setting.targets]
+    methods = ",".join(DEFAULT_COMPARISON)
+    lines = [base + ["--methods", methods, "--seeds", "3"] + data]
+    lines += [base + ["--ratios", t, "--methods", methods, "--seeds", "3"] + data for t in setting.targets]
     return [shlex.join(line) for line in lines]
 
 
-def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[Path]:
+def render(runs_dir: Path, out_dir: Path, include_capped: bool = False,
+           unreadable: list[Unreadable] | None = None) -> list[Path]:
     """Write index.html, one page (+ CSV) per setting that has runs or paper rows; return the paths.
+    Stored runs that could not be read are named on index.html and on their setting's page, and
+    appended to ``unreadable`` (when given) for the terminal.
 
     Pages depend on the stored runs only (their dates and code versions, not the clock or the
     checkout rendering them), so rendering committed runs again reproduces the committed pages.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = load_runs(runs_dir)
+    damaged: list[Unreadable] = []
+    frame = load_runs(runs_dir, damaged)
     if not frame.empty:  # a result.json whose setting is not a name (null, a number) is no run
-        frame = frame[frame.setting.map(lambda v: isinstance(v, str))]
+        named = frame.setting.map(lambda v: isinstance(v, str))
+        damaged += [Unreadable(Path(run), f"result.json: its setting {json.dumps(v, default=str)[:40]} is not a name",
+                               listed=False) for run, v in zip(frame.run[~named], frame.setting[~named])]
+        frame = frame[named]
+    if unreadable is not None:
+        unreadable.extend(damaged)
+    # named relative to the pages, as their config links are: re-rendered elsewhere, the same text
+    notices = [{"setting": u.setting, "path": os.path.relpath(u.folder, out_dir), "detail": u.detail} for u in damaged]
     good = ranked(frame, include_capped)
     env = _env()
     stamp = _latest(good)
@@ -426,19 +440,19 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False) -> list[
             precisions=precisions, chart_precision=main.numerics.iloc[0] if not main.empty else None,
             chart=svg_chart(main, baselines[0]["top1"] if baselines else None, paper),
             failed=failed.to_dict("records"), commands=commands, csv=_href(csv_path.name) if not agg.empty else None,
-            latency=latency)
+            latency=latency, unreadable=[u for u in notices if u["setting"] == name])
         path = _inside(out_dir, f"{stem}.html")
         write_atomic(path, page)
         written.append(path)
-        best = (agg.sort_values("top1_mean", ascending=False).groupby("label", sort=False).head(1)
-                if not agg.empty else pd.DataFrame())
         index_rows.append({"name": name, "page": _href(path.name), "setting": setting, "runs": len(runs),
-                           "paper": paper is not None, "best": best.to_dict("records")})
+                           "paper": paper is not None})
     pages = {r["name"]: r["page"] for r in index_rows}
+    paged = good[good.setting.isin(pages)] if not good.empty else good
+    found = findings(paged)
     findings_path = _inside(out_dir, "findings.html")
-    write_atomic(findings_path, env.get_template("findings.html").render(
-        **findings(good[good.setting.isin(pages)] if not good.empty else good), pages=pages, stamp=stamp))
-    index = env.get_template("index.html").render(rows=index_rows, stamp=stamp)
+    write_atomic(findings_path, env.get_template("findings.html").render(**found, pages=pages, stamp=stamp))
+    index = env.get_template("index.html").render(rows=index_rows, stamp=stamp, unreadable=notices,
+                                                  summary=found["summary"], matrix=best_matrix(paged), pages=pages)
     index_path = _inside(out_dir, "index.html")
     write_atomic(index_path, index)
     return [index_path, findings_path, *written]

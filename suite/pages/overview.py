@@ -8,10 +8,8 @@ from pathlib import Path
 
 from suite.spec.settings import Setting
 from suite.store.files import write_json
+from suite.store.fingerprint import code_digest
 
-# The sources whose change can change a count: a new version of any of them recomputes.
-_SOURCES = ("models/nets.py", "models/surgery.py", "measure/metrics.py", "models/ratios.py", "spec/settings.py",
-            "pages/overview.py", "models/groups.py", "models/zoo.py")
 CACHE = Path.home() / ".cache" / "greg-suite" / "settings-overview.json"
 
 
@@ -20,7 +18,7 @@ def achieved(setting: Setting, ratios: str | None = None, skip: str | None = Non
 
     Sizes depend only on how many filters each conv loses, not on which: the first
     ``n_pruned(r, n)`` are removed here, so the harness needs no selection rule."""
-    from suite.models.groups import dry_surgery
+    from suite.models.ratios import dry_surgery
     from suite.models.zoo import GENERIC
 
     model = setting.build_model()
@@ -52,11 +50,10 @@ def setting_row(setting: Setting) -> dict:
 
 
 def _code_version() -> str:
-    """A hash of the sources that count params and FLOPs (not the git commit: edits count too)."""
-    h = hashlib.sha256()
-    for name in _SOURCES:
-        h.update((Path(__file__).parents[1] / name).read_bytes())
-    return h.hexdigest()[:16]
+    """A hash of the sources that count params and FLOPs (not the git commit: edits count too): this
+    module and all it imports (``achieved``'s dry surgery, the settings, the model registry), found by
+    following the imports so that a new helper of theirs counts without being listed."""
+    return code_digest([Path(__file__).resolve()])
 
 
 def _cached_achieved(setting: Setting) -> dict:

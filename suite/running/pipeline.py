@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,7 +26,7 @@ from suite.models.groups import prunable_groups
 from suite.models.nets import example_input
 from suite.models.surgery import MaskKeeper, remove_filters, sparsity
 from suite.models.zoo import GENERIC
-from suite.spec.plan import SMOKE_STEPS, Job, extra_finetune_steps, layer_ratios, prune_cap
+from suite.spec.plan import Job, finetune_steps, layer_ratios, prune_cap, stretched_lr
 from suite.training.baseline import Baseline
 from suite.training.loop import Outcome, evaluate, load_checkpoint, save_atomic, train
 from suite.training.numerics import compile_failure
@@ -141,14 +142,12 @@ def apply(ws: Workspace, model: nn.Module, pruning: Pruning) -> MaskKeeper | Non
 
 
 def finetune(ws: Workspace, model: nn.Module, keeper: MaskKeeper | None, own: OwnTraining) -> Outcome:
-    """The setting's recipe, identical for every method; under an equal-sample protocol extended by
-    what the method's own training left of the budget."""
+    """The setting's recipe, identical for every method; under an equal-sample budget as long as
+    the method's own training left, on the recipe's schedule stretched to that length."""
     job, ft = ws.job, ws.job.setting.finetune
-    steps = ft.epochs * ws.data.batches_per_epoch(ft.batch_size)
-    if job.smoke:
-        steps = min(steps, SMOKE_STEPS)
-    steps += extra_finetune_steps(job, own.samples, steps)
-    return train(model, ws.data, lr=ft.lr_at, batch_size=ft.batch_size, momentum=ft.momentum,
+    bpe = ws.data.batches_per_epoch(ft.batch_size)
+    steps = finetune_steps(job, own.samples, bpe)
+    return train(model, ws.data, lr=stretched_lr(job, steps, bpe), batch_size=ft.batch_size, momentum=ft.momentum,
                  weight_decay=ft.weight_decay, device=ws.device, seed=job.seed, stream="finetune",
                  total_steps=steps, hooks=(keeper,) if keeper else (), checkpoint=ws.folder / "finetune.ckpt",
                  desc=f"{job.method} fine-tune", eval_split=ws.eval_split, on_epoch_end=ws.on_epoch_end,
@@ -187,6 +186,10 @@ def measure(ws: Workspace, base: Baseline, model: nn.Module, choice: Choice, acc
             "protocol": job.protocol, "reg_iters": own.iters, "own_samples": own.samples,
             "planned_own_iters": job.planned_prune_iters(), "capped": own.capped,
             "finetune_iters": outcome.steps, "finetune_epochs": outcome.epochs_done,
+            # the fine-tuning's schedule: the recipe's milestones scaled to its length (1.0: the recipe)
+            "finetune_stretch": outcome.steps / (ft.epochs * ws.data.batches_per_epoch(ft.batch_size)),
+            "finetune_lr": _lr_milestones(stretched_lr(job, outcome.steps, ws.data.batches_per_epoch(ft.batch_size)),
+                                          outcome.epochs_done),
             "finetune_samples": ft_samples, "samples": samples,
             "samples_x_train": samples / len(ws.data.train) if ws.data.train is not None else None,
             # training compute: forward + backward ~ 3 x the forward multiply-adds (FLOPs / 2) of
@@ -209,6 +212,15 @@ def measure(ws: Workspace, base: Baseline, model: nn.Module, choice: Choice, acc
         # the achieved sparsity over every weight the method could mask (what a target of 0.9 means)
         result["weight_sparsity"] = zeros / sum(m.numel() for m in pruning.masks.values())
     return result
+
+
+def _lr_milestones(lr, epochs: float) -> dict[str, float]:
+    """{first epoch: rate} of a per-epoch schedule over ``epochs``: what a run's fine-tuning really ran."""
+    out, last = {}, None
+    for epoch in range(math.ceil(epochs)):
+        if lr(epoch) != last:
+            out[str(epoch)] = last = lr(epoch)
+    return out
 
 
 def execute(ws: Workspace, base: Baseline, log: list) -> dict:

@@ -18,10 +18,10 @@ import torch
 from suite.data import datasets
 from suite.data.datasets import Data
 from suite.errors import SuiteError
-from suite.measure.metrics import processor
+from suite.measure.metrics import machine
 from suite.running import pipeline
 from suite.running.pipeline import Workspace
-from suite.spec.plan import Job, extra_finetune_steps
+from suite.spec.plan import Job, finetune_steps
 from suite.spec.settings import Setting
 from suite.store.files import code_version, job_lock, read_json, write_csv, write_atomic, write_json
 from suite.store.fingerprint import training_code
@@ -105,7 +105,7 @@ class Runner:
             log: list[dict] = []
             config = {**job.identity(self.data.fingerprint), **self._record(job), "data_source": self.data.source,
                       "setting_definition": self.setting.to_dict(),
-                      "torch": torch.__version__, "device": str(self.device), "processor": processor(self.device)}
+                      "torch": torch.__version__, "device": str(self.device), **machine(self.device)}
             write_json(folder / "config.json", config)
             t0 = time.time()
             try:
@@ -121,7 +121,7 @@ class Runner:
             except Exception as e:  # isolate (NaN, out of memory, a method error): record, go on
                 result = {"status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0],
                           "traceback": traceback.format_exc(limit=8)}
-            result.update(self._record(job))
+            result.update(self._record(job), **machine(self.device))
             result["wall_seconds"] = result.get("wall_seconds", 0) + time.time() - t0
             result["finished_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             write_csv(folder / "log.csv", log)
@@ -129,17 +129,18 @@ class Runner:
             return JobResult(job, folder, result, log=log)
 
     def _paper_twin(self, job: Job, folder: Path) -> JobResult | None:
-        """Under ``total``, a run whose own training already spent the whole equal budget gets no
-        extra fine-tuning, so it is the very computation of its paper-protocol twin: when that twin
-        is stored (and trained by today's code), its result is taken (marked ``same_training_as``)."""
-        if job.protocol != "total":
+        """Under an equal-sample budget, a run whose own training leaves exactly the recipe's
+        fine-tuning is the very computation of its paper-protocol twin (the schedule stretched by
+        1.0): when that twin is stored (and trained by today's code), its result is taken (marked
+        ``same_training_as``)."""
+        if job.protocol == "paper":
             return None
         paper = replace(job, protocol="paper", total_samples=None)
         twin = self.stored(paper)
         if twin is None or self.is_stale(paper, twin) or "own_samples" not in twin["budget"]:
             return None
         b = twin["budget"]
-        if extra_finetune_steps(job, b["own_samples"], b["finetune_iters"]) > 0:
+        if finetune_steps(job, b["own_samples"], 0) != b["finetune_iters"]:
             return None
         twin_folder = self.folder(paper)
         write_json(folder / "config.json", {**read_json(twin_folder / "config.json"),
@@ -147,7 +148,7 @@ class Runner:
         if (twin_folder / "log.csv").exists():
             write_atomic(folder / "log.csv", (twin_folder / "log.csv").read_text())
         result = {**twin, **self._record(job), "same_training_as": twin_folder.name,
-                  "budget": {**b, "protocol": "total", "total_samples_target": job.total_samples},
+                  "budget": {**b, "protocol": job.protocol, "total_samples_target": job.total_samples},
                   "code_version": twin["code_version"]}
         write_json(folder / "result.json", result)
         return JobResult(job, folder, result, cached=True)

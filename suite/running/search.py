@@ -18,11 +18,11 @@ import optuna
 
 from methods import registry
 from suite.errors import SuiteError
-from suite.training.numerics import FP32, Numerics
-from suite.spec.plan import Job, resolve_hparams
 from suite.running.runner import Runner
+from suite.spec.plan import Job, resolve_hparams
 from suite.spec.settings import Setting
 from suite.store.files import file_lock
+from suite.training.numerics import FP32, Numerics
 
 SAMPLERS = ("tpe", "random", "grid")
 # A running trial's worker proves it is alive this often; a trial silent for the grace period (its

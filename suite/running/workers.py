@@ -61,7 +61,7 @@ class Workers:
         self.fixed = threads
         self.me = self.folder / f"{socket.gethostname()}-{os.getpid()}"  # other hosts' cores are not ours
 
-    def __enter__(self) -> "Workers":
+    def __enter__(self) -> Workers:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.me.write_text(_started(os.getpid()))
         self.apply()

@@ -9,12 +9,16 @@ orphans no run. The code that trained a run is recorded beside it (``suite.store
 hashed into its name: a run trained by older code is *stale*, found and flagged rather than
 silently recomputed.
 
-Budget protocols:
-  paper   every method gets the setting's fine-tuning; a method's own training (GReg's
-          regularization, a criterion's side training) comes on top, as in the paper.
-  total   every row sees the same number of training *samples* after the baseline: the largest
-          planned own-training of any registered method of that granularity at this setting, plus
-          the fine-tuning; each run's fine-tuning is extended by what its own phases left unspent.
+Budgets (``--budget``, a comma list; several points make a curve of top-1 against samples):
+  paper        every method gets the setting's fine-tuning; a method's own training (GReg's
+               regularization, a criterion's side training) comes on top, as in the paper.
+  total:Nx, N  every row of the comparison trains on the same number of *samples* after the
+               baseline: N times the setting's ``budget_unit`` (``1x``; a plain integer names
+               the samples). A method's own training keeps its schedule and the fine-tuning gets
+               the rest, on the recipe's schedule *stretched* to that length (every learning-rate
+               milestone scaled by the same factor), never a tail at the last rate. A method that
+               trains before it chooses may spend more of a budget on its own schedule through
+               its hyperparameters (a longer GReg is another row of the same comparison).
 """
 from __future__ import annotations
 
@@ -31,7 +35,6 @@ from suite.spec.run import BaselineSpec, BudgetSpec, DataSpec, MethodSpec, Model
 from suite.spec.settings import Setting
 
 SMOKE_STEPS = 20  # every phase of a --smoke run is cut to this many iterations
-PROTOCOLS = ("paper", "total")
 
 
 _RATIOS: dict[tuple, dict[str, float]] = {}
@@ -122,40 +125,98 @@ def finetune_samples(setting: Setting, train_size: int, smoke: bool = False) -> 
     return (min(steps, SMOKE_STEPS) if smoke else steps) * ft.batch_size
 
 
-def total_samples(setting: Setting, granularity: str, train_size: int, smoke: bool = False) -> int:
-    """The equal budget of the ``total`` protocol: fine-tuning plus the largest own-training any
-    registered method of ``granularity`` plans at this setting with its defaults, in samples."""
-    cap = prune_cap(setting, smoke)
-    own = [min(m.planned_iters(m.Hparams.from_dict(resolve_hparams(setting, n, None))), cap)
-           for n in registry.names() if (m := registry.get(n)).granularity == granularity]
-    return finetune_samples(setting, train_size, smoke) + max(own, default=0) * setting.prune.batch_size
+@dataclass(frozen=True)
+class Budget:
+    """One point of a comparison's budget curve: the paper protocol (``samples`` None) or an equal
+    number of training samples after the baseline for every row (protocol ``total``)."""
+
+    label: str  # "paper", "2x", "1500000": how the command named it
+    samples: int | None = None
+
+    @property
+    def protocol(self) -> str:
+        return "paper" if self.samples is None else "total"
 
 
-def plan(setting: Setting, methods: list[str], seeds: list[int], *, train_size: int, protocol: str = "paper",
-         smoke: bool = False, user_hparams: dict | None = None, sources: dict | None = None,
-         baseline_seed: int = 0, numerics: Numerics = FP32) -> list[Job]:
-    """Jobs for every (method, seed). ``user_hparams``/``sources``: per method, values over the
-    defaults and where they came from ("user file", "tuned: study ...")."""
-    if protocol not in PROTOCOLS:
-        raise SuiteError(f"unknown budget protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+def budget_unit(setting: Setting, train_size: int, smoke: bool = False) -> int:
+    """The samples ``1x`` names: the setting's frozen ``budget_unit`` (one fine-tuning's samples
+    when it has none). A smoke run's unit is its own, cut like every smoke phase."""
+    if smoke:
+        return finetune_samples(setting, train_size, smoke) + SMOKE_STEPS * setting.prune.batch_size
+    return setting.budget_unit or finetune_samples(setting, train_size)
+
+
+def parse_budgets(text: str, setting: Setting, train_size: int, smoke: bool = False) -> list[Budget]:
+    """``paper,total:1x,2x,4x`` -> the budget points, each once, in the order given. ``total``
+    alone is ``total:1x``; ``Nx`` is N times :func:`budget_unit`; an integer is samples."""
+    spelling = "use paper, total, total:1x,2x,4x or a number of samples (e.g. --budget paper,total:1x,2x)"
+    out: list[Budget] = []
+    for raw in (p.strip() for p in str(text).split(",")):
+        token = raw.removeprefix("total:") if raw != "total" else "1x"
+        if token == "paper":
+            point = Budget("paper")
+        else:
+            try:
+                if token.endswith("x"):
+                    factor = float(token[:-1])
+                    if not (math.isfinite(factor) and factor > 0):
+                        raise ValueError
+                    point = Budget(token, round(factor * budget_unit(setting, train_size, smoke)))
+                else:
+                    point = Budget(token, int(token))
+                    if point.samples < 1:
+                        raise ValueError
+            except ValueError:
+                raise SuiteError(f"--budget {text}: {raw!r} is not a budget; {spelling}") from None
+        if point not in out:
+            out.append(point)
+    if not out:
+        raise SuiteError(f"--budget {text!r}: names no budget; {spelling}")
+    return out
+
+
+def plan(setting: Setting, methods: list[str], seeds: list[int], *, train_size: int,
+         budgets: list[Budget] = (Budget("paper"),), smoke: bool = False, user_hparams: dict | None = None,
+         sources: dict | None = None, baseline_seed: int = 0, numerics: Numerics = FP32) -> list[Job]:
+    """Jobs for every (budget, method, seed). ``user_hparams``/``sources``: per method, values over
+    the defaults and where they came from ("user file", "tuned: study ..."). A budget that cannot
+    hold a method's own training and one fine-tuning batch is refused here, before any work."""
     if not seeds or any(s < 0 for s in seeds):
         raise SuiteError("seeds must be non-negative integers: pass --seeds N (N >= 1) or --seed-list 0,1,2")
     jobs = []
-    for method, seed in itertools.product(methods, seeds):
+    for budget, method, seed in itertools.product(budgets, methods, seeds):
         user = (user_hparams or {}).get(method)
         source = (sources or {}).get(method, "user file") if user else "default"
-        target = (total_samples(setting, registry.get(method).granularity, train_size, smoke)
-                  if protocol == "total" else None)
-        jobs.append(Job(setting, method, resolve_hparams(setting, method, user), seed, baseline_seed,
-                        protocol, smoke, source, total_samples=target, numerics=numerics))
+        job = Job(setting, method, resolve_hparams(setting, method, user), seed, baseline_seed, budget.protocol,
+                  smoke, source, total_samples=budget.samples, numerics=numerics)
+        if budget.samples is not None:
+            own = job.planned_prune_iters() * setting.prune.batch_size
+            if own + setting.finetune.batch_size > budget.samples:
+                raise SuiteError(f"--budget {budget.label} ({budget.samples:,} samples) cannot hold {method}'s own "
+                                 f"training ({own:,} samples) and any fine-tuning: name a larger budget")
+        jobs.append(job)
     return jobs
 
 
-def extra_finetune_steps(job: Job, own_samples: int, finetune_steps: int) -> int:
-    """Under ``total``: fine-tuning iterations added so that own samples + fine-tuning reach the
-    job's total (rounded up to a whole batch: rows are equal to within one fine-tuning batch)."""
-    if job.protocol != "total":
-        return 0
-    batch = job.setting.finetune.batch_size
-    missing = job.total_samples - own_samples - finetune_steps * batch
-    return max(0, math.ceil(missing / batch))
+def finetune_steps(job: Job, own_samples: int, batches_per_epoch: int) -> int:
+    """Fine-tuning iterations of a job: the recipe's under the paper protocol; under an equal-sample
+    budget what the method's own training left, rounded up to a whole batch (rows are equal to
+    within one fine-tuning batch)."""
+    ft = job.setting.finetune
+    if job.protocol == "paper":
+        steps = ft.epochs * batches_per_epoch
+        return min(steps, SMOKE_STEPS) if job.smoke else steps
+    return max(1, math.ceil((job.total_samples - own_samples) / ft.batch_size))
+
+
+def stretched_lr(job: Job, steps: int, batches_per_epoch: int):
+    """The fine-tuning's learning rate per epoch over ``steps`` iterations: the recipe's schedule
+    with every milestone scaled by steps / the recipe's own iterations (1 under the paper protocol,
+    the recipe itself), so a longer or shorter fine-tuning keeps the recipe's shape instead of
+    running on at its last rate. A milestone lands on the first epoch at or after its scaled place
+    (the loop sets the rate per epoch)."""
+    ft = job.setting.finetune
+    factor = steps / (ft.epochs * batches_per_epoch)
+    if job.protocol == "paper" or factor == 1:
+        return ft.lr_at
+    return lambda epoch: ft.lr_at(math.floor(epoch / factor + 1e-9))

@@ -1,7 +1,7 @@
 """Settings: dataset + model + baseline recipe + per-layer ratios + fine-tune recipe + budget.
 
 Every method in a comparison starts from the same baseline of a setting and gets the same
-fine-tuning. The paper's settings carry the paper's recipes (GREG_SPEC.md); the CPU settings
+fine-tuning. The paper's settings carry the paper's recipes (methods/GREG_SPEC.md); the CPU settings
 cut them down so a 2-core machine finishes, and say so (``reduced``).
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from suite.data import userdata
-from suite.models import zoo
 from suite.data.datasets import DATASET_INFO
 from suite.errors import SuiteError
+from suite.models import zoo
 from suite.models.ratios import parse_ratios, resolve
 from suite.training.loop import Recipe, is_int, is_number
 
@@ -49,7 +49,7 @@ class PruneRecipe:
             raise SuiteError(f"weight_decay = {self.weight_decay!r}: must be a finite number >= 0")
 
     @classmethod
-    def from_dict(cls, d) -> "PruneRecipe":
+    def from_dict(cls, d) -> PruneRecipe:
         known = set(cls.__dataclass_fields__)
         if not isinstance(d, dict) or set(d) - known:
             raise SuiteError(f"{d!r}: must be a table with optional fields {', '.join(sorted(known))}")
@@ -78,6 +78,11 @@ class Setting:
     # ({mean, std, pad, flip}; default: the training set's statistics, pad 1/8 of the side, flip).
     data_dir: str | None = None
     data_options: dict = field(default_factory=dict)
+    # The training samples after the baseline that "1x" names in ``--budget total:1x,2x,4x`` (the
+    # longest paper protocol of the GReg family at this setting's default target, frozen as a number
+    # so that no later default or new method moves it). Left out: one fine-tuning recipe's samples.
+    # Presentation: a run's identity records the resolved number of samples, never the unit.
+    budget_unit: int | None = None
     # The folder relative paths in dataset, model and data_dir start from (a setting file's folder).
     root: str | None = None
 
@@ -141,7 +146,7 @@ class Setting:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, where: str | None = None) -> "Setting":
+    def from_dict(cls, d: dict, where: str | None = None) -> Setting:
         """Build and check a setting from a TOML table or a stored config; every error names
         ``where`` (the file), the field, the value and what is allowed."""
         where = where or f"setting {d.get('name', '?') if isinstance(d, dict) else '?'!r}"
@@ -207,6 +212,8 @@ class Setting:
             bad("train_limit", "an integer >= 1 (leave it out to train on every image)")
         if self.test_limit is not None and (not is_int(self.test_limit) or self.test_limit < 1):
             bad("test_limit", "an integer >= 1 (leave it out to measure on every test image)")
+        if self.budget_unit is not None and (not is_int(self.budget_unit) or self.budget_unit < 1):
+            bad("budget_unit", "an integer >= 1, in training samples (leave it out: one fine-tuning's samples)")
         self._check_overrides()
         model = self.build_model()
         for f, r in [("ratios", self.ratios)] + [("targets", t) for t in self.targets]:
@@ -235,6 +242,8 @@ CIFAR_FT = {0: 0.01, 60: 0.001, 90: 0.0001}
 CIFAR_BASE = {0: 0.1, 100: 0.01, 150: 0.001}
 GREG_CIFAR = {"greg*": {"update_interval": 10, "stabilize_iters": 10_000}}
 GREG_IMAGENET = {"greg*": {"update_interval": 5, "stabilize_iters": 40_000}}
+# budget_unit below: GReg-2's paper protocol at the default target with these defaults, own training
+# (planned iterations x the prune batch) + fine-tuning (epochs x whole batches of the train set), in samples
 
 SETTINGS: dict[str, Setting] = {}
 
@@ -248,25 +257,29 @@ _add(Setting(
     baseline=Recipe(200, 128, CIFAR_BASE), finetune=Recipe(120, 128, CIFAR_FT),
     prune=PruneRecipe(batch_size=128), method_overrides=GREG_CIFAR,
     targets=("[0,0.5,0.5,0.5,0]", "[0,0.7,0.7,0.7,0]", "[0,0.9,0.9,0.9,0]"),
-    description="GReg paper Table 2: ResNet-56 on CIFAR-10 at 2.55x"))
+    description="GReg paper Table 2: ResNet-56 on CIFAR-10 at 2.55x",
+    budget_unit=15_232_128 + 5_990_400))
 _add(Setting(
     "cifar100-vgg19", "cifar100", "vgg19", "[1-15:0.7]",
     baseline=Recipe(200, 256, CIFAR_BASE), finetune=Recipe(120, 256, CIFAR_FT),
     prune=PruneRecipe(batch_size=256), method_overrides=GREG_CIFAR,
     targets=("[1-15:0.5]", "[1-15:0.8]", "[1-15:0.9]"),
-    description="GReg paper Table 2: VGG-19 on CIFAR-100 at 8.84x"))
+    description="GReg paper Table 2: VGG-19 on CIFAR-100 at 8.84x",
+    budget_unit=30_464_256 + 5_990_400))
 _IMAGENET_FT = Recipe(90, 256, {0: 0.01, 30: 0.001, 60: 0.0001, 75: 0.00001}, weight_decay=1e-4)
 _IMAGENET_BASE = Recipe(90, 256, {0: 0.1, 30: 0.01, 60: 0.001}, weight_decay=1e-4)
 _add(Setting(
     "imagenet-resnet34", "imagenet", "resnet34", "[0,0.5,0.6,0.4,0,0]", skip="[1.0,2.0,2.3,3.0,3.5]",
     baseline=_IMAGENET_BASE, finetune=_IMAGENET_FT, prune=PruneRecipe(weight_decay=1e-4),
-    method_overrides=GREG_IMAGENET, description="GReg paper: ResNet-34 on ImageNet at 1.32x"))
+    method_overrides=GREG_IMAGENET, description="GReg paper: ResNet-34 on ImageNet at 1.32x",
+    budget_unit=6_048_064 + 115_292_160))
 _add(Setting(
     "imagenet-resnet50", "imagenet", "resnet50", "[0,0.6,0.6,0.6,0.21,0]",
     baseline=_IMAGENET_BASE, finetune=_IMAGENET_FT, prune=PruneRecipe(weight_decay=1e-4),
     method_overrides=GREG_IMAGENET,
     targets=("[0,0.3,0.3,0.3,0.14,0]", "[0,0.74,0.74,0.6,0.21,0]", "[0,0.68,0.68,0.68,0.5,0]"),
-    description="GReg paper: ResNet-50 on ImageNet at 2.31x (and 1.49x, 2.56x, 3.06x)"))
+    description="GReg paper: ResNet-50 on ImageNet at 2.31x (and 1.49x, 2.56x, 3.06x)",
+    budget_unit=6_048_064 + 115_292_160))
 
 # CPU settings. GReg's penalty must grow to its ceiling (tau/delta updates) before removal is
 # nearly harmless; at K_u = 1 that is 10k iterations, minutes on these nets, not hours.
@@ -276,14 +289,16 @@ _add(Setting(
     prune=PruneRecipe(batch_size=64, max_iters=20_000),
     method_overrides={"greg*": {"update_interval": 1, "stabilize_iters": 500}},
     targets=("0.5", "0.9"), reduced=True, val_size=5000,
-    description="CPU default: 4-conv net (3.7 M MACs) on Fashion-MNIST, convs 1-3 pruned"))
+    description="CPU default: 4-conv net (3.7 M MACs) on Fashion-MNIST, convs 1-3 pruned",
+    budget_unit=729_664 + 179_712))
 _add(Setting(
     "cifar10jpg-resnet20", "cifar10-jpg", "resnet20", "[0,0.5,0.5,0.5,0]",
     baseline=Recipe(30, 128, {0: 0.1, 15: 0.01, 25: 0.001}), finetune=Recipe(10, 128, {0: 0.01, 6: 0.001}),
     prune=PruneRecipe(batch_size=64, max_iters=20_000),
     method_overrides={"greg*": {"update_interval": 1, "stabilize_iters": 1000}},
     targets=("[0,0.9,0.9,0.9,0]",), reduced=True,
-    description="CPU: ResNet-20 on the CIFAR-10 JPEG copy"))
+    description="CPU: ResNet-20 on the CIFAR-10 JPEG copy",
+    budget_unit=761_664 + 499_200))
 
 DEFAULT_SETTING = "fmnist-cnn4"
 

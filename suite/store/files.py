@@ -56,11 +56,37 @@ def read_json_object(path: Path) -> dict:
     number, null): for readers of the store that skip what they cannot read (writes are atomic, so
     a damaged file means someone edited it) rather than stop, as pages and listings do. Every
     record the suite writes is an object, so an empty dict is how a reader recognises "nothing"."""
+    return read_json_record(path)[0]
+
+
+_JSON_KINDS = {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def read_json_record(path: Path) -> tuple[dict, str | None]:
+    """``path``'s JSON object and None, or ``{}`` and what is wrong with the file in a few words
+    ("missing", "empty", "truncated JSON", "not JSON (Expecting value at line 3 column 5)", "a JSON
+    list, not a record", "unreadable (Permission denied)"): a reader that skips a damaged record
+    must still be able to say which one and why, or a run disappears from every table unnoticed."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return {}, "missing"
+    except UnicodeDecodeError:
+        return {}, "not text (not UTF-8)"
+    except OSError as e:
+        return {}, f"unreadable ({e.strerror or type(e).__name__})"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        if not text.strip():
+            return {}, "empty"
+        # the decoder stops at the end of the text (or inside a string that never closes): cut short
+        if e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string"):
+            return {}, "truncated JSON"
+        return {}, f"not JSON ({e.msg} at line {e.lineno} column {e.colno})"
+    if not isinstance(data, dict):
+        return {}, f"a JSON {_JSON_KINDS.get(type(data), type(data).__name__)}, not a record"
+    return data, None
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

@@ -5,13 +5,15 @@ fingerprint of the code that trained it. When that code changes, the stored run 
 still found (nothing is recomputed behind the user's back, and nothing is lost), the leaderboard
 never averages it with runs of other code, and ``suite run --recompute-stale`` trains it again.
 
-What counts: data order and augmentation (and user data, ``suite.data.userdata``), models (and the model
-registry, ``suite.models.zoo``), the training loop and evaluation (and their precision and layout,
-``suite.training.numerics``), the surgery, ratio resolution (and the groups of coupled channels,
-``suite.models.groups``), the method interface and the method's own module (with the shared selection
-criteria). What does not: the CLI, planning, the store, pages, templates, latency timing - they
-cannot change a trained weight. The hash is taken over each module's syntax tree with docstrings
-removed, so editing a comment or a docstring does not make every published run stale.
+What counts is found, not listed: from the modules a training pass enters (``TRAINING_ENTRIES``: the
+data modules, the model registry and the built-in nets, the training loop, the surgery, ratio
+resolution, the method interface) and the method's own module, every module of ``suite`` and
+``methods`` they import, at module level or inside a function, followed transitively. So a helper
+the loop starts to import counts from that edit on, and a module no training pass imports (the CLI,
+planning, pages, templates, latency timing) does not. Imports made by name at run time
+(``importlib``: the registry loading every method module) are not followed; the method's own module
+is named explicitly for that reason. The hash is taken over each module's syntax tree with
+docstrings removed, so editing a comment or a docstring does not make every published run stale.
 """
 from __future__ import annotations
 
@@ -19,19 +21,22 @@ import ast
 import functools
 import hashlib
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# Modules of the harness that can change a trained number (paths relative to the checkout).
-TRAINING_CODE = ("suite/data/datasets.py", "suite/models/nets.py", "suite/training/loop.py", "suite/training/numerics.py", "suite/models/surgery.py",
-                 "suite/models/ratios.py", "suite/models/zoo.py", "suite/models/groups.py", "suite/data/userdata.py", "suite/data/streaming.py",
-                 "methods/base.py", "methods/criteria.py")
+PACKAGES = ("suite", "methods")  # the code whose imports are followed; anything else is a dependency
+# Where a training pass enters the harness (relative to the checkout); what they import follows.
+TRAINING_ENTRIES = ("suite/data/datasets.py", "suite/data/userdata.py", "suite/data/streaming.py",
+                    "suite/models/zoo.py", "suite/models/nets.py", "suite/training/loop.py",
+                    "suite/models/surgery.py", "suite/models/ratios.py", "methods/base.py")
 
 
-@functools.lru_cache(maxsize=None)
-def module_digest(path: Path) -> str:
-    """SHA-256 of a Python file's syntax tree without docstrings (comments are not in the tree)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+# Parsing is what costs, so the two caches below are keyed on a file's text: an edited file is parsed
+# again within the same process, an unchanged one is not.
+@functools.cache
+def _digest(source: str) -> str:
+    tree = ast.parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
@@ -40,12 +45,78 @@ def module_digest(path: Path) -> str:
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
 
 
-def training_code(method_cls: type | None = None) -> str:
-    """16 hex digits over the harness's training modules and, given a method class, its module."""
-    paths = [ROOT / p for p in TRAINING_CODE if (ROOT / p).exists()]
-    if method_cls is not None:
-        paths.append(Path(sys.modules[method_cls.__module__].__file__).resolve())
+def module_digest(path: Path) -> str:
+    """SHA-256 of a Python file's syntax tree without docstrings (comments are not in the tree)."""
+    return _digest(path.read_text())
+
+
+@functools.cache
+def _imported_names(source: str, package: tuple[str, ...]) -> tuple[str, ...]:
+    """Every dotted name an import statement anywhere in the source may load (``from a import b``:
+    ``a`` and ``a.b``, since ``b`` may be a module), relative imports made absolute from ``package``."""
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join([*package[:len(package) + 1 - node.level], node.module or ""] if node.level
+                            else [node.module or ""]).strip(".")
+            names += [base] + [f"{base}.{a.name}" for a in node.names if a.name != "*"]
+    return tuple(names)
+
+
+def module_path(name: str, root: Path = ROOT) -> Path | None:
+    """The file of a dotted module name of ``suite`` or ``methods`` under ``root`` (a package: its
+    ``__init__.py``), or None (another package, or a name that is not a module: a function)."""
+    parts = name.split(".")
+    if parts[0] not in PACKAGES:
+        return None
+    base = root.joinpath(*parts)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def local_imports(path: Path, root: Path = ROOT) -> set[Path]:
+    """The files of ``suite`` and ``methods`` under ``root`` that a module imports, wherever the import
+    statement stands (module level, a function, a branch); importing ``a.b.c`` runs ``a`` and ``a.b``
+    too, so their ``__init__.py`` count."""
+    rel = path.relative_to(root).with_suffix("").parts if path.is_relative_to(root) else ()
+    package = rel[:-1]  # a package's __init__ is named by its folder, and resolves from it
+    out = set()
+    for name in _imported_names(path.read_text(), package):
+        parts = name.split(".")
+        out.update(p for p in (module_path(".".join(parts[:i]), root) for i in range(1, len(parts) + 1)) if p)
+    out.discard(path)
+    return out
+
+
+def import_closure(entries: Iterable[Path], root: Path = ROOT) -> list[Path]:
+    """``entries`` and every module of ``suite``/``methods`` they import, transitively, sorted."""
+    seen: set[Path] = set()
+    todo = list(entries)
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo += local_imports(path, root) - seen
+    return sorted(seen)
+
+
+def code_digest(entries: Iterable[Path], root: Path = ROOT) -> str:
+    """16 hex digits over the docstring-free syntax trees of ``entries`` and all they import."""
     h = hashlib.sha256()
-    for p in sorted(set(paths)):
-        h.update(f"{p.relative_to(ROOT) if p.is_relative_to(ROOT) else p.name}:{module_digest(p)}\n".encode())
+    for p in import_closure(entries, root):
+        h.update(f"{p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name}:{module_digest(p)}\n"
+                 .encode())
     return h.hexdigest()[:16]
+
+
+def training_code(method_cls: type | None = None, root: Path = ROOT) -> str:
+    """The fingerprint of the harness's training modules and, given a method class, its module."""
+    entries = [root / p for p in TRAINING_ENTRIES]
+    if method_cls is not None:
+        own = module_path(method_cls.__module__, root)
+        entries.append(own or Path(sys.modules[method_cls.__module__].__file__).resolve())
+    return code_digest(entries, root)

@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 
 from suite.errors import SuiteError
-from suite.training.numerics import Numerics
 from suite.spec.plan import Job
 from suite.spec.settings import Setting
 from suite.store.files import read_json, write_json
+from suite.training.numerics import Numerics
 
 
 def job_of(config: dict) -> Job:

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from suite.errors import SuiteError
+from suite.store.files import content_hash, read_json_object, read_json_record
 from suite.training.numerics import Numerics
-from suite.store.files import read_json_object
 
 # What `suite results` prints by default (the frame holds more).
 TABLE_COLUMNS = ["setting", "method", "seed", "status", "protocol", "numerics", "ratios", "eval_split", "top1",
@@ -18,15 +20,51 @@ TABLE_COLUMNS = ["setting", "method", "seed", "status", "protocol", "numerics", 
                  "training_code", "hparams_source", "error"]
 
 
-def load_runs(runs_dir: Path) -> pd.DataFrame:
-    """Every ``result.json`` under ``runs_dir`` (baselines excluded) as one row; unreadable files
-    are skipped (writes are atomic, so a damaged file means someone edited it)."""
+@dataclass(frozen=True)
+class Unreadable:
+    """A stored run whose record could not be read in full. Writes are atomic, so a damaged file
+    means someone edited it or its disk failed: the listings and pages name it and count it rather
+    than drop it unnoticed (``suite run`` refuses such a job outright)."""
+    folder: Path  # runs/<setting>/<method>/<hash>
+    problem: str  # "result.json: truncated JSON"
+    listed: bool  # its result was read and is listed all the same (only its config.json is damaged)
+
+    @property
+    def setting(self) -> str:
+        """The setting folder it sits in: the page it belongs to."""
+        return self.folder.parent.parent.name
+
+    @property
+    def detail(self) -> str:
+        """What is wrong, what became of the run, and the fix (the line after the folder)."""
+        fate = "its result is listed with an unrecorded processor" if self.listed else "left out"
+        return f"({self.problem}): {fate}; restore the file, or delete the folder and 'suite run' computes the run again"
+
+
+def load_runs(runs_dir: Path, unreadable: list[Unreadable] | None = None) -> pd.DataFrame:
+    """Every ``result.json`` under ``runs_dir`` (baselines excluded) as one row. A run whose
+    result.json cannot be read is left out, one whose config.json is missing or damaged is listed
+    with an unrecorded processor; both are appended to ``unreadable`` (when given), for a caller
+    that shows the frame to say what it could not show."""
     rows = []
     for path in sorted(Path(runs_dir).glob("*/*/*/result.json")):
-        r = read_json_object(path)
-        if r:
+        r, problem = read_json_record(path)
+        _, config_problem = read_json_record(path.parent / "config.json")
+        if (problem or config_problem) and unreadable is not None:
+            unreadable.append(Unreadable(path.parent, f"result.json: {problem}" if problem else
+                                         f"config.json: {config_problem}", listed=not problem))
+        if not problem:
             rows.append(result_row(r, path.parent))
     return pd.DataFrame(rows)
+
+
+def report_unreadable(unreadable: list[Unreadable]) -> None:
+    """One line per run on stderr, then the count, so a listing that cannot show a run says so."""
+    for u in unreadable:
+        print(f"unreadable run: {u.folder} {u.detail}", file=sys.stderr)
+    if unreadable:
+        n = len(unreadable)
+        print(f"{n} stored run{'s' if n != 1 else ''} could not be read (named above)", file=sys.stderr)
 
 
 def _processor(run: Path) -> str:
@@ -42,12 +80,13 @@ def result_row(r: dict, run: Path) -> dict:
     b = r.get("budget", {})
     lat = r.get("latency", {}).get("batch64", {})
     return {
-        "setting": r.get("setting"), "method": r.get("method"), "seed": r.get("seed"),
+        "setting": r.get("setting"), "comparison": comparison_of(r), "method": r.get("method"), "seed": r.get("seed"),
         "status": r.get("status"), "error": r.get("error", ""), "ratios": r.get("ratios"),
         "skip": r.get("skip", ""), "protocol": r.get("protocol", "paper"),
         "numerics": numerics_label(r),
         "eval_split": r.get("eval_split", "test"), "top1": r.get("top1"),
         "baseline_top1": r.get("baseline_top1"), "baseline_key": r.get("baseline_key", ""),
+        "baseline_sha256": r.get("baseline_sha256"),  # the weights pairs of runs share (findings)
         "baseline_name": baseline_name(r),
         "params": r.get("params"), "granularity": r.get("granularity", "filter"),
         "nonzero_params": r.get("nonzero_params"), "sparsity": r.get("weight_sparsity"),
@@ -66,6 +105,27 @@ def result_row(r: dict, run: Path) -> dict:
         "code_version": r.get("code_version"), "reduced": r.get("reduced_budget"),
         "mag_ratio": _min_ratio(r), "finished_at": r.get("finished_at"), "run": str(run), "processor": _processor(run),
     }
+
+
+# Which runs are compared with each other, everywhere (the summary, ``suite results``, the pages and
+# the findings): one setting's page, one comparison key, one edition of the training code.
+COMPARISON = ["setting", "comparison", "current"]
+
+
+def comparison_of(r: dict) -> str:
+    """A stored run's comparison key: the run description's (``suite.spec.run.RunDescription.
+    comparison``: same data, model and layers, baseline, budget and numerics; any method,
+    hyperparameters and seed), recorded in every result since the description. A record from before
+    it is keyed by the columns that made one comparison then (setting, baseline, precision,
+    granularity, target, protocol), which partition every published run exactly as the description
+    does (checked when the description came in); such runs are of older training code anyway, so
+    they never share a comparison with a run of today's."""
+    if r.get("comparison"):
+        return r["comparison"]
+    b = r.get("budget", {})
+    legacy = {k: r.get(k) for k in ("setting", "baseline_key", "granularity", "ratios", "skip", "protocol")}
+    legacy.update(numerics=numerics_label(r), samples_counted=b.get("samples") is not None)
+    return "legacy-" + content_hash(legacy)
 
 
 def baseline_name(r: dict) -> str:
@@ -101,8 +161,8 @@ def _min_ratio(r: dict):
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and n over seeds per (setting, baseline, precision, granularity, ratios, skip,
-    protocol, method, hparams): a sparsity of 0.9 is another target than 90 % of the filters; runs
+    """Mean, std and n over seeds per comparison (``COMPARISON``: setting, baseline, precision,
+    granularity, layers, budget, code edition) and method with its hyperparameters: a sparsity of 0.9 is another target than 90 % of the filters; runs
     that started from different baselines or ran in another precision or layout are never averaged
     together (a row's label names a precision other than fp32). The one aggregation
     behind both the summary ``suite run`` prints and the leaderboard pages.
@@ -111,12 +171,16 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     a run predates recorded spread) and ``latency_noisy``: True when any run was noisy, None when
     no run recorded it.
     """
-    keys = ["setting", "baseline_key", "numerics", "granularity", "ratios", "skip", "protocol", "method", "hparams",
-            "hparams_source", "training_code", "current", "capped"]  # a capped schedule is another computation: never averaged in
+    # one comparison (``COMPARISON``), then what a method and its hyperparameters make of it; a capped
+    # schedule is another computation: never averaged in
+    keys = COMPARISON + ["method", "hparams", "hparams_source", "training_code", "capped"]
     runs = runs.assign(protocol=protocol_of(runs), current=current_code(runs))
     runs = runs.assign(latency_noisy=[float("nan") if v is None or v != v else float(v) for v in runs.latency_noisy])
     g = runs.groupby(keys, sort=False, dropna=False)
-    out = g.agg(top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"),
+    # what a page shows of a comparison: the same for all its runs (the first spelling of a target
+    # that two spellings name)
+    shown = {c: (c, "first") for c in ("baseline_key", "numerics", "granularity", "ratios", "skip", "protocol")}
+    out = g.agg(**shown, top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"),
                 baseline_top1=("baseline_top1", "mean"), baseline_name=("baseline_name", "first"),
                 params=("params", "mean"), nonzero_params=("nonzero_params", "mean"), sparsity=("sparsity", "mean"),
                 baseline_params=("baseline_params", "mean"), speedup=("speedup", "mean"),
@@ -180,7 +244,7 @@ def format_summary(agg: pd.DataFrame, runs_dir: Path | None = None) -> str:
     if agg.empty:
         return "no finished runs"
     lines = []
-    for (setting, granularity, ratios, protocol, key, numerics), part in agg.groupby(
+    for (setting, granularity, ratios, protocol, _key, numerics), part in agg.groupby(
             ["setting", "granularity", "ratios", "protocol", "baseline_key", "numerics"], sort=False, dropna=False):
         weights = granularity == "weight"
         lines.append(f"{setting}  target {ratios}{' (unstructured: weight sparsity)' if weights else ''}  "

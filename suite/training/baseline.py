@@ -1,12 +1,13 @@
 """The trained, unpruned model of a setting: trained once per (setting, seed), cached by content hash.
 
 Every method of a comparison starts from this same checkpoint (pruning from random weights
-silently costs ~3 points: GREG_SPEC.md, "Known reproduction traps").
+silently costs ~3 points: methods/GREG_SPEC.md, "Known reproduction traps").
 """
 from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,20 @@ from torch import nn
 
 from suite.data.datasets import Data
 from suite.errors import SuiteError
-from suite.measure.metrics import processor
-from suite.training.numerics import FP32, Numerics
+from suite.measure.metrics import machine
 from suite.spec.settings import Setting
-from suite.store.files import (RECIPE_VERSION, code_version, content_hash, job_lock, read_json, write_atomic,
-                         write_csv, write_json)
+from suite.store.files import (
+    RECIPE_VERSION,
+    code_version,
+    content_hash,
+    job_lock,
+    read_json,
+    write_atomic,
+    write_csv,
+    write_json,
+)
 from suite.training.loop import Diverged, evaluate, load_checkpoint, recipe_trainer, save_atomic, train
+from suite.training.numerics import FP32, Numerics
 
 
 @dataclass
@@ -62,12 +71,28 @@ class NotReproduced(SuiteError):
     """A retrained baseline that is not the recorded one."""
 
 
-def _not_reproduced(folder: Path, what: str, recorded: dict, now: str) -> NotReproduced:
+def _threads(n) -> str:
+    return "an unrecorded thread count" if n is None else f"{n} thread{'s' if n != 1 else ''}"
+
+
+def _not_reproduced(folder: Path, what: str, recorded: dict, now: dict) -> NotReproduced:
+    """The refusal, naming the machines on both sides (``now``: :func:`machine` of this training)
+    and, when its thread count or processor differs from the record's, how to get the record back:
+    training is bit-exact only per CPU model and thread count."""
+    rec_proc = recorded.get("processor") or f"an unrecorded {recorded.get('device') or 'processor'}"
+    rec_threads = recorded.get("threads")  # baselines recorded before the thread count was have none
+    fixes = []
+    if rec_threads is not None and rec_threads != now["threads"]:
+        fixes.append(f"rerun with --threads {rec_threads}")
+    if recorded.get("processor") and recorded["processor"] != now["processor"]:
+        fixes.append(f"retrain on a {recorded['processor']}")
     return NotReproduced(
-        f"the retrained baseline in {folder} is not the recorded one: {what} (trained now on {now} with torch "
-        f"{torch.__version__}, recorded on {recorded.get('processor', 'an unrecorded ' + str(recorded.get('device')))} "
-        f"with torch {recorded.get('torch')}). Runs stored in this runs dir started from the recorded weights: "
-        f"put that model.pt back in the folder, or use another --runs-dir for a fresh comparison.")
+        f"the retrained baseline in {folder} is not the recorded one: {what} (recorded with "
+        f"{_threads(rec_threads)} on {rec_proc} with torch {recorded.get('torch')}, retrained with "
+        f"{_threads(now['threads'])} on {now['processor']} with torch {torch.__version__}): training is bit-exact "
+        f"only per CPU model and thread count{'; ' + ' and '.join(fixes) if fixes else ''}. Runs stored in this "
+        f"runs dir started from the recorded weights: put that model.pt back in the folder, or use another "
+        f"--runs-dir for a fresh comparison.")
 
 
 def check_reproduced(recorded: dict, top1: float, trained: dict, folder: Path) -> None:
@@ -83,7 +108,7 @@ def check_reproduced(recorded: dict, top1: float, trained: dict, folder: Path) -
     if not (same_top1 and same_weights):
         raise _not_reproduced(folder, f"top-1 {top1} vs {recorded.get('top1')}, weights {trained['weights_sha256']} "
                                       f"vs {recorded.get('weights_sha256', 'not recorded')}; the new weights are "
-                                      f"kept as model.retrained.pt", recorded, trained["processor"])
+                                      f"kept as model.retrained.pt", recorded, trained)
 
 
 def follow_record(folder: Path, recorded: dict, device: torch.device):
@@ -98,7 +123,7 @@ def follow_record(folder: Path, recorded: dict, device: torch.device):
         want = rows.get(int(row["step"]))
         if want is not None and abs(want - row["test_top1"]) > 1e-9:
             raise _not_reproduced(folder, f"epoch {row['epoch']:g} gives test top-1 {row['test_top1']} where the "
-                                          f"record has {want}", recorded, processor(device))
+                                          f"record has {want}", recorded, machine(device))
     return check
 
 
@@ -157,16 +182,18 @@ def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device
             model.load_state_dict(load_checkpoint(final))
             meta = read_json(folder / "meta.json")
             return Baseline(model.to(device), meta["top1"], key, final, weights_digest(model))
-        refused = folder / "not-reproduced.txt"
-        if refused.exists():  # fail at once: retraining on this machine would differ again
-            raise SuiteError(f"an earlier try on this machine said: {refused.read_text().strip()} "
-                             f"(delete {refused} to retrain anyway)")
+        refused = folder / "not-reproduced.txt"  # the refusal, then the machine that tried
+        here = machine(device)
+        refusal = _refusal(refused)
+        if refusal is not None and refusal[1] in (None, here):
+            # fail at once: retraining on this machine, with these threads, would differ again
+            raise SuiteError(f"an earlier try on this machine said: {refusal[0]} (delete {refused} to retrain anyway)")
         # A record without weights: a published runs dir on a new machine. Retrain and check.
         recorded = read_json(folder / "meta.json") if (folder / "meta.json").exists() else None
         try:
             model, top1, outcome, trained = _train(setting, data, seed, folder, device, smoke, recorded, numerics)
         except NotReproduced as e:
-            write_atomic(refused, f"{e}\n")
+            write_atomic(refused, f"{e}\n{json.dumps(here)}\n")
             (folder / "train.ckpt").unlink(missing_ok=True)
             raise
         except Diverged as e:  # say what happened to the baseline: it is not stored
@@ -183,7 +210,23 @@ def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device
             write_json(folder / "meta.json", {**recorded, "reproduced": recorded.get("reproduced", []) + [trained]})
         save_atomic(model.state_dict(), final)  # written last: its presence means "done"
         (folder / "train.ckpt").unlink(missing_ok=True)
+        refused.unlink(missing_ok=True)  # another machine's (or thread count's) refusal: this one reproduced it
         return Baseline(model, top1, key, final, trained["weights_sha256"])
+
+
+def _refusal(path: Path) -> tuple[str, dict | None] | None:
+    """A stored refusal: its message and the machine (:func:`machine`) whose retraining wrote it, or
+    None when there is none. Another thread count or CPU may reproduce the record, so the refusal
+    holds for its own machine only; one that does not name it (written before it did, or edited)
+    holds for every machine."""
+    if not path.exists():
+        return None
+    said, _, tried = path.read_text().partition("\n")
+    try:
+        on = json.loads(tried or "null")
+    except ValueError:
+        on = None
+    return said, on if isinstance(on, dict) else None
 
 
 def _train(setting: Setting, data: Data, seed: int, folder: Path, device: torch.device, smoke: bool,
@@ -201,7 +244,7 @@ def _train(setting: Setting, data: Data, seed: int, folder: Path, device: torch.
     outcome = train(model, data, **kw)
     top1 = evaluate(model, data.eval_batches("test", 500, device), device, numerics)["top1"]
     trained = {"code_version": code_version(), "torch": torch.__version__, "device": str(device),
-               "processor": processor(device), "weights_sha256": weights_digest(model),
+               **machine(device), "weights_sha256": weights_digest(model),
                "train_seconds": outcome.seconds, "wall_seconds": time.time() - t0}
     if outcome.compile_failure:
         trained["compile_failure"] = outcome.compile_failure

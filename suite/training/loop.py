@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -70,7 +71,7 @@ class Recipe:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Recipe":
+    def from_dict(cls, d: dict) -> Recipe:
         if not isinstance(d, dict):
             raise SuiteError(f"{d!r}: must be a table with epochs, batch_size, lr (momentum, weight_decay optional)")
         fields = set(cls.__dataclass_fields__)
@@ -149,7 +150,8 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
 
     Runs until ``total_steps`` iterations, or until a hook's ``after_step`` returns True (then
     ``total_steps`` is a cap). ``lr(epoch)`` gives the learning rate. The batch order depends only
-    on (stream, seed, epoch, batch index) (``stream``: what the pass is for, see data.STREAMS), and model, optimizer, position, hook state and history are
+    on (stream, seed, epoch, batch index) (``stream``: what the pass is for, see
+    ``suite.data.split.STREAMS``), and model, optimizer, position, hook state and history are
     checkpointed every ``checkpoint_every`` steps and at each epoch end, so a killed run resumes
     from ``checkpoint`` and ends with the same weights as an uninterrupted one.
     ``checkpoint_every`` defaults to $SUITE_CHECKPOINT_EVERY or 500 iterations.

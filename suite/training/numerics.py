@@ -47,7 +47,7 @@ class Numerics:
             raise SuiteError(f"--precision {self.precision!r}: must be one of {', '.join(PRECISIONS)}")
 
     @classmethod
-    def from_record(cls, d: dict) -> "Numerics":
+    def from_record(cls, d: dict) -> Numerics:
         """The numerics a stored config or result records (runs stored before the options: fp32)."""
         return cls(d.get("precision") or "fp32", bool(d.get("channels_last", False)), bool(d.get("compile", False)))
 
@@ -115,7 +115,7 @@ FP32 = Numerics()
 
 # Why a model's compilation fell back to eager. Weak keys: a finished job's model is freed. (Compiled
 # graphs need no cache here: dynamo keeps them per code object and reuses them for a new wrapper.)
-_FAILED: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
+_FAILED: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
 
 
 class Compiled:

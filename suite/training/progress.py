@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 from tqdm import tqdm
 

@@ -1,0 +1,55 @@
+"""Channel alignment: kept channel counts rounded to multiples of N, as torch-pruning's ``round_to``.
+
+Vectorised conv kernels (oneDNN's blocked layouts, tensor cores) work on channel blocks of 8, 16 or
+more; a layer left with 43 channels may run at the speed of 48. Rounding the kept counts lets a user
+ask whether that costs them anything (``suite latency --round-to 1,8,16,32``).
+
+The rule is torch-pruning's (``MetaPruner._round_to``): the kept count is rounded *down* to a
+multiple of N, so the layer prunes at least what its ratio asks. Unlike torch-pruning, a layer is
+never left empty: a kept count below N becomes N, and a layer of fewer than N channels (no multiple
+of N fits) stays whole.
+
+The result is a ratio per layer, not a count, so everything that reads ratios keeps working
+unchanged: ``n_pruned(k / n, n) == k`` for every count k < n, so the surgery and every method
+remove exactly the rounded count (a layer left whole drops out, as unpruned layers do).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from suite.errors import SuiteError
+from suite.models.ratios import n_pruned
+
+
+def rounded_kept(n: int, kept: int, round_to: int) -> int:
+    """``kept`` of ``n`` channels rounded down to a multiple of ``round_to``, at least ``round_to``
+    (at most ``n``: a layer narrower than ``round_to`` stays whole)."""
+    if round_to < 1:
+        raise SuiteError(f"round-to {round_to}: must be an integer >= 1")
+    if round_to == 1:
+        return kept
+    return min(n, max(round_to, kept - kept % round_to))
+
+
+def round_ratios(model: nn.Module, layer_ratios: dict[str, float], round_to: int) -> dict[str, float]:
+    """``layer_ratios`` (layer name -> ratio, as a setting resolves them) with each layer's kept
+    count rounded by :func:`rounded_kept`, as ratios ``pruned / n`` that ``n_pruned`` maps back to
+    the rounded count exactly; layers the rounding leaves whole are left out."""
+    out = {}
+    for name, r in layer_ratios.items():
+        n = model.get_submodule(name).out_channels
+        kept = rounded_kept(n, n - n_pruned(r, n), round_to)
+        if kept < n:
+            out[name] = (n - kept) / n
+    return out
+
+
+def parse_round_to(text: str) -> list[int]:
+    """``1,8,16,32`` -> [1, 8, 16, 32] (duplicates dropped, order kept); anything else is a one-line error."""
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise SuiteError(f"--round-to {text!r}: must be a comma list of integers >= 1, e.g. 1,8,16,32")
+    return list(dict.fromkeys(values))
