@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     def engine(sp):
         """--executor and its engines' options (suite.running.executors); see README 'Running on a cluster'."""
         g = sp.add_argument_group("executors (README: Running on a cluster)")
-        g.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",  # suite.running.executors.make
+        g.add_argument("--executor", default="local",  # a name of suite.running.executors.EXECUTORS
                        help="local: this process (default); ray: one Ray task per job; slurm: one array job "
                             "through submitit. The runs dir must be on a disk every worker sees")
         g.add_argument("--ray-address", default=None,
@@ -425,6 +425,13 @@ def _prepare(args):
     return setting, jobs, device, runs_dir, data, baseline, dry, numerics
 
 
+def _engine(args):
+    """The command's engine options as the executors take them (``suite.running.executors``)."""
+    from suite.running.executors import EngineOptions
+    return EngineOptions(args.executor, args.ray_address, args.slurm_partition, args.slurm_time, args.wait,
+                         args.data_dir, args.download, args.threads)
+
+
 def _dry_surgery(setting) -> dict:
     """The target checked by the real surgery before any baseline or training (cached per
     setting): a spec the model cannot take is a one-line error now, not after hours of GReg."""
@@ -445,8 +452,9 @@ def cmd_run(args) -> int:
     from suite.running.workers import Workers
 
     workers = Workers(Path(args.runs_dir), args.threads)
-    executor = executors.make(args)
+    engine = _engine(args)  # checked before any data is loaded
     setting, jobs, device, runs_dir, data, user_base, dry, numerics = _prepare(args)
+    executor = executors.make(replace(engine, numerics=numerics))
     runner = Runner(setting, data, runs_dir, device, baseline=user_base, recompute_stale=args.recompute_stale)
     # a mask (weight granularity) keeps every filter: the dry surgery's speedup says nothing about it
     if any(registry.get(j.method).granularity == "filter" for j in jobs):
@@ -524,7 +532,7 @@ def cmd_search(args) -> int:
     from suite.running.workers import Workers
 
     workers = Workers(Path(args.runs_dir), args.threads)
-    executor = executors.make(args)
+    engine = _engine(args)  # checked before any data is loaded
     setting = _setting(args)
     registry.get(args.method)
     _dry_surgery(setting)
@@ -536,6 +544,8 @@ def cmd_search(args) -> int:
     space = load_space(args.space, args.method)
     device = _device(args)
     numerics = _numerics(args, device)
+    engine = replace(engine, numerics=numerics)
+    executor = executors.make(engine)
     data = load_data(setting, args.data_dir, args.download).with_validation(setting.val_size, seed=0)
     runs_dir = Path(args.runs_dir)
     storage = args.storage or default_storage(runs_dir)
@@ -558,7 +568,7 @@ def cmd_search(args) -> int:
         if parallel is None:
             run_search(spec, runner, study)
         else:
-            executor.search(executors.context(runner, args), spec, storage, name, parallel)
+            executor.search(executors.context(runner, engine), spec, storage, name, parallel)
     print(report(study))
     return 0
 

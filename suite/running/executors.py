@@ -19,13 +19,13 @@ import pickle
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import torch
 
 from suite.errors import SuiteError
+from suite.registry import Registry
 from suite.training.numerics import FP32, Numerics
-from suite.training.numerics_default import resolve as resolve_numerics
 from suite.spec.plan import Job
 from suite.running.runner import JobResult, Runner, load_data
 from suite.spec.settings import Setting
@@ -95,14 +95,41 @@ def search_worker(ctx: Context, spec, storage: str, study: str, index: int) -> i
     return index
 
 
-def context(runner: Runner, args) -> Context:
-    """The Context of the driver's runner and the command's options."""
+@dataclass(frozen=True)
+class EngineOptions:
+    """What a command says about where its tasks run, validated once (``suite.cli`` builds it from
+    the command line; a script may build it directly). Executors read this, never argparse."""
+
+    kind: str = "local"
+    ray_address: str | None = None
+    slurm_partition: str | None = None
+    slurm_hours: float = 4.0
+    wait: bool = False
+    data_dir: str | None = None  # the workers' view of the data (--data-dir)
+    download: bool = False
+    threads: int | None = None  # CPUs per task (None: 1)
+    numerics: Numerics = FP32  # the command's precision (a --baseline file's top-1 is measured in it)
+
+    def __post_init__(self):
+        EXECUTORS.get(self.kind)  # an unknown engine is a one-line error naming the known ones
+        stray = [o for o, v, own in (("--ray-address", self.ray_address, "ray"),
+                                     ("--slurm-partition", self.slurm_partition, "slurm"),
+                                     ("--wait", self.wait, "slurm")) if v and self.kind != own]
+        if stray:
+            raise SuiteError(f"{stray[0]} is an option of another executor than --executor {self.kind}: drop it or "
+                             f"pass the executor it belongs to")
+        if self.kind == "slurm" and not (math.isfinite(self.slurm_hours) and self.slurm_hours > 0):
+            raise SuiteError(f"--slurm-time {self.slurm_hours}: give the hours a task may run, > 0")
+
+
+def context(runner: Runner, options: EngineOptions) -> Context:
+    """The Context of the driver's runner and the command's engine options."""
     base = runner.user_baseline
-    return Context(setting=runner.setting, runs_dir=str(Path(runner.runs_dir).resolve()), data_dir=args.data_dir,
-                   download=args.download, device="cuda" if runner.device.type == "cuda" else "cpu",
-                   threads=args.threads or 1, baseline=str(Path(base.path).resolve()) if base else None,
+    return Context(setting=runner.setting, runs_dir=str(Path(runner.runs_dir).resolve()), data_dir=options.data_dir,
+                   download=options.download, device="cuda" if runner.device.type == "cuda" else "cpu",
+                   threads=options.threads or 1, baseline=str(Path(base.path).resolve()) if base else None,
                    recompute_stale=runner.recompute_stale, validation=runner.eval_split == "val",
-                   numerics=resolve_numerics(args.precision, args.channels_last, args.compile, runner.device))
+                   numerics=options.numerics)
 
 
 def _baseline_jobs(runner: Runner, jobs: list[Job]) -> list[Job]:
@@ -142,10 +169,26 @@ def run_shared(runner, jobs, workers):
         yield runner.run(job)
 
 
+class Executor(Protocol):
+    """The one small interface of an engine: yield every job's JobResult (stored ones found, the
+    rest computed or submitted); ``search`` runs search workers where the engine can."""
+
+    name: str
+
+    def results(self, runner: Runner, jobs: list[Job], workers) -> Iterator[JobResult]: ...
+
+
+EXECUTORS: Registry[type] = Registry("executor")
+
+
+@EXECUTORS.register("local")
 class LocalExecutor:
     """Today's behaviour: this process runs the jobs, sharing them with other ``suite run``
     processes on the same runs dir through the job locks."""
     name = "local"
+
+    def __init__(self, options: EngineOptions):
+        self.options = options
 
     def results(self, runner: Runner, jobs: list[Job], workers) -> Iterator[JobResult]:
         yield from run_shared(runner, jobs, workers)
@@ -172,14 +215,15 @@ def _announce(k: int, n: int, jr: JobResult, where: str) -> None:
 
 
 # ---------------------------------------------------------------------------- ray
+@EXECUTORS.register("ray")
 class RayExecutor:
     """Jobs as Ray tasks with ``num_cpus``/``num_gpus`` and ``max_retries``: a worker that dies is
     replaced and its task run again, resuming from the job's checkpoints. ``address``: join a
     running cluster (``auto`` or ``HOST:PORT``); None starts a one-machine cluster for this run."""
     name = "ray"
 
-    def __init__(self, ctx_args, address: str | None):
-        self.args, self.address = ctx_args, address
+    def __init__(self, options: EngineOptions):
+        self.options, self.address = options, options.ray_address
 
     def _init(self):
         try:
@@ -212,7 +256,7 @@ class RayExecutor:
         if not todo:
             return
         ray = self._init()
-        ctx = context(runner, self.args)
+        ctx = context(runner, self.options)
         print(f"ray: {len(todo)} task(s) of {ctx.threads} CPU{' + 1 GPU' if ctx.gpu else ''} each on "
               f"{ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} GPUs",
               flush=True)
@@ -263,14 +307,16 @@ def _checkpointable():
     return Task
 
 
+@EXECUTORS.register("slurm")
 class SlurmExecutor:
     """One SLURM array job per plan through submitit. With ``wait`` the driver follows
     the tasks and yields their results; without, it prints the job ids and returns: the next
     ``suite run`` finds what finished in the store."""
     name = "slurm"
 
-    def __init__(self, ctx_args, partition: str | None, hours: float, wait: bool):
-        self.args, self.partition, self.hours, self.wait = ctx_args, partition, hours, wait
+    def __init__(self, options: EngineOptions):
+        self.options, self.partition, self.hours, self.wait = (options, options.slurm_partition, options.slurm_hours,
+                                                               options.wait)
 
     def _executor(self, ctx: Context, n: int, name: str, after: str | None = None):
         try:
@@ -318,7 +364,7 @@ class SlurmExecutor:
         todo = yield from _stored_first(runner, jobs)
         if not todo:
             return
-        ctx = context(runner, self.args)
+        ctx = context(runner, self.options)
         after, base_ids = self._baselines_then(ctx, runner, todo)
         submitted = self._array(ctx, run_job, "suite-job", todo, after)
         ids = sorted({s.job_id.split("_")[0] for s in submitted})
@@ -361,18 +407,6 @@ def _search_item(ctx: Context, item: tuple) -> int:
     return search_worker(ctx, *item)
 
 
-def make(args) -> "LocalExecutor | RayExecutor | SlurmExecutor":
-    """The executor the command's options name."""
-    kind = args.executor
-    stray = [o for o, v, own in (("--ray-address", args.ray_address, "ray"), ("--slurm-partition", args.slurm_partition,
-                                 "slurm"), ("--wait", args.wait, "slurm")) if v and kind != own]
-    if stray:
-        raise SuiteError(f"{stray[0]} is an option of another executor than --executor {kind}: drop it or pass "
-                         f"the executor it belongs to")
-    if kind == "ray":
-        return RayExecutor(args, args.ray_address)
-    if kind == "slurm":
-        if not (math.isfinite(args.slurm_time) and args.slurm_time > 0):
-            raise SuiteError(f"--slurm-time {args.slurm_time}: give the hours a task may run, > 0")
-        return SlurmExecutor(args, args.slurm_partition, args.slurm_time, args.wait)
-    return LocalExecutor()
+def make(options: EngineOptions) -> Executor:
+    """The executor the options name."""
+    return EXECUTORS.get(options.kind)(options)
