@@ -447,7 +447,8 @@ def cmd_run(args) -> int:
 
     from methods import registry
     from suite.running import executors
-    from suite.store.results import aggregate, format_summary, result_row
+    from suite.pages.reports import format_summary, job_line, plan_report
+    from suite.store.results import aggregate, result_row
     from suite.running.runner import Runner
     from suite.running.workers import Workers
 
@@ -467,23 +468,15 @@ def cmd_run(args) -> int:
               f"{'; SMOKE (not a result)' if args.smoke else ''}; device {device}, {_precision(args, device, numerics)}")
     if args.dry_run:
         print(header)
-        return _print_plan(runner, jobs)
+        print(plan_report(runner, jobs))
+        return 0
     results, rows = [], []
     with workers:
         print(f"{header}; {workers.describe()}", flush=True)
         workers.apply()
         for jr in executor.results(runner, jobs, workers):
             r = jr.result
-            state = "cached" if jr.cached else r["status"]
-            if jr.stale:
-                state = (f"cached, STALE (trained by training code {r.get('training_code') or 'unrecorded'}, "
-                         f"today's differs; --recompute-stale retrains it)")
-            if "same_training_as" in r:
-                state = f"same training as paper-protocol run {r['same_training_as']}"
-            detail = (f"top-1 {r['top1']:.2f} (before/after removal {r['acc_before_removal']:.1f}/"
-                      f"{r['acc_after_removal']:.1f}), {r['speedup']:.2f}x FLOPs"
-                      if r["status"] != "failed" else r["error"])
-            print(f"    {state}: {detail}", flush=True)
+            print(job_line(jr), flush=True)
             results.append(r)
             rows.append(result_row(r, jr.folder))
     if not rows:  # submitted to an engine without waiting: it said where the jobs went
@@ -497,28 +490,6 @@ def cmd_run(args) -> int:
         print(f"\n{len(failed)} job(s) failed: " + "; ".join(f"{r['method']} seed {r['seed']}: {r['error']}"
                                                           for r in failed), file=sys.stderr)
         return 1
-    return 0
-
-
-def _print_plan(runner, jobs) -> int:
-    """The dry run: each job's state and folder, and each method's budget in iterations and samples."""
-    setting, data = runner.setting, runner.data
-    ft = setting.finetune
-    for j in jobs:
-        stored = runner.stored(j)
-        state = "to run" if stored is None else ("stale" if runner.is_stale(j, stored) else "cached")
-        own = j.planned_prune_iters()
-        budget = f"own training {own} it x {setting.prune.batch_size}" if own else "no own training"
-        if not j.schedule_fits():
-            budget += f" (CAPPED: its schedule is longer than the setting's cap of {setting.prune.max_iters})"
-        if j.total_samples is not None:
-            budget += f"; total {j.total_samples} samples"
-        print(f"  {state:<7} {j.method:<20} seed {j.seed}  {budget}  {runner.folder(j)}")
-    todo = sum(runner.stored(j) is None for j in jobs)
-    print(f"{todo} to run, {len(jobs) - todo} stored; each: fine-tune {ft.epochs} epochs "
-          f"({ft.epochs * data.batches_per_epoch(ft.batch_size)} iterations of {ft.batch_size})"
-          + ("; an equal-sample budget stretches it to fill the budget" if any(j.protocol == "total" for j in jobs)
-             else ""))
     return 0
 
 
@@ -651,7 +622,7 @@ def cmd_latency(args) -> int:
 def cmd_leaderboard(args) -> int:
     from suite.pages.leaderboard import render
     from suite.store.files import check_writable
-    from suite.store.results import report_unreadable
+    from suite.pages.reports import report_unreadable
     runs = Path(args.runs_dir)
     if not runs.is_dir():
         raise SuiteError(f"runs dir {runs} does not exist: run 'suite run' first or pass --runs-dir")
@@ -676,7 +647,8 @@ def cmd_migrate(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from suite.store.results import TABLE_COLUMNS, load_runs, report_unreadable
+    from suite.pages.reports import report_unreadable
+    from suite.store.results import TABLE_COLUMNS, load_runs
     runs = Path(args.runs_dir)
     if not runs.is_dir():
         raise SuiteError(f"runs dir {runs} does not exist: run 'suite run' first or pass --runs-dir")

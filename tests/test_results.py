@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from suite.store.results import aggregate, format_summary, load_runs, result_row
+from suite.pages.reports import format_summary
+from suite.store.results import aggregate, load_runs, result_row
 
 
 def _result(method, seed, top1, lat=None, **record):

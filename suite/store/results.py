@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,15 +56,6 @@ def load_runs(runs_dir: Path, unreadable: list[Unreadable] | None = None) -> pd.
     return pd.DataFrame(rows)
 
 
-def report_unreadable(unreadable: list[Unreadable]) -> None:
-    """One line per run on stderr, then the count, so a listing that cannot show a run says so."""
-    for u in unreadable:
-        print(f"unreadable run: {u.folder} {u.detail}", file=sys.stderr)
-    if unreadable:
-        n = len(unreadable)
-        print(f"{n} stored run{'s' if n != 1 else ''} could not be read (named above)", file=sys.stderr)
-
-
 def _processor(run: Path) -> str:
     """The CPU (or GPU) model that pruned and fine-tuned a run, from its ``config.json``: training is
     bit-exact on one CPU model only, so a page says which trained its rows (runs stored before the
@@ -98,6 +87,7 @@ def result_row(r: dict, run: Path) -> dict:
         "reg_iters": b.get("reg_iters"), "finetune_epochs": b.get("finetune_epochs"),
         "wall_seconds": r.get("wall_seconds"),
         "samples": b.get("samples"), "samples_x_train": b.get("samples_x_train"),
+        "budget_samples": b.get("total_samples_target"),
         "train_macs": b.get("train_macs"), "capped": _capped(r),
         "training_code": r.get("training_code") or "unrecorded",
         "hparams": json.dumps(r.get("hparams", {}), sort_keys=True), "hparams_source": r.get("hparams_source", ""),
@@ -179,7 +169,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     g = runs.groupby(keys, sort=False, dropna=False)
     # what a page shows of a comparison: the same for all its runs (the first spelling of a target
     # that two spellings name)
-    shown = {c: (c, "first") for c in ("baseline_key", "numerics", "granularity", "ratios", "skip", "protocol")}
+    shown = {c: (c, "first") for c in ("baseline_key", "numerics", "granularity", "ratios", "skip", "protocol",
+                                       "budget_samples")}
     out = g.agg(**shown, top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"),
                 baseline_top1=("baseline_top1", "mean"), baseline_name=("baseline_name", "first"),
                 params=("params", "mean"), nonzero_params=("nonzero_params", "mean"), sparsity=("sparsity", "mean"),
@@ -228,69 +219,3 @@ def label(method: str, hparams_source: str) -> str:
     if not hparams_source or hparams_source == "default":
         return method
     return f"{method} (tuned)" if hparams_source.startswith("tuned") else f"{method} (own hparams)"
-
-
-def latency_text(speedup: float, lo: float, hi: float, noisy) -> str:
-    """``1.51x [1.30-1.70]`` with the quartile range, ``noisy`` appended when flagged; runs stored
-    before spread was recorded say so instead of showing a bare number as if it were exact."""
-    if lo != lo or hi != hi:
-        return f"{speedup:.2f}x [no spread]"
-    return f"{speedup:.2f}x [{lo:.2f}-{hi:.2f}]" + (" noisy" if noisy else "")
-
-
-def format_summary(agg: pd.DataFrame, runs_dir: Path | None = None) -> str:
-    """The table printed at the end of ``suite run``: one table per target, then where the runs
-    are and the command that turns them into pages."""
-    if agg.empty:
-        return "no finished runs"
-    lines = []
-    for (setting, granularity, ratios, protocol, _key, numerics), part in agg.groupby(
-            ["setting", "granularity", "ratios", "protocol", "baseline_key", "numerics"], sort=False, dropna=False):
-        weights = granularity == "weight"
-        lines.append(f"{setting}  target {ratios}{' (unstructured: weight sparsity)' if weights else ''}  "
-                     f"budget protocol: {protocol}  precision {numerics}  "
-                     f"{part.baseline_name.iloc[0]}: top-1 {part.baseline_top1.iloc[0]:.2f}")
-        # masked weights still cost their FLOPs: unstructured rows show what they remove instead
-        size = ({"non-zero params": part.nonzero_params.map(lambda p: f"{round(p):,}"),
-                 "sparsity": part.sparsity.map(lambda x: f"{100 * x:.1f}%")} if weights else
-                {"params": part.params.map(lambda p: f"{round(p):,}"),
-                 "FLOPs x": part.speedup.map(lambda x: f"{x:.2f}x")})
-        table = pd.DataFrame({
-            "method": part.label,
-            "top-1 mean (n)": [_mean_spread(m, s, n) for m, s, n in zip(part.top1_mean, part.top1_std, part.n)],
-            "vs baseline": part.delta.map(lambda d: f"{d:+.2f}"),
-            "before/after removal": [f"{b:.1f} / {a:.1f}" for b, a in zip(part.before_removal, part.after_removal)],
-            **size,
-            "latency x [IQR range]": [latency_text(*v) for v in zip(part.latency_speedup, part.latency_lo,
-                                                                    part.latency_hi, part.latency_noisy)],
-            "samples (own)": [_samples(t, r) for t, r in zip(part.samples, part.reg_iters)],
-            "wall time": part.wall_seconds.map(_duration),
-        })
-        lines.append(table.to_string(index=False))
-        lines.append("")
-    if runs_dir is not None:
-        lines.append(f"runs stored in {runs_dir}")
-        lines.append(f"next: suite leaderboard --runs-dir {shlex.quote(str(runs_dir))}  (pages with charts in "
-                     f"leaderboards/; --out DIR elsewhere)")
-    return "\n".join(lines).rstrip()
-
-
-def _samples(total, own_iters) -> str:
-    """Training samples after the baseline (own training + fine-tuning), the method's own
-    iterations in brackets; ``?`` for runs stored before samples were counted."""
-    if total is None or total != total:
-        return "?"
-    return f"{int(total):,} ({int(own_iters):,} it own)" if own_iters else f"{int(total):,}"
-
-
-def _duration(seconds) -> str:
-    """Mean wall time per job, ``1h02m`` / ``4m05s`` / ``12s``; ``?`` when not recorded."""
-    if seconds is None or seconds != seconds:
-        return "?"
-    s = int(round(seconds))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
-def _mean_spread(mean: float, std: float, n: int) -> str:
-    """``mean +- std (n=N)``; one seed has no spread, so none is shown (a ``+- 0.00`` would claim one)."""
-    return f"{mean:.2f} (n={n})" if n < 2 else f"{mean:.2f} +- {std:.2f} (n={n})"
