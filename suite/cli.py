@@ -8,11 +8,11 @@ import argparse
 import json
 import math
 import sys
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 
 from methods.registry import DEFAULT_COMPARISON  # cheap: the registry imports the methods on first use
+from suite import options
 from suite.errors import SuiteError
 
 DEFAULT_METHODS = ",".join(DEFAULT_COMPARISON)  # what `suite run` compares when none are named
@@ -25,10 +25,6 @@ EPILOG = """examples:
   suite run --methods l1 --ratios 0.9 --dry-run   the plan: cached and new jobs, the budget
   suite results --format csv                   every stored run as one table
 """
-
-
-MAX_SEED = 2**31 - 1  # torch and numpy seeds; a larger one overflows deep inside a job
-MAX_SEEDS = 1000  # --seeds N builds N jobs per method up front
 
 
 class _Parser(argparse.ArgumentParser):
@@ -202,6 +198,13 @@ def _parser() -> argparse.ArgumentParser:
     la.add_argument("--round-to", default=None, metavar="N,...",
                     help="also time the pruned model with its kept channel counts rounded down to multiples of "
                          "each N (at least N), e.g. 1,8,16,32, in the same turns (default: no rounding)")
+    la.add_argument("--target", default=None, metavar="Nx-latency",
+                    help="instead of timing a target: search per-stage ratios whose measured speedup reaches N "
+                         "(e.g. 2x-latency) under --latency-runtime at --latency-batch, and print them with the "
+                         "speedup achieved")
+    la.add_argument("--latency-runtime", default="eager", help="with --target: the runtime it is measured on "
+                                                               "(default eager)")
+    la.add_argument("--latency-batch", type=int, default=64, help="with --target: the batch size (default 64)")
     la.add_argument("--max-repeats", type=int, default=200,
                     help="repeats at most per model (taken in turns, 10 at a time, until every IQR is under 5%% of "
                          "its median and every speedup's 95%% interval under 5%% of the speedup)")
@@ -287,174 +290,19 @@ def cmd_list(args) -> int:
 
 
 # ---------------------------------------------------------------------------- run
-def _setting(args):
-    from suite.spec.settings import DEFAULT_SETTING, get_setting, with_ratios
-    s = get_setting(args.setting or DEFAULT_SETTING, data_dir=getattr(args, "data_dir", None))
-    ratios, skip = getattr(args, "ratios", None), getattr(args, "skip", None)
-    target = getattr(args, "target", None)
-    if target is not None:
-        if ratios is not None:
-            raise SuiteError("--target and --ratios exclude each other: a target is a ratio string (--ratios 2.5x)")
-        ratios = target if target.strip().endswith("x") else f"{target}x"
-    try:
-        return with_ratios(s, ratios, skip)
-    except SuiteError as e:
-        given = " ".join(f"{o} {v!r}" for o, v in (("--ratios", ratios), ("--skip", skip)) if v is not None)
-        raise SuiteError(f"{given}: {e}") from None
-
-
-def _seed(option: str, value: int) -> int:
-    if not 0 <= value <= MAX_SEED:
-        raise SuiteError(f"{option} {value}: must be an integer in 0..{MAX_SEED}")
-    return value
-
-
-def _seeds(args) -> list[int]:
-    if args.seed_list is not None:
-        try:
-            seeds = [int(x) for x in args.seed_list.split(",") if x.strip()]
-        except ValueError:
-            raise SuiteError(f"--seed-list {args.seed_list!r}: give integers like 0,1,2") from None
-        if not seeds or any(not 0 <= s <= MAX_SEED for s in seeds):
-            raise SuiteError(f"--seed-list {args.seed_list!r}: give integers in 0..{MAX_SEED} like 0,1,2")
-        if len(set(seeds)) != len(seeds):
-            raise SuiteError(f"--seed-list {args.seed_list!r}: a seed is listed twice")
-        return seeds
-    if not 1 <= args.seeds <= MAX_SEEDS:
-        raise SuiteError(f"--seeds {args.seeds}: must be in 1..{MAX_SEEDS} (or give --seed-list)")
-    return list(range(args.seeds))
-
-
-def _device(args):
-    """--device checked by name before torch sees it (torch.device('tpu') is a RuntimeError)."""
-    import re
-
-    import torch
-
-    from suite.training.loop import pick_device
-    name = args.device
-    m = re.fullmatch(r"auto|cpu|cuda(?::(\d+))?", name)
-    if not m:
-        raise SuiteError(f"--device {name!r}: must be auto, cpu, cuda or cuda:N")
-    if m.group(1) is not None and torch.cuda.is_available() and int(m.group(1)) >= torch.cuda.device_count():
-        raise SuiteError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                         f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
-    return pick_device(name)
-
-
-def _numerics(args, device):
-    """--precision, --channels-last (fp32 and contiguous when not named), --compile, checked for the device."""
-    from suite.training.numerics_default import resolve
-    return resolve(args.precision, args.channels_last, args.compile, device)
-
-
-def _precision(args, device, numerics) -> str:
-    """How a header names the numerics, with the fast flags where this device has them and none was named."""
-    from suite.training.numerics_default import hint
-    return f"precision {numerics.label()}{hint(args.precision, args.channels_last, device)}"
-
-
-def _user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | None, dict]:
-    """(hparams per method, where they came from) from --hparams FILE or --hparams best (by default
-    the study of the run's precision, as ``suite search`` names it)."""
-    path = args.hparams
-    if path is None:
-        return None, {}
-    if path == "best":
-        from suite.running.search import best_hparams, default_storage, study_name
-        storage = args.storage or default_storage(Path(args.runs_dir))
-        found = {m: best_hparams(storage, args.study or study_name(setting, m, numerics), setting, m)
-                 for m in methods}
-        return {m: v[0] for m, v in found.items()}, {m: v[1] for m, v in found.items()}
-    p = Path(path)
-    if not p.is_file():
-        raise SuiteError(f"--hparams {path}: no such file")
-    try:
-        text = p.read_text()
-        d = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
-    except (OSError, UnicodeDecodeError) as e:
-        raise SuiteError(f"--hparams {path} cannot be read ({type(e).__name__}): check it is a readable "
-                         f"UTF-8 text file") from None
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise SuiteError(f"--hparams {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
-    if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
-        raise SuiteError(f"--hparams {path}: write {{method: {{field: value}}}}, e.g. {{\"greg1\": {{\"penalty_increment\": 2e-4}}}}")
-    unknown = sorted(set(d) - set(methods))
-    if unknown:
-        raise SuiteError(f"--hparams {path} sets {', '.join(unknown)}, which --methods does not run")
-    from suite.spec.plan import resolve_hparams
-    for m, values in d.items():  # checked here too, so the error names the file
-        try:
-            resolve_hparams(setting, m, values)
-        except SuiteError as e:
-            raise SuiteError(f"--hparams {path}: {e}") from None
-    return d, {m: f"user file {p.name}" for m in d}
-
-
-def _prepare(args):
-    """Everything a run needs, checked before anything is written."""
-    from methods import registry
-    from suite.training.baseline import load_user_baseline
-    from suite.spec.plan import parse_budgets, plan
-    from suite.running.runner import load_data
-    from suite.store.files import check_writable
-
-    setting = _setting(args)
-    methods = registry.expand(args.methods)
-    seeds = _seeds(args)
-    device = _device(args)
-    numerics = _numerics(args, device)
-    user, sources = _user_hparams(args, setting, methods, numerics)
-    dry = _dry_surgery(setting)
-    _seed("--baseline-seed", args.baseline_seed)
-    if args.baseline and args.baseline_seed:
-        raise SuiteError("--baseline and --baseline-seed exclude each other: a seed picks a trained baseline, "
-                         "--baseline brings your own")
-    data = load_data(setting, args.data_dir, args.download)
-    train_size = data.batches_per_epoch(1)
-    jobs = plan(setting, methods, seeds, train_size=train_size,
-                budgets=parse_budgets(args.budget, setting, train_size, args.smoke), smoke=args.smoke,
-                user_hparams=user, sources=sources,
-                baseline_seed=args.baseline_seed, numerics=numerics)
-    baseline = load_user_baseline(setting, Path(args.baseline), data, device, numerics) if args.baseline else None
-    if baseline is not None:  # runs from another baseline are other runs: never a cached default one
-        jobs = [replace(j, user_baseline=baseline.key) for j in jobs]
-    runs_dir = Path(args.runs_dir)
-    if not args.dry_run:
-        check_writable(runs_dir)  # last: bad input above leaves nothing written
-    return setting, jobs, device, runs_dir, data, baseline, dry, numerics
-
-
-def _engine(args):
-    """The command's engine options as the executors take them (``suite.running.executors``)."""
-    from suite.running.executors import EngineOptions
-    return EngineOptions(args.executor, args.ray_address, args.slurm_partition, args.slurm_time, args.wait,
-                         args.data_dir, args.download, args.threads)
-
-
-def _dry_surgery(setting) -> dict:
-    """The target checked by the real surgery before any baseline or training (cached per
-    setting): a spec the model cannot take is a one-line error now, not after hours of GReg."""
-    from suite.pages.overview import _cached_achieved
-    try:
-        return _cached_achieved(setting)
-    except SuiteError as e:
-        raise SuiteError(f"ratios {setting.ratios!r} on {setting.model}: {e}") from None
-
-
 def cmd_run(args) -> int:
     import pandas as pd
 
     from methods import registry
-    from suite.running import executors
     from suite.pages.reports import format_summary, job_line, plan_report
-    from suite.store.results import aggregate, result_row
+    from suite.running import executors
     from suite.running.runner import Runner
     from suite.running.workers import Workers
+    from suite.store.results import aggregate, result_row
 
     workers = Workers(Path(args.runs_dir), args.threads)
-    engine = _engine(args)  # checked before any data is loaded
-    setting, jobs, device, runs_dir, data, user_base, dry, numerics = _prepare(args)
+    engine = options.engine_of(args)  # checked before any data is loaded
+    setting, jobs, device, runs_dir, data, user_base, dry, numerics = options.prepare_run(args)
     executor = executors.make(replace(engine, numerics=numerics))
     runner = Runner(setting, data, runs_dir, device, baseline=user_base, recompute_stale=args.recompute_stale)
     # a mask (weight granularity) keeps every filter: the dry surgery's speedup says nothing about it
@@ -465,7 +313,7 @@ def cmd_run(args) -> int:
     header = (f"setting {setting.name}: {data.label} [{data.fingerprint}], {setting.model}, "
               f"input {'x'.join(map(str, setting.input_shape))}, ratios {setting.ratios} ({target})"
               f"{' skip ' + setting.skip if setting.skip else ''}; {setting.budget_label()}"
-              f"{'; SMOKE (not a result)' if args.smoke else ''}; device {device}, {_precision(args, device, numerics)}")
+              f"{'; SMOKE (not a result)' if args.smoke else ''}; device {device}, {options.precision_text(args, device, numerics)}")
     if args.dry_run:
         print(header)
         print(plan_report(runner, jobs))
@@ -497,31 +345,39 @@ def cmd_search(args) -> int:
     from methods import registry
     from suite.running import executors
     from suite.running.runner import Runner, load_data
-    from suite.running.search import (SearchSpec, default_storage, get_study, load_space, make_sampler, report,
-                              run_search, study_name)
-    from suite.store.files import check_writable
+    from suite.running.search import (
+        SearchSpec,
+        default_storage,
+        get_study,
+        load_space,
+        make_sampler,
+        report,
+        run_search,
+        study_name,
+    )
     from suite.running.workers import Workers
+    from suite.store.files import check_writable
 
     workers = Workers(Path(args.runs_dir), args.threads)
-    engine = _engine(args)  # checked before any data is loaded
-    setting = _setting(args)
+    engine = options.engine_of(args)  # checked before any data is loaded
+    setting = options.setting_of(args)
     registry.get(args.method)
-    _dry_surgery(setting)
+    options.dry_surgery(setting)
     if args.trials <= 0:
         raise SuiteError(f"--trials {args.trials}: must be >= 1")
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise SuiteError(f"--timeout {args.timeout}: must be a number of seconds > 0")
-    _seed("--seed", args.seed)
+    options.seed_of("--seed", args.seed)
     space = load_space(args.space, args.method)
-    device = _device(args)
-    numerics = _numerics(args, device)
+    device = options.device_of(args)
+    numerics = options.numerics_of(args, device)
     engine = replace(engine, numerics=numerics)
     executor = executors.make(engine)
     data = load_data(setting, args.data_dir, args.download).with_validation(setting.val_size, seed=0)
     runs_dir = Path(args.runs_dir)
     storage = args.storage or default_storage(runs_dir)
     name = args.study or study_name(setting, args.method, numerics)
-    parallel = _parallel(args, executor, storage)
+    parallel = options.search_parallel(args, executor, storage)
     check_writable(runs_dir)
     study = get_study(storage, name, setting, args.method, sampler=make_sampler(args.sampler, args.seed, space),
                       space=space, numerics=numerics)
@@ -533,7 +389,7 @@ def cmd_search(args) -> int:
               f"{setting.val_size} images carved from train), {args.trials} trials, sampler {args.sampler}, space "
               f"{json.dumps({k: list(v) for k, v in space.items()})}; budget per trial: {setting.budget_label()}"
               f"{' (SMOKE)' if args.smoke else ''}; fine-tune {ft.epochs} ep at batch {ft.batch_size}; "
-              f"device {device}, {_precision(args, device, numerics)}; "
+              f"device {device}, {options.precision_text(args, device, numerics)}; "
               f"{workers.describe() if parallel is None else f'{parallel} {executor.name} workers'}", flush=True)
         runner = Runner(setting, data, runs_dir, device)
         if parallel is None:
@@ -544,40 +400,22 @@ def cmd_search(args) -> int:
     return 0
 
 
-def _parallel(args, executor, storage: str) -> int | None:
-    """Search workers on an engine (None: this process searches). Their trials must be failed when a
-    worker dies, which takes Optuna's heartbeat, which only its RDB storages have."""
-    if executor.name == "local":
-        if args.parallel is not None:
-            raise SuiteError("--parallel needs --executor ray or slurm; on one machine, start the same "
-                             "'suite search' in several shells instead")
-        return None
-    n = 2 if args.parallel is None else args.parallel
-    if n < 1:
-        raise SuiteError(f"--parallel {n}: must be >= 1")
-    if storage.startswith("journal:"):
-        raise SuiteError(f"--storage {storage}: a journal file has no heartbeat, so a dead worker's trial would "
-                         f"stay RUNNING; with --executor {executor.name} use sqlite:///PATH.db on shared disk or "
-                         f"postgresql://...")
-    return n
-
-
 def cmd_baseline(args) -> int:
-    from suite.training.baseline import get_baseline
     from suite.running.runner import load_data
-    from suite.store.files import check_writable
     from suite.running.workers import Workers
+    from suite.store.files import check_writable
+    from suite.training.baseline import get_baseline
 
     workers = Workers(Path(args.runs_dir), args.threads)
-    setting = _setting(args)
-    _seed("--seed", args.seed)
-    device = _device(args)
-    numerics = _numerics(args, device)
+    setting = options.setting_of(args)
+    options.seed_of("--seed", args.seed)
+    device = options.device_of(args)
+    numerics = options.numerics_of(args, device)
     data = load_data(setting, args.data_dir, args.download)
     runs_dir = Path(args.runs_dir)
     check_writable(runs_dir)
     with workers:
-        print(f"baseline {setting.name} seed {args.seed}: device {device}, {_precision(args, device, numerics)}; "
+        print(f"baseline {setting.name} seed {args.seed}: device {device}, {options.precision_text(args, device, numerics)}; "
               f"{workers.describe()}", flush=True)
         b = get_baseline(setting, data, args.seed, runs_dir, device, smoke=args.smoke, numerics=numerics)
     print(f"baseline {setting.name} seed {args.seed}: top-1 {b.top1:.2f}  ({b.path})")
@@ -609,8 +447,10 @@ def cmd_latency(args) -> int:
     if args.runs_dir is not None:
         from suite.store.files import check_writable
         check_writable(Path(args.runs_dir))  # before minutes of timing, not after
-    setting = _setting(args)
-    rep = report(setting, args.ratios, runtimes, batches, _device(args), layer_passes=args.layer_passes,
+    setting = options.setting_of(args)
+    if args.target is not None:
+        return _latency_target(args, setting)
+    rep = report(setting, args.ratios, runtimes, batches, options.device_of(args), layer_passes=args.layer_passes,
                  round_to=round_to, rounds=max(1, args.max_repeats // 10))
     print(json.dumps(rep, indent=2) if args.json else format_report(rep))
     if args.runs_dir is not None:
@@ -619,10 +459,28 @@ def cmd_latency(args) -> int:
     return 0
 
 
+def _latency_target(args, setting) -> int:
+    """``suite latency --target Nx-latency``: the search of ``suite.measure.latency_target``, printed."""
+    from suite.measure.latency_target import format_search, parse_latency_target, search
+    from suite.measure.runtimes import parse_runtimes
+    for flag, value in (("--ratios", args.ratios), ("--round-to", args.round_to), ("--runs-dir", args.runs_dir)):
+        if value is not None:
+            raise SuiteError(f"--target searches ratios and stores nothing: leave out {flag} (time the ratios it "
+                             f"finds with --ratios, rounded with --round-to, stored with --runs-dir)")
+    target = parse_latency_target(args.target)
+    runtime = parse_runtimes(args.latency_runtime)[0]
+    if args.latency_batch < 1:
+        raise SuiteError(f"--latency-batch {args.latency_batch}: must be >= 1")
+    res = search(setting, target, runtime, args.latency_batch, options.device_of(args),
+                 rounds=max(1, args.max_repeats // 10))
+    print(json.dumps(res, indent=2) if args.json else format_search(res))
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from suite.pages.leaderboard import render
-    from suite.store.files import check_writable
     from suite.pages.reports import report_unreadable
+    from suite.store.files import check_writable
     runs = Path(args.runs_dir)
     if not runs.is_dir():
         raise SuiteError(f"runs dir {runs} does not exist: run 'suite run' first or pass --runs-dir")

@@ -116,6 +116,21 @@ def test_holm_adjusts_over_every_test_on_the_page(tmp_path):
     assert [t["p_adj"] for t in tests] == pytest.approx([0.03, 0.06, 0.06])
 
 
+def test_each_point_of_a_budget_curve_is_its_own_question(tmp_path):
+    """Equal-sample runs at two budgets (the same seeds twice) are two comparisons, each paired; never
+    one pool of six runs a side."""
+    def at(samples, shift):
+        budget = {"budget": {"samples": samples, "total_samples_target": samples, "reg_iters": 0, "finetune_epochs": 1.0},
+                  "protocol": "total"}
+        return _runs("greg1", [v + shift for v in GREG1], **budget) + _runs("l1", L1, **budget)
+    found = findings(_store(tmp_path, at(1000, 0.0) + at(4000, 1.0)))
+    rows = _claim(found, "greg1-vs-l1")["rows"]
+    assert [r["protocol_text"] for r in rows] == ["total, 1,000 samples", "total, 4,000 samples"]
+    assert [r["test"]["test"] for r in rows] == ["paired t", "paired t"]
+    assert [r["test"]["p"] for r in rows] == pytest.approx([stats.ttest_rel(GREG1, L1).pvalue,
+                                                           stats.ttest_rel(np.add(GREG1, 1.0), L1).pvalue])
+
+
 def test_the_baseline_is_a_random_factor(tmp_path):
     """Two baselines at one question: the row is a one-sample t-test on the two per-baseline mean
     paired differences (n = 2 baselines), each baseline's difference is listed, and the row is not
@@ -197,7 +212,7 @@ def test_the_index_matrix_shows_todays_code_and_names_an_older_edition(tmp_path)
             + _runs("l1", [66.0, 67.0, 68.0], setting="other", training_code="old-b", finished_at="2026-11-20 10:00 UTC"))
     tables = {t["setting"]: t for t in best_matrix(_store(tmp_path, runs))}
     tiny = tables["tiny"]
-    assert tiny["today"] and [c["protocol"] for c in tiny["columns"]] == ["paper protocol"]
+    assert tiny["today"] and [c["protocol"] for c in tiny["columns"]] == ["paper"]
     assert tiny["cells"]["l1"] == {0: f"{statistics.mean(L1):.2f} ± {statistics.stdev(L1):.2f} (3)"}
     other = tables["other"]
     assert not other["today"] and other["cells"]["l1"] == {0: "67.00 ± 1.00 (3)"}  # old-b, the newest edition

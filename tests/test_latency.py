@@ -300,3 +300,43 @@ def test_the_rounding_sweep_times_each_rounding_against_the_same_baseline_repeat
 def test_bad_round_to_is_one_line(text):
     with pytest.raises(SuiteError, match="--round-to"):
         parse_round_to(text)
+
+
+# --------------------------------------------------------------------------- latency targets
+def test_a_latency_target_is_met_on_a_small_model():
+    """Measured, not mocked: cnn4 at batch 64 under eager, a 1.5x target. The search's ratios
+    reproduce as a ratio string, and the confirming measurement reaches the target within 5 %."""
+    from suite.measure.latency_target import _layer_ratios, search, units
+    setting = get_setting("fmnist-cnn4")
+    res = search(setting, 1.5, "eager", 64, CPU, search_repeat=dict(warmup=1, rounds=1, round_size=10, min_repeats=10),
+                 warmup=2, rounds=4, round_size=10, min_repeats=20)
+    assert res["met"] and res["achieved"]["speedup"] >= 0.95 * 1.5, res
+    base = setting.build_model()
+    assert setting.layer_ratios(base, res["ratios"]) == pytest.approx(_layer_ratios(units(setting, base),
+                                                                                    res["unit_ratios"]))
+    assert [s for s in res["steps"] if not s.get("bisect")][-1]["speedup"] >= 1.5
+    assert res["flops_speedup"] > 1 and res["runtime"] == "eager" and res["batch"] == 64
+
+
+def test_resnet_units_are_stages_and_their_string_is_the_papers():
+    from suite.measure.latency_target import ratio_string, units
+    setting = get_setting("cifar10-resnet56")
+    base = setting.build_model()
+    groups = units(setting, base)
+    assert list(groups) == ["stage1", "stage2", "stage3"] and all(len(g) == 9 for g in groups.values())
+    text = ratio_string(setting, base, {"stage1": 0.3, "stage2": 0.0, "stage3": 0.5})
+    assert text == "[0,0.3,0,0.5,0]"
+    assert set(setting.layer_ratios(base, text)) == set(groups["stage1"]) | set(groups["stage3"])
+
+
+def test_an_unreachable_latency_target_is_one_line():
+    from suite.measure.latency_target import search
+    with pytest.raises(SuiteError, match=r"target 50x latency is beyond reach on eager at batch 2: every unit at ratio 0.2"):
+        search(get_setting("fmnist-cnn4"), 50.0, "eager", 2, CPU, max_ratio=0.2, search_repeat=TINY, **TINY)
+
+
+@pytest.mark.parametrize("text", ["2x", "0.5x-latency", "fast"])
+def test_bad_latency_target_is_one_line(text):
+    from suite.measure.latency_target import parse_latency_target
+    with pytest.raises(SuiteError, match="--target"):
+        parse_latency_target(text)

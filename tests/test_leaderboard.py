@@ -238,7 +238,8 @@ def test_tuned_runs_are_their_own_row_and_series(runs, tmp_path):
     for k, src in enumerate(sorted(variant_runs.glob("tiny-fmnist/l1/*"))):
         for kind, changes in (("tuned", {"hparams_source": "tuned: study s, 3 trials, validation top-1",
                                          "top1": 11.0 + k}),
-                              ("total", {"protocol": "total", "top1": 22.0 + k})):
+                              # a run of another protocol is another comparison: its record says so
+                              ("total", {"protocol": "total", "comparison": "another-budget", "top1": 22.0 + k})):
             dst = variant_runs / "tiny-fmnist" / "l1" / f"{kind}{k}"
             dst.mkdir()
             r = json.loads((src / "result.json").read_text())
@@ -269,7 +270,7 @@ def test_runs_from_another_baseline_are_never_averaged_in(runs, tmp_path):
             continue
         own.append(r)
         (dst / "result.json").write_text(json.dumps({**r, "baseline_key": "user-0123abcd", "baseline_top1": 50.0,
-                                                     "top1": 33.0 + k}))
+                                                     "comparison": "another-baseline", "top1": 33.0 + k}))
     out = tmp_path / "site"
     render(mixed, out)
     rows = {(r["label"], r["baseline_key"]): r for r in csv.DictReader(open(out / "tiny-fmnist.csv"))}
@@ -394,7 +395,7 @@ def test_runs_in_another_precision_are_never_averaged_in(runs, tmp_path):
         dst = mixed / "tiny-fmnist" / "l1" / f"bf16-{k}"
         dst.mkdir()
         (dst / "result.json").write_text(json.dumps({**r, "precision": "bf16", "channels_last": True,
-                                                     "top1": 11.0 + k}))
+                                                     "comparison": "another-precision", "top1": 11.0 + k}))
     out = tmp_path / "site"
     render(mixed, out)
     rows = {r["label"]: r for r in csv.DictReader(open(out / "tiny-fmnist.csv"))}

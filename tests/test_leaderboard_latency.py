@@ -26,10 +26,11 @@ def _latency_cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory):
-    """A real measurement of the tiny setting (eager, batch 2, short), stored; and what it printed."""
+    """A real measurement of the tiny setting (eager, batch 2, short, with a rounding sweep), stored;
+    and what it printed."""
     runs = tmp_path_factory.mktemp("lat") / "runs"
     p = _latency_cli("--setting", TINY, "--runtimes", "eager", "--batches", "2", "--max-repeats", "10",
-                     "--layer-passes", "3", "--threads", "1", "--json", "--runs-dir", str(runs))
+                     "--layer-passes", "3", "--threads", "1", "--round-to", "1,8", "--json", "--runs-dir", str(runs))
     assert p.returncode == 0, p.stdout + p.stderr
     files = list((runs / "latency" / "tiny-fmnist").glob("*.json"))
     assert len(files) == 1 and f"stored: {files[0]}" in p.stderr
@@ -48,6 +49,8 @@ def test_the_record_is_the_printed_report_and_its_date(stored):
     assert record == printed
     assert printed["setting"] == "tiny-fmnist" and printed["ratios"] == "0.5" and printed["threads"] == 1
     assert [row["layer"] for row in printed["layers"]][:2] == ["features.0", "features.1"]
+    assert [v["round_to"] for v in printed["rounding"]] == [1, 8]
+    assert [v["round_to"] for v in printed["rows"][0]["rounded"]] == [8]
 
 
 def test_another_machine_is_another_record_the_same_one_replaces_itself(stored, tmp_path):
@@ -87,6 +90,28 @@ def test_a_stored_record_appears_on_the_page_with_its_numbers(stored, tmp_path):
     assert first.groups() == (slowest["layer"], slowest["kind"], f"{slowest['baseline_ms']:.3f}",
                               f"{slowest['pruned_ms']:.3f}")
     assert f"fastest of {record['layer_profile']['passes']} forward passes" in table
+
+
+def test_a_record_stored_before_paired_timing_still_renders(stored, tmp_path):
+    """Records written before baseline and pruned were timed in turns have no numerics, paired
+    interval or rounding sweep, and a quartile range in speedup_lo/hi: pages still show them."""
+    _, path, _ = stored
+    rec = json.loads(path.read_text())
+    rec.pop("rounding")
+    old_rows = []
+    for r in rec["rows"]:
+        old = {k: v for k, v in r.items()
+               if k not in ("numerics", "speedup_ci_lo", "speedup_ci_hi", "interval_wide", "rounded")}
+        for side in ("baseline", "pruned"):
+            old[side] = {k: v for k, v in r[side].items() if k != "numerics"}
+        old_rows.append({**old, "speedup_lo": 1.0, "speedup_hi": 3.0})
+    runs = tmp_path / "runs"
+    (runs / "latency" / "tiny-fmnist").mkdir(parents=True)
+    (runs / "latency" / "tiny-fmnist" / "old.json").write_text(json.dumps({**rec, "rows": old_rows}))
+    page = html.unescape(_page(runs, tmp_path / "site"))
+    (row,) = old_rows
+    assert f"{row['baseline']['median_ms']:.3f} [{row['baseline']['iqr_ms']:.3f}]" in page
+    assert f"{row['speedup']:.2f}x" in page and "Target 0.5" in page
 
 
 def test_a_failed_runtime_shows_as_failed_with_its_message(stored, tmp_path):

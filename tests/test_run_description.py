@@ -9,6 +9,7 @@ from suite.spec.run import ModelSpec, NumericsSpec, RunDescription, spec_field
 from suite.spec.settings import get_setting
 from suite.store.files import content_hash
 from suite.training.numerics import Numerics
+
 TINY = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
 
 

@@ -37,17 +37,23 @@ from suite.store.results import current_code, protocol_of
 
 ALPHA, POWER = 0.05, 0.8
 # What one question is: the columns that, with the baseline, make one table of a setting's page.
-QUESTION = ["setting", "numerics", "granularity", "ratios", "skip", "protocol", "current"]
+QUESTION = ["setting", "numerics", "granularity", "ratios", "skip", "protocol", "budget_samples", "current"]
 # The random factor inside a question: the trained starting point.
 BASELINE = ["baseline_key", "baseline_name"]
 ONE_BASELINE = "one baseline: a verdict about this baseline, not the setting"
 
 
+def protocol_text(protocol: str, samples) -> str:
+    """A budget protocol as a page names it: ``paper``, or ``total`` with the samples every row got
+    (one point of a budget curve)."""
+    return f"{protocol}, {int(samples):,} samples" if protocol == "total" and pd.notna(samples) else protocol
+
+
 def comparison_groups(runs: pd.DataFrame, question: list[str] = QUESTION):
     """The grouping every test on the page follows, in this one place: per question (``question``'s
     columns), a dict of its key and the list of (baseline key dict, runs) it holds."""
-    for key, part in runs.groupby(question, sort=False, dropna=False):
-        yield dict(zip(question, key)), [(dict(zip(BASELINE, bkey)), bpart)
+    for key, part in runs.groupby(question, sort=False, dropna=False):  # NaN (no budget point) as None: equal to itself
+        yield dict(zip(question, (None if pd.isna(v) else v for v in key))), [(dict(zip(BASELINE, bkey)), bpart)
                                          for bkey, bpart in part.groupby(BASELINE, sort=False, dropna=False)]
 
 
@@ -220,8 +226,10 @@ def claim_rows(runs: pd.DataFrame, claim: Claim) -> list[dict]:
             continue
         test = per[0]["test"] if len(per) == 1 else across_baselines([r["test"]["diff"] for r in per])
         out.append(question | {"speedup": float(np.mean([r["speedup"] for r in per])), "baselines": per,
+                               "protocol_text": protocol_text(question["protocol"], question["budget_samples"]),
                                "test": test, "scope": ONE_BASELINE if len(per) == 1 else None})
-    return sorted(out, key=lambda r: (r["setting"], not r["current"], r["numerics"], r["protocol"], r["speedup"]))
+    return sorted(out, key=lambda r: (r["setting"], not r["current"], r["numerics"], r["protocol"],
+                                      r["budget_samples"] if pd.notna(r["budget_samples"]) else 0, r["speedup"]))
 
 
 def _baseline_slope(per_target: list[dict]) -> dict:
@@ -262,9 +270,12 @@ def gap_rows(rows: list[dict]) -> list[dict]:
                         "steps": [(t["ratios"], t["speedup"], t["test"]["diff"]) for t in targets]})
         if not per:
             continue
-        test = per[0]["test"] if len(per) == 1 else across_baselines([p["test"]["diff"] for p in per])
-        out.append(dict(zip(series_keys, key)) | {"baselines": per, "test": test,
-                                                  "scope": ONE_BASELINE if len(per) == 1 else None})
+        fitted = [p for p in per if math.isfinite(p["test"]["diff"])]  # baselines whose slope could be fitted
+        test = across_baselines([p["test"]["diff"] for p in fitted]) if len(fitted) > 1 else (fitted or per)[0]["test"]
+        head = dict(zip(series_keys, key))
+        out.append(head | {"baselines": per, "test": test,
+                           "protocol_text": protocol_text(head["protocol"], head["budget_samples"]),
+                           "scope": ONE_BASELINE if len(fitted) <= 1 else None})
     return out
 
 
@@ -318,7 +329,7 @@ def sentence(claim: Claim, rows: list[dict]) -> str:
     pro = sum(t["significant"] and t["diff"] > 0 for t in tested)
     con = sum(t["significant"] and t["diff"] < 0 for t in tested)
     quiet = [t["detectable"] for t in tested if not t["significant"]]
-    diffs = [r["test"]["diff"] for r in rows]
+    diffs = [r["test"]["diff"] for r in rows if math.isfinite(r["test"]["diff"])] or [math.nan]
     noun, unit = ("series", "points per 1x FLOPs speedup") if claim is GAP else ("comparisons", "points")
     text = (f"{claim.short}: holds in {pro} of {len(tested)} tested {noun} after Holm, the opposite in {con}; "
             f"{'slopes' if claim is GAP else 'differences'} {min(diffs):+.2f} to {max(diffs):+.2f} {unit}")

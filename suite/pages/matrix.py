@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from suite.pages.findings import comparisons
+from suite.pages.findings import comparisons, protocol_text
 from suite.store.results import aggregate
-
-PROTOCOLS = {"paper": "paper protocol", "total": "equal samples"}
 
 
 def edition(runs: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
@@ -49,15 +47,15 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
         chosen = chosen[(chosen.baseline_key == start[0]) & (chosen.numerics == start[1])]
         agg = aggregate(chosen)
         agg = agg.assign(_total=agg.protocol == "total").sort_values(
-            ["granularity", "speedup", "sparsity", "ratios", "_total"], kind="stable")
+            ["granularity", "speedup", "sparsity", "ratios", "_total", "budget_samples"], kind="stable")
         for granularity, block in agg.groupby("granularity", sort=False):
             columns, cells = [], {}
-            for (ratios, skip, protocol), group in block.groupby(["ratios", "skip", "protocol"], sort=False,
-                                                                  dropna=False):
+            for (ratios, skip, protocol, samples), group in block.groupby(
+                    ["ratios", "skip", "protocol", "budget_samples"], sort=False, dropna=False):
                 size = (f"{100 * group.sparsity.mean():.0f} % sparse" if granularity == "weight"
                         else f"{group.speedup.mean():.2f}x")
                 columns.append({"target": f"{ratios}{' skip ' + skip if skip else ''}", "size": size,
-                                "protocol": PROTOCOLS[protocol]})
+                                "protocol": protocol_text(protocol, samples)})
                 for r in group.itertuples():  # a capped schedule (--include-capped) is a row of its own
                     cells.setdefault(r.method + (" [capped]" if r.capped else ""), {})[len(columns) - 1] = _cell(r)
             tables.append({"setting": setting, "masks": granularity == "weight", "columns": columns,

@@ -17,18 +17,19 @@ import math
 import os
 import pickle
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import torch
 
 from suite.errors import SuiteError
 from suite.registry import Registry
-from suite.training.numerics import FP32, Numerics
-from suite.spec.plan import Job
 from suite.running.runner import JobResult, Runner, load_data
+from suite.spec.plan import Job
 from suite.spec.settings import Setting
+from suite.training.numerics import FP32, Numerics
 
 RETRIES = 3  # a task whose worker dies (SIGKILL, lost node, preemption) is run again this many times
 ROOT = Path(__file__).resolve().parents[2]  # this checkout: tasks import the driver's code, not another

@@ -12,14 +12,14 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
-from methods.base import Pruning, PruneTask
+from methods.base import PruneTask, Pruning
 from suite.data.datasets import Data
 from suite.measure.metrics import count_flops, count_params, latency, latency_record
 from suite.models.groups import prunable_groups

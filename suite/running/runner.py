@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ from suite.running import pipeline
 from suite.running.pipeline import Workspace
 from suite.spec.plan import Job, finetune_steps
 from suite.spec.settings import Setting
-from suite.store.files import code_version, job_lock, read_json, write_csv, write_atomic, write_json
+from suite.store.files import code_version, job_lock, read_json, write_atomic, write_csv, write_json
 from suite.store.fingerprint import training_code
 from suite.training.baseline import Baseline, get_baseline
 
@@ -123,7 +123,7 @@ class Runner:
                           "traceback": traceback.format_exc(limit=8)}
             result.update(self._record(job), **machine(self.device))
             result["wall_seconds"] = result.get("wall_seconds", 0) + time.time() - t0
-            result["finished_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            result["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
             write_csv(folder / "log.csv", log)
             write_json(folder / "result.json", result)
             return JobResult(job, folder, result, log=log)

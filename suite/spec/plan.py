@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass
 from methods import registry
 from methods.base import Hparams, Method
 from suite.errors import SuiteError
-from suite.training.numerics import FP32, Numerics
 from suite.spec.run import BaselineSpec, BudgetSpec, DataSpec, MethodSpec, ModelSpec, NumericsSpec, RunDescription
 from suite.spec.settings import Setting
+from suite.training.numerics import FP32, Numerics
 
 SMOKE_STEPS = 20  # every phase of a --smoke run is cut to this many iterations
 

@@ -107,7 +107,7 @@ class BaselineSpec(Spec):
                            {"recipe": self.recipe, "seed": self.seed})
 
     @classmethod
-    def from_config(cls, config: dict) -> "BaselineSpec":
+    def from_config(cls, config: dict) -> BaselineSpec:
         b = config.get("baseline") or {}
         return cls(b.get("recipe"), b.get("seed", 0), b.get("weights"))
 
@@ -142,7 +142,7 @@ class NumericsSpec(Spec):
     compile: bool = spec_field(default=False, omit_default=True)
 
     @classmethod
-    def of(cls, numerics: Numerics) -> "NumericsSpec":
+    def of(cls, numerics: Numerics) -> NumericsSpec:
         return cls(numerics.precision, numerics.channels_last, numerics.compile)
 
     def numerics(self) -> Numerics:

@@ -1,0 +1,166 @@
+"""Prune to a measured speedup: ``suite latency --target 2x-latency`` finds per-stage ratios whose
+latency speedup, measured on this machine under one runtime and batch size, reaches the target.
+
+A FLOPs target cannot promise this: layers left whole and memory-bound convs keep their time, so
+the same FLOPs cut buys a different latency in each stage (ResNet-50 at 2.31x fewer FLOPs ran
+1.50x faster at best). So the search measures candidate models, not a formula. It starts from the
+whole model; each step times, in turns with the baseline and the current model
+(:func:`suite.measure.latency.time_group`), one candidate per *unit* (a ResNet stage's prunable
+convs, a plain net's conv, a generic model's group of coupled convs) with that unit's ratio raised
+by ``step``, and keeps the candidate whose measured saving per removed parameter is largest: the
+cut goes where a parameter buys the most time (parameters stand in for the capacity a cut costs).
+It stops at the first candidate whose speedup reaches the target, bisects that last raise twice
+to land nearer, and confirms the result in a final interleaved measurement with the full repeats:
+achieved speedup with its paired 95 % interval against the target. A target no unit can reach
+with every unit at ``max_ratio`` is a one-line error.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from suite.errors import SuiteError
+
+TOLERANCE = 0.05  # met: the confirmed speedup is at least 95 % of the target
+_TARGET = re.compile(r"(\d+(?:\.\d+)?)x-latency")
+
+
+def parse_latency_target(text: str) -> float:
+    """``2x-latency`` -> 2.0; anything else is a one-line error."""
+    m = _TARGET.fullmatch(text.strip())
+    if not m or float(m.group(1)) <= 1:
+        raise SuiteError(f"--target {text!r}: must be a latency speedup above 1 written like 2x-latency or 1.5x-latency")
+    return float(m.group(1))
+
+
+def units(setting, model: nn.Module) -> dict[str, list[str]]:
+    """The parts whose ratio the search sets, each with the layers it prunes: a ResNet's stages
+    (``stage1``...), a plain net's convs but the first (as the paper prunes VGG), a generic
+    model's groups of coupled convs (named by their first conv)."""
+    from suite.models.nets import prunable_convs
+    from suite.models.ratios import parse_ratios, resolve
+    family = setting.family
+    if family == "plain":
+        return {c.name: [c.name] for c in prunable_convs(model, family) if c.index > 0}
+    if family == "generic":
+        return {root: [root] for root in resolve(parse_ratios("0.5"), model, family, input_shape=setting.input_shape)}
+    out: dict[str, list[str]] = {}
+    for c in prunable_convs(model, family):
+        out.setdefault(f"stage{c.stage}", []).append(c.name)
+    return out
+
+
+def ratio_string(setting, model: nn.Module, ratios: dict[str, float]) -> str:
+    """The ratio string that resolves to ``ratios`` (unit -> ratio): the paper's stage list for a
+    ResNet, module-name globs otherwise (what ``--ratios`` and ``suite run --ratios`` take)."""
+    if setting.family in ("plain", "generic"):
+        return ",".join(f"{name}={r:g}" for name, r in ratios.items() if r > 0) or "0"
+    from suite.models.nets import num_stages
+    return "[" + ",".join(["0", *(f"{ratios.get(f'stage{s}', 0.0):g}" for s in range(1, num_stages(model) + 1)),
+                                "0"]) + "]"
+
+
+def _layer_ratios(groups: dict[str, list[str]], ratios: dict[str, float]) -> dict[str, float]:
+    return {layer: r for unit, r in ratios.items() if r > 0 for layer in groups[unit]}
+
+
+def search(setting, target: float, runtime: str, batch: int, device: torch.device, step: float = 0.1,
+           max_ratio: float = 0.9, search_repeat: dict | None = None, **confirm_repeat) -> dict:
+    """Per-unit ratios whose measured ``runtime`` speedup at ``batch`` reaches ``target`` (module
+    docstring): the ratio string, the achieved speedup with its interval from a confirming
+    measurement, the FLOPs speedup it took, each step of the search, and the machine."""
+    from suite.measure.latency import paired_speedup, prune_copy, time_group, versus
+    from suite.measure.metrics import count_flops, count_params, processor
+    search_repeat = search_repeat or dict(warmup=2, rounds=2, round_size=10, min_repeats=10)
+    torch.manual_seed(0)
+    base = setting.build_model().eval()
+    groups = units(setting, base)
+    if not groups:
+        raise SuiteError(f"{setting.name}: the model has nothing to prune, so no latency target can be reached")
+    shape = setting.input_shape
+    params0 = count_params(base)
+    ratios = {u: 0.0 for u in groups}
+    current = base
+    steps = []
+
+    def build(r: dict[str, float]) -> nn.Module:
+        return prune_copy(setting, base, _layer_ratios(groups, r))
+
+    def timed(models: dict[str, nn.Module], repeat: dict) -> tuple[dict, dict]:
+        with tempfile.TemporaryDirectory(prefix="suite-latency-target-") as tmp:
+            timings, times = time_group(models, runtime, shape, batch, device, Path(tmp), **repeat)
+        failed = {n: t.error for n, t in timings.items() if t.error}
+        if failed:
+            name, error = next(iter(failed.items()))
+            raise SuiteError(f"--latency-runtime {runtime}: {name} could not be timed ({error}); choose another runtime")
+        return timings, times
+
+    def speedup(times: dict, name: str) -> float:
+        return paired_speedup(times["baseline"], times[name])[0]
+
+    reached = None
+    while reached is None:
+        cands = {u: {**ratios, u: round(ratios[u] + step, 6)} for u in groups if ratios[u] + step <= max_ratio + 1e-9}
+        if not cands:
+            raise SuiteError(f"target {target:g}x latency is beyond reach on {runtime} at batch {batch}: every unit at "
+                             f"ratio {max_ratio} gives {steps[-1]['speedup']:.2f}x; ask for less")
+        models = {u: build(r) for u, r in cands.items()}
+        group = {"baseline": base, **({"current": current} if current is not base else {}), **models}
+        _, times = timed(group, search_repeat)
+        ref = "current" if "current" in times else "baseline"
+        p_current = count_params(current)
+
+        def score(u: str) -> float:  # measured time saved per parameter removed, both as shares of the baseline
+            saved = (np.median(times[ref]) - np.median(times[u])) / np.median(times["baseline"])
+            return saved / max(p_current - count_params(models[u]), 1) * params0
+
+        best = max(cands, key=score)
+        ratios, current = cands[best], models[best]
+        steps.append({"unit": best, "ratios": dict(ratios), "speedup": speedup(times, best)})
+        if steps[-1]["speedup"] >= target:
+            reached = best
+    lo, hi = ratios[reached] - step, ratios[reached]  # the last raise went too far, or just far enough
+    for _ in range(2):
+        mid = round((lo + hi) / 2, 6)
+        trial = {**ratios, reached: mid}
+        model = build(trial)
+        _, times = timed({"baseline": base, "trial": model}, search_repeat)
+        s = speedup(times, "trial")
+        steps.append({"unit": reached, "ratios": dict(trial), "speedup": s, "bisect": True})
+        if s >= target:
+            hi, ratios, current = mid, trial, model
+        else:
+            lo = mid
+    timings, times = timed({"baseline": base, "pruned": current}, confirm_repeat)
+    achieved = versus(timings, times, "baseline", "pruned")
+    flops = {"baseline": count_flops(base, shape), "pruned": count_flops(current, shape)}
+    return {"setting": setting.name, "target": target, "runtime": runtime, "batch": batch,
+            "ratios": ratio_string(setting, base, ratios), "unit_ratios": ratios,
+            "achieved": achieved, "met": achieved["speedup"] >= (1 - TOLERANCE) * target, "tolerance": TOLERANCE,
+            "flops": flops, "flops_speedup": flops["baseline"] / flops["pruned"], "steps": steps,
+            "device": str(device), "processor": processor(device), "threads": torch.get_num_threads(),
+            "torch": torch.__version__}
+
+
+def format_search(res: dict) -> str:
+    """What ``suite latency --target`` prints: the search, then achieved against the target."""
+    a = res["achieved"]
+    lines = [f"{res['setting']}: target {res['target']:g}x latency on {res['runtime']} at batch {res['batch']}, "
+             f"{res['processor']} ({res['device']}), {res['threads']} threads, torch {res['torch']}, random weights",
+             f"{'step':>4} {'unit':<24} {'ratio':>6} {'latency x':>9}"]
+    for i, s in enumerate(res["steps"], 1):
+        lines.append(f"{i:>4} {s['unit'] + (' (bisect)' if s.get('bisect') else ''):<24} "
+                     f"{s['ratios'][s['unit']]:>6.3g} {s['speedup']:>8.2f}x")
+    interval = (f" [{a['speedup_ci_lo']:.2f}-{a['speedup_ci_hi']:.2f}]" if a["speedup_ci_lo"] is not None else "")
+    lines += [f"ratios {res['ratios']}: FLOPs speedup {res['flops_speedup']:.2f}x",
+              f"achieved {a['speedup']:.2f}x{interval} against the target {res['target']:g}x: "
+              + ("met" if res["met"] else f"not met (below {100 * (1 - res['tolerance']):.0f}% of it)")
+              + (" (the interval spans over 10% of it: a busy machine)" if a["interval_wide"] else ""),
+              f"baseline {a['baseline']['median_ms']:.3f} ms, pruned {a['pruned']['median_ms']:.3f} ms "
+              f"(median over {a['pruned']['repeats']} repeats in turns); prune to it with: --ratios '{res['ratios']}'"]
+    return "\n".join(lines)
