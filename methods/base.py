@@ -127,6 +127,17 @@ class Pruning:
     info: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Column:
+    """A number a method wants shown beside every method's on the pages and in ``suite results``
+    (e.g. GReg's kept/pruned magnitude ratio at removal), read from what its ``Pruning.info``
+    records under ``key``; a per-layer record becomes one number by ``reduce`` (min or mean)."""
+
+    key: str
+    title: str
+    reduce: str = "min"
+
+
 class Method(ABC):
     """One pruning method. Subclasses set ``name``, ``granularity`` and ``Hparams`` and register."""
 
@@ -136,6 +147,8 @@ class Method(ABC):
     summary: ClassVar[str] = ""
     # Fields of a shared Hparams class this method never reads (another variant's): not in its identity.
     unread_hparams: ClassVar[tuple[str, ...]] = ()
+    # Extra columns of this method's rows, by name (results, pages): see :class:`Column`.
+    columns: ClassVar[dict[str, Column]] = {}
 
     @abstractmethod
     def prune(self, model: nn.Module, task: PruneTask, hp: Hparams) -> Pruning:
@@ -151,6 +164,17 @@ class Method(ABC):
         finish within the setting's cap at all.
         """
         return 0
+
+    def column_values(self, info: dict) -> dict[str, float | None]:
+        """This method's :attr:`columns` read from a run's ``method_info`` (None where not recorded)."""
+        out = {}
+        for name, col in self.columns.items():
+            v = info.get(col.key)
+            if isinstance(v, dict):
+                values = [x for x in v.values() if isinstance(x, (int, float)) and x == x]
+                v = (min(values) if col.reduce == "min" else sum(values) / len(values)) if values else None
+            out[name] = float(v) if isinstance(v, (int, float)) else None
+        return out
 
     def defining_hparams(self, hp: dict) -> dict:
         """The hyperparameters that define this method's result: all but presentation fields and

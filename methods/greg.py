@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.base import Hparams, Method, PruneTask, Pruning, presentation, rank_overlap, searchable
+from methods.base import Column, Hparams, Method, PruneTask, Pruning, presentation, rank_overlap, searchable
 from methods.criteria import filter_l1, smallest_index, smallest_weights_mask
 from methods.registry import register
 from suite.errors import SuiteError
@@ -308,6 +308,8 @@ class GRegHook:
 class _GReg(Method):
     variant: int
     Hparams = GRegHparams
+    # the paper's mechanism, shown on the pages: how far the penalty drove the pruned weights down
+    columns = {"mag_ratio": Column("mag_ratio", "kept/pruned magnitude ratio at removal (smallest layer)")}
 
     @classmethod
     def planned_iters(cls, hp: GRegHparams) -> int:
@@ -390,6 +392,9 @@ class GReg1(_GReg):
 class GReg2(_GReg):
     name, variant = "greg2", 2
     summary = "GReg-2: picking phase on all filters, re-rank, then growing penalty"
+    # whether its picking departed from L1's choice at all (1.0: it pruned exactly what L1 would)
+    columns = {**_GReg.columns, "l1_overlap": Column("pick_overlap_with_l1", "share of its pick L1 prunes too",
+                                                     "mean")}
 
 
 @register

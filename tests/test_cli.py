@@ -215,7 +215,7 @@ def test_sigkill_resume_equals_uninterrupted(tmp_path):
 
     runs = tmp_path / "b"
     # kill -9 inside the baseline, then inside regularization, then inside fine-tuning
-    for marker in ("baselines/tiny-fmnist/*/train.ckpt", "tiny-fmnist/greg1/*/regularize.ckpt",
+    for marker in ("baselines/tiny-fmnist/*/train.ckpt", "tiny-fmnist/greg1/*/own.ckpt",
                    "tiny-fmnist/greg1/*/finetune.ckpt"):
         proc = subprocess.Popen([sys.executable, "-m", "suite.cli", *args, "--runs-dir", str(runs)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
@@ -229,7 +229,7 @@ def test_sigkill_resume_equals_uninterrupted(tmp_path):
     result, model = _final_state(runs)
     for k in ("top1", "top5", "acc_before_removal", "acc_after_removal", "pruned_filters", "params", "flops"):
         assert result[k] == ref_result[k], k
-    assert result["budget"]["reg_iters"] == ref_result["budget"]["reg_iters"]
+    assert result["budget"]["own_iters"] == ref_result["budget"]["own_iters"]
     for k, v in ref_model.items():
         assert torch.equal(v, model[k]), k
 
@@ -289,7 +289,7 @@ def test_budgets_are_counted_in_samples_and_equal_under_total(suite, tmp_path):
     for method, own in OWN.items():
         paper, total = got[(method, "paper")][1]["budget"], got[(method, "total")][1]["budget"]
         assert (paper["own_samples"], paper["finetune_samples"], paper["samples"]) == (own, 4096, own + 4096)
-        assert paper["reg_iters"] == own // 128 and not paper["capped"]
+        assert paper["own_iters"] == own // 128 and not paper["capped"]
         assert total["own_samples"] == own and total["samples"] == TOTAL == total["total_samples_target"], method
         assert total["finetune_iters"] == (TOTAL - own) // 128 and total["samples_x_train"] == TOTAL / 4096
     # compute: the method's own passes run on the whole model, fine-tuning on the pruned one

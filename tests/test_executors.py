@@ -31,7 +31,7 @@ GRID = ["run", "--setting", TINY, "--methods", "l1,random", "--seeds", "2", "--s
         "--threads", "1"]
 # what a run's result is; wall times, latencies and finishing times differ between any two runs
 SAME = ("setting", "method", "seed", "status", "top1", "baseline_top1", "baseline_key", "params", "flops",
-        "speedup", "acc_before_removal", "acc_after_removal", "reg_iters", "finetune_epochs", "samples",
+        "speedup", "acc_before_removal", "acc_after_removal", "own_iters", "finetune_epochs", "samples",
         "train_macs", "hparams", "data_fingerprint", "training_code")
 
 

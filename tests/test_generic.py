@@ -75,11 +75,11 @@ def one_thread():
 def _task(model, data, ratios, groups, max_iters=3):
     def run(hooks, desc, log_every=None, log_extra=None):
         return train(model, data, lr=lambda e: 0.01, batch_size=16, momentum=0.9, weight_decay=5e-4, device=CPU,
-                     seed=0, stream="regularize", total_steps=max_iters, hooks=hooks, eval_split=None,
+                     seed=0, stream="own", total_steps=max_iters, hooks=hooks, eval_split=None,
                      log_every=log_every, log_extra=log_extra)
 
     def batches(n):
-        stream = itertools.chain.from_iterable(data.train_batches(16, 0, e, CPU, stream="regularize")
+        stream = itertools.chain.from_iterable(data.train_batches(16, 0, e, CPU, stream="own")
                                                for e in itertools.count())
         yield from itertools.islice(stream, n)
     return PruneTask(ratios, CPU, 0, max_iters, run, batches, EXAMPLE, groups=groups)

@@ -176,7 +176,7 @@ def test_unstructured_greg_penalises_convs_only():
 def _task(data, model, layer_ratios, max_iters):
     def run(hooks, desc, log_every=None, log_extra=None):
         return train(model, data, lr=lambda e: 0.01, batch_size=64, momentum=0.9, weight_decay=5e-4,
-                     device=CPU, seed=0, stream="regularize", total_steps=max_iters, hooks=hooks, eval_split=None,
+                     device=CPU, seed=0, stream="own", total_steps=max_iters, hooks=hooks, eval_split=None,
                      log_every=log_every, log_extra=log_extra)
     return PruneTask(layer_ratios, CPU, 0, max_iters, run, None, example_input(1, 28))
 
@@ -338,7 +338,7 @@ def _precision_task(data, model, numerics, check):
     def run(hooks, desc, log_every=None, log_extra=None):
         check.greg = hooks[0]
         outcomes.append(train(model, data, lr=lambda e: 0.01, batch_size=64, momentum=0.9, weight_decay=5e-4,
-                              device=CPU, seed=0, stream="regularize", total_steps=1000,
+                              device=CPU, seed=0, stream="own", total_steps=1000,
                               hooks=(_Before(check), *hooks, check), eval_split=None, log_every=log_every,
                               log_extra=log_extra, numerics=numerics))
         return outcomes[-1]

@@ -439,11 +439,12 @@ def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
 
     def row(ratios, protocol, method, top1, speedup):
         return {"ratios": ratios, "skip": "", "protocol": protocol, "method": method, "label": method,
+                "comparison": f"{ratios}/{protocol}", "budget_samples": float("nan"),
                 "top1_mean": top1, "top1_std": 0.1, "n": 3, "delta": 0.0, "params": 1.0, "param_reduction": 1.0,
-                "speedup": speedup, "latency_speedup": 1.5, "latency_device": "cpu", "reg_iters": 0,
+                "speedup": speedup, "latency_speedup": 1.5, "latency_device": "cpu", "own_iters": 0,
                 "latency_lo": 1.4, "latency_hi": 1.6, "latency_noisy": False,
                 "finetune_epochs": 3.0, "samples": 1000, "samples_x_train": 1.0, "train_macs": 1e9, "capped": False,
-                "before_removal": 90.0, "after_removal": 10.0, "mag_ratio": None,
+                "before_removal": 90.0, "after_removal": 10.0,
                 "hparams": "{}", "hparams_source": "default", "runs": [], "top1_values": [top1, top1 + 0.2],
                 "baseline_key": "k0", "baseline_name": "baseline seed 0", "baseline_top1": 90.0, "numerics": "fp32",
                 "current": True, "granularity": "filter", "sparsity": float("nan"), "processors": ["cpu"] * 2,

@@ -23,7 +23,7 @@ FILTER_ENTRIES = ["nni-l1", "nni-l2", "nni-fpgm", "nni-slim", "nni-taylor"]
 
 def make_task(layer_ratios, data=None, max_iters=10, n_batches=None):
     def batches(n):
-        return itertools.islice(data.train_batches(32, 0, 0, CPU, stream="regularize"), min(n, n_batches or n))
+        return itertools.islice(data.train_batches(32, 0, 0, CPU, stream="own"), min(n, n_batches or n))
 
     return PruneTask(layer_ratios=layer_ratios, device=CPU, seed=0, max_iters=max_iters, train=None,
                      batches=batches if data is not None else None, example=torch.zeros(1, 1, 28, 28))

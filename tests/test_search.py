@@ -45,7 +45,7 @@ def test_study_runs_resumes_and_feeds_run_best(tmp_path):
     trials = _trials(storage)
     assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
     assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 3
-    assert "best trial" in out and "validation top-1" in out and "reg_iters" in out
+    assert "best trial" in out and "validation top-1" in out and "own_iters" in out
     # the defaults are trial 0, so the search is compared with them on the same split
     assert trials[0].user_attrs.get("defaults") and not any(t.user_attrs.get("defaults") for t in trials[1:])
     assert trials[0].params == {"penalty_increment": 0.1, "penalty_ceiling": 1.0}
@@ -54,7 +54,7 @@ def test_study_runs_resumes_and_feeds_run_best(tmp_path):
         result = json.loads((Path(t.user_attrs["run"]) / "result.json").read_text())
         assert result["eval_split"] == "val" and t.value == result["val_top1"]
         assert t.user_attrs["test_top1"] == result["top1"]
-        assert search._reg_iters(t) == result["budget"]["reg_iters"] > 0  # shown in the trial table
+        assert search._own_iters(t) == result["budget"]["own_iters"] > 0  # shown in the trial table
     run(BASE + ["--trials", "4", "--runs-dir", str(runs), "--space", str(space)])  # continues: adds one, keeps three
     trials = _trials(storage)
     assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)

@@ -55,13 +55,13 @@ def counting_task(model, data, ratios, channels, size, max_iters=1000):
 
     def run(hooks, desc, log_every=None, log_extra=None):
         out = train(model, data, lr=lambda e: 0.01, batch_size=BATCH, momentum=0.9, weight_decay=5e-4, device=CPU,
-                    seed=0, stream="regularize", total_steps=max_iters, hooks=hooks, eval_split=None,
+                    seed=0, stream="own", total_steps=max_iters, hooks=hooks, eval_split=None,
                     log_every=log_every, log_extra=log_extra)
         seen["samples"] += out.steps * BATCH
         return out
 
     def batches(n):
-        stream = itertools.chain.from_iterable(data.train_batches(BATCH, 0, e, CPU, stream="regularize")
+        stream = itertools.chain.from_iterable(data.train_batches(BATCH, 0, e, CPU, stream="own")
                                                for e in itertools.count())
         for x, y in itertools.islice(stream, n):
             seen["samples"] += len(y)

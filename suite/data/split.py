@@ -24,8 +24,12 @@ from suite.data.streaming import Streamed
 from suite.errors import SuiteError
 
 # What a training pass is for. Each purpose draws its own batch order and augmentation, so the
-# regularization and fine-tuning of a seed-0 job never replay the batches its baseline saw.
-STREAMS = ("baseline", "regularize", "finetune")
+# own training (GReg's regularization, a criterion's passes) and fine-tuning of a seed-0 job never
+# replay the batches its baseline saw.
+STREAMS = ("baseline", "own", "finetune")  # the baseline, a method's own training, the fine-tuning
+# The seed of a method's own stream is drawn from the name the purpose had when the published runs
+# were trained ("regularize"), so renaming the purpose moved no batch.
+_SEED_NAME = {"own": "regularize"}
 
 
 def stream_seed(seed: int, stream: str) -> int:
@@ -35,7 +39,8 @@ def stream_seed(seed: int, stream: str) -> int:
         raise ValueError(f"unknown batch stream {stream!r}; use one of {STREAMS}")
     if stream == "baseline":
         return seed
-    return int.from_bytes(hashlib.sha256(f"{stream}/{seed}".encode()).digest()[:4], "big") & 0x7FFF_FFFF
+    name = _SEED_NAME.get(stream, stream)
+    return int.from_bytes(hashlib.sha256(f"{name}/{seed}".encode()).digest()[:4], "big") & 0x7FFF_FFFF
 
 
 def batch_generator(seed: int, epoch: int, index: int, device: torch.device) -> torch.Generator:

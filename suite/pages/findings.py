@@ -210,9 +210,9 @@ def _baseline_result(base: dict, part: pd.DataFrame, claim: Claim) -> dict | Non
         test = welch_test(sides[better], sides[worse])
     out = base | {"a": _summary(a.value), "b": _summary(b.value), "test": test, "paired": matched is not None,
                   "speedup": float(part.speedup.mean()), "matched": matched, "a_runs": a, "b_runs": b}
-    if claim.measure == "removal":
-        ratios = part[part.method == claim.a].mag_ratio.dropna()
-        out["mag_ratio"] = float(ratios.mean()) if not ratios.empty else None
+    if claim.column is not None and f"m:{claim.column}" in part:  # what the claim's method shows of its mechanism
+        values = part[part.method == claim.a][f"m:{claim.column}"].dropna()
+        out["mag_ratio"] = float(values.mean()) if not values.empty else None
     return out
 
 

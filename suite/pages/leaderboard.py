@@ -255,8 +255,10 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path, baseline_processors: dict |
     # and per precision and layout (a --baseline file's runs in fp32 and bf16 share its key)
     rank = {key: i for i, key in enumerate(_leading(agg, "baseline_key"))}
     order = order.assign(_rank=order.baseline_key.map(rank)).sort_values("_rank", kind="stable")
-    for (key, numerics, granularity, ratios, skip, protocol), part in order.groupby(
-            ["baseline_key", "numerics", "granularity", "ratios", "skip", "protocol"], sort=False, dropna=False):
+    for _comparison, part in order.groupby("comparison", sort=False, dropna=False):  # one table per comparison
+        first = part.iloc[0]
+        key, numerics, granularity, ratios, skip, protocol = (first.baseline_key, first.numerics, first.granularity,
+                                                              first.ratios, first.skip, first.protocol)
         part = part.sort_values("top1_mean", ascending=False)
         # the reference for "within noise" is the best row that has seeds enough to test (n >= 2)
         testable = part[part.n >= 2]
@@ -270,23 +272,35 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path, baseline_processors: dict |
                 "speedup": r.speedup, "nonzero_params": r.nonzero_params, "nonzero_reduction": r.nonzero_reduction,
                 "sparsity": r.sparsity, "latency_speedup": r.latency_speedup, "latency_device": r.latency_device,
                 "latency_lo": r.latency_lo, "latency_hi": r.latency_hi, "latency_noisy": r.latency_noisy,
-                "reg_iters": int(r.reg_iters or 0), "finetune_epochs": r.finetune_epochs,
+                "own_iters": int(r.own_iters or 0), "finetune_epochs": r.finetune_epochs,
                 "samples": None if pd.isna(r.samples) else int(r.samples),
                 "samples_x_train": None if pd.isna(r.samples_x_train) else r.samples_x_train,
                 "train_macs": None if pd.isna(r.train_macs) else r.train_macs, "capped": bool(r.capped),
-                "before": r.before_removal, "after": r.after_removal, "mag_ratio": r.mag_ratio,
+                "before": r.before_removal, "after": r.after_removal, "shown": _method_columns(part, r.Index, r.method),
                 "hparams": r.hparams, "hparams_source": r.hparams_source, "within_noise": noise,
                 "configs": [_href(os.path.relpath(Path(p) / "config.json", out_dir)) for p in r.runs],
             })
         weights = granularity == "weight"  # masks leave FLOPs as they were: no speedup to lead
         marks = {"top1": _unique_best(rows, "top1"), "speedup": None if weights else _unique_best(rows, "speedup")}
         marks["latency_speedup"] = _latency_best(rows)
+        budget = None if first.budget_samples != first.budget_samples else first.budget_samples
         tables.append({"ratios": ratios, "skip": skip, "protocol": protocol, "rows": rows, "best": marks,
+                       "budget_samples": None if budget is None else int(budget),
                        "unstructured": weights, "trained_on": trained_on(part.processors),
                        "baseline_key": key, "numerics": numerics, "baseline_name": part.baseline_name.iloc[0],
                        "baseline_top1": float(part.baseline_top1.iloc[0]),
                        "baseline_processor": (baseline_processors or {}).get(key)})
     return tables
+
+
+def _method_columns(frame: pd.DataFrame, index, method: str) -> list[tuple[str, float]]:
+    """(title, value) of the extra columns a row's method declares (``Method.columns``), where recorded."""
+    from methods import registry
+    if method not in registry.names():
+        return []
+    values = [(col.title, frame.at[index, f"m:{name}"]) for name, col in registry.get(method).columns.items()
+              if f"m:{name}" in frame.columns]
+    return [(title, float(v)) for title, v in values if v == v and v is not None]
 
 
 def trained_on(processors) -> list[tuple[str, int]]:

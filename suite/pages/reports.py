@@ -94,7 +94,7 @@ def format_summary(agg: pd.DataFrame, runs_dir: Path | None = None) -> str:
             **size,
             "latency x [IQR range]": [latency_text(*v) for v in zip(part.latency_speedup, part.latency_lo,
                                                                     part.latency_hi, part.latency_noisy)],
-            "samples (own)": [_samples(t, r) for t, r in zip(part.samples, part.reg_iters)],
+            "samples (own)": [_samples(t, r) for t, r in zip(part.samples, part.own_iters)],
             "wall time": part.wall_seconds.map(_duration),
         })
         lines.append(table.to_string(index=False))

@@ -104,8 +104,8 @@ def _task(ws: Workspace, model: nn.Module, own: OwnTraining, log: list) -> Prune
     def run_phase(hooks, desc, log_every=None, log_extra=None) -> Outcome:
         outcome = train(model, ws.data, lr=lambda e: s.prune.lr, batch_size=s.prune.batch_size,
                         momentum=s.prune.momentum, weight_decay=s.prune.weight_decay, device=ws.device,
-                        seed=job.seed, stream="regularize", total_steps=cap, hooks=hooks,
-                        checkpoint=ws.folder / "regularize.ckpt", eval_split=None, desc=desc,
+                        seed=job.seed, stream="own", total_steps=cap, hooks=hooks,
+                        checkpoint=ws.folder / "own.ckpt", eval_split=None, desc=desc,
                         log_every=log_every, log_extra=log_extra, expected_steps=job.planned_prune_iters() or None,
                         numerics=job.numerics)
         log.extend(outcome.history)
@@ -116,7 +116,7 @@ def _task(ws: Workspace, model: nn.Module, own: OwnTraining, log: list) -> Prune
 
     def batches(n):
         stream = itertools.chain.from_iterable(
-            ws.data.train_batches(s.prune.batch_size, job.seed, e, ws.device, stream="regularize")
+            ws.data.train_batches(s.prune.batch_size, job.seed, e, ws.device, stream="own")
             for e in itertools.count())
         for x, y in itertools.islice(stream, n):
             own.iters += 1
@@ -183,7 +183,7 @@ def measure(ws: Workspace, base: Baseline, model: nn.Module, choice: Choice, acc
         "speedup": flops0 / flops, "latency_speedup": lat["batch64"]["speedup"], "latency": lat,
         "granularity": job.impl.granularity,
         "budget": {
-            "protocol": job.protocol, "reg_iters": own.iters, "own_samples": own.samples,
+            "protocol": job.protocol, "own_iters": own.iters, "own_samples": own.samples,
             "planned_own_iters": job.planned_prune_iters(), "capped": own.capped,
             "finetune_iters": outcome.steps, "finetune_epochs": outcome.epochs_done,
             # the fine-tuning's schedule: the recipe's milestones scaled to its length (1.0: the recipe)
@@ -197,6 +197,8 @@ def measure(ws: Workspace, base: Baseline, model: nn.Module, choice: Choice, acc
             "train_macs": 3 * (flops0 // 2 * own.samples + flops // 2 * ft_samples),
             "total_samples_target": job.total_samples},
         "method_info": choice.pruning.info, "finetune_seconds": outcome.seconds,
+        # what the method asks the pages to show of its own record (``Method.columns``)
+        "method_columns": job.impl.column_values(choice.pruning.info),
     }
     if val is not None:
         result["val_top1"] = val["top1"]
@@ -236,6 +238,6 @@ def execute(ws: Workspace, base: Baseline, log: list) -> dict:
     log += outcome.history
     result = measure(ws, base, model, choice, acc_after, outcome)
     save_atomic(model.state_dict(), ws.folder / "model.pt")
-    for ckpt in ("finetune.ckpt", "regularize.ckpt"):
+    for ckpt in ("finetune.ckpt", "own.ckpt"):
         (ws.folder / ckpt).unlink(missing_ok=True)
     return result

@@ -218,13 +218,14 @@ def run_search(spec: SearchSpec, runner: Runner, study: optuna.Study) -> optuna.
     return study
 
 
-def _reg_iters(trial: optuna.trial.FrozenTrial) -> int | None:
+def _own_iters(trial: optuna.trial.FrozenTrial) -> int | None:
     """The regularization iterations the trial's stored run spent (read from its result.json):
     hyperparameters that regularize longer also train longer, and the reader should see that."""
     f = Path(trial.user_attrs.get("run", "")) / "result.json"
     if not f.is_file():
         return None
-    return json.loads(f.read_text()).get("budget", {}).get("reg_iters")
+    budget = json.loads(f.read_text()).get("budget", {})
+    return budget.get("own_iters", budget.get("own_iters"))
 
 
 def report(study: optuna.Study) -> str:
@@ -233,13 +234,13 @@ def report(study: optuna.Study) -> str:
 
     rows = []
     for t in study.trials:
-        rows.append({"trial": t.number, "state": t.state.name, **t.params, "reg_iters": _reg_iters(t),
+        rows.append({"trial": t.number, "state": t.state.name, **t.params, "own_iters": _own_iters(t),
                      "val_top1": t.value, "test_top1": t.user_attrs.get("test_top1"),
                      "defaults": "yes" if t.user_attrs.get("defaults") else "",
                      "error": t.user_attrs.get("error", "")})
     lines = [f"study {study.study_name}: {len(rows)} trials, objective = validation top-1"]
     if rows:
-        table = pd.DataFrame(rows).astype({"reg_iters": "Int64"})  # whole iterations, <NA> for pruned trials
+        table = pd.DataFrame(rows).astype({"own_iters": "Int64"})  # whole iterations, <NA> for pruned trials
         lines.append(table.to_string(index=False))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:

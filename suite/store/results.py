@@ -14,7 +14,7 @@ from suite.training.numerics import Numerics
 # What `suite results` prints by default (the frame holds more).
 TABLE_COLUMNS = ["setting", "method", "seed", "status", "protocol", "numerics", "ratios", "eval_split", "top1",
                  "baseline_top1", "acc_before_removal", "acc_after_removal", "params", "speedup",
-                 "latency_speedup", "reg_iters", "finetune_epochs", "samples", "train_macs", "capped",
+                 "latency_speedup", "own_iters", "finetune_epochs", "samples", "train_macs", "capped",
                  "training_code", "hparams_source", "error"]
 
 
@@ -84,7 +84,8 @@ def result_row(r: dict, run: Path) -> dict:
         "latency_lo": lat.get("speedup_lo", float("nan")), "latency_hi": lat.get("speedup_hi", float("nan")),
         "latency_noisy": lat.get("noisy"),
         "acc_before_removal": r.get("acc_before_removal"), "acc_after_removal": r.get("acc_after_removal"),
-        "reg_iters": b.get("reg_iters"), "finetune_epochs": b.get("finetune_epochs"),
+        # a method's own training iterations (records before the neutral name: "reg_iters")
+        "own_iters": b.get("own_iters", b.get("reg_iters")), "finetune_epochs": b.get("finetune_epochs"),
         "wall_seconds": r.get("wall_seconds"),
         "samples": b.get("samples"), "samples_x_train": b.get("samples_x_train"),
         "budget_samples": b.get("total_samples_target"),
@@ -93,7 +94,7 @@ def result_row(r: dict, run: Path) -> dict:
         "hparams": json.dumps(r.get("hparams", {}), sort_keys=True), "hparams_source": r.get("hparams_source", ""),
         "data_label": r.get("data_label"), "data_fingerprint": r.get("data_fingerprint"),
         "code_version": r.get("code_version"), "reduced": r.get("reduced_budget"),
-        "mag_ratio": _min_ratio(r), "finished_at": r.get("finished_at"), "run": str(run), "processor": _processor(run),
+        **{f"m:{k}": v for k, v in method_columns(r).items()}, "finished_at": r.get("finished_at"), "run": str(run), "processor": _processor(run),
     }
 
 
@@ -145,9 +146,15 @@ def _capped(r: dict) -> bool:
     return bool(b.get("capped", r.get("method_info", {}).get("capped_before_done", False)))
 
 
-def _min_ratio(r: dict):
-    ratios = [v for v in (r.get("method_info", {}).get("mag_ratio") or {}).values() if v is not None]
-    return min(ratios) if ratios else None
+def method_columns(r: dict) -> dict[str, float | None]:
+    """The extra columns a run's method declares (``methods.base.Method.columns``), as recorded in
+    its result, or read from its ``method_info`` for a record stored before methods declared them."""
+    if "method_columns" in r:
+        return r["method_columns"] or {}
+    from methods import registry
+    if r.get("method") not in registry.names():
+        return {}
+    return registry.get(r["method"]).column_values(r.get("method_info") or {})
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
@@ -179,12 +186,12 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
                 latency_lo=("latency_lo", lambda v: v.mean(skipna=False)),
                 latency_hi=("latency_hi", lambda v: v.mean(skipna=False)),
                 latency_noisy=("latency_noisy", "max"),
-                reg_iters=("reg_iters", "mean"), finetune_epochs=("finetune_epochs", "mean"),
+                own_iters=("own_iters", "mean"), finetune_epochs=("finetune_epochs", "mean"),
                 wall_seconds=("wall_seconds", "mean"),
                 samples=("samples", "mean"), samples_x_train=("samples_x_train", "mean"),
                 train_macs=("train_macs", "mean"),
                 before_removal=("acc_before_removal", "mean"), after_removal=("acc_after_removal", "mean"),
-                mag_ratio=("mag_ratio", "mean"), runs=("run", list), top1_values=("top1", list),
+                **{c: (c, "mean") for c in runs.columns if c.startswith("m:")}, runs=("run", list), top1_values=("top1", list),
                 processors=("processor", list)).reset_index()
     out["latency_noisy"] = out.latency_noisy.map(lambda v: None if v != v else bool(v))
     out["label"] = [label(m, src) + ("" if num == "fp32" else f" [{num}]") + ("" if cur else " [older training code]")
