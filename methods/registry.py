@@ -1,18 +1,17 @@
 """The registry of methods: ``@register`` a class, ``get(name)``, ``names(pattern)`` with wildcards.
 
-Every module of the ``methods`` package is imported on first use, so a new method module registers
-itself by being there: nothing here lists the modules.
+One :class:`suite.registry.Registry` (``METHODS``) holds them; the functions below are its names
+for the rest of the code. Every module of the ``methods`` package is imported on first use, so a
+new method module registers itself by being there: nothing here lists the modules.
 """
 from __future__ import annotations
 
-import difflib
-import fnmatch
-import functools
 import importlib
 import pkgutil
 from typing import TYPE_CHECKING
 
 from suite.errors import SuiteError
+from suite.registry import Registry
 
 if TYPE_CHECKING:  # annotations only: importing this module stays cheap (no torch) for the CLI's defaults
     from methods.base import Method
@@ -21,39 +20,25 @@ if TYPE_CHECKING:  # annotations only: importing this module stays cheap (no tor
 # a setting): the method under study, its successor and the L1-norm criterion the paper compares them with.
 DEFAULT_COMPARISON = ("greg1", "greg2", "l1")
 
-_REGISTRY: dict[str, type[Method]] = {}
 
-
-def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: adds a Method subclass under its ``name``; a duplicate name is a bug."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"method {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-@functools.cache
 def _load_all() -> None:
-    """Import every module of the package (their @register decorators run), once."""
+    """Import every module of the package (their @register decorators run)."""
     import methods
     for module in pkgutil.iter_modules(methods.__path__):
         importlib.import_module(f"{methods.__name__}.{module.name}")
 
 
+METHODS: Registry[type[Method]] = Registry("method", loader=_load_all)
+
+# Class decorator: adds a Method subclass under its ``name``; a duplicate name is a bug.
+register = METHODS.register
+# Registered names matching a shell-style pattern (``nni-*``), sorted.
+names = METHODS.names
+
+
 def get(name: str) -> Method:
     """An instance of the named method; an unknown name lists the closest ones."""
-    _load_all()
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise SuiteError(f"unknown method {name!r}: {hint}known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]()
-
-
-def names(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style pattern (``nni-*``), sorted."""
-    _load_all()
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+    return METHODS.get(name)()
 
 
 def expand(spec: str) -> list[str]:
@@ -61,18 +46,6 @@ def expand(spec: str) -> list[str]:
 
     A pattern matching nothing, or an unknown plain name, is a one-line error.
     """
-    out: list[str] = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
-        if any(c in part for c in "*?["):
-            found = names(part)
-            if not found:
-                raise SuiteError(f"method pattern {part!r} matches nothing; known: {', '.join(names())}")
-        else:
-            get(part)
-            found = [part]
-        out += [n for n in found if n not in out]
-    if not out:
+    if not any(p.strip() for p in spec.split(",")):
         raise SuiteError("no methods given: pass e.g. --methods greg1,greg2,l1")
-    return out
+    return METHODS.expand(spec)

@@ -11,19 +11,27 @@ from suite.data.datasets import TensorSplit
 
 torch.set_num_threads(2)
 
-# Fixtures that need what a laptop may lack; every test using one, even through another fixture, gets
-# the marker (pyproject's markers), so `pytest -m "not cluster and not browser and not data"` skips it.
-NEEDS = {"fmnist": "data", "small_fmnist": "data", "cifar_dir": "data",
-         "on_ray": "cluster", "slurm": "cluster"}  # the last two: tests/test_executors.py
+
+def needs(*markers: str):
+    """Declares what a fixture needs that a laptop may lack (pyproject's markers: cluster, browser, data).
+    Put it under ``@pytest.fixture``: every test using the fixture, even through another fixture, gets
+    the markers, so `pytest -m "not cluster and not browser and not data"` leaves it out."""
+    def declare(func):
+        func.needs = markers
+        return func
+    return declare
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        for name in NEEDS.keys() & set(item.fixturenames):
-            item.add_marker(NEEDS[name])
+        info = getattr(item, "_fixtureinfo", None)  # doctest items have none
+        for defs in (info.name2fixturedefs.values() if info else ()):
+            for marker in {m for d in defs for m in getattr(d.func, "needs", ())}:
+                item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
+@needs("data")
 def fmnist():
     return datasets.load("fashion-mnist")
 
@@ -36,6 +44,7 @@ def small_fmnist(fmnist):
 
 
 @pytest.fixture(scope="session")
+@needs("data")
 def cifar_dir():
     d = Path(os.environ.get("GREG_CIFAR10_JPG", "/tmp/cifar10-jpg"))
     if not (d / "train").is_dir():

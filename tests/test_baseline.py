@@ -143,6 +143,7 @@ def test_wrong_architecture_baseline_says_what_mismatched(tmp_path):
     assert f"classifier.weight {(7, want[1])} where the model has {want}" in msg
 
 
+@pytest.mark.data
 def test_suite_baseline_on_a_diverging_recipe_says_nothing_is_stored(tmp_path):
     import contextlib
     import io

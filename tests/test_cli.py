@@ -91,6 +91,7 @@ def test_bad_hparams_files(suite, tmp_path):
     assert not runs.exists()
 
 
+@pytest.mark.data
 def test_bad_baseline_checkpoints(suite, tmp_path):
     runs = tmp_path / "runs"
     corrupt = tmp_path / "corrupt.pt"
@@ -105,6 +106,7 @@ def test_bad_baseline_checkpoints(suite, tmp_path):
     assert not runs.exists()
 
 
+@pytest.mark.data
 def test_own_baseline_is_another_run_not_the_cached_one(suite, tmp_path):
     """The same job from a --baseline file must not be answered by the trained baseline's stored run."""
     runs = tmp_path / "runs"
@@ -131,6 +133,7 @@ def test_own_baseline_is_another_run_not_the_cached_one(suite, tmp_path):
     assert len(list(runs.glob("baselines/tiny-fmnist/*/model.pt"))) == 2
 
 
+@pytest.mark.data
 def test_unwritable_runs_dir(suite, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -138,6 +141,7 @@ def test_unwritable_runs_dir(suite, tmp_path):
                     "not writable")
 
 
+@pytest.mark.data
 def test_smoke_run_then_cached_with_progress_lines(suite, tmp_path):
     runs = tmp_path / "runs"
     p = suite("run", "--smoke", "--runs-dir", runs, "--methods", "greg1,greg2,l1", check=0)
@@ -160,6 +164,7 @@ def test_smoke_run_then_cached_with_progress_lines(suite, tmp_path):
     assert len(json.loads(table.stdout)) == 3
 
 
+@pytest.mark.data
 def test_unstructured_and_greg2_end_to_end(suite, tmp_path):
     """The runner's mask path (GReg-1/2 at weight granularity, magnitude) and GReg-2's filter path:
     after fine-tuning, exactly half of each pruned layer's weights are still zero."""
@@ -186,6 +191,7 @@ def test_unstructured_and_greg2_end_to_end(suite, tmp_path):
     assert greg2["params"] < greg2["baseline_params"] and greg2["method_info"]["pick_overlap_with_l1"]
 
 
+@pytest.mark.data
 def test_failed_job_is_recorded_and_others_go_on(suite, tmp_path):
     runs = tmp_path / "runs"
     hp = tmp_path / "blowup.json"
@@ -208,6 +214,7 @@ def _final_state(runs):
     return json.loads((folder / "result.json").read_text()), torch.load(folder / "model.pt", weights_only=True)
 
 
+@pytest.mark.data
 def test_sigkill_resume_equals_uninterrupted(tmp_path):
     args = ["run", "--setting", TINY, "--methods", "greg1", "--device", "cpu"]  # bit-exact: CPU
     _subprocess_suite(*args, "--runs-dir", tmp_path / "a")
@@ -234,6 +241,7 @@ def test_sigkill_resume_equals_uninterrupted(tmp_path):
         assert torch.equal(v, model[k]), k
 
 
+@pytest.mark.data
 def test_two_workers_never_run_a_job_twice(tmp_path):
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "suite.cli", "run", "--setting", TINY, "--methods", "l1,random",
@@ -276,6 +284,7 @@ OWN = {"l1": 0, "greg1": 31 * 128, "greg2": 32 * 128, "nni-slim": 40 * 128}
 TOTAL = 4096 + 40 * 128
 
 
+@pytest.mark.data
 def test_budgets_are_counted_in_samples_and_equal_under_total(suite, tmp_path):
     """Samples after the baseline, counted by the harness, against hand-computed values; under
     --budget total every row reaches the same count whatever its batch sizes."""
@@ -306,6 +315,7 @@ def test_budgets_are_counted_in_samples_and_equal_under_total(suite, tmp_path):
         assert taken[key] == computed[key], key
 
 
+@pytest.mark.data
 def test_an_equal_budget_stretches_the_fine_tuning_schedule_never_a_tail(suite, tmp_path):
     """Twice the samples of a 2-epoch recipe {0: 0.01, 1: 0.001}: 4 epochs whose milestone moves to
     epoch 2 (0.01, 0.01, 0.001, 0.001); padding the recipe at its last rate would run 0.01 once,
@@ -328,6 +338,7 @@ def test_an_equal_budget_stretches_the_fine_tuning_schedule_never_a_tail(suite, 
         assert budget["finetune_lr"] == ({"0": 0.01, "1": 0.001} if protocol == "paper" else {"0": 0.01, "2": 0.001})
 
 
+@pytest.mark.data
 def test_dry_run_plans_without_training(suite, tmp_path):
     runs = tmp_path / "runs"
     hp = tmp_path / "hp.json"
@@ -358,6 +369,7 @@ def test_dry_run_plans_without_training(suite, tmp_path):
     assert not runs.exists()
 
 
+@pytest.mark.data
 def test_two_workers_share_four_jobs_two_each(tmp_path):
     """Issue 15 item 3: a worker that finds a job locked takes the next free one, so two workers on
     four equal jobs compute two each (before, one computed all four while the other waited)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import needs
 
 from suite.cli import main
 from suite.spec.plan import plan
@@ -62,6 +63,7 @@ def _table(runs: Path, capsys) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
+@needs("data")
 def local_grid(tmp_path_factory):
     runs = tmp_path_factory.mktemp("local")
     assert _cli(*GRID, "--runs-dir", runs) == 0
@@ -119,6 +121,7 @@ def _kill_session(temp_dir: str) -> None:
 
 
 @pytest.fixture(scope="module")
+@needs("cluster")
 def ray_cluster():
     """A Ray head and a second worker node on loopback, 1 CPU each; yields the head's address."""
     # A token of this cluster's own, set for the nodes and this process alike (before Ray is imported:
@@ -257,6 +260,7 @@ def test_two_ray_search_workers_fill_one_study(on_ray, tmp_path, capsys):
 
 # ---------------------------------------------------------------------------- slurm
 @pytest.fixture(scope="module")
+@needs("cluster")
 def slurm(tmp_path_factory):
     """A single-node SLURM on loopback (ci/slurm-local); SLURM_CONF points the clients at it."""
     pytest.importorskip("submitit", reason="submitit is not installed: pip install -e '.[dev]' (ci/setup does)")

@@ -23,6 +23,7 @@ from suite.errors import SuiteError
 from suite.measure.metrics import count_flops
 from suite.models import zoo
 from suite.models.groups import prunable_groups
+from suite.models.layouts import GENERIC
 from suite.models.nets import example_input
 from suite.models.ratios import dry_surgery, n_pruned, parse_ratios, resolve
 from suite.models.surgery import batchnorm_after, remove_filters
@@ -113,7 +114,7 @@ HP = {"greg1": GREG, "greg2": GREG}
 @pytest.mark.parametrize("method", ["l1", "random", "greg1", "greg2", "tp-l2"])
 def test_every_method_prunes_any_model(net, data32, method):
     name, model, groups = net
-    ratios = resolve(parse_ratios("0.5"), model, "generic", "filter", SHAPE)
+    ratios = resolve(parse_ratios("0.5"), model, GENERIC, "filter", SHAPE)
     assert ratios and set(ratios) == set(groups)
     work = copy.deepcopy(model)
     m = registry.get(method)
@@ -131,7 +132,7 @@ def test_every_method_prunes_any_model(net, data32, method):
 
 def test_pruned_equals_masked(net):
     name, model, groups = net
-    ratios = resolve(parse_ratios("0.4"), model, "generic", "filter", SHAPE)
+    ratios = resolve(parse_ratios("0.4"), model, GENERIC, "filter", SHAPE)
     choice = registry.get("l1").prune(model, _task(model, None, ratios, groups), None).filters
     masked = mask_groups(copy.deepcopy(model), choice, groups)
     pruned = remove_filters(copy.deepcopy(model), choice, EXAMPLE, coupled=True).eval()
@@ -145,7 +146,7 @@ def test_pruned_equals_masked(net):
 @pytest.mark.parametrize("target", [2.0])
 def test_target_speedup_lands_within_two_percent(net, target):
     name, model, _ = net
-    ratios = resolve(parse_ratios(f"{target}x"), model, "generic", "filter", SHAPE)
+    ratios = resolve(parse_ratios(f"{target}x"), model, GENERIC, "filter", SHAPE)
     assert len(set(ratios.values())) == 1  # a uniform ratio
     pruned = copy.deepcopy(model)
     remove_filters(pruned, {n: list(range(n_pruned(r, pruned.get_submodule(n).out_channels)))
@@ -213,12 +214,12 @@ def test_one_conv_group_is_the_paper_rule():
 def test_impossible_specs_are_one_line_errors(text, message):
     model = zoo.build(USER, 10, SHAPE)
     with pytest.raises(SuiteError, match=message):
-        resolve(parse_ratios(text), model, "generic", "filter", SHAPE)
+        resolve(parse_ratios(text), model, GENERIC, "filter", SHAPE)
 
 
 def test_globs_pick_groups_by_any_member():
     model = zoo.build(USER, 10, SHAPE)
-    ratios = resolve(parse_ratios("blocks.*=0.5,blocks.1.*=0,head=0"), model, "generic", "filter", SHAPE)
+    ratios = resolve(parse_ratios("blocks.*=0.5,blocks.1.*=0,head=0"), model, GENERIC, "filter", SHAPE)
     # blocks.0's expand group, and the residual group (its projections are blocks.* convs), then
     # blocks.1.* = 0 clears what it matches: blocks.1's expand group and the residual group again
     assert ratios == {"blocks.0.expand.0": 0.5}
@@ -227,7 +228,7 @@ def test_globs_pick_groups_by_any_member():
 def test_grey_input_and_non_square_input():
     model = zoo.build("torchvision:resnet18", 7, (1, 24, 40))
     assert model(torch.zeros(2, 1, 24, 40)).shape == (2, 7)
-    ratios = resolve(parse_ratios("0.5"), model, "generic", "filter", (1, 24, 40))
+    ratios = resolve(parse_ratios("0.5"), model, GENERIC, "filter", (1, 24, 40))
     assert dry_surgery(model, ratios, (1, 24, 40), coupled=True)["speedup"] > 2
 
 
@@ -253,7 +254,7 @@ def test_timm_model_if_installed():
     pytest.importorskip("timm")
     model = zoo.build("timm:resnet10t", 10, SHAPE).eval()
     groups = prunable_groups(model, EXAMPLE)
-    ratios = resolve(parse_ratios("0.5"), model, "generic", "filter", SHAPE)
+    ratios = resolve(parse_ratios("0.5"), model, GENERIC, "filter", SHAPE)
     choice = registry.get("l1").prune(model, _task(model, None, ratios, groups), None).filters
     pruned = remove_filters(copy.deepcopy(model), choice, EXAMPLE, coupled=True).eval()
     assert pruned(EXAMPLE).shape == (1, 10)
@@ -265,7 +266,7 @@ def test_unstructured_methods_on_any_conv_and_linear(data32, method):
     """Weight granularity on a generic model: every conv and linear but the stem and classifier."""
     torch.manual_seed(0)
     model = zoo.build(USER, 10, SHAPE)
-    ratios = resolve(parse_ratios("0.6"), model, "generic", "weight", SHAPE)
+    ratios = resolve(parse_ratios("0.6"), model, GENERIC, "weight", SHAPE)
     layers = {n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
     assert set(ratios) == layers - {"stem.0", "head"}
     m = registry.get(method)
@@ -276,4 +277,4 @@ def test_unstructured_methods_on_any_conv_and_linear(data32, method):
         assert mask.shape == model.get_submodule(name).weight.shape
         assert int((mask == 0).sum()) == n_pruned(0.6, n)
     with pytest.raises(SuiteError, match="applies to filter pruning"):
-        resolve(parse_ratios("2x"), model, "generic", "weight", SHAPE)
+        resolve(parse_ratios("2x"), model, GENERIC, "weight", SHAPE)

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import needs
 
 from suite.pages.findings import welch
 from suite.pages.leaderboard import render, within_noise
@@ -21,6 +22,7 @@ TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
 
 
 @pytest.fixture(scope="module")
+@needs("data")
 def runs(tmp_path_factory):
     """Real runs of the tiny setting: l1 and random, two seeds each, plus a smoke run; in fp32 on
     every machine (rows in another precision are labelled, see the precision test)."""

@@ -2,6 +2,7 @@
 import pytest
 
 from suite.errors import SuiteError
+from suite.models.layouts import PLAIN, RESNET
 from suite.models.nets import build_model
 from suite.models.ratios import n_pruned, parse_ratios, resolve
 from suite.pages.overview import achieved
@@ -18,7 +19,7 @@ def test_n_pruned_rule():
 
 def test_resnet_stage_list_and_skip():
     m = build_model("resnet34", 1000)
-    r = resolve(parse_ratios("[0,0.5,0.6,0.4,0,0]", "[1.0,2.0,2.3,3.0,3.5]"), m, "torchvision-resnet")
+    r = resolve(parse_ratios("[0,0.5,0.6,0.4,0,0]", "[1.0,2.0,2.3,3.0,3.5]"), m, RESNET)
     assert "layer1.0.conv1" not in r and "layer2.3.conv1" not in r and "layer3.5.conv1" not in r
     assert r["layer1.1.conv1"] == 0.5 and r["layer2.1.conv1"] == 0.6 and r["layer3.1.conv1"] == 0.4
     assert not any(k.endswith("conv2") or "downsample" in k or k == "conv1" for k in r)
@@ -26,13 +27,13 @@ def test_resnet_stage_list_and_skip():
 
 
 def test_bottleneck_prunes_first_two_convs():
-    r = resolve(parse_ratios("[0,0.3,0.3,0.3,0.14,0]"), build_model("resnet50", 1000), "torchvision-resnet")
+    r = resolve(parse_ratios("[0,0.3,0.3,0.3,0.14,0]"), build_model("resnet50", 1000), RESNET)
     assert r["layer1.0.conv1"] == 0.3 and r["layer1.0.conv2"] == 0.3 and "layer1.0.conv3" not in r
     assert r["layer4.2.conv2"] == 0.14
 
 
 def test_plain_ranges():
-    r = resolve(parse_ratios("[1-15:0.7]"), build_model("vgg19", 100), "plain")
+    r = resolve(parse_ratios("[1-15:0.7]"), build_model("vgg19", 100), PLAIN)
     assert len(r) == 15 and "features.0" not in r
 
 
@@ -47,13 +48,13 @@ def test_malformed_ratio_strings(text, fragment):
 
 def test_ratio_string_must_fit_model():
     with pytest.raises(SuiteError, match="needs 5 "):
-        resolve(parse_ratios("[0,0.5,0.5,0]"), build_model("resnet56", 10), "cifar-resnet")
+        resolve(parse_ratios("[0,0.5,0.5,0]"), build_model("resnet56", 10), RESNET)
     with pytest.raises(SuiteError, match="stem and classifier"):
-        resolve(parse_ratios("[0.5,0.5,0.5,0.5,0]"), build_model("resnet56", 10), "cifar-resnet")
+        resolve(parse_ratios("[0.5,0.5,0.5,0.5,0]"), build_model("resnet56", 10), RESNET)
     with pytest.raises(SuiteError, match="convs 0-15"):
-        resolve(parse_ratios("[1-16:0.5]"), build_model("vgg19", 100), "plain")
+        resolve(parse_ratios("[1-16:0.5]"), build_model("vgg19", 100), PLAIN)
     with pytest.raises(SuiteError, match="does not have"):
-        resolve(parse_ratios("[0,0.5,0.5,0.5,0]", "[1.9]"), build_model("resnet20", 10), "cifar-resnet")
+        resolve(parse_ratios("[0,0.5,0.5,0.5,0]", "[1.9]"), build_model("resnet20", 10), RESNET)
 
 
 @pytest.mark.parametrize("setting,ratios,paper", [

@@ -36,6 +36,7 @@ def _trials(storage, name=None):
     return optuna.load_study(study_name=name or _default_study(), storage=storage).trials
 
 
+@pytest.mark.data
 def test_study_runs_resumes_and_feeds_run_best(tmp_path):
     runs = tmp_path / "runs"
     space = tmp_path / "space.json"  # a range around the tiny setting's own increment, 0.1
@@ -67,6 +68,7 @@ def test_study_runs_resumes_and_feeds_run_best(tmp_path):
     assert tuned[0]["hparams"]["penalty_increment"] == best.params["penalty_increment"]
 
 
+@pytest.mark.data
 def test_two_workers_share_a_journal_study(tmp_path):
     runs = tmp_path / "runs"
     journal = tmp_path / "study.journal"
@@ -87,6 +89,7 @@ def test_two_workers_share_a_journal_study(tmp_path):
     assert sum(bool(t.user_attrs.get("defaults")) for t in trials) == 1  # seeded once, under the lock
 
 
+@pytest.mark.data
 def test_objective_is_validation_accuracy_not_test(tmp_path):
     """Scramble the test labels: the sampler must still see sensible (validation) accuracies."""
     import torch
@@ -117,6 +120,7 @@ def test_bad_space_files(tmp_path, space, fragment):
         search.load_space(str(f), "greg1")
 
 
+@pytest.mark.data
 def test_bad_storage_and_foreign_study(tmp_path):
     runs = tmp_path / "runs"
     p = run(BASE + ["--trials", "1", "--runs-dir", str(runs), "--storage", "nosuchdb://x"], check=2)

@@ -8,7 +8,7 @@ from conftest import randomize_bn
 from methods.criteria import filter_l1, l1_smallest_filters, smallest_weights_mask
 from suite.errors import SuiteError
 from suite.measure.metrics import count_params
-from suite.models.nets import build_model, example_input, model_family
+from suite.models.nets import MODELS, build_model, example_input
 from suite.models.ratios import n_pruned, parse_ratios, resolve
 from suite.models.surgery import MaskKeeper, batchnorm_after, remove_filters, sparsity
 
@@ -41,7 +41,7 @@ def test_pruned_equals_masked(name, classes, ratios, shape):
     torch.manual_seed(0)
     model = build_model(name, classes, shape[0]).eval()
     randomize_bn(model)
-    layer_ratios = resolve(parse_ratios(ratios), model, model_family(name))
+    layer_ratios = resolve(parse_ratios(ratios), model, MODELS.get(name).layout)
     choice = l1_smallest_filters(model, layer_ratios)
     masked = mask_filters(copy.deepcopy(model), choice, example_input(*shape[:2]))
     pruned = remove_filters(copy.deepcopy(model), choice, example_input(*shape[:2]))

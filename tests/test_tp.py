@@ -14,6 +14,7 @@ from methods import registry
 from methods.base import PruneTask
 from methods.criteria import l1_smallest_filters
 from suite.data.datasets import Data, TensorSplit
+from suite.models.layouts import RESNET
 from suite.models.nets import build_model, example_input
 from suite.models.ratios import n_pruned, parse_ratios, resolve
 from suite.models.surgery import remove_filters
@@ -45,7 +46,7 @@ def _model(kind: str):
         return model, get_setting("cifar10jpg-resnet20").layer_ratios(model), 3, 32
     from torchvision.models import resnet18
     model = resnet18(num_classes=10)
-    return model, resolve(parse_ratios("[0,0.5,0.6,0.4,0.3,0]"), model, "torchvision-resnet"), 3, 32
+    return model, resolve(parse_ratios("[0,0.5,0.6,0.4,0.3,0]"), model, RESNET), 3, 32
 
 
 def counting_task(model, data, ratios, channels, size, max_iters=1000):

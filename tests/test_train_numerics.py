@@ -206,6 +206,7 @@ def test_fast_bf16_is_what_the_cpu_flags_say():
     assert fast_bf16(CPU) == bool(flags & {"amx_tile", "avx512_bf16"})
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("fast", [True, False])
 def test_the_default_is_fp32_and_the_header_names_the_fast_flags(fast, monkeypatch, tmp_path, capsys):
     """Naming neither --precision nor --channels-last gives fp32, contiguous, whatever the hardware
@@ -234,6 +235,7 @@ def test_fp16_on_cpu_is_one_line_error(capsys):
     assert len(err) == 1 and err[0].startswith("error: --precision fp16 on cpu") and "bf16" in err[0]
 
 
+@pytest.mark.data
 def test_a_bf16_channels_last_run_is_recorded_and_named_apart(tmp_path, capsys):
     """End to end (smoke): the header and every record say the precision; the run and its baseline
     are other folders than fp32's; masks hold exactly after every bf16 step."""

@@ -5,6 +5,10 @@ tensors, cached on disk as a .pt file, and augmented on tensors, whole batches a
 training device: no PIL decode per image per epoch. ImageNet is too big for memory and is read by
 DataLoader workers with the standard transforms (``suite.data.streaming``). What a loader returns,
 and how its batches are drawn, is ``suite.data.split``.
+
+Each built-in dataset is a loader registered with ``@builtin(name, input_shape, classes)`` in one
+registry (``DATASETS``), which also knows its shape and classes without loading it; other names
+(``imagefolder:PATH``, ``torchvision:CLASS``, ``file.py:factory``) are ``suite.data.userdata``'s.
 """
 from __future__ import annotations
 
@@ -13,18 +17,41 @@ import hashlib
 import os
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from suite.data import userdata
 from suite.data.split import Data, TensorSplit, fingerprint
 from suite.data.streaming import Streamed
 from suite.errors import SuiteError
+from suite.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
 CACHE_VERSION = 1  # bump when the decoded layout changes
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A built-in dataset: ``load(data_dir, download)`` and what a setting needs before loading it."""
+
+    name: str
+    load: Callable[[str | None, bool], Data]
+    info: userdata.DataInfo
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset")
+
+
+def builtin(name: str, input_shape: tuple[int, int, int], num_classes: int):
+    """Decorator: register ``load(data_dir, download=False) -> Data`` as the built-in dataset ``name``."""
+    def add(load: Callable[[str | None, bool], Data]):
+        DATASETS.register(name)(DatasetEntry(name, load, userdata.DataInfo(input_shape, num_classes)))
+        return load
+    return add
 
 
 # --------------------------------------------------------------------------- decoding
@@ -87,6 +114,7 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
+@builtin("fashion-mnist", (1, 28, 28), 10)
 def load_fashion_mnist(data_dir: str | None, download: bool = False) -> Data:
     """Fashion-MNIST from the IDX files (Debian's dataset-fashion-mnist, or torchvision's layout)."""
     folders = [Path(data_dir)] if data_dir else [Path(d) for d in FMNIST_DIRS]
@@ -131,6 +159,7 @@ def _decode_image_folder(root: Path) -> TensorSplit:
     return TensorSplit(torch.stack(xs), torch.tensor(folder.targets, dtype=torch.long))
 
 
+@builtin("cifar10-jpg", (3, 32, 32), 10)
 def load_cifar10_jpg(data_dir: str | None, download: bool = False) -> Data:
     """The CIFAR-10 JPEG copy of shared/data (ImageFolder train/ and test/)."""
     root = Path(data_dir or "data/cifar10-jpg")
@@ -166,6 +195,17 @@ def _load_cifar(kind: str, data_dir: str | None, download: bool) -> Data:
                 fingerprint=fp, source=str(root))
 
 
+@builtin("cifar10", (3, 32, 32), 10)
+def load_cifar10(data_dir: str | None, download: bool = False) -> Data:
+    return _load_cifar("cifar10", data_dir, download)
+
+
+@builtin("cifar100", (3, 32, 32), 100)
+def load_cifar100(data_dir: str | None, download: bool = False) -> Data:
+    return _load_cifar("cifar100", data_dir, download)
+
+
+@builtin("imagenet", (3, 224, 224), 1000)
 def load_imagenet(data_dir: str | None, download: bool = False) -> Data:
     """ImageNet as ImageFolder train/ and val/ with the standard transforms, read by DataLoader workers."""
     from torchvision import transforms as T
@@ -187,31 +227,27 @@ def load_imagenet(data_dir: str | None, download: bool = False) -> Data:
                 streamed=Streamed(train_set, val_set, on_device=False))
 
 
-# What a setting needs to know of a dataset without loading it: (input shape, classes).
-DATASET_INFO: dict[str, tuple[tuple[int, int, int], int]] = {
-    "cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "cifar10-jpg": ((3, 32, 32), 10),
-    "imagenet": ((3, 224, 224), 1000), "fashion-mnist": ((1, 28, 28), 10),
-}
-
-DATASETS: dict[str, Callable[..., Data]] = {
-    "cifar10": lambda d, dl: _load_cifar("cifar10", d, dl),
-    "cifar100": lambda d, dl: _load_cifar("cifar100", d, dl),
-    "cifar10-jpg": load_cifar10_jpg,
-    "imagenet": load_imagenet,
-    "fashion-mnist": load_fashion_mnist,
-}
+def info(name: str, data_dir: str | None = None) -> userdata.DataInfo:
+    """Input shape and classes of a named dataset: a built-in's without loading it, a user dataset's
+    from its data (``suite.data.userdata.info``)."""
+    if userdata.is_user_dataset(name):
+        return userdata.info(name, data_dir)
+    return _builtin(name).info
 
 
 def load(name: str, data_dir: str | None = None, download: bool = False, options: dict | None = None) -> Data:
     """Load a named dataset, or a user's (``suite.data.userdata``: ``imagefolder:PATH``,
     ``torchvision:CLASS``, ``file.py:factory``, with ``options`` for normalisation and augmentation);
     a missing data dir is a one-line :class:`SuiteError` saying how to get it."""
-    from suite.data import userdata
     if userdata.is_user_dataset(name):
         return userdata.load(name, data_dir, download, options)
     if options:
         raise SuiteError(f"data_options apply to user datasets; {name} has the paper's normalisation")
-    if name not in DATASETS:
-        raise SuiteError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}, or imagefolder:PATH, "
-                         f"torchvision:CLASS, path/to/file.py:factory")
-    return DATASETS[name](data_dir, download)
+    return _builtin(name).load(data_dir, download)
+
+
+def _builtin(name: str) -> DatasetEntry:
+    try:
+        return DATASETS.get(name)
+    except SuiteError as e:  # its one-line "did you mean" error, with the other forms
+        raise SuiteError(f"{e}; or imagefolder:PATH, torchvision:CLASS, path/to/file.py:factory") from None

@@ -414,7 +414,7 @@ def prune_copy(setting, base: nn.Module, layer_ratios: dict[str, float]) -> nn.M
     pruned = copy.deepcopy(base)
     shape = setting.input_shape
     choice = {n: list(range(n_pruned(r, pruned.get_submodule(n).out_channels))) for n, r in layer_ratios.items()}
-    remove_filters(pruned, choice, example_input(shape[0], shape[1:]), coupled=setting.family == "generic")
+    remove_filters(pruned, choice, example_input(shape[0], shape[1:]), coupled=setting.layout.coupled)
     return pruned.eval()
 
 

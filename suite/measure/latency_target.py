@@ -42,15 +42,12 @@ def units(setting, model: nn.Module) -> dict[str, list[str]]:
     """The parts whose ratio the search sets, each with the layers it prunes: a ResNet's stages
     (``stage1``...), a plain net's convs but the first (as the paper prunes VGG), a generic
     model's groups of coupled convs (named by their first conv)."""
-    from suite.models.nets import prunable_convs
     from suite.models.ratios import parse_ratios, resolve
-    family = setting.family
-    if family == "plain":
-        return {c.name: [c.name] for c in prunable_convs(model, family) if c.index > 0}
-    if family == "generic":
-        return {root: [root] for root in resolve(parse_ratios("0.5"), model, family, input_shape=setting.input_shape)}
+    layout = setting.layout
+    if not layout.per_stage:  # each layer one ratio prunes: a plain net's convs but conv 0, a generic model's groups
+        return {root: [root] for root in resolve(parse_ratios("0.5"), model, layout, input_shape=setting.input_shape)}
     out: dict[str, list[str]] = {}
-    for c in prunable_convs(model, family):
+    for c in layout.prunable_convs(model):
         out.setdefault(f"stage{c.stage}", []).append(c.name)
     return out
 
@@ -58,9 +55,9 @@ def units(setting, model: nn.Module) -> dict[str, list[str]]:
 def ratio_string(setting, model: nn.Module, ratios: dict[str, float]) -> str:
     """The ratio string that resolves to ``ratios`` (unit -> ratio): the paper's stage list for a
     ResNet, module-name globs otherwise (what ``--ratios`` and ``suite run --ratios`` take)."""
-    if setting.family in ("plain", "generic"):
+    if not setting.layout.per_stage:
         return ",".join(f"{name}={r:g}" for name, r in ratios.items() if r > 0) or "0"
-    from suite.models.nets import num_stages
+    from suite.models.layouts import num_stages
     return "[" + ",".join(["0", *(f"{ratios.get(f'stage{s}', 0.0):g}" for s in range(1, num_stages(model) + 1)),
                                 "0"]) + "]"
 

@@ -11,9 +11,9 @@ Kept by default: the group that holds the stem (the first conv; in a ResNet that
 stream of the first stage) and the classifier (the last conv or linear layer; its outputs are the
 classes). Linear layers are never roots: the suite prunes conv filters.
 
-Used for the ``generic`` family (models from torchvision, timm or a user's file), whose ratio
+Used by the ``GENERIC`` layout (models from torchvision, timm or a user's file), whose ratio
 strings are a single ratio, module-name globs, or a FLOPs target (``suite.models.ratios``); the built-in
-families keep the paper's layouts (``suite.models.nets.prunable_convs``).
+models keep the paper's layouts (``suite.models.layouts``).
 """
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
-"""Models of the suite, and which of their convs a pruning ratio may touch.
+"""The suite's built-in models, and the one model registry they join (``MODELS``).
 
 CIFAR ResNets follow He et al. 2016 (option-A zero-pad shortcuts), because the GReg paper's
 ResNet-56 numbers (0.85 M params, 125.49 M multiply-adds) are for that net; torchvision has no
 CIFAR ResNet, so it is written here. ImageNet ResNets are torchvision's own.
 
-Every model exposes its *prunable layout* through :func:`prunable_convs`: the convs whose output
-filters may be removed without touching a residual addition (methods/GREG_SPEC.md, "Layer ratios").
+Every entry carries its layout (``suite.models.layouts``): which convs a ratio may touch (the paper's
+rules for these nets, methods/GREG_SPEC.md "Layer ratios") and how a ratio string resolves on it.
+``suite.models.zoo`` resolves every model name through ``MODELS`` and adds the outside ones.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.errors import SuiteError
+from suite.models.layouts import PLAIN, RESNET, Layout
+from suite.registry import Registry
 
 
 # --------------------------------------------------------------------------- CIFAR ResNet
@@ -116,89 +119,76 @@ CNN6_CFG = [32, 32, "M", 64, 64, "M", 128, 128]
 
 # --------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelEntry:
+    """``build(num_classes, input_shape)`` with input_shape (C, H, W); ``layout`` answers what may be
+    pruned and how a ratio string resolves (``suite.models.layouts``)."""
+
     name: str
-    family: str  # "cifar-resnet" | "torchvision-resnet" | "plain"
-    build: Callable[[int, int], nn.Module]  # (num_classes, in_channels) -> model
+    layout: Layout
+    build: Callable[[int, tuple[int, int, int]], nn.Module]
     description: str
 
 
-MODELS: dict[str, ModelSpec] = {}
+MODELS: Registry[ModelEntry] = Registry("model")
 
 
-def _add(name, family, build, description):
-    MODELS[name] = ModelSpec(name, family, build, description)
+def builtin(name: str, layout: Layout, description: str):
+    """Decorator: register ``build(num_classes, in_channels)`` as the built-in model ``name`` (a
+    built-in ends in adaptive pooling, so it takes any image size)."""
+    def add(build: Callable[[int, int], nn.Module]):
+        MODELS.register(name)(ModelEntry(name, layout, lambda k, shape: build(k, shape[0]), description))
+        return build
+    return add
 
 
-for _d in (20, 56, 110):
-    _add(f"resnet{_d}", "cifar-resnet", (lambda d: lambda k, c: CifarResNet(d, k))(_d),
-         f"CIFAR ResNet-{_d}, option-A shortcuts (He et al. 2016)")
-_add("vgg19", "plain", lambda k, c: PlainNet(VGG19_CFG, c, k), "CIFAR VGG-19 with BN, one linear classifier")
-_add("cnn4", "plain", lambda k, c: PlainNet(CNN4_CFG, c, k), "4-conv BN net for CPU settings (16-32-64-64)")
-_add("cnn6", "plain", lambda k, c: PlainNet(CNN6_CFG, c, k), "6-conv BN net for CPU settings (32..128)")
-def _torchvision(name: str) -> Callable[[int, int], nn.Module]:
-    """A torchvision ResNet builder, importing torchvision only when one is built: importing it
-    pulls in torch._dynamo (seconds), which no CIFAR or Fashion-MNIST command needs."""
-    def build(k: int, c: int) -> nn.Module:
-        from torchvision import models as tvm
-        return getattr(tvm, name)(num_classes=k)
-    return build
+@builtin("resnet20", RESNET, "CIFAR ResNet-20, option-A shortcuts (He et al. 2016)")
+def resnet20(num_classes: int, in_channels: int) -> nn.Module:
+    return CifarResNet(20, num_classes)
 
 
-_add("resnet34", "torchvision-resnet", _torchvision("resnet34"), "torchvision ResNet-34")
-_add("resnet50", "torchvision-resnet", _torchvision("resnet50"), "torchvision ResNet-50")
+@builtin("resnet56", RESNET, "CIFAR ResNet-56, option-A shortcuts (He et al. 2016)")
+def resnet56(num_classes: int, in_channels: int) -> nn.Module:
+    return CifarResNet(56, num_classes)
 
 
-def build_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
-    if name not in MODELS:
-        raise SuiteError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-    return MODELS[name].build(num_classes, in_channels)
+@builtin("resnet110", RESNET, "CIFAR ResNet-110, option-A shortcuts (He et al. 2016)")
+def resnet110(num_classes: int, in_channels: int) -> nn.Module:
+    return CifarResNet(110, num_classes)
 
 
-def model_family(name: str) -> str:
-    return MODELS[name].family
+@builtin("vgg19", PLAIN, "CIFAR VGG-19 with BN, one linear classifier")
+def vgg19(num_classes: int, in_channels: int) -> nn.Module:
+    return PlainNet(VGG19_CFG, in_channels, num_classes)
 
 
-# --------------------------------------------------------------------------- prunable layout
-@dataclass(frozen=True)
-class PrunableConv:
-    """A conv whose output filters may be removed. ``stage``/``block`` are None for plain nets."""
-
-    name: str
-    index: int  # position among all convs of the model (plain nets: the "conv i" of a ratio string)
-    stage: int | None = None  # 1-based ResNet stage (layer1 = 1)
-    block: int | None = None  # 0-based block inside the stage
+@builtin("cnn4", PLAIN, "4-conv BN net for CPU settings (16-32-64-64)")
+def cnn4(num_classes: int, in_channels: int) -> nn.Module:
+    return PlainNet(CNN4_CFG, in_channels, num_classes)
 
 
-def _all_convs(model: nn.Module) -> list[str]:
-    return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+@builtin("cnn6", PLAIN, "6-conv BN net for CPU settings (32..128)")
+def cnn6(num_classes: int, in_channels: int) -> nn.Module:
+    return PlainNet(CNN6_CFG, in_channels, num_classes)
 
 
-def prunable_convs(model: nn.Module, family: str) -> list[PrunableConv]:
-    """The convs methods/GREG_SPEC.md allows to prune, in model order.
-
-    ResNets: the first conv of a basic block, the first two of a bottleneck; never the last conv
-    of a block, a downsample conv or the stem (their channels are tied by the residual addition).
-    Plain nets: every conv.
-    """
-    convs = _all_convs(model)
-    if family == "plain":
-        return [PrunableConv(n, i) for i, n in enumerate(convs)]
-    out = []
-    for i, n in enumerate(convs):
-        parts = n.split(".")
-        if len(parts) != 3 or not parts[0].startswith("layer"):
-            continue  # stem conv and downsample convs (layerS.B.downsample.0)
-        stage, block, conv = int(parts[0][5:]), int(parts[1]), parts[2]
-        block_mod = model.get_submodule(f"{parts[0]}.{parts[1]}")
-        last = "conv3" if hasattr(block_mod, "conv3") else "conv2"
-        if conv != last:
-            out.append(PrunableConv(n, i, stage, block))
-    return out
+# torchvision's ResNets are imported only when one is built: importing torchvision pulls in
+# torch._dynamo (seconds), which no CIFAR or Fashion-MNIST command needs.
+@builtin("resnet34", RESNET, "torchvision ResNet-34")
+def resnet34(num_classes: int, in_channels: int) -> nn.Module:
+    from torchvision import models as tvm
+    return tvm.resnet34(num_classes=num_classes)
 
 
-def num_stages(model: nn.Module) -> int:
-    return sum(1 for n, _ in model.named_children() if n.startswith("layer"))
+@builtin("resnet50", RESNET, "torchvision ResNet-50")
+def resnet50(num_classes: int, in_channels: int) -> nn.Module:
+    from torchvision import models as tvm
+    return tvm.resnet50(num_classes=num_classes)
+
+
+def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: tuple[int, int] = (32, 32)
+                ) -> nn.Module:
+    """A registered model by name (``suite.models.zoo.build`` also takes the outside names)."""
+    return MODELS.get(name).build(num_classes, (in_channels, *image_size))
 
 
 def example_input(in_channels: int, image_size, batch: int = 1) -> torch.Tensor:

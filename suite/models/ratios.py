@@ -12,11 +12,11 @@ For any model (``suite.models.groups``; on the built-in families over the paper'
   ``2.5x``                     a FLOPs speedup: the uniform ratio whose real surgery comes nearest
                                (bisection), filter methods only
 A ``generic`` model (torchvision, timm, a user's file) takes a single ratio for every prunable group.
+Which form a model takes, and what it selects, is its layout's answer (``suite.models.layouts``).
 """
 from __future__ import annotations
 
 import copy
-import fnmatch
 import math
 import re
 from dataclasses import dataclass, replace
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from suite.errors import SuiteError
-from suite.models.nets import PrunableConv, example_input, num_stages, prunable_convs
+from suite.models.nets import example_input
 
 _NUM = r"\d*\.?\d+(?:[eE][-+]?\d+)?"
 
@@ -117,137 +117,26 @@ def n_pruned(ratio: float, n: int) -> int:
     return min(math.ceil(round(ratio * n, 9)), n - 1)
 
 
-def resolve(spec: RatioSpec, model: nn.Module, family: str, granularity: str = "filter",
+def resolve(spec: RatioSpec, model: nn.Module, layout, granularity: str = "filter",
             input_shape: tuple[int, ...] | None = None) -> dict[str, float]:
-    """Map a parsed spec to {layer name: ratio} (ratio > 0 only).
+    """Map a parsed spec to {layer name: ratio} (ratio > 0 only) on the model's ``layout``
+    (``suite.models.layouts``; the model entry's ``layout``).
 
-    Filter granularity: the model's prunable convs (a ``generic`` model: the root conv of each
+    Filter granularity: the layout's prunable convs (a coupled layout: the root conv of each
     prunable group). Weight (unstructured) granularity: any layer, so a ResNet stage entry covers
     every conv of the stage (downsample included) and the stem and classifier entries apply to the
-    stem conv and the linear layer. ``input_shape`` (C, H, W): needed to trace a generic model and
+    stem conv and the linear layer. ``input_shape`` (C, H, W): needed to trace a coupled layout and
     for a FLOPs target.
     """
     if spec.target is not None:
-        return _resolve_target(spec, model, family, granularity, input_shape)
-    if family == "generic" or spec.globs is not None:
-        return _resolve_any(spec, model, family, granularity, input_shape)
-    if granularity == "weight" and family != "plain":
-        return _resolve_resnet_weights(spec, model)
-    convs = prunable_convs(model, family)
-    if family == "plain":
-        if spec.skip:
-            raise SuiteError(f"skip lists apply to ResNets only; this model is a plain net ({spec.text})")
-        if spec.stages is not None:
-            raise SuiteError(f"ratio string {spec.text!r} is a ResNet stage list; for a plain net write "
-                             f"[first-last:ratio], e.g. [1-{len(convs) - 1}:0.5]")
-        if spec.uniform is not None:
-            return {c.name: spec.uniform for c in convs if c.index > 0 and spec.uniform > 0}
-        out = {}
-        for a, b, r in spec.by_index:
-            if b >= len(convs):
-                raise SuiteError(f"ratio string {spec.text!r} names conv {b}, but the model has only "
-                                 f"convs 0-{len(convs) - 1}")
-            for c in convs[a:b + 1]:
-                out[c.name] = r
-        return {k: v for k, v in out.items() if v > 0}
-    return _resolve_resnet(spec, model, convs)
+        return _resolve_target(spec, model, layout, granularity, input_shape)
+    example = None if input_shape is None else example_input(input_shape[0], input_shape[1:])
+    if spec.globs is not None:
+        return layout.resolve_globs(spec, model, granularity, example)
+    return layout.resolve(spec, model, granularity, example)
 
 
-def _resolve_resnet(spec: RatioSpec, model: nn.Module, convs: list[PrunableConv]) -> dict[str, float]:
-    stages = num_stages(model)
-    if spec.by_index is not None:
-        raise SuiteError(f"ratio string {spec.text!r} indexes convs; a ResNet takes one ratio per stage "
-                         f"plus stem and classifier, e.g. [0{',0.5' * stages},0]")
-    if spec.uniform is not None:
-        per_stage = [spec.uniform] * stages
-    else:
-        if len(spec.stages) != stages + 2:
-            raise SuiteError(f"ratio string {spec.text!r} has {len(spec.stages)} entries; this ResNet needs "
-                             f"{stages + 2} (stem, {stages} stages, classifier)")
-        if spec.stages[0] or spec.stages[-1]:
-            raise SuiteError(f"ratio string {spec.text!r}: stem and classifier entries must be 0 (their "
-                             f"channels are tied to the residual stream)")
-        per_stage = list(spec.stages[1:-1])
-    skipped = set(spec.skip)
-    for s, b in skipped:
-        if not any(c.stage == s and c.block == b for c in convs):
-            raise SuiteError(f"skip list names block {s}.{b}, which this ResNet does not have")
-    return {c.name: per_stage[c.stage - 1] for c in convs
-            if per_stage[c.stage - 1] > 0 and (c.stage, c.block) not in skipped}
-
-
-def _resolve_resnet_weights(spec: RatioSpec, model: nn.Module) -> dict[str, float]:
-    stages = num_stages(model)
-    if spec.by_index is not None:
-        raise SuiteError(f"ratio string {spec.text!r} indexes convs; a ResNet takes [stem, stages..., classifier]")
-    if spec.uniform is not None:
-        entries = [spec.uniform] * (stages + 2)
-    elif len(spec.stages) != stages + 2:
-        raise SuiteError(f"ratio string {spec.text!r} has {len(spec.stages)} entries; this ResNet needs "
-                         f"{stages + 2} (stem, {stages} stages, classifier)")
-    else:
-        entries = list(spec.stages)
-    out = {}
-    for name, m in model.named_modules():
-        if not isinstance(m, (nn.Conv2d, nn.Linear)):
-            continue
-        first = name.split(".")[0]
-        if first.startswith("layer"):
-            stage = int(first[5:])
-            if spec.skip and len(name.split(".")) > 1 and (stage, int(name.split(".")[1])) in spec.skip:
-                continue
-            r = entries[stage]
-        else:
-            r = entries[-1] if isinstance(m, nn.Linear) else entries[0]
-        if r > 0:
-            out[name] = r
-    return out
-
-
-def _candidates(model: nn.Module, family: str, granularity: str,
-                input_shape: tuple[int, ...] | None) -> dict[str, tuple[str, ...]]:
-    """{layer or group root: the module names a glob may match to select it}."""
-    from suite.models.groups import prunable_groups, stem_and_classifier
-    if granularity == "weight":
-        kept = set(stem_and_classifier(model)) if family == "generic" else set()
-        return {n: (n,) for n, m in model.named_modules()
-                if isinstance(m, (nn.Conv2d, nn.Linear)) and n not in kept}
-    if family != "generic":
-        return {c.name: (c.name,) for c in prunable_convs(model, family)}
-    if input_shape is None:
-        raise ValueError("a generic model's groups need the input shape to trace it")
-    groups = prunable_groups(model, example_input(input_shape[0], input_shape[1:]))
-    return {root: tuple(m for m, _ in g.members) for root, g in groups.items()}
-
-
-def _resolve_any(spec: RatioSpec, model: nn.Module, family: str, granularity: str,
-                 input_shape: tuple[int, ...] | None) -> dict[str, float]:
-    if spec.skip and family == "generic":
-        raise SuiteError(f"skip lists apply to the built-in ResNets; for this model set a glob to 0, "
-                         f"e.g. \"layer2.*=0\" ({spec.text})")
-    if spec.stages is not None or spec.by_index is not None:
-        raise SuiteError(f"ratio string {spec.text!r} is a paper layout; for this model give one ratio (0.5), "
-                         f"module globs (features.*=0.5,classifier=0) or a FLOPs target (2.5x)")
-    cands = _candidates(model, family, granularity, input_shape)
-    if not cands:
-        raise SuiteError("this model has no prunable layer (only its stem and classifier, which stay whole)")
-    if spec.uniform is not None:
-        return {n: spec.uniform for n in cands if spec.uniform > 0}
-    names = [n for n, _ in model.named_modules() if n]
-    out: dict[str, float] = {}
-    for pattern, r in spec.globs:
-        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-            raise SuiteError(f"ratio string {spec.text!r}: {pattern!r} matches no module of this model "
-                             f"(its first modules: {', '.join(names[:4])}, ...)")
-        hit = [n for n, members in cands.items() if any(fnmatch.fnmatchcase(m, pattern) for m in members)]
-        if not hit and r > 0:
-            raise SuiteError(f"ratio string {spec.text!r}: {pattern!r} matches no prunable layer (the stem, the "
-                             f"classifier and layers tied to them stay whole)")
-        out.update({n: r for n in hit})
-    return {n: r for n, r in out.items() if r > 0}
-
-
-def _resolve_target(spec: RatioSpec, model: nn.Module, family: str, granularity: str,
+def _resolve_target(spec: RatioSpec, model: nn.Module, layout, granularity: str,
                     input_shape: tuple[int, ...] | None) -> dict[str, float]:
     if granularity == "weight":
         raise SuiteError(f"a FLOPs target ({spec.text}) applies to filter pruning; unstructured methods take a "
@@ -256,8 +145,8 @@ def _resolve_target(spec: RatioSpec, model: nn.Module, family: str, granularity:
         raise ValueError("a FLOPs target needs the input shape")
 
     def uniform(r: float) -> dict[str, float]:
-        return resolve(replace(spec, target=None, uniform=round(r, 6)), model, family, granularity, input_shape)
-    r = ratio_for_speedup(model, spec.target, uniform, input_shape, coupled=family == "generic")
+        return resolve(replace(spec, target=None, uniform=round(r, 6)), model, layout, granularity, input_shape)
+    r = ratio_for_speedup(model, spec.target, uniform, input_shape, coupled=layout.coupled)
     return uniform(r)
 
 

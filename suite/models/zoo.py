@@ -1,5 +1,5 @@
-"""One registry of models, with the look of timm's: ``@register_model``, ``list_models('pat*')``,
-and names that reach outside the suite.
+"""Model names, resolved through the one registry (``suite.models.nets.MODELS``), with the look of
+timm's: ``@register_model``, ``list_models('pat*')``, and names that reach outside the suite.
 
 A model name is one of:
   a registered name            the built-ins of ``suite.models.nets`` (cnn4, resnet56, vgg19, resnet50, ...)
@@ -10,8 +10,8 @@ A model name is one of:
                                ``input_size=(H, W)`` when the factory takes them) returns an ``nn.Module``
 
 Outside models are built with random initial weights (``weights=None``, ``pretrained=False``): the
-suite never downloads at run time. Their family is ``generic``: what may be pruned comes from
-torch-pruning's dependency graph (``suite.models.groups``), not from the paper's layouts.
+suite never downloads at run time. Their layout is ``GENERIC`` (``suite.models.layouts``): what may be
+pruned comes from torch-pruning's dependency graph (``suite.models.groups``), not from the paper's layouts.
 
 Channels: a torchvision model whose stem takes 3 channels gets a fresh stem conv for C channels
 when the data has C != 3 (grey images stay 1 channel; torchvision has no ``in_chans`` argument);
@@ -25,41 +25,24 @@ import importlib.util
 import inspect
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
 from suite.errors import SuiteError
-from suite.models.nets import MODELS as BUILTINS
-
-GENERIC = "generic"  # the family of every model built outside the suite's paper layouts
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """``build(num_classes, input_shape)`` with input_shape (C, H, W); ``family`` picks the ratio rules."""
-
-    name: str
-    family: str
-    build: Callable[[int, tuple[int, int, int]], nn.Module]
-    description: str
-
-
-_REGISTRY: dict[str, ModelEntry] = {
-    name: ModelEntry(name, spec.family, (lambda b: lambda k, shape: b(k, shape[0]))(spec.build), spec.description)
-    for name, spec in BUILTINS.items()}
+from suite.models.layouts import GENERIC, Layout
+from suite.models.nets import MODELS, ModelEntry
 
 
 def register_model(fn: Callable | None = None, *, name: str | None = None, description: str = ""):
     """Decorator: ``@register_model`` on ``def mynet(num_classes, in_channels=3, input_size=None)``
-    adds it under its function name (family ``generic``); a duplicate name is an error."""
+    adds it to ``MODELS`` under its function name (layout ``GENERIC``); a duplicate name is an error."""
     def add(f):
         key = name or f.__name__
-        if key in _REGISTRY:
+        if key in MODELS:
             raise SuiteError(f"model {key!r} is registered twice")
-        _REGISTRY[key] = ModelEntry(key, GENERIC, lambda k, shape: _call_factory(f, k, shape, key),
-                                    description or (f.__doc__ or "").strip().split("\n")[0])
+        MODELS.register(key)(ModelEntry(key, GENERIC, lambda k, shape: _call_factory(f, k, shape, key),
+                                        description or (f.__doc__ or "").strip().split("\n")[0]))
         return f
     return add(fn) if fn is not None else add
 
@@ -73,7 +56,7 @@ def list_models(pattern: str = "*") -> list[str]:
     elif pattern.startswith("timm:"):
         names = [f"timm:{n}" for n in _timm().list_models()]
     else:
-        names = list(_REGISTRY)
+        return MODELS.names(pattern)
     return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
 
 
@@ -81,8 +64,8 @@ def get(name: str) -> ModelEntry:
     """The entry for a model name (see the module docstring); a bad name is a one-line error."""
     if not isinstance(name, str):
         raise SuiteError(f"model {name!r}: must be a string")
-    if name in _REGISTRY:
-        return _REGISTRY[name]
+    if name in MODELS:
+        return MODELS.get(name)
     if name.startswith("torchvision:"):
         return _torchvision_entry(name.split(":", 1)[1])
     if name.startswith("timm:"):
@@ -90,16 +73,20 @@ def get(name: str) -> ModelEntry:
     m = re.fullmatch(r"(.+\.py):([A-Za-z_]\w*)", name)
     if m:
         return _file_entry(Path(m.group(1)), m.group(2))
-    raise SuiteError(f"unknown model {name!r}; use one of {', '.join(_REGISTRY)}, torchvision:NAME (e.g. "
-                     f"torchvision:resnet18), timm:NAME, or path/to/file.py:factory")
+    try:
+        return MODELS.get(name)  # not registered: its one-line "did you mean" error, with the other forms
+    except SuiteError as e:
+        raise SuiteError(f"{e}; or torchvision:NAME (e.g. torchvision:resnet18), timm:NAME, "
+                         f"path/to/file.py:factory") from None
 
 
 def build(name: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     return get(name).build(num_classes, tuple(input_shape))
 
 
-def family(name: str) -> str:
-    return get(name).family
+def layout(name: str) -> Layout:
+    """What may be pruned in the named model and how its ratio strings resolve."""
+    return get(name).layout
 
 
 # --------------------------------------------------------------------------- torchvision

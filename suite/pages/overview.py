@@ -19,11 +19,10 @@ def achieved(setting: Setting, ratios: str | None = None, skip: str | None = Non
     Sizes depend only on how many filters each conv loses, not on which: the first
     ``n_pruned(r, n)`` are removed here, so the harness needs no selection rule."""
     from suite.models.ratios import dry_surgery
-    from suite.models.zoo import GENERIC
 
     model = setting.build_model()
     return dry_surgery(model, setting.layer_ratios(model, ratios, skip), setting.input_shape,
-                       coupled=setting.family == GENERIC)
+                       coupled=setting.layout.coupled)
 
 
 def changed_defaults(setting: Setting) -> dict:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import copy
 import itertools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -25,11 +25,13 @@ from suite.measure.metrics import count_flops, count_params, latency, latency_re
 from suite.models.groups import prunable_groups
 from suite.models.nets import example_input
 from suite.models.surgery import MaskKeeper, remove_filters, sparsity
-from suite.models.zoo import GENERIC
-from suite.spec.plan import Job, finetune_steps, layer_ratios, prune_cap, stretched_lr
-from suite.training.baseline import Baseline
 from suite.training.loop import Outcome, evaluate, load_checkpoint, save_atomic, train
 from suite.training.numerics import compile_failure
+from suite.training.schedule import lr_milestones, prune_cap, stretched_lr
+
+if TYPE_CHECKING:  # annotations only: planning and the baseline store are not training code
+    from suite.spec.plan import Job
+    from suite.training.baseline import Baseline
 
 
 @dataclass
@@ -99,7 +101,7 @@ def _task(ws: Workspace, model: nn.Module, own: OwnTraining, log: list) -> Prune
     """The PruneTask a method receives: the setting's regularization loop and batch stream, both
     counting into ``own``."""
     job, s = ws.job, ws.job.setting
-    cap = prune_cap(s, job.smoke)
+    cap = prune_cap(s.prune.max_iters, job.smoke)
 
     def run_phase(hooks, desc, log_every=None, log_extra=None) -> Outcome:
         outcome = train(model, ws.data, lr=lambda e: s.prune.lr, batch_size=s.prune.batch_size,
@@ -123,9 +125,9 @@ def _task(ws: Workspace, model: nn.Module, own: OwnTraining, log: list) -> Prune
             own.samples += len(y)
             yield x, y
 
-    ratios = layer_ratios(s, job.impl.granularity)
+    ratios = job.describe(ws.data.fingerprint).model.layers  # the layers its run description names
     groups = {}
-    if s.family == GENERIC and job.impl.granularity == "filter":
+    if s.layout.coupled and job.impl.granularity == "filter":
         groups = {n: g for n, g in prunable_groups(model, ws.example).items() if n in ratios}
     return PruneTask(layer_ratios=ratios, device=ws.device, seed=job.seed, max_iters=cap, train=run_phase,
                      batches=batches, example=ws.example, groups=groups)
@@ -135,7 +137,7 @@ def apply(ws: Workspace, model: nn.Module, pruning: Pruning) -> MaskKeeper | Non
     """One surgery for every method: filters removed physically, or a mask kept during fine-tuning
     (returned, to be passed to the fine-tuning loop as a hook)."""
     if pruning.filters is not None:
-        remove_filters(model, pruning.filters, ws.example, coupled=ws.job.setting.family == GENERIC)
+        remove_filters(model, pruning.filters, ws.example, coupled=ws.job.setting.layout.coupled)
         model.to(ws.device)
         return None
     return MaskKeeper(model, pruning.masks)
@@ -146,8 +148,9 @@ def finetune(ws: Workspace, model: nn.Module, keeper: MaskKeeper | None, own: Ow
     the method's own training left, on the recipe's schedule stretched to that length."""
     job, ft = ws.job, ws.job.setting.finetune
     bpe = ws.data.batches_per_epoch(ft.batch_size)
-    steps = finetune_steps(job, own.samples, bpe)
-    return train(model, ws.data, lr=stretched_lr(job, steps, bpe), batch_size=ft.batch_size, momentum=ft.momentum,
+    steps = job.finetune_steps(own.samples, bpe)
+    return train(model, ws.data, lr=stretched_lr(ft.lr_at, ft.epochs, steps, bpe), batch_size=ft.batch_size,
+                 momentum=ft.momentum,
                  weight_decay=ft.weight_decay, device=ws.device, seed=job.seed, stream="finetune",
                  total_steps=steps, hooks=(keeper,) if keeper else (), checkpoint=ws.folder / "finetune.ckpt",
                  desc=f"{job.method} fine-tune", eval_split=ws.eval_split, on_epoch_end=ws.on_epoch_end,
@@ -188,8 +191,8 @@ def measure(ws: Workspace, base: Baseline, model: nn.Module, choice: Choice, acc
             "finetune_iters": outcome.steps, "finetune_epochs": outcome.epochs_done,
             # the fine-tuning's schedule: the recipe's milestones scaled to its length (1.0: the recipe)
             "finetune_stretch": outcome.steps / (ft.epochs * ws.data.batches_per_epoch(ft.batch_size)),
-            "finetune_lr": _lr_milestones(stretched_lr(job, outcome.steps, ws.data.batches_per_epoch(ft.batch_size)),
-                                          outcome.epochs_done),
+            "finetune_lr": lr_milestones(stretched_lr(ft.lr_at, ft.epochs, outcome.steps,
+                                                      ws.data.batches_per_epoch(ft.batch_size)), outcome.epochs_done),
             "finetune_samples": ft_samples, "samples": samples,
             "samples_x_train": samples / len(ws.data.train) if ws.data.train is not None else None,
             # training compute: forward + backward ~ 3 x the forward multiply-adds (FLOPs / 2) of
@@ -214,15 +217,6 @@ def measure(ws: Workspace, base: Baseline, model: nn.Module, choice: Choice, acc
         # the achieved sparsity over every weight the method could mask (what a target of 0.9 means)
         result["weight_sparsity"] = zeros / sum(m.numel() for m in pruning.masks.values())
     return result
-
-
-def _lr_milestones(lr, epochs: float) -> dict[str, float]:
-    """{first epoch: rate} of a per-epoch schedule over ``epochs``: what a run's fine-tuning really ran."""
-    out, last = {}, None
-    for epoch in range(math.ceil(epochs)):
-        if lr(epoch) != last:
-            out[str(epoch)] = last = lr(epoch)
-    return out
 
 
 def execute(ws: Workspace, base: Baseline, log: list) -> dict:

@@ -21,7 +21,7 @@ from suite.errors import SuiteError
 from suite.measure.metrics import machine
 from suite.running import pipeline
 from suite.running.pipeline import Workspace
-from suite.spec.plan import Job, finetune_steps
+from suite.spec.plan import Job
 from suite.spec.settings import Setting
 from suite.store.files import code_version, job_lock, read_json, write_atomic, write_csv, write_json
 from suite.store.fingerprint import training_code
@@ -140,7 +140,8 @@ class Runner:
         if twin is None or self.is_stale(paper, twin) or "own_samples" not in twin["budget"]:
             return None
         b = twin["budget"]
-        if finetune_steps(job, b["own_samples"], 0) != b["finetune_iters"]:
+        if job.finetune_steps(b["own_samples"], self.data.batches_per_epoch(job.setting.finetune.batch_size)) \
+                != b["finetune_iters"]:
             return None
         twin_folder = self.folder(paper)
         write_json(folder / "config.json", {**read_json(twin_folder / "config.json"),

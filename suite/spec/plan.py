@@ -32,10 +32,9 @@ from methods.base import Hparams, Method
 from suite.errors import SuiteError
 from suite.spec.run import BaselineSpec, BudgetSpec, DataSpec, MethodSpec, ModelSpec, NumericsSpec, RunDescription
 from suite.spec.settings import Setting
+from suite.training import schedule
 from suite.training.numerics import FP32, Numerics
-
-SMOKE_STEPS = 20  # every phase of a --smoke run is cut to this many iterations
-
+from suite.training.schedule import SMOKE_STEPS
 
 _RATIOS: dict[tuple, dict[str, float]] = {}
 
@@ -51,7 +50,7 @@ def layer_ratios(setting: Setting, granularity: str) -> dict[str, float]:
 
 def prune_cap(setting: Setting, smoke: bool) -> int:
     """The most iterations a method's own training may run at this setting."""
-    return SMOKE_STEPS if smoke else setting.prune.max_iters
+    return schedule.prune_cap(setting.prune.max_iters, smoke)
 
 
 @dataclass(frozen=True)
@@ -104,6 +103,12 @@ class Job:
     def planned_prune_iters(self) -> int:
         """The method's own training iterations, as planned, within the setting's cap."""
         return min(self.impl.planned_iters(self.hp), prune_cap(self.setting, self.smoke))
+
+    def finetune_steps(self, own_samples: int, batches_per_epoch: int) -> int:
+        """This job's fine-tuning iterations (``suite.training.schedule.finetune_steps``)."""
+        ft = self.setting.finetune
+        return schedule.finetune_steps(ft.epochs, ft.batch_size, batches_per_epoch, total_samples=self.total_samples,
+                                       own_samples=own_samples, smoke=self.smoke)
 
     def schedule_fits(self) -> bool:
         """False when the method's planned schedule is longer than the setting's cap (it will stop
@@ -196,27 +201,3 @@ def plan(setting: Setting, methods: list[str], seeds: list[int], *, train_size: 
                                  f"training ({own:,} samples) and any fine-tuning: name a larger budget")
         jobs.append(job)
     return jobs
-
-
-def finetune_steps(job: Job, own_samples: int, batches_per_epoch: int) -> int:
-    """Fine-tuning iterations of a job: the recipe's under the paper protocol; under an equal-sample
-    budget what the method's own training left, rounded up to a whole batch (rows are equal to
-    within one fine-tuning batch)."""
-    ft = job.setting.finetune
-    if job.protocol == "paper":
-        steps = ft.epochs * batches_per_epoch
-        return min(steps, SMOKE_STEPS) if job.smoke else steps
-    return max(1, math.ceil((job.total_samples - own_samples) / ft.batch_size))
-
-
-def stretched_lr(job: Job, steps: int, batches_per_epoch: int):
-    """The fine-tuning's learning rate per epoch over ``steps`` iterations: the recipe's schedule
-    with every milestone scaled by steps / the recipe's own iterations (1 under the paper protocol,
-    the recipe itself), so a longer or shorter fine-tuning keeps the recipe's shape instead of
-    running on at its last rate. A milestone lands on the first epoch at or after its scaled place
-    (the loop sets the rate per epoch)."""
-    ft = job.setting.finetune
-    factor = steps / (ft.epochs * batches_per_epoch)
-    if job.protocol == "paper" or factor == 1:
-        return ft.lr_at
-    return lambda epoch: ft.lr_at(math.floor(epoch / factor + 1e-9))

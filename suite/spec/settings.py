@@ -13,10 +13,12 @@ import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from suite.data import userdata
-from suite.data.datasets import DATASET_INFO
+from suite.data import datasets, userdata
+from suite.data.datasets import DATASETS
+from suite.data.userdata import DataInfo
 from suite.errors import SuiteError
 from suite.models import zoo
+from suite.models.layouts import Layout
 from suite.models.ratios import parse_ratios, resolve
 from suite.training.loop import Recipe, is_int, is_number
 
@@ -103,22 +105,21 @@ class Setting:
             return self.data_dir
         return str(Path(self.root) / Path(self.data_dir).expanduser())
 
-    def _info(self) -> tuple[tuple[int, int, int], int]:
-        if self.dataset in DATASET_INFO:
-            return DATASET_INFO[self.dataset]
-        return _user_info(self.at_root(self.dataset), self.data_path)
+    def _info(self) -> DataInfo:
+        return _dataset_info(self.at_root(self.dataset), self.data_path)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return self._info()[0]
+        return self._info().input_shape
 
     @property
     def num_classes(self) -> int:
-        return self._info()[1]
+        return self._info().num_classes
 
     @property
-    def family(self) -> str:
-        return zoo.family(self.at_root(self.model))
+    def layout(self) -> Layout:
+        """What the model may lose and how its ratio strings resolve (``suite.models.layouts``)."""
+        return zoo.layout(self.at_root(self.model))
 
     def build_model(self):
         return zoo.build(self.at_root(self.model), self.num_classes, self.input_shape)
@@ -126,7 +127,7 @@ class Setting:
     def layer_ratios(self, model, ratios: str | None = None, skip: str | None = None,
                      granularity: str = "filter") -> dict[str, float]:
         spec = parse_ratios(ratios or self.ratios, self.skip if skip is None else skip)
-        return resolve(spec, model, self.family, granularity, self.input_shape)
+        return resolve(spec, model, self.layout, granularity, self.input_shape)
 
     def overrides_for(self, method: str) -> dict:
         out = {}
@@ -185,16 +186,16 @@ class Setting:
 
         if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
             bad("name", "1-100 letters, digits and . _ + - (not starting with . _ + -), e.g. \"my-cnn4\"")
-        if not isinstance(self.dataset, str) or not (self.dataset in DATASET_INFO
+        if not isinstance(self.dataset, str) or not (self.dataset in DATASETS
                                                      or userdata.is_user_dataset(self.dataset)):
-            bad("dataset", f"one of {', '.join(DATASET_INFO)}, or imagefolder:PATH, torchvision:CLASS, "
+            bad("dataset", f"one of {', '.join(DATASETS.names())}, or imagefolder:PATH, torchvision:CLASS, "
                            f"path/to/file.py:factory")
         if not isinstance(self.model, str):
             bad("model", "a model name, torchvision:NAME, timm:NAME or path/to/file.py:factory")
         zoo.get(self.at_root(self.model))
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             bad("data_dir", "a folder path")
-        if self.data_options and self.dataset in DATASET_INFO:
+        if self.data_options and self.dataset in DATASETS:
             bad("data_options", f"empty: {self.dataset} has the paper's normalisation (options are for user data)")
         userdata.check_options(self.data_options)
         for f in ("ratios", "skip", "description"):
@@ -304,10 +305,9 @@ DEFAULT_SETTING = "fmnist-cnn4"
 
 
 @functools.lru_cache(maxsize=64)
-def _user_info(dataset: str, data_dir: str | None) -> tuple[tuple[int, int, int], int]:
-    """Shape and classes of a user dataset, once per process (a torchvision class is decoded to know)."""
-    i = userdata.info(dataset, data_dir)
-    return i.input_shape, i.num_classes
+def _dataset_info(dataset: str, data_dir: str | None) -> DataInfo:
+    """Shape and classes of a dataset, once per process (a user's torchvision class is decoded to know)."""
+    return datasets.info(dataset, data_dir)
 
 
 def get_setting(name_or_file: str, data_dir: str | None = None) -> Setting:

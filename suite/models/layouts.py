@@ -1,0 +1,255 @@
+"""A model's layout: which of its convs a filter ratio may touch, how the paper's ratio strings
+resolve on it, and whether removing a filter must follow coupled channels.
+
+Every model entry (``suite.models.nets.MODELS``) carries one. Ratio resolution, the surgery, the
+pipeline and the latency search ask it these questions rather than branching on a family name, so
+a new kind of model is one new layout, not a dozen edited branches:
+
+  ``PLAIN``    a VGG-style net: every conv may lose filters; ``[i-j:r]`` indexes convs; a bare
+               ratio spares conv 0, as the paper does for VGG-19
+  ``RESNET``   the paper's ResNets (CIFAR and torchvision): only convs inside a block whose output
+               does not feed the residual addition; one ratio per stage; skip lists name blocks
+  ``GENERIC``  any other model (torchvision, timm, a user's file): the groups of coupled channels
+               torch-pruning traces (``suite.models.groups``); one ratio, globs or a FLOPs target
+
+The rules are the paper's (methods/GREG_SPEC.md, "Layer ratios"). Module-name globs apply to every
+layout (over its ``candidates``); a FLOPs target is a search over one ratio (``suite.models.ratios``,
+which parses the strings and hands the layout a ``RatioSpec``). May import: suite.errors,
+suite.models.groups (not ratios: ratios imports the nets that carry a layout).
+"""
+from __future__ import annotations
+
+import fnmatch
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from suite.errors import SuiteError
+from suite.models.groups import prunable_groups, stem_and_classifier
+
+
+@dataclass(frozen=True)
+class PrunableConv:
+    """A conv whose output filters may be removed. ``stage``/``block`` are None for plain nets."""
+
+    name: str
+    index: int  # position among all convs of the model (plain nets: the "conv i" of a ratio string)
+    stage: int | None = None  # 1-based ResNet stage (layer1 = 1)
+    block: int | None = None  # 0-based block inside the stage
+
+
+def _all_convs(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def _conv_and_linear(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def num_stages(model: nn.Module) -> int:
+    """The residual stages of a ResNet (its ``layer1``, ``layer2``, ... children)."""
+    return sum(1 for n, _ in model.named_children() if n.startswith("layer"))
+
+
+@dataclass(frozen=True)
+class Layout(ABC):
+    """The questions every layout answers (the module docstring says which layout answers what)."""
+
+    # Removing a filter removes the channels coupled to it (residual additions, depthwise convs,
+    # concatenations): the surgery follows torch-pruning's dependency graph, a unit is a group.
+    coupled: ClassVar[bool] = False
+    # Ratio strings give one ratio per residual stage, and skip lists (stage.block) leave blocks whole.
+    per_stage: ClassVar[bool] = False
+
+    @abstractmethod
+    def units(self, model: nn.Module, example: torch.Tensor | None) -> dict[str, tuple[str, ...]]:
+        """{what a filter ratio names: the module names a glob may match to select it}, in model
+        order. ``example`` (one input) is needed to trace a coupled layout."""
+
+    def weight_layers(self, model: nn.Module) -> list[str]:
+        """The layers an unstructured ratio given as one number or as globs may mask."""
+        return _conv_and_linear(model)
+
+    def candidates(self, model: nn.Module, granularity: str, example: torch.Tensor | None
+                   ) -> dict[str, tuple[str, ...]]:
+        """:meth:`units` for filter pruning, :meth:`weight_layers` (each alone) for weights; a model
+        with none is a one-line error."""
+        cands = ({n: (n,) for n in self.weight_layers(model)} if granularity == "weight"
+                 else self.units(model, example))
+        if not cands:
+            raise SuiteError("this model has no prunable layer (only its stem and classifier, which stay whole)")
+        return cands
+
+    @abstractmethod
+    def resolve(self, spec, model: nn.Module, granularity: str, example: torch.Tensor | None) -> dict[str, float]:
+        """{layer: ratio > 0} for a parsed ratio string (a ``suite.models.ratios.RatioSpec``) that is
+        neither globs nor a FLOPs target: one ratio, a stage list or conv ranges, with its skip list."""
+
+    def resolve_globs(self, spec, model: nn.Module, granularity: str, example: torch.Tensor | None
+                      ) -> dict[str, float]:
+        """{unit: ratio > 0} for module-name globs: a unit is taken by a glob matching any of its
+        modules, the last matching glob wins, unmatched units stay whole."""
+        cands = self.candidates(model, granularity, example)
+        names = [n for n, _ in model.named_modules() if n]
+        out: dict[str, float] = {}
+        for pattern, r in spec.globs:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                raise SuiteError(f"ratio string {spec.text!r}: {pattern!r} matches no module of this model "
+                                 f"(its first modules: {', '.join(names[:4])}, ...)")
+            hit = [n for n, members in cands.items() if any(fnmatch.fnmatchcase(m, pattern) for m in members)]
+            if not hit and r > 0:
+                raise SuiteError(f"ratio string {spec.text!r}: {pattern!r} matches no prunable layer (the stem, the "
+                                 f"classifier and layers tied to them stay whole)")
+            out.update({n: r for n in hit})
+        return {n: r for n, r in out.items() if r > 0}
+
+
+@dataclass(frozen=True)
+class PlainLayout(Layout):
+    """Every conv may lose filters; ``[i-j:r]`` indexes convs (0-based), a bare ratio spares conv 0."""
+
+    def prunable_convs(self, model: nn.Module) -> list[PrunableConv]:
+        return [PrunableConv(n, i) for i, n in enumerate(_all_convs(model))]
+
+    def units(self, model, example=None):
+        return {c.name: (c.name,) for c in self.prunable_convs(model)}
+
+    def resolve(self, spec, model, granularity, example=None):
+        # weight granularity too: a plain net's unstructured ratios name the same convs
+        convs = self.prunable_convs(model)
+        if spec.skip:
+            raise SuiteError(f"skip lists apply to ResNets only; this model is a plain net ({spec.text})")
+        if spec.stages is not None:
+            raise SuiteError(f"ratio string {spec.text!r} is a ResNet stage list; for a plain net write "
+                             f"[first-last:ratio], e.g. [1-{len(convs) - 1}:0.5]")
+        if spec.uniform is not None:
+            return {c.name: spec.uniform for c in convs if c.index > 0 and spec.uniform > 0}
+        out = {}
+        for a, b, r in spec.by_index:
+            if b >= len(convs):
+                raise SuiteError(f"ratio string {spec.text!r} names conv {b}, but the model has only "
+                                 f"convs 0-{len(convs) - 1}")
+            for c in convs[a:b + 1]:
+                out[c.name] = r
+        return {k: v for k, v in out.items() if v > 0}
+
+
+@dataclass(frozen=True)
+class ResNetLayout(Layout):
+    """The first conv of a basic block, the first two of a bottleneck; never the last conv of a
+    block, a downsample conv or the stem (their channels are tied by the residual addition).
+    Ratio strings: ``[stem, stage 1..N, classifier]``, stem and classifier 0 for filters."""
+
+    per_stage: ClassVar[bool] = True
+
+    def prunable_convs(self, model: nn.Module) -> list[PrunableConv]:
+        out = []
+        for i, n in enumerate(_all_convs(model)):
+            parts = n.split(".")
+            if len(parts) != 3 or not parts[0].startswith("layer"):
+                continue  # stem conv and downsample convs (layerS.B.downsample.0)
+            stage, block, conv = int(parts[0][5:]), int(parts[1]), parts[2]
+            block_mod = model.get_submodule(f"{parts[0]}.{parts[1]}")
+            last = "conv3" if hasattr(block_mod, "conv3") else "conv2"
+            if conv != last:
+                out.append(PrunableConv(n, i, stage, block))
+        return out
+
+    def units(self, model, example=None):
+        return {c.name: (c.name,) for c in self.prunable_convs(model)}
+
+    def resolve(self, spec, model, granularity, example=None):
+        if granularity == "weight":
+            return self._resolve_weights(spec, model)
+        convs = self.prunable_convs(model)
+        stages = num_stages(model)
+        if spec.by_index is not None:
+            raise SuiteError(f"ratio string {spec.text!r} indexes convs; a ResNet takes one ratio per stage "
+                             f"plus stem and classifier, e.g. [0{',0.5' * stages},0]")
+        if spec.uniform is not None:
+            per_stage = [spec.uniform] * stages
+        else:
+            if len(spec.stages) != stages + 2:
+                raise SuiteError(f"ratio string {spec.text!r} has {len(spec.stages)} entries; this ResNet needs "
+                                 f"{stages + 2} (stem, {stages} stages, classifier)")
+            if spec.stages[0] or spec.stages[-1]:
+                raise SuiteError(f"ratio string {spec.text!r}: stem and classifier entries must be 0 (their "
+                                 f"channels are tied to the residual stream)")
+            per_stage = list(spec.stages[1:-1])
+        skipped = set(spec.skip)
+        for s, b in skipped:
+            if not any(c.stage == s and c.block == b for c in convs):
+                raise SuiteError(f"skip list names block {s}.{b}, which this ResNet does not have")
+        return {c.name: per_stage[c.stage - 1] for c in convs
+                if per_stage[c.stage - 1] > 0 and (c.stage, c.block) not in skipped}
+
+    @staticmethod
+    def _resolve_weights(spec, model: nn.Module) -> dict[str, float]:
+        """Unstructured: a stage entry covers every conv of the stage (downsample included), the
+        stem and classifier entries the stem conv and the linear layer."""
+        stages = num_stages(model)
+        if spec.by_index is not None:
+            raise SuiteError(f"ratio string {spec.text!r} indexes convs; a ResNet takes [stem, stages..., classifier]")
+        if spec.uniform is not None:
+            entries = [spec.uniform] * (stages + 2)
+        elif len(spec.stages) != stages + 2:
+            raise SuiteError(f"ratio string {spec.text!r} has {len(spec.stages)} entries; this ResNet needs "
+                             f"{stages + 2} (stem, {stages} stages, classifier)")
+        else:
+            entries = list(spec.stages)
+        out = {}
+        for name, m in model.named_modules():
+            if not isinstance(m, (nn.Conv2d, nn.Linear)):
+                continue
+            first = name.split(".")[0]
+            if first.startswith("layer"):
+                stage = int(first[5:])
+                if spec.skip and len(name.split(".")) > 1 and (stage, int(name.split(".")[1])) in spec.skip:
+                    continue
+                r = entries[stage]
+            else:
+                r = entries[-1] if isinstance(m, nn.Linear) else entries[0]
+            if r > 0:
+                out[name] = r
+        return out
+
+
+@dataclass(frozen=True)
+class CoupledLayout(Layout):
+    """Any model: a unit is a group of coupled channels, named by its first conv; the group of the
+    stem and the classifier stay whole (``suite.models.groups``). Takes one ratio for every unit."""
+
+    coupled: ClassVar[bool] = True
+
+    def units(self, model, example):
+        if example is None:
+            raise ValueError("a generic model's groups need the input shape to trace it")
+        return {root: tuple(m for m, _ in g.members) for root, g in prunable_groups(model, example).items()}
+
+    def weight_layers(self, model):
+        kept = set(stem_and_classifier(model))
+        return [n for n in _conv_and_linear(model) if n not in kept]
+
+    def resolve(self, spec, model, granularity, example):
+        self._refuse_skip(spec)
+        if spec.stages is not None or spec.by_index is not None:
+            raise SuiteError(f"ratio string {spec.text!r} is a paper layout; for this model give one ratio (0.5), "
+                             f"module globs (features.*=0.5,classifier=0) or a FLOPs target (2.5x)")
+        return {n: spec.uniform for n in self.candidates(model, granularity, example) if spec.uniform > 0}
+
+    def resolve_globs(self, spec, model, granularity, example):
+        self._refuse_skip(spec)
+        return super().resolve_globs(spec, model, granularity, example)
+
+    @staticmethod
+    def _refuse_skip(spec) -> None:
+        """Skip lists name the paper's ResNet blocks, which this model does not have."""
+        if spec.skip:
+            raise SuiteError(f"skip lists apply to the built-in ResNets; for this model set a glob to 0, "
+                             f"e.g. \"layer2.*=0\" ({spec.text})")
+
+
+PLAIN, RESNET, GENERIC = PlainLayout(), ResNetLayout(), CoupledLayout()
