@@ -373,11 +373,11 @@ def cmd_search(args) -> int:
     numerics = options.numerics_of(args, device)
     engine = replace(engine, numerics=numerics)
     executor = executors.make(engine)
-    data = load_data(setting, args.data_dir, args.download).with_validation(setting.val_size, seed=0)
     runs_dir = Path(args.runs_dir)
     storage = args.storage or default_storage(runs_dir)
+    parallel = options.search_parallel(args, executor, storage)  # checked before any data is loaded
+    data = load_data(setting, args.data_dir, args.download).with_validation(setting.val_size, seed=0)
     name = args.study or study_name(setting, args.method, numerics)
-    parallel = options.search_parallel(args, executor, storage)
     check_writable(runs_dir)
     study = get_study(storage, name, setting, args.method, sampler=make_sampler(args.sampler, args.seed, space),
                       space=space, numerics=numerics)

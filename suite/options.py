@@ -127,11 +127,12 @@ def prepare_run(args):
     """Everything a run needs, checked before anything is written."""
     from methods import registry
     from suite.running.runner import load_data
-    from suite.spec.plan import parse_budgets, plan
+    from suite.spec.plan import budget_points, parse_budgets, plan
     from suite.store.files import check_writable
     from suite.training.baseline import load_user_baseline
 
     setting = setting_of(args)
+    budget_points(args.budget)  # its spelling, before any data is loaded
     methods = registry.expand(args.methods)
     seeds = seeds_of(args)
     device = device_of(args)

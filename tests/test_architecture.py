@@ -54,6 +54,12 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
         tmp_path / "suite/errors.py"}  # os is not ours; `from suite.pkg import b` is the module b
     (tmp_path / "suite/pkg/c.py").write_text("import math\n")
     assert import_cycle(tmp_path) is None
+    # an import for annotations only never runs: no cycle, and not followed
+    (tmp_path / "suite/pkg/c.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+                                             "    from suite.pkg.a import f\nelse:\n    import suite.errors\n")
+    assert import_cycle(tmp_path) is None
+    assert fingerprint.local_imports(tmp_path / "suite/pkg/c.py", tmp_path) == {
+        tmp_path / "suite/__init__.py", tmp_path / "suite/errors.py"}
 
 
 @pytest.fixture
@@ -97,8 +103,10 @@ def test_a_new_helper_counts_once_imported_and_an_unrelated_module_never(tree, d
 def test_what_cannot_change_a_trained_number_stays_out_of_the_fingerprint():
     entries = [ROOT / p for p in fingerprint.TRAINING_ENTRIES]
     closure = {p.relative_to(ROOT).as_posix() for p in fingerprint.import_closure(entries)}
-    assert {"suite/training/loop.py", "suite/data/split.py", "suite/models/groups.py", "methods/base.py"} <= closure
-    # the README's promise: the numerics default renames and stales nothing; nor do the CLI, plans, pages, timing
+    assert {"suite/training/loop.py", "suite/data/split.py", "suite/models/groups.py", "methods/base.py",
+            "suite/training/schedule.py"} <= closure  # the last one through the pipeline
+    # the README's promise: the numerics default renames and stales nothing; nor do the CLI, plans (which the
+    # pipeline imports for annotations only), pages, timing
     assert not closure & {"suite/training/numerics_default.py", "suite/cli.py", "suite/spec/plan.py",
                           "suite/measure/latency.py", "suite/running/runner.py"}
     assert not any(p.startswith("suite/pages/") for p in closure)

@@ -72,10 +72,11 @@ def local_grid(tmp_path_factory):
 
 def test_jobs_and_contexts_pickle():
     from suite.running.executors import Context
+    from suite.spec.plan import Budget
     from suite.training.numerics import Numerics
     setting = get_setting(TINY)
     bf16 = Numerics("bf16", channels_last=True)
-    jobs = plan(setting, ["l1", "greg1"], [0, 1], train_size=32, protocol="total")
+    jobs = plan(setting, ["l1", "greg1"], [0, 1], train_size=32, budgets=[Budget("2x", 9_216)])
     for job in jobs + plan(setting, ["l1"], [0], train_size=32, numerics=bf16):
         back = pickle.loads(pickle.dumps(job))
         assert back == job and back.identity("fp") == job.identity("fp")

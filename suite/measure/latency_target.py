@@ -5,14 +5,17 @@ A FLOPs target cannot promise this: layers left whole and memory-bound convs kee
 the same FLOPs cut buys a different latency in each stage (ResNet-50 at 2.31x fewer FLOPs ran
 1.50x faster at best). So the search measures candidate models, not a formula. It starts from the
 whole model; each step times, in turns with the baseline and the current model
-(:func:`suite.measure.latency.time_group`), one candidate per *unit* (a ResNet stage's prunable
-convs, a plain net's conv, a generic model's group of coupled convs) with that unit's ratio raised
-by ``step``, and keeps the candidate whose measured saving per removed parameter is largest: the
-cut goes where a parameter buys the most time (parameters stand in for the capacity a cut costs).
-It stops at the first candidate whose speedup reaches the target, bisects that last raise twice
-to land nearer, and confirms the result in a final interleaved measurement with the full repeats:
-achieved speedup with its paired 95 % interval against the target. A target no unit can reach
-with every unit at ``max_ratio`` is a one-line error.
+(:func:`suite.measure.latency.time_group`, short series), one candidate per *unit* (a ResNet
+stage's prunable convs, a plain net's conv, a generic model's group of coupled convs) with that
+unit's ratio raised by ``step``, and keeps the candidate whose measured saving per removed parameter
+is largest: the cut goes where a parameter buys the most time (parameters stand in for the
+capacity a cut costs). A candidate whose short series reaches the target is measured again with
+the full repeats, which decide (a short series on a shared machine can show 2.4x for a model that
+runs 1.1x faster); then the last raise is bisected twice, each half confirmed the same way, to land
+nearer the target. The result is the confirmed measurement: achieved speedup (at least the target,
+by the median) with its paired 95 % interval, and how far above the target it is
+(``within_tolerance``: at most 5 %). A target no unit can reach with every unit at ``max_ratio`` is
+a one-line error.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from torch import nn
 
 from suite.errors import SuiteError
 
-TOLERANCE = 0.05  # met: the confirmed speedup is at least 95 % of the target
+TOLERANCE = 0.05  # the confirmed speedup lands within 5 % above the target
 _TARGET = re.compile(r"(\d+(?:\.\d+)?)x-latency")
 
 
@@ -73,7 +76,7 @@ def search(setting, target: float, runtime: str, batch: int, device: torch.devic
     measurement, the FLOPs speedup it took, each step of the search, and the machine."""
     from suite.measure.latency import paired_speedup, prune_copy, time_group, versus
     from suite.measure.metrics import count_flops, count_params, processor
-    search_repeat = search_repeat or dict(warmup=2, rounds=2, round_size=10, min_repeats=10)
+    search_repeat = search_repeat or dict(warmup=2, rounds=3, round_size=10, min_repeats=20)
     torch.manual_seed(0)
     base = setting.build_model().eval()
     groups = units(setting, base)
@@ -100,8 +103,16 @@ def search(setting, target: float, runtime: str, batch: int, device: torch.devic
     def speedup(times: dict, name: str) -> float:
         return paired_speedup(times["baseline"], times[name])[0]
 
-    reached = None
-    while reached is None:
+    def confirm(r: dict[str, float], model: nn.Module, unit: str, bisect: bool = False) -> dict | None:
+        """The full interleaved measurement of a candidate that looked like reaching the target:
+        its comparison with the baseline when it does (by the median), None when not."""
+        timings, times = timed({"baseline": base, "pruned": model}, confirm_repeat)
+        row = versus(timings, times, "baseline", "pruned")
+        steps.append({"unit": unit, "ratios": dict(r), "speedup": row["speedup"], "confirm": True, "bisect": bisect})
+        return row if row["speedup"] >= target else None
+
+    achieved = None
+    while achieved is None:
         cands = {u: {**ratios, u: round(ratios[u] + step, 6)} for u in groups if ratios[u] + step <= max_ratio + 1e-9}
         if not cands:
             raise SuiteError(f"target {target:g}x latency is beyond reach on {runtime} at batch {batch}: every unit at "
@@ -119,26 +130,23 @@ def search(setting, target: float, runtime: str, batch: int, device: torch.devic
         best = max(cands, key=score)
         ratios, current = cands[best], models[best]
         steps.append({"unit": best, "ratios": dict(ratios), "speedup": speedup(times, best)})
-        if steps[-1]["speedup"] >= target:
-            reached = best
-    lo, hi = ratios[reached] - step, ratios[reached]  # the last raise went too far, or just far enough
+        if steps[-1]["speedup"] >= target:  # a short measurement says so: the full one decides
+            achieved = confirm(ratios, current, best)
+    lo, hi = ratios[best] - step, ratios[best]  # the last raise went too far, or just far enough
     for _ in range(2):
         mid = round((lo + hi) / 2, 6)
-        trial = {**ratios, reached: mid}
+        trial = {**ratios, best: mid}
         model = build(trial)
-        _, times = timed({"baseline": base, "trial": model}, search_repeat)
-        s = speedup(times, "trial")
-        steps.append({"unit": reached, "ratios": dict(trial), "speedup": s, "bisect": True})
-        if s >= target:
-            hi, ratios, current = mid, trial, model
+        row = confirm(trial, model, best, bisect=True)
+        if row is not None:
+            hi, ratios, current, achieved = mid, trial, model, row
         else:
             lo = mid
-    timings, times = timed({"baseline": base, "pruned": current}, confirm_repeat)
-    achieved = versus(timings, times, "baseline", "pruned")
     flops = {"baseline": count_flops(base, shape), "pruned": count_flops(current, shape)}
     return {"setting": setting.name, "target": target, "runtime": runtime, "batch": batch,
             "ratios": ratio_string(setting, base, ratios), "unit_ratios": ratios,
-            "achieved": achieved, "met": achieved["speedup"] >= (1 - TOLERANCE) * target, "tolerance": TOLERANCE,
+            "achieved": achieved, "within_tolerance": achieved["speedup"] <= (1 + TOLERANCE) * target,
+            "tolerance": TOLERANCE,
             "flops": flops, "flops_speedup": flops["baseline"] / flops["pruned"], "steps": steps,
             "device": str(device), "processor": processor(device), "threads": torch.get_num_threads(),
             "torch": torch.__version__}
@@ -149,15 +157,18 @@ def format_search(res: dict) -> str:
     a = res["achieved"]
     lines = [f"{res['setting']}: target {res['target']:g}x latency on {res['runtime']} at batch {res['batch']}, "
              f"{res['processor']} ({res['device']}), {res['threads']} threads, torch {res['torch']}, random weights",
-             f"{'step':>4} {'unit':<24} {'ratio':>6} {'latency x':>9}"]
+             f"{'step':>4} {'unit':<24} {'ratio':>6} {'latency x':>9}  (confirmed: full repeats; others short)"]
     for i, s in enumerate(res["steps"], 1):
-        lines.append(f"{i:>4} {s['unit'] + (' (bisect)' if s.get('bisect') else ''):<24} "
-                     f"{s['ratios'][s['unit']]:>6.3g} {s['speedup']:>8.2f}x")
-    interval = (f" [{a['speedup_ci_lo']:.2f}-{a['speedup_ci_hi']:.2f}]" if a["speedup_ci_lo"] is not None else "")
+        how = " (bisect)" if s.get("bisect") else ""
+        lines.append(f"{i:>4} {s['unit'] + how:<24} {s['ratios'][s['unit']]:>6.3g} {s['speedup']:>8.2f}x"
+                     + ("  confirmed" if s.get("confirm") else ""))
+    above = 100 * (a["speedup"] / res["target"] - 1)
     lines += [f"ratios {res['ratios']}: FLOPs speedup {res['flops_speedup']:.2f}x",
-              f"achieved {a['speedup']:.2f}x{interval} against the target {res['target']:g}x: "
-              + ("met" if res["met"] else f"not met (below {100 * (1 - res['tolerance']):.0f}% of it)")
-              + (" (the interval spans over 10% of it: a busy machine)" if a["interval_wide"] else ""),
+              f"achieved {a['speedup']:.2f}x [{a['speedup_ci_lo']:.2f}-{a['speedup_ci_hi']:.2f}] against the target "
+              f"{res['target']:g}x: {above:.0f}% above it"
+              + (f" (within {100 * res['tolerance']:.0f}%)" if res["within_tolerance"] else
+                 f" (over {100 * res['tolerance']:.0f}%: a step of 0.1 bisected twice lands no nearer here)")
+              + (" ~ the interval spans over 10% of it: a busy machine" if a["interval_wide"] else ""),
               f"baseline {a['baseline']['median_ms']:.3f} ms, pruned {a['pruned']['median_ms']:.3f} ms "
               f"(median over {a['pruned']['repeats']} repeats in turns); prune to it with: --ratios '{res['ratios']}'"]
     return "\n".join(lines)

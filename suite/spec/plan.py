@@ -151,33 +151,42 @@ def budget_unit(setting: Setting, train_size: int, smoke: bool = False) -> int:
     return setting.budget_unit or finetune_samples(setting, train_size)
 
 
-def parse_budgets(text: str, setting: Setting, train_size: int, smoke: bool = False) -> list[Budget]:
-    """``paper,total:1x,2x,4x`` -> the budget points, each once, in the order given. ``total``
-    alone is ``total:1x``; ``Nx`` is N times :func:`budget_unit`; an integer is samples."""
+def budget_points(text: str) -> list[tuple[str, float | None, int | None]]:
+    """The spelling of ``--budget`` checked before any data is loaded: ``paper,total:1x,2x,4x`` ->
+    (label, multiple of the unit, samples) per point, each once, in the order given. ``total`` alone
+    is ``total:1x``; ``Nx`` is N times the setting's unit; an integer is samples."""
     spelling = "use paper, total, total:1x,2x,4x or a number of samples (e.g. --budget paper,total:1x,2x)"
-    out: list[Budget] = []
+    out: list[tuple[str, float | None, int | None]] = []
     for raw in (p.strip() for p in str(text).split(",")):
         token = raw.removeprefix("total:") if raw != "total" else "1x"
-        if token == "paper":
-            point = Budget("paper")
-        else:
-            try:
-                if token.endswith("x"):
-                    factor = float(token[:-1])
-                    if not (math.isfinite(factor) and factor > 0):
-                        raise ValueError
-                    point = Budget(token, round(factor * budget_unit(setting, train_size, smoke)))
-                else:
-                    point = Budget(token, int(token))
-                    if point.samples < 1:
-                        raise ValueError
-            except ValueError:
-                raise SuiteError(f"--budget {text}: {raw!r} is not a budget; {spelling}") from None
+        try:
+            if token == "paper":
+                point = ("paper", None, None)
+            elif token.endswith("x"):
+                factor = float(token[:-1])
+                if not (math.isfinite(factor) and factor > 0):
+                    raise ValueError
+                point = (token, factor, None)
+            else:
+                samples = int(token)
+                if samples < 1:
+                    raise ValueError
+                point = (token, None, samples)
+        except ValueError:
+            raise SuiteError(f"--budget {text}: {raw!r} is not a budget; {spelling}") from None
         if point not in out:
             out.append(point)
     if not out:
         raise SuiteError(f"--budget {text!r}: names no budget; {spelling}")
     return out
+
+
+def parse_budgets(text: str, setting: Setting, train_size: int, smoke: bool = False) -> list[Budget]:
+    """The budget points of ``--budget`` (:func:`budget_points`), multiples resolved to samples."""
+    unit = budget_unit(setting, train_size, smoke)
+    points = [Budget(label, samples if samples is not None else None if factor is None else round(factor * unit))
+              for label, factor, samples in budget_points(text)]
+    return list(dict.fromkeys(points))
 
 
 def plan(setting: Setting, methods: list[str], seeds: list[int], *, train_size: int,

@@ -7,12 +7,14 @@ never averages it with runs of other code, and ``suite run --recompute-stale`` t
 
 What counts is found, not listed: from the modules a training pass enters (``TRAINING_ENTRIES``: the
 data modules, the model registry and the built-in nets, the training loop, the surgery, ratio
-resolution, the method interface) and the method's own module, every module of ``suite`` and
-``methods`` they import, at module level or inside a function, followed transitively. So a helper
-the loop starts to import counts from that edit on, and a module no training pass imports (the CLI,
-planning, pages, templates, latency timing) does not. Imports made by name at run time
-(``importlib``: the registry loading every method module) are not followed; the method's own module
-is named explicitly for that reason. The hash is taken over each module's syntax tree with
+resolution, the method interface, and the pipeline of a job's phases, which leads into their
+schedules) and the method's own module, every module of ``suite`` and ``methods`` they import, at
+module level or inside a function, followed transitively. So a helper the loop starts to import
+counts from that edit on, and a module no training pass imports (the CLI, planning, pages,
+templates, latency timing) does not. Not followed: imports for annotations only (``if
+TYPE_CHECKING:``, which never run: the pipeline names planning's ``Job`` that way), and imports made
+by name at run time (``importlib``: the registry loading every method module), which is why the
+method's own module is named explicitly. The hash is taken over each module's syntax tree with
 docstrings removed, so editing a comment or a docstring does not make every published run stale.
 """
 from __future__ import annotations
@@ -29,7 +31,8 @@ PACKAGES = ("suite", "methods")  # the code whose imports are followed; anything
 # Where a training pass enters the harness (relative to the checkout); what they import follows.
 TRAINING_ENTRIES = ("suite/data/datasets.py", "suite/data/userdata.py", "suite/data/streaming.py",
                     "suite/models/zoo.py", "suite/models/nets.py", "suite/training/loop.py",
-                    "suite/models/surgery.py", "suite/models/ratios.py", "methods/base.py")
+                    "suite/models/surgery.py", "suite/models/ratios.py", "methods/base.py",
+                    "suite/running/pipeline.py")
 
 
 # Parsing is what costs, so the two caches below are keyed on a file's text: an edited file is parsed
@@ -50,12 +53,31 @@ def module_digest(path: Path) -> str:
     return _digest(path.read_text())
 
 
+def _type_checking(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): a block that never runs."""
+    test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _runtime_nodes(node: ast.AST):
+    """Every node that can run: all of them but the bodies of ``if TYPE_CHECKING:`` blocks."""
+    yield node
+    for child in ast.iter_child_nodes(node):
+        if _type_checking(child):
+            for other in child.orelse:
+                yield from _runtime_nodes(other)
+        else:
+            yield from _runtime_nodes(child)
+
+
 @functools.cache
 def _imported_names(source: str, package: tuple[str, ...]) -> tuple[str, ...]:
     """Every dotted name an import statement anywhere in the source may load (``from a import b``:
-    ``a`` and ``a.b``, since ``b`` may be a module), relative imports made absolute from ``package``."""
+    ``a`` and ``a.b``, since ``b`` may be a module), relative imports made absolute from ``package``.
+    Imports for annotations only (``if TYPE_CHECKING:``) never run, so they are not counted."""
     names = []
-    for node in ast.walk(ast.parse(source)):
+    for node in _runtime_nodes(ast.parse(source)):
         if isinstance(node, ast.Import):
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
