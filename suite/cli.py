@@ -41,7 +41,64 @@ def _parser() -> argparse.ArgumentParser:
         description="greg-suite: compare pruning methods (GReg-1/2, L1, NNI pruners) on shared settings, "
                     "from one trained baseline and one fine-tuning budget.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_list(sub)
+    _add_baseline(sub)
+    _add_run(sub)
+    _add_search(sub)
+    _add_leaderboard(sub)
+    _add_migrate(sub)
+    _add_latency(sub)
+    _add_results(sub)
+    return p
 
+
+def _common(sp, runs=True):
+    sp.add_argument("--setting", default=None,
+                    help="a setting name (see 'suite list settings') or a .toml file; default: the offline "
+                         "CPU setting fmnist-cnn4")
+    sp.add_argument("--data-dir", default=None, help="where the dataset lives (default: the dataset's usual place)")
+    sp.add_argument("--download", action="store_true", help="download the dataset where the network allows")
+    sp.add_argument("--device", default="auto", help="cuda, cpu or auto (default: cuda when present)")
+    if runs:
+        sp.add_argument("--runs-dir", default="runs", help="where runs are stored (default: runs/)")
+    sp.add_argument("--threads", type=int, default=None,
+                    help="torch threads of this process (default: the cores shared among the suite "
+                         "workers live on this machine, announced in RUNS_DIR/.workers/); with --executor "
+                         "ray/slurm: the CPUs and threads of each task (default 1)")
+
+def _numerics_options(sp):
+    """--precision, --channels-last, --compile (suite.training.numerics); see README 'Precision and speed'."""
+    g = sp.add_argument_group("precision and speed (README: Precision and speed)")
+    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="autocast precision of every training and evaluation pass; weights, gradients and "
+                        "the optimizer stay fp32. Default fp32 everywhere; bf16 (with --channels-last) trains "
+                        "about 2x faster on a CPU with AMX or AVX512-BF16 or a GPU from Ampere on, but lost "
+                        "0.2 points of ResNet-20 baseline accuracy here (README). fp16 is for CUDA, with "
+                        "loss scaling. Part of the run's identity unless fp32")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="model and batches in channels-last (NHWC) memory format; part of the run's "
+                        "identity. Default: off")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the model for training and evaluation (falls back to eager, saying "
+                        "why, where it does not compile); part of the run's identity")
+
+def _engine_options(sp):
+    """--executor and its engines' options (suite.running.executors); see README 'Running on a cluster'."""
+    g = sp.add_argument_group("executors (README: Running on a cluster)")
+    g.add_argument("--executor", default="local",  # a name of suite.running.executors.EXECUTORS
+                   help="local: this process (default); ray: one Ray task per job; slurm: one array job "
+                        "through submitit. The runs dir must be on a disk every worker sees")
+    g.add_argument("--ray-address", default=None,
+                   help="a running Ray cluster (auto or HOST:PORT; default: start one on this machine)")
+    g.add_argument("--slurm-partition", default=None, help="SLURM partition (default: the cluster's)")
+    g.add_argument("--slurm-time", type=float, default=4.0, help="hours a SLURM task may run (default 4); "
+                   "a task timed out or preempted is requeued and resumes from its checkpoints")
+    g.add_argument("--wait", action="store_true",
+                   help="slurm: follow the jobs and print the summary (default: print the job ids and return)")
+
+
+def _add_list(sub) -> None:
+    """``suite list`` and its options."""
     ls = sub.add_parser("list", help="list settings, methods or models",
                         description="List settings (with the params/FLOPs their ratios achieve), methods, or "
                                     "models ('torchvision:*', 'timm:*' for theirs).")
@@ -51,62 +108,24 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--data-dir", default=None, help="with a FILE.toml: where its dataset lives")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
 
-    def common(sp, runs=True):
-        sp.add_argument("--setting", default=None,
-                        help="a setting name (see 'suite list settings') or a .toml file; default: the offline "
-                             "CPU setting fmnist-cnn4")
-        sp.add_argument("--data-dir", default=None, help="where the dataset lives (default: the dataset's usual place)")
-        sp.add_argument("--download", action="store_true", help="download the dataset where the network allows")
-        sp.add_argument("--device", default="auto", help="cuda, cpu or auto (default: cuda when present)")
-        if runs:
-            sp.add_argument("--runs-dir", default="runs", help="where runs are stored (default: runs/)")
-        sp.add_argument("--threads", type=int, default=None,
-                        help="torch threads of this process (default: the cores shared among the suite "
-                             "workers live on this machine, announced in RUNS_DIR/.workers/); with --executor "
-                             "ray/slurm: the CPUs and threads of each task (default 1)")
 
-    def numerics(sp):
-        """--precision, --channels-last, --compile (suite.training.numerics); see README 'Precision and speed'."""
-        g = sp.add_argument_group("precision and speed (README: Precision and speed)")
-        g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
-                       help="autocast precision of every training and evaluation pass; weights, gradients and "
-                            "the optimizer stay fp32. Default fp32 everywhere; bf16 (with --channels-last) trains "
-                            "about 2x faster on a CPU with AMX or AVX512-BF16 or a GPU from Ampere on, but lost "
-                            "0.2 points of ResNet-20 baseline accuracy here (README). fp16 is for CUDA, with "
-                            "loss scaling. Part of the run's identity unless fp32")
-        g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                       help="model and batches in channels-last (NHWC) memory format; part of the run's "
-                            "identity. Default: off")
-        g.add_argument("--compile", action="store_true",
-                       help="torch.compile the model for training and evaluation (falls back to eager, saying "
-                            "why, where it does not compile); part of the run's identity")
-
-    def engine(sp):
-        """--executor and its engines' options (suite.running.executors); see README 'Running on a cluster'."""
-        g = sp.add_argument_group("executors (README: Running on a cluster)")
-        g.add_argument("--executor", default="local",  # a name of suite.running.executors.EXECUTORS
-                       help="local: this process (default); ray: one Ray task per job; slurm: one array job "
-                            "through submitit. The runs dir must be on a disk every worker sees")
-        g.add_argument("--ray-address", default=None,
-                       help="a running Ray cluster (auto or HOST:PORT; default: start one on this machine)")
-        g.add_argument("--slurm-partition", default=None, help="SLURM partition (default: the cluster's)")
-        g.add_argument("--slurm-time", type=float, default=4.0, help="hours a SLURM task may run (default 4); "
-                       "a task timed out or preempted is requeued and resumes from its checkpoints")
-        g.add_argument("--wait", action="store_true",
-                       help="slurm: follow the jobs and print the summary (default: print the job ids and return)")
-
+def _add_baseline(sub) -> None:
+    """``suite baseline`` and its options."""
     bl = sub.add_parser("baseline", help="train (or find cached) the unpruned model of a setting")
-    common(bl)
+    _common(bl)
     bl.add_argument("--seed", type=int, default=0)
     bl.add_argument("--smoke", action="store_true", help="cut training to a handful of iterations")
-    numerics(bl)
+    _numerics_options(bl)
 
+
+def _add_run(sub) -> None:
+    """``suite run`` and its options."""
     run = sub.add_parser("run", help="run methods on a setting (cached, resumable)",
                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                          description="Prune the setting's baseline with each method, fine-tune with the same "
                                      "recipe, measure, and store every run. Finished runs are never recomputed; "
                                      "a killed run resumes from its last checkpoint.")
-    common(run)
+    _common(run)
     run.add_argument("--methods", default=DEFAULT_METHODS,
                      help=f"comma list of methods, wildcards allowed ('nni-*'); default {DEFAULT_METHODS}")
     run.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
@@ -137,9 +156,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     run.add_argument("--smoke", action="store_true",
                      help="every phase cut to a handful of iterations (results marked smoke, never ranked)")
-    numerics(run)
-    engine(run)
+    _numerics_options(run)
+    _engine_options(run)
 
+
+def _add_search(sub) -> None:
+    """``suite search`` and its options."""
     se = sub.add_parser("search", help="tune a method's hyperparameters with Optuna on a validation split",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="An Optuna study around prune + surgery + fine-tune, scored on a validation "
@@ -148,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
                         epilog="several workers on one study: start the same command in several shells (or on "
                                "several machines) with the same --storage and --study and different --seed; "
                                "use --storage journal:PATH (a journal file) or postgresql://... for many machines.")
-    common(se)
+    _common(se)
     se.add_argument("--method", required=True, help="the method to tune, e.g. greg1")
     se.add_argument("--trials", type=int, default=10, help="finished trials the study should hold (default 10)")
     se.add_argument("--timeout", type=float, default=None, help="stop adding trials after this many seconds")
@@ -164,9 +186,12 @@ def _parser() -> argparse.ArgumentParser:
     se.add_argument("--parallel", type=int, default=None,
                     help="with --executor ray/slurm: search workers filling the study at once (default 2); "
                          "needs an RDB --storage (sqlite:///PATH on shared disk, postgresql://...)")
-    numerics(se)
-    engine(se)
+    _numerics_options(se)
+    _engine_options(se)
 
+
+def _add_leaderboard(sub) -> None:
+    """``suite leaderboard`` and its options."""
     lb = sub.add_parser("leaderboard", help="write static HTML leaderboards from the stored runs",
                         description="Write index.html and one page (+ CSV) per setting from finished runs; smoke, "
                                     "failed and search-trial runs are never ranked. Pages work offline.")
@@ -176,19 +201,25 @@ def _parser() -> argparse.ArgumentParser:
                     help="rank runs whose own training stopped at the setting's cap before its schedule ended "
                          "(marked [capped]); by default they are left out")
 
+
+def _add_migrate(sub) -> None:
+    """``suite migrate`` and its options."""
     mg = sub.add_parser("migrate", help="rename stored runs to today's run identity (after an upgrade)",
                         description="Rename every run folder whose name is not the hash of today's identity of the "
                                     "job its config.json records (older versions hashed presentation fields too). "
                                     "Nothing is deleted; running it again moves nothing.")
     mg.add_argument("--runs-dir", default="runs")
 
+
+def _add_latency(sub) -> None:
+    """``suite latency`` and its options."""
     la = sub.add_parser("latency", help="time baseline vs pruned under eager, torch.compile, ONNX Runtime and "
                                          "OpenVINO",
                         description="Time the setting's model and the same model pruned at a target (random "
                                     "weights, no training) in turns under eager PyTorch, torch.compile (inductor), "
                                     "ONNX Runtime and OpenVINO (CPU), and compare the latency speedup (with its "
                                     "95 % interval from the paired repeats) with the FLOPs speedup.")
-    common(la, runs=False)
+    _common(la, runs=False)
     la.add_argument("--ratios", default=None, help="the target ratio string (default: the setting's)")
     from suite.measure.runtimes import DEFAULT_RUNTIMES, RUNTIMES  # names only: no torch
     la.add_argument("--runtimes", default=DEFAULT_RUNTIMES,
@@ -217,10 +248,12 @@ def _parser() -> argparse.ArgumentParser:
                          "(default: store nothing)")
     la.add_argument("--json", action="store_true", help="machine-readable output")
 
+
+def _add_results(sub) -> None:
+    """``suite results`` and its options."""
     res = sub.add_parser("results", help="print every stored run as one table")
     res.add_argument("--runs-dir", default="runs")
     res.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
