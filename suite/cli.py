@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _common(sp, runs=True):
+    """--setting, --data-dir, --download, --device, --runs-dir, --threads: what every training command takes."""
     sp.add_argument("--setting", default=None,
                     help="a setting name (see 'suite list settings') or a .toml file; default: the offline "
                          "CPU setting fmnist-cnn4")
