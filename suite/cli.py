@@ -230,7 +230,7 @@ def _add_latency(sub) -> None:
     la.add_argument("--round-to", default=None, metavar="N,...",
                     help="also time the pruned model with its kept channel counts rounded down to multiples of "
                          "each N (at least N), e.g. 1,8,16,32, in the same turns (default: no rounding)")
-    la.add_argument("--target", default=None, metavar="Nx-latency",
+    la.add_argument("--target", dest="latency_target", default=None, metavar="Nx-latency",  # not run's FLOPs --target
                     help="instead of timing a target: search per-stage ratios whose measured speedup reaches N "
                          "(e.g. 2x-latency) under --latency-runtime at --latency-batch, and print them with the "
                          "speedup achieved")
@@ -460,6 +460,7 @@ def cmd_latency(args) -> int:
     import torch
 
     from suite.measure.latency import format_report, report
+    from suite.measure.latency_target import format_search, search
     from suite.measure.runtimes import parse_runtimes
     from suite.models.rounding import parse_round_to
     runtimes = parse_runtimes(args.runtimes)
@@ -481,9 +482,13 @@ def cmd_latency(args) -> int:
     if args.runs_dir is not None:
         from suite.store.files import check_writable
         check_writable(Path(args.runs_dir))  # before minutes of timing, not after
+    target = _latency_target_of(args) if args.latency_target is not None else None
     setting = options.setting_of(args)
-    if args.target is not None:
-        return _latency_target(args, setting)
+    if target is not None:
+        res = search(setting, target, args.latency_runtime, args.latency_batch, options.device_of(args),
+                     rounds=max(1, args.max_repeats // 10))
+        print(json.dumps(res, indent=2) if args.json else format_search(res))
+        return 0
     rep = report(setting, args.ratios, runtimes, batches, options.device_of(args), layer_passes=args.layer_passes,
                  round_to=round_to, rounds=max(1, args.max_repeats // 10))
     print(json.dumps(rep, indent=2) if args.json else format_report(rep))
@@ -493,22 +498,19 @@ def cmd_latency(args) -> int:
     return 0
 
 
-def _latency_target(args, setting) -> int:
-    """``suite latency --target Nx-latency``: the search of ``suite.measure.latency_target``, printed."""
-    from suite.measure.latency_target import format_search, parse_latency_target, search
+def _latency_target_of(args) -> float:
+    """``suite latency --target Nx-latency``'s target, its options checked before anything is built."""
+    from suite.measure.latency_target import parse_latency_target
     from suite.measure.runtimes import parse_runtimes
     for flag, value in (("--ratios", args.ratios), ("--round-to", args.round_to), ("--runs-dir", args.runs_dir)):
         if value is not None:
             raise SuiteError(f"--target searches ratios and stores nothing: leave out {flag} (time the ratios it "
                              f"finds with --ratios, rounded with --round-to, stored with --runs-dir)")
-    target = parse_latency_target(args.target)
-    runtime = parse_runtimes(args.latency_runtime)[0]
+    if len(parse_runtimes(args.latency_runtime)) != 1:
+        raise SuiteError(f"--latency-runtime {args.latency_runtime!r}: name one runtime, e.g. onnx")
     if args.latency_batch < 1:
         raise SuiteError(f"--latency-batch {args.latency_batch}: must be >= 1")
-    res = search(setting, target, runtime, args.latency_batch, options.device_of(args),
-                 rounds=max(1, args.max_repeats // 10))
-    print(json.dumps(res, indent=2) if args.json else format_search(res))
-    return 0
+    return parse_latency_target(args.latency_target)
 
 
 def cmd_leaderboard(args) -> int:

@@ -14,8 +14,17 @@ import torch
 
 from suite.errors import SuiteError
 from suite.measure import latency
-from suite.measure.latency import (compare, onnx_runner, openvino_runner, paired_speedup, repeat_interleaved,
-                                   setting_models, skip_reason, time_group, versus)
+from suite.measure.latency import (
+    compare,
+    onnx_runner,
+    openvino_runner,
+    paired_speedup,
+    repeat_interleaved,
+    setting_models,
+    skip_reason,
+    time_group,
+    versus,
+)
 from suite.measure.runtimes import GPU_ENGINES, RUNTIMES, parse_runtimes
 from suite.models.ratios import n_pruned
 from suite.models.rounding import parse_round_to, round_ratios, rounded_kept
@@ -214,7 +223,10 @@ def test_bad_runtimes_are_one_line_errors(text):
 
 
 @pytest.mark.parametrize("args,start", [(["--runtimes", "tvm"], "error: --runtimes"),
-                                        (["--round-to", "8,0"], "error: --round-to '8,0'")])
+                                        (["--round-to", "8,0"], "error: --round-to '8,0'"),
+                                        (["--target", "2x"], "error: --target '2x'"),
+                                        (["--target", "2x-latency", "--round-to", "8"],
+                                         "error: --target searches ratios and stores nothing: leave out --round-to")])
 def test_cli_bad_input_exit_2(args, start):
     out = subprocess.run([sys.executable, "-m", "suite.cli", "latency", *args], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.startswith(start) and out.stderr.count("\n") == 1
@@ -305,17 +317,25 @@ def test_bad_round_to_is_one_line(text):
 
 # --------------------------------------------------------------------------- latency targets
 def test_a_latency_target_is_met_on_a_small_model():
-    """Measured, not mocked: cnn4 at batch 64 under eager, a 1.5x target. The search's ratios
-    reproduce as a ratio string, and the confirming measurement reaches the target within 5 %."""
+    """Measured, not mocked: cnn4 at batch 64 under eager on 1 thread (2 threads on a loaded 2-core
+    machine wait on each other's preemptions), a 1.3x target. The confirmed speedup reaches the
+    target and lands near it (the search aims within 5 % above; the test allows 15 % for a busy
+    machine), and the ratios reproduce as a ratio string."""
     from suite.measure.latency_target import _layer_ratios, search, units
     setting = get_setting("fmnist-cnn4")
-    res = search(setting, 1.5, "eager", 64, CPU, search_repeat=dict(warmup=1, rounds=1, round_size=10, min_repeats=10),
-                 warmup=2, rounds=4, round_size=10, min_repeats=20)
-    assert res["met"] and res["achieved"]["speedup"] >= 0.95 * 1.5, res
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = search(setting, 1.3, "eager", 64, CPU, search_repeat=dict(warmup=1, rounds=2, round_size=10,
+                                                                        min_repeats=20),
+                     warmup=2, rounds=4, round_size=10, min_repeats=20)
+    finally:
+        torch.set_num_threads(threads)
+    assert 1.3 <= res["achieved"]["speedup"] <= 1.3 * 1.15, res
+    assert res["achieved"]["pruned"]["repeats"] >= 20 and res["steps"][-1]["confirm"]
     base = setting.build_model()
     assert setting.layer_ratios(base, res["ratios"]) == pytest.approx(_layer_ratios(units(setting, base),
                                                                                     res["unit_ratios"]))
-    assert [s for s in res["steps"] if not s.get("bisect")][-1]["speedup"] >= 1.5
     assert res["flops_speedup"] > 1 and res["runtime"] == "eager" and res["batch"] == 64
 
 
@@ -331,9 +351,15 @@ def test_resnet_units_are_stages_and_their_string_is_the_papers():
 
 
 def test_an_unreachable_latency_target_is_one_line():
+    """At batch 64 a pass takes milliseconds, so no preempted short series fakes 50x (at batch 2 one did)."""
     from suite.measure.latency_target import search
-    with pytest.raises(SuiteError, match=r"target 50x latency is beyond reach on eager at batch 2: every unit at ratio 0.2"):
-        search(get_setting("fmnist-cnn4"), 50.0, "eager", 2, CPU, max_ratio=0.2, search_repeat=TINY, **TINY)
+    with pytest.raises(SuiteError, match=r"every unit at ratio 0.05 gives 1.00x"):  # no step fits: nothing timed
+        search(get_setting("fmnist-cnn4"), 2.0, "eager", 2, CPU, max_ratio=0.05)
+    with pytest.raises(SuiteError, match=r"target 50x latency is beyond reach on eager at batch 64: every unit at "
+                                         r"ratio 0.2"):
+        search(get_setting("fmnist-cnn4"), 50.0, "eager", 64, CPU, max_ratio=0.2,
+               search_repeat=dict(warmup=1, rounds=1, round_size=5, min_repeats=5),
+               warmup=1, rounds=1, round_size=10, min_repeats=10)
 
 
 @pytest.mark.parametrize("text", ["2x", "0.5x-latency", "fast"])

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from suite.measure.metrics import load_per_core, processor, quartiles
-from suite.measure.runtimes import CPU_ENGINES, GPU_ENGINES, RUNTIMES
+from suite.measure.runtimes import CPU_ENGINES, GPU_ENGINES, RUNTIMES, Runtime
 
 TARGET_IQR_SHARE = 0.05  # stop repeating once each series' middle half spans less than 5 % of its median
 TARGET_INTERVAL_SHARE = 0.05  # ... and each speedup's 95 % interval less than 5 % of the speedup
@@ -439,7 +439,8 @@ def report(setting, ratios: str | None, runtimes: list[str], batches: list[int],
     if round_to:
         variants = {1: pruned, **rounded}
         pruned_flops = {n: count_flops(m, setting.input_shape) for n, m in variants.items()}
-        rep["rounding"] = [{"round_to": n, "flops": pruned_flops[n], "flops_speedup": flops["baseline"] / pruned_flops[n],
+        rep["rounding"] = [{"round_to": n, "flops": pruned_flops[n],
+                            "flops_speedup": flops["baseline"] / pruned_flops[n],
                             "kept": {name: m.get_submodule(name).out_channels for name in layer_ratios}}
                            for n, m in variants.items()]
     for r in rows:

@@ -37,7 +37,8 @@ def parse_latency_target(text: str) -> float:
     """``2x-latency`` -> 2.0; anything else is a one-line error."""
     m = _TARGET.fullmatch(text.strip())
     if not m or float(m.group(1)) <= 1:
-        raise SuiteError(f"--target {text!r}: must be a latency speedup above 1 written like 2x-latency or 1.5x-latency")
+        raise SuiteError(f"--target {text!r}: must be a latency speedup above 1 written like 2x-latency or "
+                         f"1.5x-latency")
     return float(m.group(1))
 
 
@@ -97,7 +98,8 @@ def search(setting, target: float, runtime: str, batch: int, device: torch.devic
         failed = {n: t.error for n, t in timings.items() if t.error}
         if failed:
             name, error = next(iter(failed.items()))
-            raise SuiteError(f"--latency-runtime {runtime}: {name} could not be timed ({error}); choose another runtime")
+            raise SuiteError(f"--latency-runtime {runtime}: {name} could not be timed ({error}); "
+                             f"choose another runtime")
         return timings, times
 
     def speedup(times: dict, name: str) -> float:
@@ -116,18 +118,16 @@ def search(setting, target: float, runtime: str, batch: int, device: torch.devic
         cands = {u: {**ratios, u: round(ratios[u] + step, 6)} for u in groups if ratios[u] + step <= max_ratio + 1e-9}
         if not cands:
             raise SuiteError(f"target {target:g}x latency is beyond reach on {runtime} at batch {batch}: every unit at "
-                             f"ratio {max_ratio} gives {steps[-1]['speedup']:.2f}x; ask for less")
+                             f"ratio {max_ratio} gives {steps[-1]['speedup'] if steps else 1.0:.2f}x; ask for less")
         models = {u: build(r) for u, r in cands.items()}
         group = {"baseline": base, **({"current": current} if current is not base else {}), **models}
         _, times = timed(group, search_repeat)
         ref = "current" if "current" in times else "baseline"
-        p_current = count_params(current)
-
-        def score(u: str) -> float:  # measured time saved per parameter removed, both as shares of the baseline
-            saved = (np.median(times[ref]) - np.median(times[u])) / np.median(times["baseline"])
-            return saved / max(p_current - count_params(models[u]), 1) * params0
-
-        best = max(cands, key=score)
+        p_current, t_ref, t_base = count_params(current), np.median(times[ref]), np.median(times["baseline"])
+        # measured time saved per parameter removed, both as shares of the baseline
+        score = {u: (t_ref - np.median(times[u])) / t_base / max(p_current - count_params(m), 1) * params0
+                 for u, m in models.items()}
+        best = max(cands, key=score.get)
         ratios, current = cands[best], models[best]
         steps.append({"unit": best, "ratios": dict(ratios), "speedup": speedup(times, best)})
         if steps[-1]["speedup"] >= target:  # a short measurement says so: the full one decides
@@ -167,7 +167,7 @@ def format_search(res: dict) -> str:
               f"achieved {a['speedup']:.2f}x [{a['speedup_ci_lo']:.2f}-{a['speedup_ci_hi']:.2f}] against the target "
               f"{res['target']:g}x: {above:.0f}% above it"
               + (f" (within {100 * res['tolerance']:.0f}%)" if res["within_tolerance"] else
-                 f" (over {100 * res['tolerance']:.0f}%: a step of 0.1 bisected twice lands no nearer here)")
+                 f" (over {100 * res['tolerance']:.0f}%: the bisection's milder candidates measured below the target)")
               + (" ~ the interval spans over 10% of it: a busy machine" if a["interval_wide"] else ""),
               f"baseline {a['baseline']['median_ms']:.3f} ms, pruned {a['pruned']['median_ms']:.3f} ms "
               f"(median over {a['pruned']['repeats']} repeats in turns); prune to it with: --ratios '{res['ratios']}'"]
