@@ -4,6 +4,7 @@ and the choice it returns.
 A method decides *what goes*; the harness (suite/) removes it, fine-tunes and measures, so every
 method is measured by one path. A method never writes a result or trains a baseline.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,10 @@ class Hparams:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - set(fields))
         if unknown:
-            raise SuiteError(f"{where}: unknown field(s) {', '.join(unknown)} for {cls.__name__}; "
-                             f"known: {', '.join(fields) or '(none)'}")
+            raise SuiteError(
+                f"{where}: unknown field(s) {', '.join(unknown)} for {cls.__name__}; "
+                f"known: {', '.join(fields) or '(none)'}"
+            )
         clean = {}
         for k, v in d.items():
             want = type(getattr(cls(), k))
@@ -111,6 +114,7 @@ class PruneTask:
     def group(self, model: nn.Module, name: str):
         """The group of a pruned layer (``suite.models.groups.Group``): its own one-conv group by default."""
         from suite.models.groups import single
+
         return self.groups.get(name) or single(name, model)
 
 

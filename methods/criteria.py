@@ -3,6 +3,7 @@
 They belong to the methods (a rule is a method's choice); the harness in suite/ only removes what
 a method chose, whatever the rule.
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,7 +21,7 @@ def filter_l1(weight: torch.Tensor) -> torch.Tensor:
 def smallest_index(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices (CPU LongTensor) of the ``k`` smallest scores, ties broken by index, ascending."""
     order = torch.sort(scores.detach().flatten().cpu(), stable=True).indices
-    return order[:max(k, 0)].sort().values
+    return order[: max(k, 0)].sort().values
 
 
 def smallest(scores: torch.Tensor, k: int) -> list[int]:

@@ -24,6 +24,7 @@ of a few iterations must still run, and a cap cannot be known to fit before the 
 may cap below the planned length). The pick is then forced by the current L1 ranking and the
 result says so (``pick_forced``, ``pick_updates``), next to ``capped_before_done``.
 """
+
 from __future__ import annotations
 
 import math
@@ -168,8 +169,10 @@ class _Layer:
                 weight.grad.add_(weight.detach(), alpha=self.lam_kept)
 
     def state(self) -> dict:
-        return {k: getattr(self, k) for k in ("picks", "increments", "lam_kept", "picked", "done", "hist_ratio",
-                                              "pruned", "initial")}
+        return {
+            k: getattr(self, k)
+            for k in ("picks", "increments", "lam_kept", "picked", "done", "hist_ratio", "pruned", "initial")
+        }
 
 
 def regularized_layers(model, layer_ratios: dict[str, float]) -> dict[str, float]:
@@ -188,8 +191,15 @@ class GRegHook:
     layer stops at iteration T, iterations T+1 .. T+K_s stabilize and the phase ends after T+K_s.
     """
 
-    def __init__(self, model, layer_ratios: dict[str, float], hp: GRegHparams, variant: int, structured: bool,
-                 groups: dict | None = None):
+    def __init__(
+        self,
+        model,
+        layer_ratios: dict[str, float],
+        hp: GRegHparams,
+        variant: int,
+        structured: bool,
+        groups: dict | None = None,
+    ):
         self.hp, self.variant, self.structured = hp, variant, structured
         layer_ratios = regularized_layers(model, layer_ratios)
         # The parameters themselves: the training loop updates (and, on resume, loads) them in place.
@@ -198,8 +208,12 @@ class GRegHook:
 
         def others(n):  # the group's other convs (the penalty is on conv weights only)
             members = groups[n].members if structured and n in groups else ()
-            return [(model.get_submodule(m).weight, index) for m, index in members
-                    if m != n and isinstance(model.get_submodule(m), torch.nn.Conv2d)]
+            return [
+                (model.get_submodule(m).weight, index)
+                for m, index in members
+                if m != n and isinstance(model.get_submodule(m), torch.nn.Conv2d)
+            ]
+
         self.layers = [_Layer(n, self.weights[n], r, structured, others(n)) for n, r in layer_ratios.items()]
         if not self.layers:
             raise SuiteError("GReg needs at least one conv with a ratio > 0")
@@ -248,7 +262,8 @@ class GRegHook:
                 if self.variant == 2:
                     layer.lam_kept = hp.recover
             layer.done = (self.variant == 1 or layer.picked) and (
-                self._separated(layer) or _above(layer.lam_pruned(hp), hp.penalty_ceiling))
+                self._separated(layer) or _above(layer.lam_pruned(hp), hp.penalty_ceiling)
+            )
 
     def _separated(self, layer: _Layer) -> bool:
         """The magnitude-ratio stop (structured only). GReg-1: every layer's ratio so far has
@@ -273,8 +288,11 @@ class GRegHook:
 
     # -------------------------------------------------------------- state and logs
     def state_dict(self) -> dict:
-        return {"layers": [layer.state() for layer in self.layers], "stabilize_from": self.stabilize_from,
-                "updates": self.updates}
+        return {
+            "layers": [layer.state() for layer in self.layers],
+            "stabilize_from": self.stabilize_from,
+            "updates": self.updates,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for layer, s in zip(self.layers, state["layers"]):
@@ -292,16 +310,20 @@ class GRegHook:
         return row
 
     def summary(self, capped: bool) -> dict:
-        info = {"updates": self.updates, "capped_before_done": capped,
-                "lambda": {layer.name: layer.lam_pruned(self.hp) for layer in self.layers}}
+        info = {
+            "updates": self.updates,
+            "capped_before_done": capped,
+            "lambda": {layer.name: layer.lam_pruned(self.hp) for layer in self.layers},
+        }
         if self.structured:
             info["mag_ratio"] = {layer.name: layer.hist_ratio for layer in self.layers}
         if self.variant == 2:
             info["pick_updates"] = max(layer.picks for layer in self.layers)
             info["pick_forced"] = self.forced_pick
             if self.structured:
-                info["pick_overlap_with_l1"] = {layer.name: rank_overlap(layer.pruned, layer.initial)
-                                                for layer in self.layers}
+                info["pick_overlap_with_l1"] = {
+                    layer.name: rank_overlap(layer.pruned, layer.initial) for layer in self.layers
+                }
         return info
 
 
@@ -337,30 +359,39 @@ class _GReg(Method):
         # tau < start + n * delta, so with ``grow`` updates tau may go up to start + (grow - 1) * delta
         need = (t_low - start) / (grow - 1) if grow > 1 else math.inf
         if grow < 2 or need > d_high:
-            raise SuiteError(f"{self.name}: no schedule of this search space fits the setting's cap of {max_iters} "
-                             f"iterations (K_u {hp.update_interval}, K_s {hp.stabilize_iters}, ceiling >= {t_low}): "
-                             f"raise [prune] max_iters, or narrow --space to larger increments or lower ceilings")
+            raise SuiteError(
+                f"{self.name}: no schedule of this search space fits the setting's cap of {max_iters} "
+                f"iterations (K_u {hp.update_interval}, K_s {hp.stabilize_iters}, ceiling >= {t_low}): "
+                f"raise [prune] max_iters, or narrow --space to larger increments or lower ceilings"
+            )
         if "penalty_increment" in space:
             values["penalty_increment"] = trial.suggest_float("penalty_increment", max(d_low, need), d_high, log=d_log)
         delta = values["penalty_increment"]
         if "penalty_ceiling" in space:
             values["penalty_ceiling"] = trial.suggest_float(
-                "penalty_ceiling", t_low, max(t_low, min(t_high, start + (grow - 1) * delta)), log=t_log)
+                "penalty_ceiling", t_low, max(t_low, min(t_high, start + (grow - 1) * delta)), log=t_log
+            )
         hp = GRegHparams.from_dict(values)
         if self.planned_iters(hp) > max_iters:  # a rounding edge: say so rather than run a capped trial
-            raise SuiteError(f"{self.name}: drew a schedule of {self.planned_iters(hp)} iterations over the cap "
-                             f"{max_iters}: {values}")
+            raise SuiteError(
+                f"{self.name}: drew a schedule of {self.planned_iters(hp)} iterations over the cap "
+                f"{max_iters}: {values}"
+            )
         return hp
 
     def prune(self, model, task: PruneTask, hp: GRegHparams) -> Pruning:
         structured = self.granularity == "filter"
         # Layers the setting prunes but GReg does not regularize (a ResNet's classifier under
         # unstructured ratios) keep the authors' treatment: masked by magnitude chosen at the start.
-        others = {n: smallest_weights_mask(model.get_submodule(n).weight, r) for n, r in task.layer_ratios.items()
-                  if n not in regularized_layers(model, task.layer_ratios)}
+        others = {
+            n: smallest_weights_mask(model.get_submodule(n).weight, r)
+            for n, r in task.layer_ratios.items()
+            if n not in regularized_layers(model, task.layer_ratios)
+        }
         hook = GRegHook(model, task.layer_ratios, hp, self.variant, structured, task.groups)
-        outcome = task.train(hooks=(hook,), desc=f"{self.name} regularize", log_every=hp.log_every,
-                             log_extra=hook.log_row)
+        outcome = task.train(
+            hooks=(hook,), desc=f"{self.name} regularize", log_every=hp.log_every, log_extra=hook.log_row
+        )
         if self.variant == 2:
             hook.force_pick()
         info = hook.summary(capped=not outcome.stopped_by_hook)
@@ -393,8 +424,7 @@ class GReg2(_GReg):
     name, variant = "greg2", 2
     summary = "GReg-2: picking phase on all filters, re-rank, then growing penalty"
     # whether its picking departed from L1's choice at all (1.0: it pruned exactly what L1 would)
-    columns = {**_GReg.columns, "l1_overlap": Column("pick_overlap_with_l1", "share of its pick L1 prunes too",
-                                                     "mean")}
+    columns = {**_GReg.columns, "l1_overlap": Column("pick_overlap_with_l1", "share of its pick L1 prunes too", "mean")}
 
 
 @register

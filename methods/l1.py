@@ -1,4 +1,5 @@
 """One-shot baselines: L1 filter pruning (Li et al. 2017), random filters, and weight magnitude."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ class RandomFilters(Method):
         out = {}
         for name, r in task.layer_ratios.items():
             n = model.get_submodule(name).weight.shape[0]
-            out[name] = sorted(torch.randperm(n, generator=g)[:n_pruned(r, n)].tolist())
+            out[name] = sorted(torch.randperm(n, generator=g)[: n_pruned(r, n)].tolist())
         return Pruning(filters=out)
 
 
@@ -56,5 +57,6 @@ class Magnitude(Method):
     summary = "one-shot unstructured pruning of the smallest-magnitude weights per layer"
 
     def prune(self, model, task, hp):
-        return Pruning(masks={n: smallest_weights_mask(model.get_submodule(n).weight, r)
-                              for n, r in task.layer_ratios.items()})
+        return Pruning(
+            masks={n: smallest_weights_mask(model.get_submodule(n).weight, r) for n, r in task.layer_ratios.items()}
+        )

@@ -12,6 +12,7 @@ from every mask is checked against k. NNI ranks with ``topk``, whose order among
 scores is unspecified (``methods.criteria.smallest`` breaks ties by index); with real-valued weights
 ties do not occur.
 """
+
 from __future__ import annotations
 
 import copy
@@ -58,8 +59,11 @@ class _NNIMethod(Method):
     def prune(self, model: nn.Module, task: PruneTask, hp: Hparams) -> Pruning:
         targets = self.targets(model, task.layer_ratios, task.example)
         counts = {n: n_pruned(r, self.groups(model.get_submodule(n))) for n, r in task.layer_ratios.items()}
-        config = [{"op_names": [targets[n]], "sparse_ratio": (k + 0.5) / self.groups(model.get_submodule(n))}
-                  for n, k in counts.items() if k > 0]
+        config = [
+            {"op_names": [targets[n]], "sparse_ratio": (k + 0.5) / self.groups(model.get_submodule(n))}
+            for n, k in counts.items()
+            if k > 0
+        ]
         work = copy.deepcopy(model)
         steps = min(hp.training_steps, task.max_iters) if self.trained else 0
         extra = self.pruner_args(work, task, hp, steps) if self.trained else {}
@@ -72,8 +76,10 @@ class _NNIMethod(Method):
         for name, k in counts.items():
             mask = masks.get(targets[name], {}).get("weight") if k > 0 else None
             if k > 0 and mask is None:
-                raise SuiteError(f"{self.name}: NNI produced no mask for {targets[name]} "
-                                 f"(too few training batches for {steps} steps?)")
+                raise SuiteError(
+                    f"{self.name}: NNI produced no mask for {targets[name]} "
+                    f"(too few training batches for {steps} steps?)"
+                )
             chosen[name] = self.read(model.get_submodule(name), mask, name, k)
         info = {"nni_pruner": self.pruner, **({"training_steps": steps} if self.trained else {})}
         if self.granularity == "weight":
@@ -214,8 +220,11 @@ class NNISlim(_NNIMethod):
         return bns
 
     def pruner_args(self, work, task, hp, steps):
-        return {"evaluator": _evaluator(work, task, hp.lr, 0.9), "training_steps": steps,
-                "regular_scale": hp.sparsity_lambda}
+        return {
+            "evaluator": _evaluator(work, task, hp.lr, 0.9),
+            "training_steps": steps,
+            "regular_scale": hp.sparsity_lambda,
+        }
 
 
 @dataclass(frozen=True)

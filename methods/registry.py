@@ -4,6 +4,7 @@ One :class:`suite.registry.Registry` (``METHODS``) holds them; the functions bel
 for the rest of the code. Every module of the ``methods`` package is imported on first use, so a
 new method module registers itself by being there: nothing here lists the modules.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -24,6 +25,7 @@ DEFAULT_COMPARISON = ("greg1", "greg2", "l1")
 def _load_all() -> None:
     """Import every module of the package (their @register decorators run)."""
     import methods
+
     for module in pkgutil.iter_modules(methods.__path__):
         importlib.import_module(f"{methods.__name__}.{module.name}")
 

@@ -32,6 +32,7 @@ harness's model in place through ``task.train`` with a hook that calls the prune
 ``regularize(model)`` after every backward pass, then score the sparsified model. The suite's
 loop keeps the setting's weight decay on (Torch-Pruning's scripts set it to 0 while regularizing).
 """
+
 from __future__ import annotations
 
 import copy
@@ -68,8 +69,9 @@ def _eval(model: nn.Module):
         model.train(was)
 
 
-def _ignored(model: nn.Module, layer_ratios: dict[str, float], example: torch.Tensor,
-             groups: dict | None = None) -> list[nn.Module]:
+def _ignored(
+    model: nn.Module, layer_ratios: dict[str, float], example: torch.Tensor, groups: dict | None = None
+) -> list[nn.Module]:
     """Every conv, linear and batch norm that is neither a pruned conv (or a conv coupled to one in
     its group, ``task.groups``) nor the batch norm right after one: Torch-Pruning's groups and
     regularizers then reach only the layers the setting prunes."""
@@ -78,8 +80,7 @@ def _ignored(model: nn.Module, layer_ratios: dict[str, float], example: torch.Te
     for bn in batchnorm_after(model, names, example).values():
         if bn is not None:
             keep.add(id(model.get_submodule(bn)))
-    return [m for m in model.modules()
-            if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)) and id(m) not in keep]
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)) and id(m) not in keep]
 
 
 def build_pruner(cls_name: str, model: nn.Module, task: PruneTask, importance, **kw):
@@ -106,8 +107,10 @@ def choose(model: nn.Module, pruner, layer_ratios: dict[str, float], who: str) -
         with torch.no_grad():
             scores = pruner.estimate_importance(group)
         if scores is None or scores.numel() != n:
-            raise SuiteError(f"{who}: Torch-Pruning's {type(pruner.importance).__name__} gave no score for {name} "
-                             f"(does it have the layer this criterion reads, e.g. a BatchNorm2d after it?)")
+            raise SuiteError(
+                f"{who}: Torch-Pruning's {type(pruner.importance).__name__} gave no score for {name} "
+                f"(does it have the layer this criterion reads, e.g. a BatchNorm2d after it?)"
+            )
         if not torch.isfinite(scores).all():
             raise SuiteError(f"{who}: Torch-Pruning's scores for {name} are not finite")
         out[name] = smallest(scores, n_pruned(r, n))
@@ -116,8 +119,13 @@ def choose(model: nn.Module, pruner, layer_ratios: dict[str, float], who: str) -
 
 def _info(pruner, **extra) -> dict:
     imp = pruner.importance
-    return {"tp_version": _tp().__version__, "tp_pruner": type(pruner).__name__,
-            "tp_importance": type(imp).__name__, "group_reduction": getattr(imp, "group_reduction", None), **extra}
+    return {
+        "tp_version": _tp().__version__,
+        "tp_pruner": type(pruner).__name__,
+        "tp_importance": type(imp).__name__,
+        "group_reduction": getattr(imp, "group_reduction", None),
+        **extra,
+    }
 
 
 # --------------------------------------------------------------------------- one-shot magnitude criteria
@@ -195,8 +203,10 @@ def _fitting(method: Method, field: str, trial, base, space: dict, max_iters: in
     if field in space:
         low, high, log = space[field]
         if low > max_iters:
-            raise SuiteError(f"{method.name}: {field} >= {low} cannot finish within the setting's cap of {max_iters} "
-                             f"iterations: raise [prune] max_iters or narrow --space")
+            raise SuiteError(
+                f"{method.name}: {field} >= {low} cannot finish within the setting's cap of {max_iters} "
+                f"iterations: raise [prune] max_iters or narrow --space"
+            )
         space = {**space, field: (low, min(high, max_iters), log)}
     return method.Hparams.suggest(trial, base=base, space=space)
 
@@ -248,8 +258,9 @@ def _hook_obdc(imp, pruner) -> list:
     ``_downstream_node_as_root_if_attention``, None for every non-attention group) and hooks only
     the groups' roots. Returns the hook handles, so they come off cleanly afterwards."""
     handles = []
-    for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
-                                          root_module_types=pruner.root_module_types):
+    for group in pruner.DG.get_all_groups(
+        ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
+    ):
         for dep, _ in group:
             layer = dep.target.module
             if isinstance(layer, tuple(imp.target_types)) and layer not in imp.modules:
@@ -366,8 +377,7 @@ class _Sparse(Method):
     def prune(self, model, task, hp):
         pruner = build_pruner(self.pruner_class, model, task, self.importance(hp), **self.pruner_args(hp))
         hook = self.hook(pruner, hp)
-        outcome = task.train(hooks=(hook,), desc=f"{self.name} sparse learning", log_every=100,
-                             log_extra=hook.log_row)
+        outcome = task.train(hooks=(hook,), desc=f"{self.name} sparse learning", log_every=100, log_extra=hook.log_row)
         with _eval(model):
             filters = choose(model, pruner, task.layer_ratios, self.name)
         return Pruning(filters=filters, info=_info(pruner, capped_before_done=not outcome.stopped_by_hook))
@@ -432,7 +442,7 @@ class TPGroupNorm(_Sparse):
 
     def hook(self, pruner, hp):
         # GroupNormPruner.regularize reads its base from the argument (default 2**4), not self.alpha
-        return SparseHook(pruner, hp.sparse_iters, regularize_args={"alpha": 2 ** hp.alpha})
+        return SparseHook(pruner, hp.sparse_iters, regularize_args={"alpha": 2**hp.alpha})
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ into a setting, seeds, a device and numerics, hyperparameters, engine options an
 run``, the planned jobs (:func:`prepare_run`). May import anything of the suite: it is the CLI's
 floor, above running and pages.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,6 +22,7 @@ MAX_SEEDS = 1000  # --seeds N builds N jobs per method up front
 
 def setting_of(args):
     from suite.spec.settings import DEFAULT_SETTING, get_setting, with_ratios
+
     s = get_setting(args.setting or DEFAULT_SETTING, data_dir=getattr(args, "data_dir", None))
     ratios, skip = getattr(args, "ratios", None), getattr(args, "skip", None)
     target = getattr(args, "target", None)
@@ -64,25 +66,30 @@ def device_of(args):
     import torch
 
     from suite.training.loop import pick_device
+
     name = args.device
     m = re.fullmatch(r"auto|cpu|cuda(?::(\d+))?", name)
     if not m:
         raise SuiteError(f"--device {name!r}: must be auto, cpu, cuda or cuda:N")
     if m.group(1) is not None and torch.cuda.is_available() and int(m.group(1)) >= torch.cuda.device_count():
-        raise SuiteError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                         f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+        raise SuiteError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"cuda:0..cuda:{torch.cuda.device_count() - 1}"
+        )
     return pick_device(name)
 
 
 def numerics_of(args, device):
     """--precision, --channels-last (fp32 and contiguous when not named), --compile, checked for the device."""
     from suite.training.numerics_default import resolve
+
     return resolve(args.precision, args.channels_last, args.compile, device)
 
 
 def precision_text(args, device, numerics) -> str:
     """How a header names the numerics, with the fast flags where this device has them and none was named."""
     from suite.training.numerics_default import hint
+
     return f"precision {numerics.label()}{hint(args.precision, args.channels_last, device)}"
 
 
@@ -94,9 +101,9 @@ def user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | No
         return None, {}
     if path == "best":
         from suite.running.search import best_hparams, default_storage, study_name
+
         storage = args.storage or default_storage(Path(args.runs_dir))
-        found = {m: best_hparams(storage, args.study or study_name(setting, m, numerics), setting, m)
-                 for m in methods}
+        found = {m: best_hparams(storage, args.study or study_name(setting, m, numerics), setting, m) for m in methods}
         return {m: v[0] for m, v in found.items()}, {m: v[1] for m, v in found.items()}
     p = Path(path)
     if not p.is_file():
@@ -105,16 +112,20 @@ def user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | No
         text = p.read_text()
         d = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
     except (OSError, UnicodeDecodeError) as e:
-        raise SuiteError(f"--hparams {path} cannot be read ({type(e).__name__}): check it is a readable "
-                         f"UTF-8 text file") from None
+        raise SuiteError(
+            f"--hparams {path} cannot be read ({type(e).__name__}): check it is a readable UTF-8 text file"
+        ) from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         raise SuiteError(f"--hparams {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
     if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
-        raise SuiteError(f"--hparams {path}: write {{method: {{field: value}}}}, e.g. {{\"greg1\": {{\"penalty_increment\": 2e-4}}}}")
+        raise SuiteError(
+            f'--hparams {path}: write {{method: {{field: value}}}}, e.g. {{"greg1": {{"penalty_increment": 2e-4}}}}'
+        )
     unknown = sorted(set(d) - set(methods))
     if unknown:
         raise SuiteError(f"--hparams {path} sets {', '.join(unknown)}, which --methods does not run")
     from suite.spec.plan import resolve_hparams
+
     for m, values in d.items():  # checked here too, so the error names the file
         try:
             resolve_hparams(setting, m, values)
@@ -141,14 +152,24 @@ def prepare_run(args):
     dry = dry_surgery(setting)
     seed_of("--baseline-seed", args.baseline_seed)
     if args.baseline and args.baseline_seed:
-        raise SuiteError("--baseline and --baseline-seed exclude each other: a seed picks a trained baseline, "
-                         "--baseline brings your own")
+        raise SuiteError(
+            "--baseline and --baseline-seed exclude each other: a seed picks a trained baseline, "
+            "--baseline brings your own"
+        )
     data = load_data(setting, args.data_dir, args.download)
     train_size = data.batches_per_epoch(1)
-    jobs = plan(setting, methods, seeds, train_size=train_size,
-                budgets=parse_budgets(args.budget, setting, train_size, args.smoke), smoke=args.smoke,
-                user_hparams=user, sources=sources,
-                baseline_seed=args.baseline_seed, numerics=numerics)
+    jobs = plan(
+        setting,
+        methods,
+        seeds,
+        train_size=train_size,
+        budgets=parse_budgets(args.budget, setting, train_size, args.smoke),
+        smoke=args.smoke,
+        user_hparams=user,
+        sources=sources,
+        baseline_seed=args.baseline_seed,
+        numerics=numerics,
+    )
     baseline = load_user_baseline(setting, Path(args.baseline), data, device, numerics) if args.baseline else None
     if baseline is not None:  # runs from another baseline are other runs: never a cached default one
         jobs = [replace(j, user_baseline=baseline.key) for j in jobs]
@@ -161,14 +182,24 @@ def prepare_run(args):
 def engine_of(args):
     """The command's engine options as the executors take them (``suite.running.executors``)."""
     from suite.running.executors import EngineOptions
-    return EngineOptions(args.executor, args.ray_address, args.slurm_partition, args.slurm_time, args.wait,
-                         args.data_dir, args.download, args.threads)
+
+    return EngineOptions(
+        args.executor,
+        args.ray_address,
+        args.slurm_partition,
+        args.slurm_time,
+        args.wait,
+        args.data_dir,
+        args.download,
+        args.threads,
+    )
 
 
 def dry_surgery(setting) -> dict:
     """The target checked by the real surgery before any baseline or training (cached per
     setting): a spec the model cannot take is a one-line error now, not after hours of GReg."""
     from suite.pages.overview import _cached_achieved
+
     try:
         return _cached_achieved(setting)
     except SuiteError as e:
@@ -180,14 +211,18 @@ def search_parallel(args, executor, storage: str) -> int | None:
     worker dies, which takes Optuna's heartbeat, which only its RDB storages have."""
     if executor.name == "local":
         if args.parallel is not None:
-            raise SuiteError("--parallel needs --executor ray or slurm; on one machine, start the same "
-                             "'suite search' in several shells instead")
+            raise SuiteError(
+                "--parallel needs --executor ray or slurm; on one machine, start the same "
+                "'suite search' in several shells instead"
+            )
         return None
     n = 2 if args.parallel is None else args.parallel
     if n < 1:
         raise SuiteError(f"--parallel {n}: must be >= 1")
     if storage.startswith("journal:"):
-        raise SuiteError(f"--storage {storage}: a journal file has no heartbeat, so a dead worker's trial would "
-                         f"stay RUNNING; with --executor {executor.name} use sqlite:///PATH.db on shared disk or "
-                         f"postgresql://...")
+        raise SuiteError(
+            f"--storage {storage}: a journal file has no heartbeat, so a dead worker's trial would "
+            f"stay RUNNING; with --executor {executor.name} use sqlite:///PATH.db on shared disk or "
+            f"postgresql://..."
+        )
     return n

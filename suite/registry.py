@@ -10,6 +10,7 @@ Written here rather than taken from a library: the few plug-in libraries (entry 
 register across installed packages, not within one, and none gives the one-line "did you mean"
 errors and glob listing the CLI is built on. May import: suite.errors only.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -32,11 +33,13 @@ class Registry(Generic[T]):
     def register(self, name_or_item=None):
         """``@reg.register`` (the item's ``name`` attribute) or ``@reg.register("name")``; a name
         registered twice is a bug, raised at import."""
+
         def add(item, name):
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             self._items[name] = item
             return item
+
         if isinstance(name_or_item, str):
             return lambda item: add(item, name_or_item)
         return add(name_or_item, name_or_item.name)

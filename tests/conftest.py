@@ -1,4 +1,5 @@
 """Shared fixtures and helpers: small slices of the real Fashion-MNIST (never random tensors for accuracy)."""
+
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -16,16 +17,18 @@ def needs(*markers: str):
     """Declares what a fixture needs that a laptop may lack (pyproject's markers: cluster, browser, data).
     Put it under ``@pytest.fixture``: every test using the fixture, even through another fixture, gets
     the markers, so `pytest -m "not cluster and not browser and not data"` leaves it out."""
+
     def declare(func):
         func.needs = markers
         return func
+
     return declare
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         info = getattr(item, "_fixtureinfo", None)  # doctest items have none
-        for defs in (info.name2fixturedefs.values() if info else ()):
+        for defs in info.name2fixturedefs.values() if info else ():
             for marker in {m for d in defs for m in getattr(d.func, "needs", ())}:
                 item.add_marker(marker)
 
@@ -39,8 +42,11 @@ def fmnist():
 @pytest.fixture(scope="session")
 def small_fmnist(fmnist):
     """2,048 training and 1,000 test images of the real Fashion-MNIST."""
-    return replace(fmnist, train=TensorSplit(fmnist.train.x[:2048], fmnist.train.y[:2048]),
-                   test=TensorSplit(fmnist.test.x[:1000], fmnist.test.y[:1000]))
+    return replace(
+        fmnist,
+        train=TensorSplit(fmnist.train.x[:2048], fmnist.train.y[:2048]),
+        test=TensorSplit(fmnist.test.x[:1000], fmnist.test.y[:1000]),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """The shape of the code: no import cycles between modules, and a training-code fingerprint that
 follows what training imports (``suite.store.fingerprint``) rather than a list kept by hand."""
+
 import graphlib
 import shutil
 from pathlib import Path
@@ -31,8 +32,7 @@ def import_cycle(root: Path) -> list[str] | None:
 
 def test_no_module_imports_itself_through_others():
     cycle = import_cycle(ROOT)
-    assert cycle is None, ("import cycle " + " -> ".join(cycle) + ": move what both sides need into a module "
-                           "both import")
+    assert cycle is None, "import cycle " + " -> ".join(cycle) + ": move what both sides need into a module both import"
 
 
 def _write(root: Path, rel: str, text: str) -> None:
@@ -43,23 +43,33 @@ def _write(root: Path, rel: str, text: str) -> None:
 def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
     _write(tmp_path, "suite/__init__.py", "")
     _write(tmp_path, "suite/pkg/__init__.py", '"""A package."""\n')
-    _write(tmp_path, "suite/pkg/a.py", "import os\n\nfrom suite.errors import SuiteError\n\n"
-                                       "def f():\n    from suite.pkg import b\n    return b.g\n")
+    _write(
+        tmp_path,
+        "suite/pkg/a.py",
+        "import os\n\nfrom suite.errors import SuiteError\n\ndef f():\n    from suite.pkg import b\n    return b.g\n",
+    )
     _write(tmp_path, "suite/pkg/b.py", "from . import c\n")
     _write(tmp_path, "suite/pkg/c.py", "from suite.pkg.a import f\n")
     _write(tmp_path, "suite/errors.py", "class SuiteError(Exception):\n    pass\n")
     assert sorted(import_cycle(tmp_path)[:-1]) == ["suite.pkg.a", "suite.pkg.b", "suite.pkg.c"]
     assert fingerprint.local_imports(tmp_path / "suite/pkg/a.py", tmp_path) == {
-        tmp_path / "suite/__init__.py", tmp_path / "suite/pkg/__init__.py", tmp_path / "suite/pkg/b.py",
-        tmp_path / "suite/errors.py"}  # os is not ours; `from suite.pkg import b` is the module b
+        tmp_path / "suite/__init__.py",
+        tmp_path / "suite/pkg/__init__.py",
+        tmp_path / "suite/pkg/b.py",
+        tmp_path / "suite/errors.py",
+    }  # os is not ours; `from suite.pkg import b` is the module b
     (tmp_path / "suite/pkg/c.py").write_text("import math\n")
     assert import_cycle(tmp_path) is None
     # an import for annotations only never runs: no cycle, and not followed
-    (tmp_path / "suite/pkg/c.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
-                                             "    from suite.pkg.a import f\nelse:\n    import suite.errors\n")
+    (tmp_path / "suite/pkg/c.py").write_text(
+        "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+        "    from suite.pkg.a import f\nelse:\n    import suite.errors\n"
+    )
     assert import_cycle(tmp_path) is None
     assert fingerprint.local_imports(tmp_path / "suite/pkg/c.py", tmp_path) == {
-        tmp_path / "suite/__init__.py", tmp_path / "suite/errors.py"}
+        tmp_path / "suite/__init__.py",
+        tmp_path / "suite/errors.py",
+    }
 
 
 @pytest.fixture
@@ -72,6 +82,7 @@ def tree(tmp_path):
 
 def _training(root: Path) -> str:
     from methods import registry
+
     return fingerprint.training_code(type(registry.get("greg1")), root)
 
 
@@ -79,16 +90,19 @@ def _overview(root: Path) -> str:
     return fingerprint.code_digest([root / "suite/pages/overview.py"], root)
 
 
-@pytest.mark.parametrize("digest, importer", [(_training, "suite/training/loop.py"),
-                                              (_overview, "suite/models/ratios.py")])
+@pytest.mark.parametrize(
+    "digest, importer", [(_training, "suite/training/loop.py"), (_overview, "suite/models/ratios.py")]
+)
 def test_a_new_helper_counts_once_imported_and_an_unrelated_module_never(tree, digest, importer):
     before = digest(tree)
     assert before == digest(ROOT)  # the same sources give the same digest wherever they lie
     _write(tree, "suite/unrelated.py", "def f():\n    return 1\n")
     _write(tree, "suite/training/helper.py", "def f():\n    return 1\n")
     assert digest(tree) == before  # no training module imports either
-    (tree / importer).write_text((tree / importer).read_text()
-                                 + "\n\ndef _uses_helper():\n    from suite.training import helper\n    return helper.f()\n")
+    (tree / importer).write_text(
+        (tree / importer).read_text()
+        + "\n\ndef _uses_helper():\n    from suite.training import helper\n    return helper.f()\n"
+    )
     with_import = digest(tree)
     assert with_import != before
     _write(tree, "suite/training/helper.py", '"""Now documented."""\ndef f():\n    return 1  # one\n')
@@ -103,12 +117,22 @@ def test_a_new_helper_counts_once_imported_and_an_unrelated_module_never(tree, d
 def test_what_cannot_change_a_trained_number_stays_out_of_the_fingerprint():
     entries = [ROOT / p for p in fingerprint.TRAINING_ENTRIES]
     closure = {p.relative_to(ROOT).as_posix() for p in fingerprint.import_closure(entries)}
-    assert {"suite/training/loop.py", "suite/data/split.py", "suite/models/groups.py", "methods/base.py",
-            "suite/training/schedule.py"} <= closure  # the last one through the pipeline
+    assert {
+        "suite/training/loop.py",
+        "suite/data/split.py",
+        "suite/models/groups.py",
+        "methods/base.py",
+        "suite/training/schedule.py",
+    } <= closure  # the last one through the pipeline
     # the README's promise: the numerics default renames and stales nothing; nor do the CLI, plans (which the
     # pipeline imports for annotations only), pages, timing
-    assert not closure & {"suite/training/numerics_default.py", "suite/cli.py", "suite/spec/plan.py",
-                          "suite/measure/latency.py", "suite/running/runner.py"}
+    assert not closure & {
+        "suite/training/numerics_default.py",
+        "suite/cli.py",
+        "suite/spec/plan.py",
+        "suite/measure/latency.py",
+        "suite/running/runner.py",
+    }
     assert not any(p.startswith("suite/pages/") for p in closure)
     greg = fingerprint.import_closure(entries + [ROOT / "methods/greg.py"])
     assert ROOT / "methods/greg.py" in greg and ROOT / "methods/l1.py" not in greg

@@ -1,4 +1,5 @@
 """The shared baseline: cached by content, and a record without weights retrained and checked."""
+
 import csv
 import json
 from pathlib import Path
@@ -90,9 +91,11 @@ def test_a_record_of_another_thread_count_is_named_and_reproduced_with_it(small_
     finally:
         torch.set_num_threads(2)
     assert "\n" not in msg and "epoch 1 gives test top-1" in msg, msg
-    assert (f"(recorded with 2 threads on {processor(CPU)} with torch {torch.__version__}, retrained with 1 thread "
-            f"on {processor(CPU)} with torch {torch.__version__}): training is bit-exact only per CPU model and "
-            f"thread count; rerun with --threads 2. ") in msg, msg
+    assert (
+        f"(recorded with 2 threads on {processor(CPU)} with torch {torch.__version__}, retrained with 1 thread "
+        f"on {processor(CPU)} with torch {torch.__version__}): training is bit-exact only per CPU model and "
+        f"thread count; rerun with --threads 2. "
+    ) in msg, msg
     again = get_baseline(setting, small_fmnist, 0, tmp_path, CPU, smoke=True)  # as the refusal says
     assert again.digest == first.digest == recorded["weights_sha256"] and again.top1 == first.top1
     meta = json.loads((folder / "meta.json").read_text())
@@ -107,15 +110,18 @@ def test_a_record_from_another_cpu_is_named_and_one_without_threads_says_so(smal
     with pytest.raises(SuiteError) as e:
         get_baseline(setting, small_fmnist, 0, tmp_path, CPU, smoke=True)
     msg = str(e.value)
-    assert (f"(recorded with an unrecorded thread count on AMD EPYC 7B13 with torch {torch.__version__}, retrained "
-            f"with 2 threads on {processor(CPU)} with torch {torch.__version__}): training is bit-exact only per CPU "
-            f"model and thread count; retrain on a AMD EPYC 7B13. ") in msg, msg
+    assert (
+        f"(recorded with an unrecorded thread count on AMD EPYC 7B13 with torch {torch.__version__}, retrained "
+        f"with 2 threads on {processor(CPU)} with torch {torch.__version__}): training is bit-exact only per CPU "
+        f"model and thread count; retrain on a AMD EPYC 7B13. "
+    ) in msg, msg
     assert "--threads" not in msg
 
 
 # ---------------------------------------------------------------------------- messages (issue 15 item 8)
 def test_own_corrupt_baseline_is_not_told_to_delete_it(tmp_path):
     from suite.training.baseline import load_user_baseline
+
     own = tmp_path / "own.pt"
     own.write_bytes(b"\x80\x04 not a checkpoint")
     with pytest.raises(SuiteError) as e:
@@ -128,6 +134,7 @@ def test_own_corrupt_baseline_is_not_told_to_delete_it(tmp_path):
 def test_wrong_architecture_baseline_says_what_mismatched(tmp_path):
     from suite.models.nets import build_model
     from suite.training.baseline import load_user_baseline
+
     state = build_model("cnn4", 10, 1).state_dict()
     state["classifier.weight"] = torch.zeros(7, state["classifier.weight"].shape[1])  # 7 classes, not 10
     del state["classifier.bias"]
@@ -152,6 +159,7 @@ def test_suite_baseline_on_a_diverging_recipe_says_nothing_is_stored(tmp_path):
     import tomli_w
 
     from suite.cli import main
+
     table = tomllib.loads(Path(TINY).read_text())
     table["name"] = "tiny-diverging"
     table["baseline"]["lr"] = {"0": 1e12}

@@ -3,6 +3,7 @@
 Most cases call ``suite.cli.main(argv)`` in this process (an interpreter start each would cost more
 than the case); the kill -9 resume and the two workers need real processes and run as such.
 """
+
 import csv
 import json
 import os
@@ -55,25 +56,31 @@ def _one_line_error(p, fragment):
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], p.stderr
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--methods", "gerg1"], "did you mean greg1"),
-    (["--methods", "nni-zzz*"], "matches nothing"),
-    (["--setting", "cifar10-resnet5"], "did you mean cifar10-resnet56"),
-    (["--ratios", "[0,0.5"], "missing closing"),
-    (["--ratios", "1.2"], "[0, 1)"),
-    (["--ratios", "-0.1"], "not a number"),
-    (["--seeds", "0"], "--seeds 0"),
-    (["--seed-list", "a,b"], "--seed-list"),
-    (["--baseline-seed", "-1"], "--baseline-seed -1"),
-    (["--baseline", "own.pt", "--baseline-seed", "1"], "exclude each other"),
-    (["--setting", "cifar10jpg-resnet20", "--data-dir", "/nonexistent/cifar"], "/nonexistent/cifar"),
-    (["--budget", "x"], "'x' is not a budget"),
-    (["--budget", "paper,total:-2x"], "'total:-2x' is not a budget"),
-    (["--device", "nonsense"], "--device 'nonsense': must be auto, cpu, cuda or cuda:N"),
-    (["--threads", "0"], "--threads 0"),
-    pytest.param(["--device", "cuda:0"], "CUDA is not available",
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--methods", "gerg1"], "did you mean greg1"),
+        (["--methods", "nni-zzz*"], "matches nothing"),
+        (["--setting", "cifar10-resnet5"], "did you mean cifar10-resnet56"),
+        (["--ratios", "[0,0.5"], "missing closing"),
+        (["--ratios", "1.2"], "[0, 1)"),
+        (["--ratios", "-0.1"], "not a number"),
+        (["--seeds", "0"], "--seeds 0"),
+        (["--seed-list", "a,b"], "--seed-list"),
+        (["--baseline-seed", "-1"], "--baseline-seed -1"),
+        (["--baseline", "own.pt", "--baseline-seed", "1"], "exclude each other"),
+        (["--setting", "cifar10jpg-resnet20", "--data-dir", "/nonexistent/cifar"], "/nonexistent/cifar"),
+        (["--budget", "x"], "'x' is not a budget"),
+        (["--budget", "paper,total:-2x"], "'total:-2x' is not a budget"),
+        (["--device", "nonsense"], "--device 'nonsense': must be auto, cpu, cuda or cuda:N"),
+        (["--threads", "0"], "--threads 0"),
+        pytest.param(
+            ["--device", "cuda:0"],
+            "CUDA is not available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
+        ),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_nothing_written(suite, tmp_path, args, fragment):
     runs = tmp_path / "runs"
     _one_line_error(suite("run", "--runs-dir", runs, *args), fragment)
@@ -82,9 +89,12 @@ def test_bad_input_is_one_line_exit_2_nothing_written(suite, tmp_path, args, fra
 
 def test_bad_hparams_files(suite, tmp_path):
     runs = tmp_path / "runs"
-    for content, fragment in [('{"greg1": {"penalty_increment": "big"}}', "must be float"),
-                              ('{"greg1": {"nonsense": 1}}', "unknown field"),
-                              ('{"l1": {}}', "does not run"), ("{not json", "not valid JSON")]:
+    for content, fragment in [
+        ('{"greg1": {"penalty_increment": "big"}}', "must be float"),
+        ('{"greg1": {"nonsense": 1}}', "unknown field"),
+        ('{"l1": {}}', "does not run"),
+        ("{not json", "not valid JSON"),
+    ]:
         f = tmp_path / "hp.json"
         f.write_text(content)
         _one_line_error(suite("run", "--runs-dir", runs, "--methods", "greg1", "--hparams", f), fragment)
@@ -101,8 +111,9 @@ def test_bad_baseline_checkpoints(suite, tmp_path):
     pickled = tmp_path / "pickled.pt"
     torch.save({"x": object()}, pickled)  # needs unpickling code: refused by weights_only
     for path, fragment in [(corrupt, "corrupt"), (wrong, "does not match"), (pickled, "weights-only")]:
-        _one_line_error(suite("run", "--runs-dir", runs, "--setting", TINY, "--methods", "l1", "--baseline", path),
-                        fragment)
+        _one_line_error(
+            suite("run", "--runs-dir", runs, "--setting", TINY, "--methods", "l1", "--baseline", path), fragment
+        )
     assert not runs.exists()
 
 
@@ -137,8 +148,9 @@ def test_own_baseline_is_another_run_not_the_cached_one(suite, tmp_path):
 def test_unwritable_runs_dir(suite, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    _one_line_error(suite("run", "--runs-dir", blocker / "runs", "--setting", TINY, "--methods", "l1", "--smoke"),
-                    "not writable")
+    _one_line_error(
+        suite("run", "--runs-dir", blocker / "runs", "--setting", TINY, "--methods", "l1", "--smoke"), "not writable"
+    )
 
 
 @pytest.mark.data
@@ -169,8 +181,17 @@ def test_unstructured_and_greg2_end_to_end(suite, tmp_path):
     """The runner's mask path (GReg-1/2 at weight granularity, magnitude) and GReg-2's filter path:
     after fine-tuning, exactly half of each pruned layer's weights are still zero."""
     runs = tmp_path / "runs"
-    suite("run", "--smoke", "--setting", TINY, "--runs-dir", runs,
-          "--methods", "greg1-unstructured,greg2-unstructured,magnitude,greg2", check=0)
+    suite(
+        "run",
+        "--smoke",
+        "--setting",
+        TINY,
+        "--runs-dir",
+        runs,
+        "--methods",
+        "greg1-unstructured,greg2-unstructured,magnitude,greg2",
+        check=0,
+    )
     base = torch.load(next(runs.glob("baselines/tiny-fmnist/*/model.pt")), weights_only=True)
     for method in ("greg1-unstructured", "greg2-unstructured", "magnitude"):
         folder = next(runs.glob(f"tiny-fmnist/{method}/*"))
@@ -180,14 +201,21 @@ def test_unstructured_and_greg2_end_to_end(suite, tmp_path):
         assert result["budget"]["finetune_iters"] == 20
         zeros = {k: int((v == 0).sum()) for k, v in model.items() if k.endswith("weight") and v.dim() > 1}
         # cnn4 at "0.5": every conv but the first loses half its weights; first conv and classifier keep all
-        assert zeros == {"features.0.weight": 0, "features.4.weight": 32 * 16 * 9 // 2,
-                         "features.8.weight": 64 * 32 * 9 // 2, "features.11.weight": 64 * 64 * 9 // 2,
-                         "classifier.weight": 0}, method
+        assert zeros == {
+            "features.0.weight": 0,
+            "features.4.weight": 32 * 16 * 9 // 2,
+            "features.8.weight": 64 * 32 * 9 // 2,
+            "features.11.weight": 64 * 64 * 9 // 2,
+            "classifier.weight": 0,
+        }, method
         assert result["nonzero_params"] == result["params"] - sum(zeros.values())
         assert model["features.4.weight"].shape == base["features.4.weight"].shape  # masked, not removed
     greg2 = json.loads(next(runs.glob("tiny-fmnist/greg2/*/result.json")).read_text())
-    assert {k: len(v) for k, v in greg2["pruned_filters"].items()} == \
-        {"features.4": 16, "features.8": 32, "features.11": 32}
+    assert {k: len(v) for k, v in greg2["pruned_filters"].items()} == {
+        "features.4": 16,
+        "features.8": 32,
+        "features.11": 32,
+    }
     assert greg2["params"] < greg2["baseline_params"] and greg2["method_info"]["pick_overlap_with_l1"]
 
 
@@ -222,10 +250,17 @@ def test_sigkill_resume_equals_uninterrupted(tmp_path):
 
     runs = tmp_path / "b"
     # kill -9 inside the baseline, then inside regularization, then inside fine-tuning
-    for marker in ("baselines/tiny-fmnist/*/train.ckpt", "tiny-fmnist/greg1/*/own.ckpt",
-                   "tiny-fmnist/greg1/*/finetune.ckpt"):
-        proc = subprocess.Popen([sys.executable, "-m", "suite.cli", *args, "--runs-dir", str(runs)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    for marker in (
+        "baselines/tiny-fmnist/*/train.ckpt",
+        "tiny-fmnist/greg1/*/own.ckpt",
+        "tiny-fmnist/greg1/*/finetune.ckpt",
+    ):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "suite.cli", *args, "--runs-dir", str(runs)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=ENV,
+        )
         deadline = time.time() + 120
         while not list(runs.glob(marker)) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
@@ -244,10 +279,22 @@ def test_sigkill_resume_equals_uninterrupted(tmp_path):
 @pytest.mark.data
 def test_two_workers_never_run_a_job_twice(tmp_path):
     runs = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "suite.cli", "run", "--setting", TINY, "--methods", "l1,random",
-           "--runs-dir", str(runs), "--smoke"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-             for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "suite.cli",
+        "run",
+        "--setting",
+        TINY,
+        "--methods",
+        "l1,random",
+        "--runs-dir",
+        str(runs),
+        "--smoke",
+    ]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     executed = sum(o.count("    smoke:") for o in outs)
@@ -271,8 +318,11 @@ def test_list_json_has_the_promised_fields(suite):
 
 
 def _results(runs):
-    return {(r["method"], r["protocol"]): (f.parent.name, r)
-            for f in runs.glob("tiny-fmnist/*/*/result.json") for r in [json.loads(f.read_text())]}
+    return {
+        (r["method"], r["protocol"]): (f.parent.name, r)
+        for f in runs.glob("tiny-fmnist/*/*/result.json")
+        for r in [json.loads(f.read_text())]
+    }
 
 
 # tiny-fmnist by hand: 4,096 training images; fine-tuning 1 epoch at batch 128 = 32 iterations = 4,096
@@ -307,8 +357,20 @@ def test_budgets_are_counted_in_samples_and_equal_under_total(suite, tmp_path):
     slim_paper_folder = got[("nni-slim", "paper")][0]
     assert got[("nni-slim", "total")][1]["same_training_as"] == slim_paper_folder
     fresh = tmp_path / "fresh"
-    suite("run", "--setting", TINY, "--device", "cpu", "--methods", "nni-slim", "--budget", str(TOTAL),
-          "--runs-dir", fresh, check=0)
+    suite(
+        "run",
+        "--setting",
+        TINY,
+        "--device",
+        "cpu",
+        "--methods",
+        "nni-slim",
+        "--budget",
+        str(TOTAL),
+        "--runs-dir",
+        fresh,
+        check=0,
+    )
     computed, taken = _results(fresh)[("nni-slim", "total")][1], got[("nni-slim", "total")][1]
     assert "same_training_as" not in computed
     for key in ("top1", "top5", "acc_before_removal", "acc_after_removal", "flops", "pruned_filters"):
@@ -321,15 +383,33 @@ def test_an_equal_budget_stretches_the_fine_tuning_schedule_never_a_tail(suite, 
     epoch 2 (0.01, 0.01, 0.001, 0.001); padding the recipe at its last rate would run 0.01 once,
     then 0.001 three times. The run records the schedule it ran."""
     setting = tmp_path / "two-epochs.toml"
-    setting.write_text(Path(TINY).read_text().replace(
-        "[finetune]\nepochs = 1\nbatch_size = 128\nlr = { 0 = 0.01 }",
-        "[finetune]\nepochs = 2\nbatch_size = 128\nlr = { 0 = 0.01, 1 = 0.001 }"))
+    setting.write_text(
+        Path(TINY)
+        .read_text()
+        .replace(
+            "[finetune]\nepochs = 1\nbatch_size = 128\nlr = { 0 = 0.01 }",
+            "[finetune]\nepochs = 2\nbatch_size = 128\nlr = { 0 = 0.01, 1 = 0.001 }",
+        )
+    )
     runs = tmp_path / "runs"
-    suite("run", "--setting", setting, "--device", "cpu", "--methods", "l1", "--budget", "paper,total:2x",
-          "--runs-dir", runs, check=0)
+    suite(
+        "run",
+        "--setting",
+        setting,
+        "--device",
+        "cpu",
+        "--methods",
+        "l1",
+        "--budget",
+        "paper,total:2x",
+        "--runs-dir",
+        runs,
+        check=0,
+    )
     for protocol, want in (("paper", [0.01, 0.001]), ("total", [0.01, 0.01, 0.001, 0.001])):
-        folder = next(f.parent for f in runs.glob("*/l1/*/result.json")
-                      if json.loads(f.read_text())["protocol"] == protocol)
+        folder = next(
+            f.parent for f in runs.glob("*/l1/*/result.json") if json.loads(f.read_text())["protocol"] == protocol
+        )
         with open(folder / "log.csv") as f:
             rows = [r for r in csv.DictReader(f) if r["phase"] == "l1 fine-tune"]
         assert [float(r["lr"]) for r in rows] == want, protocol
@@ -343,27 +423,64 @@ def test_dry_run_plans_without_training(suite, tmp_path):
     runs = tmp_path / "runs"
     hp = tmp_path / "hp.json"
     hp.write_text('{"greg1": {"penalty_increment": 0.05}}')
-    p = suite("run", "--setting", TINY, "--methods", "greg1,l1", "--seeds", "2", "--hparams", hp,
-              "--dry-run", "--runs-dir", runs, check=0)
+    p = suite(
+        "run",
+        "--setting",
+        TINY,
+        "--methods",
+        "greg1,l1",
+        "--seeds",
+        "2",
+        "--hparams",
+        hp,
+        "--dry-run",
+        "--runs-dir",
+        runs,
+        check=0,
+    )
     assert p.stdout.count("to run ") == 4 and "4 to run, 0 stored" in p.stdout
     # delta 0.05: the 21st update passes tau 1 (1.05), the last at iteration 20, then K_s 20: 41 iterations
     assert p.stdout.count("own training 41 it x 128") == 2 and p.stdout.count("no own training") == 2
-    p = suite("run", "--setting", TINY, "--methods", "greg1,l1", "--budget", f"paper,{TOTAL},total:2x",
-              "--dry-run", "--runs-dir", runs, check=0)
+    p = suite(
+        "run",
+        "--setting",
+        TINY,
+        "--methods",
+        "greg1,l1",
+        "--budget",
+        f"paper,{TOTAL},total:2x",
+        "--dry-run",
+        "--runs-dir",
+        runs,
+        check=0,
+    )
     assert p.stdout.count(f"total {TOTAL} samples") == 2 and p.stdout.count("total 8192 samples") == 2  # 2 x 4,096
     assert p.stdout.count("to run ") == 6
-    p = suite("run", "--setting", TINY, "--methods", "greg1", "--budget", "total:0.5x", "--dry-run",
-              "--runs-dir", runs, check=2)
+    p = suite(
+        "run",
+        "--setting",
+        TINY,
+        "--methods",
+        "greg1",
+        "--budget",
+        "total:0.5x",
+        "--dry-run",
+        "--runs-dir",
+        runs,
+        check=2,
+    )
     assert "cannot hold greg1's own training" in p.stderr and "Traceback" not in p.stderr
     capped = tmp_path / "capped.json"  # 201 updates at K_u 1 cannot fit tiny's cap of 200 iterations
     capped.write_text('{"greg1": {"penalty_increment": 0.005}}')
-    p = suite("run", "--setting", TINY, "--methods", "greg1", "--hparams", capped, "--dry-run",
-              "--runs-dir", runs, check=0)
+    p = suite(
+        "run", "--setting", TINY, "--methods", "greg1", "--hparams", capped, "--dry-run", "--runs-dir", runs, check=0
+    )
     assert "CAPPED" in p.stdout
     # the header's dry-surgery speedup is for filter methods; masks alone keep every FLOP
     assert "x FLOPs)" in p.stdout.splitlines()[0]
-    p = suite("run", "--setting", TINY, "--methods", "magnitude,greg1-unstructured", "--dry-run",
-              "--runs-dir", runs, check=0)
+    p = suite(
+        "run", "--setting", TINY, "--methods", "magnitude,greg1-unstructured", "--dry-run", "--runs-dir", runs, check=0
+    )
     header = p.stdout.splitlines()[0]
     assert "(weight sparsity, FLOPs unchanged)" in header and "dry surgery" not in header, header
     assert not runs.exists()
@@ -374,10 +491,24 @@ def test_two_workers_share_four_jobs_two_each(tmp_path):
     """Issue 15 item 3: a worker that finds a job locked takes the next free one, so two workers on
     four equal jobs compute two each (before, one computed all four while the other waited)."""
     runs = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "suite.cli", "run", "--setting", TINY, "--methods", "l1",
-           "--seed-list", "0,1,2,3", "--runs-dir", str(runs), "--smoke"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-             for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "suite.cli",
+        "run",
+        "--setting",
+        TINY,
+        "--methods",
+        "l1",
+        "--seed-list",
+        "0,1,2,3",
+        "--runs-dir",
+        str(runs),
+        "--smoke",
+    ]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert [o.count("    smoke:") for o in outs] == [2, 2], outs  # computed here
@@ -388,6 +519,7 @@ def test_two_workers_share_four_jobs_two_each(tmp_path):
 
 def test_missing_runs_dir_is_one_line_exit_2_for_every_reader(tmp_path, capsys):
     from suite.cli import main
+
     for command in ("results", "leaderboard"):
         assert main([command, "--runs-dir", str(tmp_path / "none")]) == 2
         err = capsys.readouterr().err
@@ -397,9 +529,20 @@ def test_missing_runs_dir_is_one_line_exit_2_for_every_reader(tmp_path, capsys):
 def test_list_settings_default_first_and_only_real_changes(monkeypatch, capsys):
     from suite.cli import main
     from suite.pages import overview
-    monkeypatch.setattr(overview, "_cached_achieved", lambda s: {
-        "params": 2e6, "flops": 4e6, "pruned_params": 1e6, "pruned_flops": 1e6, "speedup": 4.0,
-        "param_reduction": 2.0, "pruned_layers": 3})
+
+    monkeypatch.setattr(
+        overview,
+        "_cached_achieved",
+        lambda s: {
+            "params": 2e6,
+            "flops": 4e6,
+            "pruned_params": 1e6,
+            "pruned_flops": 1e6,
+            "speedup": 4.0,
+            "param_reduction": 2.0,
+            "pruned_layers": 3,
+        },
+    )
     assert main(["list", "settings"]) == 0
     blocks = {}
     for line in capsys.readouterr().out.splitlines():
@@ -417,6 +560,7 @@ def test_list_settings_default_first_and_only_real_changes(monkeypatch, capsys):
 def test_list_settings_counts_once_per_setting_and_code_version(tmp_path, monkeypatch):
     from suite.pages import overview
     from suite.spec.settings import SETTINGS
+
     calls = []
     monkeypatch.setattr(overview, "CACHE", tmp_path / "cache.json")
     monkeypatch.setattr(overview, "achieved", lambda s: calls.append(s.name) or {"speedup": 6.19})

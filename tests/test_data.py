@@ -1,4 +1,5 @@
 """Real data: shapes, fingerprints, the validation split, deterministic tensor augmentation."""
+
 import pytest
 import torch
 
@@ -70,6 +71,7 @@ def test_cifar10_jpg_copy(cifar_dir):
 
 def test_cifar10_jpg_decodes_without_deprecation_warnings(cifar_dir):
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torchvision.io's decoders warn once per image
         test = datasets._decode_image_folder(cifar_dir / "test")

@@ -5,6 +5,7 @@ processes of one torch thread on this 2-core machine), torn down after. SLURM: D
 slurmctld and slurmd started on loopback by ci/slurm-local. Everything compared for equality runs
 on CPU with one torch thread, where training is bit-exact whatever process runs it.
 """
+
 import json
 import os
 import pickle
@@ -28,12 +29,42 @@ from suite.spec.settings import get_setting
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
-GRID = ["run", "--setting", TINY, "--methods", "l1,random", "--seeds", "2", "--smoke", "--device", "cpu",
-        "--threads", "1"]
+GRID = [
+    "run",
+    "--setting",
+    TINY,
+    "--methods",
+    "l1,random",
+    "--seeds",
+    "2",
+    "--smoke",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
 # what a run's result is; wall times, latencies and finishing times differ between any two runs
-SAME = ("setting", "method", "seed", "status", "top1", "baseline_top1", "baseline_key", "params", "flops",
-        "speedup", "acc_before_removal", "acc_after_removal", "own_iters", "finetune_epochs", "samples",
-        "train_macs", "hparams", "data_fingerprint", "training_code")
+SAME = (
+    "setting",
+    "method",
+    "seed",
+    "status",
+    "top1",
+    "baseline_top1",
+    "baseline_key",
+    "params",
+    "flops",
+    "speedup",
+    "acc_before_removal",
+    "acc_after_removal",
+    "own_iters",
+    "finetune_epochs",
+    "samples",
+    "train_macs",
+    "hparams",
+    "data_fingerprint",
+    "training_code",
+)
 
 
 def _cli(*args) -> int:
@@ -49,8 +80,21 @@ def _results(runs: Path) -> dict:
     out = {}
     for f in runs.glob("tiny-fmnist/*/*/result.json"):
         r = json.loads(f.read_text())
-        out[f.parent.name] = {k: r.get(k) for k in ("top1", "top5", "acc_before_removal", "acc_after_removal",
-                                                    "params", "flops", "pruned_filters", "status", "seed", "method")}
+        out[f.parent.name] = {
+            k: r.get(k)
+            for k in (
+                "top1",
+                "top5",
+                "acc_before_removal",
+                "acc_after_removal",
+                "params",
+                "flops",
+                "pruned_filters",
+                "status",
+                "seed",
+                "method",
+            )
+        }
         out[f.parent.name]["budget"] = {k: v for k, v in r["budget"].items()}
     return out
 
@@ -74,6 +118,7 @@ def test_jobs_and_contexts_pickle():
     from suite.running.executors import Context
     from suite.spec.plan import Budget
     from suite.training.numerics import Numerics
+
     setting = get_setting(TINY)
     bf16 = Numerics("bf16", channels_last=True)
     jobs = plan(setting, ["l1", "greg1"], [0, 1], train_size=32, budgets=[Budget("2x", 9_216)])
@@ -85,16 +130,21 @@ def test_jobs_and_contexts_pickle():
         assert pickle.loads(pickle.dumps(ctx)) == ctx
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["run", "--ray-address", "127.0.0.1:1"], "--ray-address is an option of another executor"),
-    (["run", "--executor", "ray", "--wait"], "--wait is an option of another executor"),
-    (["run", "--executor", "slurm", "--slurm-time", "0"], "--slurm-time 0.0: give the hours"),
-    (["run", "--executor", "slurm", "--slurm-time", "nan"], "--slurm-time nan"),
-    (["search", "--method", "greg1", "--parallel", "2"], "--parallel needs --executor ray or slurm"),
-    (["search", "--method", "greg1", "--executor", "ray", "--parallel", "0"], "--parallel 0: must be >= 1"),
-    (["search", "--method", "greg1", "--executor", "ray", "--storage", "journal:/tmp/x.journal"],
-     "a journal file has no heartbeat"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["run", "--ray-address", "127.0.0.1:1"], "--ray-address is an option of another executor"),
+        (["run", "--executor", "ray", "--wait"], "--wait is an option of another executor"),
+        (["run", "--executor", "slurm", "--slurm-time", "0"], "--slurm-time 0.0: give the hours"),
+        (["run", "--executor", "slurm", "--slurm-time", "nan"], "--slurm-time nan"),
+        (["search", "--method", "greg1", "--parallel", "2"], "--parallel needs --executor ray or slurm"),
+        (["search", "--method", "greg1", "--executor", "ray", "--parallel", "0"], "--parallel 0: must be >= 1"),
+        (
+            ["search", "--method", "greg1", "--executor", "ray", "--storage", "journal:/tmp/x.journal"],
+            "a journal file has no heartbeat",
+        ),
+    ],
+)
 def test_bad_executor_options_are_one_line_exit_2(args, fragment, tmp_path, capsys):
     runs = tmp_path / "runs"
     assert _cli(*args, "--setting", TINY, "--runs-dir", runs) == 2
@@ -106,8 +156,9 @@ def test_bad_executor_options_are_one_line_exit_2(args, fragment, tmp_path, caps
 # ---------------------------------------------------------------------------- ray
 def _ray(*args, env=None, check=True):
     ray_bin = Path(sys.executable).parent / "ray"
-    return subprocess.run([str(ray_bin), *map(str, args)], capture_output=True, text=True, env=env, check=check,
-                          timeout=600)
+    return subprocess.run(
+        [str(ray_bin), *map(str, args)], capture_output=True, text=True, env=env, check=check, timeout=600
+    )
 
 
 def _kill_session(temp_dir: str) -> None:
@@ -135,17 +186,40 @@ def ray_cluster():
         mp.setenv(key, value)
     pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[dev]' (ci/setup does)")
     import ray
+
     temp_dir = f"/tmp/rt-{uuid.uuid4().hex[:6]}"  # short: Ray's socket paths must fit in 107 bytes
     port = 20000 + os.getpid() % 20000
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SUITE_CHECKPOINT_EVERY": "5", "RAY_USAGE_STATS_ENABLED": "0"}
-    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0",
-              "--object-store-memory", str(80 * 2**20), "--disable-usage-stats"]
+    common = [
+        "--node-ip-address",
+        "127.0.0.1",
+        "--num-cpus",
+        "1",
+        "--num-gpus",
+        "0",
+        "--object-store-memory",
+        str(80 * 2**20),
+        "--disable-usage-stats",
+    ]
     try:
-        head = _ray("start", "--head", "--port", port, "--include-dashboard", "false", "--temp-dir", temp_dir,
-                    *common, env=env, check=False)
+        head = _ray(
+            "start",
+            "--head",
+            "--port",
+            port,
+            "--include-dashboard",
+            "false",
+            "--temp-dir",
+            temp_dir,
+            *common,
+            env=env,
+            check=False,
+        )
         if head.returncode != 0:
-            pytest.fail(f"ray start --head failed (on a machine starved of CPU Ray's agents miss the raylet's "
-                        f"15 s start-up deadline: ray-project/ray#65983): {head.stderr[-800:]}")
+            pytest.fail(
+                f"ray start --head failed (on a machine starved of CPU Ray's agents miss the raylet's "
+                f"15 s start-up deadline: ray-project/ray#65983): {head.stderr[-800:]}"
+            )
         node = _ray("start", "--address", f"127.0.0.1:{port}", *common, env=env, check=False)
         if node.returncode != 0:
             pytest.fail(f"ray start (second node) failed: {node.stderr[-800:]}")
@@ -166,6 +240,7 @@ def on_ray(ray_cluster, monkeypatch):
 
 def test_ray_grid_equals_local_and_trains_the_baseline_once(on_ray, local_grid, tmp_path, capsys):
     import ray
+
     runs = tmp_path / "runs"
     assert _cli(*GRID, *on_ray, "--runs-dir", runs) == 0
     out = capsys.readouterr().out
@@ -180,6 +255,7 @@ def test_ray_grid_equals_local_and_trains_the_baseline_once(on_ray, local_grid, 
 
 def _runner(runs: Path):
     from suite.running.runner import Runner, load_data
+
     setting = get_setting(TINY)
     return Runner(setting, load_data(setting, None), runs, torch.device("cpu"))
 
@@ -191,6 +267,7 @@ class _Args:
 
 def test_ray_job_submitted_twice_runs_once(on_ray, tmp_path):
     from suite.running.executors import RayExecutor
+
     runner = _runner(tmp_path)
     job = plan(runner.setting, ["l1"], [5], train_size=32, smoke=True)[0]
     results = list(RayExecutor(_Args, on_ray[-1]).results(runner, [job, job], workers=None))
@@ -246,10 +323,36 @@ def test_ray_worker_killed_mid_job_is_retried_and_resumes_to_the_same_result(on_
 
 def test_two_ray_search_workers_fill_one_study(on_ray, tmp_path, capsys):
     import optuna
+
     storage = f"sqlite:///{tmp_path}/search.db"
-    assert _cli("search", "--setting", TINY, "--method", "greg1", "--trials", "3", "--smoke", "--device", "cpu",
-                "--threads", "1", "--runs-dir", tmp_path / "runs", "--storage", storage, "--sampler", "random",
-                "--parallel", "2", "--precision", "fp32", *on_ray) == 0, capsys.readouterr()
+    assert (
+        _cli(
+            "search",
+            "--setting",
+            TINY,
+            "--method",
+            "greg1",
+            "--trials",
+            "3",
+            "--smoke",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--runs-dir",
+            tmp_path / "runs",
+            "--storage",
+            storage,
+            "--sampler",
+            "random",
+            "--parallel",
+            "2",
+            "--precision",
+            "fp32",
+            *on_ray,
+        )
+        == 0
+    ), capsys.readouterr()
     study = optuna.load_study(study_name="tiny-fmnist-greg1", storage=storage)  # fp32: no suffix
     states = [t.state for t in study.trials]
     done = states.count(optuna.trial.TrialState.COMPLETE)
@@ -267,13 +370,15 @@ def slurm(tmp_path_factory):
     pytest.importorskip("submitit", reason="submitit is not installed: pip install -e '.[dev]' (ci/setup does)")
     missing = [b for b in ("munged", "slurmctld", "slurmd", "sbatch") if shutil.which(b) is None]
     if missing:
-        pytest.skip(f"{', '.join(missing)} not installed: ci/setup installs Debian's munge, slurmctld, slurmd, "
-                    f"slurm-client")
+        pytest.skip(
+            f"{', '.join(missing)} not installed: ci/setup installs Debian's munge, slurmctld, slurmd, slurm-client"
+        )
     d = tmp_path_factory.mktemp("slurm")
     # a port of this session's own: two test sessions on one machine must not join each other's cluster
     env = {**os.environ, "SLURM_TEST_PORT": str(16000 + os.getpid() % 1000 * 2)}
-    started = subprocess.run([str(ROOT / "ci" / "slurm-local"), "start", str(d)], capture_output=True, text=True,
-                             env=env)
+    started = subprocess.run(
+        [str(ROOT / "ci" / "slurm-local"), "start", str(d)], capture_output=True, text=True, env=env
+    )
     try:
         if started.returncode != 0:
             pytest.fail(f"ci/slurm-local could not start SLURM: {started.stderr[-800:]}")
@@ -306,8 +411,28 @@ def test_slurm_grid_equals_local(slurm, local_grid, tmp_path, monkeypatch, capsy
 def test_slurm_wait_follows_the_jobs(slurm, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SLURM_CONF", slurm)
     runs = tmp_path / "runs"
-    assert _cli("run", "--setting", TINY, "--methods", "l1", "--smoke", "--device", "cpu", "--threads", "1",
-                "--executor", "slurm", "--wait", "--slurm-time", "0.5", "--runs-dir", runs) == 0
+    assert (
+        _cli(
+            "run",
+            "--setting",
+            TINY,
+            "--methods",
+            "l1",
+            "--smoke",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--executor",
+            "slurm",
+            "--wait",
+            "--slurm-time",
+            "0.5",
+            "--runs-dir",
+            runs,
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "baseline job" in out and out.count("(slurm job ") == 1 and "top-1" in out, out
 
@@ -345,8 +470,9 @@ def _squeue(name: str, state: str) -> list[str]:
 
 
 @pytest.mark.cluster
-def test_slurm_requeued_job_resumes_from_its_checkpoint_to_the_same_result(slurm_kill_wait, tmp_path, monkeypatch,
-                                                                           capsys):
+def test_slurm_requeued_job_resumes_from_its_checkpoint_to_the_same_result(
+    slurm_kill_wait, tmp_path, monkeypatch, capsys
+):
     """``scontrol requeue`` (what a preemption with PreemptMode=REQUEUE does) on a task that is fine-tuning:
     SLURM kills it and runs it again, the new task resumes from the job's checkpoint, the driver
     (--wait) reports it, and the result equals an uninterrupted local run with the same thread count:
@@ -355,6 +481,7 @@ def test_slurm_requeued_job_resumes_from_its_checkpoint_to_the_same_result(slurm
     import tomllib
 
     import tomli_w
+
     table = tomllib.loads(Path(TINY).read_text())
     table["finetune"]["epochs"] = 3
     table["baseline"]["epochs"] = 1  # trained once, by the local run, and copied: only its time counts
@@ -380,8 +507,9 @@ def test_slurm_requeued_job_resumes_from_its_checkpoint_to_the_same_result(slurm
             # a requeued job may start again only after the credential lifetime (120 s): let it start now
             while requeued and time.time() < deadline:
                 if requeued[0] in _squeue("suite-job", "PENDING"):
-                    subprocess.run(["scontrol", "update", f"JobId={requeued[0]}", "StartTime=now"], check=True,
-                                   capture_output=True)
+                    subprocess.run(
+                        ["scontrol", "update", f"JobId={requeued[0]}", "StartTime=now"], check=True, capture_output=True
+                    )
                     return
                 time.sleep(0.2)
         except subprocess.CalledProcessError as e:

@@ -1,5 +1,6 @@
 """findings.html's statistics on small fixtures of stored results: every number is checked against
 scipy and statsmodels called here directly (or a textbook value), never against the page's own code."""
+
 import html
 import json
 import re
@@ -17,25 +18,47 @@ from suite.pages.matrix import best_matrix
 from suite.store.results import load_runs
 
 GREG1 = [75.40, 74.10, 76.90]  # three seeds of one baseline
-L1 = [74.00, 73.20, 75.30]     # paired differences +1.40, +0.90, +1.60
+L1 = [74.00, 73.20, 75.30]  # paired differences +1.40, +0.90, +1.60
 
 
 def _today(method: str) -> str:
     from methods import registry
     from suite.store.fingerprint import training_code
+
     return training_code(type(registry.get(method)))
 
 
 def _store(root, runs: list[dict]):
     """Writes each run as a stored result (and an empty config) under root/setting/method/<n>/."""
     for k, r in enumerate(runs):
-        rec = {"setting": "tiny", "status": "done", "eval_split": "test", "ratios": "0.5", "protocol": "paper",
-               "granularity": "filter", "baseline_key": "b1", "baseline_seed": 0, "baseline_sha256": "w1",
-               "baseline_top1": 90.0, "speedup": 2.0, "hparams_source": "default", "hparams": {},
-               "params": 1000, "baseline_params": 2000, "latency_speedup": 1.5,
-               "budget": {"samples": 1000, "samples_x_train": 1.0, "train_macs": 1e9, "reg_iters": 0,
-                          "finetune_epochs": 1.0}, "finished_at": f"2026-12-01 10:{k % 60:02d} UTC",
-               "acc_before_removal": 85.0, "acc_after_removal": 40.0} | r
+        rec = {
+            "setting": "tiny",
+            "status": "done",
+            "eval_split": "test",
+            "ratios": "0.5",
+            "protocol": "paper",
+            "granularity": "filter",
+            "baseline_key": "b1",
+            "baseline_seed": 0,
+            "baseline_sha256": "w1",
+            "baseline_top1": 90.0,
+            "speedup": 2.0,
+            "hparams_source": "default",
+            "hparams": {},
+            "params": 1000,
+            "baseline_params": 2000,
+            "latency_speedup": 1.5,
+            "budget": {
+                "samples": 1000,
+                "samples_x_train": 1.0,
+                "train_macs": 1e9,
+                "reg_iters": 0,
+                "finetune_epochs": 1.0,
+            },
+            "finished_at": f"2026-12-01 10:{k % 60:02d} UTC",
+            "acc_before_removal": 85.0,
+            "acc_after_removal": 40.0,
+        } | r
         rec.setdefault("training_code", _today(rec["method"]))
         folder = root / rec["setting"] / rec["method"] / f"run{k}"
         folder.mkdir(parents=True)
@@ -54,7 +77,7 @@ def _claim(found: dict, key: str) -> dict:
 
 def test_pairs_by_seed_use_the_paired_t_test_and_its_interval(tmp_path):
     found = findings(_store(tmp_path, _runs("greg1", GREG1) + _runs("l1", L1)))
-    row, = _claim(found, "greg1-vs-l1")["rows"]
+    (row,) = _claim(found, "greg1-vs-l1")["rows"]
     t = row["test"]
     expected = stats.ttest_rel(GREG1, L1)
     ci = expected.confidence_interval(0.95)
@@ -80,8 +103,11 @@ def test_pairs_by_seed_use_the_paired_t_test_and_its_interval(tmp_path):
 def test_runs_that_do_not_pair_fall_back_to_welch(tmp_path, case):
     """A seed only one side has, or a pair whose baseline weights differ: Welch's test, its interval,
     and the detectable difference from TTestIndPower at the pooled SD."""
-    l1 = (_runs("l1", L1, seeds=(0, 1, 3)) if case == "seed missing"
-          else _runs("l1", L1[:2]) + _runs("l1", L1[2:], seeds=(2,), baseline_sha256="w-other"))
+    l1 = (
+        _runs("l1", L1, seeds=(0, 1, 3))
+        if case == "seed missing"
+        else _runs("l1", L1[:2]) + _runs("l1", L1[2:], seeds=(2,), baseline_sha256="w-other")
+    )
     found = findings(_store(tmp_path, _runs("greg1", GREG1) + l1))
     t = _claim(found, "greg1-vs-l1")["rows"][0]["test"]
     expected = stats.ttest_ind(GREG1, L1, equal_var=False)
@@ -99,12 +125,15 @@ def test_holm_adjusts_over_every_test_on_the_page(tmp_path):
     all three, as statsmodels gives it from the scipy p values computed here."""
     greg2 = [75.90, 74.20, 77.60]
     lost_g1 = [10.0, 14.0, 11.0]  # GReg-1's points lost at removal; L1 loses 45.0 on every seed
-    runs = (_runs("greg1", GREG1) + _runs("l1", L1, acc_after_removal=40.0) + _runs("greg2", greg2))
+    runs = _runs("greg1", GREG1) + _runs("l1", L1, acc_after_removal=40.0) + _runs("greg2", greg2)
     for r, lost in zip(runs[:3], lost_g1):
         r["acc_after_removal"] = 85.0 - lost
     found = findings(_store(tmp_path, runs))
-    raw = [stats.ttest_rel(GREG1, L1).pvalue, stats.ttest_rel(greg2, GREG1).pvalue,
-           stats.ttest_rel([45.0] * 3, lost_g1).pvalue]
+    raw = [
+        stats.ttest_rel(GREG1, L1).pvalue,
+        stats.ttest_rel(greg2, GREG1).pvalue,
+        stats.ttest_rel([45.0] * 3, lost_g1).pvalue,
+    ]
     adjusted = multipletests(raw, alpha=0.05, method="holm")[1]
     got = [_claim(found, k)["rows"][0]["test"] for k in ("greg1-vs-l1", "greg2-vs-greg1", "removal")]
     assert [t["p"] for t in got] == pytest.approx(raw, rel=1e-9)
@@ -119,16 +148,21 @@ def test_holm_adjusts_over_every_test_on_the_page(tmp_path):
 def test_each_point_of_a_budget_curve_is_its_own_question(tmp_path):
     """Equal-sample runs at two budgets (the same seeds twice) are two comparisons, each paired; never
     one pool of six runs a side."""
+
     def at(samples, shift):
-        budget = {"budget": {"samples": samples, "total_samples_target": samples, "reg_iters": 0, "finetune_epochs": 1.0},
-                  "protocol": "total"}
+        budget = {
+            "budget": {"samples": samples, "total_samples_target": samples, "reg_iters": 0, "finetune_epochs": 1.0},
+            "protocol": "total",
+        }
         return _runs("greg1", [v + shift for v in GREG1], **budget) + _runs("l1", L1, **budget)
+
     found = findings(_store(tmp_path, at(1000, 0.0) + at(4000, 1.0)))
     rows = _claim(found, "greg1-vs-l1")["rows"]
     assert [r["protocol_text"] for r in rows] == ["total, 1,000 samples", "total, 4,000 samples"]
     assert [r["test"]["test"] for r in rows] == ["paired t", "paired t"]
-    assert [r["test"]["p"] for r in rows] == pytest.approx([stats.ttest_rel(GREG1, L1).pvalue,
-                                                           stats.ttest_rel(np.add(GREG1, 1.0), L1).pvalue])
+    assert [r["test"]["p"] for r in rows] == pytest.approx(
+        [stats.ttest_rel(GREG1, L1).pvalue, stats.ttest_rel(np.add(GREG1, 1.0), L1).pvalue]
+    )
 
 
 def test_the_baseline_is_a_random_factor(tmp_path):
@@ -137,10 +171,14 @@ def test_the_baseline_is_a_random_factor(tmp_path):
     called a one-baseline verdict."""
     other = [74.00, 73.00, 74.50]  # GReg-1 on baseline b2; L1 below it by 0.2, 0.5, 0.1
     second = {"baseline_key": "b2", "baseline_seed": 1, "baseline_sha256": "w2"}
-    runs = (_runs("greg1", GREG1) + _runs("l1", L1) + _runs("greg1", other, **second)
-            + _runs("l1", [73.80, 72.50, 74.40], **second))
+    runs = (
+        _runs("greg1", GREG1)
+        + _runs("l1", L1)
+        + _runs("greg1", other, **second)
+        + _runs("l1", [73.80, 72.50, 74.40], **second)
+    )
     found = findings(_store(tmp_path, runs))
-    row, = _claim(found, "greg1-vs-l1")["rows"]
+    (row,) = _claim(found, "greg1-vs-l1")["rows"]
     per = [statistics.mean([1.4, 0.9, 1.6]), statistics.mean([0.2, 0.5, 0.1])]
     assert sorted(b["test"]["diff"] for b in row["baselines"]) == pytest.approx(sorted(per))
     assert all(b["paired"] for b in row["baselines"])
@@ -188,28 +226,36 @@ def test_the_gap_grows_is_a_test_on_the_slope_of_the_differences(tmp_path):
     """Paired differences at two targets, regressed on the FLOPs speedup: the slope and its p are
     scipy's linregress of the per-seed differences; point estimates that grow decide nothing alone."""
     mild = _runs("greg1", [80.3, 80.1, 80.6]) + _runs("l1", [80.0, 80.0, 80.0])  # +0.3, +0.1, +0.6
-    strong = (_runs("greg1", [70.9, 70.2, 71.0], ratios="0.9", speedup=6.0)
-              + _runs("l1", [70.0, 70.0, 70.2], ratios="0.9", speedup=6.0))  # +0.9, +0.2, +0.8
+    strong = _runs("greg1", [70.9, 70.2, 71.0], ratios="0.9", speedup=6.0) + _runs(
+        "l1", [70.0, 70.0, 70.2], ratios="0.9", speedup=6.0
+    )  # +0.9, +0.2, +0.8
     found = findings(_store(tmp_path, mild + strong))
-    row, = found["gap"]["rows"]
+    (row,) = found["gap"]["rows"]
     x, d = [2.0] * 3 + [6.0] * 3, [0.3, 0.1, 0.6, 0.9, 0.2, 0.8]
     fit = stats.linregress(x, d)
     t = row["test"]
     assert t["diff"] == pytest.approx(fit.slope, rel=1e-9) and t["p"] == pytest.approx(fit.pvalue, rel=1e-9)
     half = stats.t.ppf(0.975, 4) * fit.stderr
     assert (t["lo"], t["hi"]) == (pytest.approx(fit.slope - half, rel=1e-9), pytest.approx(fit.slope + half, rel=1e-9))
-    assert [s[2] for s in row["baselines"][0]["steps"]] == pytest.approx([1 / 3, 19 / 30])  # the gap grows on point estimates
+    assert [s[2] for s in row["baselines"][0]["steps"]] == pytest.approx(
+        [1 / 3, 19 / 30]
+    )  # the gap grows on point estimates
     assert t["p_adj"] >= 0.05 and row["verdict"].startswith("not significant (n=6 pairs; could detect >= ")
 
 
 def test_the_index_matrix_shows_todays_code_and_names_an_older_edition(tmp_path):
     """Today's runs only where a setting has them (the older edition and the legacy iteration-matched
     total runs are left out); a setting without them shows its newest edition and says so."""
-    runs = (_runs("greg1", GREG1) + _runs("l1", L1)
-            + _runs("l1", [60.0, 60.0, 60.0], training_code="old", finished_at="2026-12-02 10:00 UTC")
-            + _runs("l1", [50.0, 50.0, 50.0], protocol="total", budget={"reg_iters": 0, "finetune_epochs": 1.0})  # legacy: no samples
-            + _runs("l1", [70.0, 71.0, 72.0], setting="other", training_code="old-a", finished_at="2026-11-01 10:00 UTC")
-            + _runs("l1", [66.0, 67.0, 68.0], setting="other", training_code="old-b", finished_at="2026-11-20 10:00 UTC"))
+    runs = (
+        _runs("greg1", GREG1)
+        + _runs("l1", L1)
+        + _runs("l1", [60.0, 60.0, 60.0], training_code="old", finished_at="2026-12-02 10:00 UTC")
+        + _runs(
+            "l1", [50.0, 50.0, 50.0], protocol="total", budget={"reg_iters": 0, "finetune_epochs": 1.0}
+        )  # legacy: no samples
+        + _runs("l1", [70.0, 71.0, 72.0], setting="other", training_code="old-a", finished_at="2026-11-01 10:00 UTC")
+        + _runs("l1", [66.0, 67.0, 68.0], setting="other", training_code="old-b", finished_at="2026-11-20 10:00 UTC")
+    )
     tables = {t["setting"]: t for t in best_matrix(_store(tmp_path, runs))}
     tiny = tables["tiny"]
     assert tiny["today"] and [c["protocol"] for c in tiny["columns"]] == ["paper"]

@@ -5,6 +5,7 @@ its FLOPs fall as the dry surgery said, a FLOPs target lands within 2 %, and the
 computes what the masked one computes. Data for methods that train: real Fashion-MNIST images
 padded to 32x32 and repeated to 3 channels (nothing here reports an accuracy).
 """
+
 import copy
 import itertools
 from dataclasses import replace
@@ -58,10 +59,17 @@ def _dry(name, model, ratios):
 @pytest.fixture(scope="module")
 def data32(small_fmnist):
     """Real Fashion-MNIST, 2,048 images, padded to 32x32 and repeated to 3 channels."""
+
     def conv(split):
         return TensorSplit(F.pad(split.x, (2, 2, 2, 2)).expand(-1, 3, -1, -1).contiguous(), split.y)
-    return replace(small_fmnist, train=conv(small_fmnist.train), test=conv(small_fmnist.test),
-                   mean=small_fmnist.mean * 3, std=small_fmnist.std * 3)
+
+    return replace(
+        small_fmnist,
+        train=conv(small_fmnist.train),
+        test=conv(small_fmnist.test),
+        mean=small_fmnist.mean * 3,
+        std=small_fmnist.std * 3,
+    )
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -75,14 +83,29 @@ def one_thread():
 
 def _task(model, data, ratios, groups, max_iters=3):
     def run(hooks, desc, log_every=None, log_extra=None):
-        return train(model, data, lr=lambda e: 0.01, batch_size=16, momentum=0.9, weight_decay=5e-4, device=CPU,
-                     seed=0, stream="own", total_steps=max_iters, hooks=hooks, eval_split=None,
-                     log_every=log_every, log_extra=log_extra)
+        return train(
+            model,
+            data,
+            lr=lambda e: 0.01,
+            batch_size=16,
+            momentum=0.9,
+            weight_decay=5e-4,
+            device=CPU,
+            seed=0,
+            stream="own",
+            total_steps=max_iters,
+            hooks=hooks,
+            eval_split=None,
+            log_every=log_every,
+            log_extra=log_extra,
+        )
 
     def batches(n):
-        stream = itertools.chain.from_iterable(data.train_batches(16, 0, e, CPU, stream="own")
-                                               for e in itertools.count())
+        stream = itertools.chain.from_iterable(
+            data.train_batches(16, 0, e, CPU, stream="own") for e in itertools.count()
+        )
         yield from itertools.islice(stream, n)
+
     return PruneTask(ratios, CPU, 0, max_iters, run, batches, EXAMPLE, groups=groups)
 
 
@@ -106,8 +129,7 @@ def mask_groups(model, choice, groups):
     return model
 
 
-GREG = GRegHparams(penalty_increment=0.5, update_interval=1, stabilize_iters=1, pick_increment=0.005,
-                   pick_ceiling=0.01)
+GREG = GRegHparams(penalty_increment=0.5, update_interval=1, stabilize_iters=1, pick_increment=0.005, pick_ceiling=0.01)
 HP = {"greg1": GREG, "greg2": GREG}
 
 
@@ -149,8 +171,12 @@ def test_target_speedup_lands_within_two_percent(net, target):
     ratios = resolve(parse_ratios(f"{target}x"), model, GENERIC, "filter", SHAPE)
     assert len(set(ratios.values())) == 1  # a uniform ratio
     pruned = copy.deepcopy(model)
-    remove_filters(pruned, {n: list(range(n_pruned(r, pruned.get_submodule(n).out_channels)))
-                            for n, r in ratios.items()}, EXAMPLE, coupled=True)
+    remove_filters(
+        pruned,
+        {n: list(range(n_pruned(r, pruned.get_submodule(n).out_channels))) for n, r in ratios.items()},
+        EXAMPLE,
+        coupled=True,
+    )
     achieved = count_flops(model, SHAPE) / count_flops(pruned, SHAPE)
     assert abs(achieved / target - 1) < 0.02, achieved
 
@@ -163,8 +189,10 @@ def test_groups_couple_residual_and_depthwise():
     assert {m for m, _ in groups["down.0"].members} == {"down.0", "blocks.0.project.0", "blocks.1.project.0"}
     assert "stem.0" not in groups and all(m != "head" for g in groups.values() for m, _ in g.members)
     # an expand conv carries its depthwise conv, channel for channel
-    assert groups["blocks.0.expand.0"].members == (("blocks.0.expand.0", tuple(range(128))),
-                                                   ("blocks.0.depthwise.0", tuple(range(128))))
+    assert groups["blocks.0.expand.0"].members == (
+        ("blocks.0.expand.0", tuple(range(128))),
+        ("blocks.0.depthwise.0", tuple(range(128))),
+    )
 
 
 def test_greg_penalises_every_conv_of_a_group():
@@ -174,8 +202,9 @@ def test_greg_penalises_every_conv_of_a_group():
     model = zoo.build(USER, 10, SHAPE)
     groups = prunable_groups(model, EXAMPLE)
     root, dw = "blocks.0.expand.0", "blocks.0.depthwise.0"
-    hook = GRegHook(model, {root: 0.25}, GRegHparams(penalty_increment=0.5, update_interval=1), 1, True,
-                    {root: groups[root]})
+    hook = GRegHook(
+        model, {root: 0.25}, GRegHparams(penalty_increment=0.5, update_interval=1), 1, True, {root: groups[root]}
+    )
     w_root, w_dw = model.get_submodule(root).weight, model.get_submodule(dw).weight
     # the pruned set: the 32 channels of smallest L1 summed over the two convs (computed here)
     total = w_root.detach().abs().flatten(1).sum(1) + w_dw.detach().abs().flatten(1).sum(1)
@@ -195,22 +224,26 @@ def test_one_conv_group_is_the_paper_rule():
     from methods.criteria import filter_l1, l1_smallest_filters
     from suite.models.groups import single
     from suite.models.nets import build_model
+
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
     ratios = {"features.4": 0.5, "features.8": 0.7}
     by_group = l1_smallest_filters(model, ratios, {n: single(n, model) for n in ratios})
     for n, r in ratios.items():
         w = filter_l1(model.get_submodule(n).weight)
-        assert by_group[n] == sorted(torch.argsort(w)[:n_pruned(r, w.numel())].tolist())
+        assert by_group[n] == sorted(torch.argsort(w)[: n_pruned(r, w.numel())].tolist())
 
 
-@pytest.mark.parametrize("text, message", [
-    ("nothere.*=0.5", "matches no module"),
-    ("stem.*=0.5", "matches no prunable layer"),
-    ("60x", "beyond reach"),
-    ("[0,0.5,0.5,0]", "paper layout"),
-    ("0.5x", "must be > 1"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("nothere.*=0.5", "matches no module"),
+        ("stem.*=0.5", "matches no prunable layer"),
+        ("60x", "beyond reach"),
+        ("[0,0.5,0.5,0]", "paper layout"),
+        ("0.5x", "must be > 1"),
+    ],
+)
 def test_impossible_specs_are_one_line_errors(text, message):
     model = zoo.build(USER, 10, SHAPE)
     with pytest.raises(SuiteError, match=message):
@@ -232,12 +265,15 @@ def test_grey_input_and_non_square_input():
     assert dry_surgery(model, ratios, (1, 24, 40), coupled=True)["speedup"] > 2
 
 
-@pytest.mark.parametrize("name, message", [
-    ("torchvision:resnet19", "did you mean"),
-    ("nofile.py:build", "does not exist"),
-    (f"{Path(__file__).parent.parent / 'suite' / 'examples' / 'mynet.py'}:nothing", "no function"),
-    ("timm:resnet18" if __import__("importlib").util.find_spec("timm") is None else "timm:notamodel", "timm"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("torchvision:resnet19", "did you mean"),
+        ("nofile.py:build", "does not exist"),
+        (f"{Path(__file__).parent.parent / 'suite' / 'examples' / 'mynet.py'}:nothing", "no function"),
+        ("timm:resnet18" if __import__("importlib").util.find_spec("timm") is None else "timm:notamodel", "timm"),
+    ],
+)
 def test_bad_model_names(name, message):
     with pytest.raises(SuiteError, match=message):
         zoo.get(name)
@@ -270,8 +306,9 @@ def test_unstructured_methods_on_any_conv_and_linear(data32, method):
     layers = {n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
     assert set(ratios) == layers - {"stem.0", "head"}
     m = registry.get(method)
-    choice = m.prune(model, _task(model, data32, ratios, {}), HP.get("greg1", m.Hparams()) if "greg" in method
-                     else m.Hparams())
+    choice = m.prune(
+        model, _task(model, data32, ratios, {}), HP.get("greg1", m.Hparams()) if "greg" in method else m.Hparams()
+    )
     for name, mask in choice.masks.items():
         n = mask.numel()
         assert mask.shape == model.get_submodule(name).weight.shape

@@ -1,6 +1,7 @@
 """GReg against methods/GREG_SPEC.md and the authors' code: the schedule, the stop rules, the picked
 filters, the effect. Schedules use dyadic increments (0.25, 0.125) so float sums are exact and a
 hand-written trace can be compared with ==."""
+
 import copy
 import math
 
@@ -36,8 +37,15 @@ def _drive(hook, model, steps, trace=None):
         before = hook.updates
         hook.after_backward(model, step)
         if trace is not None and hook.updates > before:
-            trace.append((step, [layer.lam_pruned(hook.hp) for layer in hook.layers], [layer.lam_kept for layer in hook.layers],
-                          [layer.picked for layer in hook.layers], [layer.done for layer in hook.layers]))
+            trace.append(
+                (
+                    step,
+                    [layer.lam_pruned(hook.hp) for layer in hook.layers],
+                    [layer.lam_kept for layer in hook.layers],
+                    [layer.picked for layer in hook.layers],
+                    [layer.done for layer in hook.layers],
+                )
+            )
         if hook.after_step(model, step + 1):
             return step + 1
     return None
@@ -75,8 +83,9 @@ def _authors_trace(n_layers, k_u, delta, tau, pick=None, pick_ceiling=None, reco
 def test_greg1_schedule_trace_is_the_authors():
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
-    hp = GRegHparams(penalty_increment=0.25, penalty_ceiling=1.0, update_interval=2, stabilize_iters=0,
-                     mag_ratio_limit=NO_RATIO_STOP)
+    hp = GRegHparams(
+        penalty_increment=0.25, penalty_ceiling=1.0, update_interval=2, stabilize_iters=0, mag_ratio_limit=NO_RATIO_STOP
+    )
     trace = []
     _drive(GRegHook(model, RATIOS, hp, variant=1, structured=True), model, 100, trace)
     drop_picked = lambda tr: [(it, lam, kept, done) for it, lam, kept, _, done in tr]  # noqa: E731
@@ -88,8 +97,16 @@ def test_greg1_schedule_trace_is_the_authors():
 def test_greg2_schedule_trace_is_the_authors():
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
-    hp = GRegHparams(pick_increment=0.125, pick_ceiling=0.5, penalty_increment=0.25, penalty_ceiling=1.0,
-                     recover=-0.0625, update_interval=1, stabilize_iters=0, mag_ratio_limit=NO_RATIO_STOP)
+    hp = GRegHparams(
+        pick_increment=0.125,
+        pick_ceiling=0.5,
+        penalty_increment=0.25,
+        penalty_ceiling=1.0,
+        recover=-0.0625,
+        update_interval=1,
+        stabilize_iters=0,
+        mag_ratio_limit=NO_RATIO_STOP,
+    )
     trace = []
     _drive(GRegHook(model, RATIOS, hp, variant=2, structured=True), model, 100, trace)
     assert trace == _authors_trace(3, 1, 0.25, 1.0, pick=0.125, pick_ceiling=0.5, recover=-0.0625)
@@ -102,8 +119,9 @@ def test_greg2_schedule_trace_is_the_authors():
 def test_stabilization_runs_exactly_k_s_iterations_after_the_last_stop():
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
-    hp = GRegHparams(penalty_increment=0.25, penalty_ceiling=1.0, update_interval=2, stabilize_iters=3,
-                     mag_ratio_limit=NO_RATIO_STOP)
+    hp = GRegHparams(
+        penalty_increment=0.25, penalty_ceiling=1.0, update_interval=2, stabilize_iters=3, mag_ratio_limit=NO_RATIO_STOP
+    )
     # last update at iteration 8 (5th update), then iterations 9, 10, 11: 12 iterations in all
     assert _drive(GRegHook(model, RATIOS, hp, variant=1, structured=True), model, 100) == 12
 
@@ -119,15 +137,23 @@ def test_magnitude_ratio_stop_fires():
     end = _drive(hook, model, 100)
     # stopped in the update at iteration 0 (after its increment), then iterations 1 and 2: 3 in all
     assert hook.updates == 1 and all(layer.done for layer in hook.layers) and end == 3
-    assert all(layer.hist_ratio >= 1000 for layer in hook.layers) and all(layer.lam_pruned(hp) == 1e-4 for layer in hook.layers)
+    assert all(layer.hist_ratio >= 1000 for layer in hook.layers) and all(
+        layer.lam_pruned(hp) == 1e-4 for layer in hook.layers
+    )
 
 
 # ------------------------------------------------------------------------- 3. stopped layers freeze
 def test_stopped_layer_keeps_its_magnitude_ratio():
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
-    hp = GRegHparams(pick_increment=0.5, pick_ceiling=0.5, penalty_increment=0.25, penalty_ceiling=100.0,
-                     update_interval=1, stabilize_iters=0)
+    hp = GRegHparams(
+        pick_increment=0.5,
+        pick_ceiling=0.5,
+        penalty_increment=0.25,
+        penalty_ceiling=100.0,
+        update_interval=1,
+        stabilize_iters=0,
+    )
     w = model.get_submodule("features.4").weight
     with torch.no_grad():  # features.4 separated from the start; features.8 not
         w[l1_smallest_filters(model, {"features.4": 0.5})["features.4"]] *= 1e-5
@@ -175,9 +201,23 @@ def test_unstructured_greg_penalises_convs_only():
 # ------------------------------------------------------------------------- 5. a forced pick is recorded
 def _task(data, model, layer_ratios, max_iters):
     def run(hooks, desc, log_every=None, log_extra=None):
-        return train(model, data, lr=lambda e: 0.01, batch_size=64, momentum=0.9, weight_decay=5e-4,
-                     device=CPU, seed=0, stream="own", total_steps=max_iters, hooks=hooks, eval_split=None,
-                     log_every=log_every, log_extra=log_extra)
+        return train(
+            model,
+            data,
+            lr=lambda e: 0.01,
+            batch_size=64,
+            momentum=0.9,
+            weight_decay=5e-4,
+            device=CPU,
+            seed=0,
+            stream="own",
+            total_steps=max_iters,
+            hooks=hooks,
+            eval_split=None,
+            log_every=log_every,
+            log_extra=log_extra,
+        )
+
     return PruneTask(layer_ratios, CPU, 0, max_iters, run, None, example_input(1, 28))
 
 
@@ -192,13 +232,20 @@ def test_greg2_pick_forced_by_the_cap_is_recorded(small_fmnist):
 
 
 # ------------------------------------------------------------------------- 6. check()
-@pytest.mark.parametrize("field, value, message", [
-    ("pick_increment", 0.0, "pick_increment"), ("pick_increment", -1e-5, "pick_increment"),
-    ("pick_ceiling", 0.0, "pick_ceiling"), ("recover", 1e-4, "recover"),
-    ("mag_ratio_limit", 0.0, "mag_ratio_limit"), ("mag_ratio_limit", -5.0, "mag_ratio_limit"),
-    ("ratio_momentum", 1.0, "ratio_momentum"), ("ratio_momentum", -0.1, "ratio_momentum"),
-    ("penalty_increment", 0.0, "penalty_increment"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("pick_increment", 0.0, "pick_increment"),
+        ("pick_increment", -1e-5, "pick_increment"),
+        ("pick_ceiling", 0.0, "pick_ceiling"),
+        ("recover", 1e-4, "recover"),
+        ("mag_ratio_limit", 0.0, "mag_ratio_limit"),
+        ("mag_ratio_limit", -5.0, "mag_ratio_limit"),
+        ("ratio_momentum", 1.0, "ratio_momentum"),
+        ("ratio_momentum", -0.1, "ratio_momentum"),
+        ("penalty_increment", 0.0, "penalty_increment"),
+    ],
+)
 def test_check_refuses_schedules_that_cannot_work(field, value, message):
     with pytest.raises(SuiteError, match=message) as e:
         GRegHparams.from_dict({field: value})
@@ -217,19 +264,33 @@ def test_planned_iters_by_hand():
     # GReg-2: 1,000 picking updates to 0.01, then 0.01 + m * 1e-4 > 1.0 first at m = 9,901
     assert greg2.planned_iters(GRegHparams()) == (1_000 + 9_901 - 1) * 10 + 1 + 10_000
     # not a multiple: 0.3 / 0.25 -> 2 updates (0.25, 0.5); K_u 1, K_s 0
-    assert greg1.planned_iters(GRegHparams(penalty_increment=0.25, penalty_ceiling=0.3,
-                                               update_interval=1, stabilize_iters=0)) == 2
+    assert (
+        greg1.planned_iters(
+            GRegHparams(penalty_increment=0.25, penalty_ceiling=0.3, update_interval=1, stabilize_iters=0)
+        )
+        == 2
+    )
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("greg1", (5 - 1) * 3 + 1 + 4),  # 0.25 .. 1.25: 5 updates, the last at iteration 12, then K_s = 4
-    ("greg2", (4 + 3 - 1) * 3 + 1 + 4),  # 4 picking updates (0.125 .. 0.5), then 0.75, 1.0, 1.25
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("greg1", (5 - 1) * 3 + 1 + 4),  # 0.25 .. 1.25: 5 updates, the last at iteration 12, then K_s = 4
+        ("greg2", (4 + 3 - 1) * 3 + 1 + 4),  # 4 picking updates (0.125 .. 0.5), then 0.75, 1.0, 1.25
+    ],
+)
 def test_planned_iters_is_the_real_run(small_fmnist, name, expected):
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
-    hp = GRegHparams(penalty_increment=0.25, penalty_ceiling=1.0, pick_increment=0.125, pick_ceiling=0.5,
-                     update_interval=3, stabilize_iters=4, mag_ratio_limit=NO_RATIO_STOP)
+    hp = GRegHparams(
+        penalty_increment=0.25,
+        penalty_ceiling=1.0,
+        pick_increment=0.125,
+        pick_ceiling=0.5,
+        update_interval=3,
+        stabilize_iters=4,
+        mag_ratio_limit=NO_RATIO_STOP,
+    )
     method = registry.get(name)
     task, outcomes = _task(small_fmnist, model, RATIOS, 1000), []
     run = task.train
@@ -260,8 +321,15 @@ def test_penalty_gradient_is_lambda_times_w_on_pruned_filters_only():
 def test_greg2_picking_phase_then_recover():
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
-    hp = GRegHparams(pick_increment=1e-3, pick_ceiling=0.01, penalty_increment=0.1, penalty_ceiling=0.3,
-                     update_interval=1, stabilize_iters=0, mag_ratio_limit=math.inf)
+    hp = GRegHparams(
+        pick_increment=1e-3,
+        pick_ceiling=0.01,
+        penalty_increment=0.1,
+        penalty_ceiling=0.3,
+        update_interval=1,
+        stabilize_iters=0,
+        mag_ratio_limit=math.inf,
+    )
     hook = GRegHook(model, RATIOS, hp, variant=2, structured=True)
     l1_at_start = l1_smallest_filters(model, RATIOS)["features.4"]  # 16 of 32 filters
     _drive(hook, model, 9)  # 9 pick updates: not picked yet
@@ -269,7 +337,9 @@ def test_greg2_picking_phase_then_recover():
     with torch.no_grad():  # during picking, 4 of the L1-smallest filters grow into the largest
         model.get_submodule("features.4").weight[l1_at_start[:4]] *= 100
     _drive(hook, model, 1)  # the 10th: 1e-3 * 10 = 0.01 -> picked, by the ranking at that moment
-    assert all(layer.picked for layer in hook.layers) and all(abs(layer.lam_kept - 0.01) < 1e-12 for layer in hook.layers)
+    assert all(layer.picked for layer in hook.layers) and all(
+        abs(layer.lam_kept - 0.01) < 1e-12 for layer in hook.layers
+    )
     picked = sorted(hook.layers[0].pruned.tolist())
     assert picked == l1_smallest_filters(model, RATIOS)["features.4"] and not set(l1_at_start[:4]) & set(picked)
     _drive(hook, model, 1)
@@ -280,8 +350,19 @@ def test_greg2_picking_phase_then_recover():
 def test_greg1_removes_l1_filters_and_drives_them_down(small_fmnist):
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
-    train(model, small_fmnist, lr=lambda e: 0.05, batch_size=128, momentum=0.9, weight_decay=5e-4, device=CPU,
-          seed=0, stream="baseline", total_steps=32, eval_split=None)  # a (briefly) trained baseline
+    train(
+        model,
+        small_fmnist,
+        lr=lambda e: 0.05,
+        batch_size=128,
+        momentum=0.9,
+        weight_decay=5e-4,
+        device=CPU,
+        seed=0,
+        stream="baseline",
+        total_steps=32,
+        eval_split=None,
+    )  # a (briefly) trained baseline
     l1_choice = registry.get("l1").prune(model, _task(small_fmnist, model, RATIOS, 0), None).filters
     assert l1_choice == l1_smallest_filters(model, RATIOS)
     greg_model = copy.deepcopy(model)
@@ -337,11 +418,27 @@ def _precision_task(data, model, numerics, check):
 
     def run(hooks, desc, log_every=None, log_extra=None):
         check.greg = hooks[0]
-        outcomes.append(train(model, data, lr=lambda e: 0.01, batch_size=64, momentum=0.9, weight_decay=5e-4,
-                              device=CPU, seed=0, stream="own", total_steps=1000,
-                              hooks=(_Before(check), *hooks, check), eval_split=None, log_every=log_every,
-                              log_extra=log_extra, numerics=numerics))
+        outcomes.append(
+            train(
+                model,
+                data,
+                lr=lambda e: 0.01,
+                batch_size=64,
+                momentum=0.9,
+                weight_decay=5e-4,
+                device=CPU,
+                seed=0,
+                stream="own",
+                total_steps=1000,
+                hooks=(_Before(check), *hooks, check),
+                eval_split=None,
+                log_every=log_every,
+                log_extra=log_extra,
+                numerics=numerics,
+            )
+        )
         return outcomes[-1]
+
     return PruneTask(RATIOS, CPU, 0, 1000, run, None, example_input(1, 28)), outcomes
 
 
@@ -356,8 +453,16 @@ def test_bf16_keeps_the_schedule_the_penalty_and_the_choice(small_fmnist, name):
     run returns (on this data and CPU the two picks were also equal). The magnitude-ratio stop is
     off: it reads the weights, so its iteration may legitimately move."""
     from suite.training.numerics import FP32, Numerics
-    hp = GRegHparams(penalty_increment=0.25, penalty_ceiling=1.0, pick_increment=0.125, pick_ceiling=0.5,
-                     update_interval=3, stabilize_iters=4, mag_ratio_limit=NO_RATIO_STOP)
+
+    hp = GRegHparams(
+        penalty_increment=0.25,
+        penalty_ceiling=1.0,
+        pick_increment=0.125,
+        pick_ceiling=0.5,
+        update_interval=3,
+        stabilize_iters=4,
+        mag_ratio_limit=NO_RATIO_STOP,
+    )
     torch.manual_seed(0)
     base = build_model("cnn4", 10, 1)
     runs = {}
@@ -367,11 +472,15 @@ def test_bf16_keeps_the_schedule_the_penalty_and_the_choice(small_fmnist, name):
         runs[numerics.precision] = (registry.get(name).prune(model, task, hp), outcomes, model, check)
     (p32, o32, m32, c32), (p16, o16, m16, c16) = runs["fp32"], runs["bf16"]
     assert max((a - b).abs().max().item() for a, b in zip(m32.parameters(), m16.parameters())) > 0  # bf16 ran
-    assert [(o.steps, o.stopped_by_hook) for o in o16] == [(o.steps, o.stopped_by_hook) for o in o32] == \
-        [(type(registry.get(name)).planned_iters(hp), True)]
+    assert (
+        [(o.steps, o.stopped_by_hook) for o in o16]
+        == [(o.steps, o.stopped_by_hook) for o in o32]
+        == [(type(registry.get(name)).planned_iters(hp), True)]
+    )
 
     def lambdas(outcomes):
         return [{k: v for k, v in r.items() if k.startswith("lambda:")} for o in outcomes for r in o.history]
+
     assert lambdas(o16) == lambdas(o32) and lambdas(o32)
     schedule = {k: v for k, v in p32.info.items() if k not in ("mag_ratio", "pick_overlap_with_l1")}
     assert {k: v for k, v in p16.info.items() if k in schedule} == schedule

@@ -1,4 +1,5 @@
 """Run identity: named by what defines the result, code recorded beside it, old stores migrated."""
+
 import json
 import shutil
 from dataclasses import replace
@@ -52,13 +53,19 @@ def test_precision_layout_and_compile_name_a_run_only_when_not_fp32(monkeypatch)
 
     from suite.training import numerics_default
     from suite.training.baseline import baseline_key
+
     base = _folder(TINY)
     monkeypatch.setattr(numerics_default, "fast_bf16", lambda device: True)  # even where bf16 is fast
     for precision in ("fp32", None):  # named, or the default
         assert _folder(TINY, numerics=numerics_default.resolve(precision, None, False, torch.device("cpu"))) == base
     assert _folder(TINY, numerics=Numerics()) == base
-    others = [Numerics("bf16"), Numerics("fp16"), Numerics(channels_last=True), Numerics(compile=True),
-              Numerics("bf16", channels_last=True)]
+    others = [
+        Numerics("bf16"),
+        Numerics("fp16"),
+        Numerics(channels_last=True),
+        Numerics(compile=True),
+        Numerics("bf16", channels_last=True),
+    ]
     assert len({base} | {_folder(TINY, numerics=n) for n in others}) == 6
     data = SimpleNamespace(fingerprint="fp")
     keys = {baseline_key(TINY, 0, data, n) for n in others}
@@ -71,14 +78,16 @@ def test_published_baselines_keep_their_keys():
     from types import SimpleNamespace
 
     from suite.training.baseline import baseline_key
+
     metas = sorted(PUBLISHED.glob("baselines/*/*/meta.json"))
     if not metas:
         pytest.skip("no published runs in this checkout")
     for meta in metas:
         m = json.loads(meta.read_text())
         setting = SETTINGS.get(m["setting"]) or get_setting(str(PUBLISHED.parent / "settings" / f"{m['setting']}.toml"))
-        key = baseline_key(setting, m["seed"], SimpleNamespace(fingerprint=m["data_fingerprint"]),
-                           Numerics.from_record(m))
+        key = baseline_key(
+            setting, m["seed"], SimpleNamespace(fingerprint=m["data_fingerprint"]), Numerics.from_record(m)
+        )
         assert key == meta.parent.name, meta
 
 
@@ -97,6 +106,7 @@ def test_train_limit_changes_the_data_fingerprint(fmnist):
 def test_test_limit_measures_on_the_first_images_and_names_the_data(fmnist):
     """tiny-fmnist is measured on the first 1,000 real test images; its fingerprint says so."""
     from suite.running.runner import load_data
+
     data = load_data(TINY, None)
     assert len(data.test) == 1000 and torch.equal(data.test.x, fmnist.test.x[:1000])
     assert torch.equal(data.test.y, fmnist.test.y[:1000]) and len(data.train) == 4096
@@ -124,12 +134,13 @@ def test_fingerprint_ignores_docstrings_and_comments_not_code(tmp_path):
     a, b, c = tmp_path / "a.py", tmp_path / "b.py", tmp_path / "c.py"
     a.write_text('"""Module doc."""\ndef f(x):\n    """Doc."""\n    return x + 1  # note\n')
     b.write_text('"""Another doc."""\n# a comment\ndef f(x):\n    return x + 1\n')
-    c.write_text('def f(x):\n    return x + 2\n')
+    c.write_text("def f(x):\n    return x + 2\n")
     assert fingerprint.module_digest(a) == fingerprint.module_digest(b) != fingerprint.module_digest(c)
 
 
 def test_every_method_module_enters_its_own_fingerprint():
     from methods import registry
+
     l1, greg1, nni = (type(registry.get(m)) for m in ("l1", "greg1", "nni-l1"))
     assert fingerprint.training_code(l1) != fingerprint.training_code(greg1) != fingerprint.training_code(nni)
     assert fingerprint.training_code(greg1) == fingerprint.training_code(type(registry.get("greg2")))
@@ -146,8 +157,10 @@ def published(tmp_path):
 
 def test_migration_keeps_every_published_run_findable(published):
     def runs():
-        return sorted((r["method"], r["seed"], r["protocol"], r["ratios"], r["finished_at"], r.get("top1"))
-                      for r in (json.loads(p.read_text()) for p in published.glob("*/*/*/result.json")))
+        return sorted(
+            (r["method"], r["seed"], r["protocol"], r["ratios"], r["finished_at"], r.get("top1"))
+            for r in (json.loads(p.read_text()) for p in published.glob("*/*/*/result.json"))
+        )
 
     before = runs()
     migrate(published)
@@ -160,16 +173,21 @@ def test_migration_keeps_every_published_run_findable(published):
         assert job.folder(published, config["data"]) == res.parent
         twin = json.loads(res.read_text()).get("same_training_as")
         if twin:  # the twin's record: its folder's result, or (retrained since) its superseded copy
-            assert list((res.parent.parent / twin).glob("result.json")) + \
-                list((res.parent.parent / twin).glob("superseded/*/result.json"))
+            assert list((res.parent.parent / twin).glob("result.json")) + list(
+                (res.parent.parent / twin).glob("superseded/*/result.json")
+            )
     assert migrate(published) == {}  # a second pass moves nothing
 
 
 def test_a_bf16_run_is_found_again_from_its_config():
     """migrate (and anything reading a stored config) rebuilds the job with its precision."""
     job = Job(TINY, "l1", resolve_hparams(TINY, "l1", None), 0, numerics=Numerics("bf16", channels_last=True))
-    config = {**job.identity("fp"), "setting_definition": TINY.to_dict(), "hparams": job.hparams,
-              **job.numerics.record()}
+    config = {
+        **job.identity("fp"),
+        "setting_definition": TINY.to_dict(),
+        "hparams": job.hparams,
+        **job.numerics.record(),
+    }
     found = job_of(config).folder(Path("runs"), "fp")
     assert found == job.folder(Path("runs"), "fp") and found.name != _folder(TINY)
 
@@ -177,8 +195,20 @@ def test_a_bf16_run_is_found_again_from_its_config():
 @pytest.mark.data
 def test_a_run_of_older_training_code_is_flagged_then_recomputed_on_request(tmp_path, capsys):
     from suite.cli import main
+
     runs = tmp_path / "runs"
-    args = ["run", "--setting", str(TINY_FILE), "--methods", "l1", "--smoke", "--runs-dir", str(runs), "--device", "cpu"]
+    args = [
+        "run",
+        "--setting",
+        str(TINY_FILE),
+        "--methods",
+        "l1",
+        "--smoke",
+        "--runs-dir",
+        str(runs),
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     (res,) = runs.glob("tiny-fmnist/l1/*/result.json")
     stored = json.loads(res.read_text())
@@ -197,4 +227,5 @@ def test_a_run_of_older_training_code_is_flagged_then_recomputed_on_request(tmp_
 
 def stored_code(res):
     from methods import registry
+
     return fingerprint.training_code(type(registry.get(json.loads(res.read_text())["method"])))

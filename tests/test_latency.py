@@ -2,6 +2,7 @@
 runtime returns a time, a failure or a skip with its reason, ONNX Runtime's and OpenVINO's outputs
 are eager's, channel alignment keeps counts multiples of N and the model runs, bad input is one
 line. Timings use random weights and tiny models; no test asserts an absolute time."""
+
 from __future__ import annotations
 
 import subprocess
@@ -74,6 +75,7 @@ def test_every_runtime_gives_a_time_a_failure_or_a_skip(cnn4_models):
 
 def test_bf16_is_skipped_with_its_reason_on_a_cpu_without_fast_bf16(monkeypatch, tmp_path):
     import suite.training.numerics_default as nd
+
     monkeypatch.setattr(nd, "fast_bf16", lambda device: False)
     reason = skip_reason("eager-bf16", CPU)
     assert reason.startswith("skipped: ") and "no fast bf16" in reason and "slower than fp32" in reason
@@ -137,8 +139,9 @@ def test_a_failing_model_is_recorded_and_the_other_still_timed(runtime, tmp_path
         def forward(self, x):
             raise ValueError("this model cannot run")
 
-    timings, times = time_group({"baseline": torch.nn.Conv2d(1, 2, 3), "pruned": Broken()}, runtime, (1, 6, 6), 1,
-                                CPU, tmp_path, **TINY)
+    timings, times = time_group(
+        {"baseline": torch.nn.Conv2d(1, 2, 3), "pruned": Broken()}, runtime, (1, 6, 6), 1, CPU, tmp_path, **TINY
+    )
     bad = timings["pruned"]
     assert bad.median_ms is None and bad.repeats == 0
     assert "cannot run" in bad.error and "\n" not in bad.error
@@ -157,7 +160,7 @@ def test_turns_alternate_their_order(monkeypatch):
     seen = []
     calls = {name: (lambda name=name: seen.append(name)) for name in "abc"}
     times, errors, _ = repeat_interleaved(calls, warmup=0, rounds=1, round_size=4, min_repeats=100)
-    assert seen == list("abc" "cba" "abc" "cba") and not errors and all(len(t) == 4 for t in times.values())
+    assert seen == list("abccbaabccba") and not errors and all(len(t) == 4 for t in times.values())
 
 
 def test_the_ratio_survives_a_slow_spell_that_two_series_would_not(monkeypatch):
@@ -169,6 +172,7 @@ def test_the_ratio_survives_a_slow_spell_that_two_series_would_not(monkeypatch):
     def cost(ms):
         def run():
             now[0] += ms / 1000 * (3.0 if now[0] > 0.3 else 1.0)
+
         return run
 
     calls = {"baseline": cost(10.0), "pruned": cost(5.0)}
@@ -190,8 +194,10 @@ def test_paired_interval_is_tight_for_pairs_and_wide_when_the_pairing_is_lost():
     shuffled = list(np.random.default_rng(2).permutation(pruned))
     s, lo, hi = paired_speedup(base, shuffled)
     assert lo < s < hi and (hi - lo) / s > latency.WIDE_INTERVAL_SHARE
-    timings = {name: latency.Timing("eager", 1, "cpu", 1, median_ms=float(np.median(t)), q1_ms=0.0, q3_ms=1.0,
-                                    repeats=40) for name, t in (("baseline", base), ("pruned", shuffled))}
+    timings = {
+        name: latency.Timing("eager", 1, "cpu", 1, median_ms=float(np.median(t)), q1_ms=0.0, q3_ms=1.0, repeats=40)
+        for name, t in (("baseline", base), ("pruned", shuffled))
+    }
     row = versus(timings, {"baseline": base, "pruned": shuffled}, "baseline", "pruned")
     assert row["interval_wide"] and (row["speedup_ci_lo"], row["speedup_ci_hi"]) == (lo, hi)
 
@@ -202,12 +208,14 @@ def test_repeats_stop_when_steady_and_say_when_not(monkeypatch):
     def steady(ms):  # a fixed cost every call: steady after the first round
         def run():
             now[0] += ms / 1000
+
         return run
 
-    times, _, ok = repeat_interleaved({"a": steady(20), "b": steady(10)}, warmup=0, rounds=5, round_size=10,
-                                      min_repeats=10)
+    times, _, ok = repeat_interleaved(
+        {"a": steady(20), "b": steady(10)}, warmup=0, rounds=5, round_size=10, min_repeats=10
+    )
     assert ok and times["a"] == pytest.approx([20.0] * 10) and times["b"] == pytest.approx([10.0] * 10)
-    calls = iter(range(10 ** 6))
+    calls = iter(range(10**6))
 
     def jittery():  # alternating 0 ms and 2 ms: the IQR is the whole spread, never under 5 %
         now[0] += 0.002 * (next(calls) % 2)
@@ -222,11 +230,18 @@ def test_bad_runtimes_are_one_line_errors(text):
         parse_runtimes(text)
 
 
-@pytest.mark.parametrize("args,start", [(["--runtimes", "tvm"], "error: --runtimes"),
-                                        (["--round-to", "8,0"], "error: --round-to '8,0'"),
-                                        (["--target", "2x"], "error: --target '2x'"),
-                                        (["--target", "2x-latency", "--round-to", "8"],
-                                         "error: --target searches ratios and stores nothing: leave out --round-to")])
+@pytest.mark.parametrize(
+    "args,start",
+    [
+        (["--runtimes", "tvm"], "error: --runtimes"),
+        (["--round-to", "8,0"], "error: --round-to '8,0'"),
+        (["--target", "2x"], "error: --target '2x'"),
+        (
+            ["--target", "2x-latency", "--round-to", "8"],
+            "error: --target searches ratios and stores nothing: leave out --round-to",
+        ),
+    ],
+)
 def test_cli_bad_input_exit_2(args, start):
     out = subprocess.run([sys.executable, "-m", "suite.cli", "latency", *args], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.startswith(start) and out.stderr.count("\n") == 1
@@ -234,23 +249,32 @@ def test_cli_bad_input_exit_2(args, start):
 
 def test_report_prints_the_slowest_layers_first():
     from suite.measure.latency import TOP_LAYERS, format_report, report
+
     rep = report(get_setting("fmnist-cnn4"), None, ["eager"], [1], CPU, layer_passes=3, **TINY)
     base, _, _ = setting_models(get_setting("fmnist-cnn4"))
     assert {r["layer"] for r in rep["layers"]} == {n for n, m in base.named_modules() if not list(m.children())}
     assert rep["layer_profile"]["batch"] == 64 and rep["layer_profile"]["passes"] == 3
     text = format_report(rep).splitlines()
     start = next(i for i, line in enumerate(text) if line.startswith("per layer: eager, batch 64")) + 2
-    shown = [line.split()[0] for line in text[start:start + TOP_LAYERS]]
+    shown = [line.split()[0] for line in text[start : start + TOP_LAYERS]]
     times = {r["layer"]: r["baseline_ms"] for r in rep["layers"]}
     assert len(shown) == TOP_LAYERS and [times[n] for n in shown] == sorted(times.values(), reverse=True)[:TOP_LAYERS]
     assert text[start + TOP_LAYERS].startswith(f"top {TOP_LAYERS} of {len(times)} layers: ")
 
 
 # --------------------------------------------------------------------------- channel alignment
-@pytest.mark.parametrize("n,kept,N,expected", [
-    (64, 43, 8, 40), (64, 43, 16, 32), (64, 43, 1, 43), (16, 4, 8, 8),  # below N: N
-    (4, 2, 8, 4),  # a layer narrower than N stays whole
-    (32, 31, 16, 16), (64, 48, 16, 48)])
+@pytest.mark.parametrize(
+    "n,kept,N,expected",
+    [
+        (64, 43, 8, 40),
+        (64, 43, 16, 32),
+        (64, 43, 1, 43),
+        (16, 4, 8, 8),  # below N: N
+        (4, 2, 8, 4),  # a layer narrower than N stays whole
+        (32, 31, 16, 16),
+        (64, 48, 16, 48),
+    ],
+)
 def test_rounded_kept(n, kept, N, expected):
     assert rounded_kept(n, kept, N) == expected
 
@@ -282,6 +306,7 @@ def test_round_to_8_on_coupled_groups_of_a_torchvision_model():
     from suite.models.nets import example_input
     from suite.models.ratios import parse_ratios, resolve
     from suite.models.surgery import remove_filters
+
     model = zoo.build("torchvision:resnet18", 10, (3, 32, 32)).eval()
     layout = zoo.layout("torchvision:resnet18")
     ratios = round_ratios(model, resolve(parse_ratios("0.7"), model, layout, input_shape=(3, 32, 32)), 8)
@@ -295,6 +320,7 @@ def test_round_to_8_on_coupled_groups_of_a_torchvision_model():
 
 def test_the_rounding_sweep_times_each_rounding_against_the_same_baseline_repeats():
     from suite.measure.latency import format_report, report
+
     rep = report(get_setting("fmnist-cnn4"), None, ["eager"], [2], CPU, layer_passes=0, round_to=[1, 8], **TINY)
     by = {v["round_to"]: v for v in rep["rounding"]}
     assert sorted(by) == [1, 8]
@@ -322,25 +348,37 @@ def test_a_latency_target_is_met_on_a_small_model():
     target and lands near it (the search aims within 5 % above; the test allows 15 % for a busy
     machine), and the ratios reproduce as a ratio string."""
     from suite.measure.latency_target import _layer_ratios, search, units
+
     setting = get_setting("fmnist-cnn4")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        res = search(setting, 1.3, "eager", 64, CPU, search_repeat=dict(warmup=1, rounds=2, round_size=10,
-                                                                        min_repeats=20),
-                     warmup=2, rounds=4, round_size=10, min_repeats=20)
+        res = search(
+            setting,
+            1.3,
+            "eager",
+            64,
+            CPU,
+            search_repeat=dict(warmup=1, rounds=2, round_size=10, min_repeats=20),
+            warmup=2,
+            rounds=4,
+            round_size=10,
+            min_repeats=20,
+        )
     finally:
         torch.set_num_threads(threads)
     assert 1.3 <= res["achieved"]["speedup"] <= 1.3 * 1.15, res
     assert res["achieved"]["pruned"]["repeats"] >= 20 and res["steps"][-1]["confirm"]
     base = setting.build_model()
-    assert setting.layer_ratios(base, res["ratios"]) == pytest.approx(_layer_ratios(units(setting, base),
-                                                                                    res["unit_ratios"]))
+    assert setting.layer_ratios(base, res["ratios"]) == pytest.approx(
+        _layer_ratios(units(setting, base), res["unit_ratios"])
+    )
     assert res["flops_speedup"] > 1 and res["runtime"] == "eager" and res["batch"] == 64
 
 
 def test_resnet_units_are_stages_and_their_string_is_the_papers():
     from suite.measure.latency_target import ratio_string, units
+
     setting = get_setting("cifar10-resnet56")
     base = setting.build_model()
     groups = units(setting, base)
@@ -353,17 +391,32 @@ def test_resnet_units_are_stages_and_their_string_is_the_papers():
 def test_an_unreachable_latency_target_is_one_line():
     """At batch 64 a pass takes milliseconds, so no preempted short series fakes 50x (at batch 2 one did)."""
     from suite.measure.latency_target import search
+
     with pytest.raises(SuiteError, match=r"every unit at ratio 0.05 gives 1.00x"):  # no step fits: nothing timed
         search(get_setting("fmnist-cnn4"), 2.0, "eager", 2, CPU, max_ratio=0.05)
-    with pytest.raises(SuiteError, match=r"target 50x latency is beyond reach on eager at batch 64: every unit at "
-                                         r"ratio 0.2"):
-        search(get_setting("fmnist-cnn4"), 50.0, "eager", 64, CPU, max_ratio=0.2,
-               search_repeat=dict(warmup=1, rounds=1, round_size=5, min_repeats=5),
-               warmup=1, rounds=1, round_size=10, min_repeats=10)
+    with pytest.raises(
+        SuiteError,
+        match=r"target 50x latency is beyond reach on eager at batch 64: every unit at "
+        r"ratio 0.2",
+    ):
+        search(
+            get_setting("fmnist-cnn4"),
+            50.0,
+            "eager",
+            64,
+            CPU,
+            max_ratio=0.2,
+            search_repeat=dict(warmup=1, rounds=1, round_size=5, min_repeats=5),
+            warmup=1,
+            rounds=1,
+            round_size=10,
+            min_repeats=10,
+        )
 
 
 @pytest.mark.parametrize("text", ["2x", "0.5x-latency", "fast"])
 def test_bad_latency_target_is_one_line(text):
     from suite.measure.latency_target import parse_latency_target
+
     with pytest.raises(SuiteError, match="--target"):
         parse_latency_target(text)

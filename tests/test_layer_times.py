@@ -8,6 +8,7 @@ Margins are wide on purpose: the machine may be shared (one thread, so no OpenMP
 a preempted sibling thread). Each conv does ~75 M multiply-adds (milliseconds, far above the
 profiler's microseconds per range), the passes alternate baseline and pruned so load changes hit
 both, and each time is the fastest of 30 passes (preemption only ever adds time)."""
+
 from __future__ import annotations
 
 import copy
@@ -65,8 +66,11 @@ def _alone_ms(model: torch.nn.Module, names: list[str], repeats: int = 40) -> di
     plain forward pass, then the fastest of ``repeats`` calls (ms)."""
     inputs, handles = {}, []
     for name in names:
-        handles.append(model.get_submodule(name).register_forward_pre_hook(
-            lambda _m, args, name=name: inputs.__setitem__(name, args[0].clone())))
+        handles.append(
+            model.get_submodule(name).register_forward_pre_hook(
+                lambda _m, args, name=name: inputs.__setitem__(name, args[0].clone())
+            )
+        )
     with torch.no_grad():
         model(torch.randn(1, *SHAPE))
         for h in handles:

@@ -1,5 +1,6 @@
 """Plug-ins behind one registry pattern, and a model's layout as an object (suite.models.layouts):
 the counts below are the papers' architectures counted by hand, not the code's rules re-run."""
+
 import pytest
 from torch import nn
 
@@ -13,11 +14,14 @@ from suite.models.ratios import parse_ratios, resolve
 SHAPE = (3, 32, 32)
 
 
-@pytest.mark.parametrize("name, layout, prunable", [
-    ("resnet56", RESNET, 27),  # 3 stages x 9 basic blocks, the first conv of each
-    ("resnet50", RESNET, 32),  # 3 + 4 + 6 + 3 bottlenecks, their first two convs
-    ("vgg19", PLAIN, 16),      # every conv
-])
+@pytest.mark.parametrize(
+    "name, layout, prunable",
+    [
+        ("resnet56", RESNET, 27),  # 3 stages x 9 basic blocks, the first conv of each
+        ("resnet50", RESNET, 32),  # 3 + 4 + 6 + 3 bottlenecks, their first two convs
+        ("vgg19", PLAIN, 16),  # every conv
+    ],
+)
 def test_each_builtin_carries_the_papers_layout(name, layout, prunable):
     entry = zoo.get(name)
     assert entry.layout == layout and not entry.layout.coupled
@@ -25,8 +29,10 @@ def test_each_builtin_carries_the_papers_layout(name, layout, prunable):
     convs = layout.prunable_convs(model)
     assert len(convs) == prunable
     # no conv whose output feeds a residual addition: a block's last conv, a shortcut, the stem
-    assert not any(c.name.endswith(("conv2" if name == "resnet56" else "conv3", "downsample.0")) or c.name == "conv1"
-                   for c in convs)
+    assert not any(
+        c.name.endswith(("conv2" if name == "resnet56" else "conv3", "downsample.0")) or c.name == "conv1"
+        for c in convs
+    )
 
 
 def test_outside_models_follow_coupled_channels():
@@ -63,7 +69,9 @@ def test_models_are_listed_by_pattern_and_registered_once(monkeypatch):
     @zoo.register_model
     def tiny(num_classes, in_channels=3):
         """A one-conv net."""
-        return nn.Sequential(nn.Conv2d(in_channels, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+        return nn.Sequential(
+            nn.Conv2d(in_channels, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes)
+        )
 
     assert "tiny" in zoo.list_models("t*") and zoo.get("tiny").layout is GENERIC
     assert zoo.get("tiny").description == "A one-conv net."

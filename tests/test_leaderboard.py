@@ -1,4 +1,5 @@
 """Leaderboard pages from tiny real runs: numbers equal the store, escaping, and a real browser."""
+
 import csv
 import html
 import json
@@ -29,8 +30,24 @@ def runs(tmp_path_factory):
     runs = tmp_path_factory.mktemp("lb") / "runs"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     for extra in (["--methods", "l1,random", "--seed-list", "0,1"], ["--methods", "greg1", "--smoke"]):
-        p = subprocess.run([sys.executable, "-m", "suite.cli", "run", "--setting", TINY, "--runs-dir", str(runs),
-                            "--precision", "fp32", *extra], capture_output=True, text=True, env=env)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "suite.cli",
+                "run",
+                "--setting",
+                TINY,
+                "--runs-dir",
+                str(runs),
+                "--precision",
+                "fp32",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         assert p.returncode == 0, p.stdout + p.stderr
     return runs
 
@@ -67,8 +84,7 @@ def test_one_seed_shows_no_spread(runs, tmp_path):
     """A method with one seed has no std: the page must not print a made-up "+- 0.00"."""
     one = tmp_path / "runs"
     shutil.copytree(runs, one)
-    seed1 = [p.parent for p in one.glob("tiny-fmnist/random/*/result.json")
-             if json.loads(p.read_text())["seed"] == 1]
+    seed1 = [p.parent for p in one.glob("tiny-fmnist/random/*/result.json") if json.loads(p.read_text())["seed"] == 1]
     assert len(seed1) == 1
     shutil.rmtree(seed1[0])
     render(one, tmp_path / "site")
@@ -114,15 +130,21 @@ def test_unreadable_runs_are_named_and_counted_on_the_terminal_and_the_pages(run
     an unrecorded processor): `suite results` and `suite leaderboard` name each folder and what is
     wrong on stderr, then count them; index.html and the setting's page say the same."""
     from suite.cli import main
+
     store = tmp_path / "runs"
     shutil.copytree(runs, store)
-    by = {(r["method"], r["seed"]): p.parent for p in store.glob("tiny-fmnist/*/*/result.json")
-          for r in [json.loads(p.read_text())]}
+    by = {
+        (r["method"], r["seed"]): p.parent
+        for p in store.glob("tiny-fmnist/*/*/result.json")
+        for r in [json.loads(p.read_text())]
+    }
     cut, half = by[("l1", 1)], by[("random", 0)]
     for f in (cut / "result.json", half / "config.json"):
-        f.write_text(f.read_text()[:len(f.read_text()) // 2])
-    want = [f"unreadable run: {cut} (result.json: truncated JSON): left out; restore the file",
-            f"unreadable run: {half} (config.json: truncated JSON): its result is listed with an unrecorded processor"]
+        f.write_text(f.read_text()[: len(f.read_text()) // 2])
+    want = [
+        f"unreadable run: {cut} (result.json: truncated JSON): left out; restore the file",
+        f"unreadable run: {half} (config.json: truncated JSON): its result is listed with an unrecorded processor",
+    ]
 
     def stderr_names_both(err):
         lines = err.strip().splitlines()
@@ -156,11 +178,32 @@ def test_unstructured_rows_show_sparsity_and_nonzero_params(runs, tmp_path):
     the sparsity reached, both counted here from the stored weights' exact zeros, and stay off the
     FLOPs chart; ``suite run``'s summary shows the same columns."""
     import torch
+
     store = tmp_path / "runs"
     shutil.copytree(runs, store)
-    p = subprocess.run([sys.executable, "-m", "suite.cli", "run", "--setting", TINY, "--runs-dir", str(store),
-                        "--precision", "fp32", "--methods", "magnitude", "--ratios", "0.9", "--seed-list", "0,1"],
-                       capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "suite.cli",
+            "run",
+            "--setting",
+            TINY,
+            "--runs-dir",
+            str(store),
+            "--precision",
+            "fp32",
+            "--methods",
+            "magnitude",
+            "--ratios",
+            "0.9",
+            "--seed-list",
+            "0,1",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "(unstructured: weight sparsity)" in p.stdout and "non-zero params" in p.stdout
     sparsities, nonzeros = [], []
@@ -179,13 +222,13 @@ def test_unstructured_rows_show_sparsity_and_nonzero_params(runs, tmp_path):
     assert float(rows["magnitude"]["sparsity"]) == pytest.approx(statistics.mean(sparsities))
     assert float(rows["magnitude"]["nonzero_params"]) == pytest.approx(statistics.mean(nonzeros))
     page = (out / "tiny-fmnist.html").read_text()
-    table = page[page.index("<h2>Unstructured, sparsity 0.9"):]
-    table = table[:table.index("</table>")]
+    table = page[page.index("<h2>Unstructured, sparsity 0.9") :]
+    table = table[: table.index("</table>")]
     assert "<th>non-zero params (reduction)</th><th>sparsity</th>" in table and "FLOPs speedup" not in table
     assert f"{round(statistics.mean(nonzeros)):,} (" in table  # exact counts: a small net's 0.001 M says nothing
     assert f"{100 * statistics.mean(sparsities):.2f} %" in table
     assert "<td>l1</td>" not in table and "<td>magnitude</td>" in table
-    chart = page[page.index("<svg"):page.index("</svg>")]
+    chart = page[page.index("<svg") : page.index("</svg>")]
     assert ">l1</text>" in chart and "magnitude" not in chart
 
 
@@ -205,9 +248,18 @@ def test_real_browser_sorts_and_renders(runs, tmp_path):
     out = tmp_path / "site"
     render(runs, out)
     opts = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1200,900",
+    ):
         opts.add_argument(flag)
     opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
@@ -215,9 +267,13 @@ def test_real_browser_sorts_and_renders(runs, tmp_path):
         driver.get((out / "tiny-fmnist.html").as_uri())
         table = driver.find_element(By.CSS_SELECTOR, "table.sortable")
         header = table.find_elements(By.TAG_NAME, "th")[1]  # top-1
+
         def values():
-            return [float(td.get_attribute("data-v")) for td in
-                    table.find_elements(By.CSS_SELECTOR, "tbody tr td:nth-child(2)")]
+            return [
+                float(td.get_attribute("data-v"))
+                for td in table.find_elements(By.CSS_SELECTOR, "tbody tr td:nth-child(2)")
+            ]
+
         header.click()
         assert values() == sorted(values()) and header.get_attribute("aria-sort") == "ascending"
         header.click()
@@ -227,6 +283,7 @@ def test_real_browser_sorts_and_renders(runs, tmp_path):
     finally:
         driver.quit()
     from PIL import Image
+
     img = Image.open(shot).convert("L")
     colors = img.getcolors(maxcolors=1 << 16)
     assert img.size[0] >= 1000 and colors is not None and len(colors) > 20  # not a blank page
@@ -238,10 +295,11 @@ def test_tuned_runs_are_their_own_row_and_series(runs, tmp_path):
     variant_runs = tmp_path / "runs"
     shutil.copytree(runs, variant_runs)
     for k, src in enumerate(sorted(variant_runs.glob("tiny-fmnist/l1/*"))):
-        for kind, changes in (("tuned", {"hparams_source": "tuned: study s, 3 trials, validation top-1",
-                                         "top1": 11.0 + k}),
-                              # a run of another protocol is another comparison: its record says so
-                              ("total", {"protocol": "total", "comparison": "another-budget", "top1": 22.0 + k})):
+        for kind, changes in (
+            ("tuned", {"hparams_source": "tuned: study s, 3 trials, validation top-1", "top1": 11.0 + k}),
+            # a run of another protocol is another comparison: its record says so
+            ("total", {"protocol": "total", "comparison": "another-budget", "top1": 22.0 + k}),
+        ):
             dst = variant_runs / "tiny-fmnist" / "l1" / f"{kind}{k}"
             dst.mkdir()
             r = json.loads((src / "result.json").read_text())
@@ -253,7 +311,7 @@ def test_tuned_runs_are_their_own_row_and_series(runs, tmp_path):
     assert float(rows[("l1 (tuned)", "paper")]["top1_mean"]) == 11.5
     assert float(rows[("l1", "total")]["top1_mean"]) == 22.5
     page = (out / "tiny-fmnist.html").read_text()
-    chart = page[page.index("<svg"):page.index("</svg>")]
+    chart = page[page.index("<svg") : page.index("</svg>")]
     assert ">l1 (tuned)</text>" in chart and ">l1</text>" in chart and "22.50" not in chart
     assert "<td>l1 (tuned)</td>" in page and "Equal total training" in page
 
@@ -271,14 +329,24 @@ def test_runs_from_another_baseline_are_never_averaged_in(runs, tmp_path):
         if r["status"] != "done":
             continue
         own.append(r)
-        (dst / "result.json").write_text(json.dumps({**r, "baseline_key": "user-0123abcd", "baseline_top1": 50.0,
-                                                     "comparison": "another-baseline", "top1": 33.0 + k}))
+        (dst / "result.json").write_text(
+            json.dumps(
+                {
+                    **r,
+                    "baseline_key": "user-0123abcd",
+                    "baseline_top1": 50.0,
+                    "comparison": "another-baseline",
+                    "top1": 33.0 + k,
+                }
+            )
+        )
     out = tmp_path / "site"
     render(mixed, out)
     rows = {(r["label"], r["baseline_key"]): r for r in csv.DictReader(open(out / "tiny-fmnist.csv"))}
     mine = [r for r in _results(runs) if r["method"] == "l1" and r["status"] == "done"]
     assert float(rows[("l1", mine[0]["baseline_key"])]["top1_mean"]) == pytest.approx(
-        sum(r["top1"] for r in mine) / len(mine))
+        sum(r["top1"] for r in mine) / len(mine)
+    )
     assert float(rows[("l1", "user-0123abcd")]["top1_mean"]) == 33.0 + (len(own) - 1) / 2
     page = (out / "tiny-fmnist.html").read_text()
     assert "never averaged or ranked together" in page
@@ -291,15 +359,22 @@ def test_a_page_leads_with_the_edition_of_todays_training_code(runs, tmp_path):
     even with more runs: a second edition leads its page (tables, header and chart)."""
     mixed = tmp_path / "runs"
     shutil.copytree(runs, mixed)
-    done = [p for p in sorted(mixed.glob("tiny-fmnist/*/*/result.json"))
-            if json.loads(p.read_text())["status"] == "done"]
+    done = [
+        p for p in sorted(mixed.glob("tiny-fmnist/*/*/result.json")) if json.loads(p.read_text())["status"] == "done"
+    ]
     for p in done:  # the first edition: four runs of an older training code
         p.write_text(json.dumps({**json.loads(p.read_text()), "training_code": "0123456789abcdef"}))
     r = json.loads(done[0].read_text())
     (mixed / "tiny-fmnist" / r["method"] / "second").mkdir()
-    (mixed / "tiny-fmnist" / r["method"] / "second" / "result.json").write_text(json.dumps(
-        {**json.loads((runs / done[0].relative_to(mixed)).read_text()), "baseline_key": "user-0123abcd",
-         "baseline_top1": 50.0}))  # the second edition: one run of today's code
+    (mixed / "tiny-fmnist" / r["method"] / "second" / "result.json").write_text(
+        json.dumps(
+            {
+                **json.loads((runs / done[0].relative_to(mixed)).read_text()),
+                "baseline_key": "user-0123abcd",
+                "baseline_top1": 50.0,
+            }
+        )
+    )  # the second edition: one run of today's code
     out = tmp_path / "site"
     render(mixed, out)
     page = (out / "tiny-fmnist.html").read_text()
@@ -326,9 +401,10 @@ def test_welch_with_one_side_repeating_exactly_is_the_textbook_value_without_a_w
 def _welch_p(a: list[float], b: list[float]) -> float:
     """Welch's two-sided p from its textbook formula (t and the Welch-Satterthwaite df)."""
     from scipy.stats import t as student
+
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
     t = (statistics.mean(a) - statistics.mean(b)) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     return 2 * student.sf(abs(t), df)
 
 
@@ -343,10 +419,19 @@ def test_findings_page_sets_each_claim_against_the_stored_comparisons(runs, tmp_
     l1 = [r for r in l1 if r["status"] == "done"]
     from methods import registry
     from suite.store.fingerprint import training_code
+
     greg, code = [], training_code(type(registry.get("greg1")))
     for k, r in enumerate(l1):  # GReg-1 rows: the l1 runs' records with other numbers (no training needed)
-        greg.append({**r, "method": "greg1", "top1": r["top1"] + 1.0 + 0.7 * k, "acc_before_removal": 80.0,
-                     "acc_after_removal": 70.0 + 3 * k, "training_code": code})
+        greg.append(
+            {
+                **r,
+                "method": "greg1",
+                "top1": r["top1"] + 1.0 + 0.7 * k,
+                "acc_before_removal": 80.0,
+                "acc_after_removal": 70.0 + 3 * k,
+                "training_code": code,
+            }
+        )
         for protocol, name in (("paper", f"g{k}"), ("total", f"legacy{k}")):
             folder = mixed / "tiny-fmnist" / "greg1" / name
             folder.mkdir(parents=True)
@@ -357,8 +442,11 @@ def test_findings_page_sets_each_claim_against_the_stored_comparisons(runs, tmp_
         # a mask at the same ratio is another comparison: its unchanged FLOPs stay out of the row
         folder = mixed / "tiny-fmnist" / "magnitude" / f"m{k}"
         folder.mkdir(parents=True)
-        (folder / "result.json").write_text(json.dumps({**r, "method": "magnitude", "granularity": "weight",
-                                                        "speedup": 1.0, "flops": r["baseline_flops"]}))
+        (folder / "result.json").write_text(
+            json.dumps(
+                {**r, "method": "magnitude", "granularity": "weight", "speedup": 1.0, "flops": r["baseline_flops"]}
+            )
+        )
     out = tmp_path / "site"
     render(mixed, out)
     assert 'href="findings.html"' in (out / "index.html").read_text()
@@ -366,14 +454,19 @@ def test_findings_page_sets_each_claim_against_the_stored_comparisons(runs, tmp_
     page = re.sub(r"\s+", " ", page)
     a, b = [r["top1"] for r in greg], [r["top1"] for r in l1]
     d = [x - y for x, y in zip(a, b)]  # each greg1 record is an l1 record (same seed, same baseline): pairs
-    row = re.search(r"tiny-fmnist fp32, today's code 0\.5 \(([\d.]+)x\) (\S+) baseline seed 0: (.*?) one baseline", page)
+    row = re.search(
+        r"tiny-fmnist fp32, today's code 0\.5 \(([\d.]+)x\) (\S+) baseline seed 0: (.*?) one baseline", page
+    )
     assert row and row.group(2) == "paper", page
     assert row.group(1) == f"{statistics.mean(r['speedup'] for r in l1):.2f}"  # the filter runs' FLOPs x alone
     from scipy.stats import t as student  # the textbook paired t: mean difference over its standard error
+
     p = 2 * student.sf(abs(statistics.mean(d)) / (statistics.stdev(d) / math.sqrt(len(d))), len(d) - 1)
     assert f"{statistics.mean(d):+.2f} (paired)" in row.group(3)
     assert f"paired t, n={len(d)} {p:.3f}" in row.group(3)
-    assert f"({len(a)})" in row.group(3) and f"{statistics.mean(b):.2f} ± {statistics.stdev(b):.2f} ({len(b)})" in row.group(3)
+    assert f"({len(a)})" in row.group(
+        3
+    ) and f"{statistics.mean(b):.2f} ± {statistics.stdev(b):.2f} ({len(b)})" in row.group(3)
     assert "total-iterations" not in page
     lost = [r["acc_before_removal"] - r["acc_after_removal"] for r in greg]
     lost_l1 = [r["acc_before_removal"] - r["acc_after_removal"] for r in l1]
@@ -396,8 +489,11 @@ def test_runs_in_another_precision_are_never_averaged_in(runs, tmp_path):
     for k, r in enumerate(mine):
         dst = mixed / "tiny-fmnist" / "l1" / f"bf16-{k}"
         dst.mkdir()
-        (dst / "result.json").write_text(json.dumps({**r, "precision": "bf16", "channels_last": True,
-                                                     "comparison": "another-precision", "top1": 11.0 + k}))
+        (dst / "result.json").write_text(
+            json.dumps(
+                {**r, "precision": "bf16", "channels_last": True, "comparison": "another-precision", "top1": 11.0 + k}
+            )
+        )
     out = tmp_path / "site"
     render(mixed, out)
     rows = {r["label"]: r for r in csv.DictReader(open(out / "tiny-fmnist.csv"))}
@@ -408,7 +504,7 @@ def test_runs_in_another_precision_are_never_averaged_in(runs, tmp_path):
     assert "<dt>precision</dt><dd>bf16, channels-last; fp32" in page
     assert page.count('<span class="tag">precision: bf16, channels-last</span>') == 1  # one table
     assert page.count('<span class="tag">precision: fp32</span>') == 2  # its table and the chart's
-    chart = page[page.index("<svg"):page.index("</svg>")]
+    chart = page[page.index("<svg") : page.index("</svg>")]
     assert ">l1</text>" in chart and "bf16" not in chart
 
 
@@ -423,8 +519,11 @@ def test_tables_name_the_processors_that_trained_them(runs, tmp_path):
     page = html.unescape((tmp_path / "same" / "tiny-fmnist.html").read_text())
     assert f"Pruned and fine-tuned on {here} (4 runs); the baseline trained on {meta['processor']}." in page
     assert "bit-exact on one CPU model only" not in page
-    config = next(p for p in mixed.glob("tiny-fmnist/random/*/config.json")
-                  if json.loads((p.parent / "result.json").read_text())["seed"] == 1)
+    config = next(
+        p
+        for p in mixed.glob("tiny-fmnist/random/*/config.json")
+        if json.loads((p.parent / "result.json").read_text())["seed"] == 1
+    )
     config.write_text(json.dumps({**json.loads(config.read_text()), "processor": "Other CPU"}))
     render(mixed, tmp_path / "mixed")
     page = html.unescape((tmp_path / "mixed" / "tiny-fmnist.html").read_text())
@@ -440,19 +539,58 @@ def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
     from suite.pages.leaderboard import _target_tables
 
     def row(ratios, protocol, method, top1, speedup):
-        return {"ratios": ratios, "skip": "", "protocol": protocol, "method": method, "label": method,
-                "comparison": f"{ratios}/{protocol}", "budget_samples": float("nan"),
-                "top1_mean": top1, "top1_std": 0.1, "n": 3, "delta": 0.0, "params": 1.0, "param_reduction": 1.0,
-                "speedup": speedup, "latency_speedup": 1.5, "latency_device": "cpu", "own_iters": 0,
-                "latency_lo": 1.4, "latency_hi": 1.6, "latency_noisy": False,
-                "finetune_epochs": 3.0, "samples": 1000, "samples_x_train": 1.0, "train_macs": 1e9, "capped": False,
-                "before_removal": 90.0, "after_removal": 10.0,
-                "hparams": "{}", "hparams_source": "default", "runs": [], "top1_values": [top1, top1 + 0.2],
-                "baseline_key": "k0", "baseline_name": "baseline seed 0", "baseline_top1": 90.0, "numerics": "fp32",
-                "current": True, "granularity": "filter", "sparsity": float("nan"), "processors": ["cpu"] * 2,
-                "nonzero_params": float("nan"), "nonzero_reduction": float("nan")}
-    agg = pd.DataFrame([row("0.9", "total", "l1", 80.0, 16.8), row("0.9", "paper", "l1", 76.0, 16.8),
-                        row("0.9", "paper", "greg1", 75.0, 16.8), row("0.5", "paper", "l1", 89.0, 2.9)])
+        return {
+            "ratios": ratios,
+            "skip": "",
+            "protocol": protocol,
+            "method": method,
+            "label": method,
+            "comparison": f"{ratios}/{protocol}",
+            "budget_samples": float("nan"),
+            "top1_mean": top1,
+            "top1_std": 0.1,
+            "n": 3,
+            "delta": 0.0,
+            "params": 1.0,
+            "param_reduction": 1.0,
+            "speedup": speedup,
+            "latency_speedup": 1.5,
+            "latency_device": "cpu",
+            "own_iters": 0,
+            "latency_lo": 1.4,
+            "latency_hi": 1.6,
+            "latency_noisy": False,
+            "finetune_epochs": 3.0,
+            "samples": 1000,
+            "samples_x_train": 1.0,
+            "train_macs": 1e9,
+            "capped": False,
+            "before_removal": 90.0,
+            "after_removal": 10.0,
+            "hparams": "{}",
+            "hparams_source": "default",
+            "runs": [],
+            "top1_values": [top1, top1 + 0.2],
+            "baseline_key": "k0",
+            "baseline_name": "baseline seed 0",
+            "baseline_top1": 90.0,
+            "numerics": "fp32",
+            "current": True,
+            "granularity": "filter",
+            "sparsity": float("nan"),
+            "processors": ["cpu"] * 2,
+            "nonzero_params": float("nan"),
+            "nonzero_reduction": float("nan"),
+        }
+
+    agg = pd.DataFrame(
+        [
+            row("0.9", "total", "l1", 80.0, 16.8),
+            row("0.9", "paper", "l1", 76.0, 16.8),
+            row("0.9", "paper", "greg1", 75.0, 16.8),
+            row("0.5", "paper", "l1", 89.0, 2.9),
+        ]
+    )
     tables = _target_tables(agg, tmp_path)
     assert [(t["ratios"], t["protocol"]) for t in tables] == [("0.5", "paper"), ("0.9", "paper"), ("0.9", "total")]
     lone = row("0.9", "paper", "lucky", 99.0, 16.8)
@@ -464,9 +602,18 @@ def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
     assert marks["top1"] == "l1" and marks["speedup"] is None and marks["latency_speedup"] is None  # ties
 
 
-HOSTILE = ["../../escaped-from-out", "javascript:alert(1)", 'q" onmouseover="alert(2)" x="',
-           "</script><script>alert(3)</script>", "<img src=x onerror=alert(4)>", "index", "a/b", "a?b", "..",
-           "javascript:window.__pwned=1//"]
+HOSTILE = [
+    "../../escaped-from-out",
+    "javascript:alert(1)",
+    'q" onmouseover="alert(2)" x="',
+    "</script><script>alert(3)</script>",
+    "<img src=x onerror=alert(4)>",
+    "index",
+    "a/b",
+    "a?b",
+    "..",
+    "javascript:window.__pwned=1//",
+]
 
 
 PUBLISHED = Path(__file__).parent.parent / "leaderboards" / "runs"
@@ -492,6 +639,7 @@ def _hostile_runs(tmp_path):
 
 def test_hostile_setting_names_stay_inside_out_and_out_of_urls(tmp_path):
     from suite.pages.leaderboard import slug
+
     evil = _hostile_runs(tmp_path)
     out = tmp_path / "deep" / "er" / "site"
     before = {p for p in tmp_path.rglob("*") if evil not in p.parents}
@@ -526,9 +674,18 @@ def test_hostile_names_run_no_script_in_a_real_browser(tmp_path):
     out = tmp_path / "site"
     render(_hostile_runs(tmp_path), out)
     opts = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1200,900",
+    ):
         opts.add_argument(flag)
     opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
@@ -571,6 +728,7 @@ def test_latency_best_only_beyond_the_spread():
 
     def row(method, x, lo, hi, noisy=False):
         return {"method": method, "latency_speedup": x, "latency_lo": lo, "latency_hi": hi, "latency_noisy": noisy}
+
     nan = float("nan")
     # issue 21's case: 1.51x vs 1.41x for the same shape; the ranges overlap -> no best
     assert _latency_best([row("a", 1.51, 1.30, 1.70), row("b", 1.41, 1.35, 1.48)]) is None
@@ -582,6 +740,7 @@ def test_latency_best_only_beyond_the_spread():
 
 def test_nice_ticks_are_round_and_cover_the_range():
     from suite.pages.leaderboard import nice_ticks
+
     assert nice_ticks(86.7, 90.8) == [86, 88, 90, 92]  # issue 21's uneven 86.7 ... 90.8 axis
     assert nice_ticks(0.0, 16.83) == [0, 5, 10, 15, 20]
     assert nice_ticks(0.2, 0.9) == [0.2, 0.4, 0.6, 0.8, 1.0]
@@ -591,10 +750,19 @@ def test_chart_draws_the_pareto_frontier_and_the_papers_points_apart():
     import pandas as pd
 
     from suite.pages.leaderboard import pareto, svg_chart
+
     pts = [(3.0, 89.5), (3.0, 89.0), (6.2, 87.9), (6.2, 86.0), (16.8, 76.8), (16.8, 75.4), (5.0, 87.0)]
     assert pareto(pts) == [(3.0, 89.5), (6.2, 87.9), (16.8, 76.8)]
-    agg = pd.DataFrame({"speedup": [3.0, 16.8], "top1_mean": [89.5, 76.8], "top1_std": [0.1, float("nan")],
-                        "method": ["l1", "l1"], "label": ["l1", "l1"], "n": [3, 1]})
+    agg = pd.DataFrame(
+        {
+            "speedup": [3.0, 16.8],
+            "top1_mean": [89.5, 76.8],
+            "top1_std": [0.1, float("nan")],
+            "method": ["l1", "l1"],
+            "label": ["l1", "l1"],
+            "n": [3, 1],
+        }
+    )
     paper = {"baseline": 93.0, "rows": [["Table 1", "l1", 2.0, 92.0], ["Table 1", "greg1", 2.0, 92.5]]}
     c = svg_chart(agg, 90.3, paper)
     assert [s["method"] for s in c["paper"]] == ["l1 (paper)", "greg1 (paper)"]
@@ -606,11 +774,31 @@ def test_chart_draws_the_pareto_frontier_and_the_papers_points_apart():
 
 def _row(**kw):
     from suite.store.results import result_row
-    r = {"setting": "s", "method": "l1", "seed": 0, "status": "done", "ratios": "0.9", "protocol": "paper",
-         "top1": 70.0, "baseline_top1": 90.0, "params": 1e5, "baseline_params": 2e5, "speedup": 2.0,
-         "latency_speedup": 1.5, "acc_before_removal": 80.0, "acc_after_removal": 10.0,
-         "budget": {"reg_iters": 0, "finetune_epochs": 1.0, "samples": 1000, "samples_x_train": 1.0,
-                    "train_macs": 1e9, "capped": False}}
+
+    r = {
+        "setting": "s",
+        "method": "l1",
+        "seed": 0,
+        "status": "done",
+        "ratios": "0.9",
+        "protocol": "paper",
+        "top1": 70.0,
+        "baseline_top1": 90.0,
+        "params": 1e5,
+        "baseline_params": 2e5,
+        "speedup": 2.0,
+        "latency_speedup": 1.5,
+        "acc_before_removal": 80.0,
+        "acc_after_removal": 10.0,
+        "budget": {
+            "reg_iters": 0,
+            "finetune_epochs": 1.0,
+            "samples": 1000,
+            "samples_x_train": 1.0,
+            "train_macs": 1e9,
+            "capped": False,
+        },
+    }
     for k, v in kw.items():
         if k in ("samples", "capped"):
             r["budget"][k] = v
@@ -626,11 +814,17 @@ def test_runs_of_other_training_code_and_capped_runs_are_kept_apart():
     from suite.pages.leaderboard import ranked
     from suite.store.fingerprint import training_code
     from suite.store.results import aggregate
+
     today = training_code(type(registry.get("l1")))
-    frame = pd.DataFrame([_row(seed=0, top1=70.0, training_code=today), _row(seed=1, top1=72.0, training_code=today),
-                          _row(seed=0, top1=60.0, training_code="older"),
-                          _row(seed=2, top1=99.0, training_code=today, capped=True),
-                          _row(seed=0, top1=65.0, protocol="total", samples=None, training_code=today)])
+    frame = pd.DataFrame(
+        [
+            _row(seed=0, top1=70.0, training_code=today),
+            _row(seed=1, top1=72.0, training_code=today),
+            _row(seed=0, top1=60.0, training_code="older"),
+            _row(seed=2, top1=99.0, training_code=today, capped=True),
+            _row(seed=0, top1=65.0, protocol="total", samples=None, training_code=today),
+        ]
+    )
     agg = aggregate(ranked(frame))
     rows = {(r.label, r.protocol): r for r in agg.itertuples()}
     assert rows[("l1", "paper")].n == 2 and rows[("l1", "paper")].top1_mean == 71.0  # the capped 99.0 is not ranked

@@ -1,6 +1,7 @@
 """Stored latency records (`suite latency --runs-dir`) and the pages' "Latency by runtime" section:
 a record is the printed report plus its date, another machine's measurement is another record,
 the page shows a record's numbers and a failed runtime as failed with its message."""
+
 from __future__ import annotations
 
 import html
@@ -20,8 +21,12 @@ TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
 
 
 def _latency_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "suite.cli", "latency", *args], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return subprocess.run(
+        [sys.executable, "-m", "suite.cli", "latency", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +34,25 @@ def stored(tmp_path_factory):
     """A real measurement of the tiny setting (eager, batch 2, short, with a rounding sweep), stored;
     and what it printed."""
     runs = tmp_path_factory.mktemp("lat") / "runs"
-    p = _latency_cli("--setting", TINY, "--runtimes", "eager", "--batches", "2", "--max-repeats", "10",
-                     "--layer-passes", "3", "--threads", "1", "--round-to", "1,8", "--json", "--runs-dir", str(runs))
+    p = _latency_cli(
+        "--setting",
+        TINY,
+        "--runtimes",
+        "eager",
+        "--batches",
+        "2",
+        "--max-repeats",
+        "10",
+        "--layer-passes",
+        "3",
+        "--threads",
+        "1",
+        "--round-to",
+        "1,8",
+        "--json",
+        "--runs-dir",
+        str(runs),
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     files = list((runs / "latency" / "tiny-fmnist").glob("*.json"))
     assert len(files) == 1 and f"stored: {files[0]}" in p.stderr
@@ -70,11 +92,12 @@ def test_a_stored_record_appears_on_the_page_with_its_numbers(stored, tmp_path):
     runs, path, printed = stored
     record = json.loads(path.read_text())
     page = _page(runs, tmp_path / "site")
-    section = html.unescape(page[page.index("<h2>Latency by runtime"):])
+    section = html.unescape(page[page.index("<h2>Latency by runtime") :])
     assert "every method prunes to the same per-layer counts" in section
     assert "Target 0.5" in section and f"FLOPs speedup {record['flops_speedup']:.2f}x" in section
-    assert (f"{record['processor']} (cpu), 1 threads, torch {record['torch']}, measured {record['measured_at']}"
-            in section)
+    assert (
+        f"{record['processor']} (cpu), 1 threads, torch {record['torch']}, measured {record['measured_at']}" in section
+    )
     (row,) = record["rows"]
     b, p = row["baseline"], row["pruned"]
     cells = [f"{t['median_ms']:.3f} [{t['q3_ms'] - t['q1_ms']:.3f}]" for t in (b, p)]
@@ -85,10 +108,14 @@ def test_a_stored_record_appears_on_the_page_with_its_numbers(stored, tmp_path):
     assert f"{100 * b['median_ms'] / p['median_ms'] / record['flops_speedup']:.0f} %" in section
     # the per-layer breakdown: the baseline's slowest layer first, with both times
     slowest = max(record["layers"], key=lambda r: r["baseline_ms"])
-    table = section[section.index("Where the time goes"):]
+    table = section[section.index("Where the time goes") :]
     first = re.search(r"<tbody>\s*<tr><td>([^<]+)</td><td[^>]*>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>", table)
-    assert first.groups() == (slowest["layer"], slowest["kind"], f"{slowest['baseline_ms']:.3f}",
-                              f"{slowest['pruned_ms']:.3f}")
+    assert first.groups() == (
+        slowest["layer"],
+        slowest["kind"],
+        f"{slowest['baseline_ms']:.3f}",
+        f"{slowest['pruned_ms']:.3f}",
+    )
     assert f"fastest of {record['layer_profile']['passes']} forward passes" in table
 
 
@@ -100,8 +127,11 @@ def test_a_record_stored_before_paired_timing_still_renders(stored, tmp_path):
     rec.pop("rounding")
     old_rows = []
     for r in rec["rows"]:
-        old = {k: v for k, v in r.items()
-               if k not in ("numerics", "speedup_ci_lo", "speedup_ci_hi", "interval_wide", "rounded")}
+        old = {
+            k: v
+            for k, v in r.items()
+            if k not in ("numerics", "speedup_ci_lo", "speedup_ci_hi", "interval_wide", "rounded")
+        }
         for side in ("baseline", "pruned"):
             old[side] = {k: v for k, v in r[side].items() if k != "numerics"}
         old_rows.append({**old, "speedup_lo": 1.0, "speedup_hi": 3.0})
@@ -117,16 +147,28 @@ def test_a_record_stored_before_paired_timing_still_renders(stored, tmp_path):
 def test_a_failed_runtime_shows_as_failed_with_its_message(stored, tmp_path):
     runs, path, _ = stored
     rec = json.loads(path.read_text())
-    failed = {**rec["rows"][0], "runtime": "onnx", "speedup": None, "share_of_flops_speedup": None,
-              "pruned": {**rec["rows"][0]["pruned"], "runtime": "onnx", "median_ms": None, "q1_ms": None,
-                         "q3_ms": None, "iqr_ms": None, "error": "<b>RuntimeError: no kernel for this op</b>"}}
+    failed = {
+        **rec["rows"][0],
+        "runtime": "onnx",
+        "speedup": None,
+        "share_of_flops_speedup": None,
+        "pruned": {
+            **rec["rows"][0]["pruned"],
+            "runtime": "onnx",
+            "median_ms": None,
+            "q1_ms": None,
+            "q3_ms": None,
+            "iqr_ms": None,
+            "error": "<b>RuntimeError: no kernel for this op</b>",
+        },
+    }
     broken = tmp_path / "runs"
     (broken / "latency" / "tiny-fmnist").mkdir(parents=True)
     (broken / "latency" / "tiny-fmnist" / "r.json").write_text(json.dumps({**rec, "rows": [failed]}))
     (broken / "latency" / "tiny-fmnist" / "junk.json").write_text("[1, 2")  # not a record: left out
     page = _page(broken, tmp_path / "site")
-    row = page[page.index("<td>onnx</td>"):]
-    row = row[:row.index("</tr>")]
+    row = page[page.index("<td>onnx</td>") :]
+    row = row[: row.index("</tr>")]
     assert "<strong>failed</strong>" in row and "&lt;b&gt;RuntimeError: no kernel for this op&lt;/b&gt;" in row
     assert "<b>RuntimeError" not in page
     assert f"{failed['baseline']['median_ms']:.3f}" in row and "<td>-</td>" in row  # no speedup from a failure
@@ -143,10 +185,13 @@ def test_rendering_twice_gives_the_same_pages(stored, tmp_path):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--layer-passes", "-1"], "error: --layer-passes -1"),
-    (["--runs-dir", "/dev/null"], "error: runs dir /dev/null is a file"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--layer-passes", "-1"], "error: --layer-passes -1"),
+        (["--runs-dir", "/dev/null"], "error: runs dir /dev/null is a file"),
+    ],
+)
 def test_bad_options_are_one_line_before_any_timing(args, message):
     p = _latency_cli("--runtimes", "eager", *args)
     assert p.returncode == 2 and p.stderr.startswith(message) and p.stderr.count("\n") == 1 and p.stdout == ""

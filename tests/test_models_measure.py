@@ -1,4 +1,5 @@
 """Params and FLOPs in the paper's convention, against hand-computed values; evaluation and latency."""
+
 import time
 
 import torch
@@ -19,7 +20,7 @@ def test_resnet56_matches_paper_counts():
 
 def test_cnn4_flops_by_hand():
     # cnn4 = conv(1->16)@28, pool, conv(16->32)@14, pool, conv(32->64)@7, conv(64->64)@7, fc(64->10)
-    macs = (1 * 16 * 9 * 28 * 28 + 16 * 32 * 9 * 14 * 14 + 32 * 64 * 9 * 7 * 7 + 64 * 64 * 9 * 7 * 7 + 64 * 10)
+    macs = 1 * 16 * 9 * 28 * 28 + 16 * 32 * 9 * 14 * 14 + 32 * 64 * 9 * 7 * 7 + 64 * 64 * 9 * 7 * 7 + 64 * 10
     params = 1 * 16 * 9 + 16 * 32 * 9 + 32 * 64 * 9 + 64 * 64 * 9 + 64 * 10 + 10
     m = build_model("cnn4", 10, 1)
     assert count_flops(m, (1, 28, 28)) == 2 * macs
@@ -75,6 +76,7 @@ def test_latency_measures_the_forward_pass():
 
 def test_latency_quartiles_match_numpy_percentiles():
     import numpy as np
+
     times = [10.0, 10.2, 9.9, 10.1, 14.0, 10.0, 9.8, 10.3, 25.0]
     q1, med, q3 = measure.quartiles(times)
     assert np.allclose([q1, med, q3], np.percentile(times, [25, 50, 75]))  # linear interpolation
@@ -101,6 +103,7 @@ def test_speedup_range_from_quartiles():
 
 def test_latency_is_noisy_under_high_load(monkeypatch):
     import os
+
     monkeypatch.setattr(os, "getloadavg", lambda: (3.0 * (os.cpu_count() or 1), 0.0, 0.0))
     lat = latency(build_model("cnn4", 10, 1), (1, 28, 28), 2, torch.device("cpu"), warmup=1, repeats=5)
     assert lat.load_per_core == 3.0 and lat.noisy and lat.q1_ms <= lat.median_ms <= lat.q3_ms

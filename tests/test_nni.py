@@ -1,5 +1,6 @@
 """The NNI 3.0 entries: exact per-layer counts, untouched input models, and nni-l1 as an
 independent check of our own L1 choice."""
+
 from __future__ import annotations
 
 import itertools
@@ -25,17 +26,32 @@ def make_task(layer_ratios, data=None, max_iters=10, n_batches=None):
     def batches(n):
         return itertools.islice(data.train_batches(32, 0, 0, CPU, stream="own"), min(n, n_batches or n))
 
-    return PruneTask(layer_ratios=layer_ratios, device=CPU, seed=0, max_iters=max_iters, train=None,
-                     batches=batches if data is not None else None, example=torch.zeros(1, 1, 28, 28))
+    return PruneTask(
+        layer_ratios=layer_ratios,
+        device=CPU,
+        seed=0,
+        max_iters=max_iters,
+        train=None,
+        batches=batches if data is not None else None,
+        example=torch.zeros(1, 1, 28, 28),
+    )
 
 
 def odd_net() -> nn.Module:
     """Widths 22 and 43: there k / n floors one short in float (n * (15/22) < 15), which NNI's
     int(n * sparse_ratio) would turn into one filter too few."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 22, 3, padding=1, bias=False), nn.BatchNorm2d(22), nn.ReLU(),
-                         nn.Conv2d(22, 43, 3, padding=1, bias=False), nn.BatchNorm2d(43), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(43, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 22, 3, padding=1, bias=False),
+        nn.BatchNorm2d(22),
+        nn.ReLU(),
+        nn.Conv2d(22, 43, 3, padding=1, bias=False),
+        nn.BatchNorm2d(43),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(43, 10),
+    )
 
 
 ODD_RATIOS = {"0": 15 / 22, "3": 23 / 43}
@@ -47,8 +63,9 @@ def test_entries_registered():
     assert all(registry.get(n).granularity == "filter" for n in FILTER_ENTRIES)
 
 
-@pytest.mark.parametrize("setting, model_args", [("cifar10jpg-resnet20", ("resnet20", 10)),
-                                                 ("fmnist-cnn4", ("cnn4", 10, 1))])
+@pytest.mark.parametrize(
+    "setting, model_args", [("cifar10jpg-resnet20", ("resnet20", 10)), ("fmnist-cnn4", ("cnn4", 10, 1))]
+)
 def test_nni_l1_matches_our_l1(setting, model_args):
     torch.manual_seed(0)
     model = build_model(*model_args)
@@ -80,11 +97,16 @@ def test_filter_entries_exact_counts_and_model_untouched(name, fmnist):
         assert choice.filters == l1_smallest_filters(model, ODD_RATIOS)
 
 
-@pytest.mark.parametrize("model_fn, ratios_fn", [
-    (lambda: build_model("resnet20", 10),
-     lambda m: get_setting("cifar10jpg-resnet20").layer_ratios(m, granularity="weight")),
-    (odd_net, lambda m: {"0": 27 / 198, "3": 47 / 8514, "8": 0.3}),  # floors short without the fix
-])
+@pytest.mark.parametrize(
+    "model_fn, ratios_fn",
+    [
+        (
+            lambda: build_model("resnet20", 10),
+            lambda m: get_setting("cifar10jpg-resnet20").layer_ratios(m, granularity="weight"),
+        ),
+        (odd_net, lambda m: {"0": 27 / 198, "3": 47 / 8514, "8": 0.3}),  # floors short without the fix
+    ],
+)
 def test_level_masks_are_smallest_weights(model_fn, ratios_fn):
     torch.manual_seed(0)
     model = model_fn()
@@ -104,11 +126,12 @@ def test_level_masks_are_smallest_weights(model_fn, ratios_fn):
 
 def test_slim_targets_the_bn_after_each_conv():
     model = build_model("cnn4", 10, 1)
-    assert registry.get("nni-slim").targets(model, ["features.0", "features.4"], torch.zeros(1, 1, 28, 28)) == \
-        {"features.0": "features.1", "features.4": "features.5"}
+    assert registry.get("nni-slim").targets(model, ["features.0", "features.4"], torch.zeros(1, 1, 28, 28)) == {
+        "features.0": "features.1",
+        "features.4": "features.5",
+    }
     with pytest.raises(SuiteError, match="BatchNorm2d"):
-        registry.get("nni-slim").targets(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()), ["0"],
-                                         torch.zeros(1, 1, 8, 8))
+        registry.get("nni-slim").targets(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()), ["0"], torch.zeros(1, 1, 8, 8))
 
 
 @pytest.mark.parametrize("name", ["nni-slim", "nni-taylor"])
@@ -119,8 +142,9 @@ def test_training_entries_on_cnn4(name, fmnist):
     hp = method.Hparams.from_dict({"training_steps": 3})
     choice = method.prune(model, make_task(ratios, fmnist, max_iters=100), hp)
     assert choice.info["training_steps"] == 3
-    assert {k: len(v) for k, v in choice.filters.items()} == \
-        {k: n_pruned(r, model.get_submodule(k).out_channels) for k, r in ratios.items()}
+    assert {k: len(v) for k, v in choice.filters.items()} == {
+        k: n_pruned(r, model.get_submodule(k).out_channels) for k, r in ratios.items()
+    }
 
 
 def test_too_few_batches_is_a_one_line_error(fmnist):

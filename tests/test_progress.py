@@ -1,4 +1,5 @@
 """Progress lines in a log: what `suite run > run.log` shows while a phase trains."""
+
 import io
 import re
 
@@ -37,18 +38,18 @@ def test_lines_every_1000_iterations_and_every_epoch_with_rate_and_eta():
     steps = [int(re.search(r"step (\d+)/3000", line).group(1)) for line in lines[1:]]
     assert steps == [1000, 1200, 2000, 2400, 3000]
     # at step 1000: mean loss of 1..1000 = 500.5; 64 images per 0.01 s; 2000 iterations left at 100/s
-    assert lines[1] == ("l1 fine-tune  step 1000/3000 (33%)  epoch 0.83  loss 500.5000  lr 0.01  "
-                        "6400 img/s  ETA 20s")
+    assert lines[1] == ("l1 fine-tune  step 1000/3000 (33%)  epoch 0.83  loss 500.5000  lr 0.01  6400 img/s  ETA 20s")
     # the epoch line: the losses since the previous line (1001..1200, mean 1100.5) and the evaluation
-    assert lines[2] == ("l1 fine-tune  step 1200/3000 (40%)  epoch 1/3 done  loss 1100.5000  lr 0.01  "
-                        "test_top1 91.25  6400 img/s  ETA 18s")
+    assert lines[2] == (
+        "l1 fine-tune  step 1200/3000 (40%)  epoch 1/3 done  loss 1100.5000  lr 0.01  "
+        "test_top1 91.25  6400 img/s  ETA 18s"
+    )
     assert "lr 0.001" in lines[5] and "epoch 2.50" in lines[5] and "ETA" not in lines[5]
 
 
 def test_a_quiet_log_gets_a_line_within_30_seconds_then_every_5_minutes():
     out, clock = io.StringIO(), _Clock()
-    p = Progress("greg1 regularize", total=None, done=0, steps_per_epoch=10_000, lines=True, stream=out,
-                 clock=clock)
+    p = Progress("greg1 regularize", total=None, done=0, steps_per_epoch=10_000, lines=True, stream=out, clock=clock)
     for i in range(1, 200):
         clock.now = i * 2.0  # a slow CPU: 2 s per iteration
         p.step(loss=1.0, lr=0.001, images=128)
@@ -73,8 +74,14 @@ def test_a_terminal_gets_the_bar_and_no_lines():
 
 
 def test_duration():
-    assert [duration(s) for s in (0, 59.4, 61, 3599, 3600, 3 * 3600 + 4 * 60 + 59)] == \
-           ["0s", "59s", "1m01s", "59m59s", "1h00m", "3h04m"]
+    assert [duration(s) for s in (0, 59.4, 61, 3599, 3600, 3 * 3600 + 4 * 60 + 59)] == [
+        "0s",
+        "59s",
+        "1m01s",
+        "59m59s",
+        "1h00m",
+        "3h04m",
+    ]
 
 
 class _StopAt:
@@ -110,14 +117,30 @@ def test_train_prints_lines_when_stdout_is_not_a_terminal(small_fmnist, capsys, 
     assert lines[2].startswith("demo fine-tune  step 12/12 (100%)  epoch 1.50  loss ") and len(lines) == 3
 
     # a phase a hook ends: the planned iterations are the total; a resumed phase says where it resumes
-    train(_linear(), small_fmnist, total_steps=None, hooks=(_StopAt(6),), expected_steps=20, eval_split=None,
-          desc="reg", **kw)
+    train(
+        _linear(),
+        small_fmnist,
+        total_steps=None,
+        hooks=(_StopAt(6),),
+        expected_steps=20,
+        eval_split=None,
+        desc="reg",
+        **kw,
+    )
     lines = _lines(capsys.readouterr().out)
     assert lines[0] == "reg  start  20 iterations" and lines[-1].startswith("reg  step 6/20 (30%)")
     ckpt = tmp_path / "reg.ckpt"  # the first 4 iterations were run by a process that died
     train(_linear(), small_fmnist, total_steps=4, eval_split=None, desc="reg", checkpoint=ckpt, **kw)
     capsys.readouterr()
-    train(_linear(), small_fmnist, total_steps=None, hooks=(_StopAt(6),), expected_steps=20, eval_split=None,
-          desc="reg", checkpoint=ckpt, **kw)
+    train(
+        _linear(),
+        small_fmnist,
+        total_steps=None,
+        hooks=(_StopAt(6),),
+        expected_steps=20,
+        eval_split=None,
+        desc="reg",
+        checkpoint=ckpt,
+        **kw,
+    )
     assert _lines(capsys.readouterr().out)[0] == "reg  resume  at step 4/20"
-

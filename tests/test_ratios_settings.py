@@ -1,4 +1,5 @@
 """Ratio strings parsed as methods/GREG_SPEC.md says, and each paper setting's achieved speedup."""
+
 import pytest
 
 from suite.errors import SuiteError
@@ -37,10 +38,18 @@ def test_plain_ranges():
     assert len(r) == 15 and "features.0" not in r
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("[0,0.5,0.5", "missing closing"), ("[0,abc,0]", "not a number"), ("[0,1.5,0.5,0.5,0]", "[0, 1)"),
-    ("[3-1:0.5]", "backwards"), ("[]", "empty"), ("-0.5", "not a number"), ("", "empty ratio"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("[0,0.5,0.5", "missing closing"),
+        ("[0,abc,0]", "not a number"),
+        ("[0,1.5,0.5,0.5,0]", "[0, 1)"),
+        ("[3-1:0.5]", "backwards"),
+        ("[]", "empty"),
+        ("-0.5", "not a number"),
+        ("", "empty ratio"),
+    ],
+)
 def test_malformed_ratio_strings(text, fragment):
     with pytest.raises(SuiteError, match=fragment.replace("[", r"\[").replace(")", r"\)")):
         parse_ratios(text)
@@ -57,17 +66,20 @@ def test_ratio_string_must_fit_model():
         resolve(parse_ratios("[0,0.5,0.5,0.5,0]", "[1.9]"), build_model("resnet20", 10), RESNET)
 
 
-@pytest.mark.parametrize("setting,ratios,paper", [
-    ("cifar10-resnet56", None, 2.55),
-    ("cifar10-resnet56", "[0,0.5,0.5,0.5,0]", 1.99),
-    ("cifar10-resnet56", "[0,0.7,0.7,0.7,0]", 3.59),
-    ("cifar100-vgg19", None, 8.84),
-    ("imagenet-resnet34", None, 1.32),
-    ("imagenet-resnet50", "[0,0.3,0.3,0.3,0.14,0]", 1.49),
-    ("imagenet-resnet50", None, 2.31),
-    ("imagenet-resnet50", "[0,0.74,0.74,0.6,0.21,0]", 2.56),
-    ("imagenet-resnet50", "[0,0.68,0.68,0.68,0.5,0]", 3.06),
-])
+@pytest.mark.parametrize(
+    "setting,ratios,paper",
+    [
+        ("cifar10-resnet56", None, 2.55),
+        ("cifar10-resnet56", "[0,0.5,0.5,0.5,0]", 1.99),
+        ("cifar10-resnet56", "[0,0.7,0.7,0.7,0]", 3.59),
+        ("cifar100-vgg19", None, 8.84),
+        ("imagenet-resnet34", None, 1.32),
+        ("imagenet-resnet50", "[0,0.3,0.3,0.3,0.14,0]", 1.49),
+        ("imagenet-resnet50", None, 2.31),
+        ("imagenet-resnet50", "[0,0.74,0.74,0.6,0.21,0]", 2.56),
+        ("imagenet-resnet50", "[0,0.68,0.68,0.68,0.5,0]", 3.06),
+    ],
+)
 def test_paper_speedups_after_physical_removal(setting, ratios, paper):
     got = achieved(SETTINGS[setting], ratios)["speedup"]
     assert abs(got / paper - 1) < 0.01, f"{setting} {ratios}: {got:.3f}x vs paper {paper}x"

@@ -1,4 +1,5 @@
 """The summary ``suite run`` prints: one table, the spread it shows must exist, then the next command."""
+
 import json
 import statistics
 from pathlib import Path
@@ -11,10 +12,25 @@ from suite.store.results import aggregate, load_runs, result_row
 
 
 def _result(method, seed, top1, lat=None, **record):
-    r = {**record, "setting": "s", "ratios": "0.9", "protocol": "paper", "method": method, "seed": seed, "status": "done",
-         "top1": top1, "baseline_top1": 90.0, "baseline_key": "k", "params": 1e5, "speedup": 2.0,
-         "latency_speedup": 1.5, "acc_before_removal": 80.0, "acc_after_removal": 10.0, "wall_seconds": 125.0,
-         "budget": {"reg_iters": 100, "finetune_epochs": 1.0, "samples": 8400}}
+    r = {
+        **record,
+        "setting": "s",
+        "ratios": "0.9",
+        "protocol": "paper",
+        "method": method,
+        "seed": seed,
+        "status": "done",
+        "top1": top1,
+        "baseline_top1": 90.0,
+        "baseline_key": "k",
+        "params": 1e5,
+        "speedup": 2.0,
+        "latency_speedup": 1.5,
+        "acc_before_removal": 80.0,
+        "acc_after_removal": 10.0,
+        "wall_seconds": 125.0,
+        "budget": {"reg_iters": 100, "finetune_epochs": 1.0, "samples": 8400},
+    }
     if lat:
         r["latency"] = {"batch64": lat}
     return result_row(r, Path(f"/runs/{method}/{seed}"))
@@ -39,8 +55,14 @@ def test_summary_shows_std_over_seeds_and_none_for_one_seed():
 def test_summary_latency_has_its_spread_and_noisy_mark():
     clean = {"speedup": 1.5, "speedup_lo": 1.4, "speedup_hi": 1.6, "noisy": False, "device": "cpu"}
     noisy = {**clean, "speedup_lo": 1.0, "speedup_hi": 2.0, "noisy": True}
-    frame = pd.DataFrame([_result("greg1", 0, 70.0, clean), _result("greg1", 1, 71.0, noisy),
-                          _result("l1", 0, 71.5, clean), _result("old", 0, 60.0)])
+    frame = pd.DataFrame(
+        [
+            _result("greg1", 0, 70.0, clean),
+            _result("greg1", 1, 71.0, noisy),
+            _result("l1", 0, 71.5, clean),
+            _result("old", 0, 60.0),
+        ]
+    )
     _, lines = _lines(frame)
     assert "1.50x [1.20-1.80] noisy" in lines["greg1"]  # means of the two ranges; one noisy run flags the row
     assert "1.50x [1.40-1.60]" in lines["l1"] and "noisy" not in lines["l1"]
@@ -67,12 +89,14 @@ def test_loading_the_store_skips_what_it_cannot_read_and_keeps_the_rest(tmp_path
     """A hand-damaged result.json (not JSON, or JSON that is no record) drops its run only; a
     damaged, missing or non-object config.json leaves the run listed with an unrecorded processor
     instead of stopping the page. Every one of them is named, with what is wrong."""
+
     def run(name, result, config):
         folder = tmp_path / "s" / "0.9" / name
         folder.mkdir(parents=True)
         (folder / "result.json").write_text(result)
         if config is not None:
             (folder / "config.json").write_text(config)
+
     good = {"setting": "s", "method": "greg1", "seed": 0, "status": "done", "top1": 70.0}
     run("a", json.dumps(good), json.dumps({"processor": "Some CPU"}))
     run("b", '{"setting": "s", "top1": 7', json.dumps({"processor": "Other CPU"}))
@@ -84,26 +108,35 @@ def test_loading_the_store_skips_what_it_cannot_read_and_keeps_the_rest(tmp_path
     frame = load_runs(tmp_path, unreadable)
     assert sorted(frame.seed) == [0, 1, 2, 3]
     assert dict(zip(frame.seed, frame.processor)) == {
-        0: "Some CPU", 1: "an unrecorded processor", 2: "an unrecorded processor", 3: "an unrecorded processor"}
+        0: "Some CPU",
+        1: "an unrecorded processor",
+        2: "an unrecorded processor",
+        3: "an unrecorded processor",
+    }
     assert {u.folder.name: (u.problem, u.listed) for u in unreadable} == {
         "b": ("result.json: truncated JSON", False),
         "c": ("config.json: not JSON (Expecting property name enclosed in double quotes at line 1 column 2)", True),
         "d": ("config.json: missing", True),
         "e": ("result.json: a JSON list, not a record", False),
-        "f": ("config.json: a JSON list, not a record", True)}
+        "f": ("config.json: a JSON list, not a record", True),
+    }
     assert {u.setting for u in unreadable} == {"s"}  # runs/<setting>/<method>/<hash>: the page it belongs to
 
 
-@pytest.mark.parametrize("text,problem", [
-    ('{"top1": 70.5, "status": "do', "truncated JSON"),  # cut inside a string
-    ('{"top1": 70.5, "status": "done"', "truncated JSON"),  # cut before the closing brace
-    ('{"top1": 70.5,\n "status": }\n', "not JSON (Expecting value at line 2 column 12)"),
-    ("", "empty"),
-    ("null", "a JSON null, not a record"),
-    ("7", "a JSON number, not a record"),
-])
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ('{"top1": 70.5, "status": "do', "truncated JSON"),  # cut inside a string
+        ('{"top1": 70.5, "status": "done"', "truncated JSON"),  # cut before the closing brace
+        ('{"top1": 70.5,\n "status": }\n', "not JSON (Expecting value at line 2 column 12)"),
+        ("", "empty"),
+        ("null", "a JSON null, not a record"),
+        ("7", "a JSON number, not a record"),
+    ],
+)
 def test_a_damaged_record_is_named_by_what_is_wrong(tmp_path, text, problem):
     from suite.store.files import read_json_record
+
     path = tmp_path / "result.json"
     path.write_text(text)
     assert read_json_record(path) == ({}, problem)

@@ -1,4 +1,5 @@
 """The run description: one object names a run, keys its comparison and reads a stored config."""
+
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,10 +18,16 @@ def _desc(method="l1", seed=0, **kw) -> RunDescription:
     return Job(TINY, method, resolve_hparams(TINY, method, None), seed, **kw).describe("fp")
 
 
-@pytest.mark.parametrize("method,kw", [("l1", {}), ("greg1", {"protocol": "total", "total_samples": 9_000}),
-                                       ("greg2-unstructured", {"baseline_seed": 2}),
-                                       ("l1", {"numerics": Numerics("bf16", channels_last=True)}),
-                                       ("random", {"user_baseline": "user-0123"})])
+@pytest.mark.parametrize(
+    "method,kw",
+    [
+        ("l1", {}),
+        ("greg1", {"protocol": "total", "total_samples": 9_000}),
+        ("greg2-unstructured", {"baseline_seed": 2}),
+        ("l1", {"numerics": Numerics("bf16", channels_last=True)}),
+        ("random", {"user_baseline": "user-0123"}),
+    ],
+)
 def test_a_stored_config_gives_back_the_description_that_named_it(method, kw):
     desc = _desc(method, **kw)
     config = {**desc.identity(), "setting": "tiny", "processor": "some CPU"}  # a record adds provenance
@@ -43,6 +50,7 @@ def test_the_comparison_key_is_the_identity_less_what_a_method_and_a_seed_choose
 def test_adding_a_field_is_one_change_and_renames_no_stored_run():
     """A new field that defines results (here a channel rounding of the model) is one declaration:
     at its default it leaves every name as it was; set, it names another run and another comparison."""
+
     @dataclass(frozen=True)
     class RoundedModel(ModelSpec):
         round_to: int = spec_field(default=1, omit_default=True)
@@ -58,5 +66,8 @@ def test_adding_a_field_is_one_change_and_renames_no_stored_run():
 
 def test_fp32_contiguous_eager_add_nothing_to_a_name():
     assert NumericsSpec.of(Numerics()).identity() == {}
-    assert NumericsSpec.of(Numerics("bf16", True, True)).identity() == {"precision": "bf16", "channels_last": True,
-                                                                          "compile": True}
+    assert NumericsSpec.of(Numerics("bf16", True, True)).identity() == {
+        "precision": "bf16",
+        "channels_last": True,
+        "compile": True,
+    }

@@ -1,4 +1,5 @@
 """`suite search`: a real tiny study, resume, two workers, honest objective, bad input."""
+
 import json
 import os
 import subprocess
@@ -15,8 +16,19 @@ from suite.running.runner import Runner, load_data
 from suite.spec.settings import get_setting
 
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
-BASE = [sys.executable, "-m", "suite.cli", "search", "--setting", TINY, "--method", "greg1", "--smoke",
-        "--sampler", "random"]
+BASE = [
+    sys.executable,
+    "-m",
+    "suite.cli",
+    "search",
+    "--setting",
+    TINY,
+    "--method",
+    "greg1",
+    "--smoke",
+    "--sampler",
+    "random",
+]
 
 
 def run(args, check=0):
@@ -29,6 +41,7 @@ def _default_study() -> str:
     """The study a search without --precision fills: named by the default numerics (fp32)."""
     from suite.spec.settings import get_setting
     from suite.training.numerics_default import resolve
+
     return search.study_name(get_setting(TINY), "greg1", resolve(None, None, False, torch.device("cpu")))
 
 
@@ -59,8 +72,23 @@ def test_study_runs_resumes_and_feeds_run_best(tmp_path):
     run(BASE + ["--trials", "4", "--runs-dir", str(runs), "--space", str(space)])  # continues: adds one, keeps three
     trials = _trials(storage)
     assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
-    run([sys.executable, "-m", "suite.cli", "run", "--setting", TINY, "--methods", "greg1", "--smoke",
-         "--runs-dir", str(runs), "--hparams", "best"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "suite.cli",
+            "run",
+            "--setting",
+            TINY,
+            "--methods",
+            "greg1",
+            "--smoke",
+            "--runs-dir",
+            str(runs),
+            "--hparams",
+            "best",
+        ]
+    )
     best = max(trials, key=lambda t: t.value)
     stored = [json.loads(f.read_text()) for f in runs.glob("tiny-fmnist/greg1/*/result.json")]
     tuned = [r for r in stored if r["hparams_source"].startswith(f"tuned: study {_default_study()}, 4 trials")]
@@ -75,14 +103,18 @@ def test_two_workers_share_a_journal_study(tmp_path):
     space = tmp_path / "space.json"  # holds the tiny setting's defaults, so the study is seeded with them
     space.write_text(json.dumps({"penalty_increment": [0.01, 0.5, "log"]}))
     cmd = BASE + ["--trials", "4", "--runs-dir", str(runs), "--storage", f"journal:{journal}", "--space", str(space)]
-    procs = [subprocess.Popen(cmd + ["--seed", str(k)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for k in (1, 2)]
+    procs = [
+        subprocess.Popen(cmd + ["--seed", str(k)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for k in (1, 2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
-    trials = optuna.load_study(study_name=_default_study(),
-                               storage=JournalStorage(JournalFileBackend(str(journal)))).trials
+
+    trials = optuna.load_study(
+        study_name=_default_study(), storage=JournalStorage(JournalFileBackend(str(journal)))
+    ).trials
     finished = [t for t in trials if t.state.name == "COMPLETE"]
     assert 4 <= len(finished) <= 5  # the cap is checked after each trial: a worker may finish one in flight
     assert len({t.number for t in trials}) == len(trials)
@@ -99,20 +131,24 @@ def test_objective_is_validation_accuracy_not_test(tmp_path):
     data.test = type(data.test)(data.test.x, (data.test.y + 1) % 10)  # every test label now wrong
     runner = Runner(setting, data, tmp_path, torch.device("cpu"))
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
-    search.run_search(search.SearchSpec(setting, "greg1", 1, search.load_space(None, "greg1"), smoke=True),
-                      runner, study)
+    search.run_search(
+        search.SearchSpec(setting, "greg1", 1, search.load_space(None, "greg1"), smoke=True), runner, study
+    )
     trial = study.trials[0]
     result = json.loads((Path(trial.user_attrs["run"]) / "result.json").read_text())
     assert trial.value == result["val_top1"] and trial.user_attrs["test_top1"] == result["top1"]
     assert result["top1"] < 20 < trial.value  # had the objective read test, it would be below 20
 
 
-@pytest.mark.parametrize("space,fragment", [
-    ({"nonsense": [0, 1]}, "no parameter 'nonsense'"),
-    ({"penalty_increment": [1e-3, 1e-5, "log"]}, "empty or inverted"),
-    ({"penalty_increment": [0, 1e-3, "log"]}, "must be positive"),
-    ({"penalty_increment": "wide"}, "must be [low, high]"),
-])
+@pytest.mark.parametrize(
+    "space,fragment",
+    [
+        ({"nonsense": [0, 1]}, "no parameter 'nonsense'"),
+        ({"penalty_increment": [1e-3, 1e-5, "log"]}, "empty or inverted"),
+        ({"penalty_increment": [0, 1e-3, "log"]}, "must be positive"),
+        ({"penalty_increment": "wide"}, "must be [low, high]"),
+    ],
+)
 def test_bad_space_files(tmp_path, space, fragment):
     f = tmp_path / "space.json"
     f.write_text(json.dumps(space))
@@ -153,6 +189,7 @@ def test_a_study_holds_one_precision(tmp_path):
     made in fp32) refuses bf16 trials, and a bf16 one fp32 trials; reading a best trial
     (``suite run --hparams best``) takes any."""
     from suite.training.numerics import Numerics
+
     setting = get_setting(TINY)
     bf16 = Numerics("bf16", channels_last=True)
     assert search.study_name(setting, "greg1") == search.study_name(setting, "greg1", Numerics()) == "tiny-fmnist-greg1"
@@ -177,6 +214,7 @@ def test_search_never_proposes_a_schedule_the_cap_cuts_short(name):
     old space allowed 10^6 updates where the CPU settings stop at 20,000 iterations)."""
     from methods import registry
     from methods.greg import GRegHparams
+
     method = registry.get(name)
     base = GRegHparams(update_interval=1, stabilize_iters=500)  # fmnist-cnn4's budget
     space = {"penalty_increment": (1e-5, 1e-3, True), "penalty_ceiling": (0.1, 10.0, True)}

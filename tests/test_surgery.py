@@ -1,4 +1,5 @@
 """Physical removal is exact: the pruned model computes what the masked model computes."""
+
 import copy
 
 import pytest
@@ -31,12 +32,15 @@ def mask_filters(model, choice, example):
     return model
 
 
-@pytest.mark.parametrize("name,classes,ratios,shape", [
-    ("resnet20", 10, "[0,0.5,0.7,0.3,0]", (3, 32, 32)),
-    ("cnn4", 10, "0.7", (1, 28, 28)),
-    ("vgg19", 100, "[1-15:0.7]", (3, 32, 32)),
-    ("resnet50", 1000, "[0,0.6,0.6,0.6,0.21,0]", (3, 64, 64)),
-])
+@pytest.mark.parametrize(
+    "name,classes,ratios,shape",
+    [
+        ("resnet20", 10, "[0,0.5,0.7,0.3,0]", (3, 32, 32)),
+        ("cnn4", 10, "0.7", (1, 28, 28)),
+        ("vgg19", 100, "[1-15:0.7]", (3, 32, 32)),
+        ("resnet50", 1000, "[0,0.6,0.6,0.6,0.21,0]", (3, 64, 64)),
+    ],
+)
 def test_pruned_equals_masked(name, classes, ratios, shape):
     torch.manual_seed(0)
     model = build_model(name, classes, shape[0]).eval()
@@ -102,8 +106,10 @@ class _Misleading(torch.nn.Module):
 
 def test_batchnorm_after_reads_the_graph():
     model = build_model("resnet20", 10)
-    assert batchnorm_after(model, ["layer1.0.conv1", "layer3.2.conv1"], example_input(3, 32)) == \
-        {"layer1.0.conv1": "layer1.0.bn1", "layer3.2.conv1": "layer3.2.bn1"}
+    assert batchnorm_after(model, ["layer1.0.conv1", "layer3.2.conv1"], example_input(3, 32)) == {
+        "layer1.0.conv1": "layer1.0.bn1",
+        "layer3.2.conv1": "layer3.2.bn1",
+    }
     odd = _Misleading().train()
     assert batchnorm_after(odd, ["conv"], torch.zeros(1, 1, 8, 8)) == {"conv": "bn"}
     assert odd.training and int(odd.bn.num_batches_tracked) == 0  # traced in eval mode, stats untouched

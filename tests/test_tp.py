@@ -3,6 +3,7 @@ the surgery accepts every choice, tp-l1 is l1's choice, and every sample of thei
 seen by the harness (planned_iters x batch).
 
 ResNet cases train on random pixels: they check which filters and how many, never an accuracy."""
+
 from __future__ import annotations
 
 import itertools
@@ -22,17 +23,29 @@ from suite.spec.settings import get_setting
 from suite.training.loop import train
 
 CPU = torch.device("cpu")
-ENTRIES = ["tp-bn-scale", "tp-fpgm", "tp-group-norm", "tp-growing-reg", "tp-hessian", "tp-l1", "tp-l2",
-           "tp-lamp", "tp-taylor"]
+ENTRIES = [
+    "tp-bn-scale",
+    "tp-fpgm",
+    "tp-group-norm",
+    "tp-growing-reg",
+    "tp-hessian",
+    "tp-l1",
+    "tp-l2",
+    "tp-lamp",
+    "tp-taylor",
+]
 BATCH = 16
 
 
 def _random_pixels(channels: int, size: int) -> Data:
     g = torch.Generator().manual_seed(0)
-    split = TensorSplit(torch.randint(0, 256, (64, channels, size, size), dtype=torch.uint8, generator=g),
-                        torch.randint(0, 10, (64,), generator=g))
-    return Data("random", "random pixels", 10, split, split, (0.5,) * channels, (0.25,) * channels, 0, False,
-                "random", "test")
+    split = TensorSplit(
+        torch.randint(0, 256, (64, channels, size, size), dtype=torch.uint8, generator=g),
+        torch.randint(0, 10, (64,), generator=g),
+    )
+    return Data(
+        "random", "random pixels", 10, split, split, (0.5,) * channels, (0.25,) * channels, 0, False, "random", "test"
+    )
 
 
 def _model(kind: str):
@@ -45,6 +58,7 @@ def _model(kind: str):
         model = build_model("resnet20", 10)
         return model, get_setting("cifar10jpg-resnet20").layer_ratios(model), 3, 32
     from torchvision.models import resnet18
+
     model = resnet18(num_classes=10)
     return model, resolve(parse_ratios("[0,0.5,0.6,0.4,0.3,0]"), model, RESNET), 3, 32
 
@@ -55,15 +69,29 @@ def counting_task(model, data, ratios, channels, size, max_iters=1000):
     seen = {"samples": 0}
 
     def run(hooks, desc, log_every=None, log_extra=None):
-        out = train(model, data, lr=lambda e: 0.01, batch_size=BATCH, momentum=0.9, weight_decay=5e-4, device=CPU,
-                    seed=0, stream="own", total_steps=max_iters, hooks=hooks, eval_split=None,
-                    log_every=log_every, log_extra=log_extra)
+        out = train(
+            model,
+            data,
+            lr=lambda e: 0.01,
+            batch_size=BATCH,
+            momentum=0.9,
+            weight_decay=5e-4,
+            device=CPU,
+            seed=0,
+            stream="own",
+            total_steps=max_iters,
+            hooks=hooks,
+            eval_split=None,
+            log_every=log_every,
+            log_extra=log_extra,
+        )
         seen["samples"] += out.steps * BATCH
         return out
 
     def batches(n):
-        stream = itertools.chain.from_iterable(data.train_batches(BATCH, 0, e, CPU, stream="own")
-                                               for e in itertools.count())
+        stream = itertools.chain.from_iterable(
+            data.train_batches(BATCH, 0, e, CPU, stream="own") for e in itertools.count()
+        )
         for x, y in itertools.islice(stream, n):
             seen["samples"] += len(y)
             yield x, y
@@ -122,12 +150,14 @@ def test_gradient_and_sparse_entries_leave_or_train_the_model(small_fmnist):
     model, ratios, channels, size = _model("cnn4")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     for name in ("tp-taylor", "tp-hessian"):
-        registry.get(name).prune(model, counting_task(model, small_fmnist, ratios, channels, size)[0],
-                                 _short(registry.get(name)))
+        registry.get(name).prune(
+            model, counting_task(model, small_fmnist, ratios, channels, size)[0], _short(registry.get(name))
+        )
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
-    registry.get("tp-bn-scale").prune(model, counting_task(model, small_fmnist, ratios, channels, size)[0],
-                                      _short(registry.get("tp-bn-scale")))
+    registry.get("tp-bn-scale").prune(
+        model, counting_task(model, small_fmnist, ratios, channels, size)[0], _short(registry.get("tp-bn-scale"))
+    )
     assert not torch.equal(before["features.5.weight"], model.state_dict()["features.5.weight"])
 
 
@@ -135,6 +165,7 @@ def test_bn_scale_penalty_is_l1_on_pruned_layers_bn_only():
     """One regularize call adds reg * sign(gamma) to the gradient of the batch norms after pruned
     convs and nothing to the first conv's (not pruned at fmnist-cnn4's ratios)."""
     from methods.tp import SparseHook, build_pruner
+
     model, ratios, channels, size = _model("cnn4")
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
@@ -153,26 +184,39 @@ def test_bn_scale_penalty_is_l1_on_pruned_layers_bn_only():
 def test_growing_reg_state_round_trip():
     """A resumed phase continues from the grown penalties, not from the start."""
     from methods.tp import build_pruner
+
     model, ratios, channels, size = _model("cnn4")
     method = registry.get("tp-growing-reg")
     hp = method.Hparams.from_dict({"reg": 1e-4, "delta_reg": 1e-2, "update_interval": 1})
     task = PruneTask(ratios, CPU, 0, 0, None, None, example_input(channels, size))
-    hook = method.hook(build_pruner("GrowingRegPruner", model, task, method.importance(hp), **method.pruner_args(hp)), hp)
+    hook = method.hook(
+        build_pruner("GrowingRegPruner", model, task, method.importance(hp), **method.pruner_args(hp)), hp
+    )
     for step in (1, 2):
         hook.after_step(model, step)
     state = hook.state_dict()
     assert len(state["group_reg"]) == len(ratios)
     # the least important channel of each group grew by delta_reg per update: 1e-4 + 2 * 1e-2
     assert all(abs(float(r.max()) - (1e-4 + 2e-2)) < 1e-7 for r in state["group_reg"])
-    fresh = method.hook(build_pruner("GrowingRegPruner", model, task, method.importance(hp), **method.pruner_args(hp)), hp)
+    fresh = method.hook(
+        build_pruner("GrowingRegPruner", model, task, method.importance(hp), **method.pruner_args(hp)), hp
+    )
     fresh.load_state_dict(state)
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict()["group_reg"], state["group_reg"]))
 
 
-@pytest.mark.parametrize("name, field, value", [("tp-bn-scale", "sparse_iters", 0), ("tp-taylor", "batches", 0),
-                                                ("tp-group-norm", "alpha", -1.0), ("tp-growing-reg", "reg", -1e-4)])
+@pytest.mark.parametrize(
+    "name, field, value",
+    [
+        ("tp-bn-scale", "sparse_iters", 0),
+        ("tp-taylor", "batches", 0),
+        ("tp-group-norm", "alpha", -1.0),
+        ("tp-growing-reg", "reg", -1e-4),
+    ],
+)
 def test_bad_hparams_are_one_line_errors(name, field, value):
     from suite.errors import SuiteError
+
     with pytest.raises(SuiteError, match=field) as e:
         registry.get(name).Hparams.from_dict({field: value})
     assert "\n" not in str(e.value)
@@ -187,5 +231,6 @@ def test_search_proposals_fit_the_cap(name, field):
         hp = method.suggest(study.ask(), method.Hparams(), method.Hparams.space(), max_iters=150)
         assert 1 <= method.planned_iters(hp) <= 150
     from suite.errors import SuiteError
+
     with pytest.raises(SuiteError, match="cap"):
         method.suggest(study.ask(), method.Hparams(), {field: (200, 400, True)}, max_iters=150)

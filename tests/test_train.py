@@ -1,4 +1,5 @@
 """The training loop: lr schedule, hooks, and a killed run resuming bit-exactly on CPU."""
+
 import pytest
 import torch
 
@@ -44,9 +45,22 @@ class _KillAt:
 def _run(data, ckpt, hooks=(), steps=40):
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
-    out = train(model, data, lr=lambda e: 0.05 if e == 0 else 0.01, batch_size=128, momentum=0.9,
-                weight_decay=5e-4, device=CPU, seed=7, stream="baseline", total_steps=steps, hooks=hooks, checkpoint=ckpt,
-                checkpoint_every=5, eval_split="test")
+    out = train(
+        model,
+        data,
+        lr=lambda e: 0.05 if e == 0 else 0.01,
+        batch_size=128,
+        momentum=0.9,
+        weight_decay=5e-4,
+        device=CPU,
+        seed=7,
+        stream="baseline",
+        total_steps=steps,
+        hooks=hooks,
+        checkpoint=ckpt,
+        checkpoint_every=5,
+        eval_split="test",
+    )
     return model, out
 
 
@@ -61,8 +75,9 @@ def test_killed_run_resumes_bit_exactly(small_fmnist, tmp_path):
     for k, v in ref.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
     assert out.steps == ref_out.steps == 40
-    assert [r["test_top1"] for r in out.history if "test_top1" in r] == \
-           [r["test_top1"] for r in ref_out.history if "test_top1" in r]
+    assert [r["test_top1"] for r in out.history if "test_top1" in r] == [
+        r["test_top1"] for r in ref_out.history if "test_top1" in r
+    ]
 
 
 def test_training_learns_on_real_data(small_fmnist):
@@ -83,31 +98,46 @@ class _Poison(_KillAt):
 def test_nan_loss_is_reported(small_fmnist):
     model = build_model("cnn4", 10, 1)
     with pytest.raises(Diverged, match="loss became nan at iteration 3"):
-        train(model, small_fmnist, lr=lambda e: 0.01, batch_size=128, momentum=0.9, weight_decay=0,
-              device=CPU, seed=0, stream="baseline", total_steps=30, hooks=(_Poison(3),), eval_split=None)
+        train(
+            model,
+            small_fmnist,
+            lr=lambda e: 0.01,
+            batch_size=128,
+            momentum=0.9,
+            weight_decay=0,
+            device=CPU,
+            seed=0,
+            stream="baseline",
+            total_steps=30,
+            hooks=(_Poison(3),),
+            eval_split=None,
+        )
 
 
-@pytest.mark.parametrize("field, value, says", [
-    ("epochs", 0, "epochs = 0: must be an integer >= 1"),
-    ("epochs", -2, "epochs = -2"),
-    ("epochs", "ten", "epochs = 'ten'"),
-    ("epochs", True, "epochs = True"),
-    ("batch_size", 0, "batch_size = 0: must be an integer >= 1"),
-    ("batch_size", 1.5, "batch_size = 1.5"),
-    ("momentum", "x", "momentum = 'x': must be a number in \\[0, 1\\)"),
-    ("momentum", 1.0, "momentum = 1.0"),
-    ("momentum", float("nan"), "momentum = nan"),
-    ("weight_decay", -1e-4, "weight_decay = -0.0001"),
-    ("weight_decay", float("inf"), "weight_decay = inf"),
-    ("lr", 0.01, "lr = 0.01: must be a table"),
-    ("lr", {}, "lr = {}: must be a table"),
-    ("lr", {"x": 0.01}, "epoch 'x' is not an integer"),
-    ("lr", {"0": "fast"}, "lr 'fast' of epoch 0"),
-    ("lr", {0: -0.01}, "lr -0.01 of epoch 0"),
-    ("lr", {0: 0.0}, "lr 0.0 of epoch 0"),
-    ("lr", {0: float("nan")}, "lr nan of epoch 0"),
-    ("lr", {0: 0.1, -5: 0.01}, "epoch -5 is not an integer"),
-])
+@pytest.mark.parametrize(
+    "field, value, says",
+    [
+        ("epochs", 0, "epochs = 0: must be an integer >= 1"),
+        ("epochs", -2, "epochs = -2"),
+        ("epochs", "ten", "epochs = 'ten'"),
+        ("epochs", True, "epochs = True"),
+        ("batch_size", 0, "batch_size = 0: must be an integer >= 1"),
+        ("batch_size", 1.5, "batch_size = 1.5"),
+        ("momentum", "x", "momentum = 'x': must be a number in \\[0, 1\\)"),
+        ("momentum", 1.0, "momentum = 1.0"),
+        ("momentum", float("nan"), "momentum = nan"),
+        ("weight_decay", -1e-4, "weight_decay = -0.0001"),
+        ("weight_decay", float("inf"), "weight_decay = inf"),
+        ("lr", 0.01, "lr = 0.01: must be a table"),
+        ("lr", {}, "lr = {}: must be a table"),
+        ("lr", {"x": 0.01}, "epoch 'x' is not an integer"),
+        ("lr", {"0": "fast"}, "lr 'fast' of epoch 0"),
+        ("lr", {0: -0.01}, "lr -0.01 of epoch 0"),
+        ("lr", {0: 0.0}, "lr 0.0 of epoch 0"),
+        ("lr", {0: float("nan")}, "lr nan of epoch 0"),
+        ("lr", {0: 0.1, -5: 0.01}, "epoch -5 is not an integer"),
+    ],
+)
 def test_recipe_refuses_bad_values_naming_field_and_value(field, value, says):
     good = {"epochs": 2, "batch_size": 8, "lr": {0: 0.1}}
     with pytest.raises(SuiteError, match=says):

@@ -1,6 +1,7 @@
 """Precision, memory layout and compilation in the training loop and evaluation (suite.training.numerics),
 on the real Fashion-MNIST: fp32 master weights under autocast, gradients unscaled before the hooks,
 evaluation under inference mode, the compile fallback, and what a run records."""
+
 import json
 import math
 from dataclasses import replace
@@ -65,9 +66,22 @@ class _Penalty(QuietHook):
 def _train(data, numerics=FP32, steps=20, hooks=(), eval_split="test", **kw):
     torch.manual_seed(0)
     model = build_model("cnn4", 10, 1)
-    out = train(model, data, lr=lambda e: 0.05, batch_size=128, momentum=0.9, weight_decay=5e-4, device=CPU,
-                seed=3, stream="baseline", total_steps=steps, hooks=hooks, eval_split=eval_split,
-                numerics=numerics, **kw)
+    out = train(
+        model,
+        data,
+        lr=lambda e: 0.05,
+        batch_size=128,
+        momentum=0.9,
+        weight_decay=5e-4,
+        device=CPU,
+        seed=3,
+        stream="baseline",
+        total_steps=steps,
+        hooks=hooks,
+        eval_split=eval_split,
+        numerics=numerics,
+        **kw,
+    )
     return model, out
 
 
@@ -98,8 +112,11 @@ class _Flags(nn.Module):
         super().__init__()
         self.net = build_model("cnn4", 10, 1)
         self.seen = []
-        self.net.features[4].register_forward_pre_hook(lambda m, inp: self.seen.append(
-            (torch.is_inference_mode_enabled(), torch.is_autocast_enabled("cpu"), _nhwc(inp[0]))))
+        self.net.features[4].register_forward_pre_hook(
+            lambda m, inp: self.seen.append(
+                (torch.is_inference_mode_enabled(), torch.is_autocast_enabled("cpu"), _nhwc(inp[0]))
+            )
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -115,8 +132,20 @@ def test_evaluation_runs_under_inference_mode_in_the_runs_numerics(small_fmnist)
     assert model.seen == [(True, True, True)] * 2 and bf16["n"] == fp32["n"] == 1000
     assert model.training  # evaluation restores the mode it found
     # the parameters were converted outside inference mode: the model still trains
-    out = train(model, small_fmnist, lr=lambda e: 0.01, batch_size=128, momentum=0.9, weight_decay=0, device=CPU,
-                seed=0, stream="baseline", total_steps=2, eval_split=None, numerics=BF16_CL)
+    out = train(
+        model,
+        small_fmnist,
+        lr=lambda e: 0.01,
+        batch_size=128,
+        momentum=0.9,
+        weight_decay=0,
+        device=CPU,
+        seed=0,
+        stream="baseline",
+        total_steps=2,
+        eval_split=None,
+        numerics=BF16_CL,
+    )
     assert out.steps == 2
 
 
@@ -130,12 +159,13 @@ def test_loss_scaling_unscales_before_the_hooks(small_fmnist, monkeypatch, tmp_p
     scalers = []
 
     def forced(self, device):
-        scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0 ** 10))
+        scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0**10))
         return scalers[-1]
+
     monkeypatch.setattr(Numerics, "grad_scaler", forced)
     probe = _Probe()
     scaled, _ = _train(small_fmnist, hooks=(_Penalty(), probe), steps=12, eval_split=None)
-    assert scalers[0].get_scale() == 2.0 ** 10  # it did scale (and never met an inf)
+    assert scalers[0].get_scale() == 2.0**10  # it did scale (and never met an inf)
     assert all(torch.equal(a, b) for a, b in zip(probe.grads, plain_probe.grads))
     for k, v in plain.state_dict().items():
         assert torch.equal(v, scaled.state_dict()[k]), k
@@ -148,10 +178,11 @@ def test_loss_scaling_unscales_before_the_hooks(small_fmnist, monkeypatch, tmp_p
             if step == 10:
                 raise Kill
             return False
+
     ckpt = tmp_path / "t.ckpt"
     with pytest.raises(Kill):
         _train(small_fmnist, hooks=(KillAt(),), steps=12, eval_split=None, checkpoint=ckpt, checkpoint_every=4)
-    assert torch.load(ckpt, weights_only=True)["scaler"]["scale"] == 2.0 ** 10
+    assert torch.load(ckpt, weights_only=True)["scaler"]["scale"] == 2.0**10
     resumed, _ = _train(small_fmnist, hooks=(_Penalty(),), steps=12, eval_split=None, checkpoint=ckpt)
     for k, v in plain.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
@@ -184,7 +215,9 @@ def test_compile_failure_falls_back_to_eager_once_and_is_recorded(small_fmnist, 
     def broken(model):
         def call(x):
             raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found\nmore detail")
+
         return call
+
     monkeypatch.setattr(torch, "compile", broken)
     ref, _ = _train(small_fmnist)
     capsys.readouterr()
@@ -199,6 +232,7 @@ def test_compile_failure_falls_back_to_eager_once_and_is_recorded(small_fmnist, 
 def test_fast_bf16_is_what_the_cpu_flags_say():
     """The header hint's hardware probe agrees with the kernel's CPU flags (AMX tiles or AVX512-BF16)."""
     from suite.training.numerics_default import fast_bf16
+
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists():
         pytest.skip("no /proc/cpuinfo on this system")
@@ -213,18 +247,27 @@ def test_the_default_is_fp32_and_the_header_names_the_fast_flags(fast, monkeypat
     (bf16 lost ResNet-20 accuracy here: README); naming either gives exactly what is named. Where the
     hardware has fast bf16 and nothing was named, the header says which flags would use it."""
     from suite.training import numerics_default
+
     monkeypatch.setattr(numerics_default, "fast_bf16", lambda device: fast)
     assert numerics_default.resolve(None, None, False, CPU) == FP32
     assert numerics_default.resolve(None, None, True, CPU) == Numerics(compile=True)
-    for precision, channels_last, want in (("fp32", None, FP32), ("bf16", None, Numerics("bf16")),
-                                           ("bf16", True, BF16_CL), (None, True, Numerics(channels_last=True)),
-                                           (None, False, FP32)):
+    for precision, channels_last, want in (
+        ("fp32", None, FP32),
+        ("bf16", None, Numerics("bf16")),
+        ("bf16", True, BF16_CL),
+        (None, True, Numerics(channels_last=True)),
+        (None, False, FP32),
+    ):
         assert numerics_default.resolve(precision, channels_last, False, CPU) == want
-    for extra, label, hinted in (([], "fp32", fast), (["--precision", "fp32"], "fp32", False),
-                                 (["--precision", "bf16", "--channels-last"], "bf16, channels-last", False),
-                                 (["--no-channels-last"], "fp32", False)):
-        assert main(["run", "--setting", TINY, "--methods", "l1", "--runs-dir", str(tmp_path), "--dry-run",
-                     *extra]) == 0
+    for extra, label, hinted in (
+        ([], "fp32", fast),
+        (["--precision", "fp32"], "fp32", False),
+        (["--precision", "bf16", "--channels-last"], "bf16, channels-last", False),
+        (["--no-channels-last"], "fp32", False),
+    ):
+        assert (
+            main(["run", "--setting", TINY, "--methods", "l1", "--runs-dir", str(tmp_path), "--dry-run", *extra]) == 0
+        )
         header = capsys.readouterr().out.splitlines()[0]
         assert f"precision {label}" in header and ("--precision bf16 --channels-last" in header) == hinted, header
 
@@ -241,9 +284,23 @@ def test_a_bf16_channels_last_run_is_recorded_and_named_apart(tmp_path, capsys):
     are other folders than fp32's; masks hold exactly after every bf16 step."""
     from suite.spec.plan import Job, resolve_hparams
     from suite.spec.settings import get_setting
+
     runs = tmp_path / "runs"
-    args = ["run", "--setting", TINY, "--methods", "greg1-unstructured", "--smoke", "--runs-dir", str(runs),
-            "--device", "cpu", "--precision", "bf16", "--channels-last"]
+    args = [
+        "run",
+        "--setting",
+        TINY,
+        "--methods",
+        "greg1-unstructured",
+        "--smoke",
+        "--runs-dir",
+        str(runs),
+        "--device",
+        "cpu",
+        "--precision",
+        "bf16",
+        "--channels-last",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "device cpu, precision bf16, channels-last" in out.splitlines()[0]
@@ -258,8 +315,12 @@ def test_a_bf16_channels_last_run_is_recorded_and_named_apart(tmp_path, capsys):
     assert job.folder(runs, data.fingerprint) != folder  # the fp32 twin is another run
     assert replace(job, numerics=BF16_CL).folder(runs, data.fingerprint) == folder
     from suite.training.baseline import baseline_key
-    assert result["baseline_key"] == baseline_key(setting, 0, data, BF16_CL) + "-smoke" != \
-        baseline_key(setting, 0, data) + "-smoke"
+
+    assert (
+        result["baseline_key"]
+        == baseline_key(setting, 0, data, BF16_CL) + "-smoke"
+        != baseline_key(setting, 0, data) + "-smoke"
+    )
     (meta,) = runs.glob("baselines/tiny-fmnist/*/meta.json")
     assert json.loads(meta.read_text())["precision"] == "bf16" and meta.parent.name == result["baseline_key"]
     model = torch.load(folder / "model.pt", weights_only=True)

@@ -1,5 +1,6 @@
 """A user's data: an ImageFolder of real Fashion-MNIST images and a torchvision class on a data
 dir, through the loaders and through ``suite run --smoke`` with a user's model file."""
+
 import gzip
 import json
 import struct
@@ -28,6 +29,7 @@ def _folder(fmnist, root: Path, per_class=(75, 25)) -> dict:
     """An ImageFolder of real Fashion-MNIST PNGs: train/ and test/, four class folders; returns the
     written images per split as uint8 tensors (the test's own record of what is on disk)."""
     from PIL import Image
+
     written = {}
     for split, part, n in (("train", fmnist.train, per_class[0]), ("test", fmnist.test, per_class[1])):
         xs = []
@@ -56,7 +58,9 @@ def test_imagefolder_loads_grey_classes_and_stats(fmnist, tmp_path, cache):
     # the pixels are the images written (class folders sorted: boot, sneaker, trouser, tshirt)
     order = sorted(CLASSES.values())
     assert sorted(data.train.y.tolist()) == sorted(sum(([order.index(c)] * 20 for c in CLASSES.values()), []))
-    assert sorted(map(bytes, data.train.x.flatten(1).numpy())) == sorted(map(bytes, written["train"].flatten(1).numpy()))
+    assert sorted(map(bytes, data.train.x.flatten(1).numpy())) == sorted(
+        map(bytes, written["train"].flatten(1).numpy())
+    )
     # normalisation from the training set
     pixels = written["train"].double() / 255
     assert data.mean[0] == pytest.approx(pixels.mean().item(), abs=1e-6)
@@ -66,6 +70,7 @@ def test_imagefolder_loads_grey_classes_and_stats(fmnist, tmp_path, cache):
     # the same folder gives the same fingerprint; a changed image gives another one
     assert userdata.load(f"imagefolder:{root}").fingerprint == data.fingerprint
     from PIL import Image
+
     first = sorted((root / "train" / "boot").iterdir())[0]
     Image.new("L", (28, 28), 255).save(first)
     assert userdata.load(f"imagefolder:{root}").fingerprint != data.fingerprint
@@ -157,6 +162,7 @@ def test_user_data_and_model_through_suite_run_smoke(fmnist, tmp_path, capsys):
     results = [json.loads(p.read_text()) for p in runs.rglob("result.json")]
     assert sorted(r["method"] for r in results) == ["greg1", "l1"]
     import importlib.util
+
     spec = importlib.util.spec_from_file_location("user_net_check", USER_NET)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -167,8 +173,23 @@ def test_user_data_and_model_through_suite_run_smoke(fmnist, tmp_path, capsys):
         assert 0 <= r["top1"] <= 100
     assert _files(root) == before  # nothing written into the user's folder
     # an impossible target is refused at plan time, before any baseline
-    assert main(["run", "--setting", str(toml), "--methods", "l1", "--target", "80x", "--smoke",
-                 "--runs-dir", str(tmp_path / "runs2")]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--setting",
+                str(toml),
+                "--methods",
+                "l1",
+                "--target",
+                "80x",
+                "--smoke",
+                "--runs-dir",
+                str(tmp_path / "runs2"),
+            ]
+        )
+        == 2
+    )
     assert "beyond reach" in capsys.readouterr().err
     assert not (tmp_path / "runs2").exists()
 
@@ -177,15 +198,18 @@ def test_readme_example_is_the_example_file():
     """The README's "Bring your own model and data" TOML is the file the commands use."""
     import re
     import tomllib
+
     root = Path(__file__).parent.parent
     readme = (root / "README.md").read_text()
-    section = readme[readme.index("## Bring your own model and data"):]
+    section = readme[readme.index("## Bring your own model and data") :]
     block = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
     assert tomllib.loads(block) == tomllib.loads((root / "suite" / "examples" / "fashion4.toml").read_text())
 
 
 def _batches(data, **kw):
-    return [(x.clone(), y.clone()) for x, y in data.train_batches(8, 3, 1, torch.device("cpu"), stream="finetune", **kw)]
+    return [
+        (x.clone(), y.clone()) for x, y in data.train_batches(8, 3, 1, torch.device("cpu"), stream="finetune", **kw)
+    ]
 
 
 def test_streamed_imagefolder_gives_the_in_memory_batches(fmnist, tmp_path, monkeypatch):
@@ -223,12 +247,13 @@ def test_streamed_imagefolder_refuses_limits(fmnist, tmp_path, monkeypatch):
     refused in one line instead of ignored."""
     from suite.running.runner import load_data
     from suite.spec.settings import get_setting
+
     root = tmp_path / "fashion4"
     _folder(fmnist, root, (8, 4))
     monkeypatch.setattr(userdata, "MEMORY_LIMIT", 0)
     for field in ("train_limit", "test_limit"):
         toml = tmp_path / f"{field}.toml"
-        toml.write_text(TOML.format(model=USER_NET).replace('reduced = true', f'reduced = true\n{field} = 16'))
+        toml.write_text(TOML.format(model=USER_NET).replace("reduced = true", f"reduced = true\n{field} = 16"))
         with pytest.raises(SuiteError, match=f"{field} applies to data held in memory; .* is streamed"):
             load_data(get_setting(str(toml)), None)
 
@@ -238,6 +263,7 @@ def test_imagenet_layout_streams_with_seeded_worker_transforms(fmnist, tmp_path)
     sample: the same epoch with one or two workers, resumed mid-epoch, gives the same batches; the
     next epoch draws other crops. Real Fashion-MNIST PNGs in ImageNet's train/ and val/ layout."""
     from suite.data.datasets import load_imagenet
+
     root = tmp_path / "imagenet"
     _folder(fmnist, root, (4, 2))
     (root / "test").rename(root / "val")

@@ -5,6 +5,7 @@ every setting field (top level, [baseline], [finetune], [prune]), every hyperpar
 and the CLI options. Everything runs ``suite.cli.main`` in-process, with ``load_data`` replaced by a
 function that fails the test: validation must finish before a dataset is touched.
 """
+
 import contextlib
 import errno
 import io
@@ -36,8 +37,12 @@ def cli(argv: list[str], cwd: Path) -> tuple[int, str]:
     """``suite ARGV`` in-process: (exit code, stderr). Any exception escaping is a test failure."""
     TRIED["n"] += 1
     err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), \
-            mock.patch("suite.running.runner.load_data", _reached_data), contextlib.chdir(cwd):
+    with (
+        contextlib.redirect_stderr(err),
+        contextlib.redirect_stdout(io.StringIO()),
+        mock.patch("suite.running.runner.load_data", _reached_data),
+        contextlib.chdir(cwd),
+    ):
         try:
             code = main(argv)
         except SystemExit as e:
@@ -80,51 +85,66 @@ def run_setting(table: dict, *extra):
 
 
 # ---------------------------------------------------------------------------- the found cases
-@pytest.mark.parametrize("section,key,value,says", [
-    ("finetune", "batch_size", 0, "[finetune] batch_size = 0: must be an integer >= 1"),
-    ("finetune", "lr", {"x": 0.01}, "[finetune] lr = {'x': 0.01}: epoch 'x' is not an integer >= 0"),
-    ("finetune", "lr", {"0": "fast"}, "[finetune] lr = {'0': 'fast'}: lr 'fast' of epoch 0 is not a finite number"),
-    (None, "ratios", 0.5, "ratios = 0.5: must be a string"),
-    ("finetune", "epochs", "ten", "[finetune] epochs = 'ten': must be an integer >= 1"),
-    ("finetune", "epochs", -2, "[finetune] epochs = -2: must be an integer >= 1"),
-    ("finetune", "momentum", "x", "[finetune] momentum = 'x': must be a number in [0, 1)"),
-    ("finetune", "lr", {"0": -0.01}, "lr -0.01 of epoch 0 is not a finite number > 0"),
-    (None, "train_limit", -5, "train_limit = -5: must be an integer >= 1"),
-    (None, "train_limit", 0, "train_limit = 0: must be an integer >= 1"),
-    (None, "test_limit", 0, "test_limit = 0: must be an integer >= 1"),
-    (None, "test_limit", "all", "test_limit = 'all': must be an integer >= 1"),
-    (None, "name", "../../escaped-from-out", "name = '../../escaped-from-out': must be"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,says",
+    [
+        ("finetune", "batch_size", 0, "[finetune] batch_size = 0: must be an integer >= 1"),
+        ("finetune", "lr", {"x": 0.01}, "[finetune] lr = {'x': 0.01}: epoch 'x' is not an integer >= 0"),
+        ("finetune", "lr", {"0": "fast"}, "[finetune] lr = {'0': 'fast'}: lr 'fast' of epoch 0 is not a finite number"),
+        (None, "ratios", 0.5, "ratios = 0.5: must be a string"),
+        ("finetune", "epochs", "ten", "[finetune] epochs = 'ten': must be an integer >= 1"),
+        ("finetune", "epochs", -2, "[finetune] epochs = -2: must be an integer >= 1"),
+        ("finetune", "momentum", "x", "[finetune] momentum = 'x': must be a number in [0, 1)"),
+        ("finetune", "lr", {"0": -0.01}, "lr -0.01 of epoch 0 is not a finite number > 0"),
+        (None, "train_limit", -5, "train_limit = -5: must be an integer >= 1"),
+        (None, "train_limit", 0, "train_limit = 0: must be an integer >= 1"),
+        (None, "test_limit", 0, "test_limit = 0: must be an integer >= 1"),
+        (None, "test_limit", "all", "test_limit = 'all': must be an integer >= 1"),
+        (None, "name", "../../escaped-from-out", "name = '../../escaped-from-out': must be"),
+    ],
+)
 @pytest.mark.parametrize("dry", [True, False])
 def test_found_setting_values_are_refused_naming_file_field_value(section, key, value, says, dry):
     table = with_field(section, key, value)
-    line = assert_refused(lambda d: ["run", "--setting", setting_file(d, table)] + (["--dry-run"] if dry else []),
-                          says)
+    line = assert_refused(lambda d: ["run", "--setting", setting_file(d, table)] + (["--dry-run"] if dry else []), says)
     assert "setting file " in line and "bad.toml" in line
 
 
-@pytest.mark.parametrize("text", ['{"greg1": {"penalty_ceiling": NaN}}', '{"greg1": {"penalty_ceiling": Infinity}}',
-                                  '{"greg1": {"penalty_increment": -Infinity}}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"greg1": {"penalty_ceiling": NaN}}',
+        '{"greg1": {"penalty_ceiling": Infinity}}',
+        '{"greg1": {"penalty_increment": -Infinity}}',
+    ],
+)
 @pytest.mark.parametrize("dry", [True, False])
 def test_nan_and_infinite_hparams_are_refused(text, dry):
     def argv(d):
         (d / "hp.json").write_text(text)
-        return ["run", "--setting", str(TINY), "--methods", "greg1", "--hparams", str(d / "hp.json")] + \
-            (["--dry-run"] if dry else [])
+        return ["run", "--setting", str(TINY), "--methods", "greg1", "--hparams", str(d / "hp.json")] + (
+            ["--dry-run"] if dry else []
+        )
+
     line = assert_refused(argv, "must be a finite number")
     assert "hp.json" in line and "penalty_" in line
 
 
 def test_device_tpu_is_refused_before_torch_sees_it():
-    assert_refused(lambda d: ["run", "--setting", str(TINY), "--device", "tpu", "--dry-run"],
-                   "--device 'tpu': must be auto, cpu, cuda or cuda:N")
+    assert_refused(
+        lambda d: ["run", "--setting", str(TINY), "--device", "tpu", "--dry-run"],
+        "--device 'tpu': must be auto, cpu, cuda or cuda:N",
+    )
 
 
 def test_leaderboard_out_a_file_or_read_only(tmp_path):
     (tmp_path / "runs").mkdir()
     (tmp_path / "out.html").write_text("mine")
-    assert_refused(lambda d: ["leaderboard", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out.html")],
-                   "is a file, not a folder: pass --out DIR", runs_dir=False)
+    assert_refused(
+        lambda d: ["leaderboard", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out.html")],
+        "is a file, not a folder: pass --out DIR",
+        runs_dir=False,
+    )
     assert (tmp_path / "out.html").read_text() == "mine"
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -133,11 +153,17 @@ def test_leaderboard_out_a_file_or_read_only(tmp_path):
         if _writable(ro):  # root ignores modes: make the probe write fail as a read-only filesystem would
             erofs = OSError(errno.EROFS, "Read-only file system")
             with mock.patch("pathlib.Path.write_text", side_effect=erofs):
-                assert_refused(lambda d: ["leaderboard", "--runs-dir", str(tmp_path / "runs"), "--out", str(ro / "lb")],
-                               "(Read-only file system): pass --out DIR", runs_dir=False)
+                assert_refused(
+                    lambda d: ["leaderboard", "--runs-dir", str(tmp_path / "runs"), "--out", str(ro / "lb")],
+                    "(Read-only file system): pass --out DIR",
+                    runs_dir=False,
+                )
             return
-        assert_refused(lambda d: ["leaderboard", "--runs-dir", str(tmp_path / "runs"), "--out", str(ro / "lb")],
-                       "is not writable", runs_dir=False)
+        assert_refused(
+            lambda d: ["leaderboard", "--runs-dir", str(tmp_path / "runs"), "--out", str(ro / "lb")],
+            "is not writable",
+            runs_dir=False,
+        )
         assert not (ro / "lb").exists()
     finally:
         ro.chmod(0o700)
@@ -176,21 +202,38 @@ momentum = float_where_bad(lambda x: math.isfinite(x) and 0 <= x < 1)
 non_negative = float_where_bad(lambda x: math.isfinite(x) and x >= 0)
 digits = st.integers(min_value=0, max_value=500).map(str)
 lr_table = st.one_of(
-    junk_float, text, st.booleans(), st.lists(junk_float, max_size=2), st.just({}),
+    junk_float,
+    text,
+    st.booleans(),
+    st.lists(junk_float, max_size=2),
+    st.just({}),
     st.builds(lambda k: {"0": 0.1, k: 0.01}, text.filter(lambda k: not (k.strip().isascii() and k.strip().isdigit()))),
     st.builds(lambda v: {"0": v}, positive),
     st.builds(lambda v: {"0": 0.1, "5": v}, positive),
     st.dictionaries(st.integers(1, 500).map(str), st.just(0.1), min_size=1, max_size=3),  # no epoch 0
 )
-hostile_name = st.one_of(st.sampled_from(["", ".", "..", ".hidden", "-x", "a/b", "../../up", "javascript:alert(1)",
-                                          'x"y', "a b", "</script>", "x" * 101]),
-                         st.builds(lambda a, c, b: a + c + b, text, st.sampled_from(list('/\\\n\t\x00 <>"\':?*')), text),
-                         not_str)
+hostile_name = st.one_of(
+    st.sampled_from(
+        ["", ".", "..", ".hidden", "-x", "a/b", "../../up", "javascript:alert(1)", 'x"y', "a b", "</script>", "x" * 101]
+    ),
+    st.builds(lambda a, c, b: a + c + b, text, st.sampled_from(list("/\\\n\t\x00 <>\"':?*")), text),
+    not_str,
+)
 
-RECIPE_FIELDS = {"epochs": int_below(1), "batch_size": int_below(1), "lr": lr_table, "momentum": momentum,
-                 "weight_decay": non_negative}
-PRUNE_FIELDS = {"lr": positive, "batch_size": int_below(1), "momentum": momentum, "weight_decay": non_negative,
-                "max_iters": int_below(1)}
+RECIPE_FIELDS = {
+    "epochs": int_below(1),
+    "batch_size": int_below(1),
+    "lr": lr_table,
+    "momentum": momentum,
+    "weight_decay": non_negative,
+}
+PRUNE_FIELDS = {
+    "lr": positive,
+    "batch_size": int_below(1),
+    "momentum": momentum,
+    "weight_decay": non_negative,
+    "max_iters": int_below(1),
+}
 TOP_FIELDS = {
     "name": hostile_name,
     "dataset": st.one_of(letters.filter(lambda s: s not in ("cifar", "imagenet")), not_str),
@@ -203,11 +246,16 @@ TOP_FIELDS = {
     "val_size": int_below(1),
     "train_limit": int_below(1),
     "test_limit": int_below(1),
-    "method_overrides": st.one_of(not_number.filter(lambda v: not isinstance(v, dict)), junk_float,
-                                  st.dictionaries(letters.map(lambda s: "zz" + s), st.just({}), min_size=1, max_size=1),
-                                  st.builds(lambda v: {"greg*": {"penalty_increment": v}}, positive),
-                                  st.builds(lambda k: {"greg*": {"zz" + k: 1}}, letters)),
-    "baseline": st.one_of(not_str, text), "finetune": st.one_of(not_str, text), "prune": st.one_of(not_str, text),
+    "method_overrides": st.one_of(
+        not_number.filter(lambda v: not isinstance(v, dict)),
+        junk_float,
+        st.dictionaries(letters.map(lambda s: "zz" + s), st.just({}), min_size=1, max_size=1),
+        st.builds(lambda v: {"greg*": {"penalty_increment": v}}, positive),
+        st.builds(lambda k: {"greg*": {"zz" + k: 1}}, letters),
+    ),
+    "baseline": st.one_of(not_str, text),
+    "finetune": st.one_of(not_str, text),
+    "prune": st.one_of(not_str, text),
 }
 
 
@@ -222,8 +270,10 @@ def test_fuzz_setting_top_level(key, data):
     assert "bad.toml" in line
 
 
-@pytest.mark.parametrize("section,key", [(s, k) for s in ("baseline", "finetune") for k in RECIPE_FIELDS]
-                         + [("prune", k) for k in PRUNE_FIELDS])
+@pytest.mark.parametrize(
+    "section,key",
+    [(s, k) for s in ("baseline", "finetune") for k in RECIPE_FIELDS] + [("prune", k) for k in PRUNE_FIELDS],
+)
 @FUZZ
 @given(data=st.data())
 def test_fuzz_setting_recipes(section, key, data):
@@ -239,9 +289,11 @@ def test_fuzz_unknown_fields(section, extra):
     assert_refused(run_setting(with_field(section, extra, 1)), extra)
 
 
-@pytest.mark.parametrize("section,key", [(None, k) for k in ("name", "dataset", "model", "ratios", "baseline",
-                                                             "finetune")]
-                         + [(s, k) for s in ("baseline", "finetune") for k in ("epochs", "batch_size", "lr")])
+@pytest.mark.parametrize(
+    "section,key",
+    [(None, k) for k in ("name", "dataset", "model", "ratios", "baseline", "finetune")]
+    + [(s, k) for s in ("baseline", "finetune") for k in ("epochs", "batch_size", "lr")],
+)
 def test_missing_required_fields(section, key):
     table = json.loads(json.dumps(BASE))
     del (table[section] if section else table)[key]
@@ -267,6 +319,7 @@ def test_fuzz_every_hparam(method, field, kind, data):
     def argv(d):
         (d / "hp.json").write_text(json.dumps({method: {field: value}}))
         return ["run", "--setting", str(TINY), "--methods", method, "--hparams", str(d / "hp.json")]
+
     line = assert_refused(argv)
     assert "hp.json" in line and field in line
 
@@ -275,11 +328,14 @@ def test_fuzz_every_hparam(method, field, kind, data):
 seed_text = st.one_of(st.integers(max_value=-1), st.integers(min_value=2**31)).map(str) | letters
 CLI_OPTIONS = {
     ("run", "--seeds"): st.one_of(st.integers(max_value=0), st.integers(min_value=1001)).map(str) | letters,
-    ("run", "--seed-list"): st.one_of(seed_text, st.lists(seed_text, min_size=1, max_size=3).map(",".join),
-                                      st.just(","), st.just("1,1")),
+    ("run", "--seed-list"): st.one_of(
+        seed_text, st.lists(seed_text, min_size=1, max_size=3).map(",".join), st.just(","), st.just("1,1")
+    ),
     ("run", "--baseline-seed"): seed_text,
-    ("run", "--device"): st.one_of(letters.filter(lambda s: s not in ("auto", "cpu", "cuda")),
-                                   st.sampled_from(["tpu", "cuda:x", "cpu:0", "CUDA", "", "mps"])),
+    ("run", "--device"): st.one_of(
+        letters.filter(lambda s: s not in ("auto", "cpu", "cuda")),
+        st.sampled_from(["tpu", "cuda:x", "cpu:0", "CUDA", "", "mps"]),
+    ),
     ("run", "--ratios"): st.one_of(letters, st.sampled_from(["1.0", "-0.5", "[0,0.5]", "[1-99:0.5]", "nan", "inf"])),
     ("run", "--skip"): st.one_of(letters, st.just("[1.0]")),
     ("run", "--methods"): letters.map(lambda s: "zz" + s),
@@ -301,8 +357,11 @@ CLI_OPTIONS = {
 @given(data=st.data())
 def test_fuzz_cli_options(command, option, data):
     value = data.draw(CLI_OPTIONS[(command, option)])
-    base = {"run": ["--setting", str(TINY)], "baseline": ["--setting", str(TINY)],
-            "search": ["--setting", str(TINY), "--method", "l1"]}[command]
+    base = {
+        "run": ["--setting", str(TINY)],
+        "baseline": ["--setting", str(TINY)],
+        "search": ["--setting", str(TINY), "--method", "l1"],
+    }[command]
     assert_refused(lambda d: [command, *base, f"{option}={value}"])
 
 

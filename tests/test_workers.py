@@ -1,4 +1,5 @@
 """Threads per worker: cores shared among the live suite workers announced in RUNS_DIR/.workers/."""
+
 import os
 import socket
 import subprocess

@@ -10,6 +10,7 @@ Each built-in dataset is a loader registered with ``@builtin(name, input_shape, 
 registry (``DATASETS``), which also knows its shape and classes without loading it; other names
 (``imagefolder:PATH``, ``torchvision:CLASS``, ``file.py:factory``) are ``suite.data.userdata``'s.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -48,9 +49,11 @@ DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 def builtin(name: str, input_shape: tuple[int, int, int], num_classes: int):
     """Decorator: register ``load(data_dir, download=False) -> Data`` as the built-in dataset ``name``."""
+
     def add(load: Callable[[str | None, bool], Data]):
         DATASETS.register(name)(DatasetEntry(name, load, userdata.DataInfo(input_shape, num_classes)))
         return load
+
     return add
 
 
@@ -69,14 +72,23 @@ def _cached(cache: Path, decode: Callable[[], tuple[TensorSplit, TensorSplit]]):
             try:
                 blob = torch.load(path, weights_only=True)
                 if blob.get("version") == CACHE_VERSION:
-                    return (TensorSplit(blob["train_x"], blob["train_y"]),
-                            TensorSplit(blob["test_x"], blob["test_y"]), blob["fingerprint"])
+                    return (
+                        TensorSplit(blob["train_x"], blob["train_y"]),
+                        TensorSplit(blob["test_x"], blob["test_y"]),
+                        blob["fingerprint"],
+                    )
             except Exception:  # a corrupt cache is rebuilt, never trusted
                 pass
     train, test = decode()
     fp = fingerprint(train.x, train.y, test.x, test.y)
-    blob = {"version": CACHE_VERSION, "train_x": train.x, "train_y": train.y,
-            "test_x": test.x, "test_y": test.y, "fingerprint": fp}
+    blob = {
+        "version": CACHE_VERSION,
+        "train_x": train.x,
+        "train_y": train.y,
+        "test_x": test.x,
+        "test_y": test.y,
+        "fingerprint": fp,
+    }
     for path in paths:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,18 +109,24 @@ def _read_idx(path: Path) -> torch.Tensor:
     _, _, dtype, ndim = struct.unpack(">BBBB", raw[:4])
     if dtype != 0x08:
         raise SuiteError(f"{path}: not an unsigned-byte IDX file")
-    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-    return torch.frombuffer(bytearray(raw[4 + 4 * ndim:]), dtype=torch.uint8).view(*dims)
+    dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
+    return torch.frombuffer(bytearray(raw[4 + 4 * ndim :]), dtype=torch.uint8).view(*dims)
 
 
 FMNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
-FMNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-                "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FMNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
-    for cand in (folder / f"{stem}.gz", folder / stem, folder / "FashionMNIST" / "raw" / f"{stem}.gz",
-                 folder / "FashionMNIST" / "raw" / stem):
+    for cand in (
+        folder / f"{stem}.gz",
+        folder / stem,
+        folder / "FashionMNIST" / "raw" / f"{stem}.gz",
+        folder / "FashionMNIST" / "raw" / stem,
+    ):
         if cand.exists():
             return cand
     return None
@@ -120,20 +138,38 @@ def load_fashion_mnist(data_dir: str | None, download: bool = False) -> Data:
     folders = [Path(data_dir)] if data_dir else [Path(d) for d in FMNIST_DIRS]
     if data_dir and download:
         from torchvision.datasets import FashionMNIST
+
         FashionMNIST(data_dir, train=True, download=True)
         FashionMNIST(data_dir, train=False, download=True)
     for folder in folders:
         paths = {k: [_find_idx(folder, s) for s in v] for k, v in FMNIST_FILES.items()}
         if all(p is not None for ps in paths.values() for p in ps):
+
             def decode():  # called at once, within this iteration (so B023 does not apply)
-                return tuple(TensorSplit(_read_idx(px)[:, None].clone(), _read_idx(py).long())
-                             for px, py in (paths["train"], paths["test"]))  # noqa: B023
+                return tuple(
+                    TensorSplit(_read_idx(px)[:, None].clone(), _read_idx(py).long())
+                    for px, py in (paths["train"], paths["test"])  # noqa: B023
+                )
+
             train, test, fp = _cached(folder / "greg-suite-fmnist.pt", decode)
-            return Data("fashion-mnist", "Fashion-MNIST", 10, train, test, FMNIST_MEAN, FMNIST_STD,
-                        pad=2, flip=True, fingerprint=fp, source=str(folder))
+            return Data(
+                "fashion-mnist",
+                "Fashion-MNIST",
+                10,
+                train,
+                test,
+                FMNIST_MEAN,
+                FMNIST_STD,
+                pad=2,
+                flip=True,
+                fingerprint=fp,
+                source=str(folder),
+            )
     where = data_dir or FMNIST_DIRS[0]
-    raise SuiteError(f"Fashion-MNIST not found in {where}: run 'apt-get install -y dataset-fashion-mnist' "
-                     f"or pass --data-dir DIR (with --download where the network allows)")
+    raise SuiteError(
+        f"Fashion-MNIST not found in {where}: run 'apt-get install -y dataset-fashion-mnist' "
+        f"or pass --data-dir DIR (with --download where the network allows)"
+    )
 
 
 def _decode_image_folder(root: Path) -> TensorSplit:
@@ -150,12 +186,16 @@ def _decode_image_folder(root: Path) -> TensorSplit:
     def decode(path: str) -> torch.Tensor:
         with Image.open(path) as im:
             rgb = im.convert("RGB")
-        return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(
-            rgb.height, rgb.width, 3).permute(2, 0, 1)
+        return (
+            torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
+            .view(rgb.height, rgb.width, 3)
+            .permute(2, 0, 1)
+        )
 
     folder = ImageFolder(str(root))
-    xs = [decode(p) for p, _ in tqdm(folder.samples, desc=f"decoding {root.name}", unit="img", leave=False,
-                                     disable=None)]
+    xs = [
+        decode(p) for p, _ in tqdm(folder.samples, desc=f"decoding {root.name}", unit="img", leave=False, disable=None)
+    ]
     return TensorSplit(torch.stack(xs), torch.tensor(folder.targets, dtype=torch.long))
 
 
@@ -164,16 +204,32 @@ def load_cifar10_jpg(data_dir: str | None, download: bool = False) -> Data:
     """The CIFAR-10 JPEG copy of shared/data (ImageFolder train/ and test/)."""
     root = Path(data_dir or "data/cifar10-jpg")
     if not (root / "train").is_dir() or not (root / "test").is_dir():
-        raise SuiteError(f"CIFAR-10 JPEG copy not found in {root} (need train/ and test/): unpack it with "
-                         f"'mkdir -p {root} && tar xzf ../shared/data/cifar10-jpg.tar.gz -C {root}'")
-    train, test, fp = _cached(root / "greg-suite-cifar10jpg.pt",
-                              lambda: (_decode_image_folder(root / "train"), _decode_image_folder(root / "test")))
-    return Data("cifar10-jpg", "CIFAR-10 (JPEG copy)", 10, train, test, IMAGENET_MEAN, IMAGENET_STD,
-                pad=4, flip=True, fingerprint=fp, source=str(root))
+        raise SuiteError(
+            f"CIFAR-10 JPEG copy not found in {root} (need train/ and test/): unpack it with "
+            f"'mkdir -p {root} && tar xzf ../shared/data/cifar10-jpg.tar.gz -C {root}'"
+        )
+    train, test, fp = _cached(
+        root / "greg-suite-cifar10jpg.pt",
+        lambda: (_decode_image_folder(root / "train"), _decode_image_folder(root / "test")),
+    )
+    return Data(
+        "cifar10-jpg",
+        "CIFAR-10 (JPEG copy)",
+        10,
+        train,
+        test,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        pad=4,
+        flip=True,
+        fingerprint=fp,
+        source=str(root),
+    )
 
 
 def _load_cifar(kind: str, data_dir: str | None, download: bool) -> Data:
     from torchvision.datasets import CIFAR10, CIFAR100
+
     cls, classes, label = (CIFAR10, 10, "CIFAR-10") if kind == "cifar10" else (CIFAR100, 100, "CIFAR-100")
     root = Path(data_dir or "data")
 
@@ -181,18 +237,37 @@ def _load_cifar(kind: str, data_dir: str | None, download: bool) -> Data:
         try:
             parts = [cls(str(root), train=t, download=download) for t in (True, False)]
         except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
-            raise SuiteError(f"{label} not found in {root}: pass --data-dir to the folder holding "
-                             f"{cls.base_folder}/, or add --download where the network allows ({e})") from None
-        return tuple(TensorSplit(torch.from_numpy(p.data).permute(0, 3, 1, 2).contiguous(),
-                                 torch.tensor(p.targets, dtype=torch.long)) for p in parts)
+            raise SuiteError(
+                f"{label} not found in {root}: pass --data-dir to the folder holding "
+                f"{cls.base_folder}/, or add --download where the network allows ({e})"
+            ) from None
+        return tuple(
+            TensorSplit(
+                torch.from_numpy(p.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(p.targets, dtype=torch.long)
+            )
+            for p in parts
+        )
 
     if not (root / cls.base_folder).is_dir() and not download:
-        raise SuiteError(f"{label} not found in {root}/{cls.base_folder}: pass --data-dir to the folder "
-                         f"holding it, or add --download where the network allows")
+        raise SuiteError(
+            f"{label} not found in {root}/{cls.base_folder}: pass --data-dir to the folder "
+            f"holding it, or add --download where the network allows"
+        )
     train, test, fp = _cached(root / f"greg-suite-{kind}.pt", decode)
     # The paper normalises CIFAR with the ImageNet mean/std (methods/GREG_SPEC.md, "The paper's recipes").
-    return Data(kind, label, classes, train, test, IMAGENET_MEAN, IMAGENET_STD, pad=4, flip=True,
-                fingerprint=fp, source=str(root))
+    return Data(
+        kind,
+        label,
+        classes,
+        train,
+        test,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        pad=4,
+        flip=True,
+        fingerprint=fp,
+        source=str(root),
+    )
 
 
 @builtin("cifar10", (3, 32, 32), 10)
@@ -215,16 +290,28 @@ def load_imagenet(data_dir: str | None, download: bool = False) -> Data:
     if not (root / "train").is_dir() or not (root / "val").is_dir():
         raise SuiteError(f"ImageNet not found in {root} (need train/ and val/ class folders): pass --data-dir")
     norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train_set = ImageFolder(str(root / "train"), T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(),
-                                                             T.ToTensor(), norm]))
+    train_set = ImageFolder(
+        str(root / "train"), T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), norm])
+    )
     val_set = ImageFolder(str(root / "val"), T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), norm]))
     # The fingerprint of ImageNet hashes the sorted file list and sizes, not 150 GB of bytes.
     h = hashlib.sha256()
     for p, t in train_set.samples + val_set.samples:
         h.update(f"{os.path.relpath(p, root)}:{t}:{os.path.getsize(p)}".encode())
-    return Data("imagenet", "ImageNet (ILSVRC-2012)", len(train_set.classes), None, None, IMAGENET_MEAN,
-                IMAGENET_STD, pad=0, flip=False, fingerprint=h.hexdigest()[:16], source=str(root),
-                streamed=Streamed(train_set, val_set, on_device=False))
+    return Data(
+        "imagenet",
+        "ImageNet (ILSVRC-2012)",
+        len(train_set.classes),
+        None,
+        None,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        pad=0,
+        flip=False,
+        fingerprint=h.hexdigest()[:16],
+        source=str(root),
+        streamed=Streamed(train_set, val_set, on_device=False),
+    )
 
 
 def info(name: str, data_dir: str | None = None) -> userdata.DataInfo:

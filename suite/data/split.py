@@ -10,6 +10,7 @@ A module of its own because both the built-in loaders (``suite.data.datasets``, 
 user's dataset name to ``suite.data.userdata``) and the user loaders build these: neither imports
 the other for them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -88,8 +89,9 @@ class Data:
         n = len(self.train) if self.train is not None else len(self.streamed)
         return n // batch_size  # the last partial batch is dropped, as in a DataLoader(drop_last=True)
 
-    def train_batches(self, batch_size: int, seed: int, epoch: int, device: torch.device, *, stream: str,
-                      start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(
+        self, batch_size: int, seed: int, epoch: int, device: torch.device, *, stream: str, start: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled, augmented batches of one epoch of ``stream`` (see STREAMS), from batch ``start`` on."""
         seed = stream_seed(seed, stream)
         cpu = torch.device("cpu")
@@ -103,7 +105,7 @@ class Data:
             return
         order = torch.randperm(len(self.train), generator=batch_generator(seed, epoch, -1, cpu))
         for i in range(start, self.batches_per_epoch(batch_size)):
-            idx = order[i * batch_size:(i + 1) * batch_size]
+            idx = order[i * batch_size : (i + 1) * batch_size]
             x = self.train.x[idx].to(device, non_blocking=True)
             y = self.train.y[idx].to(device, non_blocking=True)
             yield self._augment(x, batch_generator(seed, epoch, i, device)), y
@@ -116,10 +118,12 @@ class Data:
                 yield (self._normalise(x) if self.streamed.on_device else x), y
             return
         if part is None:
-            raise SuiteError(f"dataset {self.name} has no {split!r} split"
-                             + (" (carve one with a validation fraction)" if split == "val" else ""))
+            raise SuiteError(
+                f"dataset {self.name} has no {split!r} split"
+                + (" (carve one with a validation fraction)" if split == "val" else "")
+            )
         for i in range(0, len(part), batch_size):
-            yield self._normalise(part.x[i:i + batch_size].to(device)), part.y[i:i + batch_size].to(device)
+            yield self._normalise(part.x[i : i + batch_size].to(device)), part.y[i : i + batch_size].to(device)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
@@ -154,8 +158,9 @@ class Data:
         if n >= len(self.train):
             return self
         # the fingerprint says which images: a baseline trained on 1,024 images is not one on 2,048
-        return dataclasses.replace(self, train=TensorSplit(self.train.x[:n], self.train.y[:n]),
-                                   fingerprint=f"{self.fingerprint}/train[:{n}]")
+        return dataclasses.replace(
+            self, train=TensorSplit(self.train.x[:n], self.train.y[:n]), fingerprint=f"{self.fingerprint}/train[:{n}]"
+        )
 
     def limit_test(self, n: int) -> Data:
         """A copy measured on the first ``n`` test images (a test-sized setting: evaluating 10,000
@@ -164,13 +169,16 @@ class Data:
         self._check_held("test_limit")
         if n >= len(self.test):
             return self
-        return dataclasses.replace(self, test=TensorSplit(self.test.x[:n], self.test.y[:n]),
-                                   fingerprint=f"{self.fingerprint}/test[:{n}]")
+        return dataclasses.replace(
+            self, test=TensorSplit(self.test.x[:n], self.test.y[:n]), fingerprint=f"{self.fingerprint}/test[:{n}]"
+        )
 
     def _check_held(self, what: str) -> None:
         if self.streamed is not None:
-            raise SuiteError(f"{what} applies to data held in memory; {self.name} is streamed (too large to "
-                             f"hold), so limit it by linking fewer images into its folders")
+            raise SuiteError(
+                f"{what} applies to data held in memory; {self.name} is streamed (too large to "
+                f"hold), so limit it by linking fewer images into its folders"
+            )
 
     # ------------------------------------------------------------------ validation split
     def with_validation(self, n_val: int, seed: int = 0) -> Data:
@@ -180,17 +188,29 @@ class Data:
         fingerprint records the split, so a search's baseline is trained without the val images.
         """
         if self.train is None:
-            raise SuiteError(f"a validation split needs data held in memory; {self.name} is streamed "
-                             f"(too large to hold): search on a subset linked into a smaller folder")
+            raise SuiteError(
+                f"a validation split needs data held in memory; {self.name} is streamed "
+                f"(too large to hold): search on a subset linked into a smaller folder"
+            )
         if not 0 < n_val < len(self.train):
             raise SuiteError(f"validation size {n_val} must be between 1 and {len(self.train) - 1}")
         g = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(self.train), generator=g)
         tr, va = order[:-n_val], order[-n_val:]
-        return Data(self.name, self.label, self.num_classes,
-                    TensorSplit(self.train.x[tr], self.train.y[tr]), self.test, self.mean, self.std,
-                    self.pad, self.flip, f"{self.fingerprint}/val{n_val}@{seed}", self.source,
-                    val=TensorSplit(self.train.x[va], self.train.y[va]))
+        return Data(
+            self.name,
+            self.label,
+            self.num_classes,
+            TensorSplit(self.train.x[tr], self.train.y[tr]),
+            self.test,
+            self.mean,
+            self.std,
+            self.pad,
+            self.flip,
+            f"{self.fingerprint}/val{n_val}@{seed}",
+            self.source,
+            val=TensorSplit(self.train.x[va], self.train.y[va]),
+        )
 
 
 def fingerprint(*tensors: torch.Tensor) -> str:

@@ -15,6 +15,7 @@ with the in-memory path's guarantees:
   workers.
 - On CUDA, batches land in pinned memory and are copied to the device without blocking.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,10 +68,11 @@ class Streamed:
     def __len__(self) -> int:
         return len(self.train_set)
 
-    def train(self, batch_size: int, order: torch.Tensor, seeds: torch.Tensor, start: int,
-              device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train(
+        self, batch_size: int, order: torch.Tensor, seeds: torch.Tensor, start: int, device: torch.device
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Full batches of ``order`` from batch ``start`` on; sample ``order[k]`` is drawn with ``seeds[k]``."""
-        keys = list(zip(order[start * batch_size:].tolist(), seeds[start * batch_size:].tolist()))
+        keys = list(zip(order[start * batch_size :].tolist(), seeds[start * batch_size :].tolist()))
         yield from self._pass("train", keys, batch_size, device)
 
     def test(self, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -88,8 +90,14 @@ class Streamed:
         if k not in self._loaders:
             sampler = _Keys()
             dataset = _Keyed(self.train_set if split == "train" else self.test_set)
-            loader = DataLoader(dataset, batch_size, sampler=sampler, drop_last=split == "train",
-                                num_workers=self.workers, persistent_workers=True,
-                                pin_memory=device.type == "cuda")
+            loader = DataLoader(
+                dataset,
+                batch_size,
+                sampler=sampler,
+                drop_last=split == "train",
+                num_workers=self.workers,
+                persistent_workers=True,
+                pin_memory=device.type == "cuda",
+            )
             self._loaders[k] = loader, sampler
         return self._loaders[k]

@@ -21,6 +21,7 @@ DataLoader workers instead. The cache key covers the source (an ImageFolder's fi
 times; a torchvision class's files; a factory's source file), so changed data is decoded again.
 The fingerprint hashes the decoded tensors (a streamed set: its file list and sizes) and the options.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,8 +53,9 @@ def cache_root() -> Path:
 
 
 def is_user_dataset(name: str) -> bool:
-    return isinstance(name, str) and (name.startswith(("imagefolder:", "torchvision:"))
-                                      or re.fullmatch(r".+\.py:[A-Za-z_]\w*", name) is not None)
+    return isinstance(name, str) and (
+        name.startswith(("imagefolder:", "torchvision:")) or re.fullmatch(r".+\.py:[A-Za-z_]\w*", name) is not None
+    )
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,11 @@ def check_options(options: dict) -> None:
         raise SuiteError(f"data_options = {options!r}: must be a table with optional keys {sorted(OPTION_KEYS)}")
     for k in ("mean", "std"):
         v = options.get(k)
-        if v is not None and (not isinstance(v, list) or not v or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
+        if v is not None and (
+            not isinstance(v, list)
+            or not v
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        ):
             raise SuiteError(f"data_options.{k} = {v!r}: must be a list of numbers, one per channel")
     if options.get("std") is not None and any(x <= 0 for x in options["std"]):
         raise SuiteError(f"data_options.std = {options['std']!r}: every entry must be > 0")
@@ -109,8 +114,19 @@ def load(name: str, data_dir: str | None = None, download: bool = False, options
     mean, std = _stats(train.x, options)
     pad = options.get("pad", max(1, round(min(h, w) / 8)))
     flip = options.get("flip", True)
-    return Data(name, _label(name), classes, train, test, mean, std, pad=pad, flip=flip,
-                fingerprint=f"{fp}/{_options_digest(mean, std, pad, flip)}", source=source)
+    return Data(
+        name,
+        _label(name),
+        classes,
+        train,
+        test,
+        mean,
+        std,
+        pad=pad,
+        flip=flip,
+        fingerprint=f"{fp}/{_options_digest(mean, std, pad, flip)}",
+        source=source,
+    )
 
 
 def _label(name: str) -> str:
@@ -123,8 +139,10 @@ def _label(name: str) -> str:
 
 
 def _options_digest(mean, std, pad, flip) -> str:
-    blob = json.dumps({"mean": [round(m, 6) for m in mean], "std": [round(s, 6) for s in std],
-                       "pad": pad, "flip": flip}, sort_keys=True)
+    blob = json.dumps(
+        {"mean": [round(m, 6) for m in mean], "std": [round(s, 6) for s in std], "pad": pad, "flip": flip},
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
@@ -137,14 +155,16 @@ def _stats(x: torch.Tensor, options: dict) -> tuple[tuple[float, ...], tuple[flo
     s = torch.zeros(c, dtype=torch.float64)
     s2 = torch.zeros(c, dtype=torch.float64)
     for i in range(0, len(x), 4096):
-        chunk = x[i:i + 4096].to(torch.float64).div_(255).transpose(0, 1).reshape(c, -1)
+        chunk = x[i : i + 4096].to(torch.float64).div_(255).transpose(0, 1).reshape(c, -1)
         s += chunk.sum(1)
         s2 += chunk.pow(2).sum(1)
     n = x.numel() // c
     mean = s / n
-    std = (s2 / n - mean ** 2).clamp_min(1e-12).sqrt()
-    return (tuple(float(v) for v in options.get("mean") or mean.tolist()),
-            tuple(float(v) for v in options.get("std") or std.tolist()))
+    std = (s2 / n - mean**2).clamp_min(1e-12).sqrt()
+    return (
+        tuple(float(v) for v in options.get("mean") or mean.tolist()),
+        tuple(float(v) for v in options.get("std") or std.tolist()),
+    )
 
 
 # --------------------------------------------------------------------------- ImageFolder
@@ -159,14 +179,17 @@ def _folder_listing(root: Path):
     """(classes, {"train": samples, "test": samples}, stamp): test/ is used when present, else val/.
     The evaluation split is indexed by train's classes, so a missing class cannot shift labels."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
     classes, class_to_idx = find_classes(str(root / "train"))
     test_dir = root / "test" if (root / "test").is_dir() else root / "val"
     extra = sorted({p.name for p in test_dir.iterdir() if p.is_dir()} - set(classes))
     if extra:
         raise SuiteError(f"{test_dir} has class folders that train/ lacks: {', '.join(extra[:5])}")
     try:
-        samples = {"train": make_dataset(str(root / "train"), class_to_idx, IMG_EXTENSIONS),
-                   "test": make_dataset(str(test_dir), class_to_idx, IMG_EXTENSIONS, allow_empty=True)}
+        samples = {
+            "train": make_dataset(str(root / "train"), class_to_idx, IMG_EXTENSIONS),
+            "test": make_dataset(str(test_dir), class_to_idx, IMG_EXTENSIONS, allow_empty=True),
+        }
     except FileNotFoundError as e:
         raise SuiteError(f"imagefolder:{root}: {e}") from None
     if not samples["test"]:
@@ -185,6 +208,7 @@ def _channels(mode: str) -> int:
 
 def _image_shape(path: str) -> tuple[int, int, int]:
     from PIL import Image
+
     with Image.open(path) as im:
         return _channels(im.mode), im.height, im.width
 
@@ -193,6 +217,7 @@ def _decode_image(path: str, shape: tuple[int, int, int]) -> torch.Tensor:
     """One image as uint8 [C, H, W] with Pillow: grey stays 1 channel, other sizes resized to (H, W).
     The in-memory and the streamed path both decode with this, so they see the same pixels."""
     from PIL import Image
+
     c, h, w = shape
     with Image.open(path) as im:
         im = im.convert("L" if c == 1 else "RGB")
@@ -204,6 +229,7 @@ def _decode_image(path: str, shape: tuple[int, int, int]) -> torch.Tensor:
 def _decode_images(paths: list[str], shape: tuple[int, int, int], desc: str) -> torch.Tensor:
     """Decode to uint8 [N, C, H, W] (see :func:`_decode_image`), with a progress bar."""
     from tqdm import tqdm
+
     out = torch.empty(len(paths), *shape, dtype=torch.uint8)
     for i, p in enumerate(tqdm(paths, desc=desc, unit="img", leave=False, disable=None)):
         out[i] = _decode_image(p, shape)
@@ -221,9 +247,12 @@ def _decoded(name: str, data_dir: str | None, download: bool):
 
         def decode():
             ys = {k: torch.tensor([t for _, t in v], dtype=torch.long) for k, v in samples.items()}
-            return (TensorSplit(_decode_images([p for p, _ in samples["train"]], shape, "decoding train"), ys["train"]),
-                    TensorSplit(_decode_images([p for p, _ in samples["test"]], shape, "decoding test"), ys["test"]),
-                    len(classes))
+            return (
+                TensorSplit(_decode_images([p for p, _ in samples["train"]], shape, "decoding train"), ys["train"]),
+                TensorSplit(_decode_images([p for p, _ in samples["test"]], shape, "decoding test"), ys["test"]),
+                len(classes),
+            )
+
         return (*_cached(f"{name}|{stamp}", decode), str(root))
     if name.startswith("torchvision:"):
         return _torchvision(name.split(":", 1)[1], data_dir, download)
@@ -236,8 +265,12 @@ def _cached(key: str, decode):
         try:
             blob = torch.load(path, weights_only=True)
             if blob.get("version") == CACHE_VERSION:
-                return (TensorSplit(blob["train_x"], blob["train_y"]), TensorSplit(blob["test_x"], blob["test_y"]),
-                        blob["classes"], blob["fingerprint"])
+                return (
+                    TensorSplit(blob["train_x"], blob["train_y"]),
+                    TensorSplit(blob["test_x"], blob["test_y"]),
+                    blob["classes"],
+                    blob["fingerprint"],
+                )
         except Exception:  # a corrupt cache is rebuilt, never trusted
             pass
     train, test, classes = decode()
@@ -245,8 +278,18 @@ def _cached(key: str, decode):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"version": CACHE_VERSION, "train_x": train.x, "train_y": train.y, "test_x": test.x,
-                    "test_y": test.y, "classes": classes, "fingerprint": fp}, tmp)
+        torch.save(
+            {
+                "version": CACHE_VERSION,
+                "train_x": train.x,
+                "train_y": train.y,
+                "test_x": test.x,
+                "test_y": test.y,
+                "classes": classes,
+                "fingerprint": fp,
+            },
+            tmp,
+        )
         os.replace(tmp, path)
     except OSError:  # an unwritable cache dir costs a decode next time, nothing else
         pass
@@ -257,6 +300,7 @@ def _to_uint8(img, where: str) -> torch.Tensor:
     """A PIL image, a uint8 tensor or a float tensor in [0, 1] -> uint8 [C, H, W]."""
     import numpy as np
     from PIL import Image
+
     if isinstance(img, Image.Image):
         if img.mode not in ("L", "RGB"):
             img = img.convert("L" if _channels(img.mode) == 1 else "RGB")
@@ -268,8 +312,9 @@ def _to_uint8(img, where: str) -> torch.Tensor:
             return t
         if t.is_floating_point() and t.min() >= 0 and t.max() <= 1:
             return t.mul(255).round().to(torch.uint8)
-    raise SuiteError(f"{where}: an image must be a PIL image, a uint8 tensor or a float tensor in [0, 1], "
-                     f"got {type(img).__name__}")
+    raise SuiteError(
+        f"{where}: an image must be a PIL image, a uint8 tensor or a float tensor in [0, 1], got {type(img).__name__}"
+    )
 
 
 def _stack(dataset, where: str) -> TensorSplit:
@@ -304,13 +349,18 @@ def _source_stamp(root: Path) -> str:
 
 def _torchvision(cls_name: str, data_dir: str | None, download: bool):
     import torchvision.datasets as tvd
+
     cls = getattr(tvd, cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, tvd.VisionDataset)):
-        raise SuiteError(f"torchvision:{cls_name} is not a torchvision dataset class (e.g. torchvision:MNIST, "
-                         f"torchvision:SVHN, torchvision:STL10)")
+        raise SuiteError(
+            f"torchvision:{cls_name} is not a torchvision dataset class (e.g. torchvision:MNIST, "
+            f"torchvision:SVHN, torchvision:STL10)"
+        )
     if not data_dir:
-        raise SuiteError(f"torchvision:{cls_name} needs --data-dir DIR (or data_dir in the setting file): the "
-                         f"folder torchvision's {cls_name} reads (add --download where the network allows)")
+        raise SuiteError(
+            f"torchvision:{cls_name} needs --data-dir DIR (or data_dir in the setting file): the "
+            f"folder torchvision's {cls_name} reads (add --download where the network allows)"
+        )
     root = Path(data_dir).expanduser()
     params = inspect.signature(cls.__init__).parameters
     if "train" in params:
@@ -325,10 +375,13 @@ def _torchvision(cls_name: str, data_dir: str | None, download: bool):
         try:
             parts = [cls(str(root), **k, **extra) for k in kw]
         except (RuntimeError, FileNotFoundError, ValueError) as e:
-            raise SuiteError(f"torchvision:{cls_name} not found in {root}: {' '.join(str(e).split())} "
-                             f"(add --download where the network allows)") from None
+            raise SuiteError(
+                f"torchvision:{cls_name} not found in {root}: {' '.join(str(e).split())} "
+                f"(add --download where the network allows)"
+            ) from None
         train, test = (_stack(p, f"torchvision:{cls_name} {list(k.values())[0]}") for p, k in zip(parts, kw))
         return train, test, _classes(parts[0], train, test)
+
     if not root.is_dir():
         raise SuiteError(f"torchvision:{cls_name}: data dir {root} does not exist")
     return (*_cached(f"torchvision:{cls_name}|{_source_stamp(root)}", decode), str(root))
@@ -336,6 +389,7 @@ def _torchvision(cls_name: str, data_dir: str | None, download: bool):
 
 def _factory(name: str, data_dir: str | None):
     from suite.models.zoo import load_module
+
     path, factory = name.rsplit(":", 1)
     p = Path(path)
     if not p.is_file():
@@ -354,6 +408,7 @@ def _factory(name: str, data_dir: str | None):
             raise SuiteError(f"{name} must return (train_dataset, test_dataset), got {type(parts).__name__}")
         train, test = (_stack(d, f"{name} {s}") for d, s in zip(parts, ("train", "test")))
         return train, test, _classes(parts[0], train, test)
+
     key = f"{p.resolve()}:{factory}|{data_dir}|{hashlib.sha256(p.read_bytes()).hexdigest()}"
     return (*_cached(key, decode), str(p.resolve()))
 
@@ -391,7 +446,19 @@ def _streamed(name: str, root: Path, classes, samples, shape, options: dict) -> 
     for split, rows in samples.items():
         for p, t in rows:
             h_.update(f"{split}:{os.path.relpath(p, root)}:{t}:{os.path.getsize(p)}\n".encode())
-    return Data(name, _label(name), len(classes), None, None, mean, std, pad=pad, flip=flip,
-                fingerprint=f"{h_.hexdigest()[:16]}/{_options_digest(mean, std, pad, flip)}", source=str(root),
-                streamed=Streamed(_FolderImages(samples["train"], shape), _FolderImages(samples["test"], shape),
-                                  on_device=True))
+    return Data(
+        name,
+        _label(name),
+        len(classes),
+        None,
+        None,
+        mean,
+        std,
+        pad=pad,
+        flip=flip,
+        fingerprint=f"{h_.hexdigest()[:16]}/{_options_digest(mean, std, pad, flip)}",
+        source=str(root),
+        streamed=Streamed(
+            _FolderImages(samples["train"], shape), _FolderImages(samples["test"], shape), on_device=True
+        ),
+    )

@@ -4,6 +4,7 @@ would have. It is the data of the README's "Bring your own model and data" examp
 
     python suite/examples/make_fashion4.py [OUT] [--train N] [--test N]    (default OUT: suite/examples/fashion4)
 """
+
 import argparse
 import sys
 from pathlib import Path

@@ -1,5 +1,6 @@
 """A user's own model file (the README example and the tests): a stem, two inverted-residual
 blocks (1x1 expand, 3x3 depthwise, 1x1 project) with residual additions, and a linear classifier."""
+
 from torch import nn
 
 
@@ -8,8 +9,9 @@ class Block(nn.Module):
         super().__init__()
         hidden = channels * expand
         self.expand = nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU())
-        self.depthwise = nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, bias=False),
-                                       nn.BatchNorm2d(hidden), nn.ReLU())
+        self.depthwise = nn.Sequential(
+            nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU()
+        )
         self.project = nn.Sequential(nn.Conv2d(hidden, channels, 1, bias=False), nn.BatchNorm2d(channels))
 
     def forward(self, x):
@@ -19,10 +21,12 @@ class Block(nn.Module):
 class UserNet(nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 16):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                                  nn.ReLU())
-        self.down = nn.Sequential(nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False),
-                                  nn.BatchNorm2d(2 * width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.down = nn.Sequential(
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU()
+        )
         self.blocks = nn.Sequential(Block(2 * width, 4), Block(2 * width, 4))
         self.head = nn.Linear(2 * width, num_classes)
 

@@ -34,6 +34,7 @@ a paired speedup against the same baseline repeats.
 The report also holds the eager time per layer at batch 64 (:mod:`suite.measure.layer_times`), so a reader
 sees where the speed went; ``suite latency --runs-dir`` stores it (:mod:`suite.measure.latency_records`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -65,6 +66,7 @@ TOP_LAYERS = 10  # layers `suite latency` prints, slowest in the baseline first
 class Timing:
     """One model under one runtime at one batch size: median and quartiles in ms, or the error
     that stopped it (a skip is an error beginning ``skipped:``)."""
+
     runtime: str
     batch: int
     device: str
@@ -92,13 +94,21 @@ def paired_speedup(base_ms: list[float], pruned_ms: list[float]) -> tuple[float,
     resamples *pairs* of repeats (taken in turns), so a slow spell that hit both sides of a pair
     stays paired; (speedup, None, None) with fewer than 2 pairs."""
     from scipy import stats
+
     a, b = np.asarray(base_ms, dtype=float), np.asarray(pruned_ms, dtype=float)
     speedup = float(np.median(a) / np.median(b))
     if len(a) < 2:
         return speedup, None, None
-    res = stats.bootstrap((a, b), lambda x, y, axis: np.median(x, axis=axis) / np.median(y, axis=axis),
-                          paired=True, vectorized=True, n_resamples=RESAMPLES, confidence_level=CONFIDENCE,
-                          method="percentile", rng=np.random.default_rng(0))
+    res = stats.bootstrap(
+        (a, b),
+        lambda x, y, axis: np.median(x, axis=axis) / np.median(y, axis=axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=RESAMPLES,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    )
     return speedup, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -118,9 +128,13 @@ def _steady(times: dict[str, list[float]]) -> bool:
     return all(interval_share(*paired_speedup(times[ref], times[o])) < TARGET_INTERVAL_SHARE for o in others)
 
 
-def repeat_interleaved(calls: dict[str, Callable[[], object]], warmup: int = 5, rounds: int = 10,
-                       round_size: int = 10, min_repeats: int = 10
-                       ) -> tuple[dict[str, list[float]], dict[str, str], bool]:
+def repeat_interleaved(
+    calls: dict[str, Callable[[], object]],
+    warmup: int = 5,
+    rounds: int = 10,
+    round_size: int = 10,
+    min_repeats: int = 10,
+) -> tuple[dict[str, list[float]], dict[str, str], bool]:
     """Wall times (ms) of each call, taken in turns (one pass of each per repeat, the order
     reversed every other repeat) after ``warmup`` turns, ``round_size`` repeats at a time until
     :func:`_steady` holds (from ``min_repeats`` on; the first call is the reference) or ``rounds``
@@ -177,8 +191,9 @@ def _eager(model: nn.Module, x: torch.Tensor, rt: Runtime) -> Callable[[], objec
 def export_onnx(model: nn.Module, x: torch.Tensor, path: Path) -> None:
     """``torch.onnx.export`` at the input's shape (the exporter's progress lines are kept off stdout)."""
     with contextlib.redirect_stdout(io.StringIO()):
-        torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=["logits"], dynamo=True,
-                          external_data=False)
+        torch.onnx.export(
+            model, (x,), str(path), input_names=["input"], output_names=["logits"], dynamo=True, external_data=False
+        )
 
 
 def onnx_file(model: nn.Module, x: torch.Tensor, workdir: Path) -> Path:
@@ -196,6 +211,7 @@ def onnx_session(path: Path, threads: int):
     the cores from the next model timed in turn (measured: ResNet-56 at batch 8 took 50 ms instead
     of 11 while the other session's threads spun), and from everyone else on a shared machine."""
     import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -211,18 +227,24 @@ def onnx_runner(model: nn.Module, x: torch.Tensor, workdir: Path, threads: int) 
     return lambda: session.run(None, feed)
 
 
-def openvino_runner(model: nn.Module, x: torch.Tensor, workdir: Path, threads: int,
-                    dtype: str = "fp32") -> Callable[[], object]:
+def openvino_runner(
+    model: nn.Module, x: torch.Tensor, workdir: Path, threads: int, dtype: str = "fp32"
+) -> Callable[[], object]:
     """The exported ONNX graph converted by ``openvino.convert_model`` and compiled for OpenVINO's CPU
     plugin (latency hint, ``threads`` threads, the precision named: its default on a bf16 CPU is
     bf16); a call runs one synchronous inference on ``x`` and returns its outputs."""
     import openvino as ov
+
     props = ov.properties
     compiled = ov.Core().compile_model(
-        ov.convert_model(str(onnx_file(model, x, workdir))), "CPU",
-        {props.hint.inference_precision: ov.Type.f32 if dtype == "fp32" else ov.Type.bf16,
-         props.inference_num_threads: threads,
-         props.hint.performance_mode: props.hint.PerformanceMode.LATENCY})
+        ov.convert_model(str(onnx_file(model, x, workdir))),
+        "CPU",
+        {
+            props.hint.inference_precision: ov.Type.f32 if dtype == "fp32" else ov.Type.bf16,
+            props.inference_num_threads: threads,
+            props.hint.performance_mode: props.hint.PerformanceMode.LATENCY,
+        },
+    )
     request = compiled.create_infer_request()
     data = x.detach().cpu().numpy()
     return lambda: request.infer({0: data})
@@ -245,6 +267,7 @@ def cuda_graph_runner(model: nn.Module, x: torch.Tensor) -> Callable[[], torch.T
     def replay():
         graph.replay()
         return out
+
     return replay
 
 
@@ -252,9 +275,11 @@ def tensorrt_runner(model: nn.Module, x: torch.Tensor, workdir: Path) -> Callabl
     """The exported ONNX graph under ONNX Runtime's TensorRT execution provider (needs
     onnxruntime-gpu built with TensorRT)."""
     import onnxruntime as ort
+
     if "TensorrtExecutionProvider" not in ort.get_available_providers():
-        raise RuntimeError("this ONNX Runtime has no TensorRT execution provider: pip install onnxruntime-gpu "
-                           "and install TensorRT")
+        raise RuntimeError(
+            "this ONNX Runtime has no TensorRT execution provider: pip install onnxruntime-gpu and install TensorRT"
+        )
     session = ort.InferenceSession(str(onnx_file(model, x, workdir)), providers=["TensorrtExecutionProvider"])
     feed = {session.get_inputs()[0].name: x.detach().cpu().numpy()}
     return lambda: session.run(None, feed)
@@ -263,14 +288,17 @@ def tensorrt_runner(model: nn.Module, x: torch.Tensor, workdir: Path) -> Callabl
 def skip_reason(runtime: str, device: torch.device) -> str | None:
     """Why ``runtime`` is not timed on ``device`` (None: it is)."""
     from suite.training.numerics_default import fast_bf16
+
     rt = RUNTIMES[runtime]
     if rt.engine in CPU_ENGINES and device.type != "cpu":
         return f"skipped: {runtime} runs on the CPU here and would not time the device asked for ({device})"
     if rt.engine in GPU_ENGINES and device.type != "cuda":
         return f"skipped: {runtime} needs a CUDA GPU (this run's device is {device})"
     if rt.dtype == "bf16" and not fast_bf16(device):
-        return (f"skipped: {processor(device)} has no fast bf16 (a CPU needs AMX or AVX512-BF16, a GPU Ampere or "
-                f"later); emulated bf16 is slower than fp32, so its time would say nothing")
+        return (
+            f"skipped: {processor(device)} has no fast bf16 (a CPU needs AMX or AVX512-BF16, a GPU Ampere or "
+            f"later); emulated bf16 is slower than fp32, so its time would say nothing"
+        )
     return None
 
 
@@ -298,12 +326,14 @@ def prepare(model: nn.Module, runtime: str, x: torch.Tensor, workdir: Path, thre
         out = call()
         torch.cuda.synchronize(x.device)
         return out
+
     return synced
 
 
 def _one_line(e: BaseException) -> str:
     """The error on one line: its type and start, and its root cause (exporters wrap the real
     reason in pages of context)."""
+
     def short(x: BaseException) -> str:
         return f"{type(x).__name__}: {' '.join(str(x).split())[:240]}"
 
@@ -314,8 +344,15 @@ def _one_line(e: BaseException) -> str:
 
 
 @torch.no_grad()
-def time_group(models: dict[str, nn.Module], runtime: str, input_shape: tuple[int, ...], batch: int,
-               device: torch.device, workdir: Path, **repeat) -> tuple[dict[str, Timing], dict[str, list[float]]]:
+def time_group(
+    models: dict[str, nn.Module],
+    runtime: str,
+    input_shape: tuple[int, ...],
+    batch: int,
+    device: torch.device,
+    workdir: Path,
+    **repeat,
+) -> tuple[dict[str, Timing], dict[str, list[float]]]:
     """Time ``models`` (the first is the reference, the baseline) under one runtime at one batch
     size, their repeats interleaved (:func:`repeat_interleaved`); a model that fails to export,
     compile or run gets a Timing with its error, the others are still timed. Returns each model's
@@ -344,8 +381,15 @@ def time_group(models: dict[str, nn.Module], runtime: str, input_shape: tuple[in
             out[name] = Timing(**base, error=errors[name])
             continue
         q1, med, q3 = quartiles(times[name])
-        out[name] = Timing(**base, median_ms=med, q1_ms=q1, q3_ms=q3, repeats=len(times[name]),
-                           converged=q3 - q1 < TARGET_IQR_SHARE * med, load_per_core=load)
+        out[name] = Timing(
+            **base,
+            median_ms=med,
+            q1_ms=q1,
+            q3_ms=q3,
+            repeats=len(times[name]),
+            converged=q3 - q1 < TARGET_IQR_SHARE * med,
+            load_per_core=load,
+        )
     return out, times
 
 
@@ -354,19 +398,37 @@ def versus(timings: dict[str, Timing], times: dict[str, list[float]], ref: str, 
     paired 95 % interval (None where either failed); ``interval_wide`` when the interval spans
     over 10 % of the speedup; ``converged`` when both series' IQRs are under 5 %."""
     a, b = timings[ref], timings[other]
-    out = {"baseline": a.to_dict(), "pruned": b.to_dict(), "speedup": None, "speedup_ci_lo": None,
-           "speedup_ci_hi": None, "interval_wide": None, "converged": False}
+    out = {
+        "baseline": a.to_dict(),
+        "pruned": b.to_dict(),
+        "speedup": None,
+        "speedup_ci_lo": None,
+        "speedup_ci_hi": None,
+        "interval_wide": None,
+        "converged": False,
+    }
     if a.error is None and b.error is None:
         s, lo, hi = paired_speedup(times[ref], times[other])
-        out.update(speedup=s, speedup_ci_lo=lo, speedup_ci_hi=hi,
-                   interval_wide=interval_share(s, lo, hi) > WIDE_INTERVAL_SHARE,
-                   converged=a.converged and b.converged)
+        out.update(
+            speedup=s,
+            speedup_ci_lo=lo,
+            speedup_ci_hi=hi,
+            interval_wide=interval_share(s, lo, hi) > WIDE_INTERVAL_SHARE,
+            converged=a.converged and b.converged,
+        )
     return out
 
 
-def compare(baseline: nn.Module, pruned: nn.Module, input_shape: tuple[int, ...], runtimes: list[str],
-            batches: list[int], device: torch.device, rounded: dict[int, nn.Module] | None = None,
-            **repeat) -> list[dict]:
+def compare(
+    baseline: nn.Module,
+    pruned: nn.Module,
+    input_shape: tuple[int, ...],
+    runtimes: list[str],
+    batches: list[int],
+    device: torch.device,
+    rounded: dict[int, nn.Module] | None = None,
+    **repeat,
+) -> list[dict]:
     """Baseline against pruned, per runtime and batch, timed in turns: both timings and the
     latency speedup with its paired interval (:func:`versus`). ``rounded`` (N -> the pruned model
     with kept counts rounded to multiples of N) joins the same group; each row then lists under
@@ -378,18 +440,31 @@ def compare(baseline: nn.Module, pruned: nn.Module, input_shape: tuple[int, ...]
         for runtime in runtimes:
             for batch in batches:
                 timings, times = time_group(models, runtime, input_shape, batch, device, Path(tmp), **repeat)
-                row = {"runtime": runtime, "batch": batch, "numerics": RUNTIMES[runtime].numerics,
-                       **versus(timings, times, "baseline", "pruned")}
+                row = {
+                    "runtime": runtime,
+                    "batch": batch,
+                    "numerics": RUNTIMES[runtime].numerics,
+                    **versus(timings, times, "baseline", "pruned"),
+                }
                 if rounded:
-                    row["rounded"] = [{"round_to": n, **{k: v for k, v in versus(timings, times, "baseline",
-                                                                                  f"round-to-{n}").items()
-                                                          if k != "baseline"}} for n in rounded]
+                    row["rounded"] = [
+                        {
+                            "round_to": n,
+                            **{
+                                k: v
+                                for k, v in versus(timings, times, "baseline", f"round-to-{n}").items()
+                                if k != "baseline"
+                            },
+                        }
+                        for n in rounded
+                    ]
                 rows.append(row)
     return rows
 
 
-def setting_models(setting, ratios: str | None = None, seed: int = 0, round_to: int = 1
-                   ) -> tuple[nn.Module, nn.Module, dict]:
+def setting_models(
+    setting, ratios: str | None = None, seed: int = 0, round_to: int = 1
+) -> tuple[nn.Module, nn.Module, dict]:
     """The setting's model with random weights, and a copy pruned at ``ratios`` (default: the
     setting's target; kept counts rounded to multiples of ``round_to``) by the harness's surgery.
     Also returns the FLOPs (paper's convention) of both."""
@@ -418,8 +493,16 @@ def prune_copy(setting, base: nn.Module, layer_ratios: dict[str, float]) -> nn.M
     return pruned.eval()
 
 
-def report(setting, ratios: str | None, runtimes: list[str], batches: list[int], device: torch.device,
-           layer_passes: int = 20, round_to: list[int] | None = None, **repeat) -> dict:
+def report(
+    setting,
+    ratios: str | None,
+    runtimes: list[str],
+    batches: list[int],
+    device: torch.device,
+    layer_passes: int = 20,
+    round_to: list[int] | None = None,
+    **repeat,
+) -> dict:
     """Everything ``suite latency`` prints: the setting, the FLOPs speedup, per runtime and batch
     the latency speedup with its interval and its share of the FLOPs speedup, with ``round_to``
     the rounding sweep (``rounding``: per N the kept counts and FLOPs; per row ``rounded``), and
@@ -428,21 +511,36 @@ def report(setting, ratios: str | None, runtimes: list[str], batches: list[int],
     from suite.measure.layer_times import layer_times
     from suite.measure.metrics import count_flops
     from suite.models.rounding import round_ratios
+
     base, pruned, flops = setting_models(setting, ratios)
     flops_speedup = flops["baseline"] / flops["pruned"]
     layer_ratios = setting.layer_ratios(base, ratios)
     rounded = {n: prune_copy(setting, base, round_ratios(base, layer_ratios, n)) for n in (round_to or []) if n > 1}
     rows = compare(base, pruned, setting.input_shape, runtimes, batches, device, rounded=rounded, **repeat)
-    rep = {"setting": setting.name, "ratios": ratios or setting.ratios, "input_shape": list(setting.input_shape),
-           "flops": flops, "flops_speedup": flops_speedup, "device": str(device), "processor": processor(device),
-           "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}
+    rep = {
+        "setting": setting.name,
+        "ratios": ratios or setting.ratios,
+        "input_shape": list(setting.input_shape),
+        "flops": flops,
+        "flops_speedup": flops_speedup,
+        "device": str(device),
+        "processor": processor(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "rows": rows,
+    }
     if round_to:
         variants = {1: pruned, **rounded}
         pruned_flops = {n: count_flops(m, setting.input_shape) for n, m in variants.items()}
-        rep["rounding"] = [{"round_to": n, "flops": pruned_flops[n],
-                            "flops_speedup": flops["baseline"] / pruned_flops[n],
-                            "kept": {name: m.get_submodule(name).out_channels for name in layer_ratios}}
-                           for n, m in variants.items()]
+        rep["rounding"] = [
+            {
+                "round_to": n,
+                "flops": pruned_flops[n],
+                "flops_speedup": flops["baseline"] / pruned_flops[n],
+                "kept": {name: m.get_submodule(name).out_channels for name in layer_ratios},
+            }
+            for n, m in variants.items()
+        ]
     for r in rows:
         r["share_of_flops_speedup"] = r["speedup"] / flops_speedup if r["speedup"] else None
         for v in r.get("rounded", []):
@@ -475,17 +573,21 @@ def format_report(rep: dict) -> str:
     """The table ``suite latency`` prints: ms as median [IQR] ('!': the IQR stayed at or above 5 %
     of the median), the speedup with its paired 95 % interval ('~': the interval spans over 10 %
     of the speedup); then the rounding sweep and the per-layer breakdown when the report has them."""
-    lines = [f"{rep['setting']} at {rep['ratios']}: FLOPs {rep['flops']['baseline'] / 1e6:.2f}M -> "
-             f"{rep['flops']['pruned'] / 1e6:.2f}M, FLOPs speedup {rep['flops_speedup']:.2f}x",
-             f"{rep['processor']} ({rep['device']}), {rep['threads']} threads, torch {rep['torch']}, random weights; "
-             f"baseline and pruned timed in turns",
-             f"{'runtime':<14} {'batch':>5} {'baseline ms [IQR]':>22} {'pruned ms [IQR]':>22} "
-             f"{'latency x [95% interval]':>26} {'of FLOPs x':>10}"]
+    lines = [
+        f"{rep['setting']} at {rep['ratios']}: FLOPs {rep['flops']['baseline'] / 1e6:.2f}M -> "
+        f"{rep['flops']['pruned'] / 1e6:.2f}M, FLOPs speedup {rep['flops_speedup']:.2f}x",
+        f"{rep['processor']} ({rep['device']}), {rep['threads']} threads, torch {rep['torch']}, random weights; "
+        f"baseline and pruned timed in turns",
+        f"{'runtime':<14} {'batch':>5} {'baseline ms [IQR]':>22} {'pruned ms [IQR]':>22} "
+        f"{'latency x [95% interval]':>26} {'of FLOPs x':>10}",
+    ]
     failures = []
     for r in rep["rows"]:
         share = f"{100 * r['share_of_flops_speedup']:.0f}%" if r["speedup"] else "-"
-        lines.append(f"{r['runtime']:<14} {r['batch']:>5} {_ms(r['baseline']):>22} {_ms(r['pruned']):>22} "
-                     f"{_speedup(r):>26} {share:>10}")
+        lines.append(
+            f"{r['runtime']:<14} {r['batch']:>5} {_ms(r['baseline']):>22} {_ms(r['pruned']):>22} "
+            f"{_speedup(r):>26} {share:>10}"
+        )
         sides = [("baseline", r["baseline"]), ("pruned", r["pruned"])]
         sides += [(f"round-to {v['round_to']}", v["pruned"]) for v in r.get("rounded", [])]
         errors = {which: t["error"] for which, t in sides if t["error"]}
@@ -497,8 +599,10 @@ def format_report(rep: dict) -> str:
     if any(not r["converged"] and r["speedup"] for r in every):
         lines.append("! a series' IQR stayed at or above 5% of its median within the repeat cap (busy machine?)")
     if any(r["interval_wide"] for r in every):
-        lines.append("~ the speedup's 95% interval spans over 10% of it: the machine was too busy for this ratio; "
-                     "measure again or raise --max-repeats")
+        lines.append(
+            "~ the speedup's 95% interval spans over 10% of it: the machine was too busy for this ratio; "
+            "measure again or raise --max-repeats"
+        )
     if failures:
         lines += ["failed or skipped:", *failures]
     if rep.get("rounding"):
@@ -511,18 +615,25 @@ def format_report(rep: dict) -> str:
 def format_rounding(rep: dict) -> list[str]:
     """The rounding sweep: per N the kept counts and FLOPs speedup, then per runtime and batch the
     pruned model's time at each N and its speedup against the baseline timed in the same turns."""
-    lines = ["channel alignment (--round-to N: kept counts rounded down to multiples of N, at least N)",
-             f"{'round-to':>8} {'FLOPs x':>8}  kept channels per pruned layer (distinct counts)"]
+    lines = [
+        "channel alignment (--round-to N: kept counts rounded down to multiples of N, at least N)",
+        f"{'round-to':>8} {'FLOPs x':>8}  kept channels per pruned layer (distinct counts)",
+    ]
     for v in rep["rounding"]:
-        lines.append(f"{v['round_to']:>8} {v['flops_speedup']:>7.2f}x  "
-                     f"{', '.join(str(c) for c in sorted(set(v['kept'].values())))}")
-    lines.append(f"{'runtime':<14} {'batch':>5} {'round-to':>8} {'pruned ms [IQR]':>22} "
-                 f"{'latency x [95% interval]':>26} {'of FLOPs x':>10}")
+        lines.append(
+            f"{v['round_to']:>8} {v['flops_speedup']:>7.2f}x  "
+            f"{', '.join(str(c) for c in sorted(set(v['kept'].values())))}"
+        )
+    lines.append(
+        f"{'runtime':<14} {'batch':>5} {'round-to':>8} {'pruned ms [IQR]':>22} "
+        f"{'latency x [95% interval]':>26} {'of FLOPs x':>10}"
+    )
     for r in rep["rows"]:
         for n, v in [(1, {**r, "flops_speedup": rep["flops_speedup"]}), *((v["round_to"], v) for v in r["rounded"])]:
             share = f"{100 * v['share_of_flops_speedup']:.0f}%" if v["speedup"] else "-"
-            lines.append(f"{r['runtime']:<14} {r['batch']:>5} {n:>8} {_ms(v['pruned']):>22} {_speedup(v):>26} "
-                         f"{share:>10}")
+            lines.append(
+                f"{r['runtime']:<14} {r['batch']:>5} {n:>8} {_ms(v['pruned']):>22} {_speedup(v):>26} {share:>10}"
+            )
     return lines
 
 
@@ -535,19 +646,23 @@ def format_layers(layers: list[dict], profile: dict) -> list[str]:
     """The per-layer table: the baseline's slowest layers, their pruned time, and the share of the
     baseline's forward pass they take; then what the top layers and all layers add up to."""
     fwd = profile["forward_ms"]
-    lines = [f"per layer: {profile['runtime']}, batch {profile['batch']}, fastest of {profile['passes']} passes "
-             f"(torch.profiler); forward pass {fwd['baseline']:.3f} ms -> {fwd['pruned']:.3f} ms",
-             f"{'layer':<28} {'kind':<12} {'baseline ms':>11} {'pruned ms':>11} {'pruned/base':>11} "
-             f"{'of forward':>10}"]
+    lines = [
+        f"per layer: {profile['runtime']}, batch {profile['batch']}, fastest of {profile['passes']} passes "
+        f"(torch.profiler); forward pass {fwd['baseline']:.3f} ms -> {fwd['pruned']:.3f} ms",
+        f"{'layer':<28} {'kind':<12} {'baseline ms':>11} {'pruned ms':>11} {'pruned/base':>11} {'of forward':>10}",
+    ]
     top = top_layers(layers)
     for r in top:
         b, p = r["baseline_ms"] or 0.0, r["pruned_ms"]
         ratio = f"{p / b:.2f}" if p is not None and b else "-"
         pruned = f"{p:.3f}" if p is not None else "-"
-        lines.append(f"{r['layer']:<28} {r['kind']:<12} {b:>11.3f} {pruned:>11} {ratio:>11} "
-                     f"{100 * b / fwd['baseline']:>9.0f}%")
+        lines.append(
+            f"{r['layer']:<28} {r['kind']:<12} {b:>11.3f} {pruned:>11} {ratio:>11} {100 * b / fwd['baseline']:>9.0f}%"
+        )
     share = sum(r["baseline_ms"] or 0.0 for r in top) / fwd["baseline"]
     every = sum(r["baseline_ms"] or 0.0 for r in layers) / fwd["baseline"]
-    lines.append(f"top {len(top)} of {len(layers)} layers: {100 * share:.0f}% of the baseline forward pass; "
-                 f"all {len(layers)} layers: {100 * every:.0f}% (the rest: code between modules, and preemption on a busy machine)")
+    lines.append(
+        f"top {len(top)} of {len(layers)} layers: {100 * share:.0f}% of the baseline forward pass; "
+        f"all {len(layers)} layers: {100 * every:.0f}% (the rest: code between modules, and preemption on a busy machine)"
+    )
     return lines

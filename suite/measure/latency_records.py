@@ -6,6 +6,7 @@ record beside the first, while the same measurement taken again replaces its own
 newer timing of the same thing). The file is the report ``suite latency --json`` prints plus the
 date it was measured, written atomically.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime

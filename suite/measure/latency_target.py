@@ -17,6 +17,7 @@ by the median) with its paired 95 % interval, and how far above the target it is
 (``within_tolerance``: at most 5 %). A target no unit can reach with every unit at ``max_ratio`` is
 a one-line error.
 """
+
 from __future__ import annotations
 
 import re
@@ -37,8 +38,9 @@ def parse_latency_target(text: str) -> float:
     """``2x-latency`` -> 2.0; anything else is a one-line error."""
     m = _TARGET.fullmatch(text.strip())
     if not m or float(m.group(1)) <= 1:
-        raise SuiteError(f"--target {text!r}: must be a latency speedup above 1 written like 2x-latency or "
-                         f"1.5x-latency")
+        raise SuiteError(
+            f"--target {text!r}: must be a latency speedup above 1 written like 2x-latency or 1.5x-latency"
+        )
     return float(m.group(1))
 
 
@@ -47,6 +49,7 @@ def units(setting, model: nn.Module) -> dict[str, list[str]]:
     (``stage1``...), a plain net's convs but the first (as the paper prunes VGG), a generic
     model's groups of coupled convs (named by their first conv)."""
     from suite.models.ratios import parse_ratios, resolve
+
     layout = setting.layout
     if not layout.per_stage:  # each layer one ratio prunes: a plain net's convs but conv 0, a generic model's groups
         return {root: [root] for root in resolve(parse_ratios("0.5"), model, layout, input_shape=setting.input_shape)}
@@ -62,21 +65,35 @@ def ratio_string(setting, model: nn.Module, ratios: dict[str, float]) -> str:
     if not setting.layout.per_stage:
         return ",".join(f"{name}={r:g}" for name, r in ratios.items() if r > 0) or "0"
     from suite.models.layouts import num_stages
-    return "[" + ",".join(["0", *(f"{ratios.get(f'stage{s}', 0.0):g}" for s in range(1, num_stages(model) + 1)),
-                                "0"]) + "]"
+
+    return (
+        "["
+        + ",".join(["0", *(f"{ratios.get(f'stage{s}', 0.0):g}" for s in range(1, num_stages(model) + 1)), "0"])
+        + "]"
+    )
 
 
 def _layer_ratios(groups: dict[str, list[str]], ratios: dict[str, float]) -> dict[str, float]:
     return {layer: r for unit, r in ratios.items() if r > 0 for layer in groups[unit]}
 
 
-def search(setting, target: float, runtime: str, batch: int, device: torch.device, step: float = 0.1,
-           max_ratio: float = 0.9, search_repeat: dict | None = None, **confirm_repeat) -> dict:
+def search(
+    setting,
+    target: float,
+    runtime: str,
+    batch: int,
+    device: torch.device,
+    step: float = 0.1,
+    max_ratio: float = 0.9,
+    search_repeat: dict | None = None,
+    **confirm_repeat,
+) -> dict:
     """Per-unit ratios whose measured ``runtime`` speedup at ``batch`` reaches ``target`` (module
     docstring): the ratio string, the achieved speedup with its interval from a confirming
     measurement, the FLOPs speedup it took, each step of the search, and the machine."""
     from suite.measure.latency import paired_speedup, prune_copy, time_group, versus
     from suite.measure.metrics import count_flops, count_params, processor
+
     search_repeat = search_repeat or dict(warmup=2, rounds=3, round_size=10, min_repeats=20)
     torch.manual_seed(0)
     base = setting.build_model().eval()
@@ -98,8 +115,9 @@ def search(setting, target: float, runtime: str, batch: int, device: torch.devic
         failed = {n: t.error for n, t in timings.items() if t.error}
         if failed:
             name, error = next(iter(failed.items()))
-            raise SuiteError(f"--latency-runtime {runtime}: {name} could not be timed ({error}); "
-                             f"choose another runtime")
+            raise SuiteError(
+                f"--latency-runtime {runtime}: {name} could not be timed ({error}); choose another runtime"
+            )
         return timings, times
 
     def speedup(times: dict, name: str) -> float:
@@ -117,16 +135,20 @@ def search(setting, target: float, runtime: str, batch: int, device: torch.devic
     while achieved is None:
         cands = {u: {**ratios, u: round(ratios[u] + step, 6)} for u in groups if ratios[u] + step <= max_ratio + 1e-9}
         if not cands:
-            raise SuiteError(f"target {target:g}x latency is beyond reach on {runtime} at batch {batch}: every unit at "
-                             f"ratio {max_ratio} gives {steps[-1]['speedup'] if steps else 1.0:.2f}x; ask for less")
+            raise SuiteError(
+                f"target {target:g}x latency is beyond reach on {runtime} at batch {batch}: every unit at "
+                f"ratio {max_ratio} gives {steps[-1]['speedup'] if steps else 1.0:.2f}x; ask for less"
+            )
         models = {u: build(r) for u, r in cands.items()}
         group = {"baseline": base, **({"current": current} if current is not base else {}), **models}
         _, times = timed(group, search_repeat)
         ref = "current" if "current" in times else "baseline"
         p_current, t_ref, t_base = count_params(current), np.median(times[ref]), np.median(times["baseline"])
         # measured time saved per parameter removed, both as shares of the baseline
-        score = {u: (t_ref - np.median(times[u])) / t_base / max(p_current - count_params(m), 1) * params0
-                 for u, m in models.items()}
+        score = {
+            u: (t_ref - np.median(times[u])) / t_base / max(p_current - count_params(m), 1) * params0
+            for u, m in models.items()
+        }
         best = max(cands, key=score.get)
         ratios, current = cands[best], models[best]
         steps.append({"unit": best, "ratios": dict(ratios), "speedup": speedup(times, best)})
@@ -143,32 +165,52 @@ def search(setting, target: float, runtime: str, batch: int, device: torch.devic
         else:
             lo = mid
     flops = {"baseline": count_flops(base, shape), "pruned": count_flops(current, shape)}
-    return {"setting": setting.name, "target": target, "runtime": runtime, "batch": batch,
-            "ratios": ratio_string(setting, base, ratios), "unit_ratios": ratios,
-            "achieved": achieved, "within_tolerance": achieved["speedup"] <= (1 + TOLERANCE) * target,
-            "tolerance": TOLERANCE,
-            "flops": flops, "flops_speedup": flops["baseline"] / flops["pruned"], "steps": steps,
-            "device": str(device), "processor": processor(device), "threads": torch.get_num_threads(),
-            "torch": torch.__version__}
+    return {
+        "setting": setting.name,
+        "target": target,
+        "runtime": runtime,
+        "batch": batch,
+        "ratios": ratio_string(setting, base, ratios),
+        "unit_ratios": ratios,
+        "achieved": achieved,
+        "within_tolerance": achieved["speedup"] <= (1 + TOLERANCE) * target,
+        "tolerance": TOLERANCE,
+        "flops": flops,
+        "flops_speedup": flops["baseline"] / flops["pruned"],
+        "steps": steps,
+        "device": str(device),
+        "processor": processor(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
 
 
 def format_search(res: dict) -> str:
     """What ``suite latency --target`` prints: the search, then achieved against the target."""
     a = res["achieved"]
-    lines = [f"{res['setting']}: target {res['target']:g}x latency on {res['runtime']} at batch {res['batch']}, "
-             f"{res['processor']} ({res['device']}), {res['threads']} threads, torch {res['torch']}, random weights",
-             f"{'step':>4} {'unit':<24} {'ratio':>6} {'latency x':>9}  (confirmed: full repeats; others short)"]
+    lines = [
+        f"{res['setting']}: target {res['target']:g}x latency on {res['runtime']} at batch {res['batch']}, "
+        f"{res['processor']} ({res['device']}), {res['threads']} threads, torch {res['torch']}, random weights",
+        f"{'step':>4} {'unit':<24} {'ratio':>6} {'latency x':>9}  (confirmed: full repeats; others short)",
+    ]
     for i, s in enumerate(res["steps"], 1):
         how = " (bisect)" if s.get("bisect") else ""
-        lines.append(f"{i:>4} {s['unit'] + how:<24} {s['ratios'][s['unit']]:>6.3g} {s['speedup']:>8.2f}x"
-                     + ("  confirmed" if s.get("confirm") else ""))
+        lines.append(
+            f"{i:>4} {s['unit'] + how:<24} {s['ratios'][s['unit']]:>6.3g} {s['speedup']:>8.2f}x"
+            + ("  confirmed" if s.get("confirm") else "")
+        )
     above = 100 * (a["speedup"] / res["target"] - 1)
-    lines += [f"ratios {res['ratios']}: FLOPs speedup {res['flops_speedup']:.2f}x",
-              f"achieved {a['speedup']:.2f}x [{a['speedup_ci_lo']:.2f}-{a['speedup_ci_hi']:.2f}] against the target "
-              f"{res['target']:g}x: {above:.0f}% above it"
-              + (f" (within {100 * res['tolerance']:.0f}%)" if res["within_tolerance"] else
-                 f" (over {100 * res['tolerance']:.0f}%: the bisection's milder candidates measured below the target)")
-              + (" ~ the interval spans over 10% of it: a busy machine" if a["interval_wide"] else ""),
-              f"baseline {a['baseline']['median_ms']:.3f} ms, pruned {a['pruned']['median_ms']:.3f} ms "
-              f"(median over {a['pruned']['repeats']} repeats in turns); prune to it with: --ratios '{res['ratios']}'"]
+    lines += [
+        f"ratios {res['ratios']}: FLOPs speedup {res['flops_speedup']:.2f}x",
+        f"achieved {a['speedup']:.2f}x [{a['speedup_ci_lo']:.2f}-{a['speedup_ci_hi']:.2f}] against the target "
+        f"{res['target']:g}x: {above:.0f}% above it"
+        + (
+            f" (within {100 * res['tolerance']:.0f}%)"
+            if res["within_tolerance"]
+            else f" (over {100 * res['tolerance']:.0f}%: the bisection's milder candidates measured below the target)"
+        )
+        + (" ~ the interval spans over 10% of it: a busy machine" if a["interval_wide"] else ""),
+        f"baseline {a['baseline']['median_ms']:.3f} ms, pruned {a['pruned']['median_ms']:.3f} ms "
+        f"(median over {a['pruned']['repeats']} repeats in turns); prune to it with: --ratios '{res['ratios']}'",
+    ]
     return "\n".join(lines)

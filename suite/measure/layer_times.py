@@ -16,6 +16,7 @@ is what shows a layer's own cost, as ``timeit`` advises. Ranges are read from ``
 
 CPU: the ranges' wall time. CUDA: the device time of the kernels each range launched.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -53,8 +54,15 @@ def labelled(model: nn.Module, tag: str):
 
 
 @torch.no_grad()
-def layer_times(baseline: nn.Module, pruned: nn.Module, input_shape: tuple[int, ...], batch: int = 64,
-                device: torch.device = torch.device("cpu"), passes: int = 20, warmup: int = 3) -> dict:
+def layer_times(
+    baseline: nn.Module,
+    pruned: nn.Module,
+    input_shape: tuple[int, ...],
+    batch: int = 64,
+    device: torch.device = torch.device("cpu"),
+    passes: int = 20,
+    warmup: int = 3,
+) -> dict:
     """Eager time per leaf module of ``baseline`` and ``pruned`` at ``batch``, in ms per forward
     pass (the fastest of ``passes``), in the baseline's module order, with each model's whole
     forward pass (the fastest) for the share the layers account for."""
@@ -78,16 +86,31 @@ def layer_times(baseline: nn.Module, pruned: nn.Module, input_shape: tuple[int, 
     forward, per_layer = _fastest(prof.events(), list(models), device)
     kinds = {name or "(model)": type(m).__name__ for name, m in baseline.named_modules()}
     order = list(kinds) + sorted(set(per_layer["pruned"]) - set(kinds))
-    layers = [{"layer": name, "kind": kinds.get(name, "?"),
-               "baseline_ms": per_layer["baseline"].get(name), "pruned_ms": per_layer["pruned"].get(name)}
-              for name in order if name in per_layer["baseline"] or name in per_layer["pruned"]]
-    return {"runtime": "eager", "batch": batch, "passes": passes, "device": str(device),
-            "threads": torch.get_num_threads(), "forward_ms": forward, "layers": layers}
+    layers = [
+        {
+            "layer": name,
+            "kind": kinds.get(name, "?"),
+            "baseline_ms": per_layer["baseline"].get(name),
+            "pruned_ms": per_layer["pruned"].get(name),
+        }
+        for name in order
+        if name in per_layer["baseline"] or name in per_layer["pruned"]
+    ]
+    return {
+        "runtime": "eager",
+        "batch": batch,
+        "passes": passes,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "forward_ms": forward,
+        "layers": layers,
+    }
 
 
 def _fastest(events, tags: list[str], device: torch.device) -> tuple[dict, dict]:
     """From the profiler's ranges: each tag's fastest pass, and per layer its fastest time in a
     pass (the sum of its calls in that pass), in ms."""
+
     def ms(e) -> float:
         return (e.device_time_total if device.type == "cuda" else e.cpu_time_total) / 1000
 
@@ -100,6 +123,7 @@ def _fastest(events, tags: list[str], device: torch.device) -> tuple[dict, dict]
             k = bisect.bisect_right(starts[tag], e.time_range.start) - 1  # the pass this range began in
             sums[tag][k][layer] += ms(e)
     forward = {t: min(v for _, v in spans[t]) for t in tags}
-    per_layer = {t: {layer: min(p[layer] for p in sums[t] if layer in p) for layer in set().union(*sums[t])}
-                 for t in tags}
+    per_layer = {
+        t: {layer: min(p[layer] for p in sums[t] if layer in p) for layer in set().union(*sums[t])} for t in tags
+    }
     return forward, per_layer

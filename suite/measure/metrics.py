@@ -4,6 +4,7 @@ FLOPs come from ``torch.utils.flop_counter.FlopCounterMode``: it counts conv and
 2 x multiply-adds and ignores batch norm, ReLU, pooling and additions, which is exactly the
 GReg paper's convention (conv + linear only, multiply-adds doubled; ResNet-56 = 125.49 M MACs).
 """
+
 from __future__ import annotations
 
 import os
@@ -18,13 +19,15 @@ from torch import nn
 
 def count_params(model: nn.Module) -> int:
     """Conv and linear weights and biases; batch norm left out (the paper's convention)."""
-    return sum(p.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
-               for p in m.parameters(recurse=False))
+    return sum(
+        p.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) for p in m.parameters(recurse=False)
+    )
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """FLOPs (2 x multiply-adds) of one forward pass on a single input of ``input_shape`` (C, H, W)."""
     from torch.utils.flop_counter import FlopCounterMode  # imports torch._decomp: seconds, so only when counting
+
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -71,6 +74,7 @@ NOISY_IQR_SHARE = 0.10
 @dataclass(frozen=True)
 class Latency:
     """A forward pass's wall time over ``repeats`` runs: median and quartiles, with the load seen."""
+
     median_ms: float
     q1_ms: float
     q3_ms: float
@@ -118,8 +122,9 @@ def speedup_range(base: Latency, pruned: Latency) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def latency(model: nn.Module, input_shape: tuple[int, ...], batch: int, device: torch.device,
-            warmup: int = 5, repeats: int = 20) -> Latency:
+def latency(
+    model: nn.Module, input_shape: tuple[int, ...], batch: int, device: torch.device, warmup: int = 5, repeats: int = 20
+) -> Latency:
     """Median and quartiles of the wall time of one forward pass of ``batch`` inputs, after
     ``warmup`` passes, with the machine's load before and after."""
     was_training = model.training
@@ -144,9 +149,17 @@ def latency(model: nn.Module, input_shape: tuple[int, ...], batch: int, device: 
 def latency_record(base: Latency, pruned: Latency) -> dict:
     """The latency block a result stores for one batch size (speedup = baseline / pruned median)."""
     lo, hi = speedup_range(base, pruned)
-    return {"baseline_ms": base.median_ms, "baseline_iqr_ms": base.iqr_ms,
-            "pruned_ms": pruned.median_ms, "pruned_iqr_ms": pruned.iqr_ms,
-            "speedup": base.median_ms / pruned.median_ms, "speedup_lo": lo, "speedup_hi": hi,
-            "load_per_core": max(base.load_per_core, pruned.load_per_core),
-            "noisy": base.noisy or pruned.noisy, "repeats": base.repeats,
-            "device": base.device, "threads": base.threads}
+    return {
+        "baseline_ms": base.median_ms,
+        "baseline_iqr_ms": base.iqr_ms,
+        "pruned_ms": pruned.median_ms,
+        "pruned_iqr_ms": pruned.iqr_ms,
+        "speedup": base.median_ms / pruned.median_ms,
+        "speedup_lo": lo,
+        "speedup_hi": hi,
+        "load_per_core": max(base.load_per_core, pruned.load_per_core),
+        "noisy": base.noisy or pruned.noisy,
+        "repeats": base.repeats,
+        "device": base.device,
+        "threads": base.threads,
+    }

@@ -6,6 +6,7 @@ Numerics are part of a runtime's name, never mixed into another's series: ``eage
 channels-last, ``eager-bf16`` bf16 weights and input (contiguous), ``eager-bf16-cl`` both,
 ``openvino-bf16`` OpenVINO told to infer in bf16; the plain names are fp32 and contiguous.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from suite.errors import SuiteError
 @dataclass(frozen=True)
 class Runtime:
     """How a model is run: the engine and the numerics it computes in."""
+
     engine: str  # eager, compile, onnx, openvino, cuda-graph, tensorrt
     dtype: str = "fp32"
     channels_last: bool = False
@@ -26,11 +28,16 @@ class Runtime:
 
 
 RUNTIMES = {
-    "eager": Runtime("eager"), "compile": Runtime("compile"), "onnx": Runtime("onnx"),
+    "eager": Runtime("eager"),
+    "compile": Runtime("compile"),
+    "onnx": Runtime("onnx"),
     "openvino": Runtime("openvino"),
-    "eager-cl": Runtime("eager", channels_last=True), "eager-bf16": Runtime("eager", "bf16"),
-    "eager-bf16-cl": Runtime("eager", "bf16", channels_last=True), "openvino-bf16": Runtime("openvino", "bf16"),
-    "cuda-graph": Runtime("cuda-graph"), "tensorrt": Runtime("tensorrt"),
+    "eager-cl": Runtime("eager", channels_last=True),
+    "eager-bf16": Runtime("eager", "bf16"),
+    "eager-bf16-cl": Runtime("eager", "bf16", channels_last=True),
+    "openvino-bf16": Runtime("openvino", "bf16"),
+    "cuda-graph": Runtime("cuda-graph"),
+    "tensorrt": Runtime("tensorrt"),
 }
 DEFAULT_RUNTIMES = "eager,compile,onnx,openvino"
 CPU_ENGINES = ("onnx", "openvino")  # their CPU runs would not time a GPU asked for
@@ -42,6 +49,8 @@ def parse_runtimes(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     bad = [n for n in names if n not in RUNTIMES]
     if bad or not names:
-        raise SuiteError(f"--runtimes {text!r}: unknown runtime(s) {', '.join(bad) or '(none given)'}; "
-                         f"choose from {','.join(RUNTIMES)}")
+        raise SuiteError(
+            f"--runtimes {text!r}: unknown runtime(s) {', '.join(bad) or '(none given)'}; "
+            f"choose from {','.join(RUNTIMES)}"
+        )
     return list(dict.fromkeys(names))

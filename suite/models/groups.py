@@ -15,6 +15,7 @@ Used by the ``GENERIC`` layout (models from torchvision, timm or a user's file),
 strings are a single ratio, module-name globs, or a FLOPs target (``suite.models.ratios``); the built-in
 models keep the paper's layouts (``suite.models.layouts``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,25 +52,33 @@ def dependency_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGr
     try:
         return tp.DependencyGraph().build_dependency(model, example_inputs=example.to(_device(model)))
     except Exception as e:
-        raise SuiteError(f"torch-pruning cannot trace this model ({type(e).__name__}: "
-                         f"{' '.join(str(e).split())[:200]})") from None
+        raise SuiteError(
+            f"torch-pruning cannot trace this model ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        ) from None
     finally:
         model.train(was)
 
 
-def prunable_groups(model: nn.Module, example: torch.Tensor, keep_stem: bool = True,
-                    keep_classifier: bool = True) -> dict[str, Group]:
+def prunable_groups(
+    model: nn.Module, example: torch.Tensor, keep_stem: bool = True, keep_classifier: bool = True
+) -> dict[str, Group]:
     """{root conv name: Group} for every prunable group, in module order."""
     dg = dependency_graph(model, example)
     name_of = {id(m): n for n, m in model.named_modules()}
     stem, classifier = stem_and_classifier(model)
-    ignored = [model.get_submodule(n) for n, keep in ((stem, keep_stem), (classifier, keep_classifier))
-               if n is not None and keep]
+    ignored = [
+        model.get_submodule(n)
+        for n, keep in ((stem, keep_stem), (classifier, keep_classifier))
+        if n is not None and keep
+    ]
     order = {name: i for i, name in enumerate(n for n, _ in model.named_modules())}
     out: dict[str, Group] = {}
     for found in dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
-        convs = [item.dep.target.module for item in found if isinstance(item.dep.target.module, nn.Conv2d)
-                 and dg.is_out_channel_pruning_fn(item.dep.handler)]
+        convs = [
+            item.dep.target.module
+            for item in found
+            if isinstance(item.dep.target.module, nn.Conv2d) and dg.is_out_channel_pruning_fn(item.dep.handler)
+        ]
         root_module = min(convs, key=lambda m: order[name_of[id(m)]])  # name it by its first conv
         size = root_module.out_channels
         group = dg.get_pruning_group(root_module, tp.prune_conv_out_channels, idxs=list(range(size)))

@@ -17,6 +17,7 @@ layout (over its ``candidates``); a FLOPs target is a search over one ratio (``s
 which parses the strings and hands the layout a ``RatioSpec``). May import: suite.errors,
 suite.models.groups (not ratios: ratios imports the nets that carry a layout).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -73,12 +74,12 @@ class Layout(ABC):
         """The layers an unstructured ratio given as one number or as globs may mask."""
         return _conv_and_linear(model)
 
-    def candidates(self, model: nn.Module, granularity: str, example: torch.Tensor | None
-                   ) -> dict[str, tuple[str, ...]]:
+    def candidates(
+        self, model: nn.Module, granularity: str, example: torch.Tensor | None
+    ) -> dict[str, tuple[str, ...]]:
         """:meth:`units` for filter pruning, :meth:`weight_layers` (each alone) for weights; a model
         with none is a one-line error."""
-        cands = ({n: (n,) for n in self.weight_layers(model)} if granularity == "weight"
-                 else self.units(model, example))
+        cands = {n: (n,) for n in self.weight_layers(model)} if granularity == "weight" else self.units(model, example)
         if not cands:
             raise SuiteError("this model has no prunable layer (only its stem and classifier, which stay whole)")
         return cands
@@ -88,8 +89,7 @@ class Layout(ABC):
         """{layer: ratio > 0} for a parsed ratio string (a ``suite.models.ratios.RatioSpec``) that is
         neither globs nor a FLOPs target: one ratio, a stage list or conv ranges, with its skip list."""
 
-    def resolve_globs(self, spec, model: nn.Module, granularity: str, example: torch.Tensor | None
-                      ) -> dict[str, float]:
+    def resolve_globs(self, spec, model: nn.Module, granularity: str, example: torch.Tensor | None) -> dict[str, float]:
         """{unit: ratio > 0} for module-name globs: a unit is taken by a glob matching any of its
         modules, the last matching glob wins, unmatched units stay whole."""
         cands = self.candidates(model, granularity, example)
@@ -97,12 +97,16 @@ class Layout(ABC):
         out: dict[str, float] = {}
         for pattern, r in spec.globs:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-                raise SuiteError(f"ratio string {spec.text!r}: {pattern!r} matches no module of this model "
-                                 f"(its first modules: {', '.join(names[:4])}, ...)")
+                raise SuiteError(
+                    f"ratio string {spec.text!r}: {pattern!r} matches no module of this model "
+                    f"(its first modules: {', '.join(names[:4])}, ...)"
+                )
             hit = [n for n, members in cands.items() if any(fnmatch.fnmatchcase(m, pattern) for m in members)]
             if not hit and r > 0:
-                raise SuiteError(f"ratio string {spec.text!r}: {pattern!r} matches no prunable layer (the stem, the "
-                                 f"classifier and layers tied to them stay whole)")
+                raise SuiteError(
+                    f"ratio string {spec.text!r}: {pattern!r} matches no prunable layer (the stem, the "
+                    f"classifier and layers tied to them stay whole)"
+                )
             out.update({n: r for n in hit})
         return {n: r for n, r in out.items() if r > 0}
 
@@ -123,16 +127,19 @@ class PlainLayout(Layout):
         if spec.skip:
             raise SuiteError(f"skip lists apply to ResNets only; this model is a plain net ({spec.text})")
         if spec.stages is not None:
-            raise SuiteError(f"ratio string {spec.text!r} is a ResNet stage list; for a plain net write "
-                             f"[first-last:ratio], e.g. [1-{len(convs) - 1}:0.5]")
+            raise SuiteError(
+                f"ratio string {spec.text!r} is a ResNet stage list; for a plain net write "
+                f"[first-last:ratio], e.g. [1-{len(convs) - 1}:0.5]"
+            )
         if spec.uniform is not None:
             return {c.name: spec.uniform for c in convs if c.index > 0 and spec.uniform > 0}
         out = {}
         for a, b, r in spec.by_index:
             if b >= len(convs):
-                raise SuiteError(f"ratio string {spec.text!r} names conv {b}, but the model has only "
-                                 f"convs 0-{len(convs) - 1}")
-            for c in convs[a:b + 1]:
+                raise SuiteError(
+                    f"ratio string {spec.text!r} names conv {b}, but the model has only convs 0-{len(convs) - 1}"
+                )
+            for c in convs[a : b + 1]:
                 out[c.name] = r
         return {k: v for k, v in out.items() if v > 0}
 
@@ -167,24 +174,33 @@ class ResNetLayout(Layout):
         convs = self.prunable_convs(model)
         stages = num_stages(model)
         if spec.by_index is not None:
-            raise SuiteError(f"ratio string {spec.text!r} indexes convs; a ResNet takes one ratio per stage "
-                             f"plus stem and classifier, e.g. [0{',0.5' * stages},0]")
+            raise SuiteError(
+                f"ratio string {spec.text!r} indexes convs; a ResNet takes one ratio per stage "
+                f"plus stem and classifier, e.g. [0{',0.5' * stages},0]"
+            )
         if spec.uniform is not None:
             per_stage = [spec.uniform] * stages
         else:
             if len(spec.stages) != stages + 2:
-                raise SuiteError(f"ratio string {spec.text!r} has {len(spec.stages)} entries; this ResNet needs "
-                                 f"{stages + 2} (stem, {stages} stages, classifier)")
+                raise SuiteError(
+                    f"ratio string {spec.text!r} has {len(spec.stages)} entries; this ResNet needs "
+                    f"{stages + 2} (stem, {stages} stages, classifier)"
+                )
             if spec.stages[0] or spec.stages[-1]:
-                raise SuiteError(f"ratio string {spec.text!r}: stem and classifier entries must be 0 (their "
-                                 f"channels are tied to the residual stream)")
+                raise SuiteError(
+                    f"ratio string {spec.text!r}: stem and classifier entries must be 0 (their "
+                    f"channels are tied to the residual stream)"
+                )
             per_stage = list(spec.stages[1:-1])
         skipped = set(spec.skip)
         for s, b in skipped:
             if not any(c.stage == s and c.block == b for c in convs):
                 raise SuiteError(f"skip list names block {s}.{b}, which this ResNet does not have")
-        return {c.name: per_stage[c.stage - 1] for c in convs
-                if per_stage[c.stage - 1] > 0 and (c.stage, c.block) not in skipped}
+        return {
+            c.name: per_stage[c.stage - 1]
+            for c in convs
+            if per_stage[c.stage - 1] > 0 and (c.stage, c.block) not in skipped
+        }
 
     @staticmethod
     def _resolve_weights(spec, model: nn.Module) -> dict[str, float]:
@@ -196,8 +212,10 @@ class ResNetLayout(Layout):
         if spec.uniform is not None:
             entries = [spec.uniform] * (stages + 2)
         elif len(spec.stages) != stages + 2:
-            raise SuiteError(f"ratio string {spec.text!r} has {len(spec.stages)} entries; this ResNet needs "
-                             f"{stages + 2} (stem, {stages} stages, classifier)")
+            raise SuiteError(
+                f"ratio string {spec.text!r} has {len(spec.stages)} entries; this ResNet needs "
+                f"{stages + 2} (stem, {stages} stages, classifier)"
+            )
         else:
             entries = list(spec.stages)
         out = {}
@@ -236,8 +254,10 @@ class CoupledLayout(Layout):
     def resolve(self, spec, model, granularity, example):
         self._refuse_skip(spec)
         if spec.stages is not None or spec.by_index is not None:
-            raise SuiteError(f"ratio string {spec.text!r} is a paper layout; for this model give one ratio (0.5), "
-                             f"module globs (features.*=0.5,classifier=0) or a FLOPs target (2.5x)")
+            raise SuiteError(
+                f"ratio string {spec.text!r} is a paper layout; for this model give one ratio (0.5), "
+                f"module globs (features.*=0.5,classifier=0) or a FLOPs target (2.5x)"
+            )
         return {n: spec.uniform for n in self.candidates(model, granularity, example) if spec.uniform > 0}
 
     def resolve_globs(self, spec, model, granularity, example):
@@ -248,8 +268,10 @@ class CoupledLayout(Layout):
     def _refuse_skip(spec) -> None:
         """Skip lists name the paper's ResNet blocks, which this model does not have."""
         if spec.skip:
-            raise SuiteError(f"skip lists apply to the built-in ResNets; for this model set a glob to 0, "
-                             f"e.g. \"layer2.*=0\" ({spec.text})")
+            raise SuiteError(
+                f"skip lists apply to the built-in ResNets; for this model set a glob to 0, "
+                f'e.g. "layer2.*=0" ({spec.text})'
+            )
 
 
 PLAIN, RESNET, GENERIC = PlainLayout(), ResNetLayout(), CoupledLayout()

@@ -8,6 +8,7 @@ Every entry carries its layout (``suite.models.layouts``): which convs a ratio m
 rules for these nets, methods/GREG_SPEC.md "Layer ratios") and how a ratio string resolves on it.
 ``suite.models.zoo`` resolves every model name through ``MODELS`` and adds the outside ones.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -135,9 +136,11 @@ MODELS: Registry[ModelEntry] = Registry("model")
 def builtin(name: str, layout: Layout, description: str):
     """Decorator: register ``build(num_classes, in_channels)`` as the built-in model ``name`` (a
     built-in ends in adaptive pooling, so it takes any image size)."""
+
     def add(build: Callable[[int, int], nn.Module]):
         MODELS.register(name)(ModelEntry(name, layout, lambda k, shape: build(k, shape[0]), description))
         return build
+
     return add
 
 
@@ -176,17 +179,18 @@ def cnn6(num_classes: int, in_channels: int) -> nn.Module:
 @builtin("resnet34", RESNET, "torchvision ResNet-34")
 def resnet34(num_classes: int, in_channels: int) -> nn.Module:
     from torchvision import models as tvm
+
     return tvm.resnet34(num_classes=num_classes)
 
 
 @builtin("resnet50", RESNET, "torchvision ResNet-50")
 def resnet50(num_classes: int, in_channels: int) -> nn.Module:
     from torchvision import models as tvm
+
     return tvm.resnet50(num_classes=num_classes)
 
 
-def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: tuple[int, int] = (32, 32)
-                ) -> nn.Module:
+def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: tuple[int, int] = (32, 32)) -> nn.Module:
     """A registered model by name (``suite.models.zoo.build`` also takes the outside names)."""
     return MODELS.get(name).build(num_classes, (in_channels, *image_size))
 

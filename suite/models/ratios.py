@@ -14,6 +14,7 @@ For any model (``suite.models.groups``; on the built-in families over the paper'
 A ``generic`` model (torchvision, timm, a user's file) takes a single ratio for every prunable group.
 Which form a model takes, and what it selects, is its layout's answer (``suite.models.layouts``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -84,8 +85,9 @@ def parse_ratios(text: str, skip: str = "") -> RatioSpec:
         for item in (t.strip() for t in body.split(",")):
             pattern, eq, value = item.partition("=")
             if not eq or not pattern.strip():
-                raise SuiteError(f"bad ratio string {text!r}: {item!r} is not 'module.glob=ratio' "
-                                 f"(e.g. features.*=0.5,classifier=0)")
+                raise SuiteError(
+                    f"bad ratio string {text!r}: {item!r} is not 'module.glob=ratio' (e.g. features.*=0.5,classifier=0)"
+                )
             globs.append((pattern.strip(), _ratio(value.strip(), text)))
         return RatioSpec(text, globs=tuple(globs), skip=skips)
     if not body.startswith("["):
@@ -117,8 +119,9 @@ def n_pruned(ratio: float, n: int) -> int:
     return min(math.ceil(round(ratio * n, 9)), n - 1)
 
 
-def resolve(spec: RatioSpec, model: nn.Module, layout, granularity: str = "filter",
-            input_shape: tuple[int, ...] | None = None) -> dict[str, float]:
+def resolve(
+    spec: RatioSpec, model: nn.Module, layout, granularity: str = "filter", input_shape: tuple[int, ...] | None = None
+) -> dict[str, float]:
     """Map a parsed spec to {layer name: ratio} (ratio > 0 only) on the model's ``layout``
     (``suite.models.layouts``; the model entry's ``layout``).
 
@@ -136,22 +139,24 @@ def resolve(spec: RatioSpec, model: nn.Module, layout, granularity: str = "filte
     return layout.resolve(spec, model, granularity, example)
 
 
-def _resolve_target(spec: RatioSpec, model: nn.Module, layout, granularity: str,
-                    input_shape: tuple[int, ...] | None) -> dict[str, float]:
+def _resolve_target(
+    spec: RatioSpec, model: nn.Module, layout, granularity: str, input_shape: tuple[int, ...] | None
+) -> dict[str, float]:
     if granularity == "weight":
-        raise SuiteError(f"a FLOPs target ({spec.text}) applies to filter pruning; unstructured methods take a "
-                         f"ratio (e.g. 0.9)")
+        raise SuiteError(
+            f"a FLOPs target ({spec.text}) applies to filter pruning; unstructured methods take a ratio (e.g. 0.9)"
+        )
     if input_shape is None:
         raise ValueError("a FLOPs target needs the input shape")
 
     def uniform(r: float) -> dict[str, float]:
         return resolve(replace(spec, target=None, uniform=round(r, 6)), model, layout, granularity, input_shape)
+
     r = ratio_for_speedup(model, spec.target, uniform, input_shape, coupled=layout.coupled)
     return uniform(r)
 
 
-def dry_surgery(model: nn.Module, layer_ratios: dict[str, float], input_shape: tuple[int, ...],
-                coupled: bool) -> dict:
+def dry_surgery(model: nn.Module, layer_ratios: dict[str, float], input_shape: tuple[int, ...], coupled: bool) -> dict:
     """Remove the first ``n_pruned(r, n)`` filters of every named conv (or group) from a copy and run
     it (on the meta device): {params, flops, pruned_params, pruned_flops, speedup}. Sizes depend only on how many go, not
     which. A surgery or forward that fails is a one-line error (a spec the model cannot take)."""
@@ -171,17 +176,31 @@ def dry_surgery(model: nn.Module, layer_ratios: dict[str, float], input_shape: t
     except SuiteError:
         raise
     except Exception as e:
-        raise SuiteError(f"the surgery fails on this model at these ratios ({type(e).__name__}: "
-                         f"{' '.join(str(e).split())[:200]})") from None
-    return {"params": params, "flops": flops, "pruned_params": p, "pruned_flops": f, "speedup": flops / f,
-            "param_reduction": params / p, "pruned_layers": len(layer_ratios)}
+        raise SuiteError(
+            f"the surgery fails on this model at these ratios ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        ) from None
+    return {
+        "params": params,
+        "flops": flops,
+        "pruned_params": p,
+        "pruned_flops": f,
+        "speedup": flops / f,
+        "param_reduction": params / p,
+        "pruned_layers": len(layer_ratios),
+    }
 
 
 _TARGETS: dict[tuple, float] = {}
 
 
-def ratio_for_speedup(model: nn.Module, target: float, uniform: callable, input_shape: tuple[int, ...],
-                      coupled: bool, tolerance: float = 0.005) -> float:
+def ratio_for_speedup(
+    model: nn.Module,
+    target: float,
+    uniform: callable,
+    input_shape: tuple[int, ...],
+    coupled: bool,
+    tolerance: float = 0.005,
+) -> float:
     """The uniform ratio whose real surgery gives the FLOPs speedup nearest ``target``.
 
     A bracketed search (speedup grows with the ratio): each probe is a dry surgery, placed by
@@ -189,9 +208,13 @@ def ratio_for_speedup(model: nn.Module, target: float, uniform: callable, input_
     few probes), or at the bracket's middle when interpolation would not shrink it enough; it stops
     within ``tolerance`` of the target. ``uniform(r)`` maps a ratio to the layer ratios it means.
     Cached per architecture (parameter names and shapes), input shape and target."""
-    key = (target, tuple(input_shape), coupled,
-           tuple((n, tuple(p.shape)) for n, p in model.named_parameters()),
-           tuple(sorted(uniform(0.5).items())))
+    key = (
+        target,
+        tuple(input_shape),
+        coupled,
+        tuple((n, tuple(p.shape)) for n, p in model.named_parameters()),
+        tuple(sorted(uniform(0.5).items())),
+    )
     if key in _TARGETS:
         return _TARGETS[key]
 
@@ -201,8 +224,10 @@ def ratio_for_speedup(model: nn.Module, target: float, uniform: callable, input_
     lo, s_lo, hi = 0.0, 1.0, 0.99
     s_hi = speedup(hi)
     if s_hi < target:
-        raise SuiteError(f"target {target:g}x is beyond reach: removing 99% of every prunable group gives "
-                         f"{s_hi:.2f}x; ask for at most {s_hi:.2f}x or prune more layers")
+        raise SuiteError(
+            f"target {target:g}x is beyond reach: removing 99% of every prunable group gives "
+            f"{s_hi:.2f}x; ask for at most {s_hi:.2f}x or prune more layers"
+        )
     guess = min(max(1 - 1 / math.sqrt(target), 0.01), 0.98)  # (1 - r)^2 = 1 / target
     for _ in range(20):
         r = guess

@@ -13,6 +13,7 @@ The result is a ratio per layer, not a count, so everything that reads ratios ke
 unchanged: ``n_pruned(k / n, n) == k`` for every count k < n, so the surgery and every method
 remove exactly the rounded count (a layer left whole drops out, as unpruned layers do).
 """
+
 from __future__ import annotations
 
 from torch import nn

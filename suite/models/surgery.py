@@ -4,6 +4,7 @@ Removal goes through torch-pruning's DependencyGraph, so the next conv's input c
 batch norm and a following linear layer shrink with the removed filters. NNI 3.0's ModelSpeedup
 is not used: it fails on current torch (upstream nni#5768).
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,7 @@ FilterChoice = dict[str, list[int]]  # conv name -> output-filter indices to rem
 MaskChoice = dict[str, torch.Tensor]  # conv/linear name -> {0,1} mask shaped like its weight
 
 
-def remove_filters(model: nn.Module, choice: FilterChoice, example: torch.Tensor,
-                   coupled: bool = False) -> nn.Module:
+def remove_filters(model: nn.Module, choice: FilterChoice, example: torch.Tensor, coupled: bool = False) -> nn.Module:
     """Physically remove the chosen output filters of each conv, in place; returns the model.
 
     The paper's layouts (``coupled=False``): each conv's pruning group must stay inside {that conv,
@@ -43,11 +43,16 @@ def remove_filters(model: nn.Module, choice: FilterChoice, example: torch.Tensor
 
 def _check_local(group, name: str, conv: nn.Module) -> None:
     """Refuse a pruning group that touches more than one conv's outputs (e.g. a residual add)."""
-    out_convs = [dep.target.module for dep, _ in group
-                 if dep.handler in (tp.prune_conv_out_channels,) and isinstance(dep.target.module, nn.Conv2d)]
+    out_convs = [
+        dep.target.module
+        for dep, _ in group
+        if dep.handler in (tp.prune_conv_out_channels,) and isinstance(dep.target.module, nn.Conv2d)
+    ]
     if any(m is not conv for m in out_convs):
-        raise SuiteError(f"{name}'s filters are tied to other layers' outputs (residual addition): "
-                         f"only the convs methods/GREG_SPEC.md names may be pruned")
+        raise SuiteError(
+            f"{name}'s filters are tied to other layers' outputs (residual addition): "
+            f"only the convs methods/GREG_SPEC.md names may be pruned"
+        )
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -67,8 +72,11 @@ def batchnorm_after(model: nn.Module, conv_names, example: torch.Tensor) -> dict
     name_of = {id(m): n for n, m in model.named_modules()}
     out = {}
     for name in conv_names:
-        bns = [node.module for node in dg.module2node[model.get_submodule(name)].outputs
-               if isinstance(node.module, nn.BatchNorm2d)]
+        bns = [
+            node.module
+            for node in dg.module2node[model.get_submodule(name)].outputs
+            if isinstance(node.module, nn.BatchNorm2d)
+        ]
         out[name] = name_of[id(bns[0])] if len(bns) == 1 else None
     return out
 

@@ -17,6 +17,7 @@ Channels: a torchvision model whose stem takes 3 channels gets a fresh stem conv
 when the data has C != 3 (grey images stay 1 channel; torchvision has no ``in_chans`` argument);
 timm models take ``in_chans``.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -37,13 +38,21 @@ from suite.models.nets import MODELS, ModelEntry
 def register_model(fn: Callable | None = None, *, name: str | None = None, description: str = ""):
     """Decorator: ``@register_model`` on ``def mynet(num_classes, in_channels=3, input_size=None)``
     adds it to ``MODELS`` under its function name (layout ``GENERIC``); a duplicate name is an error."""
+
     def add(f):
         key = name or f.__name__
         if key in MODELS:
             raise SuiteError(f"model {key!r} is registered twice")
-        MODELS.register(key)(ModelEntry(key, GENERIC, lambda k, shape: _call_factory(f, k, shape, key),
-                                        description or (f.__doc__ or "").strip().split("\n")[0]))
+        MODELS.register(key)(
+            ModelEntry(
+                key,
+                GENERIC,
+                lambda k, shape: _call_factory(f, k, shape, key),
+                description or (f.__doc__ or "").strip().split("\n")[0],
+            )
+        )
         return f
+
     return add(fn) if fn is not None else add
 
 
@@ -52,6 +61,7 @@ def list_models(pattern: str = "*") -> list[str]:
     classification models and ``timm:*`` timm's (when installed)."""
     if pattern.startswith("torchvision:"):
         from torchvision import models as tvm
+
         names = [f"torchvision:{n}" for n in tvm.list_models(module=tvm)]
     elif pattern.startswith("timm:"):
         names = [f"timm:{n}" for n in _timm().list_models()]
@@ -76,8 +86,9 @@ def get(name: str) -> ModelEntry:
     try:
         return MODELS.get(name)  # not registered: its one-line "did you mean" error, with the other forms
     except SuiteError as e:
-        raise SuiteError(f"{e}; or torchvision:NAME (e.g. torchvision:resnet18), timm:NAME, "
-                         f"path/to/file.py:factory") from None
+        raise SuiteError(
+            f"{e}; or torchvision:NAME (e.g. torchvision:resnet18), timm:NAME, path/to/file.py:factory"
+        ) from None
 
 
 def build(name: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
@@ -94,24 +105,30 @@ def layout(name: str) -> Layout:
 def _torchvision_names() -> tuple[str, ...]:
     # importing torchvision pulls in torch._dynamo (seconds): only when a torchvision name is used
     from torchvision import models as tvm
+
     return tuple(tvm.list_models(module=tvm))  # classification models only (not detection, video, ...)
 
 
 def _torchvision_entry(short: str) -> ModelEntry:
     if short not in _torchvision_names():
         import difflib
+
         close = difflib.get_close_matches(short, _torchvision_names(), n=3)
-        raise SuiteError(f"torchvision:{short} is not a torchvision classification model"
-                         f"{' (did you mean ' + ', '.join(close) + '?)' if close else ''}; "
-                         f"'suite list models torchvision:*' lists them")
+        raise SuiteError(
+            f"torchvision:{short} is not a torchvision classification model"
+            f"{' (did you mean ' + ', '.join(close) + '?)' if close else ''}; "
+            f"'suite list models torchvision:*' lists them"
+        )
 
     def make(k: int, shape: tuple[int, int, int]) -> nn.Module:
         from torchvision import models as tvm
+
         try:
             model = tvm.get_model(short, weights=None, num_classes=k)
         except (ValueError, TypeError) as e:  # e.g. inception's aux_logits with weights=None
             raise SuiteError(f"torchvision:{short} cannot be built with {k} classes: {e}") from None
         return _adapt_stem(model, shape[0], f"torchvision:{short}")
+
     return ModelEntry(f"torchvision:{short}", GENERIC, make, f"torchvision {short}, random init")
 
 
@@ -123,11 +140,25 @@ def _adapt_stem(model: nn.Module, channels: int, who: str) -> nn.Module:
         for child_name, child in parent.named_children():
             if isinstance(child, nn.Conv2d):
                 if child.in_channels != 3 or child.groups != 1:
-                    raise SuiteError(f"{who}: its first conv takes {child.in_channels} channels, not 3; "
-                                     f"cannot adapt it to {channels}-channel data")
-                setattr(parent, child_name, nn.Conv2d(
-                    channels, child.out_channels, child.kernel_size, child.stride, child.padding,
-                    child.dilation, 1, child.bias is not None, child.padding_mode))
+                    raise SuiteError(
+                        f"{who}: its first conv takes {child.in_channels} channels, not 3; "
+                        f"cannot adapt it to {channels}-channel data"
+                    )
+                setattr(
+                    parent,
+                    child_name,
+                    nn.Conv2d(
+                        channels,
+                        child.out_channels,
+                        child.kernel_size,
+                        child.stride,
+                        child.padding,
+                        child.dilation,
+                        1,
+                        child.bias is not None,
+                        child.padding_mode,
+                    ),
+                )
                 return model
     raise SuiteError(f"{who} has no Conv2d to take {channels}-channel input")
 
@@ -137,6 +168,7 @@ def _timm():
     if importlib.util.find_spec("timm") is None:
         raise SuiteError("timm models need the optional extra: pip install -e '.[timm]' (or pip install timm)")
     import timm
+
     return timm
 
 
@@ -147,6 +179,7 @@ def _timm_entry(short: str) -> ModelEntry:
 
     def make(k: int, shape: tuple[int, int, int]) -> nn.Module:
         return timm.create_model(short, pretrained=False, num_classes=k, in_chans=shape[0])
+
     return ModelEntry(f"timm:{short}", GENERIC, make, f"timm {short}, random init")
 
 
@@ -158,8 +191,12 @@ def _file_entry(path: Path, factory: str) -> ModelEntry:
     if not callable(fn):
         raise SuiteError(f"model file {path} has no function {factory!r} (write path/to/file.py:factory)")
     name = f"{path}:{factory}"
-    return ModelEntry(name, GENERIC, lambda k, shape: _call_factory(fn, k, shape, name),
-                      (fn.__doc__ or f"{factory} from {path.name}").strip().split("\n")[0])
+    return ModelEntry(
+        name,
+        GENERIC,
+        lambda k, shape: _call_factory(fn, k, shape, name),
+        (fn.__doc__ or f"{factory} from {path.name}").strip().split("\n")[0],
+    )
 
 
 @functools.cache
@@ -186,6 +223,7 @@ def source_digest(name: str) -> str | None:
     if not m or not Path(m.group(1)).is_file():
         return None
     import hashlib
+
     return hashlib.sha256(Path(m.group(1)).read_bytes()).hexdigest()[:16]
 
 
@@ -203,8 +241,9 @@ def _call_factory(fn: Callable, k: int, shape: tuple[int, int, int], who: str) -
     try:
         model = fn(**kwargs)
     except Exception as e:
-        raise SuiteError(f"{who}({', '.join(f'{a}={v!r}' for a, v in kwargs.items())}) failed: "
-                         f"{type(e).__name__}: {e}") from None
+        raise SuiteError(
+            f"{who}({', '.join(f'{a}={v!r}' for a, v in kwargs.items())}) failed: {type(e).__name__}: {e}"
+        ) from None
     if not isinstance(model, nn.Module):
         raise SuiteError(f"{who} returned {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -21,6 +21,7 @@ The statistics follow the design of the runs, and scipy and statsmodels compute 
 - "The gap grows with the ratio" is a regression of the per-seed differences on the target's FLOPs
   speedup (statsmodels OLS), tested on its slope, not read off point estimates.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,10 @@ def comparison_groups(runs: pd.DataFrame, question: list[str] = QUESTION):
     """The grouping every test on the page follows, in this one place: per question (``question``'s
     columns), a dict of its key and the list of (baseline key dict, runs) it holds."""
     for key, part in runs.groupby(question, sort=False, dropna=False):  # NaN (no budget point) as None: equal to itself
-        yield dict(zip(question, (None if pd.isna(v) else v for v in key))), [(dict(zip(BASELINE, bkey)), bpart)
-                                         for bkey, bpart in part.groupby(BASELINE, sort=False, dropna=False)]
+        yield (
+            dict(zip(question, (None if pd.isna(v) else v for v in key))),
+            [(dict(zip(BASELINE, bkey)), bpart) for bkey, bpart in part.groupby(BASELINE, sort=False, dropna=False)],
+        )
 
 
 # ---------------------------------------------------------------------------- the tests
@@ -69,8 +72,16 @@ def _untested(name: str, n: str, diff: float, why: str) -> dict:
 
 
 def _tested(name: str, n: str, diff: float, ci, p: float, detectable: float) -> dict:
-    return {"test": name, "n": n, "diff": float(diff), "lo": float(ci[0]), "hi": float(ci[1]), "p": float(p),
-            "detectable": float(detectable), "why": None}
+    return {
+        "test": name,
+        "n": n,
+        "diff": float(diff),
+        "lo": float(ci[0]),
+        "hi": float(ci[1]),
+        "p": float(p),
+        "detectable": float(detectable),
+        "why": None,
+    }
 
 
 def _detectable_paired(sd: float, n: int) -> float:
@@ -89,8 +100,14 @@ def paired_test(a: list[float], b: list[float]) -> dict:
     if _flat(np.round(d, 9)):  # identical differences: no spread, no t
         return _untested(name, n, float(d.mean()), "the differences have no spread: no test")
     r = stats.ttest_rel(a, b)
-    return _tested(name, n, d.mean(), r.confidence_interval(1 - ALPHA), r.pvalue,
-                   _detectable_paired(float(np.std(d, ddof=1)), len(d)))
+    return _tested(
+        name,
+        n,
+        d.mean(),
+        r.confidence_interval(1 - ALPHA),
+        r.pvalue,
+        _detectable_paired(float(np.std(d, ddof=1)), len(d)),
+    )
 
 
 def welch_test(a: list[float], b: list[float]) -> dict:
@@ -116,8 +133,9 @@ def welch_test(a: list[float], b: list[float]) -> dict:
         ci = r.confidence_interval(1 - ALPHA)
     var = [0.0 if _flat(x) else float(np.var(x, ddof=1)) for x in (a, b)]
     pooled = math.sqrt(((len(a) - 1) * var[0] + (len(b) - 1) * var[1]) / (len(a) + len(b) - 2))
-    effect = TTestIndPower().solve_power(effect_size=None, nobs1=len(a), ratio=len(b) / len(a), alpha=ALPHA,
-                                         power=POWER)
+    effect = TTestIndPower().solve_power(
+        effect_size=None, nobs1=len(a), ratio=len(b) / len(a), alpha=ALPHA, power=POWER
+    )
     return _tested(name, n, diff, ci, r.pvalue, float(effect) * pooled)
 
 
@@ -135,8 +153,14 @@ def across_baselines(diffs: list[float]) -> dict:
     if _flat(np.round(diffs, 9)):
         return _untested(name, n, mean, "the baselines' differences have no spread: no test")
     r = stats.ttest_1samp(diffs, 0.0)
-    return _tested(name, n, mean, r.confidence_interval(1 - ALPHA), r.pvalue,
-                   _detectable_paired(float(np.std(diffs, ddof=1)), len(diffs)))
+    return _tested(
+        name,
+        n,
+        mean,
+        r.confidence_interval(1 - ALPHA),
+        r.pvalue,
+        _detectable_paired(float(np.std(diffs, ddof=1)), len(diffs)),
+    )
 
 
 def slope_test(x: list[float], y: list[float], a_side: list[bool] | None = None) -> dict:
@@ -159,8 +183,14 @@ def slope_test(x: list[float], y: list[float], a_side: list[bool] | None = None)
     if not fit.bse[k] > 0:
         return _untested(name, n, float(fit.params[k]), "the differences lie on a line: no test")
     effect = TTestPower().solve_power(effect_size=None, nobs=fit.df_resid + 1, alpha=ALPHA, power=POWER)
-    return _tested(name, n, fit.params[k], fit.conf_int(ALPHA)[k], fit.pvalues[k],
-                   float(effect) * math.sqrt(fit.df_resid + 1) * fit.bse[k])
+    return _tested(
+        name,
+        n,
+        fit.params[k],
+        fit.conf_int(ALPHA)[k],
+        fit.pvalues[k],
+        float(effect) * math.sqrt(fit.df_resid + 1) * fit.bse[k],
+    )
 
 
 # ---------------------------------------------------------------------------- the runs
@@ -177,8 +207,9 @@ def _side(part: pd.DataFrame, method: str, measure: str) -> pd.DataFrame:
     """One method's runs in a baseline as (seed, weights, value): top-1, or points lost at removal."""
     rows = part[part.method == method]
     value = rows.top1 if measure == "top1" else rows.acc_before_removal - rows.acc_after_removal
-    return pd.DataFrame({"seed": rows.seed, "weights": rows.baseline_sha256.fillna(""),
-                         "value": value}).dropna(subset=["value"])
+    return pd.DataFrame({"seed": rows.seed, "weights": rows.baseline_sha256.fillna(""), "value": value}).dropna(
+        subset=["value"]
+    )
 
 
 def pairs(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame | None:
@@ -208,8 +239,16 @@ def _baseline_result(base: dict, part: pd.DataFrame, claim: Claim) -> dict | Non
     else:
         sides = {"a": a.value.tolist(), "b": b.value.tolist()}
         test = welch_test(sides[better], sides[worse])
-    out = base | {"a": _summary(a.value), "b": _summary(b.value), "test": test, "paired": matched is not None,
-                  "speedup": float(part.speedup.mean()), "matched": matched, "a_runs": a, "b_runs": b}
+    out = base | {
+        "a": _summary(a.value),
+        "b": _summary(b.value),
+        "test": test,
+        "paired": matched is not None,
+        "speedup": float(part.speedup.mean()),
+        "matched": matched,
+        "a_runs": a,
+        "b_runs": b,
+    }
     if claim.column is not None and f"m:{claim.column}" in part:  # what the claim's method shows of its mechanism
         values = part[part.method == claim.a][f"m:{claim.column}"].dropna()
         out["mag_ratio"] = float(values.mean()) if not values.empty else None
@@ -225,11 +264,27 @@ def claim_rows(runs: pd.DataFrame, claim: Claim) -> list[dict]:
         if not per:
             continue
         test = per[0]["test"] if len(per) == 1 else across_baselines([r["test"]["diff"] for r in per])
-        out.append(question | {"speedup": float(np.mean([r["speedup"] for r in per])), "baselines": per,
-                               "protocol_text": protocol_text(question["protocol"], question["budget_samples"]),
-                               "test": test, "scope": ONE_BASELINE if len(per) == 1 else None})
-    return sorted(out, key=lambda r: (r["setting"], not r["current"], r["numerics"], r["protocol"],
-                                      r["budget_samples"] if pd.notna(r["budget_samples"]) else 0, r["speedup"]))
+        out.append(
+            question
+            | {
+                "speedup": float(np.mean([r["speedup"] for r in per])),
+                "baselines": per,
+                "protocol_text": protocol_text(question["protocol"], question["budget_samples"]),
+                "test": test,
+                "scope": ONE_BASELINE if len(per) == 1 else None,
+            }
+        )
+    return sorted(
+        out,
+        key=lambda r: (
+            r["setting"],
+            not r["current"],
+            r["numerics"],
+            r["protocol"],
+            r["budget_samples"] if pd.notna(r["budget_samples"]) else 0,
+            r["speedup"],
+        ),
+    )
 
 
 def _baseline_slope(per_target: list[dict]) -> dict:
@@ -257,7 +312,8 @@ def gap_rows(rows: list[dict]) -> list[dict]:
     for r in rows:
         for b in r["baselines"]:
             series.setdefault(tuple(r[k] for k in series_keys), {}).setdefault(b["baseline_key"], []).append(
-                b | {"ratios": r["ratios"], "skip": r["skip"]})
+                b | {"ratios": r["ratios"], "skip": r["skip"]}
+            )
     out = []
     for key, by_baseline in series.items():
         per = []
@@ -265,17 +321,28 @@ def gap_rows(rows: list[dict]) -> list[dict]:
             if len(targets) < 2:
                 continue
             targets = sorted(targets, key=lambda t: t["speedup"])
-            per.append({"baseline_name": targets[0]["baseline_name"], "baseline_key": targets[0]["baseline_key"],
-                        "test": _baseline_slope(targets),
-                        "steps": [(t["ratios"], t["speedup"], t["test"]["diff"]) for t in targets]})
+            per.append(
+                {
+                    "baseline_name": targets[0]["baseline_name"],
+                    "baseline_key": targets[0]["baseline_key"],
+                    "test": _baseline_slope(targets),
+                    "steps": [(t["ratios"], t["speedup"], t["test"]["diff"]) for t in targets],
+                }
+            )
         if not per:
             continue
         fitted = [p for p in per if math.isfinite(p["test"]["diff"])]  # baselines whose slope could be fitted
         test = across_baselines([p["test"]["diff"] for p in fitted]) if len(fitted) > 1 else (fitted or per)[0]["test"]
         head = dict(zip(series_keys, key))
-        out.append(head | {"baselines": per, "test": test,
-                           "protocol_text": protocol_text(head["protocol"], head["budget_samples"]),
-                           "scope": ONE_BASELINE if len(fitted) <= 1 else None})
+        out.append(
+            head
+            | {
+                "baselines": per,
+                "test": test,
+                "protocol_text": protocol_text(head["protocol"], head["budget_samples"]),
+                "scope": ONE_BASELINE if len(fitted) <= 1 else None,
+            }
+        )
     return out
 
 
@@ -331,11 +398,16 @@ def sentence(claim: Claim, rows: list[dict]) -> str:
     quiet = [t["detectable"] for t in tested if not t["significant"]]
     diffs = [r["test"]["diff"] for r in rows if math.isfinite(r["test"]["diff"])] or [math.nan]
     noun, unit = ("series", "points per 1x FLOPs speedup") if claim is GAP else ("comparisons", "points")
-    text = (f"{claim.short}: holds in {pro} of {len(tested)} tested {noun} after Holm, the opposite in {con}; "
-            f"{'slopes' if claim is GAP else 'differences'} {min(diffs):+.2f} to {max(diffs):+.2f} {unit}")
+    text = (
+        f"{claim.short}: holds in {pro} of {len(tested)} tested {noun} after Holm, the opposite in {con}; "
+        f"{'slopes' if claim is GAP else 'differences'} {min(diffs):+.2f} to {max(diffs):+.2f} {unit}"
+    )
     if quiet:
-        text += (f"; the {len(quiet)} not significant could detect only >= {min(quiet):.2f}"
-                 + (f" to {max(quiet):.2f}" if len(quiet) > 1 else "") + f" {unit}")
+        text += (
+            f"; the {len(quiet)} not significant could detect only >= {min(quiet):.2f}"
+            + (f" to {max(quiet):.2f}" if len(quiet) > 1 else "")
+            + f" {unit}"
+        )
     if claim.measure == "removal":
         lost = [b["a"]["mean"] for r in rows for b in r["baselines"]]
         text += f"; {claim.a} itself still loses {min(lost):.1f} to {max(lost):.1f} points at removal"
@@ -354,16 +426,30 @@ def findings(runs: pd.DataFrame) -> dict:
     claims = []
     for claim in CLAIMS:
         rows = claim_rows(runs, claim) if not runs.empty else []
-        claims.append({"claim": claim, "rows": rows,
-                       "untested": None if rows else f"no comparison holds runs of both {claim.a} and {claim.b}"})
+        claims.append(
+            {
+                "claim": claim,
+                "rows": rows,
+                "untested": None if rows else f"no comparison holds runs of both {claim.a} and {claim.b}",
+            }
+        )
     gaps = gap_rows(claim_rows(runs, GAP)) if not runs.empty else []
-    gap = {"claim": GAP, "rows": gaps, "untested": None if gaps else
-           f"no setting has {GAP.a} and {GAP.b} at two or more targets under one baseline, precision and protocol"}
+    gap = {
+        "claim": GAP,
+        "rows": gaps,
+        "untested": None
+        if gaps
+        else f"no setting has {GAP.a} and {GAP.b} at two or more targets under one baseline, precision and protocol",
+    }
     sections = [*claims, gap]
     holm([r["test"] for c in sections for r in c["rows"]])
     for c in sections:
         for r in c["rows"]:
             r["verdict"] = verdict(c["claim"], r["test"])
         c["sentence"] = sentence(c["claim"], c["rows"])
-    return {"claims": claims, "gap": gap, "summary": [c["sentence"] for c in sections],
-            "tests": sum(r["test"]["p"] is not None for c in sections for r in c["rows"])}
+    return {
+        "claims": claims,
+        "gap": gap,
+        "summary": [c["sentence"] for c in sections],
+        "tests": sum(r["test"]["p"] is not None for c in sections for r in c["rows"]),
+    }

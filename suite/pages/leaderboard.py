@@ -4,6 +4,7 @@ Only finished, non-smoke runs evaluated on the test split appear as results (sea
 scored on a validation split and trained on less data, so they are left out). Numbers reported
 in the paper are shown beside ours, marked, and never ranked with them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,6 +36,7 @@ def paper_results() -> dict:
     """The numbers the GReg paper reports, per setting (suite/paper_results.json, package data):
     {"source": citation, "settings": {name: {"baseline": top-1, "rows": [[table, method, speedup, top-1]]}}}."""
     from importlib.resources import files
+
     return json.loads(files("suite.pages").joinpath("paper_results.json").read_text())
 
 
@@ -94,8 +96,9 @@ def _tick_text(v: float, step: float) -> str:
     return f"{v:.{decimals}f}"
 
 
-def svg_chart(agg: pd.DataFrame, baseline: float | None, paper: dict | None = None,
-              width: int = 1000, height: int = 420) -> dict:
+def svg_chart(
+    agg: pd.DataFrame, baseline: float | None, paper: dict | None = None, width: int = 1000, height: int = 420
+) -> dict:
     """Coordinates for an inline SVG: top-1 vs FLOPs speedup, one series per row label with error
     bars, the paper's reported points as hollow diamonds, and the Pareto frontier of our points.
 
@@ -109,8 +112,12 @@ def svg_chart(agg: pd.DataFrame, baseline: float | None, paper: dict | None = No
         agg = pd.DataFrame(columns=["speedup", "top1_mean", "top1_std", "method", "label", "n"], dtype=float)
     std = agg.top1_std.fillna(0)
     xs = agg.speedup.tolist() + [r[2] for r in paper_rows]
-    ys = ((agg.top1_mean - std).tolist() + (agg.top1_mean + std).tolist() + [r[3] for r in paper_rows]
-          + ([baseline] if baseline is not None else []))
+    ys = (
+        (agg.top1_mean - std).tolist()
+        + (agg.top1_mean + std).tolist()
+        + [r[3] for r in paper_rows]
+        + ([baseline] if baseline is not None else [])
+    )
     span_x, span_y = max(xs) - min(xs), max(ys) - min(ys)
     pad_x = max(span_x * 0.08, max(xs) * 0.05)
     pad_y = max(span_y * 0.08, 0.5)
@@ -125,26 +132,55 @@ def svg_chart(agg: pd.DataFrame, baseline: float | None, paper: dict | None = No
     def py(y):
         return round(height - m["b"] - (y - lo_y) / (hi_y - lo_y) * (height - m["t"] - m["b"]), 1)
 
-    palette = ["#1b6ac9", "#d1495b", "#2a9d8f", "#e9a03b", "#6c4ab6", "#555555", "#8ab17d", "#b5651d",
-               "#17becf", "#c51b7d", "#7f7f00", "#0b3d91"]
+    palette = [
+        "#1b6ac9",
+        "#d1495b",
+        "#2a9d8f",
+        "#e9a03b",
+        "#6c4ab6",
+        "#555555",
+        "#8ab17d",
+        "#b5651d",
+        "#17becf",
+        "#c51b7d",
+        "#7f7f00",
+        "#0b3d91",
+    ]
     # one colour per row label: our greg1 and the paper's greg1 share it, the marker tells them apart
-    color = {name: palette[k % len(palette)]
-             for k, name in enumerate(dict.fromkeys(sorted(agg.label) + [r[1] for r in paper_rows]))}
+    color = {
+        name: palette[k % len(palette)]
+        for k, name in enumerate(dict.fromkeys(sorted(agg.label) + [r[1] for r in paper_rows]))
+    }
     series = []
     if not agg.empty:
         for label_, part in agg.sort_values("speedup").groupby("label", sort=False):
             pts = []
             for r in part.itertuples():
                 sd = 0.0 if pd.isna(r.top1_std) else r.top1_std
-                pts.append({"x": px(r.speedup), "y": py(r.top1_mean), "y0": py(r.top1_mean - sd),
-                            "y1": py(r.top1_mean + sd),
-                            "label": f"{label_}: {r.top1_mean:.2f} at {r.speedup:.2f}x (n={r.n})"})
-            series.append({"method": label_, "color": color[label_], "points": pts,
-                           "path": " ".join(f"{p['x']},{p['y']}" for p in pts)})
+                pts.append(
+                    {
+                        "x": px(r.speedup),
+                        "y": py(r.top1_mean),
+                        "y0": py(r.top1_mean - sd),
+                        "y1": py(r.top1_mean + sd),
+                        "label": f"{label_}: {r.top1_mean:.2f} at {r.speedup:.2f}x (n={r.n})",
+                    }
+                )
+            series.append(
+                {
+                    "method": label_,
+                    "color": color[label_],
+                    "points": pts,
+                    "path": " ".join(f"{p['x']},{p['y']}" for p in pts),
+                }
+            )
     paper_series = []
     for meth in dict.fromkeys(r[1] for r in paper_rows):
-        pts = [{"x": px(sp), "y": py(acc), "label": f"{meth} (paper, {src}): {acc:.2f} at {sp:.2f}x"}
-               for src, mm, sp, acc in sorted(paper_rows, key=lambda r: r[2]) if mm == meth]
+        pts = [
+            {"x": px(sp), "y": py(acc), "label": f"{meth} (paper, {src}): {acc:.2f} at {sp:.2f}x"}
+            for src, mm, sp, acc in sorted(paper_rows, key=lambda r: r[2])
+            if mm == meth
+        ]
         paper_series.append({"method": f"{meth} (paper)", "color": color[meth], "points": pts})
     front = pareto(list(zip(agg.speedup, agg.top1_mean)))
     legend = [{"kind": "ours", "text": s_["method"], "color": s_["color"]} for s_ in series]
@@ -156,12 +192,19 @@ def svg_chart(agg: pd.DataFrame, baseline: float | None, paper: dict | None = No
     for k, item in enumerate(legend):
         item["y"] = m["t"] + 10 + 20 * k
     xstep, ystep = xticks[1] - xticks[0], yticks[1] - yticks[0]
-    return {"width": width, "height": height, "series": series, "paper": paper_series, "m": m,
-            "legend": legend, "legend_x": width - m["r"] + 16,
-            "front": " ".join(f"{px(x)},{py(y)}" for x, y in front) if len(front) > 1 else "",
-            "baseline_y": py(baseline) if baseline is not None else None,
-            "yticks": [{"v": _tick_text(v, ystep), "y": py(v)} for v in yticks],
-            "xticks": [{"v": _tick_text(v, xstep) + "x", "x": px(v)} for v in xticks]}
+    return {
+        "width": width,
+        "height": height,
+        "series": series,
+        "paper": paper_series,
+        "m": m,
+        "legend": legend,
+        "legend_x": width - m["r"] + 16,
+        "front": " ".join(f"{px(x)},{py(y)}" for x, y in front) if len(front) > 1 else "",
+        "baseline_y": py(baseline) if baseline is not None else None,
+        "yticks": [{"v": _tick_text(v, ystep), "y": py(v)} for v in yticks],
+        "xticks": [{"v": _tick_text(v, xstep) + "x", "x": px(v)} for v in xticks],
+    }
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -200,6 +243,7 @@ def _href(path: str) -> str:
 def _stored_setting(runs: pd.DataFrame):
     """A setting not in the registry (a TOML file), as its runs recorded it in config.json."""
     from suite.spec.settings import Setting
+
     for run in runs.get("run", []):  # a setting with latency records only has no runs
         try:
             config = json.loads((Path(run) / "config.json").read_text())
@@ -210,9 +254,11 @@ def _stored_setting(runs: pd.DataFrame):
 
 
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.PackageLoader("suite.pages", "templates"),
-                              autoescape=jinja2.select_autoescape(["html"], default=True),
-                              undefined=jinja2.StrictUndefined)
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("suite.pages", "templates"),
+        autoescape=jinja2.select_autoescape(["html"], default=True),
+        undefined=jinja2.StrictUndefined,
+    )
 
 
 def _unique_best(rows: list[dict], col: str) -> str | None:
@@ -250,15 +296,22 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path, baseline_processors: dict |
     # filter targets from the mildest to the strongest pruning, then unstructured ones by sparsity,
     # each with the paper's protocol first
     order = agg.assign(_total=agg.protocol == "total").sort_values(
-        ["granularity", "speedup", "sparsity", "ratios", "_total"], kind="stable")
+        ["granularity", "speedup", "sparsity", "ratios", "_total"], kind="stable"
+    )
     # one table per baseline too: rows that started from different weights are not ranked together;
     # and per precision and layout (a --baseline file's runs in fp32 and bf16 share its key)
     rank = {key: i for i, key in enumerate(_leading(agg, "baseline_key"))}
     order = order.assign(_rank=order.baseline_key.map(rank)).sort_values("_rank", kind="stable")
     for _comparison, part in order.groupby("comparison", sort=False, dropna=False):  # one table per comparison
         first = part.iloc[0]
-        key, numerics, granularity, ratios, skip, protocol = (first.baseline_key, first.numerics, first.granularity,
-                                                              first.ratios, first.skip, first.protocol)
+        key, numerics, granularity, ratios, skip, protocol = (
+            first.baseline_key,
+            first.numerics,
+            first.granularity,
+            first.ratios,
+            first.skip,
+            first.protocol,
+        )
         part = part.sort_values("top1_mean", ascending=False)
         # the reference for "within noise" is the best row that has seeds enough to test (n >= 2)
         testable = part[part.n >= 2]
@@ -266,40 +319,74 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path, baseline_processors: dict |
         rows = []
         for r in part.itertuples():
             noise = None if r.Index == best.name else within_noise(best.top1_values, r.top1_values)
-            rows.append({
-                "method": r.label, "top1": r.top1_mean, "std": None if pd.isna(r.top1_std) else r.top1_std,  # one seed: no spread to show
-                "n": r.n, "delta": r.delta, "params": r.params, "param_reduction": r.param_reduction,
-                "speedup": r.speedup, "nonzero_params": r.nonzero_params, "nonzero_reduction": r.nonzero_reduction,
-                "sparsity": r.sparsity, "latency_speedup": r.latency_speedup, "latency_device": r.latency_device,
-                "latency_lo": r.latency_lo, "latency_hi": r.latency_hi, "latency_noisy": r.latency_noisy,
-                "own_iters": int(r.own_iters or 0), "finetune_epochs": r.finetune_epochs,
-                "samples": None if pd.isna(r.samples) else int(r.samples),
-                "samples_x_train": None if pd.isna(r.samples_x_train) else r.samples_x_train,
-                "train_macs": None if pd.isna(r.train_macs) else r.train_macs, "capped": bool(r.capped),
-                "before": r.before_removal, "after": r.after_removal, "shown": _method_columns(part, r.Index, r.method),
-                "hparams": r.hparams, "hparams_source": r.hparams_source, "within_noise": noise,
-                "configs": [_href(os.path.relpath(Path(p) / "config.json", out_dir)) for p in r.runs],
-            })
+            rows.append(
+                {
+                    "method": r.label,
+                    "top1": r.top1_mean,
+                    "std": None if pd.isna(r.top1_std) else r.top1_std,  # one seed: no spread to show
+                    "n": r.n,
+                    "delta": r.delta,
+                    "params": r.params,
+                    "param_reduction": r.param_reduction,
+                    "speedup": r.speedup,
+                    "nonzero_params": r.nonzero_params,
+                    "nonzero_reduction": r.nonzero_reduction,
+                    "sparsity": r.sparsity,
+                    "latency_speedup": r.latency_speedup,
+                    "latency_device": r.latency_device,
+                    "latency_lo": r.latency_lo,
+                    "latency_hi": r.latency_hi,
+                    "latency_noisy": r.latency_noisy,
+                    "own_iters": int(r.own_iters or 0),
+                    "finetune_epochs": r.finetune_epochs,
+                    "samples": None if pd.isna(r.samples) else int(r.samples),
+                    "samples_x_train": None if pd.isna(r.samples_x_train) else r.samples_x_train,
+                    "train_macs": None if pd.isna(r.train_macs) else r.train_macs,
+                    "capped": bool(r.capped),
+                    "before": r.before_removal,
+                    "after": r.after_removal,
+                    "shown": _method_columns(part, r.Index, r.method),
+                    "hparams": r.hparams,
+                    "hparams_source": r.hparams_source,
+                    "within_noise": noise,
+                    "configs": [_href(os.path.relpath(Path(p) / "config.json", out_dir)) for p in r.runs],
+                }
+            )
         weights = granularity == "weight"  # masks leave FLOPs as they were: no speedup to lead
         marks = {"top1": _unique_best(rows, "top1"), "speedup": None if weights else _unique_best(rows, "speedup")}
         marks["latency_speedup"] = _latency_best(rows)
         budget = None if first.budget_samples != first.budget_samples else first.budget_samples
-        tables.append({"ratios": ratios, "skip": skip, "protocol": protocol, "rows": rows, "best": marks,
-                       "budget_samples": None if budget is None else int(budget),
-                       "unstructured": weights, "trained_on": trained_on(part.processors),
-                       "baseline_key": key, "numerics": numerics, "baseline_name": part.baseline_name.iloc[0],
-                       "baseline_top1": float(part.baseline_top1.iloc[0]),
-                       "baseline_processor": (baseline_processors or {}).get(key)})
+        tables.append(
+            {
+                "ratios": ratios,
+                "skip": skip,
+                "protocol": protocol,
+                "rows": rows,
+                "best": marks,
+                "budget_samples": None if budget is None else int(budget),
+                "unstructured": weights,
+                "trained_on": trained_on(part.processors),
+                "baseline_key": key,
+                "numerics": numerics,
+                "baseline_name": part.baseline_name.iloc[0],
+                "baseline_top1": float(part.baseline_top1.iloc[0]),
+                "baseline_processor": (baseline_processors or {}).get(key),
+            }
+        )
     return tables
 
 
 def _method_columns(frame: pd.DataFrame, index, method: str) -> list[tuple[str, float]]:
     """(title, value) of the extra columns a row's method declares (``Method.columns``), where recorded."""
     from methods import registry
+
     if method not in registry.names():
         return []
-    values = [(col.title, frame.at[index, f"m:{name}"]) for name, col in registry.get(method).columns.items()
-              if f"m:{name}" in frame.columns]
+    values = [
+        (col.title, frame.at[index, f"m:{name}"])
+        for name, col in registry.get(method).columns.items()
+        if f"m:{name}" in frame.columns
+    ]
     return [(title, float(v)) for title, v in values if v == v and v is not None]
 
 
@@ -321,8 +408,12 @@ def _timing(t: dict) -> dict:
     """One side (baseline or pruned) of a stored latency row, as a page shows it."""
     if t.get("error") is not None:
         return {"error": str(t["error"])}
-    return {"error": None, "ms": float(t["median_ms"]), "iqr": float(t["q3_ms"]) - float(t["q1_ms"]),
-            "converged": bool(t["converged"])}
+    return {
+        "error": None,
+        "ms": float(t["median_ms"]),
+        "iqr": float(t["q3_ms"]) - float(t["q1_ms"]),
+        "converged": bool(t["converged"]),
+    }
 
 
 def _latency_record(rec: dict) -> dict:
@@ -331,24 +422,50 @@ def _latency_record(rec: dict) -> dict:
     rows = []
     for r in rec["rows"]:
         speedup = r.get("speedup")
-        rows.append({"runtime": str(r["runtime"]), "batch": int(r["batch"]),
-                     "baseline": _timing(r["baseline"]), "pruned": _timing(r["pruned"]),
-                     "speedup": None if speedup is None else float(speedup),
-                     "share": None if speedup is None else float(r["share_of_flops_speedup"])})
-    view = {"ratios": str(rec["ratios"]), "flops_speedup": float(rec["flops_speedup"]), "rows": rows,
-            "processor": str(rec["processor"]), "device": str(rec["device"]), "threads": int(rec["threads"]),
-            "torch": str(rec["torch"]), "date": str(rec["measured_at"]), "layers": None}
+        rows.append(
+            {
+                "runtime": str(r["runtime"]),
+                "batch": int(r["batch"]),
+                "baseline": _timing(r["baseline"]),
+                "pruned": _timing(r["pruned"]),
+                "speedup": None if speedup is None else float(speedup),
+                "share": None if speedup is None else float(r["share_of_flops_speedup"]),
+            }
+        )
+    view = {
+        "ratios": str(rec["ratios"]),
+        "flops_speedup": float(rec["flops_speedup"]),
+        "rows": rows,
+        "processor": str(rec["processor"]),
+        "device": str(rec["device"]),
+        "threads": int(rec["threads"]),
+        "torch": str(rec["torch"]),
+        "date": str(rec["measured_at"]),
+        "layers": None,
+    }
     if rec.get("layers"):
         prof = rec["layer_profile"]
         fwd = {k: float(prof["forward_ms"][k]) for k in ("baseline", "pruned")}
-        layers = [{"layer": str(r["layer"]), "kind": str(r["kind"]),
-                   "baseline_ms": float(r["baseline_ms"] or 0.0),
-                   "pruned_ms": None if r["pruned_ms"] is None else float(r["pruned_ms"])} for r in rec["layers"]]
+        layers = [
+            {
+                "layer": str(r["layer"]),
+                "kind": str(r["kind"]),
+                "baseline_ms": float(r["baseline_ms"] or 0.0),
+                "pruned_ms": None if r["pruned_ms"] is None else float(r["pruned_ms"]),
+            }
+            for r in rec["layers"]
+        ]
         top = top_layers(layers)
-        view["layers"] = {"rows": top, "count": len(layers), "forward": fwd, "batch": int(prof["batch"]),
-                          "passes": int(prof["passes"]), "runtime": str(prof["runtime"]),
-                          "top_share": sum(r["baseline_ms"] for r in top) / fwd["baseline"],
-                          "all_share": sum(r["baseline_ms"] for r in layers) / fwd["baseline"]}
+        view["layers"] = {
+            "rows": top,
+            "count": len(layers),
+            "forward": fwd,
+            "batch": int(prof["batch"]),
+            "passes": int(prof["passes"]),
+            "runtime": str(prof["runtime"]),
+            "top_share": sum(r["baseline_ms"] for r in top) / fwd["baseline"],
+            "all_share": sum(r["baseline_ms"] for r in layers) / fwd["baseline"],
+        }
     return view
 
 
@@ -382,8 +499,9 @@ def fill_commands(setting) -> list[str]:
     return [shlex.join(line) for line in lines]
 
 
-def render(runs_dir: Path, out_dir: Path, include_capped: bool = False,
-           unreadable: list[Unreadable] | None = None) -> list[Path]:
+def render(
+    runs_dir: Path, out_dir: Path, include_capped: bool = False, unreadable: list[Unreadable] | None = None
+) -> list[Path]:
     """Write index.html, one page (+ CSV) per setting that has runs or paper rows; return the paths.
     Stored runs that could not be read are named on index.html and on their setting's page, and
     appended to ``unreadable`` (when given) for the terminal.
@@ -396,8 +514,12 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False,
     frame = load_runs(runs_dir, damaged)
     if not frame.empty:  # a result.json whose setting is not a name (null, a number) is no run
         named = frame.setting.map(lambda v: isinstance(v, str))
-        damaged += [Unreadable(Path(run), f"result.json: its setting {json.dumps(v, default=str)[:40]} is not a name",
-                               listed=False) for run, v in zip(frame.run[~named], frame.setting[~named])]
+        damaged += [
+            Unreadable(
+                Path(run), f"result.json: its setting {json.dumps(v, default=str)[:40]} is not a name", listed=False
+            )
+            for run, v in zip(frame.run[~named], frame.setting[~named])
+        ]
         frame = frame[named]
     if unreadable is not None:
         unreadable.extend(damaged)
@@ -431,42 +553,72 @@ def render(runs_dir: Path, out_dir: Path, include_capped: bool = False,
         first = runs.iloc[0] if not runs.empty else None
         commands = fill_commands(setting) if setting else []
         # the baselines this page's runs started from, the current edition first; the chart shows the first
-        baselines = (agg.groupby("baseline_key", sort=False)
-                     .agg(name=("baseline_name", "first"), top1=("baseline_top1", "first"), runs=("n", "sum"))
-                     .loc[_leading(agg, "baseline_key")].reset_index().to_dict("records")
-                     if not agg.empty else [])
+        baselines = (
+            agg.groupby("baseline_key", sort=False)
+            .agg(name=("baseline_name", "first"), top1=("baseline_top1", "first"), runs=("n", "sum"))
+            .loc[_leading(agg, "baseline_key")]
+            .reset_index()
+            .to_dict("records")
+            if not agg.empty
+            else []
+        )
         for b in baselines:
             b["processor"] = _baseline_processor(Path(runs_dir) / "baselines" / name / b["baseline_key"])
         # the chart plots top-1 against FLOPs speedup: unstructured rows (masks, no FLOPs saved) stay in their tables
-        main = (agg[(agg.protocol == "paper") & (agg.baseline_key == baselines[0]["baseline_key"])
-                    & (agg.granularity == "filter")] if baselines else agg)
+        main = (
+            agg[
+                (agg.protocol == "paper")
+                & (agg.baseline_key == baselines[0]["baseline_key"])
+                & (agg.granularity == "filter")
+            ]
+            if baselines
+            else agg
+        )
         if not main.empty:  # the chart too shows one precision, that baseline's leading one
             main = main[main.numerics == _leading(main, "numerics")[0]]
         precisions = sorted(set(agg.numerics)) if not agg.empty else []
         page = env.get_template("setting.html").render(
-            name=name, setting=setting, overrides=changed_defaults(setting) if setting else {}, paper=paper,
-            paper_source=published["source"], stamp=_latest(runs),
+            name=name,
+            setting=setting,
+            overrides=changed_defaults(setting) if setting else {},
+            paper=paper,
+            paper_source=published["source"],
+            stamp=_latest(runs),
             data_label=first.data_label if first is not None else (setting.dataset if setting else "?"),
             fingerprints=sorted(set(runs.data_fingerprint)) if not runs.empty else [],
             code_versions=sorted(set(runs.code_version)) if not runs.empty else [],
-            baselines=baselines, tables=_target_tables(agg, out_dir, {b["baseline_key"]: b["processor"] for b in baselines})
-            if not agg.empty else [],
-            precisions=precisions, chart_precision=main.numerics.iloc[0] if not main.empty else None,
+            baselines=baselines,
+            tables=_target_tables(agg, out_dir, {b["baseline_key"]: b["processor"] for b in baselines})
+            if not agg.empty
+            else [],
+            precisions=precisions,
+            chart_precision=main.numerics.iloc[0] if not main.empty else None,
             chart=svg_chart(main, baselines[0]["top1"] if baselines else None, paper),
-            failed=failed.to_dict("records"), commands=commands, csv=_href(csv_path.name) if not agg.empty else None,
-            latency=latency, unreadable=[u for u in notices if u["setting"] == name])
+            failed=failed.to_dict("records"),
+            commands=commands,
+            csv=_href(csv_path.name) if not agg.empty else None,
+            latency=latency,
+            unreadable=[u for u in notices if u["setting"] == name],
+        )
         path = _inside(out_dir, f"{stem}.html")
         write_atomic(path, page)
         written.append(path)
-        index_rows.append({"name": name, "page": _href(path.name), "setting": setting, "runs": len(runs),
-                           "paper": paper is not None})
+        index_rows.append(
+            {"name": name, "page": _href(path.name), "setting": setting, "runs": len(runs), "paper": paper is not None}
+        )
     pages = {r["name"]: r["page"] for r in index_rows}
     paged = good[good.setting.isin(pages)] if not good.empty else good
     found = findings(paged)
     findings_path = _inside(out_dir, "findings.html")
     write_atomic(findings_path, env.get_template("findings.html").render(**found, pages=pages, stamp=stamp))
-    index = env.get_template("index.html").render(rows=index_rows, stamp=stamp, unreadable=notices,
-                                                  summary=found["summary"], matrix=best_matrix(paged), pages=pages)
+    index = env.get_template("index.html").render(
+        rows=index_rows,
+        stamp=stamp,
+        unreadable=notices,
+        summary=found["summary"],
+        matrix=best_matrix(paged),
+        pages=pages,
+    )
     index_path = _inside(out_dir, "index.html")
     write_atomic(index_path, index)
     return [index_path, findings_path, *written]

@@ -7,6 +7,7 @@ baseline and precision with the most runs: runs from different baselines are nev
 other baselines, older editions, tuned entries and the legacy iteration-matched "total" runs stay on
 the setting's page.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -42,24 +43,47 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
         return tables
     for setting, part in runs.groupby("setting", sort=True):
         chosen, today = edition(part)
-        start = chosen.groupby(["baseline_key", "numerics"], sort=False).size().sort_values(
-            ascending=False, kind="stable").index[0]
+        start = (
+            chosen.groupby(["baseline_key", "numerics"], sort=False)
+            .size()
+            .sort_values(ascending=False, kind="stable")
+            .index[0]
+        )
         chosen = chosen[(chosen.baseline_key == start[0]) & (chosen.numerics == start[1])]
         agg = aggregate(chosen)
         agg = agg.assign(_total=agg.protocol == "total").sort_values(
-            ["granularity", "speedup", "sparsity", "ratios", "_total", "budget_samples"], kind="stable")
+            ["granularity", "speedup", "sparsity", "ratios", "_total", "budget_samples"], kind="stable"
+        )
         for granularity, block in agg.groupby("granularity", sort=False):
             columns, cells = [], {}
             for (ratios, skip, protocol, samples), group in block.groupby(
-                    ["ratios", "skip", "protocol", "budget_samples"], sort=False, dropna=False):
-                size = (f"{100 * group.sparsity.mean():.0f} % sparse" if granularity == "weight"
-                        else f"{group.speedup.mean():.2f}x")
-                columns.append({"target": f"{ratios}{' skip ' + skip if skip else ''}", "size": size,
-                                "protocol": protocol_text(protocol, samples)})
+                ["ratios", "skip", "protocol", "budget_samples"], sort=False, dropna=False
+            ):
+                size = (
+                    f"{100 * group.sparsity.mean():.0f} % sparse"
+                    if granularity == "weight"
+                    else f"{group.speedup.mean():.2f}x"
+                )
+                columns.append(
+                    {
+                        "target": f"{ratios}{' skip ' + skip if skip else ''}",
+                        "size": size,
+                        "protocol": protocol_text(protocol, samples),
+                    }
+                )
                 for r in group.itertuples():  # a capped schedule (--include-capped) is a row of its own
                     cells.setdefault(r.method + (" [capped]" if r.capped else ""), {})[len(columns) - 1] = _cell(r)
-            tables.append({"setting": setting, "masks": granularity == "weight", "columns": columns,
-                           "methods": sorted(cells, key=lambda m: (-len(cells[m]), m)), "cells": cells,
-                           "today": today, "baseline": chosen.baseline_name.iloc[0], "numerics": start[1],
-                           "newest": str(chosen.finished_at.max())})
+            tables.append(
+                {
+                    "setting": setting,
+                    "masks": granularity == "weight",
+                    "columns": columns,
+                    "methods": sorted(cells, key=lambda m: (-len(cells[m]), m)),
+                    "cells": cells,
+                    "today": today,
+                    "baseline": chosen.baseline_name.iloc[0],
+                    "numerics": start[1],
+                    "newest": str(chosen.finished_at.max()),
+                }
+            )
     return tables

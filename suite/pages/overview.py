@@ -1,5 +1,6 @@
 """What a setting means before any training: sizes before and after removing filters at its
 ratios (``suite list settings``)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,14 +22,16 @@ def achieved(setting: Setting, ratios: str | None = None, skip: str | None = Non
     from suite.models.ratios import dry_surgery
 
     model = setting.build_model()
-    return dry_surgery(model, setting.layer_ratios(model, ratios, skip), setting.input_shape,
-                       coupled=setting.layout.coupled)
+    return dry_surgery(
+        model, setting.layer_ratios(model, ratios, skip), setting.input_shape, coupled=setting.layout.coupled
+    )
 
 
 def changed_defaults(setting: Setting) -> dict:
     """The setting's method overrides that differ from the methods' own defaults, per pattern:
     the paper's CIFAR settings restate GReg's defaults, which is no change worth announcing."""
     from methods import registry
+
     out = {}
     for pattern, values in setting.method_overrides.items():
         defaults = [registry.get(n).Hparams().to_dict() for n in registry.names(pattern)]
@@ -39,11 +42,20 @@ def changed_defaults(setting: Setting) -> dict:
 
 
 def setting_row(setting: Setting) -> dict:
-    row = {"name": setting.name, "dataset": setting.dataset, "model": setting.model, "ratios": setting.ratios,
-           "input_shape": list(setting.input_shape), "num_classes": setting.num_classes,
-           "skip": setting.skip, "targets": list(setting.targets), "reduced": setting.reduced,
-           "budget": setting.budget_label(), "method_overrides": changed_defaults(setting),
-           "description": setting.description}
+    row = {
+        "name": setting.name,
+        "dataset": setting.dataset,
+        "model": setting.model,
+        "ratios": setting.ratios,
+        "input_shape": list(setting.input_shape),
+        "num_classes": setting.num_classes,
+        "skip": setting.skip,
+        "targets": list(setting.targets),
+        "reduced": setting.reduced,
+        "budget": setting.budget_label(),
+        "method_overrides": changed_defaults(setting),
+        "description": setting.description,
+    }
     row.update(_cached_achieved(setting))
     return row
 
@@ -66,9 +78,13 @@ def _cached_achieved(setting: Setting) -> dict:
     except (OSError, ValueError, KeyError, AttributeError):
         rows = {}
     from suite.models.zoo import source_digest
+
     # a user's model file and data shape count too: the same setting file may name edited code
-    what = {**setting.to_dict(), "model_code": source_digest(setting.at_root(setting.model)),
-            "input": [list(setting.input_shape), setting.num_classes]}
+    what = {
+        **setting.to_dict(),
+        "model_code": source_digest(setting.at_root(setting.model)),
+        "input": [list(setting.input_shape), setting.num_classes],
+    }
     key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
     if key not in rows:
         rows[key] = achieved(setting)

@@ -1,6 +1,7 @@
 """What the terminal shows: the dry run's plan, the line for each job as it finishes, the summary
 table ``suite run`` prints at its end and the lines naming stored runs that could not be read.
 Pages are ``suite.pages.leaderboard``; both read the same aggregation (``suite.store.results``)."""
+
 from __future__ import annotations
 
 import shlex
@@ -21,19 +22,23 @@ def report_unreadable(unreadable: list[Unreadable]) -> None:
         print(f"{n} stored run{'s' if n != 1 else ''} could not be read (named above)", file=sys.stderr)
 
 
-
 def job_line(jr) -> str:
     """The line ``suite run`` prints as each job finishes (or is found): its state and its numbers."""
     r = jr.result
     state = "cached" if jr.cached else r["status"]
     if jr.stale:
-        state = (f"cached, STALE (trained by training code {r.get('training_code') or 'unrecorded'}, "
-                 f"today's differs; --recompute-stale retrains it)")
+        state = (
+            f"cached, STALE (trained by training code {r.get('training_code') or 'unrecorded'}, "
+            f"today's differs; --recompute-stale retrains it)"
+        )
     if "same_training_as" in r:
         state = f"same training as paper-protocol run {r['same_training_as']}"
-    detail = (f"top-1 {r['top1']:.2f} (before/after removal {r['acc_before_removal']:.1f}/"
-              f"{r['acc_after_removal']:.1f}), {r['speedup']:.2f}x FLOPs"
-              if r["status"] != "failed" else r["error"])
+    detail = (
+        f"top-1 {r['top1']:.2f} (before/after removal {r['acc_before_removal']:.1f}/"
+        f"{r['acc_after_removal']:.1f}), {r['speedup']:.2f}x FLOPs"
+        if r["status"] != "failed"
+        else r["error"]
+    )
     return f"    {state}: {detail}"
 
 
@@ -52,10 +57,15 @@ def plan_report(runner, jobs) -> str:
             budget += f"; total {j.total_samples} samples"
         lines.append(f"  {state:<7} {j.method:<20} seed {j.seed}  {budget}  {runner.folder(j)}")
     todo = sum(runner.stored(j) is None for j in jobs)
-    lines.append(f"{todo} to run, {len(jobs) - todo} stored; each: fine-tune {ft.epochs} epochs "
-          f"({ft.epochs * data.batches_per_epoch(ft.batch_size)} iterations of {ft.batch_size})"
-          + ("; an equal-sample budget stretches it to fill the budget" if any(j.protocol == "total" for j in jobs)
-             else ""))
+    lines.append(
+        f"{todo} to run, {len(jobs) - todo} stored; each: fine-tune {ft.epochs} epochs "
+        f"({ft.epochs * data.batches_per_epoch(ft.batch_size)} iterations of {ft.batch_size})"
+        + (
+            "; an equal-sample budget stretches it to fill the budget"
+            if any(j.protocol == "total" for j in jobs)
+            else ""
+        )
+    )
     return "\n".join(lines)
 
 
@@ -76,33 +86,51 @@ def format_summary(agg: pd.DataFrame, runs_dir: Path | None = None) -> str:
     for _key, part in agg.groupby(COMPARISON, sort=False, dropna=False):
         first = part.iloc[0]
         weights = first.granularity == "weight"
-        budget = first.protocol if first.budget_samples != first.budget_samples or first.budget_samples is None \
+        budget = (
+            first.protocol
+            if first.budget_samples != first.budget_samples or first.budget_samples is None
             else f"{first.protocol}, {int(first.budget_samples):,} samples"
-        lines.append(f"{first.setting}  target {first.ratios}{' (unstructured: weight sparsity)' if weights else ''}  "
-                     f"budget protocol: {budget}  precision {first.numerics}  "
-                     f"{part.baseline_name.iloc[0]}: top-1 {part.baseline_top1.iloc[0]:.2f}")
+        )
+        lines.append(
+            f"{first.setting}  target {first.ratios}{' (unstructured: weight sparsity)' if weights else ''}  "
+            f"budget protocol: {budget}  precision {first.numerics}  "
+            f"{part.baseline_name.iloc[0]}: top-1 {part.baseline_top1.iloc[0]:.2f}"
+        )
         # masked weights still cost their FLOPs: unstructured rows show what they remove instead
-        size = ({"non-zero params": part.nonzero_params.map(lambda p: f"{round(p):,}"),
-                 "sparsity": part.sparsity.map(lambda x: f"{100 * x:.1f}%")} if weights else
-                {"params": part.params.map(lambda p: f"{round(p):,}"),
-                 "FLOPs x": part.speedup.map(lambda x: f"{x:.2f}x")})
-        table = pd.DataFrame({
-            "method": part.label,
-            "top-1 mean (n)": [_mean_spread(m, s, n) for m, s, n in zip(part.top1_mean, part.top1_std, part.n)],
-            "vs baseline": part.delta.map(lambda d: f"{d:+.2f}"),
-            "before/after removal": [f"{b:.1f} / {a:.1f}" for b, a in zip(part.before_removal, part.after_removal)],
-            **size,
-            "latency x [IQR range]": [latency_text(*v) for v in zip(part.latency_speedup, part.latency_lo,
-                                                                    part.latency_hi, part.latency_noisy)],
-            "samples (own)": [_samples(t, r) for t, r in zip(part.samples, part.own_iters)],
-            "wall time": part.wall_seconds.map(_duration),
-        })
+        size = (
+            {
+                "non-zero params": part.nonzero_params.map(lambda p: f"{round(p):,}"),
+                "sparsity": part.sparsity.map(lambda x: f"{100 * x:.1f}%"),
+            }
+            if weights
+            else {
+                "params": part.params.map(lambda p: f"{round(p):,}"),
+                "FLOPs x": part.speedup.map(lambda x: f"{x:.2f}x"),
+            }
+        )
+        table = pd.DataFrame(
+            {
+                "method": part.label,
+                "top-1 mean (n)": [_mean_spread(m, s, n) for m, s, n in zip(part.top1_mean, part.top1_std, part.n)],
+                "vs baseline": part.delta.map(lambda d: f"{d:+.2f}"),
+                "before/after removal": [f"{b:.1f} / {a:.1f}" for b, a in zip(part.before_removal, part.after_removal)],
+                **size,
+                "latency x [IQR range]": [
+                    latency_text(*v)
+                    for v in zip(part.latency_speedup, part.latency_lo, part.latency_hi, part.latency_noisy)
+                ],
+                "samples (own)": [_samples(t, r) for t, r in zip(part.samples, part.own_iters)],
+                "wall time": part.wall_seconds.map(_duration),
+            }
+        )
         lines.append(table.to_string(index=False))
         lines.append("")
     if runs_dir is not None:
         lines.append(f"runs stored in {runs_dir}")
-        lines.append(f"next: suite leaderboard --runs-dir {shlex.quote(str(runs_dir))}  (pages with charts in "
-                     f"leaderboards/; --out DIR elsewhere)")
+        lines.append(
+            f"next: suite leaderboard --runs-dir {shlex.quote(str(runs_dir))}  (pages with charts in "
+            f"leaderboards/; --out DIR elsewhere)"
+        )
     return "\n".join(lines).rstrip()
 
 

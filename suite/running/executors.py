@@ -11,6 +11,7 @@ Each task gets its resources (1 GPU when the driver's device is CUDA, else ``thr
 sets torch's intra-op threads to exactly that allotment: torch's default of one thread per core in
 every task of a node would oversubscribe it many times over.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]  # this checkout: tasks import the dr
 class Context:
     """What a task in another process needs to rebuild the driver's Runner (it pickles; the
     dataset does not travel: each worker loads it from ``data_dir``, once per process)."""
+
     setting: Setting
     runs_dir: str  # absolute: the workers' view of the shared disk
     data_dir: str | None = None
@@ -64,14 +66,15 @@ def runner_for(ctx: Context) -> Runner:
     key = pickle.dumps(ctx)
     if key not in _RUNNERS:
         from suite.training.baseline import load_user_baseline
+
         data = load_data(ctx.setting, ctx.data_dir, ctx.download)
         if ctx.validation:
             data = data.with_validation(ctx.setting.val_size, seed=0)
         device = torch.device(ctx.device)
-        user = (load_user_baseline(ctx.setting, Path(ctx.baseline), data, device, ctx.numerics)
-                if ctx.baseline else None)
-        _RUNNERS[key] = Runner(ctx.setting, data, Path(ctx.runs_dir), device, baseline=user,
-                               recompute_stale=ctx.recompute_stale)
+        user = load_user_baseline(ctx.setting, Path(ctx.baseline), data, device, ctx.numerics) if ctx.baseline else None
+        _RUNNERS[key] = Runner(
+            ctx.setting, data, Path(ctx.runs_dir), device, baseline=user, recompute_stale=ctx.recompute_stale
+        )
     return _RUNNERS[key]
 
 
@@ -89,10 +92,14 @@ def search_worker(ctx: Context, spec, storage: str, study: str, index: int) -> i
     """One task: a search worker adding trials to the shared study until it holds ``spec.trials``.
     Each worker's sampler gets its own seed, so parallel workers do not propose the same points."""
     from suite.running.search import get_study, make_sampler, run_search
+
     runner = runner_for(ctx)
     sampler = make_sampler(spec.sampler, spec.seed + index, spec.space)
-    run_search(spec, runner, get_study(storage, study, spec.setting, spec.method, sampler=sampler, space=spec.space,
-                                       numerics=spec.numerics))
+    run_search(
+        spec,
+        runner,
+        get_study(storage, study, spec.setting, spec.method, sampler=sampler, space=spec.space, numerics=spec.numerics),
+    )
     return index
 
 
@@ -113,12 +120,20 @@ class EngineOptions:
 
     def __post_init__(self):
         EXECUTORS.get(self.kind)  # an unknown engine is a one-line error naming the known ones
-        stray = [o for o, v, own in (("--ray-address", self.ray_address, "ray"),
-                                     ("--slurm-partition", self.slurm_partition, "slurm"),
-                                     ("--wait", self.wait, "slurm")) if v and self.kind != own]
+        stray = [
+            o
+            for o, v, own in (
+                ("--ray-address", self.ray_address, "ray"),
+                ("--slurm-partition", self.slurm_partition, "slurm"),
+                ("--wait", self.wait, "slurm"),
+            )
+            if v and self.kind != own
+        ]
         if stray:
-            raise SuiteError(f"{stray[0]} is an option of another executor than --executor {self.kind}: drop it or "
-                             f"pass the executor it belongs to")
+            raise SuiteError(
+                f"{stray[0]} is an option of another executor than --executor {self.kind}: drop it or "
+                f"pass the executor it belongs to"
+            )
         if self.kind == "slurm" and not (math.isfinite(self.slurm_hours) and self.slurm_hours > 0):
             raise SuiteError(f"--slurm-time {self.slurm_hours}: give the hours a task may run, > 0")
 
@@ -126,11 +141,18 @@ class EngineOptions:
 def context(runner: Runner, options: EngineOptions) -> Context:
     """The Context of the driver's runner and the command's engine options."""
     base = runner.user_baseline
-    return Context(setting=runner.setting, runs_dir=str(Path(runner.runs_dir).resolve()), data_dir=options.data_dir,
-                   download=options.download, device="cuda" if runner.device.type == "cuda" else "cpu",
-                   threads=options.threads or 1, baseline=str(Path(base.path).resolve()) if base else None,
-                   recompute_stale=runner.recompute_stale, validation=runner.eval_split == "val",
-                   numerics=options.numerics)
+    return Context(
+        setting=runner.setting,
+        runs_dir=str(Path(runner.runs_dir).resolve()),
+        data_dir=options.data_dir,
+        download=options.download,
+        device="cuda" if runner.device.type == "cuda" else "cpu",
+        threads=options.threads or 1,
+        baseline=str(Path(base.path).resolve()) if base else None,
+        recompute_stale=runner.recompute_stale,
+        validation=runner.eval_split == "val",
+        numerics=options.numerics,
+    )
 
 
 def _baseline_jobs(runner: Runner, jobs: list[Job]) -> list[Job]:
@@ -146,8 +168,11 @@ def _baseline_jobs(runner: Runner, jobs: list[Job]) -> list[Job]:
 def _failed(job: Job, runner: Runner, error: str) -> JobResult:
     """A job whose task the engine gave up on (its retries spent): reported failed, nothing stored,
     so the next ``suite run`` tries it again."""
-    return JobResult(job, runner.folder(job), {"setting": job.setting.name, "method": job.method, "seed": job.seed,
-                                                "status": "failed", "error": error})
+    return JobResult(
+        job,
+        runner.folder(job),
+        {"setting": job.setting.name, "method": job.method, "seed": job.seed, "status": "failed", "error": error},
+    )
 
 
 # ---------------------------------------------------------------------------- local
@@ -186,6 +211,7 @@ EXECUTORS: Registry[type] = Registry("executor")
 class LocalExecutor:
     """Today's behaviour: this process runs the jobs, sharing them with other ``suite run``
     processes on the same runs dir through the job locks."""
+
     name = "local"
 
     def __init__(self, options: EngineOptions):
@@ -221,6 +247,7 @@ class RayExecutor:
     """Jobs as Ray tasks with ``num_cpus``/``num_gpus`` and ``max_retries``: a worker that dies is
     replaced and its task run again, resuming from the job's checkpoints. ``address``: join a
     running cluster (``auto`` or ``HOST:PORT``); None starts a one-machine cluster for this run."""
+
     name = "ray"
 
     def __init__(self, options: EngineOptions):
@@ -235,22 +262,31 @@ class RayExecutor:
             env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
             env.update({k: v for k, v in os.environ.items() if k.startswith("SUITE_")})
             try:
-                ray.init(address=self.address, runtime_env={"env_vars": env}, include_dashboard=False,
-                         logging_level="WARNING")
+                ray.init(
+                    address=self.address,
+                    runtime_env={"env_vars": env},
+                    include_dashboard=False,
+                    logging_level="WARNING",
+                )
             except Exception as e:  # Ray raises ConnectionError, RuntimeError or a bare Exception here
                 where = f"join the Ray cluster at {self.address}" if self.address else "start Ray on this machine"
                 if "auth" in str(e).lower():  # Ray >= 2.59: a cluster with token auth refuses clients not told so
-                    raise SuiteError(f"cannot {where}: the cluster wants its authentication token; export "
-                                     f"RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or keep the token in "
-                                     f"~/.ray/auth_token), then run again") from None
-                raise SuiteError(f"cannot {where} ({' '.join(str(e).splitlines()[:1])}): see "
-                                 f"/tmp/ray/session_latest/logs/raylet.out; start a cluster with 'ray start "
-                                 f"--head' and pass --ray-address") from None
+                    raise SuiteError(
+                        f"cannot {where}: the cluster wants its authentication token; export "
+                        f"RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or keep the token in "
+                        f"~/.ray/auth_token), then run again"
+                    ) from None
+                raise SuiteError(
+                    f"cannot {where} ({' '.join(str(e).splitlines()[:1])}): see "
+                    f"/tmp/ray/session_latest/logs/raylet.out; start a cluster with 'ray start "
+                    f"--head' and pass --ray-address"
+                ) from None
         return ray
 
     def _remote(self, ray, fn, ctx: Context):
-        return ray.remote(fn).options(num_cpus=ctx.threads, num_gpus=1 if ctx.gpu else 0, max_retries=RETRIES,
-                                      retry_exceptions=False)
+        return ray.remote(fn).options(
+            num_cpus=ctx.threads, num_gpus=1 if ctx.gpu else 0, max_retries=RETRIES, retry_exceptions=False
+        )
 
     def results(self, runner: Runner, jobs: list[Job], workers) -> Iterator[JobResult]:
         todo = yield from _stored_first(runner, jobs)
@@ -258,9 +294,11 @@ class RayExecutor:
             return
         ray = self._init()
         ctx = context(runner, self.options)
-        print(f"ray: {len(todo)} task(s) of {ctx.threads} CPU{' + 1 GPU' if ctx.gpu else ''} each on "
-              f"{ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} GPUs",
-              flush=True)
+        print(
+            f"ray: {len(todo)} task(s) of {ctx.threads} CPU{' + 1 GPU' if ctx.gpu else ''} each on "
+            f"{ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} GPUs",
+            flush=True,
+        )
         base = self._remote(ray, train_baseline, ctx)
         try:  # each baseline once, before the jobs that start from it fan out
             ray.get([base.remote(ctx, j) for j in _baseline_jobs(runner, todo)])
@@ -313,11 +351,16 @@ class SlurmExecutor:
     """One SLURM array job per plan through submitit. With ``wait`` the driver follows
     the tasks and yields their results; without, it prints the job ids and returns: the next
     ``suite run`` finds what finished in the store."""
+
     name = "slurm"
 
     def __init__(self, options: EngineOptions):
-        self.options, self.partition, self.hours, self.wait = (options, options.slurm_partition, options.slurm_hours,
-                                                               options.wait)
+        self.options, self.partition, self.hours, self.wait = (
+            options,
+            options.slurm_partition,
+            options.slurm_hours,
+            options.wait,
+        )
 
     def _executor(self, ctx: Context, n: int, name: str, after: str | None = None):
         try:
@@ -327,11 +370,16 @@ class SlurmExecutor:
         ex = submitit.AutoExecutor(folder=Path(ctx.runs_dir) / ".slurm" / "%j")
         if ex.cluster != "slurm":  # submitit would fall back to running the tasks here: not what was asked
             raise SuiteError("--executor slurm: no SLURM here (sbatch not found): run on a SLURM login node")
-        ex.update_parameters(name=name, timeout_min=max(1, round(self.hours * 60)), cpus_per_task=ctx.threads,
-                             gpus_per_node=1 if ctx.gpu else 0, slurm_partition=self.partition,
-                             slurm_array_parallelism=max(1, n),
-                             slurm_additional_parameters={"dependency": after} if after else None,
-                             slurm_setup=[f"export PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}"])
+        ex.update_parameters(
+            name=name,
+            timeout_min=max(1, round(self.hours * 60)),
+            cpus_per_task=ctx.threads,
+            gpus_per_node=1 if ctx.gpu else 0,
+            slurm_partition=self.partition,
+            slurm_array_parallelism=max(1, n),
+            slurm_additional_parameters={"dependency": after} if after else None,
+            slurm_setup=[f"export PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}"],
+        )
         return ex
 
     def _array(self, ctx: Context, fn, name: str, items: list, after: str | None = None) -> list:
@@ -354,8 +402,9 @@ class SlurmExecutor:
                 try:
                     s.result()
                 except Exception as e:  # submitit raises the task's error or a FailedJobError
-                    raise SuiteError(f"the baseline failed in slurm job {s.job_id}: "
-                                     f"{' '.join(str(e).splitlines()[-1:])}") from None
+                    raise SuiteError(
+                        f"the baseline failed in slurm job {s.job_id}: {' '.join(str(e).splitlines()[-1:])}"
+                    ) from None
             return None, ids
         return "afterok:" + ":".join(ids), ids
 
@@ -369,12 +418,18 @@ class SlurmExecutor:
         after, base_ids = self._baselines_then(ctx, runner, todo)
         submitted = self._array(ctx, run_job, "suite-job", todo, after)
         ids = sorted({s.job_id.split("_")[0] for s in submitted})
-        print(f"slurm: submitted {len(todo)} job(s) as array {', '.join(ids)}"
-              f"{' after baseline job ' + ', '.join(base_ids) if after else ''}; "
-              f"logs in {Path(ctx.runs_dir) / '.slurm'}", flush=True)
+        print(
+            f"slurm: submitted {len(todo)} job(s) as array {', '.join(ids)}"
+            f"{' after baseline job ' + ', '.join(base_ids) if after else ''}; "
+            f"logs in {Path(ctx.runs_dir) / '.slurm'}",
+            flush=True,
+        )
         if not self.wait:
-            print("slurm: not waiting (--wait follows them): 'squeue --me' shows them; run the same 'suite run' "
-                  "again to collect finished jobs (stored ones are never submitted again)", flush=True)
+            print(
+                "slurm: not waiting (--wait follows them): 'squeue --me' shows them; run the same 'suite run' "
+                "again to collect finished jobs (stored ones are never submitted again)",
+                flush=True,
+            )
             return
         of = {s.job_id: j for s, j in zip(submitted, todo)}
         k = len(jobs) - len(todo)  # the stored ones came first
@@ -393,8 +448,10 @@ class SlurmExecutor:
         ids = sorted({s.job_id.split("_")[0] for s in submitted})
         print(f"slurm: {parallel} search worker(s) as array {', '.join(ids)}", flush=True)
         if not self.wait:
-            print("slurm: not waiting (--wait follows them): run 'suite search' with the same study later for "
-                  "its report", flush=True)
+            print(
+                "slurm: not waiting (--wait follows them): run 'suite search' with the same study later for its report",
+                flush=True,
+            )
             return
         for s in submitted:
             try:

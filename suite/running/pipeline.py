@@ -7,6 +7,7 @@ training counted here, sample by sample), one surgery removes it (``apply``), th
 fine-tunes it (``finetune``) and one measurement reads it (``measure``). A phase that finished is
 found in the run folder when a killed job resumes (``pruned.pt`` and the loop's checkpoints).
 """
+
 from __future__ import annotations
 
 import copy
@@ -53,8 +54,9 @@ class Workspace:
         return example_input(shape[0], shape[1:])
 
     def top1(self, model: nn.Module) -> float:
-        return evaluate(model, self.data.eval_batches(self.eval_split, 500, self.device), self.device,
-                        self.job.numerics)["top1"]
+        return evaluate(
+            model, self.data.eval_batches(self.eval_split, 500, self.device), self.device, self.job.numerics
+        )["top1"]
 
 
 @dataclass
@@ -85,15 +87,28 @@ def prune(ws: Workspace, model: nn.Module) -> Choice:
         saved = load_checkpoint(pruned_file)
         model.load_state_dict(saved["model"])
         own = saved["own"]
-        return Choice(Pruning(saved["filters"], saved["masks"], info=saved["info"]), saved["acc_before_removal"],
-                      OwnTraining(own["iters"], own["samples"], own["capped"]), saved["log"])
+        return Choice(
+            Pruning(saved["filters"], saved["masks"], info=saved["info"]),
+            saved["acc_before_removal"],
+            OwnTraining(own["iters"], own["samples"], own["capped"]),
+            saved["log"],
+        )
     torch.manual_seed(job.seed)
     own, log = OwnTraining(capped=not job.schedule_fits()), []
     pruning = job.impl.prune(model, _task(ws, model, own, log), job.hp)
     choice = Choice(pruning, ws.top1(model), own, log)
-    save_atomic({"model": model.state_dict(), "filters": pruning.filters, "masks": pruning.masks,
-                 "info": pruning.info, "acc_before_removal": choice.acc_before, "log": log,
-                 "own": {"iters": own.iters, "samples": own.samples, "capped": own.capped}}, pruned_file)
+    save_atomic(
+        {
+            "model": model.state_dict(),
+            "filters": pruning.filters,
+            "masks": pruning.masks,
+            "info": pruning.info,
+            "acc_before_removal": choice.acc_before,
+            "log": log,
+            "own": {"iters": own.iters, "samples": own.samples, "capped": own.capped},
+        },
+        pruned_file,
+    )
     return choice
 
 
@@ -104,12 +119,26 @@ def _task(ws: Workspace, model: nn.Module, own: OwnTraining, log: list) -> Prune
     cap = prune_cap(s.prune.max_iters, job.smoke)
 
     def run_phase(hooks, desc, log_every=None, log_extra=None) -> Outcome:
-        outcome = train(model, ws.data, lr=lambda e: s.prune.lr, batch_size=s.prune.batch_size,
-                        momentum=s.prune.momentum, weight_decay=s.prune.weight_decay, device=ws.device,
-                        seed=job.seed, stream="own", total_steps=cap, hooks=hooks,
-                        checkpoint=ws.folder / "own.ckpt", eval_split=None, desc=desc,
-                        log_every=log_every, log_extra=log_extra, expected_steps=job.planned_prune_iters() or None,
-                        numerics=job.numerics)
+        outcome = train(
+            model,
+            ws.data,
+            lr=lambda e: s.prune.lr,
+            batch_size=s.prune.batch_size,
+            momentum=s.prune.momentum,
+            weight_decay=s.prune.weight_decay,
+            device=ws.device,
+            seed=job.seed,
+            stream="own",
+            total_steps=cap,
+            hooks=hooks,
+            checkpoint=ws.folder / "own.ckpt",
+            eval_split=None,
+            desc=desc,
+            log_every=log_every,
+            log_extra=log_extra,
+            expected_steps=job.planned_prune_iters() or None,
+            numerics=job.numerics,
+        )
         log.extend(outcome.history)
         own.iters += outcome.steps
         own.samples += outcome.steps * s.prune.batch_size
@@ -118,8 +147,8 @@ def _task(ws: Workspace, model: nn.Module, own: OwnTraining, log: list) -> Prune
 
     def batches(n):
         stream = itertools.chain.from_iterable(
-            ws.data.train_batches(s.prune.batch_size, job.seed, e, ws.device, stream="own")
-            for e in itertools.count())
+            ws.data.train_batches(s.prune.batch_size, job.seed, e, ws.device, stream="own") for e in itertools.count()
+        )
         for x, y in itertools.islice(stream, n):
             own.iters += 1
             own.samples += len(y)
@@ -129,8 +158,16 @@ def _task(ws: Workspace, model: nn.Module, own: OwnTraining, log: list) -> Prune
     groups = {}
     if s.layout.coupled and job.impl.granularity == "filter":
         groups = {n: g for n, g in prunable_groups(model, ws.example).items() if n in ratios}
-    return PruneTask(layer_ratios=ratios, device=ws.device, seed=job.seed, max_iters=cap, train=run_phase,
-                     batches=batches, example=ws.example, groups=groups)
+    return PruneTask(
+        layer_ratios=ratios,
+        device=ws.device,
+        seed=job.seed,
+        max_iters=cap,
+        train=run_phase,
+        batches=batches,
+        example=ws.example,
+        groups=groups,
+    )
 
 
 def apply(ws: Workspace, model: nn.Module, pruning: Pruning) -> MaskKeeper | None:
@@ -149,22 +186,34 @@ def finetune(ws: Workspace, model: nn.Module, keeper: MaskKeeper | None, own: Ow
     job, ft = ws.job, ws.job.setting.finetune
     bpe = ws.data.batches_per_epoch(ft.batch_size)
     steps = job.finetune_steps(own.samples, bpe)
-    return train(model, ws.data, lr=stretched_lr(ft.lr_at, ft.epochs, steps, bpe), batch_size=ft.batch_size,
-                 momentum=ft.momentum,
-                 weight_decay=ft.weight_decay, device=ws.device, seed=job.seed, stream="finetune",
-                 total_steps=steps, hooks=(keeper,) if keeper else (), checkpoint=ws.folder / "finetune.ckpt",
-                 desc=f"{job.method} fine-tune", eval_split=ws.eval_split, on_epoch_end=ws.on_epoch_end,
-                 numerics=job.numerics)
+    return train(
+        model,
+        ws.data,
+        lr=stretched_lr(ft.lr_at, ft.epochs, steps, bpe),
+        batch_size=ft.batch_size,
+        momentum=ft.momentum,
+        weight_decay=ft.weight_decay,
+        device=ws.device,
+        seed=job.seed,
+        stream="finetune",
+        total_steps=steps,
+        hooks=(keeper,) if keeper else (),
+        checkpoint=ws.folder / "finetune.ckpt",
+        desc=f"{job.method} fine-tune",
+        eval_split=ws.eval_split,
+        on_epoch_end=ws.on_epoch_end,
+        numerics=job.numerics,
+    )
 
 
-def measure(ws: Workspace, base: Baseline, model: nn.Module, choice: Choice, acc_after: float,
-            outcome: Outcome) -> dict:
+def measure(
+    ws: Workspace, base: Baseline, model: nn.Module, choice: Choice, acc_after: float, outcome: Outcome
+) -> dict:
     """Accuracy in the run's numerics; size, FLOPs and latency of the fp32, contiguous, eager model
     against the baseline's; the training budget spent. Returns the result's measured fields."""
     job, dev, shape = ws.job, ws.device, ws.job.setting.input_shape
     final = evaluate(model, ws.data.eval_batches("test", 500, dev), dev, job.numerics)
-    val = (evaluate(model, ws.data.eval_batches("val", 500, dev), dev, job.numerics)
-           if ws.eval_split == "val" else None)
+    val = evaluate(model, ws.data.eval_batches("val", 500, dev), dev, job.numerics) if ws.eval_split == "val" else None
     base_model = base.model
     for m in (base_model, model):
         m.to(memory_format=torch.contiguous_format)
@@ -180,26 +229,45 @@ def measure(ws: Workspace, base: Baseline, model: nn.Module, choice: Choice, acc
     ft_samples = outcome.steps * ft.batch_size
     samples = own.samples + ft_samples
     result = {
-        "top1": final["top1"], "top5": final["top5"], "baseline_top1": base.top1, "baseline_key": base.key,
-        "baseline_sha256": base.digest, "acc_before_removal": choice.acc_before, "acc_after_removal": acc_after,
-        "params": params, "flops": flops, "baseline_params": params0, "baseline_flops": flops0,
-        "speedup": flops0 / flops, "latency_speedup": lat["batch64"]["speedup"], "latency": lat,
+        "top1": final["top1"],
+        "top5": final["top5"],
+        "baseline_top1": base.top1,
+        "baseline_key": base.key,
+        "baseline_sha256": base.digest,
+        "acc_before_removal": choice.acc_before,
+        "acc_after_removal": acc_after,
+        "params": params,
+        "flops": flops,
+        "baseline_params": params0,
+        "baseline_flops": flops0,
+        "speedup": flops0 / flops,
+        "latency_speedup": lat["batch64"]["speedup"],
+        "latency": lat,
         "granularity": job.impl.granularity,
         "budget": {
-            "protocol": job.protocol, "own_iters": own.iters, "own_samples": own.samples,
-            "planned_own_iters": job.planned_prune_iters(), "capped": own.capped,
-            "finetune_iters": outcome.steps, "finetune_epochs": outcome.epochs_done,
+            "protocol": job.protocol,
+            "own_iters": own.iters,
+            "own_samples": own.samples,
+            "planned_own_iters": job.planned_prune_iters(),
+            "capped": own.capped,
+            "finetune_iters": outcome.steps,
+            "finetune_epochs": outcome.epochs_done,
             # the fine-tuning's schedule: the recipe's milestones scaled to its length (1.0: the recipe)
             "finetune_stretch": outcome.steps / (ft.epochs * ws.data.batches_per_epoch(ft.batch_size)),
-            "finetune_lr": lr_milestones(stretched_lr(ft.lr_at, ft.epochs, outcome.steps,
-                                                      ws.data.batches_per_epoch(ft.batch_size)), outcome.epochs_done),
-            "finetune_samples": ft_samples, "samples": samples,
+            "finetune_lr": lr_milestones(
+                stretched_lr(ft.lr_at, ft.epochs, outcome.steps, ws.data.batches_per_epoch(ft.batch_size)),
+                outcome.epochs_done,
+            ),
+            "finetune_samples": ft_samples,
+            "samples": samples,
             "samples_x_train": samples / len(ws.data.train) if ws.data.train is not None else None,
             # training compute: forward + backward ~ 3 x the forward multiply-adds (FLOPs / 2) of
             # the model as it was: whole during the method's own training, pruned while fine-tuning
             "train_macs": 3 * (flops0 // 2 * own.samples + flops // 2 * ft_samples),
-            "total_samples_target": job.total_samples},
-        "method_info": choice.pruning.info, "finetune_seconds": outcome.seconds,
+            "total_samples_target": job.total_samples,
+        },
+        "method_info": choice.pruning.info,
+        "finetune_seconds": outcome.seconds,
         # what the method asks the pages to show of its own record (``Method.columns``)
         "method_columns": job.impl.column_values(choice.pruning.info),
     }

@@ -5,6 +5,7 @@ A job is named by the hash of its run description (``suite.spec.run``), so a fin
 recomputed and a killed one resumes from the checkpoints in its folder; a job another process
 holds is waited for or passed over; a failure is recorded with its message and the others go on.
 """
+
 from __future__ import annotations
 
 import time
@@ -41,8 +42,15 @@ class JobResult:
 class Runner:
     """Runs jobs of one setting against one loaded dataset, storing each under ``runs_dir``."""
 
-    def __init__(self, setting: Setting, data: Data, runs_dir: Path, device: torch.device,
-                 baseline: Baseline | None = None, recompute_stale: bool = False):
+    def __init__(
+        self,
+        setting: Setting,
+        data: Data,
+        runs_dir: Path,
+        device: torch.device,
+        baseline: Baseline | None = None,
+        recompute_stale: bool = False,
+    ):
         """With ``data.val`` present (a search), accuracies during the job are measured on the
         validation split and the test top-1 is only stored; otherwise everything is on test.
         ``recompute_stale``: a stored run trained by other training code is moved aside (kept in
@@ -59,8 +67,15 @@ class Runner:
             return self.user_baseline
         key = (job.baseline_seed, job.smoke, job.numerics)
         if key not in self._baselines:
-            self._baselines[key] = get_baseline(self.setting, self.data, job.baseline_seed, self.runs_dir,
-                                                self.device, smoke=job.smoke, numerics=job.numerics)
+            self._baselines[key] = get_baseline(
+                self.setting,
+                self.data,
+                job.baseline_seed,
+                self.runs_dir,
+                self.device,
+                smoke=job.smoke,
+                numerics=job.numerics,
+            )
         return self._baselines[key]
 
     def folder(self, job: Job) -> Path:
@@ -103,24 +118,36 @@ class Runner:
             if twin is not None:
                 return twin
             log: list[dict] = []
-            config = {**job.identity(self.data.fingerprint), **self._record(job), "data_source": self.data.source,
-                      "setting_definition": self.setting.to_dict(),
-                      "torch": torch.__version__, "device": str(self.device), **machine(self.device)}
+            config = {
+                **job.identity(self.data.fingerprint),
+                **self._record(job),
+                "data_source": self.data.source,
+                "setting_definition": self.setting.to_dict(),
+                "torch": torch.__version__,
+                "device": str(self.device),
+                **machine(self.device),
+            }
             write_json(folder / "config.json", config)
             t0 = time.time()
             try:
                 base = self.baseline(job)  # trained once, shared: not part of this job's wall time
                 t0 = time.time()
-                result = pipeline.execute(Workspace(job, self.data, self.device, folder, self.eval_split,
-                                                    self.on_epoch_end), base, log)
+                result = pipeline.execute(
+                    Workspace(job, self.data, self.device, folder, self.eval_split, self.on_epoch_end), base, log
+                )
                 result["status"] = "smoke" if job.smoke else "done"
             except propagate as e:
-                write_json(folder / "result.json", {**self._record(job), "status": "stopped",
-                                                    "error": f"{type(e).__name__}: {e}".splitlines()[0]})
+                write_json(
+                    folder / "result.json",
+                    {**self._record(job), "status": "stopped", "error": f"{type(e).__name__}: {e}".splitlines()[0]},
+                )
                 raise
             except Exception as e:  # isolate (NaN, out of memory, a method error): record, go on
-                result = {"status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0],
-                          "traceback": traceback.format_exc(limit=8)}
+                result = {
+                    "status": "failed",
+                    "error": f"{type(e).__name__}: {e}".splitlines()[0],
+                    "traceback": traceback.format_exc(limit=8),
+                }
             result.update(self._record(job), **machine(self.device))
             result["wall_seconds"] = result.get("wall_seconds", 0) + time.time() - t0
             result["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -140,30 +167,49 @@ class Runner:
         if twin is None or self.is_stale(paper, twin) or "own_samples" not in twin["budget"]:
             return None
         b = twin["budget"]
-        if job.finetune_steps(b["own_samples"], self.data.batches_per_epoch(job.setting.finetune.batch_size)) \
-                != b["finetune_iters"]:
+        if (
+            job.finetune_steps(b["own_samples"], self.data.batches_per_epoch(job.setting.finetune.batch_size))
+            != b["finetune_iters"]
+        ):
             return None
         twin_folder = self.folder(paper)
-        write_json(folder / "config.json", {**read_json(twin_folder / "config.json"),
-                                            **job.identity(self.data.fingerprint)})
+        write_json(
+            folder / "config.json", {**read_json(twin_folder / "config.json"), **job.identity(self.data.fingerprint)}
+        )
         if (twin_folder / "log.csv").exists():
             write_atomic(folder / "log.csv", (twin_folder / "log.csv").read_text())
-        result = {**twin, **self._record(job), "same_training_as": twin_folder.name,
-                  "budget": {**b, "protocol": job.protocol, "total_samples_target": job.total_samples},
-                  "code_version": twin["code_version"]}
+        result = {
+            **twin,
+            **self._record(job),
+            "same_training_as": twin_folder.name,
+            "budget": {**b, "protocol": job.protocol, "total_samples_target": job.total_samples},
+            "code_version": twin["code_version"],
+        }
         write_json(folder / "result.json", result)
         return JobResult(job, folder, result, cached=True)
 
     def _record(self, job: Job) -> dict:
         """What every config and result carries besides the identity: names, provenance, code."""
-        return {"setting": self.setting.name, "comparison": job.describe(self.data.fingerprint).comparison(),
-                "method": job.method, "seed": job.seed,
-                "baseline_seed": job.baseline_seed, "hparams": job.hparams, "hparams_source": job.hparams_source,
-                "ratios": self.setting.ratios, "skip": self.setting.skip, "protocol": job.protocol,
-                "data_fingerprint": self.data.fingerprint, "data_label": self.data.label,
-                "reduced_budget": self.setting.reduced, "eval_split": self.eval_split,
-                "code_version": code_version(), "training_code": training_code(type(job.impl)),
-                **job.numerics.record()}
+        return {
+            "setting": self.setting.name,
+            "comparison": job.describe(self.data.fingerprint).comparison(),
+            "method": job.method,
+            "seed": job.seed,
+            "baseline_seed": job.baseline_seed,
+            "hparams": job.hparams,
+            "hparams_source": job.hparams_source,
+            "ratios": self.setting.ratios,
+            "skip": self.setting.skip,
+            "protocol": job.protocol,
+            "data_fingerprint": self.data.fingerprint,
+            "data_label": self.data.label,
+            "reduced_budget": self.setting.reduced,
+            "eval_split": self.eval_split,
+            "code_version": code_version(),
+            "training_code": training_code(type(job.impl)),
+            **job.numerics.record(),
+        }
+
 
 def _supersede(folder: Path, result: dict) -> None:
     """Move a stale run's files into ``folder/superseded/<its training code>/``: kept, off the pages."""
@@ -176,8 +222,9 @@ def _supersede(folder: Path, result: dict) -> None:
 
 def load_data(setting: Setting, data_dir: str | None, download: bool = False) -> Data:
     """The setting's data; ``data_dir`` (``--data-dir``) first, else the setting's own."""
-    data = datasets.load(setting.at_root(setting.dataset), data_dir or setting.data_path, download,
-                         setting.data_options or None)
+    data = datasets.load(
+        setting.at_root(setting.dataset), data_dir or setting.data_path, download, setting.data_options or None
+    )
     try:
         data = data.limit_train(setting.train_limit) if setting.train_limit else data
         return data.limit_test(setting.test_limit) if setting.test_limit else data

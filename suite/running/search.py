@@ -5,6 +5,7 @@ Honest by construction: the study's data is the training set minus a seeded vali
 and after fine-tuning is read on that split, and the test top-1 is stored with the trial but
 never returned to the sampler. Each trial is a stored run, so a re-run study finds them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,15 +52,21 @@ def open_storage(url: str):
         if url.startswith("journal:"):
             from optuna.storages import JournalStorage
             from optuna.storages.journal import JournalFileBackend
-            path = Path(url[len("journal:"):])
+
+            path = Path(url[len("journal:") :])
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         return optuna.storages.RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
+            url,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+        )
     except Exception as e:  # optuna/sqlalchemy raise many types for a bad URL
-        raise SuiteError(f"cannot open storage {url!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
-                         f"use sqlite:///PATH.db, postgresql://..., or journal:PATH") from None
+        raise SuiteError(
+            f"cannot open storage {url!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
+            f"use sqlite:///PATH.db, postgresql://..., or journal:PATH"
+        ) from None
 
 
 def load_space(path: str | None, method: str) -> dict[str, tuple]:
@@ -83,7 +90,7 @@ def load_space(path: str | None, method: str) -> dict[str, tuple]:
         if name not in fields:
             raise SuiteError(f"--space {path}: {method} has no parameter {name!r}; known: {', '.join(fields)}")
         if not (isinstance(rng, list) and len(rng) in (2, 3) and all(isinstance(v, (int, float)) for v in rng[:2])):
-            raise SuiteError(f"--space {path}: {name} must be [low, high] or [low, high, \"log\"]")
+            raise SuiteError(f'--space {path}: {name} must be [low, high] or [low, high, "log"]')
         low, high, log = rng[0], rng[1], len(rng) == 3 and rng[2] == "log"
         if not low < high:
             raise SuiteError(f"--space {path}: {name} range [{low}, {high}] is empty or inverted")
@@ -114,7 +121,7 @@ def _creation_lock(url: str):
         if url.startswith(prefix):
             # not PATH.lock: Optuna's journal backend takes that name for its own lock and
             # deletes it as stale after 30 s
-            return file_lock(Path(url[len(prefix):] + ".create-lock"))
+            return file_lock(Path(url[len(prefix) :] + ".create-lock"))
     return contextlib.nullcontext()
 
 
@@ -126,8 +133,16 @@ def default_params(setting: Setting, method: str, space: dict) -> dict | None:
     return params if all(low <= params[k] <= high for k, (low, high, _) in space.items()) else None
 
 
-def get_study(storage_url: str, name: str, setting: Setting, method: str, sampler=None, create: bool = True,
-              space: dict | None = None, numerics: Numerics | None = None):
+def get_study(
+    storage_url: str,
+    name: str,
+    setting: Setting,
+    method: str,
+    sampler=None,
+    create: bool = True,
+    space: dict | None = None,
+    numerics: Numerics | None = None,
+):
     """Load the study, or create it tagged with its setting and method; refuse a study made for others.
 
     A new study gets the method's defaults as its first trial (when ``space`` is given and holds
@@ -140,12 +155,20 @@ def get_study(storage_url: str, name: str, setting: Setting, method: str, sample
     storage = open_storage(storage_url)
     names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if name not in names and not create:
-        raise SuiteError(f"no study {name!r} in {storage_url}: run 'suite search --setting {setting.name} "
-                         f"--method {method}' first, or pass --study/--storage")
+        raise SuiteError(
+            f"no study {name!r} in {storage_url}: run 'suite search --setting {setting.name} "
+            f"--method {method}' first, or pass --study/--storage"
+        )
     want = {"setting": setting.name, "method": method, "ratios": setting.ratios}
     with _creation_lock(storage_url):
-        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", sampler=sampler,
-                                    pruner=optuna.pruners.MedianPruner(n_warmup_steps=1), load_if_exists=True)
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction="maximize",
+            sampler=sampler,
+            pruner=optuna.pruners.MedianPruner(n_warmup_steps=1),
+            load_if_exists=True,
+        )
         tags = study.user_attrs
         if not tags and not study.get_trials(deepcopy=False):
             for k, v in {**want, "metric": "validation top-1", **(numerics or FP32).record()}.items():
@@ -155,12 +178,16 @@ def get_study(storage_url: str, name: str, setting: Setting, method: str, sample
             if defaults is not None and not isinstance(sampler, optuna.samplers.GridSampler):
                 study.enqueue_trial(defaults, user_attrs={"defaults": True})
     if any(tags.get(k) != v for k, v in want.items()):
-        raise SuiteError(f"study {name!r} in {storage_url} was made for {tags.get('method')} on "
-                         f"{tags.get('setting')} ratios {tags.get('ratios')}, not {method} on {setting.name} "
-                         f"ratios {setting.ratios}: pass another --study")
+        raise SuiteError(
+            f"study {name!r} in {storage_url} was made for {tags.get('method')} on "
+            f"{tags.get('setting')} ratios {tags.get('ratios')}, not {method} on {setting.name} "
+            f"ratios {setting.ratios}: pass another --study"
+        )
     if numerics is not None and Numerics.from_record(tags) != numerics:
-        raise SuiteError(f"study {name!r} in {storage_url} holds trials in {Numerics.from_record(tags).label()}, not "
-                         f"{numerics.label()}: pass another --study (or the study's precision options)")
+        raise SuiteError(
+            f"study {name!r} in {storage_url} holds trials in {Numerics.from_record(tags).label()}, not "
+            f"{numerics.label()}: pass another --study (or the study's precision options)"
+        )
     return study
 
 
@@ -185,8 +212,15 @@ def run_search(spec: SearchSpec, runner: Runner, study: optuna.Study) -> optuna.
 
     def objective(trial: optuna.Trial) -> float:
         hp = method.suggest(trial, base=base, space=spec.space, max_iters=cap)
-        job = Job(spec.setting, spec.method, hp.to_dict(), seed=spec.seed, smoke=spec.smoke,
-                  hparams_source=f"search trial {trial.number} of study {study.study_name}", numerics=spec.numerics)
+        job = Job(
+            spec.setting,
+            spec.method,
+            hp.to_dict(),
+            seed=spec.seed,
+            smoke=spec.smoke,
+            hparams_source=f"search trial {trial.number} of study {study.study_name}",
+            numerics=spec.numerics,
+        )
 
         def report(row):
             epoch = int(round(row["epoch"]))
@@ -206,15 +240,23 @@ def run_search(spec: SearchSpec, runner: Runner, study: optuna.Study) -> optuna.
             print(f"trial {trial.number}: failed ({r['error']})", flush=True)
             return math.nan  # Optuna records the trial as failed; the study goes on
         trial.set_user_attr("test_top1", r["top1"])  # stored for the report, never the objective
-        print(f"trial {trial.number}: validation top-1 {r['val_top1']:.2f}  {json.dumps(trial.params)}"
-              f"{'  (cached run)' if jr.cached else ''}", flush=True)
+        print(
+            f"trial {trial.number}: validation top-1 {r['val_top1']:.2f}  {json.dumps(trial.params)}"
+            f"{'  (cached run)' if jr.cached else ''}",
+            flush=True,
+        )
         return r["val_top1"]
 
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
     remaining = spec.trials - len(study.get_trials(deepcopy=False, states=done))
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, timeout=spec.timeout, catch=(),
-                       callbacks=[optuna.study.MaxTrialsCallback(spec.trials, states=done)])
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=spec.timeout,
+            catch=(),
+            callbacks=[optuna.study.MaxTrialsCallback(spec.trials, states=done)],
+        )
     return study
 
 
@@ -234,10 +276,18 @@ def report(study: optuna.Study) -> str:
 
     rows = []
     for t in study.trials:
-        rows.append({"trial": t.number, "state": t.state.name, **t.params, "own_iters": _own_iters(t),
-                     "val_top1": t.value, "test_top1": t.user_attrs.get("test_top1"),
-                     "defaults": "yes" if t.user_attrs.get("defaults") else "",
-                     "error": t.user_attrs.get("error", "")})
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name,
+                **t.params,
+                "own_iters": _own_iters(t),
+                "val_top1": t.value,
+                "test_top1": t.user_attrs.get("test_top1"),
+                "defaults": "yes" if t.user_attrs.get("defaults") else "",
+                "error": t.user_attrs.get("error", ""),
+            }
+        )
     lines = [f"study {study.study_name}: {len(rows)} trials, objective = validation top-1"]
     if rows:
         table = pd.DataFrame(rows).astype({"own_iters": "Int64"})  # whole iterations, <NA> for pruned trials
@@ -245,13 +295,17 @@ def report(study: optuna.Study) -> str:
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         best = study.best_trial
-        lines.append(f"best trial {best.number}: validation top-1 {best.value:.2f} "
-                     f"(test top-1 {best.user_attrs.get('test_top1', float('nan')):.2f}, not used to choose); "
-                     f"params {json.dumps(best.params)}")
+        lines.append(
+            f"best trial {best.number}: validation top-1 {best.value:.2f} "
+            f"(test top-1 {best.user_attrs.get('test_top1', float('nan')):.2f}, not used to choose); "
+            f"params {json.dumps(best.params)}"
+        )
         for d in (t for t in complete if t.user_attrs.get("defaults")):
-            lines.append(f"the method's defaults (trial {d.number}): validation top-1 {d.value:.2f} "
-                         f"(test top-1 {d.user_attrs.get('test_top1', float('nan')):.2f}); best minus defaults "
-                         f"on validation: {best.value - d.value:+.2f} points")
+            lines.append(
+                f"the method's defaults (trial {d.number}): validation top-1 {d.value:.2f} "
+                f"(test top-1 {d.user_attrs.get('test_top1', float('nan')):.2f}); best minus defaults "
+                f"on validation: {best.value - d.value:+.2f} points"
+            )
     if len(complete) >= 2:
         try:
             imp = optuna.importance.get_param_importances(study)

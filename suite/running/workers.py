@@ -8,6 +8,7 @@ says otherwise, takes its share of the cores: ``cores // live workers`` (at leas
 re-reads the directory before each job, so the first of two workers gives back its extra thread
 when the second one starts. Files of dead processes (a ``kill -9``) are ignored and removed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -75,7 +76,7 @@ class Workers:
         host = socket.gethostname() + "-"
         n = 0
         for f in self.folder.glob(host + "*"):
-            pid = f.name[len(host):]
+            pid = f.name[len(host) :]
             with contextlib.suppress(OSError, ValueError):
                 if _alive(int(pid), f.read_text().strip()):
                     n += 1

@@ -20,6 +20,7 @@ Budgets (``--budget``, a comma list; several points make a curve of top-1 agains
                trains before it chooses may spend more of a budget on its own schedule through
                its hyperparameters (a longer GReg is another row of the same comparison).
 """
+
 from __future__ import annotations
 
 import functools
@@ -41,8 +42,7 @@ _RATIOS: dict[tuple, dict[str, float]] = {}
 
 def layer_ratios(setting: Setting, granularity: str) -> dict[str, float]:
     """The setting's target resolved to {layer: ratio} for a granularity (each model built once)."""
-    key = (setting.dataset, setting.model, setting.ratios, setting.skip, granularity, setting.root,
-           setting.data_path)
+    key = (setting.dataset, setting.model, setting.ratios, setting.skip, granularity, setting.root, setting.data_path)
     if key not in _RATIOS:
         _RATIOS[key] = setting.layer_ratios(setting.build_model(), granularity=granularity)
     return _RATIOS[key]
@@ -81,17 +81,29 @@ class Job:
         """The run description of this job on data with this fingerprint (``suite.spec.run``)."""
         s, method = self.setting, self.impl
         from suite.models.zoo import source_digest
+
         return RunDescription(
             data=DataSpec(data_fingerprint, s.dataset, s.train_limit),
-            model=ModelSpec(s.model, layer_ratios(s, method.granularity), method.granularity,
-                            source_digest(s.at_root(s.model))),
-            baseline=(BaselineSpec(weights=self.user_baseline) if self.user_baseline is not None else
-                      BaselineSpec(s.baseline.to_dict(), self.baseline_seed)),
-            method=MethodSpec(self.method, method.defining_hparams(self.hparams),
-                              asdict(s.prune) if method.planned_iters(self.hp) > 0 else None),
-            budget=BudgetSpec(self.protocol, s.finetune.to_dict(),
-                              self.total_samples if self.protocol == "total" else None),
-            numerics=NumericsSpec.of(self.numerics), seed=self.seed, smoke=self.smoke)
+            model=ModelSpec(
+                s.model, layer_ratios(s, method.granularity), method.granularity, source_digest(s.at_root(s.model))
+            ),
+            baseline=(
+                BaselineSpec(weights=self.user_baseline)
+                if self.user_baseline is not None
+                else BaselineSpec(s.baseline.to_dict(), self.baseline_seed)
+            ),
+            method=MethodSpec(
+                self.method,
+                method.defining_hparams(self.hparams),
+                asdict(s.prune) if method.planned_iters(self.hp) > 0 else None,
+            ),
+            budget=BudgetSpec(
+                self.protocol, s.finetune.to_dict(), self.total_samples if self.protocol == "total" else None
+            ),
+            numerics=NumericsSpec.of(self.numerics),
+            seed=self.seed,
+            smoke=self.smoke,
+        )
 
     def identity(self, data_fingerprint: str) -> dict:
         """Everything that defines the result; its hash names the run folder."""
@@ -107,8 +119,14 @@ class Job:
     def finetune_steps(self, own_samples: int, batches_per_epoch: int) -> int:
         """This job's fine-tuning iterations (``suite.training.schedule.finetune_steps``)."""
         ft = self.setting.finetune
-        return schedule.finetune_steps(ft.epochs, ft.batch_size, batches_per_epoch, total_samples=self.total_samples,
-                                       own_samples=own_samples, smoke=self.smoke)
+        return schedule.finetune_steps(
+            ft.epochs,
+            ft.batch_size,
+            batches_per_epoch,
+            total_samples=self.total_samples,
+            own_samples=own_samples,
+            smoke=self.smoke,
+        )
 
     def schedule_fits(self) -> bool:
         """False when the method's planned schedule is longer than the setting's cap (it will stop
@@ -184,14 +202,26 @@ def budget_points(text: str) -> list[tuple[str, float | None, int | None]]:
 def parse_budgets(text: str, setting: Setting, train_size: int, smoke: bool = False) -> list[Budget]:
     """The budget points of ``--budget`` (:func:`budget_points`), multiples resolved to samples."""
     unit = budget_unit(setting, train_size, smoke)
-    points = [Budget(label, samples if samples is not None else None if factor is None else round(factor * unit))
-              for label, factor, samples in budget_points(text)]
+    points = [
+        Budget(label, samples if samples is not None else None if factor is None else round(factor * unit))
+        for label, factor, samples in budget_points(text)
+    ]
     return list(dict.fromkeys(points))
 
 
-def plan(setting: Setting, methods: list[str], seeds: list[int], *, train_size: int,
-         budgets: list[Budget] = (Budget("paper"),), smoke: bool = False, user_hparams: dict | None = None,
-         sources: dict | None = None, baseline_seed: int = 0, numerics: Numerics = FP32) -> list[Job]:
+def plan(
+    setting: Setting,
+    methods: list[str],
+    seeds: list[int],
+    *,
+    train_size: int,
+    budgets: list[Budget] = (Budget("paper"),),
+    smoke: bool = False,
+    user_hparams: dict | None = None,
+    sources: dict | None = None,
+    baseline_seed: int = 0,
+    numerics: Numerics = FP32,
+) -> list[Job]:
     """Jobs for every (budget, method, seed). ``user_hparams``/``sources``: per method, values over
     the defaults and where they came from ("user file", "tuned: study ..."). A budget that cannot
     hold a method's own training and one fine-tuning batch is refused here, before any work."""
@@ -201,12 +231,24 @@ def plan(setting: Setting, methods: list[str], seeds: list[int], *, train_size: 
     for budget, method, seed in itertools.product(budgets, methods, seeds):
         user = (user_hparams or {}).get(method)
         source = (sources or {}).get(method, "user file") if user else "default"
-        job = Job(setting, method, resolve_hparams(setting, method, user), seed, baseline_seed, budget.protocol,
-                  smoke, source, total_samples=budget.samples, numerics=numerics)
+        job = Job(
+            setting,
+            method,
+            resolve_hparams(setting, method, user),
+            seed,
+            baseline_seed,
+            budget.protocol,
+            smoke,
+            source,
+            total_samples=budget.samples,
+            numerics=numerics,
+        )
         if budget.samples is not None:
             own = job.planned_prune_iters() * setting.prune.batch_size
             if own + setting.finetune.batch_size > budget.samples:
-                raise SuiteError(f"--budget {budget.label} ({budget.samples:,} samples) cannot hold {method}'s own "
-                                 f"training ({own:,} samples) and any fine-tuning: name a larger budget")
+                raise SuiteError(
+                    f"--budget {budget.label} ({budget.samples:,} samples) cannot hold {method}'s own "
+                    f"training ({own:,} samples) and any fine-tuning: name a larger budget"
+                )
         jobs.append(job)
     return jobs

@@ -19,6 +19,7 @@ Adding a field that defines results is one change here (a field with its metadat
 identity, name, comparison key and the reading of stored configs all follow from the metadata.
 (Modelled on open_lth's ``foundations/desc.py``; written here because no library names runs.)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,9 @@ from suite.store.files import content_hash
 from suite.training.numerics import Numerics
 
 
-def spec_field(key: str | None = None, *, default=dataclasses.MISSING, omit_default: bool = False,
-               method_side: bool = False):
+def spec_field(
+    key: str | None = None, *, default=dataclasses.MISSING, omit_default: bool = False, method_side: bool = False
+):
     """A field of a spec and how it enters the identity: under ``key`` (default: its name), left
     out when it equals ``default`` and ``omit_default`` is set, and (``method_side``) chosen per
     method or seed, so left out of the comparison key."""
@@ -103,8 +105,10 @@ class BaselineSpec(Spec):
     weights: str | None = None
 
     def _entries(self, comparison: bool):
-        yield "baseline", ({"weights": self.weights} if self.weights is not None else
-                           {"recipe": self.recipe, "seed": self.seed})
+        yield (
+            "baseline",
+            ({"weights": self.weights} if self.weights is not None else {"recipe": self.recipe, "seed": self.seed}),
+        )
 
     @classmethod
     def from_config(cls, config: dict) -> BaselineSpec:
@@ -170,4 +174,3 @@ class RunDescription(Spec):
         """The key of the runs this one is compared with: same data, model and layers, baseline,
         budget and numerics; any method, hyperparameters and seed."""
         return content_hash(dict(self._entries(comparison=True)))
-

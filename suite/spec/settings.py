@@ -4,6 +4,7 @@ Every method in a comparison starts from the same baseline of a setting and gets
 fine-tuning. The paper's settings carry the paper's recipes (methods/GREG_SPEC.md); the CPU settings
 cut them down so a 2-core machine finishes, and say so (``reduced``).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -124,8 +125,9 @@ class Setting:
     def build_model(self):
         return zoo.build(self.at_root(self.model), self.num_classes, self.input_shape)
 
-    def layer_ratios(self, model, ratios: str | None = None, skip: str | None = None,
-                     granularity: str = "filter") -> dict[str, float]:
+    def layer_ratios(
+        self, model, ratios: str | None = None, skip: str | None = None, granularity: str = "filter"
+    ) -> dict[str, float]:
         spec = parse_ratios(ratios or self.ratios, self.skip if skip is None else skip)
         return resolve(spec, model, self.layout, granularity, self.input_shape)
 
@@ -161,8 +163,11 @@ class Setting:
         if missing:
             raise SuiteError(f"{where}: missing fields {sorted(missing)}; required: {sorted(required)}")
         d = dict(d)
-        for section, make in (("baseline", Recipe.from_dict), ("finetune", Recipe.from_dict),
-                              ("prune", PruneRecipe.from_dict)):
+        for section, make in (
+            ("baseline", Recipe.from_dict),
+            ("finetune", Recipe.from_dict),
+            ("prune", PruneRecipe.from_dict),
+        ):
             if section in d:
                 try:
                     d[section] = make(d[section])
@@ -170,7 +175,7 @@ class Setting:
                     raise SuiteError(f"{where}: [{section}] {e}") from None
         targets = d.get("targets", [])
         if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
-            raise SuiteError(f"{where}: targets = {targets!r}: must be a list of ratio strings like [\"0.5\", \"0.9\"]")
+            raise SuiteError(f'{where}: targets = {targets!r}: must be a list of ratio strings like ["0.5", "0.9"]')
         d["targets"] = tuple(targets)
         s = cls(**d)
         try:
@@ -181,15 +186,20 @@ class Setting:
 
     def validate(self) -> None:
         """Type and range of every field, then the ratio strings against the model."""
+
         def bad(field, allowed):
             raise SuiteError(f"{field} = {getattr(self, field)!r}: must be {allowed}")
 
         if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
-            bad("name", "1-100 letters, digits and . _ + - (not starting with . _ + -), e.g. \"my-cnn4\"")
-        if not isinstance(self.dataset, str) or not (self.dataset in DATASETS
-                                                     or userdata.is_user_dataset(self.dataset)):
-            bad("dataset", f"one of {', '.join(DATASETS.names())}, or imagefolder:PATH, torchvision:CLASS, "
-                           f"path/to/file.py:factory")
+            bad("name", '1-100 letters, digits and . _ + - (not starting with . _ + -), e.g. "my-cnn4"')
+        if not isinstance(self.dataset, str) or not (
+            self.dataset in DATASETS or userdata.is_user_dataset(self.dataset)
+        ):
+            bad(
+                "dataset",
+                f"one of {', '.join(DATASETS.names())}, or imagefolder:PATH, torchvision:CLASS, "
+                f"path/to/file.py:factory",
+            )
         if not isinstance(self.model, str):
             bad("model", "a model name, torchvision:NAME, timm:NAME or path/to/file.py:factory")
         zoo.get(self.at_root(self.model))
@@ -226,14 +236,18 @@ class Setting:
     def _check_overrides(self) -> None:
         """Each pattern must name a method and its values must be valid hyperparameters of it."""
         from methods import registry
+
         if not isinstance(self.method_overrides, dict):
-            raise SuiteError(f"method_overrides = {self.method_overrides!r}: must be a table "
-                             f"{{method pattern: {{field: value}}}}")
+            raise SuiteError(
+                f"method_overrides = {self.method_overrides!r}: must be a table {{method pattern: {{field: value}}}}"
+            )
         for pattern, values in self.method_overrides.items():
             names = registry.names(pattern)
             if not names or not isinstance(values, dict):
-                raise SuiteError(f"method_overrides.{pattern} = {values!r}: must be a table {{field: value}} "
-                                 f"under a pattern matching a method ('suite list methods')")
+                raise SuiteError(
+                    f"method_overrides.{pattern} = {values!r}: must be a table {{field: value}} "
+                    f"under a pattern matching a method ('suite list methods')"
+                )
             for m in names:
                 cls = registry.get(m).Hparams
                 cls.from_dict({**cls().to_dict(), **values}, where=f"method_overrides.{pattern} ({m})")
@@ -253,53 +267,104 @@ def _add(s: Setting) -> None:
     SETTINGS[s.name] = s
 
 
-_add(Setting(
-    "cifar10-resnet56", "cifar10", "resnet56", "[0,0.75,0.75,0.32,0]",
-    baseline=Recipe(200, 128, CIFAR_BASE), finetune=Recipe(120, 128, CIFAR_FT),
-    prune=PruneRecipe(batch_size=128), method_overrides=GREG_CIFAR,
-    targets=("[0,0.5,0.5,0.5,0]", "[0,0.7,0.7,0.7,0]", "[0,0.9,0.9,0.9,0]"),
-    description="GReg paper Table 2: ResNet-56 on CIFAR-10 at 2.55x",
-    budget_unit=15_232_128 + 5_990_400))
-_add(Setting(
-    "cifar100-vgg19", "cifar100", "vgg19", "[1-15:0.7]",
-    baseline=Recipe(200, 256, CIFAR_BASE), finetune=Recipe(120, 256, CIFAR_FT),
-    prune=PruneRecipe(batch_size=256), method_overrides=GREG_CIFAR,
-    targets=("[1-15:0.5]", "[1-15:0.8]", "[1-15:0.9]"),
-    description="GReg paper Table 2: VGG-19 on CIFAR-100 at 8.84x",
-    budget_unit=30_464_256 + 5_990_400))
+_add(
+    Setting(
+        "cifar10-resnet56",
+        "cifar10",
+        "resnet56",
+        "[0,0.75,0.75,0.32,0]",
+        baseline=Recipe(200, 128, CIFAR_BASE),
+        finetune=Recipe(120, 128, CIFAR_FT),
+        prune=PruneRecipe(batch_size=128),
+        method_overrides=GREG_CIFAR,
+        targets=("[0,0.5,0.5,0.5,0]", "[0,0.7,0.7,0.7,0]", "[0,0.9,0.9,0.9,0]"),
+        description="GReg paper Table 2: ResNet-56 on CIFAR-10 at 2.55x",
+        budget_unit=15_232_128 + 5_990_400,
+    )
+)
+_add(
+    Setting(
+        "cifar100-vgg19",
+        "cifar100",
+        "vgg19",
+        "[1-15:0.7]",
+        baseline=Recipe(200, 256, CIFAR_BASE),
+        finetune=Recipe(120, 256, CIFAR_FT),
+        prune=PruneRecipe(batch_size=256),
+        method_overrides=GREG_CIFAR,
+        targets=("[1-15:0.5]", "[1-15:0.8]", "[1-15:0.9]"),
+        description="GReg paper Table 2: VGG-19 on CIFAR-100 at 8.84x",
+        budget_unit=30_464_256 + 5_990_400,
+    )
+)
 _IMAGENET_FT = Recipe(90, 256, {0: 0.01, 30: 0.001, 60: 0.0001, 75: 0.00001}, weight_decay=1e-4)
 _IMAGENET_BASE = Recipe(90, 256, {0: 0.1, 30: 0.01, 60: 0.001}, weight_decay=1e-4)
-_add(Setting(
-    "imagenet-resnet34", "imagenet", "resnet34", "[0,0.5,0.6,0.4,0,0]", skip="[1.0,2.0,2.3,3.0,3.5]",
-    baseline=_IMAGENET_BASE, finetune=_IMAGENET_FT, prune=PruneRecipe(weight_decay=1e-4),
-    method_overrides=GREG_IMAGENET, description="GReg paper: ResNet-34 on ImageNet at 1.32x",
-    budget_unit=6_048_064 + 115_292_160))
-_add(Setting(
-    "imagenet-resnet50", "imagenet", "resnet50", "[0,0.6,0.6,0.6,0.21,0]",
-    baseline=_IMAGENET_BASE, finetune=_IMAGENET_FT, prune=PruneRecipe(weight_decay=1e-4),
-    method_overrides=GREG_IMAGENET,
-    targets=("[0,0.3,0.3,0.3,0.14,0]", "[0,0.74,0.74,0.6,0.21,0]", "[0,0.68,0.68,0.68,0.5,0]"),
-    description="GReg paper: ResNet-50 on ImageNet at 2.31x (and 1.49x, 2.56x, 3.06x)",
-    budget_unit=6_048_064 + 115_292_160))
+_add(
+    Setting(
+        "imagenet-resnet34",
+        "imagenet",
+        "resnet34",
+        "[0,0.5,0.6,0.4,0,0]",
+        skip="[1.0,2.0,2.3,3.0,3.5]",
+        baseline=_IMAGENET_BASE,
+        finetune=_IMAGENET_FT,
+        prune=PruneRecipe(weight_decay=1e-4),
+        method_overrides=GREG_IMAGENET,
+        description="GReg paper: ResNet-34 on ImageNet at 1.32x",
+        budget_unit=6_048_064 + 115_292_160,
+    )
+)
+_add(
+    Setting(
+        "imagenet-resnet50",
+        "imagenet",
+        "resnet50",
+        "[0,0.6,0.6,0.6,0.21,0]",
+        baseline=_IMAGENET_BASE,
+        finetune=_IMAGENET_FT,
+        prune=PruneRecipe(weight_decay=1e-4),
+        method_overrides=GREG_IMAGENET,
+        targets=("[0,0.3,0.3,0.3,0.14,0]", "[0,0.74,0.74,0.6,0.21,0]", "[0,0.68,0.68,0.68,0.5,0]"),
+        description="GReg paper: ResNet-50 on ImageNet at 2.31x (and 1.49x, 2.56x, 3.06x)",
+        budget_unit=6_048_064 + 115_292_160,
+    )
+)
 
 # CPU settings. GReg's penalty must grow to its ceiling (tau/delta updates) before removal is
 # nearly harmless; at K_u = 1 that is 10k iterations, minutes on these nets, not hours.
-_add(Setting(
-    "fmnist-cnn4", "fashion-mnist", "cnn4", "0.7",
-    baseline=Recipe(8, 128, {0: 0.05, 5: 0.005}), finetune=Recipe(3, 128, {0: 0.01, 2: 0.001}),
-    prune=PruneRecipe(batch_size=64, max_iters=20_000),
-    method_overrides={"greg*": {"update_interval": 1, "stabilize_iters": 500}},
-    targets=("0.5", "0.9"), reduced=True, val_size=5000,
-    description="CPU default: 4-conv net (3.7 M MACs) on Fashion-MNIST, convs 1-3 pruned",
-    budget_unit=729_664 + 179_712))
-_add(Setting(
-    "cifar10jpg-resnet20", "cifar10-jpg", "resnet20", "[0,0.5,0.5,0.5,0]",
-    baseline=Recipe(30, 128, {0: 0.1, 15: 0.01, 25: 0.001}), finetune=Recipe(10, 128, {0: 0.01, 6: 0.001}),
-    prune=PruneRecipe(batch_size=64, max_iters=20_000),
-    method_overrides={"greg*": {"update_interval": 1, "stabilize_iters": 1000}},
-    targets=("[0,0.9,0.9,0.9,0]",), reduced=True,
-    description="CPU: ResNet-20 on the CIFAR-10 JPEG copy",
-    budget_unit=761_664 + 499_200))
+_add(
+    Setting(
+        "fmnist-cnn4",
+        "fashion-mnist",
+        "cnn4",
+        "0.7",
+        baseline=Recipe(8, 128, {0: 0.05, 5: 0.005}),
+        finetune=Recipe(3, 128, {0: 0.01, 2: 0.001}),
+        prune=PruneRecipe(batch_size=64, max_iters=20_000),
+        method_overrides={"greg*": {"update_interval": 1, "stabilize_iters": 500}},
+        targets=("0.5", "0.9"),
+        reduced=True,
+        val_size=5000,
+        description="CPU default: 4-conv net (3.7 M MACs) on Fashion-MNIST, convs 1-3 pruned",
+        budget_unit=729_664 + 179_712,
+    )
+)
+_add(
+    Setting(
+        "cifar10jpg-resnet20",
+        "cifar10-jpg",
+        "resnet20",
+        "[0,0.5,0.5,0.5,0]",
+        baseline=Recipe(30, 128, {0: 0.1, 15: 0.01, 25: 0.001}),
+        finetune=Recipe(10, 128, {0: 0.01, 6: 0.001}),
+        prune=PruneRecipe(batch_size=64, max_iters=20_000),
+        method_overrides={"greg*": {"update_interval": 1, "stabilize_iters": 1000}},
+        targets=("[0,0.9,0.9,0.9,0]",),
+        reduced=True,
+        description="CPU: ResNet-20 on the CIFAR-10 JPEG copy",
+        budget_unit=761_664 + 499_200,
+    )
+)
 
 DEFAULT_SETTING = "fmnist-cnn4"
 
@@ -324,18 +389,19 @@ def get_setting(name_or_file: str, data_dir: str | None = None) -> Setting:
         except tomllib.TOMLDecodeError as e:
             raise SuiteError(f"setting file {path} is not valid TOML: {e}") from None
         except (OSError, UnicodeDecodeError) as e:
-            raise SuiteError(f"setting file {path} cannot be read ({type(e).__name__}): check it is a "
-                             f"readable UTF-8 text file") from None
+            raise SuiteError(
+                f"setting file {path} cannot be read ({type(e).__name__}): check it is a readable UTF-8 text file"
+            ) from None
         if isinstance(table, dict):
             table.setdefault("root", str(path.resolve().parent))
             if data_dir is not None:
                 table["data_dir"] = str(Path(data_dir).resolve())
         return Setting.from_dict(table, where=f"setting file {path}")
     import difflib
+
     close = difflib.get_close_matches(name_or_file, SETTINGS, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise SuiteError(f"unknown setting {name_or_file!r}{hint}; known: {', '.join(SETTINGS)}; "
-                     f"or pass a .toml file")
+    raise SuiteError(f"unknown setting {name_or_file!r}{hint}; known: {', '.join(SETTINGS)}; or pass a .toml file")
 
 
 def with_ratios(setting: Setting, ratios: str | None, skip: str | None = None) -> Setting:

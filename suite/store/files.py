@@ -4,6 +4,7 @@ A job's folder is ``runs/<setting>/<method>/<hash>/``; the hash covers everythin
 the result, so a finished job is found instead of recomputed, and a killed one resumes from the
 checkpoints inside its folder.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -143,10 +144,15 @@ def code_version() -> str:
     """The git commit of the suite's checkout (with '+dirty' when modified), or 'unknown'."""
     root = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return (commit + ("+dirty" if dirty else "")) if commit else "unknown"

@@ -17,6 +17,7 @@ by name at run time (``importlib``: the registry loading every method module), w
 method's own module is named explicitly. The hash is taken over each module's syntax tree with
 docstrings removed, so editing a comment or a docstring does not make every published run stale.
 """
+
 from __future__ import annotations
 
 import ast
@@ -29,10 +30,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("suite", "methods")  # the code whose imports are followed; anything else is a dependency
 # Where a training pass enters the harness (relative to the checkout); what they import follows.
-TRAINING_ENTRIES = ("suite/data/datasets.py", "suite/data/userdata.py", "suite/data/streaming.py",
-                    "suite/models/zoo.py", "suite/models/nets.py", "suite/training/loop.py",
-                    "suite/models/surgery.py", "suite/models/ratios.py", "methods/base.py",
-                    "suite/running/pipeline.py")
+TRAINING_ENTRIES = (
+    "suite/data/datasets.py",
+    "suite/data/userdata.py",
+    "suite/data/streaming.py",
+    "suite/models/zoo.py",
+    "suite/models/nets.py",
+    "suite/training/loop.py",
+    "suite/models/surgery.py",
+    "suite/models/ratios.py",
+    "methods/base.py",
+    "suite/running/pipeline.py",
+)
 
 
 # Parsing is what costs, so the two caches below are keyed on a file's text: an edited file is parsed
@@ -42,8 +51,13 @@ def _digest(source: str) -> str:
     tree = ast.parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
 
@@ -57,7 +71,8 @@ def _type_checking(node: ast.AST) -> bool:
     """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): a block that never runs."""
     test = getattr(node, "test", None) if isinstance(node, ast.If) else None
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _runtime_nodes(node: ast.AST):
@@ -81,8 +96,9 @@ def _imported_names(source: str, package: tuple[str, ...]) -> tuple[str, ...]:
         if isinstance(node, ast.Import):
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = ".".join([*package[:len(package) + 1 - node.level], node.module or ""] if node.level
-                            else [node.module or ""]).strip(".")
+            base = ".".join(
+                [*package[: len(package) + 1 - node.level], node.module or ""] if node.level else [node.module or ""]
+            ).strip(".")
             names += [base] + [f"{base}.{a.name}" for a in node.names if a.name != "*"]
     return tuple(names)
 
@@ -130,8 +146,9 @@ def code_digest(entries: Iterable[Path], root: Path = ROOT) -> str:
     """16 hex digits over the docstring-free syntax trees of ``entries`` and all they import."""
     h = hashlib.sha256()
     for p in import_closure(entries, root):
-        h.update(f"{p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name}:{module_digest(p)}\n"
-                 .encode())
+        h.update(
+            f"{p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name}:{module_digest(p)}\n".encode()
+        )
     return h.hexdigest()[:16]
 
 

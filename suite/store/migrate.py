@@ -7,6 +7,7 @@ the old name there (``migrated_from``), and points ``same_training_as`` referenc
 names. Nothing is deleted: two old folders that turn out to be the same job keep the first as the
 run and move the other into its ``superseded/`` folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,19 @@ from suite.training.numerics import Numerics
 def job_of(config: dict) -> Job:
     """The job a stored config describes (old or new layout)."""
     setting = Setting.from_dict(config.get("setting_definition") or config["setting"])
-    return Job(setting, config["method"], config["hparams"], config["seed"], config.get("baseline_seed", 0),
-               config.get("protocol", "paper"), config.get("smoke", False), config.get("hparams_source", "default"),
-               config.get("user_baseline"), config.get("total_samples"), Numerics.from_record(config))
+    return Job(
+        setting,
+        config["method"],
+        config["hparams"],
+        config["seed"],
+        config.get("baseline_seed", 0),
+        config.get("protocol", "paper"),
+        config.get("smoke", False),
+        config.get("hparams_source", "default"),
+        config.get("user_baseline"),
+        config.get("total_samples"),
+        Numerics.from_record(config),
+    )
 
 
 def migrate(runs_dir: Path) -> dict[str, str]:

@@ -1,4 +1,5 @@
 """Stored runs as one pandas table, their aggregation over seeds, and the summary ``suite run`` prints."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,31 @@ from suite.store.files import content_hash, read_json_object, read_json_record
 from suite.training.numerics import Numerics
 
 # What `suite results` prints by default (the frame holds more).
-TABLE_COLUMNS = ["setting", "method", "seed", "status", "protocol", "numerics", "ratios", "eval_split", "top1",
-                 "baseline_top1", "acc_before_removal", "acc_after_removal", "params", "speedup",
-                 "latency_speedup", "own_iters", "finetune_epochs", "samples", "train_macs", "capped",
-                 "training_code", "hparams_source", "error"]
+TABLE_COLUMNS = [
+    "setting",
+    "method",
+    "seed",
+    "status",
+    "protocol",
+    "numerics",
+    "ratios",
+    "eval_split",
+    "top1",
+    "baseline_top1",
+    "acc_before_removal",
+    "acc_after_removal",
+    "params",
+    "speedup",
+    "latency_speedup",
+    "own_iters",
+    "finetune_epochs",
+    "samples",
+    "train_macs",
+    "capped",
+    "training_code",
+    "hparams_source",
+    "error",
+]
 
 
 @dataclass(frozen=True)
@@ -23,6 +45,7 @@ class Unreadable:
     """A stored run whose record could not be read in full. Writes are atomic, so a damaged file
     means someone edited it or its disk failed: the listings and pages name it and count it rather
     than drop it unnoticed (``suite run`` refuses such a job outright)."""
+
     folder: Path  # runs/<setting>/<method>/<hash>
     problem: str  # "result.json: truncated JSON"
     listed: bool  # its result was read and is listed all the same (only its config.json is damaged)
@@ -36,7 +59,9 @@ class Unreadable:
     def detail(self) -> str:
         """What is wrong, what became of the run, and the fix (the line after the folder)."""
         fate = "its result is listed with an unrecorded processor" if self.listed else "left out"
-        return f"({self.problem}): {fate}; restore the file, or delete the folder and 'suite run' computes the run again"
+        return (
+            f"({self.problem}): {fate}; restore the file, or delete the folder and 'suite run' computes the run again"
+        )
 
 
 def load_runs(runs_dir: Path, unreadable: list[Unreadable] | None = None) -> pd.DataFrame:
@@ -49,8 +74,13 @@ def load_runs(runs_dir: Path, unreadable: list[Unreadable] | None = None) -> pd.
         r, problem = read_json_record(path)
         _, config_problem = read_json_record(path.parent / "config.json")
         if (problem or config_problem) and unreadable is not None:
-            unreadable.append(Unreadable(path.parent, f"result.json: {problem}" if problem else
-                                         f"config.json: {config_problem}", listed=not problem))
+            unreadable.append(
+                Unreadable(
+                    path.parent,
+                    f"result.json: {problem}" if problem else f"config.json: {config_problem}",
+                    listed=not problem,
+                )
+            )
         if not problem:
             rows.append(result_row(r, path.parent))
     return pd.DataFrame(rows)
@@ -69,32 +99,56 @@ def result_row(r: dict, run: Path) -> dict:
     b = r.get("budget", {})
     lat = r.get("latency", {}).get("batch64", {})
     return {
-        "setting": r.get("setting"), "comparison": comparison_of(r), "method": r.get("method"), "seed": r.get("seed"),
-        "status": r.get("status"), "error": r.get("error", ""), "ratios": r.get("ratios"),
-        "skip": r.get("skip", ""), "protocol": r.get("protocol", "paper"),
+        "setting": r.get("setting"),
+        "comparison": comparison_of(r),
+        "method": r.get("method"),
+        "seed": r.get("seed"),
+        "status": r.get("status"),
+        "error": r.get("error", ""),
+        "ratios": r.get("ratios"),
+        "skip": r.get("skip", ""),
+        "protocol": r.get("protocol", "paper"),
         "numerics": numerics_label(r),
-        "eval_split": r.get("eval_split", "test"), "top1": r.get("top1"),
-        "baseline_top1": r.get("baseline_top1"), "baseline_key": r.get("baseline_key", ""),
+        "eval_split": r.get("eval_split", "test"),
+        "top1": r.get("top1"),
+        "baseline_top1": r.get("baseline_top1"),
+        "baseline_key": r.get("baseline_key", ""),
         "baseline_sha256": r.get("baseline_sha256"),  # the weights pairs of runs share (findings)
         "baseline_name": baseline_name(r),
-        "params": r.get("params"), "granularity": r.get("granularity", "filter"),
-        "nonzero_params": r.get("nonzero_params"), "sparsity": r.get("weight_sparsity"),
-        "baseline_params": r.get("baseline_params"), "flops": r.get("flops"), "speedup": r.get("speedup"),
-        "latency_speedup": r.get("latency_speedup"), "latency_device": lat.get("device"),
-        "latency_lo": lat.get("speedup_lo", float("nan")), "latency_hi": lat.get("speedup_hi", float("nan")),
+        "params": r.get("params"),
+        "granularity": r.get("granularity", "filter"),
+        "nonzero_params": r.get("nonzero_params"),
+        "sparsity": r.get("weight_sparsity"),
+        "baseline_params": r.get("baseline_params"),
+        "flops": r.get("flops"),
+        "speedup": r.get("speedup"),
+        "latency_speedup": r.get("latency_speedup"),
+        "latency_device": lat.get("device"),
+        "latency_lo": lat.get("speedup_lo", float("nan")),
+        "latency_hi": lat.get("speedup_hi", float("nan")),
         "latency_noisy": lat.get("noisy"),
-        "acc_before_removal": r.get("acc_before_removal"), "acc_after_removal": r.get("acc_after_removal"),
+        "acc_before_removal": r.get("acc_before_removal"),
+        "acc_after_removal": r.get("acc_after_removal"),
         # a method's own training iterations (records before the neutral name: "reg_iters")
-        "own_iters": b.get("own_iters", b.get("reg_iters")), "finetune_epochs": b.get("finetune_epochs"),
+        "own_iters": b.get("own_iters", b.get("reg_iters")),
+        "finetune_epochs": b.get("finetune_epochs"),
         "wall_seconds": r.get("wall_seconds"),
-        "samples": b.get("samples"), "samples_x_train": b.get("samples_x_train"),
+        "samples": b.get("samples"),
+        "samples_x_train": b.get("samples_x_train"),
         "budget_samples": b.get("total_samples_target"),
-        "train_macs": b.get("train_macs"), "capped": _capped(r),
+        "train_macs": b.get("train_macs"),
+        "capped": _capped(r),
         "training_code": r.get("training_code") or "unrecorded",
-        "hparams": json.dumps(r.get("hparams", {}), sort_keys=True), "hparams_source": r.get("hparams_source", ""),
-        "data_label": r.get("data_label"), "data_fingerprint": r.get("data_fingerprint"),
-        "code_version": r.get("code_version"), "reduced": r.get("reduced_budget"),
-        **{f"m:{k}": v for k, v in method_columns(r).items()}, "finished_at": r.get("finished_at"), "run": str(run), "processor": _processor(run),
+        "hparams": json.dumps(r.get("hparams", {}), sort_keys=True),
+        "hparams_source": r.get("hparams_source", ""),
+        "data_label": r.get("data_label"),
+        "data_fingerprint": r.get("data_fingerprint"),
+        "code_version": r.get("code_version"),
+        "reduced": r.get("reduced_budget"),
+        **{f"m:{k}": v for k, v in method_columns(r).items()},
+        "finished_at": r.get("finished_at"),
+        "run": str(run),
+        "processor": _processor(run),
     }
 
 
@@ -152,6 +206,7 @@ def method_columns(r: dict) -> dict[str, float | None]:
     if "method_columns" in r:
         return r["method_columns"] or {}
     from methods import registry
+
     if r.get("method") not in registry.names():
         return {}
     return registry.get(r["method"]).column_values(r.get("method_info") or {})
@@ -176,28 +231,48 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     g = runs.groupby(keys, sort=False, dropna=False)
     # what a page shows of a comparison: the same for all its runs (the first spelling of a target
     # that two spellings name)
-    shown = {c: (c, "first") for c in ("baseline_key", "numerics", "granularity", "ratios", "skip", "protocol",
-                                       "budget_samples")}
-    out = g.agg(**shown, top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"),
-                baseline_top1=("baseline_top1", "mean"), baseline_name=("baseline_name", "first"),
-                params=("params", "mean"), nonzero_params=("nonzero_params", "mean"), sparsity=("sparsity", "mean"),
-                baseline_params=("baseline_params", "mean"), speedup=("speedup", "mean"),
-                latency_speedup=("latency_speedup", "mean"), latency_device=("latency_device", "first"),
-                latency_lo=("latency_lo", lambda v: v.mean(skipna=False)),
-                latency_hi=("latency_hi", lambda v: v.mean(skipna=False)),
-                latency_noisy=("latency_noisy", "max"),
-                own_iters=("own_iters", "mean"), finetune_epochs=("finetune_epochs", "mean"),
-                wall_seconds=("wall_seconds", "mean"),
-                samples=("samples", "mean"), samples_x_train=("samples_x_train", "mean"),
-                train_macs=("train_macs", "mean"),
-                before_removal=("acc_before_removal", "mean"), after_removal=("acc_after_removal", "mean"),
-                **{c: (c, "mean") for c in runs.columns if c.startswith("m:")}, runs=("run", list), top1_values=("top1", list),
-                processors=("processor", list)).reset_index()
+    shown = {
+        c: (c, "first")
+        for c in ("baseline_key", "numerics", "granularity", "ratios", "skip", "protocol", "budget_samples")
+    }
+    out = g.agg(
+        **shown,
+        top1_mean=("top1", "mean"),
+        top1_std=("top1", "std"),
+        n=("top1", "size"),
+        baseline_top1=("baseline_top1", "mean"),
+        baseline_name=("baseline_name", "first"),
+        params=("params", "mean"),
+        nonzero_params=("nonzero_params", "mean"),
+        sparsity=("sparsity", "mean"),
+        baseline_params=("baseline_params", "mean"),
+        speedup=("speedup", "mean"),
+        latency_speedup=("latency_speedup", "mean"),
+        latency_device=("latency_device", "first"),
+        latency_lo=("latency_lo", lambda v: v.mean(skipna=False)),
+        latency_hi=("latency_hi", lambda v: v.mean(skipna=False)),
+        latency_noisy=("latency_noisy", "max"),
+        own_iters=("own_iters", "mean"),
+        finetune_epochs=("finetune_epochs", "mean"),
+        wall_seconds=("wall_seconds", "mean"),
+        samples=("samples", "mean"),
+        samples_x_train=("samples_x_train", "mean"),
+        train_macs=("train_macs", "mean"),
+        before_removal=("acc_before_removal", "mean"),
+        after_removal=("acc_after_removal", "mean"),
+        **{c: (c, "mean") for c in runs.columns if c.startswith("m:")},
+        runs=("run", list),
+        top1_values=("top1", list),
+        processors=("processor", list),
+    ).reset_index()
     out["latency_noisy"] = out.latency_noisy.map(lambda v: None if v != v else bool(v))
-    out["label"] = [label(m, src) + ("" if num == "fp32" else f" [{num}]") + ("" if cur else " [older training code]")
-                    + (" [capped]" if cap else "")
-                    for m, src, num, cur, cap in zip(out.method, out.hparams_source, out.numerics, out.current,
-                                                     out.capped)]
+    out["label"] = [
+        label(m, src)
+        + ("" if num == "fp32" else f" [{num}]")
+        + ("" if cur else " [older training code]")
+        + (" [capped]" if cap else "")
+        for m, src, num, cur, cap in zip(out.method, out.hparams_source, out.numerics, out.current, out.capped)
+    ]
     out["delta"] = out.top1_mean - out.baseline_top1
     out["param_reduction"] = out.baseline_params / out.params
     out["nonzero_reduction"] = out.baseline_params / out.nonzero_params  # NaN for filter pruning
@@ -215,6 +290,7 @@ def current_code(frame: pd.DataFrame) -> pd.Series:
     """True where a run was trained by today's training code for its method."""
     from methods import registry
     from suite.store.fingerprint import training_code
+
     known = set(registry.names())
     today = {m: training_code(type(registry.get(m))) for m in set(frame.method) if m in known}
     return pd.Series([today.get(m) == c for m, c in zip(frame.method, frame.training_code)], index=frame.index)

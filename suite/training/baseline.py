@@ -3,6 +3,7 @@
 Every method of a comparison starts from this same checkpoint (pruning from random weights
 silently costs ~3 points: methods/GREG_SPEC.md, "Known reproduction traps").
 """
+
 from __future__ import annotations
 
 import csv
@@ -46,8 +47,16 @@ def baseline_key(setting: Setting, seed: int, data: Data, numerics: Numerics = F
     """The baseline's name: what trains it, with its precision, layout and compilation only when
     they differ from fp32, contiguous and eager (so every stored fp32 baseline keeps its key)."""
     from suite.models.zoo import source_digest
-    what = {"dataset": setting.dataset, "model": setting.model, "recipe": setting.baseline.to_dict(),
-            "seed": seed, "data": data.fingerprint, "recipe_version": RECIPE_VERSION, **numerics.identity()}
+
+    what = {
+        "dataset": setting.dataset,
+        "model": setting.model,
+        "recipe": setting.baseline.to_dict(),
+        "seed": seed,
+        "data": data.fingerprint,
+        "recipe_version": RECIPE_VERSION,
+        **numerics.identity(),
+    }
     model_code = source_digest(setting.at_root(setting.model))
     if model_code is not None:  # a user's model file: an edited model is another baseline
         what["model_code"] = model_code
@@ -92,7 +101,8 @@ def _not_reproduced(folder: Path, what: str, recorded: dict, now: dict) -> NotRe
         f"{_threads(now['threads'])} on {now['processor']} with torch {torch.__version__}): training is bit-exact "
         f"only per CPU model and thread count{'; ' + ' and '.join(fixes) if fixes else ''}. Runs stored in this "
         f"runs dir started from the recorded weights: put that model.pt back in the folder, or use another "
-        f"--runs-dir for a fresh comparison.")
+        f"--runs-dir for a fresh comparison."
+    )
 
 
 def check_reproduced(recorded: dict, top1: float, trained: dict, folder: Path) -> None:
@@ -106,9 +116,14 @@ def check_reproduced(recorded: dict, top1: float, trained: dict, folder: Path) -
     same_top1 = abs(float(recorded.get("top1", float("nan"))) - top1) < 1e-9
     same_weights = recorded.get("weights_sha256") in (None, trained["weights_sha256"])
     if not (same_top1 and same_weights):
-        raise _not_reproduced(folder, f"top-1 {top1} vs {recorded.get('top1')}, weights {trained['weights_sha256']} "
-                                      f"vs {recorded.get('weights_sha256', 'not recorded')}; the new weights are "
-                                      f"kept as model.retrained.pt", recorded, trained)
+        raise _not_reproduced(
+            folder,
+            f"top-1 {top1} vs {recorded.get('top1')}, weights {trained['weights_sha256']} "
+            f"vs {recorded.get('weights_sha256', 'not recorded')}; the new weights are "
+            f"kept as model.retrained.pt",
+            recorded,
+            trained,
+        )
 
 
 def follow_record(folder: Path, recorded: dict, device: torch.device):
@@ -122,13 +137,19 @@ def follow_record(folder: Path, recorded: dict, device: torch.device):
     def check(row: dict) -> None:
         want = rows.get(int(row["step"]))
         if want is not None and abs(want - row["test_top1"]) > 1e-9:
-            raise _not_reproduced(folder, f"epoch {row['epoch']:g} gives test top-1 {row['test_top1']} where the "
-                                          f"record has {want}", recorded, machine(device))
+            raise _not_reproduced(
+                folder,
+                f"epoch {row['epoch']:g} gives test top-1 {row['test_top1']} where the record has {want}",
+                recorded,
+                machine(device),
+            )
+
     return check
 
 
-def load_user_baseline(setting: Setting, path: Path, data: Data, device: torch.device,
-                       numerics: Numerics = FP32) -> Baseline:
+def load_user_baseline(
+    setting: Setting, path: Path, data: Data, device: torch.device, numerics: Numerics = FP32
+) -> Baseline:
     """A user's own checkpoint (a state_dict, loaded weights_only) for the setting's model, its
     top-1 measured in the run's numerics."""
     if not path.is_file():
@@ -137,8 +158,9 @@ def load_user_baseline(setting: Setting, path: Path, data: Data, device: torch.d
     try:  # not load_checkpoint: its advice (delete it) is for the suite's own checkpoints, not the user's file
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise SuiteError(f"--baseline {path} is corrupt or not a weights-only PyTorch file ({type(e).__name__}): "
-                         f"{save_hint}") from None
+        raise SuiteError(
+            f"--baseline {path} is corrupt or not a weights-only PyTorch file ({type(e).__name__}): {save_hint}"
+        ) from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -146,8 +168,9 @@ def load_user_baseline(setting: Setting, path: Path, data: Data, device: torch.d
     model = setting.build_model()
     mismatch = state_dict_mismatch(model.state_dict(), state)
     if mismatch:
-        raise SuiteError(f"--baseline {path} does not match model {setting.model} of setting {setting.name}: "
-                         f"{mismatch}")
+        raise SuiteError(
+            f"--baseline {path} does not match model {setting.model} of setting {setting.name}: {mismatch}"
+        )
     model.load_state_dict(state)
     model.to(device)
     top1 = evaluate(model, data.eval_batches("test", 500, device), device, numerics)["top1"]
@@ -158,20 +181,34 @@ def load_user_baseline(setting: Setting, path: Path, data: Data, device: torch.d
 def state_dict_mismatch(want: dict, got: dict, show: int = 3) -> str:
     """What differs between a model's state_dict and a loaded one, in one line ("" when they fit):
     torch's own message spreads the detail over several lines, and its first line names none."""
+
     def listed(items):
         return ", ".join(items[:show]) + (f" and {len(items) - show} more" if len(items) > show else "")
+
     missing = [k for k in want if k not in got]
     unexpected = [k for k in got if k not in want]
-    shapes = [f"{k} {tuple(got[k].shape)} where the model has {tuple(want[k].shape)}"
-              for k in want if k in got and got[k].shape != want[k].shape]
-    parts = [f"{len(missing)} missing key(s) ({listed(missing)})" if missing else "",
-             f"{len(unexpected)} unexpected key(s) ({listed(unexpected)})" if unexpected else "",
-             f"{len(shapes)} shape mismatch(es) ({listed(shapes)})" if shapes else ""]
+    shapes = [
+        f"{k} {tuple(got[k].shape)} where the model has {tuple(want[k].shape)}"
+        for k in want
+        if k in got and got[k].shape != want[k].shape
+    ]
+    parts = [
+        f"{len(missing)} missing key(s) ({listed(missing)})" if missing else "",
+        f"{len(unexpected)} unexpected key(s) ({listed(unexpected)})" if unexpected else "",
+        f"{len(shapes)} shape mismatch(es) ({listed(shapes)})" if shapes else "",
+    ]
     return "; ".join(p for p in parts if p)
 
 
-def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device: torch.device,
-                 smoke: bool = False, numerics: Numerics = FP32) -> Baseline:
+def get_baseline(
+    setting: Setting,
+    data: Data,
+    seed: int,
+    runs_dir: Path,
+    device: torch.device,
+    smoke: bool = False,
+    numerics: Numerics = FP32,
+) -> Baseline:
     """Load the cached baseline or train it (resuming a killed training) and cache it."""
     key = baseline_key(setting, seed, data, numerics) + ("-smoke" if smoke else "")
     folder = runs_dir / "baselines" / setting.name / key
@@ -198,14 +235,26 @@ def get_baseline(setting: Setting, data: Data, seed: int, runs_dir: Path, device
             raise
         except Diverged as e:  # say what happened to the baseline: it is not stored
             (folder / "train.ckpt").unlink(missing_ok=True)  # resuming it would diverge again
-            raise Diverged(f"{e}: the baseline of setting {setting.name} diverged and is not stored; lower "
-                           f"the setting's [baseline] lr and run again") from None
+            raise Diverged(
+                f"{e}: the baseline of setting {setting.name} diverged and is not stored; lower "
+                f"the setting's [baseline] lr and run again"
+            ) from None
         if recorded is None:
             write_csv(folder / "log.csv", outcome.history)
-            write_json(folder / "meta.json", {
-                "setting": setting.name, "seed": seed, "top1": top1, "recipe": setting.baseline.to_dict(),
-                "data_fingerprint": data.fingerprint, "steps": outcome.steps, "smoke": smoke,
-                **numerics.record(), **trained})
+            write_json(
+                folder / "meta.json",
+                {
+                    "setting": setting.name,
+                    "seed": seed,
+                    "top1": top1,
+                    "recipe": setting.baseline.to_dict(),
+                    "data_fingerprint": data.fingerprint,
+                    "steps": outcome.steps,
+                    "smoke": smoke,
+                    **numerics.record(),
+                    **trained,
+                },
+            )
         else:  # the record the runs cite stays as it was; the retraining is added beside it
             write_json(folder / "meta.json", {**recorded, "reproduced": recorded.get("reproduced", []) + [trained]})
         save_atomic(model.state_dict(), final)  # written last: its presence means "done"
@@ -229,23 +278,44 @@ def _refusal(path: Path) -> tuple[str, dict | None] | None:
     return said, on if isinstance(on, dict) else None
 
 
-def _train(setting: Setting, data: Data, seed: int, folder: Path, device: torch.device, smoke: bool,
-           recorded: dict | None, numerics: Numerics):
+def _train(
+    setting: Setting,
+    data: Data,
+    seed: int,
+    folder: Path,
+    device: torch.device,
+    smoke: bool,
+    recorded: dict | None,
+    numerics: Numerics,
+):
     """Train the baseline; with a record, follow its log epoch by epoch and check the end result."""
     torch.manual_seed(seed)
     model = setting.build_model()  # built after seeding: its init depends only on the seed
     t0 = time.time()
-    kw = recipe_trainer(setting.baseline, data, device, seed, checkpoint=folder / "train.ckpt",
-                        desc=f"baseline {setting.name}", stream="baseline",
-                        on_epoch_end=follow_record(folder, recorded, device) if recorded else None,
-                        numerics=numerics)
+    kw = recipe_trainer(
+        setting.baseline,
+        data,
+        device,
+        seed,
+        checkpoint=folder / "train.ckpt",
+        desc=f"baseline {setting.name}",
+        stream="baseline",
+        on_epoch_end=follow_record(folder, recorded, device) if recorded else None,
+        numerics=numerics,
+    )
     if smoke:
         kw["total_steps"] = min(kw["total_steps"], 20)
     outcome = train(model, data, **kw)
     top1 = evaluate(model, data.eval_batches("test", 500, device), device, numerics)["top1"]
-    trained = {"code_version": code_version(), "torch": torch.__version__, "device": str(device),
-               **machine(device), "weights_sha256": weights_digest(model),
-               "train_seconds": outcome.seconds, "wall_seconds": time.time() - t0}
+    trained = {
+        "code_version": code_version(),
+        "torch": torch.__version__,
+        "device": str(device),
+        **machine(device),
+        "weights_sha256": weights_digest(model),
+        "train_seconds": outcome.seconds,
+        "wall_seconds": time.time() - t0,
+    }
     if outcome.compile_failure:
         trained["compile_failure"] = outcome.compile_failure
     if recorded is not None:

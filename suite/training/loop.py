@@ -4,6 +4,7 @@ per-epoch evaluation, and checkpoints that let a killed run resume bit-exactly o
 Baseline training, a method's regularization phase and fine-tuning all run through :func:`train`,
 so every method's iterations are counted and timed the same way.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,9 @@ class Recipe:
             if not (is_int(k) and k >= 0 or isinstance(k, str) and k.strip().isascii() and k.strip().isdigit()):
                 raise SuiteError(f"lr = {self.lr!r}: epoch {k!r} is not an integer >= 0; must be {allowed}")
             if not is_number(v) or v <= 0:
-                raise SuiteError(f"lr = {self.lr!r}: lr {v!r} of epoch {k} is not a finite number > 0; "
-                                 f"must be {allowed}")
+                raise SuiteError(
+                    f"lr = {self.lr!r}: lr {v!r} of epoch {k} is not a finite number > 0; must be {allowed}"
+                )
             lr[int(k)] = float(v)
         if 0 not in lr:
             raise SuiteError(f"lr = {self.lr!r}: must give the lr of epoch 0 (first key 0)")
@@ -76,8 +78,9 @@ class Recipe:
             raise SuiteError(f"{d!r}: must be a table with epochs, batch_size, lr (momentum, weight_decay optional)")
         fields = set(cls.__dataclass_fields__)
         if set(d) - fields or {"epochs", "batch_size", "lr"} - set(d):
-            raise SuiteError(f"has fields {sorted(d)}; required: epochs, batch_size, lr; "
-                             f"optional: momentum, weight_decay")
+            raise SuiteError(
+                f"has fields {sorted(d)}; required: epochs, batch_size, lr; optional: momentum, weight_decay"
+            )
         return cls(**d)
 
 
@@ -139,13 +142,29 @@ def save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_size: int, momentum: float,
-          weight_decay: float, device: torch.device, seed: int, stream: str, total_steps: int | None = None,
-          hooks: tuple = (), checkpoint: Path | None = None, checkpoint_every: int | None = None,
-          eval_split: str | None = "test", on_epoch_end: Callable[[dict], None] | None = None,
-          desc: str = "train", log_every: int | None = None,
-          log_extra: Callable[[], dict] | None = None, expected_steps: int | None = None,
-          numerics: Numerics = FP32) -> Outcome:
+def train(
+    model: nn.Module,
+    data: Data,
+    *,
+    lr: Callable[[int], float],
+    batch_size: int,
+    momentum: float,
+    weight_decay: float,
+    device: torch.device,
+    seed: int,
+    stream: str,
+    total_steps: int | None = None,
+    hooks: tuple = (),
+    checkpoint: Path | None = None,
+    checkpoint_every: int | None = None,
+    eval_split: str | None = "test",
+    on_epoch_end: Callable[[dict], None] | None = None,
+    desc: str = "train",
+    log_every: int | None = None,
+    log_extra: Callable[[], dict] | None = None,
+    expected_steps: int | None = None,
+    numerics: Numerics = FP32,
+) -> Outcome:
     """Train ``model`` in place with SGD.
 
     Runs until ``total_steps`` iterations, or until a hook's ``after_step`` returns True (then
@@ -193,11 +212,21 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
 
     def save():
         if checkpoint is not None:
-            save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                         "hooks": [h.state_dict() for h in hooks], "history": history, "stopped": stopped,
-                         "seconds": seconds + time.perf_counter() - t0, "rng": torch.get_rng_state(),
-                         "running": (running, seen), "scaler": scaler.state_dict() if scaler else None},
-                        checkpoint)
+            save_atomic(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "step": step,
+                    "hooks": [h.state_dict() for h in hooks],
+                    "history": history,
+                    "stopped": stopped,
+                    "seconds": seconds + time.perf_counter() - t0,
+                    "rng": torch.get_rng_state(),
+                    "running": (running, seen),
+                    "scaler": scaler.state_dict() if scaler else None,
+                },
+                checkpoint,
+            )
 
     t0 = time.perf_counter()
     progress = Progress(desc, total=expected_steps or total_steps, done=step, steps_per_epoch=bpe)
@@ -230,8 +259,16 @@ def train(model: nn.Module, data: Data, *, lr: Callable[[int], float], batch_siz
             seen += 1
             progress.step(value, lr(epoch), len(y))
             if log_every and step % log_every == 0:
-                history.append({"phase": desc, "step": step, "epoch": step / bpe, "lr": lr(epoch),
-                                "loss": running / seen, **(log_extra() if log_extra else {})})
+                history.append(
+                    {
+                        "phase": desc,
+                        "step": step,
+                        "epoch": step / bpe,
+                        "lr": lr(epoch),
+                        "loss": running / seen,
+                        **(log_extra() if log_extra else {}),
+                    }
+                )
                 running, seen = 0.0, 0
             if stopped or step >= cap:
                 break
@@ -264,8 +301,10 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise SuiteError(f"checkpoint {path} is corrupt or not a weights-only file ({type(e).__name__}); "
-                         f"delete it to restart that phase") from None
+        raise SuiteError(
+            f"checkpoint {path} is corrupt or not a weights-only file ({type(e).__name__}); "
+            f"delete it to restart that phase"
+        ) from None
 
 
 def evaluate(model: nn.Module, batches, device: torch.device, numerics: Numerics = FP32) -> dict:
@@ -293,6 +332,13 @@ def evaluate(model: nn.Module, batches, device: torch.device, numerics: Numerics
 
 def recipe_trainer(recipe: Recipe, data: Data, device: torch.device, seed: int, **kw):
     """Keyword arguments for :func:`train` that run ``recipe`` to its last epoch."""
-    return dict(lr=recipe.lr_at, batch_size=recipe.batch_size, momentum=recipe.momentum,
-                weight_decay=recipe.weight_decay, device=device, seed=seed,
-                total_steps=recipe.epochs * data.batches_per_epoch(recipe.batch_size), **kw)
+    return dict(
+        lr=recipe.lr_at,
+        batch_size=recipe.batch_size,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        device=device,
+        seed=seed,
+        total_steps=recipe.epochs * data.batches_per_epoch(recipe.batch_size),
+        **kw,
+    )

@@ -17,6 +17,7 @@ fingerprint: the choice is recorded in the run's identity, so it cannot change a
 Latency (``suite.measure.metrics``) is always timed on the fp32, contiguous, eager model: it measures the
 pruned architecture, not how it was trained.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -75,11 +76,14 @@ class Numerics:
     def check(self, device: torch.device) -> None:
         """Refuse a precision the device cannot run usefully, before anything is trained."""
         if self.precision == "fp16" and device.type != "cuda":
-            raise SuiteError(f"--precision fp16 on {device.type}: fp16 autocast with loss scaling is for CUDA; "
-                             f"on a CPU use --precision bf16 (or fp32)")
+            raise SuiteError(
+                f"--precision fp16 on {device.type}: fp16 autocast with loss scaling is for CUDA; "
+                f"on a CPU use --precision bf16 (or fp32)"
+            )
         if self.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise SuiteError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16; "
-                             f"use --precision fp16 (or fp32)")
+            raise SuiteError(
+                f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16; use --precision fp16 (or fp32)"
+            )
 
     # ------------------------------------------------------------------ applied by the loop
     def autocast(self, device: torch.device):
@@ -148,8 +152,11 @@ class Compiled:
     def _fall_back(self, e: Exception) -> None:
         text = str(e).strip()
         _FAILED[self.model] = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:300]
-        print(f"--compile: torch.compile failed for {self.desc} ({_FAILED[self.model]}); running it eager instead",
-              file=sys.stderr, flush=True)
+        print(
+            f"--compile: torch.compile failed for {self.desc} ({_FAILED[self.model]}); running it eager instead",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def compile_failure(model: nn.Module) -> str | None:

@@ -12,6 +12,7 @@ on cifar10jpg-resnet20 the mean of its 3 seeds (86.06 +- 0.23) fell below every 
 and a pruning comparison should not trade accuracy for speed unless its author chooses to: so the
 fast arithmetic is one flag away and said so in the run header (:func:`hint`), never implied.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,8 +26,10 @@ def fast_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":  # torch.cpu's probes are private; a torch without them counts as no
-        return any(getattr(torch.cpu, probe, lambda: False)()
-                   for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+        return any(
+            getattr(torch.cpu, probe, lambda: False)()
+            for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        )
     return False
 
 
@@ -42,5 +45,7 @@ def hint(precision: str | None, channels_last: bool | None, device: torch.device
     off: the flags, and that they are a choice (empty otherwise)."""
     if precision is not None or channels_last is not None or not fast_bf16(device):
         return ""
-    return (f" ({device.type} has fast bf16: --precision bf16 --channels-last trains about 2x faster, "
-            f"a separate comparison with its own baseline; README: Precision and speed)")
+    return (
+        f" ({device.type} has fast bf16: --precision bf16 --channels-last trains about 2x faster, "
+        f"a separate comparison with its own baseline; README: Precision and speed)"
+    )

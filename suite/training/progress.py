@@ -16,6 +16,7 @@ terminal shows the bar on screen and writes the lines to the file.
 
 :func:`suite.training.loop.train` only calls :class:`Progress`; how progress looks is decided here.
 """
+
 from __future__ import annotations
 
 import sys
@@ -48,8 +49,17 @@ class Progress:
     ``lines`` (default: stdout is not a terminal), ``stream`` and ``clock`` are for tests.
     """
 
-    def __init__(self, desc: str, *, total: int | None, done: int, steps_per_epoch: int,
-                 lines: bool | None = None, stream=None, clock: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self,
+        desc: str,
+        *,
+        total: int | None,
+        done: int,
+        steps_per_epoch: int,
+        lines: bool | None = None,
+        stream=None,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         self.desc, self.total, self.step_no, self.spe = desc, total, done, steps_per_epoch
         self.stream = stream
         self.lines = (not self._out().isatty()) if lines is None else lines
@@ -58,11 +68,13 @@ class Progress:
         self.start_step, self.t_start = done, clock()
         self._reset_window()
         self.printed = False  # no line since the start line yet: the short quiet limit applies
-        self.bar = tqdm(total=total, initial=done, desc=desc, unit="it", leave=False, disable=None,
-                        dynamic_ncols=True)
+        self.bar = tqdm(total=total, initial=done, desc=desc, unit="it", leave=False, disable=None, dynamic_ncols=True)
         if self.lines:
-            self._print(f"resume  at step {self._of(total)}" if done else
-                        f"start  {total if total is not None else '?'} iterations")
+            self._print(
+                f"resume  at step {self._of(total)}"
+                if done
+                else f"start  {total if total is not None else '?'} iterations"
+            )
 
     def step(self, loss: float, lr: float, images: int) -> None:
         """One iteration ran on ``images`` images with this loss and lr."""

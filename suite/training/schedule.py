@@ -6,6 +6,7 @@ numbers, so they live with the training code (the training-code fingerprint foll
 into this module), apart from planning, whose edits (a setting's description, a new setting) must
 not make stored runs stale.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,9 @@ def prune_cap(max_iters: int, smoke: bool) -> int:
     return SMOKE_STEPS if smoke else max_iters
 
 
-def finetune_steps(epochs: int, batch_size: int, batches_per_epoch: int, *, total_samples: int | None,
-                   own_samples: int, smoke: bool) -> int:
+def finetune_steps(
+    epochs: int, batch_size: int, batches_per_epoch: int, *, total_samples: int | None, own_samples: int, smoke: bool
+) -> int:
     """Fine-tuning iterations: the recipe's (``total_samples`` None: the paper protocol; cut to
     :data:`SMOKE_STEPS` in a smoke run), or what a method's own training left of an equal budget,
     rounded up to a whole batch (rows are equal to within one fine-tuning batch)."""
@@ -30,8 +32,9 @@ def finetune_steps(epochs: int, batch_size: int, batches_per_epoch: int, *, tota
     return max(1, math.ceil((total_samples - own_samples) / batch_size))
 
 
-def stretched_lr(lr_at: Callable[[int], float], epochs: int, steps: int,
-                 batches_per_epoch: int) -> Callable[[int], float]:
+def stretched_lr(
+    lr_at: Callable[[int], float], epochs: int, steps: int, batches_per_epoch: int
+) -> Callable[[int], float]:
     """The learning rate per epoch of a fine-tuning of ``steps`` iterations on a recipe of
     ``epochs``: every milestone scaled by steps / the recipe's iterations (the recipe itself when
     they are equal), so a longer or shorter fine-tuning keeps the recipe's shape instead of running
