@@ -260,17 +260,13 @@ def _runner(runs: Path):
     return Runner(setting, load_data(setting, None), runs, torch.device("cpu"))
 
 
-class _Args:
-    data_dir, download, threads = None, False, 1
-    precision, channels_last, compile = None, False, False
-
-
 def test_ray_job_submitted_twice_runs_once(on_ray, tmp_path):
-    from suite.running.executors import RayExecutor
+    from suite.running.executors import EngineOptions, RayExecutor
 
     runner = _runner(tmp_path)
     job = plan(runner.setting, ["l1"], [5], train_size=32, smoke=True)[0]
-    results = list(RayExecutor(_Args, on_ray[-1]).results(runner, [job, job], workers=None))
+    engine = EngineOptions("ray", ray_address=on_ray[-1], threads=1)  # what the CLI hands the executors
+    results = list(RayExecutor(engine).results(runner, [job, job], workers=None))
     assert sorted(jr.cached for jr in results) == [False, True]  # one computed it, the other found it
     assert results[0].folder == results[1].folder and results[0].result["status"] == "smoke"
     assert results[0].result["top1"] == results[1].result["top1"]

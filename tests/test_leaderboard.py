@@ -313,7 +313,7 @@ def test_tuned_runs_are_their_own_row_and_series(runs, tmp_path):
     page = (out / "tiny-fmnist.html").read_text()
     chart = page[page.index("<svg") : page.index("</svg>")]
     assert ">l1 (tuned)</text>" in chart and ">l1</text>" in chart and "22.50" not in chart
-    assert "<td>l1 (tuned)</td>" in page and "Equal total training" in page
+    assert "<td>l1 (tuned)</td>" in page and "Equal training after the baseline" in page
 
 
 def test_runs_from_another_baseline_are_never_averaged_in(runs, tmp_path):
@@ -372,6 +372,7 @@ def test_a_page_leads_with_the_edition_of_todays_training_code(runs, tmp_path):
                 **json.loads((runs / done[0].relative_to(mixed)).read_text()),
                 "baseline_key": "user-0123abcd",
                 "baseline_top1": 50.0,
+                "comparison": "another-baseline",  # another baseline is another comparison: its record says so
             }
         )
     )  # the second edition: one run of today's code
