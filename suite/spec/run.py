@@ -13,7 +13,8 @@ From this one object come:
   default (a field added later with ``omit_default`` renames no stored run);
 - ``comparison()``: the one key of "which runs are comparable" (the identity minus what a method
   and a seed choose), used by the summary, ``suite results``, the leaderboard and the findings;
-- ``from_config()``: the description a stored ``config.json`` records (``suite migrate``, readers).
+- ``from_config()``: the description a stored ``config.json`` of today's layout records (older
+  records are rebuilt through ``suite.store.migrate.job_of``, which ``suite migrate`` uses).
 
 Adding a field that defines results is one change here (a field with its metadata) plus its test:
 identity, name, comparison key and the reading of stored configs all follow from the metadata.
