@@ -128,6 +128,10 @@ def test_loading_the_store_skips_what_it_cannot_read_and_keeps_the_rest(tmp_path
     [
         ('{"top1": 70.5, "status": "do', "truncated JSON"),  # cut inside a string
         ('{"top1": 70.5, "status": "done"', "truncated JSON"),  # cut before the closing brace
+        ('{"top1": 70.5, "ok": tr', "truncated JSON"),  # cut inside a literal
+        ('{"top1": 70.', "truncated JSON"),  # cut inside a number
+        ('{"top1": -', "truncated JSON"),
+        ('{"top1": 70.5, "ok": tx}', "not JSON (Expecting value at line 1 column 22)"),
         ('{"top1": 70.5,\n "status": }\n', "not JSON (Expecting value at line 2 column 12)"),
         ("", "empty"),
         ("null", "a JSON null, not a record"),

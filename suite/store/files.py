@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -63,6 +64,16 @@ def read_json_object(path: Path) -> dict:
 _JSON_KINDS = {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
+def _unfinished_token(rest: str) -> bool:
+    """Whether ``rest``, the text from where the JSON decoder stopped, is nothing or the beginning
+    of one literal or number: what a file cut mid-write leaves behind."""
+    return (
+        not rest
+        or any(lit.startswith(rest) for lit in ("true", "false", "null"))
+        or bool(re.fullmatch(r"-?\d*\.?\d*(?:[eE][+-]?\d*)?", rest))
+    )
+
+
 def read_json_record(path: Path) -> tuple[dict, str | None]:
     """``path``'s JSON object and None, or ``{}`` and what is wrong with the file in a few words
     ("missing", "empty", "truncated JSON", "not JSON (Expecting value at line 3 column 5)", "a JSON
@@ -81,8 +92,10 @@ def read_json_record(path: Path) -> tuple[dict, str | None]:
     except json.JSONDecodeError as e:
         if not text.strip():
             return {}, "empty"
-        # the decoder stops at the end of the text (or inside a string that never closes): cut short
-        if e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string"):
+        # cut short: the decoder stops at the end of the text, inside a string that never closes, or
+        # at the start of a last token that is the beginning of a literal or a number ("tr", "0.")
+        rest = text[e.pos :].rstrip()
+        if e.msg.startswith("Unterminated string") or _unfinished_token(rest):
             return {}, "truncated JSON"
         return {}, f"not JSON ({e.msg} at line {e.lineno} column {e.colno})"
     if not isinstance(data, dict):
