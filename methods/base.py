@@ -112,8 +112,8 @@ class PruneTask:
     groups: dict = field(default_factory=dict)
 
     def group(self, model: nn.Module, name: str):
-        """The group of a pruned layer (``suite.models.groups.Group``): its own one-conv group by default."""
-        from suite.models.groups import single
+        """The group of a pruned layer (``suite.models.layouts.Group``): its own one-conv group by default."""
+        from suite.models.layouts import single
 
         return self.groups.get(name) or single(name, model)
 

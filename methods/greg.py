@@ -37,6 +37,7 @@ from methods.criteria import filter_l1, smallest_index, smallest_weights_mask
 from methods.registry import register
 from suite.errors import SuiteError
 from suite.models.ratios import n_pruned
+from suite.models.surgery import batchnorm_after
 
 # lambda is n * increment in exact arithmetic; in float64 it carries a relative error near 1e-16,
 # so "lambda > tau" and "lambda >= ceiling" are decided with a 1e-9 relative margin: a lambda that
@@ -327,11 +328,39 @@ class GRegHook:
         return info
 
 
+def batchnorm_record(model, layers, example) -> dict:
+    """Why removal can still cost accuracy at a large magnitude ratio, per layer, read at removal
+    from the batch norm that follows each conv: a batch norm rescales a shrunken channel back to
+    ``|gamma| * sqrt(var / (var + eps))`` (its output scale), so the weights' kept/pruned ratio
+    matters only once the pruned channels' running variance nears ``eps``; and removal also drops
+    their shift ``beta``. Records the pruned channels' median ``var / eps``, the kept/pruned ratio
+    of median output scales, and the pruned channels' median ``|beta|`` (layers without a batch
+    norm are left out)."""
+    bns = batchnorm_after(model, [layer.name for layer in layers], example)
+    var_eps, out_ratio, beta = {}, {}, {}
+    for layer in layers:
+        if bns.get(layer.name) is None or not len(layer.pruned):
+            continue
+        bn = model.get_submodule(bns[layer.name])
+        var, gamma = bn.running_var.detach().float(), bn.weight.detach().float()
+        scale = gamma.abs() * torch.sqrt(var / (var + bn.eps))
+        pruned = torch.zeros_like(var, dtype=torch.bool)
+        pruned[layer.pruned.to(var.device)] = True
+        var_eps[layer.name] = float((var[pruned] / bn.eps).median())
+        low = float(scale[pruned].median())
+        out_ratio[layer.name] = float(scale[~pruned].median()) / low if low > 0 else math.inf
+        beta[layer.name] = float(bn.bias.detach().float()[pruned].abs().median())
+    return {"bn_var_over_eps": var_eps, "bn_out_ratio": out_ratio, "bn_beta_pruned": beta} if var_eps else {}
+
+
 class _GReg(Method):
     variant: int
     Hparams = GRegHparams
     # the paper's mechanism, shown on the pages: how far the penalty drove the pruned weights down
-    columns = {"mag_ratio": Column("mag_ratio", "kept/pruned magnitude ratio at removal (smallest layer)")}
+    columns = {
+        "mag_ratio": Column("mag_ratio", "kept/pruned magnitude ratio at removal (smallest layer)"),
+        "bn_out_ratio": Column("bn_out_ratio", "kept/pruned output scale after batch norm at removal (smallest layer)"),
+    }
 
     @classmethod
     def planned_iters(cls, hp: GRegHparams) -> int:
@@ -396,6 +425,7 @@ class _GReg(Method):
             hook.force_pick()
         info = hook.summary(capped=not outcome.stopped_by_hook)
         if structured:
+            info.update(batchnorm_record(model, hook.layers, task.example))
             return Pruning(filters={layer.name: layer.pruned.tolist() for layer in hook.layers}, info=info)
         masks = {}
         for layer in hook.layers:

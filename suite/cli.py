@@ -190,9 +190,29 @@ def _add_run(sub) -> None:
     run.add_argument(
         "--target",
         default=None,
-        help="a FLOPs speedup, e.g. 2.5x: the uniform ratio whose surgery achieves it (the same as --ratios 2.5x)",
+        help="a FLOPs speedup, e.g. 2.5x: the uniform ratio whose surgery achieves it (the same as --ratios "
+        "2.5x); or a latency speedup, e.g. 2x-latency: per-stage ratios whose speedup measured on this "
+        "machine (--latency-runtime at --latency-batch) reaches it, searched once and stored in the runs dir",
+    )
+    run.add_argument(
+        "--latency-runtime",
+        default="eager",
+        help="with --target Nx-latency: the runtime it is measured on (default eager)",
+    )
+    run.add_argument(
+        "--latency-batch", type=int, default=64, help="with --target Nx-latency: the batch size (default 64)"
     )
     run.add_argument("--skip", default=None, help="ResNet blocks left unpruned, e.g. [1.0,2.3]")
+    run.add_argument(
+        "--round-to",
+        dest="align_to",
+        type=int,
+        default=None,
+        metavar="N",
+        help="channel alignment: round every pruned layer's kept filter count down to a multiple of N "
+        "(torch-pruning's round_to; part of the run's identity, so N=8 is another comparison than the "
+        "counts as given). 'suite latency --round-to 1,8,16,32' shows what it buys on this machine",
+    )
     run.add_argument(
         "--hparams",
         default=None,

@@ -21,20 +21,50 @@ MAX_SEEDS = 1000  # --seeds N builds N jobs per method up front
 
 
 def setting_of(args):
+    """The setting with the command line's target, ratios, skip list and alignment applied. A
+    latency target (``suite run --target 2x-latency``) is left to :func:`latency_setting`, which
+    measures it once the run's other options are checked."""
     from suite.spec.settings import DEFAULT_SETTING, get_setting, with_ratios
 
     s = get_setting(args.setting or DEFAULT_SETTING, data_dir=getattr(args, "data_dir", None))
     ratios, skip = getattr(args, "ratios", None), getattr(args, "skip", None)
+    round_to = getattr(args, "align_to", None)  # suite run's --round-to N (suite latency's is a sweep)
+    if round_to is not None and round_to < 1:
+        raise SuiteError(f"--round-to {round_to}: must be an integer >= 1 (1: counts as the ratios give them)")
     target = getattr(args, "target", None)
+    if target is not None and target.strip().endswith("-latency"):
+        target = None
     if target is not None:
         if ratios is not None:
             raise SuiteError("--target and --ratios exclude each other: a target is a ratio string (--ratios 2.5x)")
         ratios = target if target.strip().endswith("x") else f"{target}x"
     try:
-        return with_ratios(s, ratios, skip)
+        return with_ratios(s, ratios, skip, round_to)
     except SuiteError as e:
-        given = " ".join(f"{o} {v!r}" for o, v in (("--ratios", ratios), ("--skip", skip)) if v is not None)
+        given = " ".join(
+            f"{o} {v!r}" for o, v in (("--ratios", ratios), ("--skip", skip), ("--round-to", round_to)) if v is not None
+        )
         raise SuiteError(f"{given}: {e}") from None
+
+
+def latency_setting(args, setting, device):
+    """``suite run --target Nx-latency``: the setting with the ratios whose measured speedup on
+    --latency-runtime at --latency-batch reaches the target, found once per machine and stored in
+    the runs dir (``suite.measure.latency_target.resolve_for_run``), and what it measured."""
+    from suite.measure.latency_target import parse_latency_target, resolve_for_run
+    from suite.measure.runtimes import parse_runtimes
+
+    if args.ratios is not None:
+        raise SuiteError("--target and --ratios exclude each other: a latency target finds the ratios")
+    if len(parse_runtimes(args.latency_runtime)) != 1:
+        raise SuiteError(f"--latency-runtime {args.latency_runtime!r}: name one runtime, e.g. onnx")
+    if args.latency_batch < 1:
+        raise SuiteError(f"--latency-batch {args.latency_batch}: must be >= 1")
+    target = parse_latency_target(args.target)
+    found, record = resolve_for_run(
+        setting, target, args.latency_runtime, args.latency_batch, device, Path(args.runs_dir)
+    )
+    return replace(found, latency_target=record)
 
 
 def seed_of(option: str, value: int) -> int:
@@ -147,6 +177,9 @@ def prepare_run(args):
     methods = registry.expand(args.methods)
     seeds = seeds_of(args)
     device = device_of(args)
+    if args.target is not None and args.target.strip().endswith("-latency"):
+        check_writable(Path(args.runs_dir))  # the search is stored there: before minutes of timing
+        setting = latency_setting(args, setting, device)
     numerics = numerics_of(args, device)
     user, sources = user_hparams(args, setting, methods, numerics)
     dry = dry_surgery(setting)

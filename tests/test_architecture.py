@@ -83,7 +83,7 @@ def tree(tmp_path):
 def _training(root: Path) -> str:
     from methods import registry
 
-    return fingerprint.training_code(type(registry.get("greg1")), root)
+    return fingerprint.training_code(type(registry.get("greg1")), root=root)
 
 
 def _overview(root: Path) -> str:
@@ -120,7 +120,8 @@ def test_what_cannot_change_a_trained_number_stays_out_of_the_fingerprint():
     assert {
         "suite/training/loop.py",
         "suite/data/split.py",
-        "suite/models/groups.py",
+        "suite/models/layouts.py",
+        "suite/models/size.py",
         "methods/base.py",
         "suite/training/schedule.py",
     } <= closure  # the last one through the pipeline
@@ -131,8 +132,40 @@ def test_what_cannot_change_a_trained_number_stays_out_of_the_fingerprint():
         "suite/cli.py",
         "suite/spec/plan.py",
         "suite/measure/latency.py",
+        "suite/measure/metrics.py",
         "suite/running/runner.py",
+        "suite/models/groups.py",  # the generic layout's: its models' runs only (next test)
+        "suite/models/zoo.py",
     }
     assert not any(p.startswith("suite/pages/") for p in closure)
     greg = fingerprint.import_closure(entries + [ROOT / "methods/greg.py"])
     assert ROOT / "methods/greg.py" in greg and ROOT / "methods/l1.py" not in greg
+
+
+def test_a_model_familys_code_stales_its_own_runs_and_no_other_familys(tree):
+    """The fingerprint of a run is the shared harness, its method and its model family's modules:
+    editing the generic layout's tracing (``suite/models/groups.py``) stales the runs of a
+    torchvision model, and leaves those of the built-in nets (a publishing campaign) current;
+    editing the shared loop stales both."""
+    from methods import registry
+    from suite.models import zoo
+    from suite.spec.settings import get_setting
+
+    l1 = type(registry.get("l1"))
+    builtin = get_setting("fmnist-cnn4").model_code
+    generic = zoo.code_modules("torchvision:resnet18")
+    assert set(builtin) == {"suite.models.nets", "suite.models.layouts"}
+    assert set(generic) == {"suite.models.zoo", "suite.models.groups"}
+
+    def codes():
+        return [fingerprint.training_code(l1, m, root=tree) for m in (builtin, generic)]
+
+    before = codes()
+    assert before[0] != before[1]
+    groups = tree / "suite/models/groups.py"
+    groups.write_text(groups.read_text() + "\n\ndef _a_new_rule():\n    return 1\n")
+    after = codes()
+    assert after[0] == before[0] and after[1] != before[1]
+    loop = tree / "suite/training/loop.py"
+    loop.write_text(loop.read_text() + "\n\ndef _a_new_rule():\n    return 1\n")
+    assert all(a != b for a, b in zip(codes(), after))

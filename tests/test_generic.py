@@ -21,12 +21,11 @@ from methods.base import PruneTask
 from methods.greg import GRegHook, GRegHparams
 from suite.data.datasets import TensorSplit
 from suite.errors import SuiteError
-from suite.measure.metrics import count_flops
 from suite.models import zoo
-from suite.models.groups import prunable_groups
-from suite.models.layouts import GENERIC
+from suite.models.groups import GENERIC, prunable_groups
 from suite.models.nets import example_input
 from suite.models.ratios import dry_surgery, n_pruned, parse_ratios, resolve
+from suite.models.size import count_flops
 from suite.models.surgery import batchnorm_after, remove_filters
 from suite.training.loop import train
 
@@ -52,7 +51,7 @@ _DRY = {}
 def _dry(name, model, ratios):
     """The dry surgery of the uniform 0.5 target, once per model (it is the reference of 5 tests)."""
     if name not in _DRY:
-        _DRY[name] = dry_surgery(model, ratios, SHAPE, coupled=True)
+        _DRY[name] = dry_surgery(model, ratios, SHAPE, GENERIC)
     return _DRY[name]
 
 
@@ -222,7 +221,7 @@ def test_greg_penalises_every_conv_of_a_group():
 def test_one_conv_group_is_the_paper_rule():
     """On a paper net the generic L1 path (groups of one conv) picks what the per-filter rule picks."""
     from methods.criteria import filter_l1, l1_smallest_filters
-    from suite.models.groups import single
+    from suite.models.layouts import single
     from suite.models.nets import build_model
 
     torch.manual_seed(0)
@@ -262,7 +261,7 @@ def test_grey_input_and_non_square_input():
     model = zoo.build("torchvision:resnet18", 7, (1, 24, 40))
     assert model(torch.zeros(2, 1, 24, 40)).shape == (2, 7)
     ratios = resolve(parse_ratios("0.5"), model, GENERIC, "filter", (1, 24, 40))
-    assert dry_surgery(model, ratios, (1, 24, 40), coupled=True)["speedup"] > 2
+    assert dry_surgery(model, ratios, (1, 24, 40), GENERIC)["speedup"] > 2
 
 
 @pytest.mark.parametrize(

@@ -482,7 +482,8 @@ def test_bf16_keeps_the_schedule_the_penalty_and_the_choice(small_fmnist, name):
         return [{k: v for k, v in r.items() if k.startswith("lambda:")} for o in outcomes for r in o.history]
 
     assert lambdas(o16) == lambdas(o32) and lambdas(o32)
-    schedule = {k: v for k, v in p32.info.items() if k not in ("mag_ratio", "pick_overlap_with_l1")}
+    measured = ("mag_ratio", "pick_overlap_with_l1", "bn_var_over_eps", "bn_out_ratio", "bn_beta_pruned")
+    schedule = {k: v for k, v in p32.info.items() if k not in measured}  # what the schedule decides
     assert {k: v for k, v in p16.info.items() if k in schedule} == schedule
     assert c32.worst < 1e-6 and c16.worst < 1e-6
     if name == "greg1":
@@ -490,3 +491,27 @@ def test_bf16_keeps_the_schedule_the_penalty_and_the_choice(small_fmnist, name):
     else:
         for check, p in ((c32, p32), (c16, p16)):
             assert check.picks[0] == check.picks[1] == {k: sorted(v) for k, v in p.filters.items()}
+
+
+def test_the_batchnorm_record_reads_the_pruned_channels_scale_after_the_conv():
+    """Hand-set batch norm statistics: 4 channels, channels 1 and 3 pruned. Output scale per channel
+    is |gamma| * sqrt(var / (var + eps)): with eps 0.5 and var (1.5, 0.5, 3.5, 0.5), gamma (2, -1, 4, 3)
+    the scales are 2*sqrt(.75)=1.732, 1*sqrt(.5)=.7071, 4*sqrt(.875)=3.742, 3*sqrt(.5)=2.121."""
+    from types import SimpleNamespace
+
+    from methods.greg import batchnorm_record
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4, eps=0.5), torch.nn.ReLU())
+    bn = model[1]
+    with torch.no_grad():
+        bn.running_var.copy_(torch.tensor([1.5, 0.5, 3.5, 0.5]))
+        bn.weight.copy_(torch.tensor([2.0, -1.0, 4.0, 3.0]))
+        bn.bias.copy_(torch.tensor([0.1, -0.4, 0.3, 0.2]))
+    layer = SimpleNamespace(name="0", pruned=torch.tensor([1, 3]))
+    got = batchnorm_record(model, [layer], torch.zeros(1, 1, 8, 8))
+    assert got["bn_var_over_eps"] == {"0": pytest.approx(1.0)}  # both pruned variances are 0.5 = eps
+    # torch's median of two values is the lower one: kept 1.732 (of 1.732, 3.742), pruned 0.7071
+    assert got["bn_out_ratio"]["0"] == pytest.approx(1.7320508 / 0.7071068, rel=1e-5)
+    assert got["bn_beta_pruned"] == {"0": pytest.approx(0.2)}
+    plain = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU())  # no batch norm: nothing to say
+    assert batchnorm_record(plain, [layer], torch.zeros(1, 1, 8, 8)) == {}

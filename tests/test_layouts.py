@@ -7,7 +7,8 @@ from torch import nn
 from suite.data import datasets
 from suite.errors import SuiteError
 from suite.models import zoo
-from suite.models.layouts import GENERIC, PLAIN, RESNET
+from suite.models.groups import GENERIC
+from suite.models.layouts import PLAIN, RESNET
 from suite.models.nets import MODELS, build_model
 from suite.models.ratios import parse_ratios, resolve
 

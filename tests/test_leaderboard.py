@@ -17,7 +17,7 @@ import pytest
 from conftest import needs
 
 from suite.pages.findings import welch
-from suite.pages.leaderboard import render, within_noise
+from suite.pages.leaderboard import render, versus_best
 
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
 
@@ -232,10 +232,19 @@ def test_unstructured_rows_show_sparsity_and_nonzero_params(runs, tmp_path):
     assert ">l1</text>" in chart and "magnitude" not in chart
 
 
-def test_welch_within_noise():
-    assert within_noise([90.0, 90.2, 89.9], [90.1, 89.8, 90.0]) is True
-    assert within_noise([90.0, 90.1, 90.05], [80.0, 80.2, 80.1]) is False
-    assert within_noise([90.0], [80.0, 80.1]) is None
+def test_a_row_is_tested_against_the_best_with_what_the_seeds_could_detect():
+    from scipy import stats
+    from statsmodels.stats.power import TTestIndPower
+
+    close = versus_best([90.0, 90.2, 89.9], [90.1, 89.8, 90.0])
+    assert not close["significant"]
+    assert close["p"] == pytest.approx(stats.ttest_ind([90.0, 90.2, 89.9], [90.1, 89.8, 90.0], equal_var=False).pvalue)
+    pooled = ((statistics.variance([90.0, 90.2, 89.9]) + statistics.variance([90.1, 89.8, 90.0])) / 2) ** 0.5
+    d = TTestIndPower().solve_power(nobs1=3, ratio=1.0, alpha=0.05, power=0.8)
+    assert close["detectable"] == pytest.approx(d * pooled)
+    assert versus_best([90.0, 90.1, 90.05], [80.0, 80.2, 80.1])["significant"]
+    lone = versus_best([90.0], [80.0, 80.1])
+    assert lone["p"] is None and not lone["significant"] and "too few" in lone["why"]
 
 
 @pytest.mark.browser
@@ -597,10 +606,10 @@ def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):
     lone = row("0.9", "paper", "lucky", 99.0, 16.8)
     lone.update(n=1, top1_values=[99.0])
     rows = _target_tables(pd.concat([agg, pd.DataFrame([lone])], ignore_index=True), tmp_path)[1]["rows"]
-    noise = {r["method"]: r["within_noise"] for r in rows}  # tested against l1 (n = 3), not the 1-seed row
-    assert noise == {"lucky": None, "l1": None, "greg1": False}
+    vs = {r["method"]: r["vs_best"] for r in rows}  # tested against l1 (n = 3), not the 1-seed row
+    assert vs["l1"] is None and vs["lucky"]["p"] is None and vs["greg1"]["significant"]
     marks = tables[1]["best"]
-    assert marks["top1"] == "l1" and marks["speedup"] is None and marks["latency_speedup"] is None  # ties
+    assert marks["top1"] == "l1" and marks["speedup"] is None  # ties
 
 
 HOSTILE = [
@@ -724,19 +733,25 @@ def test_hostile_names_run_no_script_in_a_real_browser(tmp_path):
         driver.quit()
 
 
-def test_latency_best_only_beyond_the_spread():
-    from suite.pages.leaderboard import _latency_best
+def test_a_table_shows_one_latency_for_its_target():
+    """Rows of one target time one architecture: the table's latency is their median, its range the
+    span of their quartile intervals, noisy when any row's was; unstructured rows have none."""
+    from suite.pages.leaderboard import target_latency
 
-    def row(method, x, lo, hi, noisy=False):
-        return {"method": method, "latency_speedup": x, "latency_lo": lo, "latency_hi": hi, "latency_noisy": noisy}
+    def row(x, lo, hi, noisy=False):
+        return {
+            "latency_speedup": x,
+            "latency_lo": lo,
+            "latency_hi": hi,
+            "latency_noisy": noisy,
+            "latency_device": "cpu",
+        }
 
     nan = float("nan")
-    # issue 21's case: 1.51x vs 1.41x for the same shape; the ranges overlap -> no best
-    assert _latency_best([row("a", 1.51, 1.30, 1.70), row("b", 1.41, 1.35, 1.48)]) is None
-    assert _latency_best([row("a", 1.51, 1.49, 1.55), row("b", 1.41, 1.35, 1.48)]) == "a"  # 1.49 > 1.48
-    assert _latency_best([row("a", 1.51, 1.49, 1.55, noisy=True), row("b", 1.41, 1.35, 1.48)]) is None
-    assert _latency_best([row("a", 1.51, nan, nan, noisy=None), row("b", 1.41, 1.35, 1.48)]) is None  # old run
-    assert _latency_best([row("a", 1.51, 1.49, 1.55), row("b", 1.41, nan, nan, noisy=None)]) is None
+    got = target_latency([row(1.51, 1.30, 1.70), row(1.41, 1.35, 1.48), row(1.45, 1.40, 1.50)])
+    assert got == {"speedup": 1.45, "lo": 1.30, "hi": 1.70, "noisy": False, "device": "cpu"}
+    assert target_latency([row(1.5, 1.4, 1.6), row(1.4, nan, nan, noisy=None)])["noisy"]  # an old run: no spread
+    assert target_latency([row(nan, nan, nan)]) is None
 
 
 def test_nice_ticks_are_round_and_cover_the_range():

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from suite.measure import metrics as measure
-from suite.measure.metrics import count_flops, count_params, latency
+from suite.measure.metrics import latency
 from suite.models.nets import build_model
+from suite.models.size import count_flops, count_params
 from suite.training.loop import evaluate
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from suite.errors import SuiteError
 from suite.spec.plan import Job, resolve_hparams
 from suite.spec.run import ModelSpec, NumericsSpec, RunDescription, spec_field
 from suite.spec.settings import get_setting
@@ -48,20 +49,57 @@ def test_the_comparison_key_is_the_identity_less_what_a_method_and_a_seed_choose
 
 
 def test_adding_a_field_is_one_change_and_renames_no_stored_run():
-    """A new field that defines results (here a channel rounding of the model) is one declaration:
-    at its default it leaves every name as it was; set, it names another run and another comparison."""
+    """A new field that defines results (here a hypothetical input resolution of the model) is one
+    declaration: at its default it leaves every name as it was; set, it names another run and
+    another comparison."""
 
     @dataclass(frozen=True)
-    class RoundedModel(ModelSpec):
-        round_to: int = spec_field(default=1, omit_default=True)
+    class ResizedModel(ModelSpec):
+        input_size: int | None = spec_field(default=None, omit_default=True)
 
     base = _desc("l1")
-    fields = {f: getattr(base.model, f) for f in ("name", "layers", "granularity", "code")}
-    same = replace(base, model=RoundedModel(**fields))
-    rounded = replace(base, model=RoundedModel(**fields, round_to=8))
+    fields = {f: getattr(base.model, f) for f in ("name", "layers", "granularity", "code", "round_to")}
+    same = replace(base, model=ResizedModel(**fields))
+    resized = replace(base, model=ResizedModel(**fields, input_size=64))
     assert same.name == base.name and same.comparison() == base.comparison()
-    assert rounded.identity() == {**base.identity(), "round_to": 8}
-    assert rounded.name != base.name and rounded.comparison() != base.comparison()
+    assert resized.identity() == {**base.identity(), "input_size": 64}
+    assert resized.name != base.name and resized.comparison() != base.comparison()
+
+
+def test_round_to_keeps_multiples_names_its_runs_and_the_pruned_model_runs():
+    """``suite run --round-to 8`` on fmnist-cnn4 at 0.7: every pruned conv keeps a multiple of 8
+    filters (counted on the pruned model itself), the model runs, the runs are other runs in another
+    comparison, and without the option every name is what it was."""
+    import copy
+
+    import torch
+
+    from suite.models.nets import example_input
+    from suite.options import setting_of
+
+    def args(**kw):
+        return type("Args", (), {"setting": "fmnist-cnn4", "ratios": "0.7", "skip": None, "target": None, **kw})()
+
+    plain, aligned = setting_of(args()), setting_of(args(align_to=8))
+    model = plain.build_model()
+    layers = aligned.layer_ratios(model)
+    assert layers.keys() == plain.layer_ratios(model).keys()
+    pruned = copy.deepcopy(model)
+    choice = {n: list(range(round(r * pruned.get_submodule(n).out_channels))) for n, r in layers.items()}
+    aligned.layout.remove(pruned, choice, example_input(1, (28, 28)))
+    kept = {n: pruned.get_submodule(n).out_channels for n in layers}
+    assert all(k % 8 == 0 for k in kept.values()), kept
+    assert kept != {
+        n: model.get_submodule(n).out_channels - round(0.7 * model.get_submodule(n).out_channels) for n in layers
+    }
+    assert pruned(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+    hp = resolve_hparams(plain, "l1", None)
+    before, after = Job(plain, "l1", hp, 0).describe("fp"), Job(aligned, "l1", hp, 0).describe("fp")
+    assert "round_to" not in before.identity() and after.identity()["round_to"] == 8
+    assert after.name != before.name and after.comparison() != before.comparison()
+    with pytest.raises(SuiteError, match="--round-to 0"):
+        setting_of(args(align_to=0))
 
 
 def test_fp32_contiguous_eager_add_nothing_to_a_name():

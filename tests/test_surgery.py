@@ -8,9 +8,9 @@ from conftest import randomize_bn
 
 from methods.criteria import filter_l1, l1_smallest_filters, smallest_weights_mask
 from suite.errors import SuiteError
-from suite.measure.metrics import count_params
 from suite.models.nets import MODELS, build_model, example_input
 from suite.models.ratios import n_pruned, parse_ratios, resolve
+from suite.models.size import count_params
 from suite.models.surgery import MaskKeeper, batchnorm_after, remove_filters, sparsity
 
 

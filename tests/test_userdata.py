@@ -12,7 +12,7 @@ import torch
 from suite.cli import main
 from suite.data import userdata
 from suite.errors import SuiteError
-from suite.measure.metrics import count_flops
+from suite.models.size import count_flops
 
 USER_NET = Path(__file__).parent.parent / "suite" / "examples" / "mynet.py"
 CLASSES = {0: "tshirt", 1: "trouser", 7: "sneaker", 9: "boot"}  # four Fashion-MNIST classes

@@ -388,7 +388,7 @@ def _torchvision(cls_name: str, data_dir: str | None, download: bool):
 
 
 def _factory(name: str, data_dir: str | None):
-    from suite.models.zoo import load_module
+    from suite.usercode import load_module
 
     path, factory = name.rsplit(":", 1)
     p = Path(path)

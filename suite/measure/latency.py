@@ -468,8 +468,8 @@ def setting_models(
     """The setting's model with random weights, and a copy pruned at ``ratios`` (default: the
     setting's target; kept counts rounded to multiples of ``round_to``) by the harness's surgery.
     Also returns the FLOPs (paper's convention) of both."""
-    from suite.measure.metrics import count_flops
     from suite.models.rounding import round_ratios
+    from suite.models.size import count_flops
 
     torch.manual_seed(seed)
     base = setting.build_model().eval()
@@ -484,12 +484,11 @@ def prune_copy(setting, base: nn.Module, layer_ratios: dict[str, float]) -> nn.M
     does the same)."""
     from suite.models.nets import example_input
     from suite.models.ratios import n_pruned
-    from suite.models.surgery import remove_filters
 
     pruned = copy.deepcopy(base)
     shape = setting.input_shape
     choice = {n: list(range(n_pruned(r, pruned.get_submodule(n).out_channels))) for n, r in layer_ratios.items()}
-    remove_filters(pruned, choice, example_input(shape[0], shape[1:]), coupled=setting.layout.coupled)
+    setting.layout.remove(pruned, choice, example_input(shape[0], shape[1:]))
     return pruned.eval()
 
 
@@ -509,8 +508,8 @@ def report(
     (unless ``layer_passes`` is 0) the eager time per layer at batch 64 (``layers``; how it was
     taken: ``layer_profile``)."""
     from suite.measure.layer_times import layer_times
-    from suite.measure.metrics import count_flops
     from suite.models.rounding import round_ratios
+    from suite.models.size import count_flops
 
     base, pruned, flops = setting_models(setting, ratios)
     flops_speedup = flops["baseline"] / flops["pruned"]

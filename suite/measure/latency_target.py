@@ -92,7 +92,8 @@ def search(
     docstring): the ratio string, the achieved speedup with its interval from a confirming
     measurement, the FLOPs speedup it took, each step of the search, and the machine."""
     from suite.measure.latency import paired_speedup, prune_copy, time_group, versus
-    from suite.measure.metrics import count_flops, count_params, processor
+    from suite.measure.metrics import processor
+    from suite.models.size import count_flops, count_params
 
     search_repeat = search_repeat or dict(warmup=2, rounds=3, round_size=10, min_repeats=20)
     torch.manual_seed(0)
@@ -107,7 +108,12 @@ def search(
     steps = []
 
     def build(r: dict[str, float]) -> nn.Module:
-        return prune_copy(setting, base, _layer_ratios(groups, r))
+        layers = _layer_ratios(groups, r)
+        if setting.round_to > 1:  # time what a run of this setting will prune: the aligned counts
+            from suite.models.rounding import round_ratios
+
+            layers = round_ratios(base, layers, setting.round_to)
+        return prune_copy(setting, base, layers)
 
     def timed(models: dict[str, nn.Module], repeat: dict) -> tuple[dict, dict]:
         with tempfile.TemporaryDirectory(prefix="suite-latency-target-") as tmp:
@@ -183,6 +189,64 @@ def search(
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
+
+
+def resolve_for_run(
+    setting, target: float, runtime: str, batch: int, device: torch.device, runs_dir: Path, **search_options
+):
+    """``suite run --target 2x-latency``: the setting with the ratios a latency search found, and
+    the search's record. The search measures, so two searches find different ratios and every
+    method's runs would be renamed by each: it runs once per setting, target, runtime, batch,
+    alignment and machine (processor, threads, torch), and is stored under the runs dir
+    (``<setting>/latency-targets/<key>.json``) for every later ``suite run`` to reuse.
+    ``search_options`` go to :func:`search` (its repeats)."""
+    from suite.measure.metrics import processor
+    from suite.spec.settings import with_ratios
+    from suite.store.files import content_hash, read_json_record, write_json
+
+    key = {
+        "setting": setting.name,
+        "model": setting.model,
+        "input_shape": list(setting.input_shape),
+        "base_ratios_skip": setting.skip,
+        "round_to": setting.round_to,
+        "target": target,
+        "runtime": runtime,
+        "batch": batch,
+        "device": str(device),
+        "processor": processor(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    path = Path(runs_dir) / setting.name / "latency-targets" / f"{content_hash(key)}.json"
+    stored, problem = read_json_record(path)
+    if problem not in (None, "missing"):
+        raise SuiteError(f"{path}: {problem}; delete it and the latency search runs again")
+    if stored:
+        res = stored
+    else:
+        print(
+            f"latency target {target:g}x on {runtime} at batch {batch}: searching ratios on this machine "
+            f"(once; stored in {path})",
+            flush=True,
+        )
+        res = {**search(setting, target, runtime, batch, device, **search_options), "key": key}
+        write_json(path, res)
+    record = {
+        "target": target,
+        "runtime": runtime,
+        "batch": batch,
+        "ratios": res["ratios"],
+        "speedup": res["achieved"]["speedup"],
+        "speedup_lo": res["achieved"].get("speedup_ci_lo"),
+        "speedup_hi": res["achieved"].get("speedup_ci_hi"),
+        "within_tolerance": res["within_tolerance"],
+        "flops_speedup": res["flops_speedup"],
+        "processor": res["processor"],
+        "threads": res["threads"],
+        "record": path.name,
+    }
+    return with_ratios(setting, res["ratios"]), record
 
 
 def format_search(res: dict) -> str:

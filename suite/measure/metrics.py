@@ -1,8 +1,8 @@
-"""Params, FLOPs and latency, in the paper's convention (accuracy: ``suite.training.loop.evaluate``).
+"""The machine a number was measured on, and eager latency with its noise (params and FLOPs:
+``suite.models.size``; accuracy: ``suite.training.loop.evaluate``).
 
-FLOPs come from ``torch.utils.flop_counter.FlopCounterMode``: it counts conv and matmul FLOPs as
-2 x multiply-adds and ignores batch norm, ReLU, pooling and additions, which is exactly the
-GReg paper's convention (conv + linear only, multiply-adds doubled; ResNet-56 = 125.49 M MACs).
+Nothing here is training code: the runner times a job's model after the pipeline has trained and
+measured it, so a change to how latency is timed never makes a stored run stale.
 """
 
 from __future__ import annotations
@@ -15,28 +15,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-
-
-def count_params(model: nn.Module) -> int:
-    """Conv and linear weights and biases; batch norm left out (the paper's convention)."""
-    return sum(
-        p.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) for p in m.parameters(recurse=False)
-    )
-
-
-def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """FLOPs (2 x multiply-adds) of one forward pass on a single input of ``input_shape`` (C, H, W)."""
-    from torch.utils.flop_counter import FlopCounterMode  # imports torch._decomp: seconds, so only when counting
-
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, *input_shape, device=device))
-    finally:
-        model.train(was_training)
-    return int(counter.get_total_flops())
 
 
 def processor(device: torch.device) -> str:
@@ -163,3 +141,17 @@ def latency_record(base: Latency, pruned: Latency) -> dict:
         "device": base.device,
         "threads": base.threads,
     }
+
+
+def latency_block(
+    base: nn.Module, pruned: nn.Module, input_shape: tuple[int, ...], device: torch.device, smoke: bool
+) -> dict:
+    """A run's latency fields: eager fp32 forward time of the baseline and the pruned model at
+    batch 1 and 64 (each series timed in turn), and the batch-64 speedup the tables show."""
+    repeats, warmup = (3, 2) if smoke else (20, 5)
+    lat = {}
+    for batch in (1, 64):
+        b = latency(base, input_shape, batch, device, warmup=warmup, repeats=repeats)
+        p = latency(pruned, input_shape, batch, device, warmup=warmup, repeats=repeats)
+        lat[f"batch{batch}"] = latency_record(b, p)
+    return {"latency_speedup": lat["batch64"]["speedup"], "latency": lat}

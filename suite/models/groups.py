@@ -11,30 +11,23 @@ Kept by default: the group that holds the stem (the first conv; in a ResNet that
 stream of the first stage) and the classifier (the last conv or linear layer; its outputs are the
 classes). Linear layers are never roots: the suite prunes conv filters.
 
-Used by the ``GENERIC`` layout (models from torchvision, timm or a user's file), whose ratio
-strings are a single ratio, module-name globs, or a FLOPs target (``suite.models.ratios``); the built-in
-models keep the paper's layouts (``suite.models.layouts``).
+The ``GENERIC`` layout (models from torchvision, timm or a user's file) is defined here, with the
+tracing it rests on: its ratio strings are a single ratio, module-name globs, or a FLOPs target
+(``suite.models.ratios``); the built-in models keep the paper's layouts (``suite.models.layouts``),
+which never import this module, so this module is training code for generic models only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
 from suite.errors import SuiteError
-
-
-@dataclass(frozen=True)
-class Group:
-    """``members``: (conv name, its filter index for root channel 0..size-1) for every conv whose
-    output channels the group removes; the root comes first with the identity map."""
-
-    root: str
-    size: int
-    members: tuple[tuple[str, tuple[int, ...]], ...]
+from suite.models.layouts import Group, Layout, _conv_and_linear
 
 
 def stem_and_classifier(model: nn.Module) -> tuple[str | None, str | None]:
@@ -99,11 +92,50 @@ def prunable_groups(
     return dict(sorted(out.items(), key=lambda kv: order[kv[0]]))
 
 
-def single(name: str, model: nn.Module) -> Group:
-    """The one-conv group of a paper layout's prunable conv (its filters, identity map)."""
-    n = model.get_submodule(name).weight.shape[0]
-    return Group(name, n, ((name, tuple(range(n))),))
-
-
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+@dataclass(frozen=True)
+class CoupledLayout(Layout):
+    """Any model: a unit is a group of coupled channels, named by its first conv; the group of the
+    stem and the classifier stay whole (``suite.models.groups``). Takes one ratio for every unit."""
+
+    coupled: ClassVar[bool] = True
+
+    def groups(self, model, example):
+        return prunable_groups(model, example)
+
+    def units(self, model, example):
+        if example is None:
+            raise ValueError("a generic model's groups need the input shape to trace it")
+        return {root: tuple(m for m, _ in g.members) for root, g in prunable_groups(model, example).items()}
+
+    def weight_layers(self, model):
+        kept = set(stem_and_classifier(model))
+        return [n for n in _conv_and_linear(model) if n not in kept]
+
+    def resolve(self, spec, model, granularity, example):
+        self._refuse_skip(spec)
+        if spec.stages is not None or spec.by_index is not None:
+            raise SuiteError(
+                f"ratio string {spec.text!r} is a paper layout; for this model give one ratio (0.5), "
+                f"module globs (features.*=0.5,classifier=0) or a FLOPs target (2.5x)"
+            )
+        return {n: spec.uniform for n in self.candidates(model, granularity, example) if spec.uniform > 0}
+
+    def resolve_globs(self, spec, model, granularity, example):
+        self._refuse_skip(spec)
+        return super().resolve_globs(spec, model, granularity, example)
+
+    @staticmethod
+    def _refuse_skip(spec) -> None:
+        """Skip lists name the paper's ResNet blocks, which this model does not have."""
+        if spec.skip:
+            raise SuiteError(
+                f"skip lists apply to the built-in ResNets; for this model set a glob to 0, "
+                f'e.g. "layer2.*=0" ({spec.text})'
+            )
+
+
+GENERIC = CoupledLayout()

@@ -10,12 +10,21 @@ a new kind of model is one new layout, not a dozen edited branches:
   ``RESNET``   the paper's ResNets (CIFAR and torchvision): only convs inside a block whose output
                does not feed the residual addition; one ratio per stage; skip lists name blocks
   ``GENERIC``  any other model (torchvision, timm, a user's file): the groups of coupled channels
-               torch-pruning traces (``suite.models.groups``); one ratio, globs or a FLOPs target
+               torch-pruning traces; one ratio, globs or a FLOPs target. It lives in
+               ``suite.models.groups`` with its tracing, not here
 
 The rules are the paper's (methods/GREG_SPEC.md, "Layer ratios"). Module-name globs apply to every
 layout (over its ``candidates``); a FLOPs target is a search over one ratio (``suite.models.ratios``,
-which parses the strings and hands the layout a ``RatioSpec``). May import: suite.errors,
-suite.models.groups (not ratios: ratios imports the nets that carry a layout).
+which parses the strings and hands the layout a ``RatioSpec``).
+
+A layout is also where a family of models meets the shared training code: the pipeline asks the
+run's layout for its groups (:meth:`Layout.groups`) and has it remove filters (:meth:`Layout.remove`),
+and never imports a family's module. So the code of one family (the generic layout's tracing, a
+future transformer layout) is training code only for the runs of that family: the fingerprint
+(``suite.store.fingerprint``) adds a run's layout module and model module to the shared harness, and
+a change made for torchvision's models leaves the built-in nets' published runs current.
+May import: suite.errors, suite.models.surgery (not ratios: ratios imports the nets that carry a
+layout; not groups: it imports this module).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import torch
 from torch import nn
 
 from suite.errors import SuiteError
-from suite.models.groups import prunable_groups, stem_and_classifier
+from suite.models.surgery import FilterChoice, remove_filters
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,22 @@ class PrunableConv:
     index: int  # position among all convs of the model (plain nets: the "conv i" of a ratio string)
     stage: int | None = None  # 1-based ResNet stage (layer1 = 1)
     block: int | None = None  # 0-based block inside the stage
+
+
+@dataclass(frozen=True)
+class Group:
+    """``members``: (conv name, its filter index for root channel 0..size-1) for every conv whose
+    output channels the group removes; the root comes first with the identity map."""
+
+    root: str
+    size: int
+    members: tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def single(name: str, model: nn.Module) -> Group:
+    """The one-conv group of a paper layout's prunable conv (its filters, identity map)."""
+    n = model.get_submodule(name).weight.shape[0]
+    return Group(name, n, ((name, tuple(range(n))),))
 
 
 def _all_convs(model: nn.Module) -> list[str]:
@@ -83,6 +108,16 @@ class Layout(ABC):
         if not cands:
             raise SuiteError("this model has no prunable layer (only its stem and classifier, which stay whole)")
         return cands
+
+    def groups(self, model: nn.Module, example: torch.Tensor) -> dict[str, Group]:
+        """{unit: Group} where a unit's filters go with other layers' channels; none in an uncoupled
+        layout (each prunable conv is its own group, ``single``)."""
+        return {}
+
+    def remove(self, model: nn.Module, choice: FilterChoice, example: torch.Tensor) -> nn.Module:
+        """Physically remove the chosen filters (``suite.models.surgery.remove_filters``), in place;
+        a conv whose filters reach beyond itself (a residual addition) is refused."""
+        return remove_filters(model, choice, example, coupled=self.coupled)
 
     @abstractmethod
     def resolve(self, spec, model: nn.Module, granularity: str, example: torch.Tensor | None) -> dict[str, float]:
@@ -235,43 +270,4 @@ class ResNetLayout(Layout):
         return out
 
 
-@dataclass(frozen=True)
-class CoupledLayout(Layout):
-    """Any model: a unit is a group of coupled channels, named by its first conv; the group of the
-    stem and the classifier stay whole (``suite.models.groups``). Takes one ratio for every unit."""
-
-    coupled: ClassVar[bool] = True
-
-    def units(self, model, example):
-        if example is None:
-            raise ValueError("a generic model's groups need the input shape to trace it")
-        return {root: tuple(m for m, _ in g.members) for root, g in prunable_groups(model, example).items()}
-
-    def weight_layers(self, model):
-        kept = set(stem_and_classifier(model))
-        return [n for n in _conv_and_linear(model) if n not in kept]
-
-    def resolve(self, spec, model, granularity, example):
-        self._refuse_skip(spec)
-        if spec.stages is not None or spec.by_index is not None:
-            raise SuiteError(
-                f"ratio string {spec.text!r} is a paper layout; for this model give one ratio (0.5), "
-                f"module globs (features.*=0.5,classifier=0) or a FLOPs target (2.5x)"
-            )
-        return {n: spec.uniform for n in self.candidates(model, granularity, example) if spec.uniform > 0}
-
-    def resolve_globs(self, spec, model, granularity, example):
-        self._refuse_skip(spec)
-        return super().resolve_globs(spec, model, granularity, example)
-
-    @staticmethod
-    def _refuse_skip(spec) -> None:
-        """Skip lists name the paper's ResNet blocks, which this model does not have."""
-        if spec.skip:
-            raise SuiteError(
-                f"skip lists apply to the built-in ResNets; for this model set a glob to 0, "
-                f'e.g. "layer2.*=0" ({spec.text})'
-            )
-
-
-PLAIN, RESNET, GENERIC = PlainLayout(), ResNetLayout(), CoupledLayout()
+PLAIN, RESNET = PlainLayout(), ResNetLayout()

@@ -152,16 +152,15 @@ def _resolve_target(
     def uniform(r: float) -> dict[str, float]:
         return resolve(replace(spec, target=None, uniform=round(r, 6)), model, layout, granularity, input_shape)
 
-    r = ratio_for_speedup(model, spec.target, uniform, input_shape, coupled=layout.coupled)
+    r = ratio_for_speedup(model, spec.target, uniform, input_shape, layout)
     return uniform(r)
 
 
-def dry_surgery(model: nn.Module, layer_ratios: dict[str, float], input_shape: tuple[int, ...], coupled: bool) -> dict:
+def dry_surgery(model: nn.Module, layer_ratios: dict[str, float], input_shape: tuple[int, ...], layout) -> dict:
     """Remove the first ``n_pruned(r, n)`` filters of every named conv (or group) from a copy and run
     it (on the meta device): {params, flops, pruned_params, pruned_flops, speedup}. Sizes depend only on how many go, not
     which. A surgery or forward that fails is a one-line error (a spec the model cannot take)."""
-    from suite.measure.metrics import count_flops, count_params
-    from suite.models.surgery import remove_filters
+    from suite.models.size import count_flops, count_params
 
     # On the meta device: shapes without arithmetic, so a probe costs the tracing, not the convs.
     work = copy.deepcopy(model).to("meta").eval()
@@ -169,7 +168,7 @@ def dry_surgery(model: nn.Module, layer_ratios: dict[str, float], input_shape: t
     choice = {n: list(range(n_pruned(r, work.get_submodule(n).out_channels))) for n, r in layer_ratios.items()}
     example = example_input(input_shape[0], input_shape[1:])
     try:
-        remove_filters(work, choice, example, coupled=coupled)
+        layout.remove(work, choice, example)
         with torch.no_grad():
             work(example.to("meta"))
         p, f = count_params(work), count_flops(work, input_shape)
@@ -198,7 +197,7 @@ def ratio_for_speedup(
     target: float,
     uniform: callable,
     input_shape: tuple[int, ...],
-    coupled: bool,
+    layout,
     tolerance: float = 0.005,
 ) -> float:
     """The uniform ratio whose real surgery gives the FLOPs speedup nearest ``target``.
@@ -211,7 +210,7 @@ def ratio_for_speedup(
     key = (
         target,
         tuple(input_shape),
-        coupled,
+        type(layout).__name__,
         tuple((n, tuple(p.shape)) for n, p in model.named_parameters()),
         tuple(sorted(uniform(0.5).items())),
     )
@@ -219,7 +218,7 @@ def ratio_for_speedup(
         return _TARGETS[key]
 
     def speedup(r: float) -> float:
-        return dry_surgery(model, uniform(r), input_shape, coupled)["speedup"] if r > 0 else 1.0
+        return dry_surgery(model, uniform(r), input_shape, layout)["speedup"] if r > 0 else 1.0
 
     lo, s_lo, hi = 0.0, 1.0, 0.99
     s_hi = speedup(hi)

@@ -31,8 +31,10 @@ from pathlib import Path
 from torch import nn
 
 from suite.errors import SuiteError
-from suite.models.layouts import GENERIC, Layout
+from suite.models.groups import GENERIC
+from suite.models.layouts import Layout
 from suite.models.nets import MODELS, ModelEntry
+from suite.usercode import load_module
 
 
 def register_model(fn: Callable | None = None, *, name: str | None = None, description: str = ""):
@@ -91,6 +93,16 @@ def get(name: str) -> ModelEntry:
         ) from None
 
 
+def code_modules(name: str) -> tuple[str, ...]:
+    """The dotted names of the modules that make the named model a training run's model: the one
+    that builds it and the one that defines its layout (``suite.store.fingerprint.training_code``
+    adds them, and what they import, to the shared harness). A built-in net: ``suite.models.nets``
+    and ``suite.models.layouts``, both already shared; a torchvision, timm or file model: this
+    module and the generic layout's."""
+    entry = get(name)
+    return tuple(sorted({entry.build.__module__, type(entry.layout).__module__}))
+
+
 def build(name: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     return get(name).build(num_classes, tuple(input_shape))
 
@@ -125,6 +137,11 @@ def _torchvision_entry(short: str) -> ModelEntry:
 
         try:
             model = tvm.get_model(short, weights=None, num_classes=k)
+            if getattr(model, "aux_logits", False):
+                # GoogLeNet and Inception v3 return (logits, aux logits...) while training, which no
+                # recipe of the suite's trains on (one loss on the main logits, as every method's
+                # fine-tuning): built without the auxiliary heads, they return the logits only
+                model = tvm.get_model(short, weights=None, num_classes=k, aux_logits=False)
         except (ValueError, TypeError) as e:  # e.g. inception's aux_logits with weights=None
             raise SuiteError(f"torchvision:{short} cannot be built with {k} classes: {e}") from None
         return _adapt_stem(model, shape[0], f"torchvision:{short}")
@@ -197,23 +214,6 @@ def _file_entry(path: Path, factory: str) -> ModelEntry:
         lambda k, shape: _call_factory(fn, k, shape, name),
         (fn.__doc__ or f"{factory} from {path.name}").strip().split("\n")[0],
     )
-
-
-@functools.cache
-def _load_module_cached(path: str, mtime_ns: int):
-    spec = importlib.util.spec_from_file_location(f"greg_suite_user_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:  # the user's code: one line saying where, not our traceback
-        raise SuiteError(f"{path} failed to import: {type(e).__name__}: {e}") from None
-    return module
-
-
-def load_module(path: Path):
-    """Import a user's Python file once per version of it (a user's own code, run on purpose)."""
-    p = path.resolve()
-    return _load_module_cached(str(p), p.stat().st_mtime_ns)
 
 
 def source_digest(name: str) -> str | None:

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import shlex
+import statistics
 from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
@@ -24,7 +25,7 @@ from methods.registry import DEFAULT_COMPARISON
 from suite.errors import SuiteError
 from suite.measure import latency_records
 from suite.measure.latency import top_layers
-from suite.pages.findings import findings, welch
+from suite.pages.findings import findings, welch_test
 from suite.pages.matrix import best_matrix
 from suite.pages.overview import changed_defaults
 from suite.spec.settings import NAME_RE, SETTINGS
@@ -52,12 +53,13 @@ def ranked(frame: pd.DataFrame, include_capped: bool = False) -> pd.DataFrame:
     return frame[keep]
 
 
-def within_noise(a: list[float], b: list[float], alpha: float = 0.05) -> bool | None:
-    """Welch's t-test: True when the means are not distinguishable at ``alpha`` (None: too few seeds)."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    p = welch(a, b)
-    return a[0] == b[0] if p is None else p >= alpha  # None: no spread on either side
+def versus_best(best: list[float], other: list[float]) -> dict:
+    """A table row against the table's best row (``suite.pages.findings.welch_test``: the
+    difference, Welch's p and the smallest difference the seeds could detect at 80 % power), for
+    the words "not significant (n=3 vs 3; could detect >= 1.2 points)" rather than "within noise".
+    Unadjusted: the pages' tables are not the findings' family of tests (those are Holm-adjusted)."""
+    t = welch_test(best, other)
+    return {**t, "significant": t["p"] is not None and t["p"] < 0.05}
 
 
 # ---------------------------------------------------------------------------- the chart
@@ -97,10 +99,21 @@ def _tick_text(v: float, step: float) -> str:
 
 
 def svg_chart(
-    agg: pd.DataFrame, baseline: float | None, paper: dict | None = None, width: int = 1000, height: int = 420
+    agg: pd.DataFrame,
+    baseline: float | None,
+    paper: dict | None = None,
+    width: int = 1000,
+    height: int = 420,
+    x: str = "speedup",
+    x_suffix: str = "x",
+    x_scale: float = 1.0,
+    front: bool = True,
 ) -> dict:
-    """Coordinates for an inline SVG: top-1 vs FLOPs speedup, one series per row label with error
-    bars, the paper's reported points as hollow diamonds, and the Pareto frontier of our points.
+    """Coordinates for an inline SVG: top-1 vs FLOPs speedup (or another column ``x``, divided by
+    ``x_scale`` and ticked with ``x_suffix``), one series per row label with error bars, the
+    paper's reported points as hollow diamonds, and (``front``) the Pareto frontier of our points.
+    A row whose ``hollow`` column is true is drawn as a hollow circle (the budget curve's
+    paper-protocol points).
 
     Axes span the data (ours, the paper's, the baseline) with a margin and round ticks; the legend
     sits right of the plot area, so it never covers a point or the baseline. The SVG scales to the
@@ -109,9 +122,10 @@ def svg_chart(
     if agg.empty and not paper_rows:
         return {}
     if agg.empty:  # a page with the paper's numbers only
-        agg = pd.DataFrame(columns=["speedup", "top1_mean", "top1_std", "method", "label", "n"], dtype=float)
+        agg = pd.DataFrame(columns=[x, "top1_mean", "top1_std", "method", "label", "n"], dtype=float)
+    agg = agg.assign(_x=agg[x] / x_scale)
     std = agg.top1_std.fillna(0)
-    xs = agg.speedup.tolist() + [r[2] for r in paper_rows]
+    xs = agg._x.tolist() + [r[2] for r in paper_rows]
     ys = (
         (agg.top1_mean - std).tolist()
         + (agg.top1_mean + std).tolist()
@@ -153,17 +167,20 @@ def svg_chart(
     }
     series = []
     if not agg.empty:
-        for label_, part in agg.sort_values("speedup").groupby("label", sort=False):
+        for label_, part in agg.sort_values("_x").groupby("label", sort=False):
             pts = []
             for r in part.itertuples():
                 sd = 0.0 if pd.isna(r.top1_std) else r.top1_std
+                hollow = bool(getattr(r, "hollow", False))
                 pts.append(
                     {
-                        "x": px(r.speedup),
+                        "x": px(r._x),
                         "y": py(r.top1_mean),
                         "y0": py(r.top1_mean - sd),
                         "y1": py(r.top1_mean + sd),
-                        "label": f"{label_}: {r.top1_mean:.2f} at {r.speedup:.2f}x (n={r.n})",
+                        "hollow": hollow,
+                        "label": f"{label_}: {r.top1_mean:.2f} at {r._x:.2f}{x_suffix} (n={r.n})"
+                        + (" (paper protocol)" if hollow else ""),
                     }
                 )
             series.append(
@@ -182,7 +199,7 @@ def svg_chart(
             if mm == meth
         ]
         paper_series.append({"method": f"{meth} (paper)", "color": color[meth], "points": pts})
-    front = pareto(list(zip(agg.speedup, agg.top1_mean)))
+    front = pareto(list(zip(agg._x, agg.top1_mean))) if front else []
     legend = [{"kind": "ours", "text": s_["method"], "color": s_["color"]} for s_ in series]
     legend += [{"kind": "paper", "text": s_["method"], "color": s_["color"]} for s_ in paper_series]
     if len(front) > 1:
@@ -203,8 +220,38 @@ def svg_chart(
         "front": " ".join(f"{px(x)},{py(y)}" for x, y in front) if len(front) > 1 else "",
         "baseline_y": py(baseline) if baseline is not None else None,
         "yticks": [{"v": _tick_text(v, ystep), "y": py(v)} for v in yticks],
-        "xticks": [{"v": _tick_text(v, xstep) + "x", "x": px(v)} for v in xticks],
+        "xticks": [{"v": _tick_text(v, xstep) + x_suffix, "x": px(v)} for v in xticks],
     }
+
+
+def budget_curves(agg: pd.DataFrame) -> list[dict]:
+    """Top-1 against the training samples after the baseline, one chart per target, baseline and
+    precision of today's filter-pruning runs that reach at least two budget points: every method
+    over the paper protocol (hollow: each method's own samples) and the equal-sample budgets
+    (filled: every method at the same samples), mean and std over seeds."""
+    if agg.empty:
+        return []
+    rows = agg[(agg.granularity == "filter") & agg.current & agg.samples.notna() & ~agg.capped.astype(bool)]
+    rows = rows[rows.protocol.isin(["paper", "total"])]
+    out = []
+    for (ratios, skip, _, num), part in rows.groupby(["ratios", "skip", "baseline_key", "numerics"], sort=False):
+        if part.samples.round(-3).nunique() < 2:
+            continue
+        part = part.assign(hollow=part.protocol == "paper")
+        chart = svg_chart(
+            part, part.baseline_top1.iloc[0], x="samples", x_suffix="M", x_scale=1e6, front=False, height=360
+        )
+        out.append(
+            {
+                "ratios": ratios,
+                "skip": skip,
+                "baseline_name": part.baseline_name.iloc[0],
+                "numerics": num,
+                "budgets": sorted({int(v) for v in part.budget_samples.dropna()}),
+                "chart": chart,
+            }
+        )
+    return out
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -269,18 +316,22 @@ def _unique_best(rows: list[dict], col: str) -> str | None:
     return shown[-1][1]
 
 
-def _latency_best(rows: list[dict]) -> str | None:
-    """The fastest row, only when its latency was measured cleanly (spread recorded, not noisy) and
-    its quartile range clears the runner-up's: a lead inside the timing noise is no lead."""
-    order = sorted(rows, key=lambda r: r["latency_speedup"], reverse=True)
-    top = order[0]
-    if top["latency_noisy"] is not False or math.isnan(top["latency_lo"]):
+def target_latency(rows: list[dict]) -> dict | None:
+    """One latency for a table: every method prunes a target to the same per-layer counts, so the
+    rows time one architecture, and their differences are timing noise, not a ranking. The median
+    of the rows' speedups, with the range their quartile intervals span, the device, and whether
+    any row's timing was noisy (None: unstructured rows, whose dense latency is the baseline's)."""
+    timed = [r for r in rows if r["latency_speedup"] == r["latency_speedup"]]
+    if not timed:
         return None
-    if len(order) > 1:
-        nxt = order[1]
-        if math.isnan(nxt["latency_hi"]) or top["latency_lo"] <= nxt["latency_hi"]:
-            return None
-    return top["method"]
+    spans = [(r["latency_lo"], r["latency_hi"]) for r in timed if r["latency_lo"] == r["latency_lo"]]
+    return {
+        "speedup": statistics.median(r["latency_speedup"] for r in timed),
+        "lo": min(lo for lo, _ in spans) if spans else None,
+        "hi": max(hi for _, hi in spans) if spans else None,
+        "noisy": any(r["latency_noisy"] is not False for r in timed),
+        "device": timed[0]["latency_device"],
+    }
 
 
 def _leading(agg: pd.DataFrame, by: str) -> list:
@@ -318,7 +369,7 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path, baseline_processors: dict |
         best = testable.iloc[0] if not testable.empty else part.iloc[0]
         rows = []
         for r in part.itertuples():
-            noise = None if r.Index == best.name else within_noise(best.top1_values, r.top1_values)
+            vs = None if r.Index == best.name else versus_best(best.top1_values, r.top1_values)
             rows.append(
                 {
                     "method": r.label,
@@ -348,13 +399,12 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path, baseline_processors: dict |
                     "shown": _method_columns(part, r.Index, r.method),
                     "hparams": r.hparams,
                     "hparams_source": r.hparams_source,
-                    "within_noise": noise,
+                    "vs_best": vs,
                     "configs": [_href(os.path.relpath(Path(p) / "config.json", out_dir)) for p in r.runs],
                 }
             )
         weights = granularity == "weight"  # masks leave FLOPs as they were: no speedup to lead
         marks = {"top1": _unique_best(rows, "top1"), "speedup": None if weights else _unique_best(rows, "speedup")}
-        marks["latency_speedup"] = _latency_best(rows)
         budget = None if first.budget_samples != first.budget_samples else first.budget_samples
         tables.append(
             {
@@ -365,12 +415,15 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path, baseline_processors: dict |
                 "best": marks,
                 "budget_samples": None if budget is None else int(budget),
                 "unstructured": weights,
+                "latency": None if weights else target_latency(rows),
                 "trained_on": trained_on(part.processors),
                 "baseline_key": key,
                 "numerics": numerics,
                 "baseline_name": part.baseline_name.iloc[0],
                 "baseline_top1": float(part.baseline_top1.iloc[0]),
                 "baseline_processor": (baseline_processors or {}).get(key),
+                # an edition of older training code only, or a legacy protocol: folded away on the page
+                "older": not part.current.any() or protocol not in ("paper", "total"),
             }
         )
     return tables
@@ -594,6 +647,7 @@ def render(
             precisions=precisions,
             chart_precision=main.numerics.iloc[0] if not main.empty else None,
             chart=svg_chart(main, baselines[0]["top1"] if baselines else None, paper),
+            curves=budget_curves(agg),
             failed=failed.to_dict("records"),
             commands=commands,
             csv=_href(csv_path.name) if not agg.empty else None,

@@ -22,9 +22,7 @@ def achieved(setting: Setting, ratios: str | None = None, skip: str | None = Non
     from suite.models.ratios import dry_surgery
 
     model = setting.build_model()
-    return dry_surgery(
-        model, setting.layer_ratios(model, ratios, skip), setting.input_shape, coupled=setting.layout.coupled
-    )
+    return dry_surgery(model, setting.layer_ratios(model, ratios, skip), setting.input_shape, setting.layout)
 
 
 def changed_defaults(setting: Setting) -> dict:

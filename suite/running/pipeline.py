@@ -6,6 +6,9 @@ method passes through the same phases: the method decides what goes (``prune``, 
 training counted here, sample by sample), one surgery removes it (``apply``), the setting's recipe
 fine-tunes it (``finetune``) and one measurement reads it (``measure``). A phase that finished is
 found in the run folder when a killed job resumes (``pruned.pt`` and the loop's checkpoints).
+Latency is not a phase here: wall-clock timing is not training code, so the runner times the
+model ``execute`` returns (``suite.measure.metrics.latency_block``), and a change to the timing
+never makes a stored run stale.
 """
 
 from __future__ import annotations
@@ -22,10 +25,9 @@ from torch import nn
 
 from methods.base import PruneTask, Pruning
 from suite.data.datasets import Data
-from suite.measure.metrics import count_flops, count_params, latency, latency_record
-from suite.models.groups import prunable_groups
 from suite.models.nets import example_input
-from suite.models.surgery import MaskKeeper, remove_filters, sparsity
+from suite.models.size import count_flops, count_params
+from suite.models.surgery import MaskKeeper, sparsity
 from suite.training.loop import Outcome, evaluate, load_checkpoint, save_atomic, train
 from suite.training.numerics import compile_failure
 from suite.training.schedule import lr_milestones, prune_cap, stretched_lr
@@ -156,8 +158,8 @@ def _task(ws: Workspace, model: nn.Module, own: OwnTraining, log: list) -> Prune
 
     ratios = job.describe(ws.data.fingerprint).model.layers  # the layers its run description names
     groups = {}
-    if s.layout.coupled and job.impl.granularity == "filter":
-        groups = {n: g for n, g in prunable_groups(model, ws.example).items() if n in ratios}
+    if job.impl.granularity == "filter":
+        groups = {n: g for n, g in s.layout.groups(model, ws.example).items() if n in ratios}
     return PruneTask(
         layer_ratios=ratios,
         device=ws.device,
@@ -174,7 +176,7 @@ def apply(ws: Workspace, model: nn.Module, pruning: Pruning) -> MaskKeeper | Non
     """One surgery for every method: filters removed physically, or a mask kept during fine-tuning
     (returned, to be passed to the fine-tuning loop as a hook)."""
     if pruning.filters is not None:
-        remove_filters(model, pruning.filters, ws.example, coupled=ws.job.setting.layout.coupled)
+        ws.job.setting.layout.remove(model, pruning.filters, ws.example)
         model.to(ws.device)
         return None
     return MaskKeeper(model, pruning.masks)
@@ -209,8 +211,8 @@ def finetune(ws: Workspace, model: nn.Module, keeper: MaskKeeper | None, own: Ow
 def measure(
     ws: Workspace, base: Baseline, model: nn.Module, choice: Choice, acc_after: float, outcome: Outcome
 ) -> dict:
-    """Accuracy in the run's numerics; size, FLOPs and latency of the fp32, contiguous, eager model
-    against the baseline's; the training budget spent. Returns the result's measured fields."""
+    """Accuracy in the run's numerics; size and FLOPs of the fp32, contiguous, eager model against
+    the baseline's; the training budget spent. Returns the result's measured fields."""
     job, dev, shape = ws.job, ws.device, ws.job.setting.input_shape
     final = evaluate(model, ws.data.eval_batches("test", 500, dev), dev, job.numerics)
     val = evaluate(model, ws.data.eval_batches("val", 500, dev), dev, job.numerics) if ws.eval_split == "val" else None
@@ -219,12 +221,6 @@ def measure(
         m.to(memory_format=torch.contiguous_format)
     params0, flops0 = count_params(base_model), count_flops(base_model, shape)
     params, flops = count_params(model), count_flops(model, shape)
-    lat = {}
-    for batch in (1, 64):
-        repeats, warmup = (3, 2) if job.smoke else (20, 5)
-        b = latency(base_model, shape, batch, dev, warmup=warmup, repeats=repeats)
-        p = latency(model, shape, batch, dev, warmup=warmup, repeats=repeats)
-        lat[f"batch{batch}"] = latency_record(b, p)
     own, ft = choice.own, job.setting.finetune
     ft_samples = outcome.steps * ft.batch_size
     samples = own.samples + ft_samples
@@ -241,8 +237,6 @@ def measure(
         "baseline_params": params0,
         "baseline_flops": flops0,
         "speedup": flops0 / flops,
-        "latency_speedup": lat["batch64"]["speedup"],
-        "latency": lat,
         "granularity": job.impl.granularity,
         "budget": {
             "protocol": job.protocol,
@@ -287,10 +281,11 @@ def measure(
     return result
 
 
-def execute(ws: Workspace, base: Baseline, log: list) -> dict:
-    """Every phase of one job from its baseline: the measured result (``log`` receives the rows of
-    the method's own training and of the fine-tuning). The final weights are stored as
-    ``model.pt`` and the resumable checkpoints removed."""
+def execute(ws: Workspace, base: Baseline, log: list) -> tuple[dict, nn.Module]:
+    """Every phase of one job from its baseline: the measured result and the final model, for the
+    runner to time (``log`` receives the rows of the method's own training and of the
+    fine-tuning). The final weights are stored as ``model.pt`` and the resumable checkpoints
+    removed."""
     model = copy.deepcopy(base.model).to(ws.device)
     choice = prune(ws, model)
     log += choice.log
@@ -302,4 +297,4 @@ def execute(ws: Workspace, base: Baseline, log: list) -> dict:
     save_atomic(model.state_dict(), ws.folder / "model.pt")
     for ckpt in ("finetune.ckpt", "own.ckpt"):
         (ws.folder / ckpt).unlink(missing_ok=True)
-    return result
+    return result, model

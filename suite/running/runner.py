@@ -19,7 +19,7 @@ import torch
 from suite.data import datasets
 from suite.data.datasets import Data
 from suite.errors import SuiteError
-from suite.measure.metrics import machine
+from suite.measure.metrics import latency_block, machine
 from suite.running import pipeline
 from suite.running.pipeline import Workspace
 from suite.spec.plan import Job
@@ -91,7 +91,7 @@ class Runner:
 
     @staticmethod
     def is_stale(job: Job, result: dict) -> bool:
-        return result.get("training_code") != training_code(type(job.impl))
+        return result.get("training_code") != training_code(type(job.impl), job.setting.model_code)
 
     def run(self, job: Job, propagate: tuple[type[BaseException], ...] = ()) -> JobResult:
         """Run (or find) one job. Exceptions of the ``propagate`` types (a trial pruner's stop) are
@@ -132,9 +132,10 @@ class Runner:
             try:
                 base = self.baseline(job)  # trained once, shared: not part of this job's wall time
                 t0 = time.time()
-                result = pipeline.execute(
+                result, model = pipeline.execute(
                     Workspace(job, self.data, self.device, folder, self.eval_split, self.on_epoch_end), base, log
                 )
+                result.update(latency_block(base.model, model, self.setting.input_shape, self.device, job.smoke))
                 result["status"] = "smoke" if job.smoke else "done"
             except propagate as e:
                 write_json(
@@ -206,8 +207,12 @@ class Runner:
             "reduced_budget": self.setting.reduced,
             "eval_split": self.eval_split,
             "code_version": code_version(),
-            "training_code": training_code(type(job.impl)),
+            "training_code": training_code(type(job.impl), job.setting.model_code),
+            "model_modules": list(job.setting.model_code),
             **job.numerics.record(),
+            # how ``--target Nx-latency`` found the ratios (runtime, batch, machine, measured speedup)
+            **({"latency_target": self.setting.latency_target} if self.setting.latency_target else {}),
+            **({"round_to": self.setting.round_to} if self.setting.round_to > 1 else {}),
         }
 
 

@@ -42,7 +42,16 @@ _RATIOS: dict[tuple, dict[str, float]] = {}
 
 def layer_ratios(setting: Setting, granularity: str) -> dict[str, float]:
     """The setting's target resolved to {layer: ratio} for a granularity (each model built once)."""
-    key = (setting.dataset, setting.model, setting.ratios, setting.skip, granularity, setting.root, setting.data_path)
+    key = (
+        setting.dataset,
+        setting.model,
+        setting.ratios,
+        setting.skip,
+        setting.round_to,
+        granularity,
+        setting.root,
+        setting.data_path,
+    )
     if key not in _RATIOS:
         _RATIOS[key] = setting.layer_ratios(setting.build_model(), granularity=granularity)
     return _RATIOS[key]
@@ -85,7 +94,11 @@ class Job:
         return RunDescription(
             data=DataSpec(data_fingerprint, s.dataset, s.train_limit),
             model=ModelSpec(
-                s.model, layer_ratios(s, method.granularity), method.granularity, source_digest(s.at_root(s.model))
+                s.model,
+                layer_ratios(s, method.granularity),
+                method.granularity,
+                source_digest(s.at_root(s.model)),
+                s.round_to if method.granularity == "filter" else 1,
             ),
             baseline=(
                 BaselineSpec(weights=self.user_baseline)

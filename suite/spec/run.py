@@ -94,6 +94,8 @@ class ModelSpec(Spec):
     layers: dict = spec_field()
     granularity: str = spec_field()
     code: str | None = spec_field("model_code", default=None, omit_default=True)
+    # kept filter counts rounded down to multiples of this (the layers already say so; named too)
+    round_to: int = spec_field(default=1, omit_default=True)
 
 
 @dataclass(frozen=True)

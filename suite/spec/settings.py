@@ -21,6 +21,7 @@ from suite.errors import SuiteError
 from suite.models import zoo
 from suite.models.layouts import Layout
 from suite.models.ratios import parse_ratios, resolve
+from suite.models.rounding import round_ratios
 from suite.training.loop import Recipe, is_int, is_number
 
 # A setting's name is a folder under the runs dir and a page name: no path separators, no dots first.
@@ -86,6 +87,12 @@ class Setting:
     # so that no later default or new method moves it). Left out: one fine-tuning recipe's samples.
     # Presentation: a run's identity records the resolved number of samples, never the unit.
     budget_unit: int | None = None
+    # Channel alignment: every pruned layer's kept filter count rounded down to a multiple of this
+    # (torch-pruning's ``round_to``; ``suite run --round-to 8``). 1: counts as the ratios give them.
+    round_to: int = 1
+    # Presentation: how ``suite run --target 2x-latency`` found ``ratios`` (runtime, batch, machine,
+    # the speedup measured), recorded with every run of it; the ratios alone define the runs.
+    latency_target: dict | None = None
     # The folder relative paths in dataset, model and data_dir start from (a setting file's folder).
     root: str | None = None
 
@@ -125,11 +132,19 @@ class Setting:
     def build_model(self):
         return zoo.build(self.at_root(self.model), self.num_classes, self.input_shape)
 
+    @property
+    def model_code(self) -> tuple[str, ...]:
+        """The modules of this setting's model family that count as its runs' training code."""
+        return zoo.code_modules(self.at_root(self.model))
+
     def layer_ratios(
         self, model, ratios: str | None = None, skip: str | None = None, granularity: str = "filter"
     ) -> dict[str, float]:
         spec = parse_ratios(ratios or self.ratios, self.skip if skip is None else skip)
-        return resolve(spec, model, self.layout, granularity, self.input_shape)
+        layers = resolve(spec, model, self.layout, granularity, self.input_shape)
+        if granularity == "filter" and self.round_to > 1:
+            layers = round_ratios(model, layers, self.round_to)
+        return layers
 
     def overrides_for(self, method: str) -> dict:
         out = {}
@@ -223,6 +238,8 @@ class Setting:
             bad("train_limit", "an integer >= 1 (leave it out to train on every image)")
         if self.test_limit is not None and (not is_int(self.test_limit) or self.test_limit < 1):
             bad("test_limit", "an integer >= 1 (leave it out to measure on every test image)")
+        if not is_int(self.round_to) or self.round_to < 1:
+            bad("round_to", "an integer >= 1 (kept filter counts rounded down to its multiples; 1: none)")
         if self.budget_unit is not None and (not is_int(self.budget_unit) or self.budget_unit < 1):
             bad("budget_unit", "an integer >= 1, in training samples (leave it out: one fine-tuning's samples)")
         self._check_overrides()
@@ -404,10 +421,15 @@ def get_setting(name_or_file: str, data_dir: str | None = None) -> Setting:
     raise SuiteError(f"unknown setting {name_or_file!r}{hint}; known: {', '.join(SETTINGS)}; or pass a .toml file")
 
 
-def with_ratios(setting: Setting, ratios: str | None, skip: str | None = None) -> Setting:
-    """The setting with another target; checked against the model right away."""
-    if ratios is None and skip is None:
+def with_ratios(setting: Setting, ratios: str | None, skip: str | None = None, round_to: int | None = None) -> Setting:
+    """The setting with another target (or channel alignment); checked against the model right away."""
+    if ratios is None and skip is None and round_to is None:
         return setting
-    s = replace(setting, ratios=ratios or setting.ratios, skip=setting.skip if skip is None else skip)
+    s = replace(
+        setting,
+        ratios=ratios or setting.ratios,
+        skip=setting.skip if skip is None else skip,
+        round_to=setting.round_to if round_to is None else round_to,
+    )
     s.layer_ratios(s.build_model())
     return s

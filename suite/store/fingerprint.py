@@ -6,10 +6,14 @@ still found (nothing is recomputed behind the user's back, and nothing is lost),
 never averages it with runs of other code, and ``suite run --recompute-stale`` trains it again.
 
 What counts is found, not listed: from the modules a training pass enters (``TRAINING_ENTRIES``: the
-data modules, the model registry and the built-in nets, the training loop, the surgery, ratio
+data modules, the built-in nets and the paper's layouts, the training loop, the surgery, ratio
 resolution, the method interface, and the pipeline of a job's phases, which leads into their
-schedules) and the method's own module, every module of ``suite`` and ``methods`` they import, at
-module level or inside a function, followed transitively. So a helper the loop starts to import
+schedules), the method's own module and the modules of the run's model family (the module that
+builds the model and the one that defines its layout: ``suite.models.zoo.code_modules``), every
+module of ``suite`` and ``methods`` they import, at module level or inside a function, followed
+transitively. The pipeline reaches a family's code only through the layout object, so a change
+made for one family (torchvision's models, transformers) leaves another family's runs current: a
+publishing campaign on the built-in nets survives work on other models. So a helper the loop starts to import
 counts from that edit on, and a module no training pass imports (the CLI, planning, pages,
 templates, latency timing) does not. Not followed: imports for annotations only (``if
 TYPE_CHECKING:``, which never run: the pipeline names planning's ``Job`` that way), and imports made
@@ -34,7 +38,6 @@ TRAINING_ENTRIES = (
     "suite/data/datasets.py",
     "suite/data/userdata.py",
     "suite/data/streaming.py",
-    "suite/models/zoo.py",
     "suite/models/nets.py",
     "suite/training/loop.py",
     "suite/models/surgery.py",
@@ -152,10 +155,14 @@ def code_digest(entries: Iterable[Path], root: Path = ROOT) -> str:
     return h.hexdigest()[:16]
 
 
-def training_code(method_cls: type | None = None, root: Path = ROOT) -> str:
-    """The fingerprint of the harness's training modules and, given a method class, its module."""
+def training_code(method_cls: type | None = None, model_modules: Iterable[str] = (), root: Path = ROOT) -> str:
+    """The fingerprint of the harness's training modules and, given a method class, its module, and
+    given the dotted names of the run's model-family modules, theirs (names outside ``suite`` and
+    ``methods``, e.g. a user's model file, are not code of the suite: their source is hashed into
+    the run's identity instead)."""
     entries = [root / p for p in TRAINING_ENTRIES]
     if method_cls is not None:
         own = module_path(method_cls.__module__, root)
         entries.append(own or Path(sys.modules[method_cls.__module__].__file__).resolve())
+    entries += [p for p in (module_path(m, root) for m in model_modules) if p is not None]
     return code_digest(entries, root)

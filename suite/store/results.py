@@ -139,6 +139,7 @@ def result_row(r: dict, run: Path) -> dict:
         "train_macs": b.get("train_macs"),
         "capped": _capped(r),
         "training_code": r.get("training_code") or "unrecorded",
+        "model_modules": tuple(r.get("model_modules") or ()),  # its model family's modules (fingerprinted)
         "hparams": json.dumps(r.get("hparams", {}), sort_keys=True),
         "hparams_source": r.get("hparams_source", ""),
         "data_label": r.get("data_label"),
@@ -287,13 +288,17 @@ def protocol_of(frame: pd.DataFrame) -> pd.Series:
 
 
 def current_code(frame: pd.DataFrame) -> pd.Series:
-    """True where a run was trained by today's training code for its method."""
+    """True where a run was trained by today's training code for its method and its model family
+    (the family modules the run recorded; a run that recorded none predates them and is compared
+    with the shared harness alone)."""
     from methods import registry
     from suite.store.fingerprint import training_code
 
     known = set(registry.names())
-    today = {m: training_code(type(registry.get(m))) for m in set(frame.method) if m in known}
-    return pd.Series([today.get(m) == c for m, c in zip(frame.method, frame.training_code)], index=frame.index)
+    families = frame.model_modules if "model_modules" in frame else [()] * len(frame)
+    keys = [(m, tuple(f) if isinstance(f, (list, tuple)) else ()) for m, f in zip(frame.method, families)]
+    today = {k: training_code(type(registry.get(k[0])), k[1]) for k in set(keys) if k[0] in known}
+    return pd.Series([today.get(k) == c for k, c in zip(keys, frame.training_code)], index=frame.index)
 
 
 def label(method: str, hparams_source: str) -> str:
