@@ -336,7 +336,10 @@ def batchnorm_record(model, layers, example) -> dict:
     their shift ``beta``. Records the pruned channels' median ``var / eps``, the kept/pruned ratio
     of median output scales, and the pruned channels' median ``|beta|`` (layers without a batch
     norm are left out)."""
-    bns = batchnorm_after(model, [layer.name for layer in layers], example)
+    try:
+        bns = batchnorm_after(model, [layer.name for layer in layers], example)
+    except Exception as e:  # a model torch-pruning cannot trace whole (ShuffleNetV2): no record, not no run
+        return {"bn_record": f"not read: the model cannot be traced whole ({type(e).__name__})"}
     var_eps, out_ratio, beta = {}, {}, {}
     for layer in layers:
         if bns.get(layer.name) is None or not len(layer.pruned):

@@ -88,9 +88,17 @@ def build_pruner(cls_name: str, model: nn.Module, task: PruneTask, importance, *
     layers the setting does not prune ignored. Its ratios are never used (no ``step()``)."""
     tp = _tp()
     example = task.example.to(next(model.parameters()).device)
-    ignored = _ignored(model, task.layer_ratios, example, task.groups)
-    with _eval(model):
-        return getattr(tp.pruner, cls_name)(model, example, importance=importance, ignored_layers=ignored, **kw)
+    try:
+        ignored = _ignored(model, task.layer_ratios, example, task.groups)
+        with _eval(model):
+            return getattr(tp.pruner, cls_name)(model, example, importance=importance, ignored_layers=ignored, **kw)
+    except SuiteError:
+        raise
+    except Exception as e:  # its tracing fails on the model (ShuffleNetV2's channel shuffle): say so in one line
+        raise SuiteError(
+            f"Torch-Pruning's {cls_name} cannot trace this model whole ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:160]}); the suite's own methods prune it where it can"
+        ) from None
 
 
 def choose(model: nn.Module, pruner, layer_ratios: dict[str, float], who: str) -> dict[str, list[int]]:

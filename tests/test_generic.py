@@ -278,13 +278,6 @@ def test_bad_model_names(name, message):
         zoo.get(name)
 
 
-def test_shufflenet_is_a_one_line_error():
-    """torch-pruning 1.6 cannot trace ShuffleNetV2's channel shuffle (a 5-D view): said in one line."""
-    model = zoo.build("torchvision:shufflenet_v2_x0_5", 10, SHAPE)
-    with pytest.raises(SuiteError, match="torch-pruning cannot trace"):
-        prunable_groups(model, EXAMPLE)
-
-
 def test_timm_model_if_installed():
     pytest.importorskip("timm")
     model = zoo.build("timm:resnet10t", 10, SHAPE).eval()
@@ -314,3 +307,52 @@ def test_unstructured_methods_on_any_conv_and_linear(data32, method):
         assert int((mask == 0).sum()) == n_pruned(0.6, n)
     with pytest.raises(SuiteError, match="applies to filter pruning"):
         resolve(parse_ratios("2x"), model, GENERIC, "weight", SHAPE)
+
+
+@pytest.mark.parametrize("method", ["l1", "random", "greg1", "greg2"])
+def test_shufflenet_is_pruned_inside_its_branches(data32, method):
+    """ShuffleNetV2's channel shuffle cannot be traced whole (torch-pruning divides by zero in its
+    reshape mapping), so it is pruned inside each block's branch2: the first 1x1 conv's filters with
+    the depthwise conv that follows. Each method prunes the asked count of every unit; the pruned
+    model equals the masked one computed independently (the filters of both convs and the batch
+    norm after each zeroed, by their known positions in torchvision's block); its FLOPs equal the
+    dry surgery's; a tracing-based method says in one line why it cannot."""
+    from suite.models.groups import shuffled_scopes
+
+    torch.manual_seed(0)
+    model = zoo.build("torchvision:shufflenet_v2_x0_5", 10, SHAPE).eval()
+    randomize_bn(model)
+    groups = prunable_groups(model, EXAMPLE)
+    scopes = shuffled_scopes(model)
+    assert len(scopes) == 16 and set(groups) == {f"{s}.0" for s in scopes}
+    assert all([m for m, _ in g.members] == [g.root, g.root[:-1] + "3"] for g in groups.values())
+    ratios = resolve(parse_ratios("0.5"), model, GENERIC, "filter", SHAPE)
+    work = copy.deepcopy(model)
+    m = registry.get(method)
+    choice = m.prune(work, _task(work, data32, ratios, groups), HP.get(method, m.Hparams())).filters
+    assert {r: len(i) for r, i in choice.items()} == {r: n_pruned(0.5, groups[r].size) for r in ratios}
+
+    masked = copy.deepcopy(work)
+    with torch.no_grad():
+        for root, idxs in choice.items():
+            scope = root[:-2]
+            for conv, bn in ((".0", ".1"), (".3", ".4")):
+                masked.get_submodule(scope + conv).weight[idxs] = 0
+                masked.get_submodule(scope + bn).weight[idxs] = 0
+                masked.get_submodule(scope + bn).bias[idxs] = 0
+    pruned = GENERIC.remove(copy.deepcopy(work), choice, EXAMPLE).eval()
+    x = torch.randn(4, *SHAPE, generator=torch.Generator().manual_seed(1))  # a function check, no accuracy
+    with torch.no_grad():
+        assert torch.allclose(pruned(x), masked.eval()(x), atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(work.eval()(x), masked(x), atol=1e-3)  # the mask changed the function
+    assert count_flops(pruned, SHAPE) == dry_surgery(model, ratios, SHAPE, GENERIC)["pruned_flops"]
+
+
+def test_a_method_that_traces_the_whole_model_says_why_it_cannot_prune_shufflenet(data32):
+    torch.manual_seed(0)
+    model = zoo.build("torchvision:shufflenet_v2_x0_5", 10, SHAPE).eval()
+    groups = prunable_groups(model, EXAMPLE)
+    ratios = resolve(parse_ratios("0.5"), model, GENERIC, "filter", SHAPE)
+    with pytest.raises(SuiteError) as e:
+        registry.get("tp-l2").prune(model, _task(model, data32, ratios, groups), registry.get("tp-l2").Hparams())
+    assert "\n" not in str(e.value)

@@ -28,6 +28,7 @@ from torch import nn
 
 from suite.errors import SuiteError
 from suite.models.layouts import Group, Layout, _conv_and_linear
+from suite.models.surgery import FilterChoice, remove_filters
 
 
 def stem_and_classifier(model: nn.Module) -> tuple[str | None, str | None]:
@@ -55,15 +56,31 @@ def dependency_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGr
 def prunable_groups(
     model: nn.Module, example: torch.Tensor, keep_stem: bool = True, keep_classifier: bool = True
 ) -> dict[str, Group]:
-    """{root conv name: Group} for every prunable group, in module order."""
-    dg = dependency_graph(model, example)
+    """{root conv name: Group} for every prunable group, in module order. A model with shuffled
+    channels (``shuffled_scopes``) has its groups found inside each branch, traced on its own."""
+    order = {name: i for i, name in enumerate(n for n, _ in model.named_modules())}
+    scopes = shuffled_scopes(model)
+    if scopes:
+        out = {}
+        for scope, x in _scope_inputs(model, scopes, example).items():
+            branch = model.get_submodule(scope)
+            last = [m for m in branch.modules() if isinstance(m, nn.Conv2d)][-1]  # its outputs leave the branch
+            found = _groups_of(dependency_graph(branch, x), branch, [last])
+            out.update({f"{scope}.{r}": _prefixed(g, scope) for r, g in found.items()})
+    else:
+        stem, classifier = stem_and_classifier(model)
+        ignored = [
+            model.get_submodule(n)
+            for n, keep in ((stem, keep_stem), (classifier, keep_classifier))
+            if n is not None and keep
+        ]
+        out = _groups_of(dependency_graph(model, example), model, ignored)
+    return dict(sorted(out.items(), key=lambda kv: order[kv[0]]))
+
+
+def _groups_of(dg: tp.DependencyGraph, model: nn.Module, ignored: list[nn.Module]) -> dict[str, Group]:
+    """The groups of a traced (sub)model, named by module names inside it."""
     name_of = {id(m): n for n, m in model.named_modules()}
-    stem, classifier = stem_and_classifier(model)
-    ignored = [
-        model.get_submodule(n)
-        for n, keep in ((stem, keep_stem), (classifier, keep_classifier))
-        if n is not None and keep
-    ]
     order = {name: i for i, name in enumerate(n for n, _ in model.named_modules())}
     out: dict[str, Group] = {}
     for found in dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
@@ -89,7 +106,65 @@ def prunable_groups(
         root = name_of[id(root_module)]
         members.sort(key=lambda m: (m[0] != root, order[m[0]]))
         out[root] = Group(root, size, tuple(members))
-    return dict(sorted(out.items(), key=lambda kv: order[kv[0]]))
+    return out
+
+
+def _prefixed(group: Group, scope: str) -> Group:
+    return Group(f"{scope}.{group.root}", group.size, tuple((f"{scope}.{n}", idx) for n, idx in group.members))
+
+
+# ----------------------------------------------------------------- shuffled channels (ShuffleNetV2)
+def shuffled_scopes(model: nn.Module) -> list[str]:
+    """The branches a model with a channel shuffle is pruned inside: torchvision's ShuffleNetV2
+    blocks concatenate two branches and shuffle the channels with a view and a transpose, which
+    torch-pruning cannot trace (its reshape mapping divides by zero: Torch-Pruning issue #14, open
+    since 2020), and which ties every block's output channels to the next block's two branches.
+    What can go without touching the shuffle is each block's ``branch2`` inside: its first 1x1 conv's
+    filters with the depthwise conv and the last 1x1 conv's inputs (the last conv's outputs, which
+    enter the concatenation, stay whole). Written here because torch-pruning has no handling of it."""
+    from torchvision.models.shufflenetv2 import InvertedResidual
+
+    return [f"{n}.branch2" for n, m in model.named_modules() if isinstance(m, InvertedResidual)]
+
+
+def _scope_inputs(model: nn.Module, scopes: list[str], example: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One zero input per scope, shaped as what the scope receives when ``model`` runs ``example``."""
+    shapes, hooks = {}, []
+
+    def seen(scope):
+        def hook(_module, args):  # returns None: a pre-hook's return value would replace the input
+            shapes.setdefault(scope, args[0].shape[1:])
+
+        return hook
+
+    for scope in scopes:
+        hooks.append(model.get_submodule(scope).register_forward_pre_hook(seen(scope)))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example.to(_device(model)))
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    return {s: torch.zeros(1, *shapes[s], device=_device(model)) for s in scopes}
+
+
+def remove_in_scopes(model: nn.Module, choice: FilterChoice, example: torch.Tensor) -> nn.Module:
+    """``remove_filters`` for a model pruned inside its shuffled branches: each branch traced on its
+    own and its chosen filters removed with everything coupled to them inside it."""
+    scopes = shuffled_scopes(model)
+    inputs = _scope_inputs(model, scopes, example)
+    for scope in scopes:
+        local = {n[len(scope) + 1 :]: idxs for n, idxs in choice.items() if n.startswith(scope + ".") and idxs}
+        if local:
+            remove_filters(model.get_submodule(scope), local, inputs[scope], coupled=True)
+    outside = sorted(n for n, idxs in choice.items() if idxs and not any(n.startswith(s + ".") for s in scopes))
+    if outside:
+        raise SuiteError(f"{outside[0]} is outside the branches this model is pruned in (its channels are shuffled)")
+    model.eval()
+    return model
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -105,6 +180,11 @@ class CoupledLayout(Layout):
 
     def groups(self, model, example):
         return prunable_groups(model, example)
+
+    def remove(self, model, choice, example):
+        if shuffled_scopes(model):
+            return remove_in_scopes(model, choice, example)
+        return remove_filters(model, choice, example, coupled=True)
 
     def units(self, model, example):
         if example is None:
