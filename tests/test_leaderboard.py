@@ -92,7 +92,7 @@ def test_one_seed_shows_no_spread(runs, tmp_path):
     top1 = [r["top1"] for r in _results(one) if r["method"] == "random"]
     assert len(top1) == 1
     assert f"{top1[0]:.2f} (1)" in page and f"{top1[0]:.2f} &plusmn;" not in page
-    assert "too few seeds to test" in page
+    assert "too few runs to test" in page
 
 
 def test_rendering_again_reproduces_the_pages(runs, tmp_path):

@@ -123,9 +123,9 @@ def svg_chart(
         return {}
     if agg.empty:  # a page with the paper's numbers only
         agg = pd.DataFrame(columns=[x, "top1_mean", "top1_std", "method", "label", "n"], dtype=float)
-    agg = agg.assign(_x=agg[x] / x_scale)
+    agg = agg.assign(x_value=agg[x] / x_scale)
     std = agg.top1_std.fillna(0)
-    xs = agg._x.tolist() + [r[2] for r in paper_rows]
+    xs = agg.x_value.tolist() + [r[2] for r in paper_rows]
     ys = (
         (agg.top1_mean - std).tolist()
         + (agg.top1_mean + std).tolist()
@@ -167,19 +167,19 @@ def svg_chart(
     }
     series = []
     if not agg.empty:
-        for label_, part in agg.sort_values("_x").groupby("label", sort=False):
+        for label_, part in agg.sort_values("x_value").groupby("label", sort=False):
             pts = []
             for r in part.itertuples():
                 sd = 0.0 if pd.isna(r.top1_std) else r.top1_std
                 hollow = bool(getattr(r, "hollow", False))
                 pts.append(
                     {
-                        "x": px(r._x),
+                        "x": px(r.x_value),
                         "y": py(r.top1_mean),
                         "y0": py(r.top1_mean - sd),
                         "y1": py(r.top1_mean + sd),
                         "hollow": hollow,
-                        "label": f"{label_}: {r.top1_mean:.2f} at {r._x:.2f}{x_suffix} (n={r.n})"
+                        "label": f"{label_}: {r.top1_mean:.2f} at {r.x_value:.2f}{x_suffix} (n={r.n})"
                         + (" (paper protocol)" if hollow else ""),
                     }
                 )
@@ -199,7 +199,7 @@ def svg_chart(
             if mm == meth
         ]
         paper_series.append({"method": f"{meth} (paper)", "color": color[meth], "points": pts})
-    front = pareto(list(zip(agg._x, agg.top1_mean))) if front else []
+    front = pareto(list(zip(agg.x_value, agg.top1_mean))) if front else []
     legend = [{"kind": "ours", "text": s_["method"], "color": s_["color"]} for s_ in series]
     legend += [{"kind": "paper", "text": s_["method"], "color": s_["color"]} for s_ in paper_series]
     if len(front) > 1:
