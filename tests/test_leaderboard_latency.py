@@ -119,6 +119,23 @@ def test_a_stored_record_appears_on_the_page_with_its_numbers(stored, tmp_path):
     assert f"fastest of {record['layer_profile']['passes']} forward passes" in table
 
 
+def test_the_rounding_sweep_appears_on_the_page_with_its_numbers(stored, tmp_path):
+    """The stored ``--round-to 1,8`` sweep is on the page: per N its kept counts, FLOPs speedup, the
+    pruned model's time and its speedup with the paired interval, as the record holds them."""
+    runs, path, _ = stored
+    record = json.loads(path.read_text())
+    section = html.unescape(_page(runs, tmp_path / "site"))
+    section = section[section.index("Channel alignment") :]
+    eight = next(v for v in record["rounding"] if v["round_to"] == 8)
+    assert f"8: {', '.join(str(c) for c in sorted(set(eight['kept'].values())))}" in section
+    (row,) = record["rows"]
+    (r8,) = row["rounded"]
+    shown = re.sub(r"<[^>]+>", "|", section)
+    cells = f"|eager||2||8||{eight['flops_speedup']:.2f}x||{r8['pruned']['median_ms']:.3f}"
+    assert cells in shown, shown[:600]
+    assert f"{r8['speedup']:.2f}x [{r8['speedup_ci_lo']:.2f}" in section
+
+
 def test_a_record_stored_before_paired_timing_still_renders(stored, tmp_path):
     """Records written before baseline and pruned were timed in turns have no numerics, paired
     interval or rounding sweep, and a quartile range in speedup_lo/hi: pages still show them."""

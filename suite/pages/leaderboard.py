@@ -495,7 +495,27 @@ def _latency_record(rec: dict) -> dict:
         "torch": str(rec["torch"]),
         "date": str(rec["measured_at"]),
         "layers": None,
+        "rounding": None,
     }
+    if rec.get("rounding"):  # suite latency --round-to 1,8,16,32: the alignment sweep, per runtime and batch
+        flops_x = {int(v["round_to"]): float(v["flops_speedup"]) for v in rec["rounding"]}
+        view["rounding"] = {
+            "kept": {int(v["round_to"]): sorted(set(v["kept"].values())) for v in rec["rounding"]},
+            "rows": [
+                {
+                    "runtime": str(r["runtime"]),
+                    "batch": int(r["batch"]),
+                    "round_to": n,
+                    "flops_speedup": flops_x[n],
+                    "pruned": _timing(v["pruned"]),
+                    "speedup": None if v.get("speedup") is None else float(v["speedup"]),
+                    "lo": v.get("speedup_ci_lo"),
+                    "hi": v.get("speedup_ci_hi"),
+                }
+                for r in rec["rows"]
+                for n, v in [(1, r), *((int(x["round_to"]), x) for x in r.get("rounded", []))]
+            ],
+        }
     if rec.get("layers"):
         prof = rec["layer_profile"]
         fwd = {k: float(prof["forward_ms"][k]) for k in ("baseline", "pruned")}
