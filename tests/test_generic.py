@@ -384,3 +384,43 @@ def test_grouped_convolutions_stay_whole_and_the_rest_prunes_on_real_tensors(spe
     )
     with torch.no_grad():
         assert pruned(torch.randn(2, *SHAPE)).shape == (2, 10)
+
+
+def test_maxvit_prunes_its_conv_blocks_and_leaves_its_attention_whole():
+    """MaxViT's attention reshapes to the head count and width it was built with, so pruning a
+    channel it reads made the pruned model fail its forward: the groups that reach it stay whole and
+    the MBConv blocks' inner channels prune. On a MaxViT of torchvision's class made small (64x64,
+    two stages): the surgery succeeds on real tensors, no attention layer changes shape, FLOPs fall
+    as the dry surgery says, and the pruned model runs."""
+    from torchvision.models import MaxVit
+    from torchvision.models.maxvit import RelativePositionalMultiHeadAttention
+
+    torch.manual_seed(0)
+    model = MaxVit(
+        input_size=(64, 64),
+        stem_channels=8,
+        partition_size=2,
+        block_channels=[16, 32],
+        block_layers=[1, 1],
+        head_dim=4,
+        stochastic_depth_prob=0.0,
+        num_classes=10,
+    ).eval()
+    shape, example = (3, 64, 64), example_input(3, (64, 64))
+    groups = prunable_groups(model, example)
+    attention = {n for n, m in model.named_modules() if isinstance(m, RelativePositionalMultiHeadAttention)}
+    assert groups and not any(m.startswith(a) for g in groups.values() for m, _ in g.members for a in attention)
+    ratios = resolve(parse_ratios("0.5"), model, GENERIC, "filter", shape)
+    pruned = copy.deepcopy(model)
+    GENERIC.remove(
+        pruned, {n: list(range(n_pruned(r, pruned.get_submodule(n).out_channels))) for n, r in ratios.items()}, example
+    )
+    shapes = {n: p.shape for n, p in model.named_parameters() if any(n.startswith(a) for a in attention)}
+    assert all(pruned.get_parameter(n).shape == s for n, s in shapes.items())
+    assert (
+        count_flops(pruned, shape)
+        == dry_surgery(model, ratios, shape, GENERIC)["pruned_flops"]
+        < count_flops(model, shape)
+    )
+    with torch.no_grad():
+        assert pruned(torch.randn(2, *shape)).shape == (2, 10)

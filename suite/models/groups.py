@@ -82,6 +82,7 @@ def _groups_of(dg: tp.DependencyGraph, model: nn.Module, ignored: list[nn.Module
     """The groups of a traced (sub)model, named by module names inside it."""
     name_of = {id(m): n for n, m in model.named_modules()}
     order = {name: i for i, name in enumerate(n for n, _ in model.named_modules())}
+    fixed = _fixed_shape(model)
     out: dict[str, Group] = {}
     for found in dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
         convs = [
@@ -92,8 +93,8 @@ def _groups_of(dg: tp.DependencyGraph, model: nn.Module, ignored: list[nn.Module
         root_module = min(convs, key=lambda m: order[name_of[id(m)]])  # name it by its first conv
         size = root_module.out_channels
         group = dg.get_pruning_group(root_module, tp.prune_conv_out_channels, idxs=list(range(size)))
-        if any(_grouped(item.dep.target.module) for item in group):
-            continue  # see _grouped: such channels stay whole
+        if any(_grouped(item.dep.target.module) or id(item.dep.target.module) in fixed for item in group):
+            continue  # see _grouped and _fixed_shape: such channels stay whole
         members = []
         for item in group:
             module = item.dep.target.module
@@ -118,6 +119,21 @@ def _grouped(module: nn.Module) -> bool:
     ResNeXt at any ratio; on the meta device the dry surgery passed). A group that reaches one stays
     whole, until a unit can name one channel per position across groups."""
     return isinstance(module, nn.Conv2d) and 1 < module.groups < module.out_channels
+
+
+def _fixed_shape(model: nn.Module) -> set[int]:
+    """The layers (by id) inside torchvision's MaxViT attention, which reshapes its input to the head
+    count and head width it was built with: pruning a channel it reads or writes makes the pruned
+    model fail its forward ("shape '[1, 64, 49, 32]' is invalid"). The groups that reach one (the
+    residual stream of every stage) stay whole; the MBConv blocks' inner channels prune."""
+    from torchvision.models.maxvit import RelativePositionalMultiHeadAttention
+
+    return {
+        id(layer)
+        for m in model.modules()
+        if isinstance(m, RelativePositionalMultiHeadAttention)
+        for layer in m.modules()
+    }
 
 
 def _prefixed(group: Group, scope: str) -> Group:
