@@ -416,6 +416,8 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path, baseline_processors: dict |
                 "budget_samples": None if budget is None else int(budget),
                 "unstructured": weights,
                 "latency": None if weights else target_latency(rows),
+                "latency_target": first.get("latency_target") or "",
+                "round_to": int(first.get("round_to") or 1),
                 "trained_on": trained_on(part.processors),
                 "baseline_key": key,
                 "numerics": numerics,

@@ -136,6 +136,8 @@ def result_row(r: dict, run: Path) -> dict:
         "samples": b.get("samples"),
         "samples_x_train": b.get("samples_x_train"),
         "budget_samples": b.get("total_samples_target"),
+        "latency_target": latency_target_text(r.get("latency_target")),
+        "round_to": r.get("round_to", 1),
         "train_macs": b.get("train_macs"),
         "capped": _capped(r),
         "training_code": r.get("training_code") or "unrecorded",
@@ -234,7 +236,17 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     # that two spellings name)
     shown = {
         c: (c, "first")
-        for c in ("baseline_key", "numerics", "granularity", "ratios", "skip", "protocol", "budget_samples")
+        for c in (
+            "baseline_key",
+            "numerics",
+            "granularity",
+            "ratios",
+            "skip",
+            "protocol",
+            "budget_samples",
+            "latency_target",
+            "round_to",
+        )
     }
     out = g.agg(
         **shown,
@@ -278,6 +290,20 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     out["param_reduction"] = out.baseline_params / out.params
     out["nonzero_reduction"] = out.baseline_params / out.nonzero_params  # NaN for filter pruning
     return out
+
+
+def latency_target_text(t) -> str:
+    """How a run's ratios were found by ``suite run --target Nx-latency``, in words ("" otherwise):
+    the target, its runtime and batch, the machine it was measured on and what it measured."""
+    if not isinstance(t, dict):
+        return ""
+    try:
+        return (
+            f"{float(t['target']):g}x latency on {t['runtime']} at batch {int(t['batch'])}, measured "
+            f"{float(t['speedup']):.2f}x on {t['processor']} ({int(t['threads'])} threads)"
+        )
+    except (KeyError, TypeError, ValueError):
+        return "a latency target (its record is incomplete)"
 
 
 def protocol_of(frame: pd.DataFrame) -> pd.Series:
