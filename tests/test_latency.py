@@ -392,7 +392,8 @@ def test_suite_run_prunes_to_a_latency_target_searched_once_and_recorded(tmp_pat
     toml = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
     runs = tmp_path / "runs"
     setting = get_setting(toml)
-    quick = dict(search_repeat=dict(warmup=1, rounds=2, round_size=10, min_repeats=20), warmup=2, rounds=3)
+    short = dict(warmup=1, rounds=1, round_size=10, min_repeats=10)
+    quick = dict(step=0.3, search_repeat=short, **short)
     found_setting, _ = resolve_for_run(setting, 1.15, "eager", 64, CPU, runs, **quick)
     capsys.readouterr()
     (record,) = runs.glob("tiny-fmnist/latency-targets/*.json")
