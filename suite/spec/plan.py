@@ -86,8 +86,19 @@ class Job:
         """The method's hyperparameters, parsed once per job."""
         return self.impl.Hparams.from_dict(self.hparams)
 
+    @functools.cached_property
+    def _descriptions(self) -> dict[str, RunDescription]:
+        return {}
+
     def describe(self, data_fingerprint: str) -> RunDescription:
-        """The run description of this job on data with this fingerprint (``suite.spec.run``)."""
+        """The run description of this job on data with this fingerprint (``suite.spec.run``),
+        built once per job and fingerprint: the folder, the record, the comparison key and the
+        pipeline all ask for it."""
+        if data_fingerprint not in self._descriptions:
+            self._descriptions[data_fingerprint] = self._describe(data_fingerprint)
+        return self._descriptions[data_fingerprint]
+
+    def _describe(self, data_fingerprint: str) -> RunDescription:
         s, method = self.setting, self.impl
         from suite.models.zoo import source_digest
 
