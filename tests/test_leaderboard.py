@@ -641,8 +641,11 @@ def _hostile_runs(tmp_path):
             d = json.loads((dst / f).read_text())
             if f == "result.json":
                 d["setting"] = name
-            else:
+            elif isinstance(d.get("setting"), dict):  # a config stored before it named the setting apart
                 d["setting"]["name"] = name
+            else:  # today's config: the name, and the definition beside it
+                d["setting"] = name
+                d["setting_definition"]["name"] = name
             (dst / f).write_text(json.dumps(d))
     return evil
 
