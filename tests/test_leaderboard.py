@@ -853,3 +853,61 @@ def test_runs_of_other_training_code_and_capped_runs_are_kept_apart():
     assert len(rows) == 3
     with_capped = aggregate(ranked(frame, include_capped=True))
     assert {r.label: r.top1_mean for r in with_capped.itertuples()}["l1 [capped]"] == 99.0
+
+
+def test_the_budget_curve_plots_every_method_against_its_samples():
+    """One chart per target and baseline of today's filter-pruning runs with two budget points or
+    more: each method's points sorted by the samples it trained on (in millions), the paper protocol
+    hollow, the equal-sample budgets filled, the error bars one std; older code, capped runs and a
+    target with one point only are left out."""
+    import pandas as pd
+
+    from suite.pages.leaderboard import budget_curves
+
+    def row(method, protocol, samples, top1, ratios="0.9", current=True, capped=False):
+        return {
+            "method": method,
+            "label": method,
+            "protocol": protocol,
+            "samples": samples,
+            "budget_samples": samples if protocol == "total" else float("nan"),
+            "top1_mean": top1,
+            "top1_std": 0.5,
+            "n": 3,
+            "speedup": 16.8,
+            "ratios": ratios,
+            "skip": "",
+            "baseline_key": "k0",
+            "baseline_name": "baseline seed 0",
+            "baseline_top1": 90.0,
+            "numerics": "fp32",
+            "granularity": "filter",
+            "current": current,
+            "capped": capped,
+        }
+
+    agg = pd.DataFrame(
+        [
+            row("greg1", "paper", 851_776, 75.5),
+            row("l1", "paper", 179_712, 71.9),
+            row("greg1", "total", 909_376, 76.0),
+            row("l1", "total", 909_376, 74.0),
+            row("l1", "total", 1_818_752, 75.0),
+            row("l1", "paper", 179_712, 60.0, current=False),  # older code: not on today's curve
+            row("greg1", "total", 1_818_752, 10.0, capped=True),  # capped: not a point
+            row("l1", "paper", 179_712, 88.0, ratios="0.5"),  # one point only: no curve
+        ]
+    )
+    (curve,) = budget_curves(agg)
+    assert curve["ratios"] == "0.9" and curve["budgets"] == [909_376, 1_818_752]
+    series = {s["method"]: s["points"] for s in curve["chart"]["series"]}
+    assert set(series) == {"greg1", "l1"}
+    labels = {m: [p["label"] for p in pts] for m, pts in series.items()}
+    assert labels["l1"] == [
+        "l1: 71.90 at 0.18M (n=3) (paper protocol)",
+        "l1: 74.00 at 0.91M (n=3)",
+        "l1: 75.00 at 1.82M (n=3)",
+    ]
+    assert [p["hollow"] for p in series["greg1"]] == [True, False]
+    xs = [p["x"] for p in series["l1"]]
+    assert xs == sorted(xs) and all(p["y0"] > p["y"] > p["y1"] for p in series["l1"])  # +-1 std around the mean
