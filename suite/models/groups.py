@@ -213,6 +213,21 @@ class CoupledLayout(Layout):
             return remove_in_scopes(model, choice, example)
         return remove_filters(model, choice, example, coupled=True)
 
+    def candidates(self, model, granularity, example):
+        """:meth:`Layout.candidates`, with the reason named for a transformer: its linear layers
+        (attention heads, MLP widths) are not units of this layout yet, only conv filters are."""
+        try:
+            return super().candidates(model, granularity, example)
+        except SuiteError:
+            linear = sum(isinstance(m, nn.Linear) for m in model.modules())
+            if granularity == "filter" and linear > 1:
+                raise SuiteError(
+                    f"this model has no prunable conv filters (its convs are only a stem and what stays whole "
+                    f"with it), and its {linear} linear layers (attention heads, MLP widths) are not pruned "
+                    f"by the suite yet; unstructured pruning can mask them (magnitude)"
+                ) from None
+            raise
+
     def units(self, model, example):
         if example is None:
             raise ValueError("a generic model's groups need the input shape to trace it")
