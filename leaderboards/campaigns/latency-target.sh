@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Issue 42 item 4's accuracy comparison, queued after the third edition (about 6 CPU-hours):
+# cifar10jpg-resnet20 pruned to a 2x latency target measured under ONNX Runtime at batch 64 (the
+# search runs once on this machine and is stored under the runs dir), against the uniform ratio of
+# the same FLOPs speedup; greg1 and l1, 3 seeds, the paper protocol, one baseline. Resumable like
+# every suite run: run it again after an interruption.
+#   nohup bash leaderboards/campaigns/latency-target.sh > latency-target.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=leaderboards/runs
+.venv/bin/suite run --setting cifar10jpg-resnet20 --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
+  --target 2x-latency --latency-runtime onnx --latency-batch 64
+# the FLOPs speedup the latency target's ratios took, from the search this machine stored
+flops=$(.venv/bin/python - "$runs" <<'PY'
+import json, sys, pathlib
+import torch
+from suite.measure.metrics import processor
+here = processor(torch.device("cpu"))
+records = [json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("cifar10jpg-resnet20/latency-targets/*.json")]
+(mine,) = [r for r in records if (r["target"], r["runtime"], r["batch"], r["processor"]) == (2.0, "onnx", 64, here)]
+print(f"{mine['flops_speedup']:.3f}")
+PY
+)
+.venv/bin/suite run --setting cifar10jpg-resnet20 --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
+  --target "${flops}x"
