@@ -708,7 +708,11 @@ def _latency_target_of(args) -> float:
                 f"--target searches ratios and stores nothing: leave out {flag} (time the ratios it "
                 f"finds with --ratios, rounded with --round-to, stored with --runs-dir)"
             )
-    if len(parse_runtimes(args.latency_runtime)) != 1:
+    try:
+        one = len(parse_runtimes(args.latency_runtime)) == 1
+    except SuiteError as e:  # its message names --runtimes, the option beside this one
+        raise SuiteError(str(e).replace("--runtimes", "--latency-runtime", 1)) from None
+    if not one:
         raise SuiteError(f"--latency-runtime {args.latency_runtime!r}: name one runtime, e.g. onnx")
     if args.latency_batch < 1:
         raise SuiteError(f"--latency-batch {args.latency_batch}: must be >= 1")

@@ -56,11 +56,18 @@ def latency_setting(args, setting, device):
 
     if args.ratios is not None:
         raise SuiteError("--target and --ratios exclude each other: a latency target finds the ratios")
-    if len(parse_runtimes(args.latency_runtime)) != 1:
+    try:
+        one = len(parse_runtimes(args.latency_runtime)) == 1
+    except SuiteError as e:  # its message names --runtimes, suite latency's option
+        raise SuiteError(str(e).replace("--runtimes", "--latency-runtime", 1)) from None
+    if not one:
         raise SuiteError(f"--latency-runtime {args.latency_runtime!r}: name one runtime, e.g. onnx")
     if args.latency_batch < 1:
         raise SuiteError(f"--latency-batch {args.latency_batch}: must be >= 1")
     target = parse_latency_target(args.target)
+    from suite.store.files import check_writable
+
+    check_writable(Path(args.runs_dir))  # the search is stored there: checked before minutes of timing
     found, record = resolve_for_run(
         setting, target, args.latency_runtime, args.latency_batch, device, Path(args.runs_dir)
     )
@@ -178,7 +185,6 @@ def prepare_run(args):
     seeds = seeds_of(args)
     device = device_of(args)
     if args.target is not None and args.target.strip().endswith("-latency"):
-        check_writable(Path(args.runs_dir))  # the search is stored there: before minutes of timing
         setting = latency_setting(args, setting, device)
     numerics = numerics_of(args, device)
     user, sources = user_hparams(args, setting, methods, numerics)

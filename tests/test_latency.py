@@ -467,3 +467,20 @@ def test_bad_latency_target_is_one_line(text):
 
     with pytest.raises(SuiteError, match="--target"):
         parse_latency_target(text)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--target", "2x-latency", "--ratios", "0.5"], "--target and --ratios exclude each other"),
+        (["--target", "2x-latency", "--latency-runtime", "bogus"], "--latency-runtime 'bogus': unknown runtime"),
+        (["--target", "2x-latency", "--latency-batch", "0"], "--latency-batch 0: must be >= 1"),
+    ],
+)
+def test_suite_run_latency_and_alignment_options_are_one_line_before_any_work(tmp_path, capsys, args, message):
+    from suite.cli import main
+
+    assert main(["run", "--dry-run", "--runs-dir", str(tmp_path / "runs"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()  # nothing searched, nothing written
