@@ -11,6 +11,11 @@ Kept by default: the group that holds the stem (the first conv; in a ResNet that
 stream of the first stage) and the classifier (the last conv or linear layer; its outputs are the
 classes). Linear layers are never roots: the suite prunes conv filters.
 
+Kept whole because a method's arbitrary filters cannot go there: a group that reaches a grouped
+convolution (RegNet, ResNeXt: ``_grouped``) or MaxViT's attention (``_fixed_shape``). A model whose
+channels are shuffled (ShuffleNetV2) is pruned inside its branches, each traced on its own
+(``shuffled_scopes``), since torch-pruning cannot trace the shuffle.
+
 The ``GENERIC`` layout (models from torchvision, timm or a user's file) is defined here, with the
 tracing it rests on: its ratio strings are a single ratio, module-name globs, or a FLOPs target
 (``suite.models.ratios``); the built-in models keep the paper's layouts (``suite.models.layouts``),
