@@ -22,8 +22,8 @@ MAX_SEEDS = 1000  # --seeds N builds N jobs per method up front
 
 def setting_of(args):
     """The setting with the command line's target, ratios, skip list and alignment applied. A
-    latency target (``suite run --target 2x-latency``) is left to :func:`latency_setting`, which
-    measures it once the run's other options are checked."""
+    latency target (``suite run --target 2x-latency``) is left to :func:`latency_target_of` and
+    :func:`latency_setting`, which measures it once the run's other options are checked."""
     from suite.spec.settings import DEFAULT_SETTING, get_setting, with_ratios
 
     s = get_setting(args.setting or DEFAULT_SETTING, data_dir=getattr(args, "data_dir", None))
@@ -47,13 +47,14 @@ def setting_of(args):
         raise SuiteError(f"{given}: {e}") from None
 
 
-def latency_setting(args, setting, device):
-    """``suite run --target Nx-latency``: the setting with the ratios whose measured speedup on
-    --latency-runtime at --latency-batch reaches the target, found once per machine and stored in
-    the runs dir (``suite.measure.latency_target.resolve_for_run``), and what it measured."""
-    from suite.measure.latency_target import parse_latency_target, resolve_for_run
+def latency_target_of(args) -> float | None:
+    """``suite run --target Nx-latency``'s target with its options checked (None: no latency
+    target), before any setting is built: they do not depend on it."""
+    from suite.measure.latency_target import parse_latency_target
     from suite.measure.runtimes import parse_runtimes
 
+    if args.target is None or not args.target.strip().endswith("-latency"):
+        return None
     if args.ratios is not None:
         raise SuiteError("--target and --ratios exclude each other: a latency target finds the ratios")
     try:
@@ -64,7 +65,14 @@ def latency_setting(args, setting, device):
         raise SuiteError(f"--latency-runtime {args.latency_runtime!r}: name one runtime, e.g. onnx")
     if args.latency_batch < 1:
         raise SuiteError(f"--latency-batch {args.latency_batch}: must be >= 1")
-    target = parse_latency_target(args.target)
+    return parse_latency_target(args.target)
+
+
+def latency_setting(args, setting, target: float, device):
+    """The setting with the ratios whose measured speedup on --latency-runtime at --latency-batch
+    reaches ``target``, found once per machine and stored in the runs dir
+    (``suite.measure.latency_target.resolve_for_run``), and what it measured."""
+    from suite.measure.latency_target import resolve_for_run
     from suite.store.files import check_writable
 
     check_writable(Path(args.runs_dir))  # the search is stored there: checked before minutes of timing
@@ -179,13 +187,14 @@ def prepare_run(args):
     from suite.store.files import check_writable
     from suite.training.baseline import load_user_baseline
 
+    latency_target = latency_target_of(args)  # its options, before anything is built
     setting = setting_of(args)
     budget_points(args.budget)  # its spelling, before any data is loaded
     methods = registry.expand(args.methods)
     seeds = seeds_of(args)
     device = device_of(args)
-    if args.target is not None and args.target.strip().endswith("-latency"):
-        setting = latency_setting(args, setting, device)
+    if latency_target is not None:
+        setting = latency_setting(args, setting, latency_target, device)
     numerics = numerics_of(args, device)
     user, sources = user_hparams(args, setting, methods, numerics)
     dry = dry_surgery(setting)
