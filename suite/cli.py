@@ -700,7 +700,6 @@ def cmd_latency(args) -> int:
 def _latency_target_of(args) -> float:
     """``suite latency --target Nx-latency``'s target, its options checked before anything is built."""
     from suite.measure.latency_target import parse_latency_target
-    from suite.measure.runtimes import parse_runtimes
 
     for flag, value in (("--ratios", args.ratios), ("--round-to", args.round_to), ("--runs-dir", args.runs_dir)):
         if value is not None:
@@ -708,14 +707,7 @@ def _latency_target_of(args) -> float:
                 f"--target searches ratios and stores nothing: leave out {flag} (time the ratios it "
                 f"finds with --ratios, rounded with --round-to, stored with --runs-dir)"
             )
-    try:
-        one = len(parse_runtimes(args.latency_runtime)) == 1
-    except SuiteError as e:  # its message names --runtimes, the option beside this one
-        raise SuiteError(str(e).replace("--runtimes", "--latency-runtime", 1)) from None
-    if not one:
-        raise SuiteError(f"--latency-runtime {args.latency_runtime!r}: name one runtime, e.g. onnx")
-    if args.latency_batch < 1:
-        raise SuiteError(f"--latency-batch {args.latency_batch}: must be >= 1")
+    options.check_latency_measure(args)
     return parse_latency_target(args.latency_target)
 
 

@@ -51,21 +51,28 @@ def latency_target_of(args) -> float | None:
     """``suite run --target Nx-latency``'s target with its options checked (None: no latency
     target), before any setting is built: they do not depend on it."""
     from suite.measure.latency_target import parse_latency_target
-    from suite.measure.runtimes import parse_runtimes
 
     if args.target is None or not args.target.strip().endswith("-latency"):
         return None
     if args.ratios is not None:
         raise SuiteError("--target and --ratios exclude each other: a latency target finds the ratios")
+    check_latency_measure(args)
+    return parse_latency_target(args.target)
+
+
+def check_latency_measure(args) -> None:
+    """--latency-runtime (one runtime) and --latency-batch (>= 1), the measure of a latency target
+    in ``suite run`` and ``suite latency`` alike."""
+    from suite.measure.runtimes import parse_runtimes
+
     try:
         one = len(parse_runtimes(args.latency_runtime)) == 1
-    except SuiteError as e:  # its message names --runtimes, suite latency's option
+    except SuiteError as e:  # its message names --runtimes, suite latency's option for other series
         raise SuiteError(str(e).replace("--runtimes", "--latency-runtime", 1)) from None
     if not one:
         raise SuiteError(f"--latency-runtime {args.latency_runtime!r}: name one runtime, e.g. onnx")
     if args.latency_batch < 1:
         raise SuiteError(f"--latency-batch {args.latency_batch}: must be >= 1")
-    return parse_latency_target(args.target)
 
 
 def latency_setting(args, setting, target: float, device):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import needs
 
-from suite.pages.findings import welch
+from suite.pages.findings import welch_test
 from suite.pages.leaderboard import render, versus_best
 
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
@@ -403,9 +403,9 @@ def test_welch_with_one_side_repeating_exactly_is_the_textbook_value_without_a_w
     same, spread = [76.2, 76.2, 76.2], [59.0, 59.72, 58.79]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert welch(spread, same) == pytest.approx(_welch_p(spread, same), rel=1e-9)
-        assert welch(same, spread) == pytest.approx(_welch_p(same, spread), rel=1e-9)
-        assert welch(same, [71.0, 71.0]) is None
+        assert welch_test(spread, same)["p"] == pytest.approx(_welch_p(spread, same), rel=1e-9)
+        assert welch_test(same, spread)["p"] == pytest.approx(_welch_p(same, spread), rel=1e-9)
+        assert welch_test(same, [71.0, 71.0])["p"] is None
 
 
 def _welch_p(a: list[float], b: list[float]) -> float:

@@ -139,12 +139,6 @@ def welch_test(a: list[float], b: list[float]) -> dict:
     return _tested(name, n, diff, ci, r.pvalue, float(effect) * pooled)
 
 
-def welch(a: list[float], b: list[float]) -> float | None:
-    """Welch's two-sided p (see ``welch_test``), None with fewer than two runs on a side (or no spread
-    on either)."""
-    return welch_test(a, b)["p"]
-
-
 def across_baselines(diffs: list[float]) -> dict:
     """The baseline as a random factor: a one-sample t-test of the per-baseline mean differences
     against 0 (n = the number of baselines), its 95 % interval and detectable difference."""

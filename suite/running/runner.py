@@ -191,6 +191,7 @@ class Runner:
 
     def _record(self, job: Job) -> dict:
         """What every config and result carries besides the identity: names, provenance, code."""
+        family = job.setting.model_code
         return {
             "setting": self.setting.name,
             "comparison": job.describe(self.data.fingerprint).comparison(),
@@ -207,8 +208,8 @@ class Runner:
             "reduced_budget": self.setting.reduced,
             "eval_split": self.eval_split,
             "code_version": code_version(),
-            "training_code": training_code(type(job.impl), job.setting.model_code),
-            "model_modules": list(job.setting.model_code),
+            "training_code": training_code(type(job.impl), family),
+            "model_modules": list(family),
             **job.numerics.record(),
             # how ``--target Nx-latency`` found the ratios (runtime, batch, machine, measured speedup)
             **({"latency_target": self.setting.latency_target} if self.setting.latency_target else {}),
