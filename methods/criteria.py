@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from suite.models.layouts import single
 from suite.models.ratios import n_pruned
 from suite.models.surgery import FilterChoice
 
@@ -29,29 +30,33 @@ def smallest(scores: torch.Tensor, k: int) -> list[int]:
     return smallest_index(scores, k).tolist()
 
 
+def unit_scores(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Each unit's L1 norm in one layer: the L1 of its row of ``weight`` (``rows`` 1-D: a conv's filter,
+    a linear layer's output) or the sum over its rows (2-D, one row of ``rows`` per unit: a head)."""
+    s = filter_l1(weight)[rows]
+    return s.sum(1) if s.dim() > 1 else s
+
+
 def group_l1(model: nn.Module, group) -> torch.Tensor:
-    """L1 norm of each channel of a group (``suite.models.groups.Group``): the sum, over every conv whose
-    filters go with it, of that conv's filter for the channel. A one-conv group: :func:`filter_l1`."""
+    """L1 norm of each channel of a group (``suite.models.layouts.Group``): the sum, over every conv or
+    linear layer whose output rows go with it, of that layer's rows for the channel. A one-conv group:
+    :func:`filter_l1`."""
     total = None
-    for name, index in group.members:
-        if not isinstance(model.get_submodule(name), nn.Conv2d):
-            continue  # convs only, as GReg's penalty (a linear layer coupled to a conv group is rare)
+    for name, rows in group.members:
         w = model.get_submodule(name).weight
-        s = filter_l1(w)[torch.as_tensor(index, device=w.device)]
+        s = unit_scores(w, torch.as_tensor(rows, device=w.device))
         total = s if total is None else total + s
     return total
 
 
 def l1_smallest_filters(model: nn.Module, layer_ratios: dict[str, float], groups: dict | None = None) -> FilterChoice:
-    """Per layer, the ``n_pruned(r, n)`` filters of smallest L1 norm (Li et al. 2017's rule):
-    the ``l1`` method's choice and GReg-1's fixed pruned set. A layer named in ``groups`` (a generic
-    model) ranks its channels by :func:`group_l1`."""
+    """Per unit, the ``n_pruned(r, n)`` channels of smallest L1 norm (Li et al. 2017's rule): the
+    ``l1`` method's choice and GReg-1's fixed pruned set. A unit named in ``groups`` (a generic
+    model's coupled channels, a transformer's heads or MLP channels) ranks its channels by
+    :func:`group_l1`; any other is one conv's filters."""
     out = {}
     for name, r in layer_ratios.items():
-        if groups and name in groups:
-            scores = group_l1(model, groups[name])
-        else:
-            scores = filter_l1(model.get_submodule(name).weight)
+        scores = group_l1(model, (groups or {}).get(name) or single(name, model))
         out[name] = smallest(scores, n_pruned(r, scores.numel()))
     return out
 

@@ -33,9 +33,10 @@ from dataclasses import dataclass
 import torch
 
 from methods.base import Column, Hparams, Method, PruneTask, Pruning, presentation, rank_overlap, searchable
-from methods.criteria import filter_l1, smallest_index, smallest_weights_mask
+from methods.criteria import smallest_index, smallest_weights_mask, unit_scores
 from methods.registry import register
 from suite.errors import SuiteError
+from suite.models.layouts import single
 from suite.models.ratios import n_pruned
 from suite.models.surgery import batchnorm_after
 
@@ -103,67 +104,74 @@ def schedule_updates(hp: GRegHparams, variant: int) -> int:
 
 
 class _Layer:
-    """One regularized conv (or group of coupled convs): its groups' pruned set, its two lambdas
-    and its magnitude ratio. ``others``: the group's other convs, as (weight, filter index of each
-    root channel); empty for one conv."""
+    """One regularized unit: its pruned set, its two lambdas and its magnitude ratio.
 
-    def __init__(self, name: str, weight: torch.Tensor, ratio: float, structured: bool, others=()):
-        self.name, self.ratio, self.structured = name, ratio, structured
-        self.others = [(w, torch.as_tensor(i, device=w.device)) for w, i in others]
+    ``members``: (weight, rows) for every layer whose output rows the unit's channels are, the
+    root first: a conv alone (rows: the identity), a group of coupled convs (each at the filter
+    index of each root channel), a transformer's MLP channels (its first linear layer's rows) or
+    heads (rows 2-D: a head's query, key and value rows). Unstructured: the one layer, rows None,
+    every weight its own group."""
+
+    def __init__(self, name: str, members, size: int, ratio: float, structured: bool):
+        self.name, self.ratio, self.structured, self.size = name, ratio, structured, size
+        self.members = [(w, None if rows is None else torch.as_tensor(rows, device=w.device)) for w, rows in members]
         self.picks = self.increments = 0  # updates of the picking phase and of the pruning phase
         self.lam_kept = 0.0
         self.picked = False
         self.done = False
         self.hist_ratio: float | None = None
-        self.set_pruned(self.rank(weight), weight)
+        self.set_pruned(self.rank())
         self.initial = self.pruned.clone()
 
     def lam_pruned(self, hp: GRegHparams) -> float:
         """The pruned groups' lambda, as a product (no drift from 10^4 float additions)."""
         return self.picks * hp.pick_increment + self.increments * hp.penalty_increment
 
-    def set_pruned(self, pruned: torch.Tensor, w: torch.Tensor) -> None:
-        """Fix the pruned groups, and the {0,1} mask (1 = pruned) that applies their lambda."""
+    def set_pruned(self, pruned: torch.Tensor) -> None:
+        """Fix the pruned groups, and per member the {0,1} mask (1 = pruned) that applies their lambda."""
         self.pruned = pruned
-        groups = w.shape[0] if self.structured else w.numel()
-        mask = torch.zeros(groups, dtype=w.dtype, device=w.device)
-        mask[pruned.to(w.device)] = 1
-        self.mask = mask.view(-1, *([1] * (w.dim() - 1))) if self.structured else mask.view_as(w)
-        self.flat_mask = mask
-        self.other_masks = []
-        for ow, index in self.others:
-            m = torch.zeros(ow.shape[0], dtype=ow.dtype, device=ow.device)
-            m[index[pruned.to(ow.device)]] = 1
-            self.other_masks.append(m.view(-1, *([1] * (ow.dim() - 1))))
+        root = self.members[0][0]
+        self.flat_mask = torch.zeros(self.size, dtype=root.dtype, device=root.device)
+        self.flat_mask[pruned.to(root.device)] = 1
+        self.masks = []
+        for w, rows in self.members:
+            if not self.structured:
+                self.masks.append(self.flat_mask.view_as(w))
+                continue
+            m = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+            m[rows[pruned.to(w.device)].flatten()] = 1
+            self.masks.append(m.view(-1, *([1] * (w.dim() - 1))))
 
-    def scores(self, w: torch.Tensor) -> torch.Tensor:
+    def scores(self) -> torch.Tensor:
+        """Per group: |w| (unstructured), or the L1 of its rows summed over the members."""
         if not self.structured:
-            return w.detach().abs().flatten()
-        s = filter_l1(w)
-        for ow, index in self.others:  # a group: each channel's L1 summed over its convs
-            s = s + filter_l1(ow)[index]
+            return self.members[0][0].detach().abs().flatten()
+        s = None
+        for w, rows in self.members:
+            u = unit_scores(w, rows)
+            s = u if s is None else s + u
         return s
 
-    def rank(self, w: torch.Tensor) -> torch.Tensor:
+    def rank(self) -> torch.Tensor:
         """The pruned groups by the current L1 ranking (CPU LongTensor of group indices)."""
-        s = self.scores(w)
+        s = self.scores()
         return smallest_index(s, n_pruned(self.ratio, s.numel()))
 
-    def mag_ratio(self, w: torch.Tensor) -> float:
+    def mag_ratio(self) -> float:
         """mean |kept| / mean |pruned| over groups (per-filter mean |w| for filters)."""
-        s = self.scores(w)
+        s = self.scores()
         k = self.pruned.numel()
         pruned_sum, total = torch.stack([(s * self.flat_mask).sum(), s.sum()]).tolist()
         pruned = pruned_sum / k
         return (total - pruned_sum) / (s.numel() - k) / pruned if pruned > 0 else math.inf
 
-    def update_ratio(self, w: torch.Tensor, momentum: float) -> None:
-        r = self.mag_ratio(w)
+    def update_ratio(self, momentum: float) -> None:
+        r = self.mag_ratio()
         self.hist_ratio = r if self.hist_ratio is None else momentum * self.hist_ratio + (1 - momentum) * r
 
-    def add_penalty(self, w: torch.Tensor, lam_pruned: float) -> None:
+    def add_penalty(self, lam_pruned: float) -> None:
         """grad += lambda * w, lambda = lam_pruned on pruned groups and lam_kept on the others."""
-        for weight, mask in [(w, self.mask)] + [(ow, m) for (ow, _), m in zip(self.others, self.other_masks)]:
+        for (weight, _), mask in zip(self.members, self.masks):
             if lam_pruned != self.lam_kept:
                 weight.grad.addcmul_(mask, weight.detach(), value=lam_pruned - self.lam_kept)
             if self.lam_kept:
@@ -176,11 +184,16 @@ class _Layer:
         }
 
 
-def regularized_layers(model, layer_ratios: dict[str, float]) -> dict[str, float]:
-    """The layers that carry the penalty: convs only, the paper's rule, even where a setting's
-    unstructured ratios also prune a linear classifier (which the authors' final code regularizes
-    too: methods/GREG_SPEC.md, "Deliberate differences")."""
-    return {n: r for n, r in layer_ratios.items() if isinstance(model.get_submodule(n), torch.nn.Conv2d)}
+def regularized_layers(model, layer_ratios: dict[str, float], structured: bool) -> dict[str, float]:
+    """The units that carry the penalty. Structured: every unit (a conv, a group, a transformer's
+    heads or MLP channels). Unstructured: the convs only, the paper's rule, even where a setting's
+    ratios also prune a linear classifier (which the authors' final code regularizes too:
+    methods/GREG_SPEC.md, "Deliberate differences"); a model whose pruned layers are all linear (a
+    transformer) has its linear layers regularized, the only ones it prunes."""
+    if structured:
+        return dict(layer_ratios)
+    convs = {n: r for n, r in layer_ratios.items() if isinstance(model.get_submodule(n), torch.nn.Conv2d)}
+    return convs or dict(layer_ratios)
 
 
 class GRegHook:
@@ -202,22 +215,22 @@ class GRegHook:
         groups: dict | None = None,
     ):
         self.hp, self.variant, self.structured = hp, variant, structured
-        layer_ratios = regularized_layers(model, layer_ratios)
-        # The parameters themselves: the training loop updates (and, on resume, loads) them in place.
-        self.weights = {n: model.get_submodule(n).weight for n in layer_ratios}
         groups = groups or {}
 
-        def others(n):  # the group's other convs (the penalty is on conv weights only)
-            members = groups[n].members if structured and n in groups else ()
-            return [
-                (model.get_submodule(m).weight, index)
-                for m, index in members
-                if m != n and isinstance(model.get_submodule(m), torch.nn.Conv2d)
-            ]
+        def members(n):  # (weight, rows) of every conv or linear layer of the unit, and its size
+            if not structured:
+                w = model.get_submodule(n).weight
+                return [(w, None)], w.numel()
+            group = groups.get(n) or single(n, model)
+            return [(model.get_submodule(m).weight, rows) for m, rows in group.members], group.size
 
-        self.layers = [_Layer(n, self.weights[n], r, structured, others(n)) for n, r in layer_ratios.items()]
+        # The parameters themselves: the training loop updates (and, on resume, loads) them in place.
+        self.layers = [
+            _Layer(n, *members(n), r, structured)
+            for n, r in regularized_layers(model, layer_ratios, structured).items()
+        ]
         if not self.layers:
-            raise SuiteError("GReg needs at least one conv with a ratio > 0")
+            raise SuiteError("GReg needs at least one layer with a ratio > 0")
         self.stabilize_from: int | None = None  # iteration of the update that stopped the last layer
         self.updates = 0
         self.forced_pick = False
@@ -230,7 +243,7 @@ class GRegHook:
             if self.all_done:
                 self.stabilize_from = step
         for layer in self.layers:
-            layer.add_penalty(self.weights[layer.name], layer.lam_pruned(self.hp))
+            layer.add_penalty(layer.lam_pruned(self.hp))
 
     def after_step(self, model, step: int) -> bool:
         # ``step`` iterations are done, the last one being iteration step - 1.
@@ -246,19 +259,18 @@ class GRegHook:
         for layer in self.layers:
             if layer.done:
                 continue
-            w = self.weights[layer.name]
             if self.variant == 2 and not layer.picked:
                 layer.picks += 1
                 layer.lam_kept = layer.lam_pruned(hp)
                 if self.structured:  # while picking, the ratio follows the current ranking
-                    layer.set_pruned(layer.rank(w), w)
-                    layer.update_ratio(w, hp.ratio_momentum)
+                    layer.set_pruned(layer.rank())
+                    layer.update_ratio(hp.ratio_momentum)
                 if _reached(layer.lam_pruned(hp), hp.pick_ceiling):
-                    layer.set_pruned(layer.rank(w), w)
+                    layer.set_pruned(layer.rank())
                     layer.picked = True
             else:
                 if self.structured:
-                    layer.update_ratio(w, hp.ratio_momentum)
+                    layer.update_ratio(hp.ratio_momentum)
                 layer.increments += 1
                 if self.variant == 2:
                     layer.lam_kept = hp.recover
@@ -282,8 +294,7 @@ class GRegHook:
         and record that it was forced (``summary`` says so, with the picking updates that ran)."""
         for layer in self.layers:
             if not layer.picked:
-                w = self.weights[layer.name]
-                layer.set_pruned(layer.rank(w), w)
+                layer.set_pruned(layer.rank())
                 layer.picked = True
                 self.forced_pick = True
 
@@ -299,7 +310,7 @@ class GRegHook:
         for layer, s in zip(self.layers, state["layers"]):
             for k, v in s.items():
                 setattr(layer, k, v)
-            layer.set_pruned(layer.pruned, self.weights[layer.name])
+            layer.set_pruned(layer.pruned)
         self.stabilize_from, self.updates = state["stabilize_from"], state["updates"]
 
     def log_row(self) -> dict:
@@ -336,6 +347,9 @@ def batchnorm_record(model, layers, example) -> dict:
     their shift ``beta``. Records the pruned channels' median ``var / eps``, the kept/pruned ratio
     of median output scales, and the pruned channels' median ``|beta|`` (layers without a batch
     norm are left out)."""
+    layers = [layer for layer in layers if isinstance(model.get_submodule(layer.name), torch.nn.Conv2d)]
+    if not layers:  # a transformer's heads and MLP channels: no batch norm follows them
+        return {}
     try:
         bns = batchnorm_after(model, [layer.name for layer in layers], example)
     except Exception as e:  # a model torch-pruning cannot trace whole (ShuffleNetV2): no record, not no run
@@ -418,7 +432,7 @@ class _GReg(Method):
         others = {
             n: smallest_weights_mask(model.get_submodule(n).weight, r)
             for n, r in task.layer_ratios.items()
-            if n not in regularized_layers(model, task.layer_ratios)
+            if n not in regularized_layers(model, task.layer_ratios, structured)
         }
         hook = GRegHook(model, task.layer_ratios, hp, self.variant, structured, task.groups)
         outcome = task.train(
@@ -432,7 +446,7 @@ class _GReg(Method):
             return Pruning(filters={layer.name: layer.pruned.tolist() for layer in hook.layers}, info=info)
         masks = {}
         for layer in hook.layers:
-            w = model.get_submodule(layer.name).weight
+            w = layer.members[0][0]
             m = torch.ones(w.numel(), dtype=w.dtype, device=w.device)
             m[layer.pruned.to(w.device)] = 0
             masks[layer.name] = m.view_as(w)

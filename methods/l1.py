@@ -43,7 +43,7 @@ class RandomFilters(Method):
         g = torch.Generator().manual_seed(task.seed * 7919 + hp.seed_offset)
         out = {}
         for name, r in task.layer_ratios.items():
-            n = model.get_submodule(name).weight.shape[0]
+            n = task.group(model, name).size
             out[name] = sorted(torch.randperm(n, generator=g)[: n_pruned(r, n)].tolist())
         return Pruning(filters=out)
 

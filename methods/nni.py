@@ -57,6 +57,13 @@ class _NNIMethod(Method):
         return layer.weight.shape[0]
 
     def prune(self, model: nn.Module, task: PruneTask, hp: Hparams) -> Pruning:
+        if self.granularity == "filter":
+            for name in task.layer_ratios:
+                if task.group(model, name).size != model.get_submodule(name).weight.shape[0]:
+                    raise SuiteError(
+                        f"{self.name}: NNI's pruners rank one layer's output rows, and {name} is a unit of "
+                        f"attention heads (a head is many rows of q, k and v); l1, random, greg1 and greg2 prune heads"
+                    )
         targets = self.targets(model, task.layer_ratios, task.example)
         counts = {n: n_pruned(r, self.groups(model.get_submodule(n))) for n, r in task.layer_ratios.items()}
         config = [

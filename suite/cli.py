@@ -185,7 +185,8 @@ def _add_run(sub) -> None:
         "--ratios",
         default=None,
         help="override the setting's ratios: 0.7, [0,0.5,0.5,0.5,0] (ResNet stages), [1-15:0.7], "
-        "module globs 'features.*=0.5,classifier=0', or a FLOPs target 2.5x",
+        "module globs 'features.*=0.5,classifier=0', a transformer's structure kinds heads=0.5,mlp=0.3 "
+        "(globs may follow), or a FLOPs target 2.5x",
     )
     run.add_argument(
         "--target",

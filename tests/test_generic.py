@@ -426,16 +426,17 @@ def test_maxvit_prunes_its_conv_blocks_and_leaves_its_attention_whole():
         assert pruned(torch.randn(2, *shape)).shape == (2, 10)
 
 
-def test_a_vit_says_why_it_has_no_filter_to_prune():
-    """A ViT's only conv is its patch stem: the one-line error names its linear layers (heads, MLP
-    widths) as not pruned yet, and its weights can still be masked unstructured."""
+def test_a_vit_built_with_multihead_attention_prunes_its_mlps_and_says_how_to_prune_its_heads():
+    """torchvision's ViT as a user builds it (``nn.MultiheadAttention``, whose inner width is the
+    embedding width): its MLPs are units, its heads are not, and asking for heads is a one-line error
+    naming the way (``headwise``); its weights can still be masked unstructured."""
     from torchvision.models import VisionTransformer
 
     vit = VisionTransformer(
         image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=10
     ).eval()
-    # 4 linear layers: the attention's output projection, the MLP's two, the classifier
-    with pytest.raises(SuiteError, match=r"no prunable conv filters .* its 4 linear layers \(attention heads, MLP"):
-        resolve(parse_ratios("0.5"), vit, GENERIC, "filter", SHAPE)
+    assert resolve(parse_ratios("0.5"), vit, GENERIC, "filter", SHAPE) == {"encoder.layers.encoder_layer_0.mlp.0": 0.5}
+    with pytest.raises(SuiteError, match=r"no heads to prune .*headwise"):
+        resolve(parse_ratios("heads=0.5"), vit, GENERIC, "filter", SHAPE)
     masked = resolve(parse_ratios("0.5"), vit, GENERIC, "weight", SHAPE)
     assert masked and all(isinstance(vit.get_submodule(n), torch.nn.Linear) for n in masked)

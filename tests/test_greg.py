@@ -389,14 +389,14 @@ class _PenaltyCheck(QuietHook):
         self.greg, self.before, self.worst, self.picks = None, {}, 0.0, []
 
     def snapshot(self, model, step):
-        self.before = {n: w.grad.clone() for n, w in self.greg.weights.items()}
+        self.before = {layer.name: layer.members[0][0].grad.clone() for layer in self.greg.layers}
 
     def after_backward(self, model, step):
         for layer in self.greg.layers:
-            w = self.greg.weights[layer.name]
+            w = layer.members[0][0]  # a one-conv unit: its conv's weight
             assert w.dtype == w.grad.dtype == torch.float32
             lam, kept = layer.lam_pruned(self.greg.hp), layer.lam_kept
-            want = ((lam - kept) * layer.mask.double() + kept) * w.detach().double()
+            want = ((lam - kept) * layer.masks[0].double() + kept) * w.detach().double()
             got = (w.grad - self.before[layer.name]).double()
             scale = w.grad.double().abs() + want.abs() + 1e-30
             self.worst = max(self.worst, ((got - want).abs() / scale).max().item())

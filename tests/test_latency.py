@@ -309,7 +309,7 @@ def test_round_to_8_on_coupled_groups_of_a_torchvision_model():
 
     model = zoo.build("torchvision:resnet18", 10, (3, 32, 32)).eval()
     layout = zoo.layout("torchvision:resnet18")
-    ratios = round_ratios(model, resolve(parse_ratios("0.7"), model, layout, input_shape=(3, 32, 32)), 8)
+    ratios = round_ratios(model, resolve(parse_ratios("0.7"), model, layout, input_shape=(3, 32, 32)), 8, layout)
     choice = {n: list(range(n_pruned(r, model.get_submodule(n).out_channels))) for n, r in ratios.items()}
     remove_filters(model, choice, example_input(3, (32, 32)), coupled=True)
     widths = {m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)}

@@ -473,7 +473,7 @@ def setting_models(
 
     torch.manual_seed(seed)
     base = setting.build_model().eval()
-    pruned = prune_copy(setting, base, round_ratios(base, setting.layer_ratios(base, ratios), round_to))
+    pruned = prune_copy(setting, base, round_ratios(base, setting.layer_ratios(base, ratios), round_to, setting.layout))
     shape = setting.input_shape
     return base, pruned, {"baseline": count_flops(base, shape), "pruned": count_flops(pruned, shape)}
 
@@ -487,7 +487,7 @@ def prune_copy(setting, base: nn.Module, layer_ratios: dict[str, float]) -> nn.M
 
     pruned = copy.deepcopy(base)
     shape = setting.input_shape
-    choice = {n: list(range(n_pruned(r, pruned.get_submodule(n).out_channels))) for n, r in layer_ratios.items()}
+    choice = {n: list(range(n_pruned(r, setting.layout.unit_size(pruned, n)))) for n, r in layer_ratios.items()}
     setting.layout.remove(pruned, choice, example_input(shape[0], shape[1:]))
     return pruned.eval()
 
@@ -514,7 +514,11 @@ def report(
     base, pruned, flops = setting_models(setting, ratios)
     flops_speedup = flops["baseline"] / flops["pruned"]
     layer_ratios = setting.layer_ratios(base, ratios)
-    rounded = {n: prune_copy(setting, base, round_ratios(base, layer_ratios, n)) for n in (round_to or []) if n > 1}
+    rounded = {
+        n: prune_copy(setting, base, round_ratios(base, layer_ratios, n, setting.layout))
+        for n in (round_to or [])
+        if n > 1
+    }
     rows = compare(base, pruned, setting.input_shape, runtimes, batches, device, rounded=rounded, **repeat)
     rep = {
         "setting": setting.name,
@@ -536,7 +540,7 @@ def report(
                 "round_to": n,
                 "flops": pruned_flops[n],
                 "flops_speedup": flops["baseline"] / pruned_flops[n],
-                "kept": {name: m.get_submodule(name).out_channels for name in layer_ratios},
+                "kept": {name: setting.layout.unit_size(m, name) for name in layer_ratios},
             }
             for n, m in variants.items()
         ]

@@ -112,7 +112,7 @@ def search(
         if setting.round_to > 1:  # time what a run of this setting will prune: the aligned counts
             from suite.models.rounding import round_ratios
 
-            layers = round_ratios(base, layers, setting.round_to)
+            layers = round_ratios(base, layers, setting.round_to, setting.layout)
         return prune_copy(setting, base, layers)
 
     def timed(models: dict[str, nn.Module], repeat: dict) -> tuple[dict, dict]:

@@ -28,15 +28,30 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
 PASS = "#pass"  # suffix of a whole forward pass's range ("baseline#pass"); layers are "baseline/features.0"
+WHOLE = "#whole"  # suffix of an attention module's range, its child layers included
+
+
+def attention_modules(model: nn.Module) -> set[str]:
+    """The names of a model's attention modules: those with a ``num_heads`` (``nn.MultiheadAttention``,
+    the suite's ``HeadAttention``, timm's and Swin's attention) none of whose submodules has one (a
+    block that stores its attention's head count is not one). Their own operations (the query-key
+    products, the softmax, the weighted sum; ``nn.MultiheadAttention``'s fused input projection too)
+    run between their child layers and would count as no layer's time."""
+    heads = {name for name, m in model.named_modules() if hasattr(m, "num_heads")}
+    return {n for n in heads if not any(o.startswith(n + ".") for o in heads if o != n)} if heads else set()
 
 
 @contextlib.contextmanager
 def labelled(model: nn.Module, tag: str):
-    """While inside, every leaf module's forward runs in a profiler range ``tag/<module name>``."""
+    """While inside, every leaf module's forward runs in a profiler range ``tag/<module name>``, and
+    every attention module's in ``tag/<module name>#whole`` (its own time: that minus its layers')."""
     handles = []
+    attention = attention_modules(model)
     for name, module in model.named_modules():
-        if next(module.children(), None) is not None:
+        if next(module.children(), None) is not None and name not in attention:
             continue  # a container's time is its children's (plus its own glue code, left out)
+        if name in attention and next(module.children(), None) is not None:
+            name = f"{name}{WHOLE}"
         open_ranges: list[record_function] = []  # a stack, should a forward re-enter itself
 
         def enter(_module, _args, label=f"{tag}/{name or '(model)'}", stack=open_ranges):
@@ -84,7 +99,11 @@ def layer_times(
                         model(x)
                         sync()
     forward, per_layer = _fastest(prof.events(), list(models), device)
-    kinds = {name or "(model)": type(m).__name__ for name, m in baseline.named_modules()}
+    attention = attention_modules(baseline)
+    kinds = {
+        name or "(model)": type(m).__name__ + (" (own ops)" if name in attention else "")
+        for name, m in baseline.named_modules()
+    }
     order = list(kinds) + sorted(set(per_layer["pruned"]) - set(kinds))
     layers = [
         {
@@ -122,6 +141,13 @@ def _fastest(events, tags: list[str], device: torch.device) -> tuple[dict, dict]
         if sep and tag in sums:
             k = bisect.bisect_right(starts[tag], e.time_range.start) - 1  # the pass this range began in
             sums[tag][k][layer] += ms(e)
+    for passes in sums.values():  # an attention module's own time: its whole range minus its layers'
+        for p in passes:
+            for whole in [n for n in p if n.endswith(WHOLE)]:
+                name = whole[: -len(WHOLE)]
+                p[name] = p.pop(whole) - sum(
+                    v for n, v in p.items() if n.startswith(name + ".") and not n.endswith(WHOLE)
+                )
     forward = {t: min(v for _, v in spans[t]) for t in tags}
     per_layer = {
         t: {layer: min(p[layer] for p in sums[t] if layer in p) for layer in set().union(*sums[t])} for t in tags

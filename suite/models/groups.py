@@ -24,7 +24,8 @@ which never import this module, so this module is training code for generic mode
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import fnmatch
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -33,7 +34,9 @@ from torch import nn
 
 from suite.errors import SuiteError
 from suite.models.layouts import Group, Layout, _conv_and_linear
-from suite.models.surgery import FilterChoice, remove_filters
+from suite.models.surgery import FilterChoice, remove_filters, traced
+from suite.models.transformers import KINDS, remove_units, transformer_groups, transformer_units
+from suite.models.transformers import unit_size as transformer_unit_size
 
 
 def stem_and_classifier(model: nn.Module) -> tuple[str | None, str | None]:
@@ -49,7 +52,7 @@ def dependency_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGr
     was = model.training
     model.eval()
     try:
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example.to(_device(model)))
+        return traced(model, example)
     except Exception as e:
         raise SuiteError(
             f"torch-pruning cannot trace this model ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
@@ -205,38 +208,51 @@ def _device(model: nn.Module) -> torch.device:
 
 @dataclass(frozen=True)
 class CoupledLayout(Layout):
-    """Any model: a unit is a group of coupled channels, named by its first conv; the group of the
-    stem and the classifier stay whole (``suite.models.groups``). Takes one ratio for every unit."""
+    """Any model: a unit is a group of coupled channels, named by its first conv (the group of the
+    stem and the classifier stay whole: ``prunable_groups``), or a transformer's attention heads or
+    MLP channels, named by their ``qkv`` or first linear layer (``suite.models.transformers``). Takes
+    one ratio for every unit, module globs, the structure kinds ``heads``/``mlp``/``convs`` as keys
+    (``heads=0.5,mlp=0.3``), or a FLOPs target."""
 
     coupled: ClassVar[bool] = True
 
     def groups(self, model, example):
-        return prunable_groups(model, example)
+        return {**self._conv_groups(model, example), **transformer_groups(model)}
+
+    def unit_size(self, model, name):
+        unit = transformer_units(model).get(name)
+        return transformer_unit_size(model, unit) if unit else super().unit_size(model, name)
 
     def remove(self, model, choice, example):
+        units = transformer_units(model)
+        inner = {n: idxs for n, idxs in choice.items() if n in units}
+        convs = {n: idxs for n, idxs in choice.items() if n not in units}
+        remove_units(model, inner)
+        if not any(convs.values()):  # heads and MLP channels only: no tracing needed
+            model.eval()
+            return model
         if shuffled_scopes(model):
-            return remove_in_scopes(model, choice, example)
-        return remove_filters(model, choice, example, coupled=True)
+            return remove_in_scopes(model, convs, example)
+        return remove_filters(model, convs, example, coupled=True)
 
-    def candidates(self, model, granularity, example):
-        """:meth:`Layout.candidates`, with the reason named for a transformer: its linear layers
-        (attention heads, MLP widths) are not units of this layout yet, only conv filters are."""
+    @staticmethod
+    def _conv_groups(model, example) -> dict[str, Group]:
+        """``prunable_groups``; for a transformer torch-pruning cannot trace whole (torchvision's
+        swin_s and swin_b: a TypeError inside its tracing), none: its heads and MLP channels prune
+        without tracing, and its only conv, the patch embedding, stays whole as a stem would."""
         try:
-            return super().candidates(model, granularity, example)
+            return prunable_groups(model, example)
         except SuiteError:
-            linear = sum(isinstance(m, nn.Linear) for m in model.modules())
-            if granularity == "filter" and linear > 1:
-                raise SuiteError(
-                    f"this model has no prunable conv filters (its convs are only a stem and what stays whole "
-                    f"with it), and its {linear} linear layers (attention heads, MLP widths) are not pruned "
-                    f"by the suite yet; unstructured pruning can mask them (magnitude)"
-                ) from None
+            if transformer_units(model):
+                return {}
             raise
 
     def units(self, model, example):
         if example is None:
             raise ValueError("a generic model's groups need the input shape to trace it")
-        return {root: tuple(m for m, _ in g.members) for root, g in prunable_groups(model, example).items()}
+        convs = {root: tuple(m for m, _ in g.members) for root, g in self._conv_groups(model, example).items()}
+        inner = {name: (first, second, module) for name, (_, module, first, second) in transformer_units(model).items()}
+        return {**convs, **inner}
 
     def weight_layers(self, model):
         kept = set(stem_and_classifier(model))
@@ -252,8 +268,39 @@ class CoupledLayout(Layout):
         return {n: spec.uniform for n in self.candidates(model, granularity, example) if spec.uniform > 0}
 
     def resolve_globs(self, spec, model, granularity, example):
+        """Module globs (:meth:`Layout.resolve_globs`), where a key may also be a structure kind:
+        ``heads`` (every attention module's heads), ``mlp`` (every MLP's channels) or ``convs``
+        (every group of conv filters); unstructured, the weights of those layers. The last key that
+        takes a unit wins, as for globs."""
         self._refuse_skip(spec)
-        return super().resolve_globs(spec, model, granularity, example)
+        kinds = {kind for kind, _ in spec.globs if kind in (*KINDS, "convs")}
+        if not kinds:
+            return super().resolve_globs(spec, model, granularity, example)
+        inner = transformer_units(model)
+        cands = self.candidates(model, granularity, example)
+        if granularity == "filter":
+            kind_of = {n: inner[n][0] if n in inner else "convs" for n in cands}
+        else:  # unstructured: a kind names the weights of its layers (heads: qkv and proj; mlp: both layers)
+            kind_of = {n: "convs" for n in cands if isinstance(model.get_submodule(n), nn.Conv2d)}
+            kind_of.update({layer: kind for kind, _, *layers in inner.values() for layer in layers if layer in cands})
+        out: dict[str, float] = {}
+        for pattern, r in spec.globs:
+            if pattern in (*KINDS, "convs"):
+                hit = [n for n in cands if kind_of.get(n) == pattern]
+                if not hit and r > 0:
+                    hint = (
+                        " (heads prune in attention with a fused qkv layer, num_heads and head_dim, as timm's; "
+                        "wrap nn.MultiheadAttention with suite.models.transformers.headwise)"
+                        if pattern == "heads"
+                        else ""
+                    )
+                    raise SuiteError(f"ratio string {spec.text!r}: this model has no {pattern} to prune{hint}")
+                out.update({n: r for n in hit})
+            elif r > 0:
+                out.update(super().resolve_globs(replace(spec, globs=((pattern, r),)), model, granularity, example))
+            else:  # a glob set to 0 leaves the units it matches whole
+                out.update({n: 0.0 for n, mods in cands.items() if any(fnmatch.fnmatchcase(m, pattern) for m in mods)})
+        return {n: r for n, r in out.items() if r > 0}
 
     @staticmethod
     def _refuse_skip(spec) -> None:

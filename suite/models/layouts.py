@@ -53,12 +53,15 @@ class PrunableConv:
 
 @dataclass(frozen=True)
 class Group:
-    """``members``: (conv name, its filter index for root channel 0..size-1) for every conv whose
-    output channels the group removes; the root comes first with the identity map."""
+    """A unit's channels and the weights that make them: ``size`` channels (filters, coupled
+    channels, MLP channels, attention heads); ``members``: (layer name, rows) for every conv or linear
+    layer whose output rows the group removes, where ``rows[i]`` is channel i's row of that layer's
+    weight (an int), or its rows (a tuple of ints of one length: a head's query, key and value rows).
+    The root comes first."""
 
     root: str
     size: int
-    members: tuple[tuple[str, tuple[int, ...]], ...]
+    members: tuple[tuple[str, tuple], ...]
 
 
 def single(name: str, model: nn.Module) -> Group:
@@ -113,6 +116,10 @@ class Layout(ABC):
         """{unit: Group} where a unit's filters go with other layers' channels; none in an uncoupled
         layout (each prunable conv is its own group, ``single``)."""
         return {}
+
+    def unit_size(self, model: nn.Module, name: str) -> int:
+        """How many channels the unit ``name`` has (a conv's filters, a linear layer's outputs)."""
+        return model.get_submodule(name).weight.shape[0]
 
     def remove(self, model: nn.Module, choice: FilterChoice, example: torch.Tensor) -> nn.Module:
         """Physically remove the chosen filters (``suite.models.surgery.remove_filters``), in place;

@@ -165,7 +165,7 @@ def dry_surgery(model: nn.Module, layer_ratios: dict[str, float], input_shape: t
     # On the meta device: shapes without arithmetic, so a probe costs the tracing, not the convs.
     work = copy.deepcopy(model).to("meta").eval()
     params, flops = count_params(work), count_flops(work, input_shape)
-    choice = {n: list(range(n_pruned(r, work.get_submodule(n).out_channels))) for n, r in layer_ratios.items()}
+    choice = {n: list(range(n_pruned(r, layout.unit_size(work, n)))) for n, r in layer_ratios.items()}
     example = example_input(input_shape[0], input_shape[1:])
     try:
         layout.remove(work, choice, example)

@@ -32,13 +32,14 @@ def rounded_kept(n: int, kept: int, round_to: int) -> int:
     return min(n, max(round_to, kept - kept % round_to))
 
 
-def round_ratios(model: nn.Module, layer_ratios: dict[str, float], round_to: int) -> dict[str, float]:
+def round_ratios(model: nn.Module, layer_ratios: dict[str, float], round_to: int, layout) -> dict[str, float]:
     """``layer_ratios`` (layer name -> ratio, as a setting resolves them) with each layer's kept
     count rounded by :func:`rounded_kept`, as ratios ``pruned / n`` that ``n_pruned`` maps back to
-    the rounded count exactly; layers the rounding leaves whole are left out."""
+    the rounded count exactly; layers the rounding leaves whole are left out. ``layout`` (a
+    ``suite.models.layouts.Layout``) says how many channels each unit has."""
     out = {}
     for name, r in layer_ratios.items():
-        n = model.get_submodule(name).out_channels
+        n = layout.unit_size(model, name)
         kept = rounded_kept(n, n - n_pruned(r, n), round_to)
         if kept < n:
             out[name] = (n - kept) / n

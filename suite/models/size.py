@@ -28,8 +28,24 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_attention_on_cpu()) as counter:
             model(torch.zeros(1, *input_shape, device=device))
     finally:
         model.train(was_training)
     return int(counter.get_total_flops())
+
+
+def _attention_on_cpu() -> dict:
+    """torch's counter has formulas for the CUDA kernels of ``scaled_dot_product_attention`` but not
+    for the CPU one it dispatches to here, whose two matmuls would count as nothing (and as two
+    bmm on the meta device the dry surgery runs on): the CPU kernel counted as the same attention."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is None:
+        return {}
+
+    def flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    return {op: flops}

@@ -7,6 +7,8 @@ is not used: it fails on current torch (upstream nni#5768).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch_pruning as tp
 from torch import nn
@@ -27,7 +29,7 @@ def remove_filters(model: nn.Module, choice: FilterChoice, example: torch.Tensor
     (``suite.models.groups``): the indices are the root's, and every coupled layer loses the same channels.
     """
     model.eval()
-    dg = tp.DependencyGraph().build_dependency(model, example_inputs=example.to(_device(model)))
+    dg = traced(model, example)
     for name, idxs in choice.items():
         if not idxs:
             continue
@@ -59,6 +61,15 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def traced(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
+    """torch-pruning's dependency graph of ``model`` run on ``example``. Its warning about a
+    transformer's class token and position embedding ("unwrapped parameters": it would prune them
+    with the embedding width) is silenced: the embedding width is the stem's group, kept whole."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example.to(_device(model)))
+
+
 def batchnorm_after(model: nn.Module, conv_names, example: torch.Tensor) -> dict[str, str | None]:
     """{conv name: name of the BatchNorm2d its output feeds directly, or None}, read off
     torch-pruning's traced graph (not guessed from registration order). ``model`` is traced in
@@ -66,7 +77,7 @@ def batchnorm_after(model: nn.Module, conv_names, example: torch.Tensor) -> dict
     was_training = model.training
     model.eval()
     try:
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs=example.to(_device(model)))
+        dg = traced(model, example)
     finally:
         model.train(was_training)
     name_of = {id(m): n for n, m in model.named_modules()}

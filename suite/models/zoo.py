@@ -34,6 +34,7 @@ from suite.errors import SuiteError
 from suite.models.groups import GENERIC
 from suite.models.layouts import Layout
 from suite.models.nets import MODELS, ModelEntry
+from suite.models.transformers import headwise
 from suite.usercode import load_module
 
 
@@ -136,6 +137,17 @@ def _torchvision_entry(short: str) -> ModelEntry:
         from torchvision import models as tvm
 
         try:
+            if short.startswith("vit_"):
+                # a ViT is built for the data's (square) image size, and with attention whose heads
+                # can be removed (suite.models.transformers.headwise: the same function)
+                patch = int(re.search(r"_(\d+)$", short).group(1))
+                if shape[1] != shape[2] or shape[1] % patch:
+                    raise SuiteError(
+                        f"torchvision:{short} cuts {patch}x{patch} patches: it takes square images whose side is a "
+                        f"multiple of {patch}, not {shape[1]}x{shape[2]}"
+                    )
+                model = headwise(tvm.get_model(short, weights=None, num_classes=k, image_size=shape[1]))
+                return _adapt_stem(model, shape[0], f"torchvision:{short}")
             model = tvm.get_model(short, weights=None, num_classes=k)
             if getattr(model, "aux_logits", False):
                 # GoogLeNet and Inception v3 return (logits, aux logits...) while training, which no
@@ -195,6 +207,16 @@ def _timm_entry(short: str) -> ModelEntry:
         raise SuiteError(f"timm:{short} is not a timm model; 'suite list models timm:*' lists them")
 
     def make(k: int, shape: tuple[int, int, int]) -> nn.Module:
+        # A ViT-style model (vit_*, deit_*, swin_*) fixes its patch grid at build, so it is built for the
+        # data's image size; timm says which models take ``img_size`` only by refusing it (a
+        # TypeError from the model class), so the others are built without it.
+        try:
+            return timm.create_model(
+                short, pretrained=False, num_classes=k, in_chans=shape[0], img_size=tuple(shape[1:])
+            )
+        except TypeError as e:
+            if "img_size" not in str(e):
+                raise
         return timm.create_model(short, pretrained=False, num_classes=k, in_chans=shape[0])
 
     return ModelEntry(f"timm:{short}", GENERIC, make, f"timm {short}, random init")

@@ -143,7 +143,7 @@ class Setting:
         spec = parse_ratios(ratios or self.ratios, self.skip if skip is None else skip)
         layers = resolve(spec, model, self.layout, granularity, self.input_shape)
         if granularity == "filter" and self.round_to > 1:
-            layers = round_ratios(model, layers, self.round_to)
+            layers = round_ratios(model, layers, self.round_to, self.layout)
         return layers
 
     def overrides_for(self, method: str) -> dict:

@@ -1,0 +1,206 @@
+"""A transformer's prunable units: attention heads and MLP channels.
+
+A *head unit* is one attention module's heads: head h is its query, key and value rows of the
+fused ``qkv`` linear layer (rows h*d .. h*d+d-1 of each of the three blocks of H*d rows) and the
+same d input columns of the output projection ``proj``; removing heads keeps the rest in order and
+lowers the module's ``num_heads``. A *MLP unit* is one MLP's hidden channels: rows of its first
+linear layer (and bias) with the columns of its second. The embedding width (the residual stream:
+every LayerNorm, the patch embedding and the classifier) stays whole, as the stem's group does in a
+CNN. Each unit is named by the layer that makes its channels (``qkv``, ``fc1``), so a method sees a
+``Group`` (``suite.models.layouts``) whose rows are the weights it ranks and penalizes.
+
+Found by what a module is, not by its model's name:
+  heads   ``HeadAttention`` (below) and modules shaped like timm's ``Attention``: linear ``qkv`` and
+          ``proj``, integer ``num_heads`` and ``head_dim`` that its forward reads, no norm or gate
+          over the heads' outputs. Swin's window attention computes its head width from the
+          embedding width, so its heads stay whole (its MLPs prune).
+  MLP     torchvision's ``MLP`` (ViT's ``MLPBlock``, Swin's MLP) with two linear layers, and any
+          module with linear ``fc1`` and ``fc2`` (timm's ``Mlp``) and no norm between them.
+
+torchvision's ViT attends with ``nn.MultiheadAttention``, whose inner width is the embedding width
+(it checks ``embed_dim == num_heads * head_dim``), so a head cannot leave it: the zoo builds
+torchvision's ViTs with :class:`HeadAttention` in its place (the same function, weights copied:
+:func:`headwise`).
+
+Written by hand, not with torch-pruning: its head pruning (``num_heads`` with ``prune_num_heads``)
+lives in its MetaPruner, which ranks heads by its own importance and cannot take the heads a method
+chose; the slicing is a few index selections. May import: suite.errors, suite.models.layouts.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from suite.errors import SuiteError
+from suite.models.layouts import Group
+
+KINDS = ("heads", "mlp")  # the structure kinds a ratio string may name (heads=0.5,mlp=0.3)
+_ELEMENTWISE = (nn.GELU, nn.ReLU, nn.SiLU, nn.Dropout, nn.Identity)
+
+
+class HeadAttention(nn.Module):
+    """Self-attention with its query, key and value as one linear layer and its head count a plain
+    attribute, called as ``nn.MultiheadAttention`` is in torchvision's ViT encoder block
+    (``attn(x, x, x, need_weights=False)`` returns ``(output, None)``)."""
+
+    def __init__(self, dim: int, num_heads: int, head_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.num_heads, self.head_dim, self.dropout = num_heads, head_dim, dropout
+        self.qkv = nn.Linear(dim, 3 * num_heads * head_dim)
+        self.proj = nn.Linear(num_heads * head_dim, dim)
+
+    @classmethod
+    def from_multihead(cls, mha: nn.MultiheadAttention) -> HeadAttention:
+        """The same function as ``mha`` (self-attention, batch first, no bias_k/v, no kdim/vdim)."""
+        if not (mha.batch_first and mha._qkv_same_embed_dim and mha.bias_k is None and mha.in_proj_bias is not None):
+            raise SuiteError("this nn.MultiheadAttention is not the plain batch-first self-attention of a ViT block")
+        new = cls(mha.embed_dim, mha.num_heads, mha.head_dim, mha.dropout)
+        new = new.to(device=mha.in_proj_weight.device, dtype=mha.in_proj_weight.dtype)
+        with torch.no_grad():
+            new.qkv.weight.copy_(mha.in_proj_weight)
+            new.qkv.bias.copy_(mha.in_proj_bias)
+            new.proj.weight.copy_(mha.out_proj.weight)
+            new.proj.bias.copy_(mha.out_proj.bias)
+        return new
+
+    def forward(self, query, key=None, value=None, need_weights: bool = False):
+        b, n, _ = query.shape
+        q, k, v = self.qkv(query).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(x.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim)), None
+
+
+def headwise(model: nn.Module) -> nn.Module:
+    """``model`` with every ViT encoder block's ``nn.MultiheadAttention`` replaced by a
+    :class:`HeadAttention` computing the same function (in place; returns the model)."""
+    from torchvision.models.vision_transformer import EncoderBlock
+
+    for block in model.modules():
+        if isinstance(block, EncoderBlock) and isinstance(block.self_attention, nn.MultiheadAttention):
+            block.self_attention = HeadAttention.from_multihead(block.self_attention)
+    return model
+
+
+# ----------------------------------------------------------------------------- finding the units
+def _linear(m) -> bool:
+    return isinstance(m, nn.Linear)
+
+
+def _is_attention(m: nn.Module) -> bool:
+    qkv, proj = getattr(m, "qkv", None), getattr(m, "proj", None)
+    heads, width = getattr(m, "num_heads", None), getattr(m, "head_dim", None)
+    if not (_linear(qkv) and _linear(proj) and isinstance(heads, int) and isinstance(width, int)):
+        return False
+    if qkv.out_features != 3 * heads * width or proj.in_features != heads * width:
+        return False
+    # a norm or a gate over the heads' outputs would need slicing too: such heads stay whole
+    return isinstance(getattr(m, "norm", None), (nn.Identity, type(None))) and getattr(m, "gate", None) is None
+
+
+def _mlp_pair(m: nn.Module) -> tuple[str, str] | None:
+    """The (first, second) linear layers' names inside ``m`` if ``m`` is an MLP (module docstring)."""
+    from torchvision.ops.misc import MLP
+
+    if isinstance(m, MLP):
+        layers = list(m.named_children())
+        linear = [i for i, (_, c) in enumerate(layers) if _linear(c)]
+        if len(linear) == 2 and all(isinstance(c, _ELEMENTWISE) for _, c in layers[linear[0] + 1 : linear[1]]):
+            first, second = layers[linear[0]], layers[linear[1]]
+            if first[1].out_features == second[1].in_features:
+                return first[0], second[0]
+        return None
+    fc1, fc2 = getattr(m, "fc1", None), getattr(m, "fc2", None)
+    if _linear(fc1) and _linear(fc2) and fc1.out_features == fc2.in_features:
+        if isinstance(getattr(m, "norm", None), (nn.Identity, type(None))):
+            return "fc1", "fc2"
+    return None
+
+
+def transformer_units(model: nn.Module) -> dict[str, tuple[str, str, str, str]]:
+    """{unit name: (kind, the module, its first layer, its second layer)} in model order: a head
+    unit is named by its ``qkv`` (kind "heads"), an MLP unit by its first linear layer ("mlp")."""
+    out = {}
+    for name, m in model.named_modules():
+        prefix = f"{name}." if name else ""
+        if _is_attention(m):
+            out[f"{prefix}qkv"] = ("heads", name, f"{prefix}qkv", f"{prefix}proj")
+        else:
+            pair = _mlp_pair(m)
+            if pair:
+                out[f"{prefix}{pair[0]}"] = ("mlp", name, f"{prefix}{pair[0]}", f"{prefix}{pair[1]}")
+    return out
+
+
+def unit_size(model: nn.Module, unit: tuple[str, str, str, str]) -> int:
+    """A unit's channels: an attention module's heads, an MLP's hidden width."""
+    kind, module, first, _ = unit
+    return model.get_submodule(module).num_heads if kind == "heads" else model.get_submodule(first).out_features
+
+
+def head_rows(num_heads: int, head_dim: int) -> tuple[tuple[int, ...], ...]:
+    """Per head, its rows of the fused qkv weight (laid out as [3, heads, head_dim] rows)."""
+    width = num_heads * head_dim
+    return tuple(
+        tuple(part * width + h * head_dim + j for part in range(3) for j in range(head_dim)) for h in range(num_heads)
+    )
+
+
+def transformer_groups(model: nn.Module) -> dict[str, Group]:
+    """{unit name: Group}: a head unit's rows are its heads' q, k, v rows of ``qkv``; an MLP
+    unit's are its first layer's rows."""
+    out = {}
+    for name, unit in transformer_units(model).items():
+        kind, module, first, _ = unit
+        n = unit_size(model, unit)
+        if kind == "heads":
+            rows = head_rows(n, model.get_submodule(module).head_dim)
+        else:
+            rows = tuple(range(n))
+        out[name] = Group(first, n, ((first, rows),))
+    return out
+
+
+# ----------------------------------------------------------------------------- the surgery
+def _keep_rows(layer: nn.Linear, keep: torch.Tensor) -> None:
+    layer.weight = nn.Parameter(layer.weight.data.index_select(0, keep.to(layer.weight.device)))
+    if layer.bias is not None:
+        layer.bias = nn.Parameter(layer.bias.data.index_select(0, keep.to(layer.bias.device)))
+    layer.out_features = len(keep)
+
+
+def _keep_columns(layer: nn.Linear, keep: torch.Tensor) -> None:
+    layer.weight = nn.Parameter(layer.weight.data.index_select(1, keep.to(layer.weight.device)))
+    layer.in_features = len(keep)
+
+
+def remove_units(model: nn.Module, choice: dict[str, list[int]]) -> nn.Module:
+    """Remove the chosen heads or MLP channels of each named unit, in place: the kept ones stay in
+    order, an attention module's ``num_heads`` (and timm's ``attn_dim``) follow. Removing every
+    channel of a unit is refused (the block would have no attention or no MLP)."""
+    units = transformer_units(model)
+    for name, idxs in choice.items():
+        if not idxs:
+            continue
+        kind, module, first, second = units[name]
+        n = unit_size(model, units[name])
+        if len(set(idxs)) >= n or min(idxs) < 0 or max(idxs) >= n:
+            raise SuiteError(
+                f"cannot remove {len(idxs)} of the {n} {'heads' if kind == 'heads' else 'channels'} of {name}"
+            )
+        kept = [i for i in range(n) if i not in set(idxs)]
+        if kind == "heads":
+            attn = model.get_submodule(module)
+            d = attn.head_dim
+            rows = torch.tensor([r for h in kept for r in head_rows(n, d)[h]]).view(len(kept), 3, d)
+            _keep_rows(model.get_submodule(first), rows.transpose(0, 1).flatten())  # q rows, then k, then v
+            _keep_columns(model.get_submodule(second), torch.tensor([h * d + j for h in kept for j in range(d)]))
+            attn.num_heads = len(kept)
+            if hasattr(attn, "attn_dim"):
+                attn.attn_dim = len(kept) * d
+        else:
+            keep = torch.tensor(kept)
+            _keep_rows(model.get_submodule(first), keep)
+            _keep_columns(model.get_submodule(second), keep)
+    return model

@@ -1,0 +1,235 @@
+"""Transformers: attention heads and MLP channels as prunable units, for every structured method.
+
+Models: the small ViT of ``suite/examples/vit.py`` (torchvision's ViT with removable heads) on real
+Fashion-MNIST, timm's ViT/DeiT and torchvision's Swin at 32x32. The references are computed here
+independently of the suite's code: a removed head is the same function as its output-projection
+columns zeroed, a removed MLP channel as its second layer's column zeroed; a head's L1 norm is the
+sum over its query, key and value rows read off the weight reshaped as [3, heads, head_dim, width].
+"""
+
+import copy
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from methods import registry
+from methods.base import PruneTask
+from methods.greg import GRegHparams
+from suite.errors import SuiteError
+from suite.models import zoo
+from suite.models.groups import GENERIC
+from suite.models.nets import example_input
+from suite.models.ratios import dry_surgery, n_pruned, parse_ratios, resolve
+from suite.models.size import count_flops
+from suite.models.transformers import HeadAttention, headwise, transformer_units
+from suite.training.loop import train
+
+CPU = torch.device("cpu")
+SHAPE = (1, 28, 28)
+EXAMPLE = example_input(1, (28, 28))
+TINY = f"{Path(__file__).parent.parent / 'suite' / 'examples' / 'vit.py'}:tiny"
+GREG = GRegHparams(penalty_increment=0.5, update_interval=1, stabilize_iters=1, pick_increment=0.005, pick_ceiling=0.01)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def vit():
+    torch.manual_seed(0)
+    model = zoo.build(TINY, 10, SHAPE).eval()
+    nn.init.normal_(model.heads.head.weight, std=0.1)  # torchvision starts its ViT's classifier at zero
+    return model
+
+
+def _task(model, data, ratios, max_iters=6, example=EXAMPLE):
+    def run(hooks, desc, log_every=None, log_extra=None):
+        return train(
+            model,
+            data,
+            lr=lambda e: 0.01,
+            batch_size=32,
+            momentum=0.9,
+            weight_decay=5e-4,
+            device=CPU,
+            seed=0,
+            stream="own",
+            total_steps=max_iters,
+            hooks=hooks,
+            eval_split=None,
+            log_every=log_every,
+            log_extra=log_extra,
+        )
+
+    def batches(n):
+        stream = itertools.chain.from_iterable(
+            data.train_batches(32, 0, e, CPU, stream="own") for e in itertools.count()
+        )
+        yield from itertools.islice(stream, n)
+
+    groups = {n: g for n, g in GENERIC.groups(model, example).items() if n in ratios}
+    return PruneTask(ratios, CPU, 0, max_iters, run, batches, example, groups=groups)
+
+
+def masked(model, choice):
+    """The oracle: each removed head's columns of its attention's output projection zeroed, each
+    removed MLP channel's column of the MLP's second layer zeroed (their contribution is gone)."""
+    out = copy.deepcopy(model)
+    units = transformer_units(model)
+    with torch.no_grad():
+        for name, idxs in choice.items():
+            kind, module, _, second = units[name]
+            w = out.get_submodule(second).weight
+            if kind == "heads":
+                d = out.get_submodule(module).head_dim
+                for h in idxs:
+                    w[:, h * d : (h + 1) * d] = 0
+            else:
+                w[:, idxs] = 0
+    return out
+
+
+def test_headwise_attention_computes_what_multihead_attention_computes():
+    from torchvision.models import VisionTransformer
+
+    torch.manual_seed(0)
+    ref = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64).eval()
+    converted = headwise(copy.deepcopy(ref)).eval()
+    assert sum(isinstance(m, HeadAttention) for m in converted.modules()) == 2
+    assert not any(isinstance(m, nn.MultiheadAttention) for m in converted.modules())
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(converted(x), ref(x), atol=1e-5)
+
+
+def test_units_are_every_blocks_heads_and_mlp_and_kinds_select_them(vit):
+    units = GENERIC.units(vit, EXAMPLE)
+    blocks = [f"encoder.layers.encoder_layer_{i}" for i in range(2)]
+    assert list(units) == [n for b in blocks for n in (f"{b}.self_attention.qkv", f"{b}.mlp.0")]
+    assert [GENERIC.unit_size(vit, n) for n in units] == [4, 64, 4, 64]
+    heads = resolve(parse_ratios("heads=0.5"), vit, GENERIC, "filter", SHAPE)
+    assert heads == {f"{b}.self_attention.qkv": 0.5 for b in blocks}
+    both = resolve(parse_ratios("heads=0.5,mlp=0.25,*encoder_layer_1.*=0"), vit, GENERIC, "filter", SHAPE)
+    assert both == {f"{blocks[0]}.self_attention.qkv": 0.5, f"{blocks[0]}.mlp.0": 0.25}
+    with pytest.raises(SuiteError, match="no convs to prune"):
+        resolve(parse_ratios("convs=0.5"), vit, GENERIC, "filter", SHAPE)
+
+
+@pytest.mark.parametrize("method", ["l1", "random", "greg1", "greg2"])
+def test_every_method_prunes_heads_and_mlp_channels(vit, small_fmnist, method):
+    ratios = resolve(parse_ratios("heads=0.5,mlp=0.5"), vit, GENERIC, "filter", SHAPE)
+    work = copy.deepcopy(vit)
+    m = registry.get(method)
+    choice = m.prune(work, _task(work, small_fmnist, ratios), GREG if "greg" in method else m.Hparams()).filters
+    sizes = {n: GENERIC.unit_size(vit, n) for n in ratios}
+    assert {n: len(set(i)) for n, i in choice.items()} == {n: n_pruned(0.5, sizes[n]) for n in ratios}
+    reference = masked(work, choice).eval()
+    pruned = GENERIC.remove(copy.deepcopy(work), choice, EXAMPLE).eval()
+    assert [a.num_heads for a in pruned.modules() if isinstance(a, HeadAttention)] == [2, 2]
+    x = torch.randn(4, *SHAPE, generator=torch.Generator().manual_seed(1))  # a function check, no accuracy
+    with torch.no_grad():
+        assert torch.allclose(pruned(x), reference(x), atol=1e-5)
+        assert not torch.allclose(work.eval()(x), reference(x), atol=1e-3)  # the removal changed the function
+    assert count_flops(pruned, SHAPE) == dry_surgery(vit, ratios, SHAPE, GENERIC)["pruned_flops"]
+    # the pruned model trains (its optimizer sees the new shapes)
+    pruned.train()
+    opt = torch.optim.SGD(pruned.parameters(), lr=0.01)
+    x, y = next(iter(small_fmnist.train_batches(16, 0, 0, CPU, stream="own")))
+    loss = nn.functional.cross_entropy(pruned(x), y)
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+
+
+def test_l1_ranks_a_head_by_its_query_key_and_value_rows(vit):
+    name = "encoder.layers.encoder_layer_0.self_attention.qkv"
+    qkv = vit.get_submodule(name).weight.detach()  # [3 * heads * d, width]
+    with torch.no_grad():  # make head 1 the smallest in q only, head 3 the smallest summed over q, k, v
+        qkv.view(3, 4, 8, -1)[0, 1] *= 0.1
+        qkv.view(3, 4, 8, -1)[:, 3] *= 0.3
+    norms = qkv.view(3, 4, 8, -1).abs().sum((0, 2, 3))
+    want = sorted(torch.argsort(norms)[:2].tolist())
+    assert 3 in want
+    task = _task(vit, None, {name: 0.5})
+    assert registry.get("l1").prune(vit, task, None).filters == {name: want}
+
+
+def test_greg_penalty_shrinks_the_chosen_heads_rows_only(vit, small_fmnist):
+    name = "encoder.layers.encoder_layer_1.self_attention.qkv"
+    l1 = registry.get("l1").prune(vit, _task(vit, None, {name: 0.5}), None).filters[name]
+    work = copy.deepcopy(vit)
+    hp = GRegHparams(penalty_increment=2.0, update_interval=1, stabilize_iters=1, penalty_ceiling=50.0)
+    p = registry.get("greg1").prune(work, _task(work, small_fmnist, {name: 0.5}, max_iters=40), hp)
+    assert p.filters[name] == l1  # GReg-1 removes L1's heads
+    before = vit.get_submodule(name).weight.detach().view(3, 4, 8, -1).abs().mean((0, 2, 3))
+    after = work.get_submodule(name).weight.detach().view(3, 4, 8, -1).abs().mean((0, 2, 3))
+    kept = [h for h in range(4) if h not in l1]
+    assert (after[l1] / before[l1]).max() < 0.2  # the chosen heads' q, k, v rows shrink
+    assert (after[kept] / before[kept]).min() > 0.8  # the others barely move
+    assert p.info["mag_ratio"][name] > 5
+
+
+@pytest.mark.parametrize("target", [2.0, 3.0])
+def test_a_flops_target_lands_on_a_vit(target):
+    """On the example ViT (6 blocks of 4 heads, MLP 128, 49 tokens), attention's matmuls counted."""
+    model = zoo.build(TINY.replace(":tiny", ":vit"), 10, SHAPE).eval()
+    ratios = resolve(parse_ratios(f"{target}x"), model, GENERIC, "filter", SHAPE)
+    pruned = GENERIC.remove(
+        copy.deepcopy(model),
+        {n: list(range(n_pruned(r, GENERIC.unit_size(model, n)))) for n, r in ratios.items()},
+        EXAMPLE,
+    )
+    achieved = count_flops(model, SHAPE) / count_flops(pruned, SHAPE)
+    assert abs(achieved / target - 1) < 0.02, achieved
+
+
+@pytest.mark.parametrize("name", ["timm:vit_tiny_patch16_224", "timm:deit_tiny_patch16_224"])
+def test_timm_vits_are_built_for_the_image_size_and_prune_their_heads(name):
+    pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = zoo.build(name, 10, (3, 32, 32)).eval()
+    example = example_input(3, (32, 32))
+    ratios = resolve(parse_ratios("0.5"), model, GENERIC, "filter", (3, 32, 32))
+    kinds = transformer_units(model)
+    assert len(ratios) == 24 and {kinds[n][0] for n in ratios} == {"heads", "mlp"}
+    choice = registry.get("l1").prune(model, _task(model, None, ratios, example=example), None).filters
+    pruned = GENERIC.remove(copy.deepcopy(model), choice, example).eval()
+    assert {a.num_heads for n, a in pruned.named_modules() if n.endswith(".attn")} == {3 - n_pruned(0.5, 3)}  # of 3
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.allclose(pruned(x), masked(model, choice).eval()(x), atol=1e-4)
+
+
+def test_swin_prunes_its_mlps_and_keeps_its_window_attention_whole():
+    """Swin's window attention computes its head width from the embedding width: its heads stay
+    whole (no head unit), its MLPs prune, and the pruned model computes the masked one."""
+    torch.manual_seed(0)
+    model = zoo.build("torchvision:swin_t", 10, (3, 32, 32)).eval()
+    example = example_input(3, (32, 32))
+    units = transformer_units(model)
+    assert len(units) == 12 and {k for k, *_ in units.values()} == {"mlp"}
+    with pytest.raises(SuiteError, match="no heads to prune"):
+        resolve(parse_ratios("heads=0.5"), model, GENERIC, "filter", (3, 32, 32))
+    ratios = resolve(parse_ratios("mlp=0.5"), model, GENERIC, "filter", (3, 32, 32))
+    task = _task(model, None, ratios, example=example)
+    choice = registry.get("random").prune(model, task, registry.get("random").Hparams()).filters
+    pruned = GENERIC.remove(copy.deepcopy(model), choice, example).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.allclose(pruned(x), masked(model, choice).eval()(x), atol=1e-4)
+
+
+def test_a_torch_pruning_entry_says_in_one_line_that_it_prunes_conv_filters(vit, small_fmnist):
+    ratios = resolve(parse_ratios("heads=0.5"), vit, GENERIC, "filter", SHAPE)
+    m = registry.get("tp-l2")
+    with pytest.raises(SuiteError) as e:
+        m.prune(vit, _task(vit, small_fmnist, ratios), m.Hparams())
+    assert "\n" not in str(e.value) and "conv filters" in str(e.value)
