@@ -101,27 +101,35 @@ def build_pruner(cls_name: str, model: nn.Module, task: PruneTask, importance, *
         ) from None
 
 
-def choose(model: nn.Module, pruner, layer_ratios: dict[str, float], who: str) -> dict[str, list[int]]:
-    """Per pruned conv, the ``n_pruned(r, n)`` filters whose group scores lowest under the pruner's
-    importance (the group rooted at the conv's output channels, all n channels scored at once)."""
+def choose(model: nn.Module, pruner, task: PruneTask, who: str) -> dict[str, list[int]]:
+    """Per pruned unit, the ``n_pruned(r, n)`` channels whose group scores lowest under the pruner's
+    importance: the group rooted at the unit's layer's output rows (a conv's filters, a linear
+    layer's outputs: an MLP's channels, a fused qkv layer's rows), every row scored at once; a
+    channel's score is its row's, a head's the sum over its query, key and value rows."""
     tp = _tp()
     out = {}
-    for name, r in layer_ratios.items():
-        conv = model.get_submodule(name)
-        if not isinstance(conv, nn.Conv2d):
-            raise SuiteError(f"{who} prunes conv filters; {name} is a {type(conv).__name__}")
-        n = conv.out_channels
-        group = pruner.DG.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=list(range(n)))
+    for name, r in task.layer_ratios.items():
+        layer = model.get_submodule(name)
+        if isinstance(layer, nn.Conv2d):
+            rows, handler = layer.out_channels, tp.prune_conv_out_channels
+        elif isinstance(layer, nn.Linear):
+            rows, handler = layer.out_features, tp.prune_linear_out_channels
+        else:
+            raise SuiteError(f"{who} prunes conv filters and linear outputs; {name} is a {type(layer).__name__}")
+        group = pruner.DG.get_pruning_group(layer, handler, idxs=list(range(rows)))
         with torch.no_grad():
             scores = pruner.estimate_importance(group)
-        if scores is None or scores.numel() != n:
+        if scores is None or scores.numel() != rows:
             raise SuiteError(
                 f"{who}: Torch-Pruning's {type(pruner.importance).__name__} gave no score for {name} "
                 f"(does it have the layer this criterion reads, e.g. a BatchNorm2d after it?)"
             )
         if not torch.isfinite(scores).all():
             raise SuiteError(f"{who}: Torch-Pruning's scores for {name} are not finite")
-        out[name] = smallest(scores, n_pruned(r, n))
+        unit = task.group(model, name)
+        index = torch.as_tensor(dict(unit.members)[name], device=scores.device)
+        per_channel = scores[index].sum(1) if index.dim() > 1 else scores[index]
+        out[name] = smallest(per_channel, n_pruned(r, unit.size))
     return out
 
 
@@ -146,7 +154,7 @@ class _Magnitude(Method):
     def prune(self, model, task, hp):
         imp = getattr(_tp().importance, self.importance)(**self.importance_args)
         pruner = build_pruner("BasePruner", model, task, imp)
-        return Pruning(filters=choose(model, pruner, task.layer_ratios, self.name), info=_info(pruner))
+        return Pruning(filters=choose(model, pruner, task, self.name), info=_info(pruner))
 
 
 @register
@@ -255,7 +263,7 @@ class TPTaylor(Method):
 
         _drain(task, n, step)
         pruner = build_pruner("BasePruner", work, task, _tp().importance.GroupTaylorImportance())
-        return Pruning(filters=choose(work, pruner, task.layer_ratios, self.name), info=_info(pruner, batches=n))
+        return Pruning(filters=choose(work, pruner, task, self.name), info=_info(pruner, batches=n))
 
 
 def _hook_obdc(imp, pruner) -> list:
@@ -313,7 +321,12 @@ class TPHessian(Method):
 
         try:
             _drain(task, n, step)
-            filters = choose(work, pruner, task.layer_ratios, self.name)
+            filters = choose(work, pruner, task, self.name)
+        except RuntimeError as e:  # its per-sample gradients of a linear layer that sees tokens (3-D input)
+            raise SuiteError(
+                f"{self.name}: Torch-Pruning's OBDCImportance fails on this model ({' '.join(str(e).split())[:120]}); "
+                f"it reads per-sample gradients of 2-D layer inputs, and a transformer's linear layers see tokens"
+            ) from None
         finally:
             for h in handles:
                 h.remove()
@@ -387,7 +400,7 @@ class _Sparse(Method):
         hook = self.hook(pruner, hp)
         outcome = task.train(hooks=(hook,), desc=f"{self.name} sparse learning", log_every=100, log_extra=hook.log_row)
         with _eval(model):
-            filters = choose(model, pruner, task.layer_ratios, self.name)
+            filters = choose(model, pruner, task, self.name)
         return Pruning(filters=filters, info=_info(pruner, capped_before_done=not outcome.stopped_by_hook))
 
 

@@ -116,3 +116,38 @@ def test_layers_add_up_to_no_more_than_the_forward_pass(profiled):
     # the convs dominate a net of 128-channel convs: BN, ReLU and the linear layer are a small part
     convs = sum(r["baseline_ms"] for r in prof["layers"] if r["kind"] == "Conv2d")
     assert convs > 0.7 * sum(r["baseline_ms"] for r in prof["layers"])
+
+
+def test_an_attention_modules_own_operations_are_a_row_of_their_own():
+    """A transformer's attention does its main work (query-key products, softmax, weighted sum)
+    between its layers, in no leaf module: it is a row of its own ("own ops": its range minus its
+    layers'). At 1,024 tokens of width 32 (2 heads of 16) the attention's products are about 2 x
+    1024^2 x 32 = 67 M multiply-adds against the qkv layer's 1024 x 32 x 96 = 3 M, so its own time must
+    dominate; with one of the two heads removed it must about halve."""
+    from torch import nn
+
+    from suite.models.transformers import HeadAttention, remove_units
+
+    class Tokens(nn.Module):  # (B, 1, 32, 32) images -> 1,024 tokens of width 32 -> attention -> mean
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(1, 32)
+            self.attn = HeadAttention(32, 2, 16)
+
+        def forward(self, x):
+            t = self.embed(x.flatten(2).transpose(1, 2))
+            return self.attn(t, t, t)[0].mean(1)
+
+    torch.manual_seed(0)
+    base = Tokens().eval()
+    pruned = remove_units(copy.deepcopy(base), {"attn.qkv": [1]})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        prof = layer_times(base, pruned, (1, 32, 32), batch=1, device=CPU, passes=20)
+    finally:
+        torch.set_num_threads(threads)
+    rows = {r["layer"]: r for r in prof["layers"]}
+    assert rows["attn"]["kind"] == "HeadAttention (own ops)"
+    assert rows["attn"]["baseline_ms"] > 3 * rows["attn.qkv"]["baseline_ms"]
+    assert rows["attn"]["pruned_ms"] < 0.75 * rows["attn"]["baseline_ms"]

@@ -227,9 +227,22 @@ def test_swin_prunes_its_mlps_and_keeps_its_window_attention_whole():
         assert torch.allclose(pruned(x), masked(model, choice).eval()(x), atol=1e-4)
 
 
-def test_a_torch_pruning_entry_says_in_one_line_that_it_prunes_conv_filters(vit, small_fmnist):
-    ratios = resolve(parse_ratios("heads=0.5"), vit, GENERIC, "filter", SHAPE)
-    m = registry.get("tp-l2")
-    with pytest.raises(SuiteError) as e:
-        m.prune(vit, _task(vit, small_fmnist, ratios), m.Hparams())
-    assert "\n" not in str(e.value) and "conv filters" in str(e.value)
+def test_torch_prunings_criteria_score_heads_and_mlp_channels(vit, small_fmnist):
+    """Torch-Pruning scores the rows of a unit's layer (a head: its q, k, v rows, summed): its L1 of
+    the layer itself (tp-l1) must choose exactly what the suite's l1 chooses; its group L2 (tp-l2)
+    prunes the asked counts; a criterion that cannot read a transformer says why in one line."""
+    ratios = resolve(parse_ratios("heads=0.5,mlp=0.5"), vit, GENERIC, "filter", SHAPE)
+    task = _task(vit, small_fmnist, ratios)
+    l1 = registry.get("l1").prune(vit, task, None).filters
+    assert registry.get("tp-l1").prune(vit, task, registry.get("tp-l1").Hparams()).filters == l1
+    l2 = registry.get("tp-l2").prune(vit, task, registry.get("tp-l2").Hparams()).filters
+    assert {n: len(i) for n, i in l2.items()} == {n: len(i) for n, i in l1.items()} and l2 != l1
+    for name, why in (("tp-bn-scale", "BatchNorm2d"), ("tp-hessian", "see tokens")):
+        m = registry.get(name)
+        with pytest.raises(SuiteError, match=why) as e:
+            m.prune(
+                copy.deepcopy(vit),
+                _task(vit, small_fmnist, ratios),
+                m.Hparams(**({"sparse_iters": 2} if name == "tp-bn-scale" else {"batches": 2})),
+            )
+        assert "\n" not in str(e.value)

@@ -652,15 +652,19 @@ def format_layers(layers: list[dict], profile: dict) -> list[str]:
     lines = [
         f"per layer: {profile['runtime']}, batch {profile['batch']}, fastest of {profile['passes']} passes "
         f"(torch.profiler); forward pass {fwd['baseline']:.3f} ms -> {fwd['pruned']:.3f} ms",
-        f"{'layer':<28} {'kind':<12} {'baseline ms':>11} {'pruned ms':>11} {'pruned/base':>11} {'of forward':>10}",
     ]
     top = top_layers(layers)
+    wl = max([28] + [len(r["layer"]) for r in top])  # columns as wide as the longest name shown
+    wk = max([12] + [len(r["kind"]) for r in top])
+    lines.append(
+        f"{'layer':<{wl}} {'kind':<{wk}} {'baseline ms':>11} {'pruned ms':>11} {'pruned/base':>11} {'of forward':>10}"
+    )
     for r in top:
         b, p = r["baseline_ms"] or 0.0, r["pruned_ms"]
         ratio = f"{p / b:.2f}" if p is not None and b else "-"
         pruned = f"{p:.3f}" if p is not None else "-"
         lines.append(
-            f"{r['layer']:<28} {r['kind']:<12} {b:>11.3f} {pruned:>11} {ratio:>11} {100 * b / fwd['baseline']:>9.0f}%"
+            f"{r['layer']:<{wl}} {r['kind']:<{wk}} {b:>11.3f} {pruned:>11} {ratio:>11} {100 * b / fwd['baseline']:>9.0f}%"
         )
     share = sum(r["baseline_ms"] or 0.0 for r in top) / fwd["baseline"]
     every = sum(r["baseline_ms"] or 0.0 for r in layers) / fwd["baseline"]
