@@ -8,8 +8,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -28,28 +26,23 @@ def runs(tmp_path_factory):
     """Real runs of the tiny setting: l1 and random, two seeds each, plus a smoke run; in fp32 on
     every machine (rows in another precision are labelled, see the precision test)."""
     runs = tmp_path_factory.mktemp("lb") / "runs"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     for extra in (["--methods", "l1,random", "--seed-list", "0,1"], ["--methods", "greg1", "--smoke"]):
-        p = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "suite.cli",
-                "run",
-                "--setting",
-                TINY,
-                "--runs-dir",
-                str(runs),
-                "--precision",
-                "fp32",
-                *extra,
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        assert p.returncode == 0, p.stdout + p.stderr
+        code = _main("run", "--setting", TINY, "--runs-dir", str(runs), "--precision", "fp32", *extra)
+        assert code == 0
     return runs
+
+
+def _main(*argv: str) -> int:
+    """The CLI in this process (a run sets the process's threads to its share: put them back)."""
+    import torch
+
+    from suite.cli import main
+
+    threads = torch.get_num_threads()
+    try:
+        return main(list(argv))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _results(runs):
@@ -173,7 +166,7 @@ def test_unreadable_runs_are_named_and_counted_on_the_terminal_and_the_pages(run
     assert table["random"]["n"] == "2"
 
 
-def test_unstructured_rows_show_sparsity_and_nonzero_params(runs, tmp_path):
+def test_unstructured_rows_show_sparsity_and_nonzero_params(runs, tmp_path, capsys):
     """Weight pruning keeps FLOPs: its rows get their own table with the non-zero parameter count and
     the sparsity reached, both counted here from the stored weights' exact zeros, and stay off the
     FLOPs chart; ``suite run``'s summary shows the same columns."""
@@ -181,31 +174,14 @@ def test_unstructured_rows_show_sparsity_and_nonzero_params(runs, tmp_path):
 
     store = tmp_path / "runs"
     shutil.copytree(runs, store)
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "suite.cli",
-            "run",
-            "--setting",
-            TINY,
-            "--runs-dir",
-            str(store),
-            "--precision",
-            "fp32",
-            "--methods",
-            "magnitude",
-            "--ratios",
-            "0.9",
-            "--seed-list",
-            "0,1",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert "(unstructured: weight sparsity)" in p.stdout and "non-zero params" in p.stdout
+    capsys.readouterr()
+    code = _main(
+        "run", "--setting", TINY, "--runs-dir", str(store), "--precision", "fp32",
+        "--methods", "magnitude", "--ratios", "0.9", "--seed-list", "0,1",
+    )  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.out + out.err
+    assert "(unstructured: weight sparsity)" in out.out and "non-zero params" in out.out
     sparsities, nonzeros = [], []
     for res in store.glob("tiny-fmnist/magnitude/*/result.json"):
         r = json.loads(res.read_text())

@@ -1,7 +1,8 @@
 """`suite search`: a real tiny study, resume, two workers, honest objective, bad input."""
 
+import contextlib
+import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,9 +33,20 @@ BASE = [
 
 
 def run(args, check=0):
-    p = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    assert check is None or p.returncode == check, p.stdout + p.stderr
-    return p
+    """``args`` (``python -m suite.cli ...``) run in this process: exit code, stdout and stderr."""
+    from types import SimpleNamespace
+
+    from suite.cli import main
+
+    threads = torch.get_num_threads()
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in args[3:]])
+    finally:
+        torch.set_num_threads(threads)  # a run sets this process's threads to its share
+    assert check is None or code == check, out.getvalue() + err.getvalue()
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def _default_study() -> str:

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The transformer comparison (issue 41 item 5): the small ViT of leaderboards/settings/fmnist-vit.toml
+# (6 blocks of 4 heads, MLP 128) on Fashion-MNIST, half of every block's heads and MLP channels
+# (about 2x FLOPs) and a quarter of the heads with three quarters of the MLP channels; greg1,
+# greg2, l1, random and Torch-Pruning's group L2 and Taylor criteria; the paper protocol and the
+# 1x equal-sample budget; pruning seeds 0-2 on the baseline of seed 0 (its model.pt is committed).
+# Queued after the third edition (one training at a time on these 2 cores); each command is the
+# runner's resume, so running this again after an interruption loses at most the job in flight.
+#   nohup bash leaderboards/campaigns/fmnist-vit.sh > fmnist-vit.log 2>&1 &
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+setting=leaderboards/settings/fmnist-vit.toml
+
+for ratios in "heads=0.5,mlp=0.5" "heads=0.25,mlp=0.75"; do
+  for seed in 0 1 2; do
+    .venv/bin/suite run --setting "$setting" --ratios "$ratios" --methods greg1,greg2,l1,random,tp-l2,tp-taylor \
+      --budget paper,total:1x --seed-list "$seed" --runs-dir leaderboards/runs --recompute-stale ||
+      echo "campaign: fmnist-vit $ratios seed $seed ended with status $?"
+  done
+done
