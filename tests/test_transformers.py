@@ -246,3 +246,24 @@ def test_torch_prunings_criteria_score_heads_and_mlp_channels(vit, small_fmnist)
                 m.Hparams(**({"sparse_iters": 2} if name == "tp-bn-scale" else {"batches": 2})),
             )
         assert "\n" not in str(e.value)
+
+
+def test_round_to_aligns_mlp_channels_and_leaves_head_counts_as_asked():
+    """--round-to 8 on the example ViT (MLP 128, 4 heads of 16) at heads=0.5,mlp=0.3: an MLP keeps
+    128 - ceil(0.3 * 128) = 89 channels, rounded down to 88; a head is 16 channels of each of q, k, v,
+    so 2 kept heads are already aligned (rounding the count 2 to 8 would keep all 4 heads)."""
+    from suite.models.rounding import round_ratios
+
+    model = zoo.build(TINY.replace(":tiny", ":vit"), 10, SHAPE).eval()
+    ratios = resolve(parse_ratios("heads=0.5,mlp=0.3"), model, GENERIC, "filter", SHAPE)
+    rounded = round_ratios(model, ratios, 8, GENERIC)
+    kinds = transformer_units(model)
+    kept = {n: GENERIC.unit_size(model, n) - n_pruned(r, GENERIC.unit_size(model, n)) for n, r in rounded.items()}
+    assert set(rounded) == set(ratios)
+    assert {k for n, k in kept.items() if kinds[n][0] == "mlp"} == {88}
+    assert {k for n, k in kept.items() if kinds[n][0] == "heads"} == {2}
+    pruned = GENERIC.remove(
+        copy.deepcopy(model), {n: list(range(GENERIC.unit_size(model, n) - kept[n])) for n in rounded}, EXAMPLE
+    )
+    with torch.no_grad():
+        assert pruned(torch.zeros(2, *SHAPE)).shape == (2, 10)

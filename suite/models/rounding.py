@@ -9,6 +9,10 @@ multiple of N, so the layer prunes at least what its ratio asks. Unlike torch-pr
 never left empty: a kept count below N becomes N, and a layer of fewer than N channels (no multiple
 of N fits) stays whole.
 
+A transformer's attention heads are left as their ratios give them: a head is ``head_dim``
+channels of each of q, k and v, so the kept inner width is a multiple of the head width whatever
+the head count, and rounding the count of heads to N would leave most blocks' heads whole.
+
 The result is a ratio per layer, not a count, so everything that reads ratios keeps working
 unchanged: ``n_pruned(k / n, n) == k`` for every count k < n, so the surgery and every method
 remove exactly the rounded count (a layer left whole drops out, as unpruned layers do).
@@ -20,6 +24,7 @@ from torch import nn
 
 from suite.errors import SuiteError
 from suite.models.ratios import n_pruned
+from suite.models.transformers import transformer_units
 
 
 def rounded_kept(n: int, kept: int, round_to: int) -> int:
@@ -37,8 +42,12 @@ def round_ratios(model: nn.Module, layer_ratios: dict[str, float], round_to: int
     count rounded by :func:`rounded_kept`, as ratios ``pruned / n`` that ``n_pruned`` maps back to
     the rounded count exactly; layers the rounding leaves whole are left out. ``layout`` (a
     ``suite.models.layouts.Layout``) says how many channels each unit has."""
+    heads = {n for n, unit in transformer_units(model).items() if unit[0] == "heads"}
     out = {}
     for name, r in layer_ratios.items():
+        if name in heads:
+            out[name] = r
+            continue
         n = layout.unit_size(model, name)
         kept = rounded_kept(n, n - n_pruned(r, n), round_to)
         if kept < n:
