@@ -208,23 +208,31 @@ def test_timm_vits_are_built_for_the_image_size_and_prune_their_heads(name):
         assert torch.allclose(pruned(x), masked(model, choice).eval()(x), atol=1e-4)
 
 
-def test_swin_prunes_its_mlps_and_keeps_its_window_attention_whole():
-    """Swin's window attention computes its head width from the embedding width: its heads stay
-    whole (no head unit), its MLPs prune, and the pruned model computes the masked one."""
+@pytest.mark.parametrize("name", ["swin_t", "swin_v2_t"])
+def test_swin_prunes_heads_and_mlps_and_computes_what_torchvision_does(name):
+    """Swin's window attention as the zoo builds it (``windowwise``: a head width of its own)
+    computes exactly what torchvision's does; its heads and MLP channels are units; removing heads
+    (their q, k, v rows, proj columns and position-bias entries) equals zeroing their proj columns."""
+    from torchvision import models as tvm
+
+    from suite.models.transformers import windowwise
+
     torch.manual_seed(0)
-    model = zoo.build("torchvision:swin_t", 10, (3, 32, 32)).eval()
-    example = example_input(3, (32, 32))
-    units = transformer_units(model)
-    assert len(units) == 12 and {k for k, *_ in units.values()} == {"mlp"}
-    with pytest.raises(SuiteError, match="no heads to prune"):
-        resolve(parse_ratios("heads=0.5"), model, GENERIC, "filter", (3, 32, 32))
-    ratios = resolve(parse_ratios("mlp=0.5"), model, GENERIC, "filter", (3, 32, 32))
-    task = _task(model, None, ratios, example=example)
-    choice = registry.get("random").prune(model, task, registry.get("random").Hparams()).filters
-    pruned = GENERIC.remove(copy.deepcopy(model), choice, example).eval()
+    ref = tvm.get_model(name, weights=None, num_classes=10).eval()
+    nn.init.normal_(ref.head.weight, std=0.1)
+    model = windowwise(copy.deepcopy(ref)).eval()
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+    example = example_input(3, (32, 32))
+    units = transformer_units(model)
+    assert [k for k, *_ in units.values()].count("heads") == 12 and len(units) == 24
+    ratios = resolve(parse_ratios("heads=0.5,mlp=0.5"), model, GENERIC, "filter", (3, 32, 32))
+    choice = registry.get("l1").prune(model, _task(model, None, ratios, example=example), None).filters
+    pruned = GENERIC.remove(copy.deepcopy(model), choice, example).eval()
+    with torch.no_grad():
         assert torch.allclose(pruned(x), masked(model, choice).eval()(x), atol=1e-4)
+    assert count_flops(pruned, (3, 32, 32)) < 0.8 * count_flops(model, (3, 32, 32))
 
 
 def test_torch_prunings_criteria_score_heads_and_mlp_channels(vit, small_fmnist):

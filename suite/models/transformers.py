@@ -12,15 +12,17 @@ CNN. Each unit is named by the layer that makes its channels (``qkv``, ``fc1``),
 Found by what a module is, not by its model's name:
   heads   ``HeadAttention`` (below) and modules shaped like timm's ``Attention``: linear ``qkv`` and
           ``proj``, integer ``num_heads`` and ``head_dim`` that its forward reads, no norm or gate
-          over the heads' outputs. Swin's window attention computes its head width from the
-          embedding width, so its heads stay whole (its MLPs prune).
+          over the heads' outputs; an attention with per-head parameters of its own (Swin's
+          relative position bias) slices them in its ``keep_heads``.
   MLP     torchvision's ``MLP`` (ViT's ``MLPBlock``, Swin's MLP) with two linear layers, and any
           module with linear ``fc1`` and ``fc2`` (timm's ``Mlp``) and no norm between them.
 
 torchvision's ViT attends with ``nn.MultiheadAttention``, whose inner width is the embedding width
 (it checks ``embed_dim == num_heads * head_dim``), so a head cannot leave it: the zoo builds
 torchvision's ViTs with :class:`HeadAttention` in its place (the same function, weights copied:
-:func:`headwise`).
+:func:`headwise`). torchvision's Swin computes its head width as the embedding width over the head
+count, so a head cannot leave it either: the zoo builds Swin V1 and V2 with their window attention
+given a ``head_dim`` and torchvision's forward with that one change (:func:`windowwise`).
 
 Written by hand, not with torch-pruning: its head pruning (``num_heads`` with ``prune_num_heads``)
 lives in its MetaPruner, which ranks heads by its own importance and cannot take the heads a method
@@ -28,6 +30,9 @@ chose; the slicing is a few index selections. May import: suite.errors, suite.mo
 """
 
 from __future__ import annotations
+
+import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +86,102 @@ def headwise(model: nn.Module) -> nn.Module:
         if isinstance(block, EncoderBlock) and isinstance(block.self_attention, nn.MultiheadAttention):
             block.self_attention = HeadAttention.from_multihead(block.self_attention)
     return model
+
+
+def _window_attention(attn, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``shifted_window_attention`` (torchvision/models/swin_transformer.py, BSD-3) with
+    the head width an attribute (``attn.head_dim``) instead of the embedding width over the head
+    count, and the heads' outputs ``num_heads * head_dim`` wide before the projection: the only
+    changes, so a Swin block computes what it did until a head is removed. x: [B, H, W, C]."""
+    b, h, w, c = x.shape
+    ws, shift = attn.window_size, list(attn.shift_size)
+    pad_r, pad_b = (ws[1] - w % ws[1]) % ws[1], (ws[0] - h % ws[0]) % ws[0]
+    x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+    _, ph, pw, _ = x.shape
+    if ws[0] >= ph:
+        shift[0] = 0
+    if ws[1] >= pw:
+        shift[1] = 0
+    if sum(shift) > 0:
+        x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+    nw = (ph // ws[0]) * (pw // ws[1])
+    x = x.view(b, ph // ws[0], ws[0], pw // ws[1], ws[1], c).permute(0, 1, 3, 2, 4, 5).reshape(b * nw, ws[0] * ws[1], c)
+    heads, d = attn.num_heads, attn.head_dim
+    logit_scale = getattr(attn, "logit_scale", None)
+    qkv_bias = attn.qkv.bias
+    if logit_scale is not None and qkv_bias is not None:  # Swin V2: no key bias
+        qkv_bias = qkv_bias.clone()
+        qkv_bias[heads * d : 2 * heads * d].zero_()
+    qkv = F.linear(x, attn.qkv.weight, qkv_bias).reshape(x.size(0), x.size(1), 3, heads, d).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    if logit_scale is not None:
+        scores = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        scores = scores * torch.clamp(logit_scale, max=math.log(100.0)).exp()
+    else:
+        scores = (q * d**-0.5).matmul(k.transpose(-2, -1))
+    scores = scores + attn.get_relative_position_bias()
+    if sum(shift) > 0:
+        mask = x.new_zeros((ph, pw))
+        count = 0
+        for hs in ((0, -ws[0]), (-ws[0], -shift[0]), (-shift[0], None)):
+            for wsl in ((0, -ws[1]), (-ws[1], -shift[1]), (-shift[1], None)):
+                mask[hs[0] : hs[1], wsl[0] : wsl[1]] = count
+                count += 1
+        mask = mask.view(ph // ws[0], ws[0], pw // ws[1], ws[1]).permute(0, 2, 1, 3).reshape(nw, ws[0] * ws[1])
+        mask = mask.unsqueeze(1) - mask.unsqueeze(2)
+        mask = mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+        scores = scores.view(x.size(0) // nw, nw, heads, x.size(1), x.size(1)) + mask.unsqueeze(1).unsqueeze(0)
+        scores = scores.view(-1, heads, x.size(1), x.size(1))
+    scores = F.dropout(F.softmax(scores, dim=-1), p=attn.attention_dropout, training=attn.training)
+    x = scores.matmul(v).transpose(1, 2).reshape(x.size(0), x.size(1), heads * d)
+    x = F.dropout(attn.proj(x), p=attn.dropout, training=attn.training)
+    x = x.view(b, ph // ws[0], pw // ws[1], ws[0], ws[1], c).permute(0, 1, 3, 2, 4, 5).reshape(b, ph, pw, c)
+    if sum(shift) > 0:
+        x = torch.roll(x, shifts=(shift[0], shift[1]), dims=(1, 2))
+    return x[:, :h, :w, :].contiguous()
+
+
+def _keep_window_heads(attn, kept: torch.Tensor) -> None:
+    """A Swin attention's per-head parameters beyond qkv and proj: V1's relative position bias table
+    (a column per head), V2's bias MLP output (a row per head) and logit scale."""
+    if hasattr(attn, "cpb_mlp"):
+        _keep_rows(attn.cpb_mlp[2], kept)
+        attn.logit_scale = nn.Parameter(attn.logit_scale.data.index_select(0, kept.to(attn.logit_scale.device)))
+    else:
+        table = attn.relative_position_bias_table
+        attn.relative_position_bias_table = nn.Parameter(table.data.index_select(1, kept.to(table.device)))
+
+
+def windowwise(model: nn.Module) -> nn.Module:
+    """``model`` with every torchvision Swin window attention (V1 and V2) made head-prunable: its
+    class becomes a subclass whose forward is :func:`_window_attention` and which knows its head
+    width, its parameters untouched (in place; returns the model)."""
+    headed = _window_classes()
+    for m in model.modules():
+        if type(m) in headed:
+            m.head_dim = m.qkv.out_features // (3 * m.num_heads)
+            m.__class__ = headed[type(m)]
+    return model
+
+
+@functools.cache
+def _window_classes() -> dict[type, type]:
+    """{torchvision's Swin attention class: its head-prunable subclass}, made on first use (importing
+    torchvision's models takes seconds, and most commands never build a Swin)."""
+    from torchvision.models.swin_transformer import ShiftedWindowAttention, ShiftedWindowAttentionV2
+
+    def headed(base):
+        return type(
+            f"WindowHead{base.__name__}",
+            (base,),
+            {
+                "__doc__": f"{base.__name__} whose heads can be removed (suite.models.transformers.windowwise).",
+                "forward": _window_attention,
+                "keep_heads": _keep_window_heads,
+            },
+        )
+
+    return {base: headed(base) for base in (ShiftedWindowAttention, ShiftedWindowAttentionV2)}
 
 
 # ----------------------------------------------------------------------------- finding the units
@@ -199,6 +300,8 @@ def remove_units(model: nn.Module, choice: dict[str, list[int]]) -> nn.Module:
             attn.num_heads = len(kept)
             if hasattr(attn, "attn_dim"):
                 attn.attn_dim = len(kept) * d
+            if hasattr(attn, "keep_heads"):  # per-head parameters of its own (Swin's position bias)
+                attn.keep_heads(torch.tensor(kept))
         else:
             keep = torch.tensor(kept)
             _keep_rows(model.get_submodule(first), keep)

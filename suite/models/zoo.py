@@ -34,7 +34,7 @@ from suite.errors import SuiteError
 from suite.models.groups import GENERIC
 from suite.models.layouts import Layout
 from suite.models.nets import MODELS, ModelEntry
-from suite.models.transformers import headwise
+from suite.models.transformers import headwise, windowwise
 from suite.usercode import load_module
 
 
@@ -149,6 +149,8 @@ def _torchvision_entry(short: str) -> ModelEntry:
                 model = headwise(tvm.get_model(short, weights=None, num_classes=k, image_size=shape[1]))
                 return _adapt_stem(model, shape[0], f"torchvision:{short}")
             model = tvm.get_model(short, weights=None, num_classes=k)
+            if short.startswith("swin_"):  # window attention whose heads can be removed (the same function)
+                model = windowwise(model)
             if getattr(model, "aux_logits", False):
                 # GoogLeNet and Inception v3 return (logits, aux logits...) while training, which no
                 # recipe of the suite's trains on (one loss on the main logits, as every method's
