@@ -275,3 +275,21 @@ def test_round_to_aligns_mlp_channels_and_leaves_head_counts_as_asked():
     )
     with torch.no_grad():
         assert pruned(torch.zeros(2, *SHAPE)).shape == (2, 10)
+
+
+def test_convnext_prunes_the_mlp_of_every_block():
+    """ConvNeXt's block ends in an MLP on channels-last features (linear, GELU, linear after the
+    depthwise conv): its hidden channels are units, and removing them equals zeroing their columns
+    of the second linear layer."""
+    torch.manual_seed(0)
+    model = zoo.build("torchvision:convnext_tiny", 10, (3, 32, 32)).eval()
+    example = example_input(3, (32, 32))
+    ratios = resolve(parse_ratios("mlp=0.5"), model, GENERIC, "filter", (3, 32, 32))
+    assert len(ratios) == 18 and all(n.endswith(".block.3") for n in ratios)  # 3 + 3 + 9 + 3 blocks
+    choice = registry.get("l1").prune(model, _task(model, None, ratios, example=example), None).filters
+    pruned = GENERIC.remove(copy.deepcopy(model), choice, example).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reference = masked(model, choice).eval()(x)
+        assert torch.allclose(pruned(x), reference, atol=1e-4)
+        assert not torch.allclose(model(x), reference, atol=1e-3)  # the removal changed the function

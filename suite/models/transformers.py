@@ -14,8 +14,9 @@ Found by what a module is, not by its model's name:
           ``proj``, integer ``num_heads`` and ``head_dim`` that its forward reads, no norm or gate
           over the heads' outputs; an attention with per-head parameters of its own (Swin's
           relative position bias) slices them in its ``keep_heads``.
-  MLP     torchvision's ``MLP`` (ViT's ``MLPBlock``, Swin's MLP) with two linear layers, and any
-          module with linear ``fc1`` and ``fc2`` (timm's ``Mlp``) and no norm between them.
+  MLP     torchvision's ``MLP`` (ViT's ``MLPBlock``, Swin's MLP) with two linear layers, ConvNeXt's
+          block (its two linear layers after the depthwise conv), and any module with linear
+          ``fc1`` and ``fc2`` (timm's ``Mlp``) and no norm between them.
 
 torchvision's ViT attends with ``nn.MultiheadAttention``, whose inner width is the embedding width
 (it checks ``embed_dim == num_heads * head_dim``), so a head cannot leave it: the zoo builds
@@ -200,18 +201,27 @@ def _is_attention(m: nn.Module) -> bool:
     return isinstance(getattr(m, "norm", None), (nn.Identity, type(None))) and getattr(m, "gate", None) is None
 
 
+def _linear_pair(seq: nn.Module, prefix: str = "") -> tuple[str, str] | None:
+    """In a sequence of modules: the names of its two linear layers if it has exactly two, with
+    only elementwise modules between them and the first's outputs the second's inputs."""
+    layers = list(seq.named_children())
+    linear = [i for i, (_, c) in enumerate(layers) if _linear(c)]
+    if len(linear) == 2 and all(isinstance(c, _ELEMENTWISE) for _, c in layers[linear[0] + 1 : linear[1]]):
+        (a, first), (b, second) = layers[linear[0]], layers[linear[1]]
+        if first.out_features == second.in_features:
+            return prefix + a, prefix + b
+    return None
+
+
 def _mlp_pair(m: nn.Module) -> tuple[str, str] | None:
     """The (first, second) linear layers' names inside ``m`` if ``m`` is an MLP (module docstring)."""
+    from torchvision.models.convnext import CNBlock
     from torchvision.ops.misc import MLP
 
     if isinstance(m, MLP):
-        layers = list(m.named_children())
-        linear = [i for i, (_, c) in enumerate(layers) if _linear(c)]
-        if len(linear) == 2 and all(isinstance(c, _ELEMENTWISE) for _, c in layers[linear[0] + 1 : linear[1]]):
-            first, second = layers[linear[0]], layers[linear[1]]
-            if first[1].out_features == second[1].in_features:
-                return first[0], second[0]
-        return None
+        return _linear_pair(m)
+    if isinstance(m, CNBlock):  # ConvNeXt: depthwise conv, LayerNorm, then its MLP, on channels-last
+        return _linear_pair(m.block, "block.")
     fc1, fc2 = getattr(m, "fc1", None), getattr(m, "fc2", None)
     if _linear(fc1) and _linear(fc2) and fc1.out_features == fc2.in_features:
         if isinstance(getattr(m, "norm", None), (nn.Identity, type(None))):
