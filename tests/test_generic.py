@@ -389,7 +389,7 @@ def test_grouped_convolutions_stay_whole_and_the_rest_prunes_on_real_tensors(spe
 def test_maxvit_prunes_its_conv_blocks_and_leaves_its_attention_whole():
     """MaxViT's attention reshapes to the head count and width it was built with, so pruning a
     channel it reads made the pruned model fail its forward: the groups that reach it stay whole and
-    the MBConv blocks' inner channels prune. On a MaxViT of torchvision's class made small (64x64,
+    the MBConv blocks' inner channels and its attention layers' MLPs prune. On a MaxViT of torchvision's class made small (64x64,
     two stages): the surgery succeeds on real tensors, no attention layer changes shape, FLOPs fall
     as the dry surgery says, and the pruned model runs."""
     from torchvision.models import MaxVit
@@ -413,8 +413,9 @@ def test_maxvit_prunes_its_conv_blocks_and_leaves_its_attention_whole():
     ratios = resolve(parse_ratios("0.5"), model, GENERIC, "filter", shape)
     pruned = copy.deepcopy(model)
     GENERIC.remove(
-        pruned, {n: list(range(n_pruned(r, pruned.get_submodule(n).out_channels))) for n, r in ratios.items()}, example
+        pruned, {n: list(range(n_pruned(r, GENERIC.unit_size(pruned, n)))) for n, r in ratios.items()}, example
     )
+    assert sum(n.endswith("mlp_layer.1") for n in ratios) == 4  # 2 stages x (block and grid attention)
     shapes = {n: p.shape for n, p in model.named_parameters() if any(n.startswith(a) for a in attention)}
     assert all(pruned.get_parameter(n).shape == s for n, s in shapes.items())
     assert (

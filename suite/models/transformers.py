@@ -15,7 +15,8 @@ Found by what a module is, not by its model's name:
           over the heads' outputs; an attention with per-head parameters of its own (Swin's
           relative position bias) slices them in its ``keep_heads``.
   MLP     torchvision's ``MLP`` (ViT's ``MLPBlock``, Swin's MLP) with two linear layers, ConvNeXt's
-          block (its two linear layers after the depthwise conv), and any module with linear
+          block (its two linear layers after the depthwise conv), MaxViT's attention layers' MLP
+          (MaxViT's attention reshapes to its built width: its heads stay whole), and any module with linear
           ``fc1`` and ``fc2`` (timm's ``Mlp``) and no norm between them.
 
 torchvision's ViT attends with ``nn.MultiheadAttention``, whose inner width is the embedding width
@@ -216,12 +217,15 @@ def _linear_pair(seq: nn.Module, prefix: str = "") -> tuple[str, str] | None:
 def _mlp_pair(m: nn.Module) -> tuple[str, str] | None:
     """The (first, second) linear layers' names inside ``m`` if ``m`` is an MLP (module docstring)."""
     from torchvision.models.convnext import CNBlock
+    from torchvision.models.maxvit import PartitionAttentionLayer
     from torchvision.ops.misc import MLP
 
     if isinstance(m, MLP):
         return _linear_pair(m)
     if isinstance(m, CNBlock):  # ConvNeXt: depthwise conv, LayerNorm, then its MLP, on channels-last
         return _linear_pair(m.block, "block.")
+    if isinstance(m, PartitionAttentionLayer):  # MaxViT: its attention's MLP (its heads stay whole)
+        return _linear_pair(m.mlp_layer, "mlp_layer.")
     fc1, fc2 = getattr(m, "fc1", None), getattr(m, "fc2", None)
     if _linear(fc1) and _linear(fc2) and fc1.out_features == fc2.in_features:
         if isinstance(getattr(m, "norm", None), (nn.Identity, type(None))):
