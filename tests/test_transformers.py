@@ -296,3 +296,30 @@ def test_convnext_prunes_the_mlp_of_every_block():
         reference = masked(model, choice).eval()(x)
         assert torch.allclose(pruned(x), reference, atol=1e-4)
         assert not torch.allclose(model(x), reference, atol=1e-3)  # the removal changed the function
+
+
+def test_attention_whose_heads_cannot_leave_is_not_a_unit():
+    """Shaped like timm's attention (qkv, proj, num_heads, head_dim), but a head cannot leave: one
+    takes its head width from the embedding width in its forward (as CrossViT's attention does),
+    one has a bias of its own that nothing here slices (as EVA's separate q and v biases). Both fail
+    the trial removal, so neither is a unit; the well-formed one beside them is."""
+
+    class Attention(nn.Module):
+        def __init__(self, dim=32, heads=4, own_bias=False, width_from_input=False):
+            super().__init__()
+            self.num_heads, self.head_dim, self.width_from_input = heads, dim // heads, width_from_input
+            self.qkv, self.proj = nn.Linear(dim, 3 * dim, bias=not own_bias), nn.Linear(dim, dim)
+            self.q_bias = nn.Parameter(torch.zeros(dim)) if own_bias else None
+
+        def forward(self, x):
+            b, n, c = x.shape
+            bias = None if self.q_bias is None else torch.cat([self.q_bias, torch.zeros_like(self.q_bias)] * 2)[: 3 * c]
+            d = c // self.num_heads if self.width_from_input else self.head_dim
+            qkv = nn.functional.linear(x, self.qkv.weight, bias if bias is not None else self.qkv.bias)
+            q, k, v = qkv.reshape(b, n, 3, self.num_heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+            return self.proj(nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, -1))
+
+    model = nn.ModuleDict(
+        {"good": Attention(), "reads_width": Attention(width_from_input=True), "own_bias": Attention(own_bias=True)}
+    )
+    assert {u[1] for u in transformer_units(model).values()} == {"good"}

@@ -33,8 +33,11 @@ chose; the slicing is a few index selections. May import: suite.errors, suite.mo
 
 from __future__ import annotations
 
+import copy
 import functools
+import itertools
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -199,7 +202,41 @@ def _is_attention(m: nn.Module) -> bool:
     if qkv.out_features != 3 * heads * width or proj.in_features != heads * width:
         return False
     # a norm or a gate over the heads' outputs would need slicing too: such heads stay whole
-    return isinstance(getattr(m, "norm", None), (nn.Identity, type(None))) and getattr(m, "gate", None) is None
+    if not isinstance(getattr(m, "norm", None), (nn.Identity, type(None))) or getattr(m, "gate", None) is not None:
+        return False
+    return _heads_removable(m)
+
+
+# {attention module: ((heads, qkv rows), whether a head can leave it)}: the trial below runs once per shape
+_TRIED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _heads_removable(attn: nn.Module) -> bool:
+    """Whether removing a head leaves the module working, tried on a copy on the meta device (shapes,
+    no arithmetic): a module with tensors of its own that no rule here slices (EVA's separate q and v
+    biases) or whose forward takes the head width from the embedding width (CrossViT's attention)
+    fails the trial, and its heads stay whole. Its input: a few tokens, or a window for Swin's."""
+    key = (attn.num_heads, attn.qkv.out_features)
+    if attn in _TRIED and _TRIED[attn][0] == key:
+        return _TRIED[attn][1]
+    own = [t for t in itertools.chain(attn.parameters(recurse=False), attn.buffers(recurse=False))]
+    ok = attn.num_heads > 1 and (hasattr(attn, "keep_heads") or not own)
+    if ok:
+        trial = copy.deepcopy(attn).to("meta").eval()
+        ws = getattr(attn, "window_size", None)
+        x = torch.zeros((1, *ws, attn.qkv.in_features) if ws else (1, 4, attn.qkv.in_features), device="meta")
+        call = (x, x, x) if isinstance(attn, HeadAttention) else (x,)
+        try:
+            with torch.no_grad():
+                before = trial(*call)
+                _keep_heads(trial, list(range(1, attn.num_heads)))
+                after = trial(*call)
+            before, after = (o[0] if isinstance(o, tuple) else o for o in (before, after))  # HeadAttention: (out, None)
+            ok = before.shape == after.shape
+        except Exception:  # any failure of the trial means: this module's heads cannot leave it
+            ok = False
+    _TRIED[attn] = (key, ok)
+    return ok
 
 
 def _linear_pair(seq: nn.Module, prefix: str = "") -> tuple[str, str] | None:
@@ -290,6 +327,20 @@ def _keep_columns(layer: nn.Linear, keep: torch.Tensor) -> None:
     layer.in_features = len(keep)
 
 
+def _keep_heads(attn: nn.Module, kept: list[int]) -> None:
+    """Keep only the ``kept`` heads of an attention module (its ``qkv`` rows and ``proj`` columns,
+    its head count, and what its ``keep_heads`` slices), in place."""
+    n, d = attn.num_heads, attn.head_dim
+    rows = torch.tensor([r for h in kept for r in head_rows(n, d)[h]]).view(len(kept), 3, d)
+    _keep_rows(attn.qkv, rows.transpose(0, 1).flatten())  # q rows, then k, then v
+    _keep_columns(attn.proj, torch.tensor([h * d + j for h in kept for j in range(d)]))
+    attn.num_heads = len(kept)
+    if hasattr(attn, "attn_dim"):
+        attn.attn_dim = len(kept) * d
+    if hasattr(attn, "keep_heads"):  # per-head parameters of its own (Swin's position bias)
+        attn.keep_heads(torch.tensor(kept))
+
+
 def remove_units(model: nn.Module, choice: dict[str, list[int]]) -> nn.Module:
     """Remove the chosen heads or MLP channels of each named unit, in place: the kept ones stay in
     order, an attention module's ``num_heads`` (and timm's ``attn_dim``) follow. Removing every
@@ -306,16 +357,7 @@ def remove_units(model: nn.Module, choice: dict[str, list[int]]) -> nn.Module:
             )
         kept = [i for i in range(n) if i not in set(idxs)]
         if kind == "heads":
-            attn = model.get_submodule(module)
-            d = attn.head_dim
-            rows = torch.tensor([r for h in kept for r in head_rows(n, d)[h]]).view(len(kept), 3, d)
-            _keep_rows(model.get_submodule(first), rows.transpose(0, 1).flatten())  # q rows, then k, then v
-            _keep_columns(model.get_submodule(second), torch.tensor([h * d + j for h in kept for j in range(d)]))
-            attn.num_heads = len(kept)
-            if hasattr(attn, "attn_dim"):
-                attn.attn_dim = len(kept) * d
-            if hasattr(attn, "keep_heads"):  # per-head parameters of its own (Swin's position bias)
-                attn.keep_heads(torch.tensor(kept))
+            _keep_heads(model.get_submodule(module), kept)
         else:
             keep = torch.tensor(kept)
             _keep_rows(model.get_submodule(first), keep)
