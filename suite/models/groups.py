@@ -9,7 +9,9 @@ for every conv whose output channels it removes, which of that conv's filters ea
 
 Kept by default: the group that holds the stem (the first conv; in a ResNet that is the residual
 stream of the first stage) and the classifier (the last conv or linear layer; its outputs are the
-classes). Linear layers are never roots: the suite prunes conv filters.
+classes). Linear layers are never roots of these groups: a transformer's linear layers are units of
+their own, its attention heads and MLP channels (``suite.models.transformers``), which the
+``GENERIC`` layout adds to these groups.
 
 Kept whole because a method's arbitrary filters cannot go there: a group that reaches a grouped
 convolution (RegNet, ResNeXt: ``_grouped``) or MaxViT's attention (``_fixed_shape``). A model whose
@@ -17,8 +19,8 @@ channels are shuffled (ShuffleNetV2) is pruned inside its branches, each traced 
 (``shuffled_scopes``), since torch-pruning cannot trace the shuffle.
 
 The ``GENERIC`` layout (models from torchvision, timm or a user's file) is defined here, with the
-tracing it rests on: its ratio strings are a single ratio, module-name globs, or a FLOPs target
-(``suite.models.ratios``); the built-in models keep the paper's layouts (``suite.models.layouts``),
+tracing it rests on: its ratio strings are a single ratio, module-name globs, structure kinds
+(``heads``, ``mlp``, ``convs``), or a FLOPs target (``suite.models.ratios``); the built-in models keep the paper's layouts (``suite.models.layouts``),
 which never import this module, so this module is training code for generic models only.
 """
 
