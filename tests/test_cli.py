@@ -570,3 +570,21 @@ def test_list_settings_counts_once_per_setting_and_code_version(tmp_path, monkey
     monkeypatch.setattr(overview, "_code_version", lambda: "another")
     overview._cached_achieved(s)
     assert calls == ["fmnist-cnn4", "fmnist-cnn4"]
+
+
+@pytest.mark.data
+def test_checkpoints_of_other_training_code_are_not_resumed(suite, tmp_path):
+    """A run killed before the training code changed must not resume under today's fingerprint:
+    its checkpoints are deleted and the run starts again, saying so."""
+    runs = tmp_path / "runs"
+    args = ("run", "--smoke", "--setting", TINY, "--runs-dir", runs, "--methods", "greg1")
+    suite(*args, check=0)
+    folder = next(runs.glob("tiny-fmnist/greg1/*"))
+    (folder / "result.json").unlink()
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "training_code": "older"}))
+    (folder / "own.ckpt").write_bytes(b"not a checkpoint")
+    again = suite(*args, check=0)
+    assert "made by other training code (older): started again" in again.stdout
+    assert json.loads((folder / "result.json").read_text())["status"] == "smoke"
+    assert not (folder / "own.ckpt").exists()  # deleted, and a finished run leaves none

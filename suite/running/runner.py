@@ -8,6 +8,7 @@ holds is waited for or passed over; a failure is recorded with its message and t
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -127,6 +128,7 @@ class Runner:
                 "device": str(self.device),
                 **machine(self.device),
             }
+            _drop_checkpoints_of_other_code(folder, config["training_code"])
             write_json(folder / "config.json", config)
             t0 = time.time()
             try:
@@ -215,6 +217,24 @@ class Runner:
             **({"latency_target": self.setting.latency_target} if self.setting.latency_target else {}),
             **({"round_to": self.setting.round_to} if self.setting.round_to > 1 else {}),
         }
+
+
+def _drop_checkpoints_of_other_code(folder: Path, code: str) -> None:
+    """A killed run resumes from its checkpoints, unless other training code made them (the run was
+    started before the code changed): a resumed run would mix two codes under today's fingerprint,
+    so its checkpoints are deleted and it starts again, saying so."""
+    previous = folder / "config.json"
+    if not previous.exists():
+        return
+    try:
+        made_by = json.loads(previous.read_text()).get("training_code")
+    except ValueError:
+        made_by = None
+    stale = [f for f in ("pruned.pt", "own.ckpt", "finetune.ckpt") if (folder / f).exists()]
+    if stale and made_by != code:
+        for f in stale:
+            (folder / f).unlink()
+        print(f"    {folder.name}: its checkpoints were made by other training code ({made_by}): started again")
 
 
 def _supersede(folder: Path, result: dict) -> None:
