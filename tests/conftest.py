@@ -1,5 +1,6 @@
 """Shared fixtures and helpers: small slices of the real Fashion-MNIST (never random tensors for accuracy)."""
 
+import itertools
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -9,6 +10,7 @@ import torch
 
 from suite.data import datasets
 from suite.data.datasets import TensorSplit
+from suite.training.loop import train
 
 torch.set_num_threads(2)
 
@@ -85,3 +87,45 @@ class QuietHook:
 
     def load_state_dict(self, state):
         pass
+
+
+CPU = torch.device("cpu")
+
+
+def sgd_run(model, data, batch_size, steps, before=(), after=(), **train_options):
+    """The training a ``PruneTask`` hands a method (its ``train``): plain SGD at a fixed 0.01, seed 0,
+    on the data's own stream, for ``steps`` iterations, with the method's hooks between ``before`` and
+    ``after`` (a test's own watchers)."""
+
+    def run(hooks, desc, log_every=None, log_extra=None):
+        return train(
+            model,
+            data,
+            lr=lambda e: 0.01,
+            batch_size=batch_size,
+            momentum=0.9,
+            weight_decay=5e-4,
+            device=CPU,
+            seed=0,
+            stream="own",
+            total_steps=steps,
+            hooks=(*before, *hooks, *after),
+            eval_split=None,
+            log_every=log_every,
+            log_extra=log_extra,
+            **train_options,
+        )
+
+    return run
+
+
+def own_batches(data, batch_size):
+    """A ``PruneTask``'s ``batches``: the first n batches of the data's own stream, epoch after epoch."""
+
+    def batches(n):
+        stream = itertools.chain.from_iterable(
+            data.train_batches(batch_size, 0, e, CPU, stream="own") for e in itertools.count()
+        )
+        return itertools.islice(stream, n)
+
+    return batches

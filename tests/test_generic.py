@@ -7,14 +7,13 @@ padded to 32x32 and repeated to 3 channels (nothing here reports an accuracy).
 """
 
 import copy
-import itertools
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import randomize_bn
+from conftest import CPU, own_batches, randomize_bn, sgd_run
 
 from methods import registry
 from methods.base import PruneTask
@@ -27,9 +26,7 @@ from suite.models.nets import example_input
 from suite.models.ratios import dry_surgery, n_pruned, parse_ratios, resolve
 from suite.models.size import count_flops
 from suite.models.surgery import batchnorm_after, remove_filters
-from suite.training.loop import train
 
-CPU = torch.device("cpu")
 SHAPE = (3, 32, 32)
 USER = f"{Path(__file__).parent.parent / 'suite' / 'examples' / 'mynet.py'}:build"
 MODELS = ["torchvision:resnet18", "torchvision:mobilenet_v2", USER]
@@ -81,30 +78,7 @@ def one_thread():
 
 
 def _task(model, data, ratios, groups, max_iters=3):
-    def run(hooks, desc, log_every=None, log_extra=None):
-        return train(
-            model,
-            data,
-            lr=lambda e: 0.01,
-            batch_size=16,
-            momentum=0.9,
-            weight_decay=5e-4,
-            device=CPU,
-            seed=0,
-            stream="own",
-            total_steps=max_iters,
-            hooks=hooks,
-            eval_split=None,
-            log_every=log_every,
-            log_extra=log_extra,
-        )
-
-    def batches(n):
-        stream = itertools.chain.from_iterable(
-            data.train_batches(16, 0, e, CPU, stream="own") for e in itertools.count()
-        )
-        yield from itertools.islice(stream, n)
-
+    run, batches = sgd_run(model, data, 16, max_iters), own_batches(data, 16)
     return PruneTask(ratios, CPU, 0, max_iters, run, batches, EXAMPLE, groups=groups)
 
 

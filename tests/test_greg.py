@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import QuietHook
+from conftest import CPU, QuietHook, sgd_run
 
 from methods import registry
 from methods.base import PruneTask
@@ -18,7 +18,6 @@ from suite.models.nets import build_model, example_input
 from suite.spec.settings import get_setting
 from suite.training.loop import Outcome, train
 
-CPU = torch.device("cpu")
 RATIOS = {"features.4": 0.5, "features.8": 0.7, "features.11": 0.7}
 NO_RATIO_STOP = math.inf
 
@@ -200,24 +199,7 @@ def test_unstructured_greg_penalises_convs_only():
 
 # ------------------------------------------------------------------------- 5. a forced pick is recorded
 def _task(data, model, layer_ratios, max_iters):
-    def run(hooks, desc, log_every=None, log_extra=None):
-        return train(
-            model,
-            data,
-            lr=lambda e: 0.01,
-            batch_size=64,
-            momentum=0.9,
-            weight_decay=5e-4,
-            device=CPU,
-            seed=0,
-            stream="own",
-            total_steps=max_iters,
-            hooks=hooks,
-            eval_split=None,
-            log_every=log_every,
-            log_extra=log_extra,
-        )
-
+    run = sgd_run(model, data, 64, max_iters)
     return PruneTask(layer_ratios, CPU, 0, max_iters, run, None, example_input(1, 28))
 
 
@@ -414,29 +396,11 @@ class _Before(_PenaltyCheck):
 
 
 def _precision_task(data, model, numerics, check):
-    outcomes = []
+    outcomes, train_1000 = [], sgd_run(model, data, 64, 1000, (_Before(check),), (check,), numerics=numerics)
 
     def run(hooks, desc, log_every=None, log_extra=None):
         check.greg = hooks[0]
-        outcomes.append(
-            train(
-                model,
-                data,
-                lr=lambda e: 0.01,
-                batch_size=64,
-                momentum=0.9,
-                weight_decay=5e-4,
-                device=CPU,
-                seed=0,
-                stream="own",
-                total_steps=1000,
-                hooks=(_Before(check), *hooks, check),
-                eval_split=None,
-                log_every=log_every,
-                log_extra=log_extra,
-                numerics=numerics,
-            )
-        )
+        outcomes.append(train_1000(hooks, desc, log_every, log_extra))
         return outcomes[-1]
 
     return PruneTask(RATIOS, CPU, 0, 1000, run, None, example_input(1, 28)), outcomes

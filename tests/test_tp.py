@@ -6,10 +6,9 @@ ResNet cases train on random pixels: they check which filters and how many, neve
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
+from conftest import CPU, own_batches, sgd_run
 
 from methods import registry
 from methods.base import PruneTask
@@ -20,9 +19,7 @@ from suite.models.nets import build_model, example_input
 from suite.models.ratios import n_pruned, parse_ratios, resolve
 from suite.models.surgery import remove_filters
 from suite.spec.settings import get_setting
-from suite.training.loop import train
 
-CPU = torch.device("cpu")
 ENTRIES = [
     "tp-bn-scale",
     "tp-fpgm",
@@ -66,33 +63,15 @@ def _model(kind: str):
 def counting_task(model, data, ratios, channels, size, max_iters=1000):
     """A PruneTask whose train and batches run the suite's loop and batches, counting every sample
     the way the harness does (suite.running.runner._prune)."""
-    seen = {"samples": 0}
+    seen, train_own, own = {"samples": 0}, sgd_run(model, data, BATCH, max_iters), own_batches(data, BATCH)
 
     def run(hooks, desc, log_every=None, log_extra=None):
-        out = train(
-            model,
-            data,
-            lr=lambda e: 0.01,
-            batch_size=BATCH,
-            momentum=0.9,
-            weight_decay=5e-4,
-            device=CPU,
-            seed=0,
-            stream="own",
-            total_steps=max_iters,
-            hooks=hooks,
-            eval_split=None,
-            log_every=log_every,
-            log_extra=log_extra,
-        )
+        out = train_own(hooks, desc, log_every, log_extra)
         seen["samples"] += out.steps * BATCH
         return out
 
     def batches(n):
-        stream = itertools.chain.from_iterable(
-            data.train_batches(BATCH, 0, e, CPU, stream="own") for e in itertools.count()
-        )
-        for x, y in itertools.islice(stream, n):
+        for x, y in own(n):
             seen["samples"] += len(y)
             yield x, y
 

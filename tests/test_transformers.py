@@ -8,11 +8,11 @@ sum over its query, key and value rows read off the weight reshaped as [3, heads
 """
 
 import copy
-import itertools
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import CPU, own_batches, sgd_run
 from torch import nn
 
 from methods import registry
@@ -25,9 +25,7 @@ from suite.models.nets import example_input
 from suite.models.ratios import dry_surgery, n_pruned, parse_ratios, resolve
 from suite.models.size import count_flops
 from suite.models.transformers import HeadAttention, headwise, transformer_units
-from suite.training.loop import train
 
-CPU = torch.device("cpu")
 SHAPE = (1, 28, 28)
 EXAMPLE = example_input(1, (28, 28))
 TINY = f"{Path(__file__).parent.parent / 'suite' / 'examples' / 'vit.py'}:tiny"
@@ -51,30 +49,7 @@ def vit():
 
 
 def _task(model, data, ratios, max_iters=6, example=EXAMPLE):
-    def run(hooks, desc, log_every=None, log_extra=None):
-        return train(
-            model,
-            data,
-            lr=lambda e: 0.01,
-            batch_size=32,
-            momentum=0.9,
-            weight_decay=5e-4,
-            device=CPU,
-            seed=0,
-            stream="own",
-            total_steps=max_iters,
-            hooks=hooks,
-            eval_split=None,
-            log_every=log_every,
-            log_extra=log_extra,
-        )
-
-    def batches(n):
-        stream = itertools.chain.from_iterable(
-            data.train_batches(32, 0, e, CPU, stream="own") for e in itertools.count()
-        )
-        yield from itertools.islice(stream, n)
-
+    run, batches = sgd_run(model, data, 32, max_iters), own_batches(data, 32)
     groups = {n: g for n, g in GENERIC.groups(model, example).items() if n in ratios}
     return PruneTask(ratios, CPU, 0, max_iters, run, batches, example, groups=groups)
 
