@@ -10,6 +10,7 @@ from suite.spec.plan import Job, resolve_hparams
 from suite.spec.run import ModelSpec, NumericsSpec, RunDescription, spec_field
 from suite.spec.settings import get_setting
 from suite.store.files import content_hash
+from suite.store.migrate import job_of
 from suite.training.numerics import Numerics
 
 TINY = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
@@ -30,10 +31,22 @@ def _desc(method="l1", seed=0, **kw) -> RunDescription:
     ],
 )
 def test_a_stored_config_gives_back_the_description_that_named_it(method, kw):
-    desc = _desc(method, **kw)
-    config = {**desc.identity(), "setting": "tiny", "processor": "some CPU"}  # a record adds provenance
-    assert RunDescription.from_config(config) == desc
-    assert RunDescription.from_config(config).name == desc.name == content_hash(desc.identity())
+    """A config as the runner writes it (the identity, then the record over it: the method's full
+    hyperparameters, names, provenance) is read back into the job whose description named it."""
+    job = Job(TINY, method, resolve_hparams(TINY, method, None), 0, **kw)
+    desc = job.describe("fp")
+    config = {
+        **desc.identity(),
+        "hparams": job.hparams,  # every hyperparameter, not only those that define the result
+        "setting": "tiny",
+        "baseline_seed": job.baseline_seed,
+        "setting_definition": TINY.to_dict(),
+        "processor": "some CPU",
+        **job.numerics.record(),
+    }
+    assert job.hparams != desc.identity()["hparams"] or method in ("l1", "random")  # the record differs
+    back = job_of(config).describe("fp")
+    assert back == desc and back.name == content_hash(desc.identity())
 
 
 def test_the_comparison_key_is_the_identity_less_what_a_method_and_a_seed_choose():

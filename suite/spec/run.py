@@ -13,18 +13,21 @@ From this one object come:
   default (a field added later with ``omit_default`` renames no stored run);
 - ``comparison()``: the one key of "which runs are comparable" (the identity minus what a method
   and a seed choose), used by the summary, ``suite results``, the leaderboard and the findings;
-- ``from_config()``: the description a stored ``config.json`` of today's layout records (older
-  records are rebuilt through ``suite.store.migrate.job_of``, which ``suite migrate`` uses).
+
+A stored ``config.json`` is read back through the job it records (``suite.store.migrate.job_of``:
+its setting's definition, method, hyperparameters, seed, baseline, budget and numerics), whose
+description is built by the same code that named the folder. The config cannot be read as a
+description field by field: it records the method's full hyperparameters (the identity holds only
+those that define a result) and the provenance beside them.
 
 Adding a field that defines results is one change here (a field with its metadata) plus its test:
-identity, name, comparison key and the reading of stored configs all follow from the metadata.
+identity, name and comparison key follow from the metadata.
 (Modelled on open_lth's ``foundations/desc.py``; written here because no library names runs.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 
 from suite.store.files import content_hash
@@ -60,19 +63,6 @@ class Spec:
 
     def identity(self) -> dict:
         return dict(self._entries(comparison=False))
-
-    @classmethod
-    def from_config(cls, config: dict):
-        """The spec a stored config records (a field absent from an older config takes its default)."""
-        values, types = {}, typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            sub = types.get(f.name)
-            if isinstance(sub, type) and issubclass(sub, Spec):
-                values[f.name] = sub.from_config(config)
-            else:
-                key = f.metadata.get("key") or f.name
-                values[f.name] = config.get(key, None if f.default is dataclasses.MISSING else f.default)
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -113,11 +103,6 @@ class BaselineSpec(Spec):
             ({"weights": self.weights} if self.weights is not None else {"recipe": self.recipe, "seed": self.seed}),
         )
 
-    @classmethod
-    def from_config(cls, config: dict) -> BaselineSpec:
-        b = config.get("baseline") or {}
-        return cls(b.get("recipe"), b.get("seed", 0), b.get("weights"))
-
 
 @dataclass(frozen=True)
 class MethodSpec(Spec):
@@ -136,7 +121,13 @@ class BudgetSpec(Spec):
 
     protocol: str = spec_field(default="paper")
     finetune: dict = spec_field(default={})
-    total_samples: int | None = spec_field(default=None, omit_default=True)
+    total_samples: int | None = None
+
+    def _entries(self, comparison: bool):
+        yield "protocol", self.protocol
+        yield "finetune", self.finetune
+        if self.protocol == "total":  # named even when None: the total runs stored before samples were
+            yield "total_samples", self.total_samples  # counted keep the folders `suite migrate` gave them
 
 
 @dataclass(frozen=True)

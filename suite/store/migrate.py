@@ -23,6 +23,8 @@ from suite.training.numerics import Numerics
 def job_of(config: dict) -> Job:
     """The job a stored config describes (old or new layout)."""
     setting = Setting.from_dict(config.get("setting_definition") or config["setting"])
+    baseline = config.get("baseline")  # the identity's: a --baseline file's digest, or the setting's recipe
+    user_baseline = baseline.get("weights") if isinstance(baseline, dict) else None
     return Job(
         setting,
         config["method"],
@@ -32,7 +34,7 @@ def job_of(config: dict) -> Job:
         config.get("protocol", "paper"),
         config.get("smoke", False),
         config.get("hparams_source", "default"),
-        config.get("user_baseline"),
+        user_baseline,
         config.get("total_samples"),
         Numerics.from_record(config),
     )
