@@ -98,6 +98,18 @@ def test_units_are_every_blocks_heads_and_mlp_and_kinds_select_them(vit):
         resolve(parse_ratios("convs=0.5"), vit, GENERIC, "filter", SHAPE)
 
 
+def test_a_pruned_model_has_the_units_of_the_unpruned_one_at_their_new_sizes(vit):
+    """Pruned to one head, an attention module is still its unit, of size 1 (not its qkv layer's 24
+    rows), in the model and in a copy of it (what a dry surgery or a latency record reads)."""
+    units = list(GENERIC.units(vit, EXAMPLE))
+    first_heads, first_mlp = units[0], units[1]
+    GENERIC.remove(vit, {first_heads: [0, 1, 3], first_mlp: list(range(0, 64, 2))}, EXAMPLE)
+    for model in (vit, copy.deepcopy(vit)):
+        assert list(GENERIC.units(model, EXAMPLE)) == units
+        assert [GENERIC.unit_size(model, n) for n in units] == [1, 32, 4, 64]
+        assert model(EXAMPLE).shape == (1, 10)
+
+
 @pytest.mark.parametrize("method", ["l1", "random", "greg1", "greg2"])
 def test_every_method_prunes_heads_and_mlp_channels(vit, small_fmnist, method):
     ratios = resolve(parse_ratios("heads=0.5,mlp=0.5"), vit, GENERIC, "filter", SHAPE)

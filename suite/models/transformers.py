@@ -215,13 +215,17 @@ def _heads_removable(attn: nn.Module) -> bool:
     """Whether removing a head leaves the module working, tried on a copy on the meta device (shapes,
     no arithmetic): a module with tensors of its own that no rule here slices (EVA's separate q and v
     biases) or whose forward takes the head width from the embedding width (CrossViT's attention)
-    fails the trial, and its heads stay whole. Its input: a few tokens, or a window for Swin's."""
+    fails the trial, and its heads stay whole. Its input: a few tokens, or a window for Swin's. A
+    module of one head (built so, or pruned to it) has no removal to try, and none is ever asked of
+    it (no ratio removes a unit's last channel: ``n_pruned``): it is a unit of one head if nothing
+    of its own needs a rule, so that a pruned model's units and their sizes read as the unpruned
+    model's did."""
     key = (attn.num_heads, attn.qkv.out_features)
     if attn in _TRIED and _TRIED[attn][0] == key:
         return _TRIED[attn][1]
     own = [t for t in itertools.chain(attn.parameters(recurse=False), attn.buffers(recurse=False))]
-    ok = attn.num_heads > 1 and (hasattr(attn, "keep_heads") or not own)
-    if ok:
+    ok = hasattr(attn, "keep_heads") or not own
+    if ok and attn.num_heads > 1:
         trial = copy.deepcopy(attn).to("meta").eval()
         ws = getattr(attn, "window_size", None)
         x = torch.zeros((1, *ws, attn.qkv.in_features) if ws else (1, 4, attn.qkv.in_features), device="meta")
@@ -355,7 +359,8 @@ def remove_units(model: nn.Module, choice: dict[str, list[int]]) -> nn.Module:
             raise SuiteError(
                 f"cannot remove {len(idxs)} of the {n} {'heads' if kind == 'heads' else 'channels'} of {name}"
             )
-        kept = [i for i in range(n) if i not in set(idxs)]
+        drop = set(idxs)
+        kept = [i for i in range(n) if i not in drop]
         if kind == "heads":
             _keep_heads(model.get_submodule(module), kept)
         else:
