@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import CPU, own_batches, sgd_run
 from torch import nn
 
@@ -220,6 +221,53 @@ def test_swin_prunes_heads_and_mlps_and_computes_what_torchvision_does(name):
     with torch.no_grad():
         assert torch.allclose(pruned(x), masked(model, choice).eval()(x), atol=1e-4)
     assert count_flops(pruned, (3, 32, 32)) < 0.8 * count_flops(model, (3, 32, 32))
+
+
+def test_maxvit_prunes_heads_and_mlps_computes_what_torchvision_does_and_trains():
+    """MaxViT's window and grid attention as the zoo makes it (``windowwise``: qkv/proj names, heads'
+    outputs num_heads * head_dim wide) computes exactly what torchvision's does; removing heads
+    (with their position-bias columns) equals zeroing their proj columns; the pruned model trains."""
+    from torchvision.models.maxvit import MaxVit
+
+    from suite.models.transformers import windowwise
+
+    torch.manual_seed(0)
+    ref = MaxVit(
+        input_size=(32, 32),
+        stem_channels=16,
+        partition_size=4,
+        block_channels=[32, 64],
+        block_layers=[1, 1],
+        head_dim=8,
+        stochastic_depth_prob=0.0,
+        num_classes=10,
+    ).eval()
+    model = windowwise(copy.deepcopy(ref)).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+    example = example_input(3, (32, 32))
+    units = transformer_units(model)
+    heads = [n for n, (kind, *_) in units.items() if kind == "heads"]
+    assert len(heads) == 4 and len(units) == 8  # a window and a grid attention per block, each with its MLP
+    assert [GENERIC.unit_size(model, n) for n in heads] == [4, 4, 8, 8]
+    ratios = resolve(parse_ratios("heads=0.5,mlp=0.5"), model, GENERIC, "filter", (3, 32, 32))
+    choice = registry.get("l1").prune(model, _task(model, None, ratios, example=example), None).filters
+    pruned = GENERIC.remove(copy.deepcopy(model), choice, example).eval()
+    assert [GENERIC.unit_size(pruned, n) for n in heads] == [2, 2, 4, 4]
+    with torch.no_grad():
+        assert torch.allclose(pruned(x), masked(model, choice).eval()(x), atol=1e-5)
+    pruned.train()
+    opt = torch.optim.SGD(pruned.parameters(), lr=0.01)
+    y = torch.tensor([3, 7])
+    losses = []
+    for _ in range(3):
+        loss = F.cross_entropy(pruned(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
 
 
 def test_torch_prunings_criteria_score_heads_and_mlp_channels(vit, small_fmnist):

@@ -135,7 +135,9 @@ def _fixed_shape(model: nn.Module) -> set[int]:
     """The layers (by id) inside torchvision's MaxViT attention, which reshapes its input to the head
     count and head width it was built with: pruning a channel it reads or writes makes the pruned
     model fail its forward ("shape '[1, 64, 49, 32]' is invalid"). The groups that reach one (the
-    residual stream of every stage) stay whole; the MBConv blocks' inner channels prune."""
+    residual stream of every stage) stay whole, as a transformer's embedding width does; the MBConv
+    blocks' inner channels prune, and the attention's heads are units of their own once the zoo has
+    made them removable (``suite.models.transformers.windowwise``)."""
     from torchvision.models.maxvit import RelativePositionalMultiHeadAttention
 
     return {

@@ -15,16 +15,18 @@ Found by what a module is, not by its model's name:
           over the heads' outputs; an attention with per-head parameters of its own (Swin's
           relative position bias) slices them in its ``keep_heads``.
   MLP     torchvision's ``MLP`` (ViT's ``MLPBlock``, Swin's MLP) with two linear layers, ConvNeXt's
-          block (its two linear layers after the depthwise conv), MaxViT's attention layers' MLP
-          (MaxViT's attention reshapes to its built width: its heads stay whole), and any module with linear
-          ``fc1`` and ``fc2`` (timm's ``Mlp``) and no norm between them.
+          block (its two linear layers after the depthwise conv), MaxViT's attention layers' MLP,
+          and any module with linear ``fc1`` and ``fc2`` (timm's ``Mlp``) and no norm between them.
 
 torchvision's ViT attends with ``nn.MultiheadAttention``, whose inner width is the embedding width
 (it checks ``embed_dim == num_heads * head_dim``), so a head cannot leave it: the zoo builds
 torchvision's ViTs with :class:`HeadAttention` in its place (the same function, weights copied:
 :func:`headwise`). torchvision's Swin computes its head width as the embedding width over the head
 count, so a head cannot leave it either: the zoo builds Swin V1 and V2 with their window attention
-given a ``head_dim`` and torchvision's forward with that one change (:func:`windowwise`).
+given a ``head_dim`` and torchvision's forward with that one change (:func:`windowwise`). MaxViT's
+attention reshapes its heads' outputs to the embedding width and names its layers ``to_qkv`` and
+``merge``: :func:`windowwise` gives it ``qkv``, ``proj`` and ``num_heads`` and torchvision's forward
+with the heads' outputs ``num_heads * head_dim`` wide.
 
 Written by hand, not with torch-pruning: its head pruning (``num_heads`` with ``prune_num_heads``)
 lives in its MetaPruner, which ranks heads by its own importance and cannot take the heads a method
@@ -146,6 +148,28 @@ def _window_attention(attn, x: torch.Tensor) -> torch.Tensor:
     return x[:, :h, :w, :].contiguous()
 
 
+def _relative_attention(attn, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``RelativePositionalMultiHeadAttention.forward`` (torchvision/models/maxvit.py,
+    BSD-3) with its layers named ``qkv`` and ``proj`` and the heads' outputs ``num_heads * head_dim``
+    wide before the projection (torchvision reshapes them to the input's width): the only changes,
+    so a MaxViT block computes what it did until a head is removed. x: [B, G, P, D]."""
+    b, g, p, _ = x.shape
+    heads, d = attn.num_heads, attn.head_dim
+    q, k, v = (t.reshape(b, g, p, heads, d).permute(0, 1, 3, 2, 4) for t in torch.chunk(attn.qkv(x), 3, dim=-1))
+    k = k * attn.scale_factor
+    scores = torch.einsum("B G H I D, B G H J D -> B G H I J", q, k)
+    scores = F.softmax(scores + attn.get_relative_positional_bias(), dim=-1)
+    out = torch.einsum("B G H I J, B G H J D -> B G H I D", scores, v)
+    return attn.proj(out.permute(0, 1, 3, 2, 4).reshape(b, g, p, heads * d))
+
+
+def _keep_relative_heads(attn, kept: torch.Tensor) -> None:
+    """MaxViT's per-head parameters beyond qkv and proj: its relative position bias table (a column
+    per head)."""
+    table = attn.relative_position_bias_table
+    attn.relative_position_bias_table = nn.Parameter(table.data.index_select(1, kept.to(table.device)))
+
+
 def _keep_window_heads(attn, kept: torch.Tensor) -> None:
     """A Swin attention's per-head parameters beyond qkv and proj: V1's relative position bias table
     (a column per head), V2's bias MLP output (a row per head) and logit scale."""
@@ -158,14 +182,22 @@ def _keep_window_heads(attn, kept: torch.Tensor) -> None:
 
 
 def windowwise(model: nn.Module) -> nn.Module:
-    """``model`` with every torchvision Swin window attention (V1 and V2) made head-prunable: its
-    class becomes a subclass whose forward is :func:`_window_attention` and which knows its head
-    width, its parameters untouched (in place; returns the model)."""
+    """``model`` with every torchvision Swin window attention (V1 and V2) and MaxViT attention made
+    head-prunable: its class becomes a subclass whose forward is :func:`_window_attention` (Swin) or
+    :func:`_relative_attention` (MaxViT) and which knows its head width and head count, its
+    parameters untouched (MaxViT's ``to_qkv`` and ``merge`` renamed ``qkv`` and ``proj``, their
+    order kept; in place; returns the model)."""
     headed = _window_classes()
     for m in model.modules():
-        if type(m) in headed:
+        if type(m) not in headed:
+            continue
+        if hasattr(m, "n_heads"):  # MaxViT
+            names = {"to_qkv": "qkv", "merge": "proj"}
+            m._modules = {names.get(k, k): v for k, v in m._modules.items()}
+            m.num_heads = m.__dict__.pop("n_heads")
+        else:
             m.head_dim = m.qkv.out_features // (3 * m.num_heads)
-            m.__class__ = headed[type(m)]
+        m.__class__ = headed[type(m)]
     return model
 
 
@@ -173,20 +205,27 @@ def windowwise(model: nn.Module) -> nn.Module:
 def _window_classes() -> dict[type, type]:
     """{torchvision's Swin attention class: its head-prunable subclass}, made on first use (importing
     torchvision's models takes seconds, and most commands never build a Swin)."""
+    from torchvision.models.maxvit import RelativePositionalMultiHeadAttention
     from torchvision.models.swin_transformer import ShiftedWindowAttention, ShiftedWindowAttentionV2
 
-    def headed(base):
+    def headed(base, forward, keep_heads):
         return type(
             f"WindowHead{base.__name__}",
             (base,),
             {
                 "__doc__": f"{base.__name__} whose heads can be removed (suite.models.transformers.windowwise).",
-                "forward": _window_attention,
-                "keep_heads": _keep_window_heads,
+                "forward": forward,
+                "keep_heads": keep_heads,
             },
         )
 
-    return {base: headed(base) for base in (ShiftedWindowAttention, ShiftedWindowAttentionV2)}
+    return {
+        ShiftedWindowAttention: headed(ShiftedWindowAttention, _window_attention, _keep_window_heads),
+        ShiftedWindowAttentionV2: headed(ShiftedWindowAttentionV2, _window_attention, _keep_window_heads),
+        RelativePositionalMultiHeadAttention: headed(
+            RelativePositionalMultiHeadAttention, _relative_attention, _keep_relative_heads
+        ),
+    }
 
 
 # ----------------------------------------------------------------------------- finding the units
@@ -215,7 +254,8 @@ def _heads_removable(attn: nn.Module) -> bool:
     """Whether removing a head leaves the module working, tried on a copy on the meta device (shapes,
     no arithmetic): a module with tensors of its own that no rule here slices (EVA's separate q and v
     biases) or whose forward takes the head width from the embedding width (CrossViT's attention)
-    fails the trial, and its heads stay whole. Its input: a few tokens, or a window for Swin's. A
+    fails the trial, and its heads stay whole. Its input: a few tokens, or a window for Swin's and
+    MaxViT's. A
     module of one head (built so, or pruned to it) has no removal to try, and none is ever asked of
     it (no ratio removes a unit's last channel: ``n_pruned``): it is a unit of one head if nothing
     of its own needs a rule, so that a pruned model's units and their sizes read as the unpruned
@@ -227,8 +267,10 @@ def _heads_removable(attn: nn.Module) -> bool:
     ok = hasattr(attn, "keep_heads") or not own
     if ok and attn.num_heads > 1:
         trial = copy.deepcopy(attn).to("meta").eval()
-        ws = getattr(attn, "window_size", None)
-        x = torch.zeros((1, *ws, attn.qkv.in_features) if ws else (1, 4, attn.qkv.in_features), device="meta")
+        ws, seq, width = getattr(attn, "window_size", None), getattr(attn, "max_seq_len", None), attn.qkv.in_features
+        # a Swin window; a MaxViT window or grid of max_seq_len tokens ([B, G, P, D]); a few tokens
+        shape = (1, *ws, width) if ws else (1, 1, seq, width) if seq else (1, 4, width)
+        x = torch.zeros(shape, device="meta")
         call = (x, x, x) if isinstance(attn, HeadAttention) else (x,)
         try:
             with torch.no_grad():
@@ -265,7 +307,7 @@ def _mlp_pair(m: nn.Module) -> tuple[str, str] | None:
         return _linear_pair(m)
     if isinstance(m, CNBlock):  # ConvNeXt: depthwise conv, LayerNorm, then its MLP, on channels-last
         return _linear_pair(m.block, "block.")
-    if isinstance(m, PartitionAttentionLayer):  # MaxViT: its attention's MLP (its heads stay whole)
+    if isinstance(m, PartitionAttentionLayer):  # MaxViT: its attention's MLP
         return _linear_pair(m.mlp_layer, "mlp_layer.")
     fc1, fc2 = getattr(m, "fc1", None), getattr(m, "fc2", None)
     if _linear(fc1) and _linear(fc2) and fc1.out_features == fc2.in_features:

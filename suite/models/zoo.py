@@ -149,7 +149,7 @@ def _torchvision_entry(short: str) -> ModelEntry:
                 model = headwise(tvm.get_model(short, weights=None, num_classes=k, image_size=shape[1]))
                 return _adapt_stem(model, shape[0], f"torchvision:{short}")
             model = tvm.get_model(short, weights=None, num_classes=k)
-            if short.startswith("swin_"):  # window attention whose heads can be removed (the same function)
+            if short.startswith(("swin_", "maxvit_")):  # attention whose heads can be removed (the same function)
                 model = windowwise(model)
             if getattr(model, "aux_logits", False):
                 # GoogLeNet and Inception v3 return (logits, aux logits...) while training, which no
