@@ -162,7 +162,7 @@ def test_smoke_run_then_cached_with_progress_lines(suite, tmp_path):
     # stdout is not a terminal here: every phase printed its progress lines
     for phase in ("baseline", "greg1 regularize", "greg2 regularize", "l1 fine-tune"):
         assert re.search(rf"\] [^\n]*{phase}[^\n]*  start  ", p.stdout), phase
-    results = sorted(runs.glob("fmnist-cnn4/*/*/result.json"))
+    results = sorted(runs.glob("fmnist-cnn4-quick/*/*/result.json"))
     assert len(results) == 3
     for r in results:
         d = json.loads(r.read_text())
@@ -550,7 +550,8 @@ def test_list_settings_default_first_and_only_real_changes(monkeypatch, capsys):
             name = line.split()[0]
             blocks[name] = []
         blocks[name].append(line)
-    assert list(blocks)[0] == "fmnist-cnn4" and "[default]" in blocks["fmnist-cnn4"][0]
+    assert list(blocks)[0] == "fmnist-cnn4-quick" and "[default]" in blocks["fmnist-cnn4-quick"][0]
+    assert "[default]" not in blocks["fmnist-cnn4"][0]
     # GReg's own defaults are update_interval 10 and stabilize_iters 10000 (the paper's CIFAR values)
     assert not any("method defaults changed" in line for line in blocks["cifar100-vgg19"])
     assert any('"update_interval": 1' in line for line in blocks["fmnist-cnn4"])

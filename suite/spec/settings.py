@@ -383,7 +383,30 @@ _add(
     )
 )
 
-DEFAULT_SETTING = "fmnist-cnn4"
+# The README's main command: fmnist-cnn4's data, model and target on a schedule that fits 5 minutes
+# on 2 cores (issue 43). The baseline's curve (fmnist-cnn4's stored log) reaches 90.2 % one epoch
+# after its learning-rate drop, so 3 epochs with the drop at 2 keep most of it; GReg's penalty grows
+# to its ceiling in 1,000 updates instead of 10,000 (the third edition's 1x-4x curves are where the
+# schedule's length is studied). A demonstration of the whole flow, not a published comparison.
+_add(
+    Setting(
+        "fmnist-cnn4-quick",
+        "fashion-mnist",
+        "cnn4",
+        "0.7",
+        baseline=Recipe(3, 128, {0: 0.05, 2: 0.005}),
+        finetune=Recipe(2, 128, {0: 0.01, 1: 0.001}),
+        prune=PruneRecipe(batch_size=64, max_iters=20_000),
+        method_overrides={"greg*": {"update_interval": 1, "stabilize_iters": 200, "penalty_increment": 1e-3}},
+        reduced=True,
+        val_size=5000,
+        description="quick start (about 5 min on 2 cores): fmnist-cnn4 on a short schedule; a demonstration, "
+        "fmnist-cnn4 is the published comparison",
+        budget_unit=140_224 + 119_808,  # GReg-2's own training (2,191 iterations of 64) + fine-tuning
+    )
+)
+
+DEFAULT_SETTING = "fmnist-cnn4-quick"
 
 
 @functools.lru_cache(maxsize=64)
