@@ -61,7 +61,7 @@ def _common(sp, runs=True):
     sp.add_argument(
         "--setting",
         default=None,
-        help="a setting name (see 'suite list settings') or a .toml file; default: the offline CPU setting fmnist-cnn4",
+        help="a setting name (see 'suite list settings') or a .toml file; default: fmnist-cnn4-quick, the offline quick start (the published comparison is fmnist-cnn4)",
     )
     sp.add_argument("--data-dir", default=None, help="where the dataset lives (default: the dataset's usual place)")
     sp.add_argument("--download", action="store_true", help="download the dataset where the network allows")
