@@ -266,3 +266,28 @@ def test_the_index_matrix_shows_todays_code_and_names_an_older_edition(tmp_path)
     render(tmp_path, out)
     index = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", (out / "index.html").read_text())))
     assert "no runs of today's training code" in index and "50.00" not in index and "60.00" not in index
+
+
+def test_the_index_matrix_averages_the_baselines_every_method_of_a_column_shares(tmp_path):
+    """Baselines are a random factor: a column over two baselines shows the mean of the two
+    baseline means and their std across baselines; a method missing from a baseline takes it out of
+    the column for every method; methods on no common baseline show the baseline most have."""
+    b2 = {"baseline_key": "b2", "baseline_seed": 1}
+    greg1_b2, l1_b2 = [77.0, 78.0, 76.5], [76.0, 74.5, 75.5]
+    runs = _runs("greg1", GREG1) + _runs("l1", L1) + _runs("greg1", greg1_b2, **b2) + _runs("l1", l1_b2, **b2)
+    (table,) = best_matrix(_store(tmp_path / "two", runs))
+    for method, first, second in (("greg1", GREG1, greg1_b2), ("l1", L1, l1_b2)):
+        means = [statistics.mean(first), statistics.mean(second)]
+        want = f"{statistics.mean(means):.2f} ± {statistics.stdev(means):.2f} (6 runs; 2 baselines)"
+        assert table["cells"][method] == {0: want}
+    assert table["baseline"] == "baseline seeds 0, 1"
+
+    # random on the first baseline only: the column is that baseline's, for every method
+    (table,) = best_matrix(_store(tmp_path / "three", runs + _runs("random", [70.0, 71.0, 72.0])))
+    assert table["cells"]["greg1"] == {0: f"{statistics.mean(GREG1):.2f} ± {statistics.stdev(GREG1):.2f} (3)"}
+    assert table["cells"]["random"] == {0: "71.00 ± 1.00 (3)"} and table["baseline"] == "baseline seed 0"
+
+    # no baseline in common: the one most methods have (here a tie: the first seed), with only them
+    disjoint = _runs("greg1", GREG1) + _runs("l1", l1_b2, **b2)
+    (table,) = best_matrix(_store(tmp_path / "apart", disjoint))
+    assert list(table["cells"]) == ["greg1"] and table["baseline"] == "baseline seed 0"

@@ -2,13 +2,19 @@
 
 A reader at the index wants today's answer, not every edition the store holds: the matrix shows
 runs of today's training code only. A setting with none shows its newest edition (each method's
-most recently trained code) and says so. Within that edition one starting point is shown (the
-baseline and precision with the most runs: runs from different baselines are never averaged); its
-other baselines, older editions, tuned entries and the legacy iteration-matched "total" runs stay on
-the setting's page.
+most recently trained code) and says so. Within that edition one precision is shown (the one with
+the most runs: a comparison is internal to one precision). Baselines vary more than seeds, so the
+baseline is a random factor (as on findings.html): a column averages over the baselines every
+method in it has runs on, each baseline weighted once (the mean of the per-baseline means, their
+standard deviation across baselines beside it), so no method's number rests on a baseline another
+method's lacks; where the methods share no baseline, the column shows the baseline most of them
+have, and only them. Older editions, tuned entries and the legacy iteration-matched "total" runs stay
+on the setting's page.
 """
 
 from __future__ import annotations
+
+import re
 
 import pandas as pd
 
@@ -27,9 +33,26 @@ def edition(runs: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     return runs[runs.training_code == runs.method.map(code)], False
 
 
-def _cell(r) -> str:
-    spread = "" if pd.isna(r.top1_std) else f" ± {r.top1_std:.2f}"
-    return f"{r.top1_mean:.2f}{spread} ({r.n})"
+def _cell(rows: pd.DataFrame) -> str:
+    """One method's cell from its per-baseline rows (``aggregate``'s): over one baseline, mean ± std
+    over seeds (n); over several, the mean of the baseline means ± their std (runs; baselines)."""
+    if rows.baseline_key.nunique() == 1:
+        (r,) = rows.itertuples()
+        spread = "" if pd.isna(r.top1_std) else f" ± {r.top1_std:.2f}"
+        return f"{r.top1_mean:.2f}{spread} ({r.n})"
+    means = rows.top1_mean
+    return f"{means.mean():.2f} ± {means.std():.2f} ({rows.n.sum()} runs; {rows.baseline_key.nunique()} baselines)"
+
+
+def _shared_baselines(column: pd.DataFrame, order: list) -> list:
+    """The baselines every method of a column has runs on; if none, the one most of them have
+    (ties: the first in ``order``, the setting's baselines by seed)."""
+    per_method = [set(g.baseline_key) for _, g in column.groupby("_row", sort=False)]
+    shared = set.intersection(*per_method)
+    if not shared:
+        counts = column.groupby("baseline_key").size()
+        shared = {max(order, key=lambda b: (counts.get(b, 0), -order.index(b)))}
+    return [b for b in order if b in shared]
 
 
 def best_matrix(runs: pd.DataFrame) -> list[dict]:
@@ -43,19 +66,18 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
         return tables
     for setting, part in runs.groupby("setting", sort=True):
         chosen, today = edition(part)
-        start = (
-            chosen.groupby(["baseline_key", "numerics"], sort=False)
-            .size()
-            .sort_values(ascending=False, kind="stable")
-            .index[0]
-        )
-        chosen = chosen[(chosen.baseline_key == start[0]) & (chosen.numerics == start[1])]
+        numerics = chosen.groupby("numerics", sort=False).size().sort_values(ascending=False, kind="stable").index[0]
+        chosen = chosen[chosen.numerics == numerics]
+        names = dict(zip(chosen.baseline_key, chosen.baseline_name))
+        order = sorted(names, key=lambda b: _natural(names[b]))  # baseline seed 0, 1, ..., 10; own files after
         agg = aggregate(chosen)
+        # a capped schedule (--include-capped) is a row of its own
+        agg = agg.assign(_row=[m + (" [capped]" if c else "") for m, c in zip(agg.method, agg.capped)])
         agg = agg.assign(_total=agg.protocol == "total").sort_values(
             ["granularity", "speedup", "sparsity", "ratios", "_total", "budget_samples"], kind="stable"
         )
         for granularity, block in agg.groupby("granularity", sort=False):
-            columns, cells = [], {}
+            columns, cells, used = [], {}, set()
             for (ratios, skip, protocol, samples), group in block.groupby(
                 ["ratios", "skip", "protocol", "budget_samples"], sort=False, dropna=False
             ):
@@ -71,8 +93,10 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
                         "protocol": protocol_text(protocol, samples),
                     }
                 )
-                for r in group.itertuples():  # a capped schedule (--include-capped) is a row of its own
-                    cells.setdefault(r.method + (" [capped]" if r.capped else ""), {})[len(columns) - 1] = _cell(r)
+                shared = _shared_baselines(group, order)
+                used.update(shared)
+                for row, rows in group[group.baseline_key.isin(shared)].groupby("_row", sort=False):
+                    cells.setdefault(row, {})[len(columns) - 1] = _cell(rows)
             tables.append(
                 {
                     "setting": setting,
@@ -81,9 +105,22 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
                     "methods": sorted(cells, key=lambda m: (-len(cells[m]), m)),
                     "cells": cells,
                     "today": today,
-                    "baseline": chosen.baseline_name.iloc[0],
-                    "numerics": start[1],
+                    "baseline": _baselines_text([names[b] for b in order if b in used]),
+                    "numerics": numerics,
                     "newest": str(chosen.finished_at.max()),
                 }
             )
     return tables
+
+
+def _baselines_text(names: list[str]) -> str:
+    """ "baseline seed 1", or "baseline seeds 0, 1, 2" (an own baseline file keeps its own name)."""
+    seeds = [n.removeprefix("baseline seed ") for n in names]
+    if len(names) > 1 and all(n.startswith("baseline seed ") and " " not in s for n, s in zip(names, seeds)):
+        return "baseline seeds " + ", ".join(seeds)
+    return "; ".join(names)
+
+
+def _natural(name: str) -> tuple:
+    """Sorts "baseline seed 2" before "baseline seed 10"."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
