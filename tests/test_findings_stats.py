@@ -220,6 +220,13 @@ def test_wording_switches_with_holm(tmp_path):
     assert "within noise" not in page and row["verdict"] in page and ONE_BASELINE in page
     summary = "GReg-1 beats L1: holds in 0 of 1 tested comparisons after Holm, the opposite in 0"
     assert summary in page and summary in html.unescape((out / "index.html").read_text())
+    # the runs are of today's training code: the sentence names that row with scipy's interval
+    ci = stats.ttest_rel(GREG1, L1).confidence_interval(0.95)
+    today = (
+        f"today's training code: tiny 0.5, paper +1.30 [{ci.low:+.2f}, {ci.high:+.2f}] points "
+        f"(n=3, p_adj {row['test']['p_adj_text']}, not significant)."
+    )
+    assert today in re.sub(r"\s+", " ", page)
 
 
 def test_the_gap_grows_is_a_test_on_the_slope_of_the_differences(tmp_path):

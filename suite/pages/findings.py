@@ -408,9 +408,28 @@ def sentence(claim: Claim, rows: list[dict]) -> str:
     single = sum(r["scope"] is not None for r in rows)
     if single:
         text += f"; {single} of {len(rows)} rest on one baseline"
+    current = [r for r in rows if r["current"] and r["test"]["p"] is not None]
     if not any(r["current"] for r in rows):
         text += "; all from older training code"
+    elif current:  # today's edition, row by row: what a reader of the newest runs wants first
+        text += "; today's training code: " + ", ".join(_current_text(r, unit) for r in current[:_CURRENT_SHOWN])
+        if len(current) > _CURRENT_SHOWN:
+            text += f" and {len(current) - _CURRENT_SHOWN} more on findings.html"
     return text + "."
+
+
+_CURRENT_SHOWN = 4  # rows of today's code a summary sentence names one by one
+
+
+def _current_text(row: dict, unit: str) -> str:
+    """One row of today's code in a summary sentence: where, the difference with its interval, the
+    adjusted p and the number of baselines or seeds behind it."""
+    t = row["test"]
+    interval = f" [{t['lo']:+.2f}, {t['hi']:+.2f}]" if math.isfinite(t["lo"]) else ""
+    target = (row.get("ratios") or "") + (" skip " + row["skip"] if row.get("skip") else "")  # none: a series
+    where = f"{row['setting']}{' ' + target if target else ''}, {row['protocol_text']}"
+    verdict = "significant" if t["significant"] else "not significant"
+    return f"{where} {t['diff']:+.2f}{interval} {unit} ({t['n']}, p_adj {t['p_adj_text']}, {verdict})"
 
 
 def findings(runs: pd.DataFrame) -> dict:
