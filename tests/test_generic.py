@@ -223,6 +223,23 @@ def test_impossible_specs_are_one_line_errors(text, message):
         resolve(parse_ratios(text), model, GENERIC, "filter", SHAPE)
 
 
+def test_a_model_that_fails_on_the_datas_size_says_so_not_that_tracing_failed():
+    """Pooled to nothing before its last conv at 28x28: the error names the input, not torch-pruning;
+    MaxViT is built for the data's size, and refused at one it cannot partition, in one line."""
+    too_small = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(8),
+        torch.nn.Conv2d(8, 8, 5),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 10),
+    )
+    with pytest.raises(SuiteError, match=r"the model fails on 1x28x28 inputs before any pruning \(RuntimeError: "):
+        GENERIC.groups(too_small, example_input(1, (28, 28)))
+    with pytest.raises(SuiteError, match=r"maxvit_t cannot be built for 10 classes at 28x28: Input size \(4, 4\)"):
+        zoo.build("torchvision:maxvit_t", 10, (1, 28, 28))
+
+
 def test_globs_pick_groups_by_any_member():
     model = zoo.build(USER, 10, SHAPE)
     ratios = resolve(parse_ratios("blocks.*=0.5,blocks.1.*=0,head=0"), model, GENERIC, "filter", SHAPE)

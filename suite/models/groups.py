@@ -56,6 +56,15 @@ def dependency_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGr
     try:
         return traced(model, example)
     except Exception as e:
+        try:  # a model that fails on the input itself is the input's problem, not the tracing's
+            with torch.no_grad():
+                model(example)
+        except Exception as plain:
+            c, h, w = example.shape[1:]
+            raise SuiteError(
+                f"the model fails on {c}x{h}x{w} inputs before any pruning ({type(plain).__name__}: "
+                f"{' '.join(str(plain).split())[:200]}): use a model built for this size, or data of the size it takes"
+            ) from None
         raise SuiteError(
             f"torch-pruning cannot trace this model ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
         ) from None

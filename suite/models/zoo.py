@@ -148,7 +148,9 @@ def _torchvision_entry(short: str) -> ModelEntry:
                     )
                 model = headwise(tvm.get_model(short, weights=None, num_classes=k, image_size=shape[1]))
                 return _adapt_stem(model, shape[0], f"torchvision:{short}")
-            model = tvm.get_model(short, weights=None, num_classes=k)
+            # MaxViT partitions its feature maps by the input size it is built for: build it for the data's
+            size = {"input_size": tuple(shape[1:])} if short.startswith("maxvit_") else {}
+            model = tvm.get_model(short, weights=None, num_classes=k, **size)
             if short.startswith(("swin_", "maxvit_")):  # attention whose heads can be removed (the same function)
                 model = windowwise(model)
             if getattr(model, "aux_logits", False):
@@ -157,7 +159,9 @@ def _torchvision_entry(short: str) -> ModelEntry:
                 # fine-tuning): built without the auxiliary heads, they return the logits only
                 model = tvm.get_model(short, weights=None, num_classes=k, aux_logits=False)
         except (ValueError, TypeError) as e:  # e.g. inception's aux_logits with weights=None
-            raise SuiteError(f"torchvision:{short} cannot be built with {k} classes: {e}") from None
+            raise SuiteError(
+                f"torchvision:{short} cannot be built for {k} classes at {shape[1]}x{shape[2]}: {' '.join(str(e).split())}"
+            ) from None
         return _adapt_stem(model, shape[0], f"torchvision:{short}")
 
     return ModelEntry(f"torchvision:{short}", GENERIC, make, f"torchvision {short}, random init")
