@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
@@ -90,7 +91,9 @@ def build_pruner(cls_name: str, model: nn.Module, task: PruneTask, importance, *
     example = task.example.to(next(model.parameters()).device)
     try:
         ignored = _ignored(model, task.layer_ratios, example, task.groups)
-        with _eval(model):
+        with _eval(model), warnings.catch_warnings():
+            # a ViT's class token and position embedding are the embedding width, to be sliced with it
+            warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
             return getattr(tp.pruner, cls_name)(model, example, importance=importance, ignored_layers=ignored, **kw)
     except SuiteError:
         raise

@@ -186,7 +186,7 @@ def _add_run(sub) -> None:
         default=None,
         help="override the setting's ratios: 0.7, [0,0.5,0.5,0.5,0] (ResNet stages), [1-15:0.7], "
         "module globs 'features.*=0.5,classifier=0', a transformer's structure kinds heads=0.5,mlp=0.3 "
-        "(globs may follow), or a FLOPs target 2.5x",
+        "(and embed=0.25, its embedding width; globs may follow), or a FLOPs target 2.5x",
     )
     run.add_argument(
         "--target",

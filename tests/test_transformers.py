@@ -165,6 +165,49 @@ def test_greg_penalty_shrinks_the_chosen_heads_rows_only(vit, small_fmnist):
     assert p.info["mag_ratio"][name] > 5
 
 
+def test_the_embedding_width_prunes_only_when_asked_with_every_tensor_it_reaches(vit, small_fmnist):
+    """``embed=`` prunes the residual stream: the patch embedding's filters, every block's output rows
+    (attention proj, MLP second layer) ranked together, and every tensor that reads the stream
+    (LayerNorms, qkv and MLP inputs, class token, position embedding, classifier inputs) follows.
+    A plain ratio leaves it whole; GReg shrinks the chosen channels' rows."""
+    blocks = [f"encoder.layers.encoder_layer_{i}" for i in range(2)]
+    assert "conv_proj" not in resolve(parse_ratios("0.5"), vit, GENERIC, "filter", SHAPE)
+    ratios = resolve(parse_ratios("embed=0.25"), vit, GENERIC, "filter", SHAPE)
+    assert ratios == {"conv_proj": 0.25}
+    writers = ["conv_proj", *(f"{b}.{layer}" for b in blocks for layer in ("self_attention.proj", "mlp.3"))]
+    # L1 by hand: per channel, the sum of |w| over the rows of every layer that writes it
+    l1_norm = sum(vit.get_submodule(n).weight.detach().abs().flatten(1).sum(1) for n in writers)
+    want = sorted(torch.argsort(l1_norm)[: n_pruned(0.25, 32)].tolist())
+    choice = registry.get("l1").prune(vit, _task(vit, None, ratios), None).filters
+    assert choice == {"conv_proj": want}
+    kept = [c for c in range(32) if c not in want]
+    pruned = GENERIC.remove(copy.deepcopy(vit), choice, EXAMPLE).eval()
+    assert pruned.hidden_dim == pruned.conv_proj.out_channels == 24 and pruned.heads.head.in_features == 24
+    assert torch.equal(pruned.conv_proj.weight, vit.conv_proj.weight[kept])
+    assert torch.equal(pruned.class_token, vit.class_token[..., kept])
+    assert torch.equal(pruned.encoder.pos_embedding, vit.encoder.pos_embedding[..., kept])
+    for b in blocks:
+        block, original = pruned.get_submodule(b), vit.get_submodule(b)
+        assert block.ln_1.normalized_shape == block.ln_2.normalized_shape == (24,)
+        assert block.self_attention.qkv.in_features == block.mlp[0].in_features == 24
+        assert torch.equal(block.self_attention.proj.weight, original.self_attention.proj.weight[kept])
+        assert block.self_attention.num_heads == 4  # heads are their own unit
+    assert pruned(EXAMPLE).shape == (1, 10)
+
+    work = copy.deepcopy(vit)
+    hp = GRegHparams(penalty_increment=2.0, update_interval=1, stabilize_iters=1, penalty_ceiling=50.0)
+    p = registry.get("greg1").prune(work, _task(work, small_fmnist, ratios, max_iters=40), hp)
+    assert p.filters == choice  # GReg-1 removes L1's channels
+    shrink = work.conv_proj.weight.detach().abs().flatten(1).mean(1) / vit.conv_proj.weight.abs().flatten(1).mean(1)
+    assert shrink[want].max() < 0.2 and shrink[kept].min() > 0.8
+
+
+def test_embed_is_refused_in_one_line_where_there_is_none():
+    model = zoo.build("torchvision:resnet18", 10, (3, 32, 32))
+    with pytest.raises(SuiteError, match="this model has no embedding width to prune"):
+        resolve(parse_ratios("embed=0.5"), model, GENERIC, "filter", (3, 32, 32))
+
+
 @pytest.mark.parametrize("target", [2.0, 3.0])
 def test_a_flops_target_lands_on_a_vit(target):
     """On the example ViT (6 blocks of 4 heads, MLP 128, 49 tokens), attention's matmuls counted."""

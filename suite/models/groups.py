@@ -26,7 +26,9 @@ which never import this module, so this module is training code for generic mode
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import warnings
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -37,7 +39,7 @@ from torch import nn
 from suite.errors import SuiteError
 from suite.models.layouts import Group, Layout, _conv_and_linear
 from suite.models.surgery import FilterChoice, remove_filters, traced
-from suite.models.transformers import KINDS, remove_units, transformer_groups, transformer_units
+from suite.models.transformers import KINDS, fit_embedding_width, remove_units, transformer_groups, transformer_units
 from suite.models.transformers import unit_size as transformer_unit_size
 
 
@@ -70,6 +72,17 @@ def dependency_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGr
         ) from None
     finally:
         model.train(was)
+
+
+@contextlib.contextmanager
+def _embedding_tensors_expected():
+    """torch-pruning warns, when it removes channels of a ViT, that it will slice the last dimension
+    of the parameters no layer owns (the class token and position embedding): that is the embedding
+    width, what the ``embed`` kind removes, so the warning is silenced here (and only it; the
+    tracing, ``suite.models.surgery.traced``, silences its own)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
+        yield
 
 
 def prunable_groups(
@@ -230,7 +243,8 @@ class CoupledLayout(Layout):
     coupled: ClassVar[bool] = True
 
     def groups(self, model, example):
-        return {**self._conv_groups(model, example), **transformer_groups(model)}
+        convs, embedding = self._traced_groups(model, example)
+        return {**convs, **embedding, **transformer_groups(model)}
 
     def unit_size(self, model, name):
         unit = transformer_units(model).get(name)
@@ -246,19 +260,32 @@ class CoupledLayout(Layout):
             return model
         if shuffled_scopes(model):
             return remove_in_scopes(model, convs, example)
-        return remove_filters(model, convs, example, coupled=True)
+        with _embedding_tensors_expected():
+            remove_filters(model, convs, example, coupled=True)
+        return fit_embedding_width(model)
 
     @staticmethod
-    def _conv_groups(model, example) -> dict[str, Group]:
-        """``prunable_groups``; for a transformer torch-pruning cannot trace whole (torchvision's
-        swin_s and swin_b: a TypeError inside its tracing), none: its heads and MLP channels prune
-        without tracing, and its only conv, the patch embedding, stays whole as a stem would."""
+    def _traced_groups(model, example) -> tuple[dict[str, Group], dict[str, Group]]:
+        """(the conv groups, the embedding group): ``prunable_groups``. A transformer's stem group is
+        its embedding width (the channels its patch embedding writes, through every residual
+        addition, LayerNorm, the class token and position embedding and the classifier's inputs;
+        in Swin or ConvNeXt the first stage's width), a unit of its own that only the ``embed`` kind
+        of a ratio string prunes. A CNN's stem group stays whole. For a transformer torch-pruning
+        cannot trace whole (torchvision's swin_s and swin_b: a TypeError inside its tracing), none:
+        its heads and MLP channels prune without tracing, and its embedding stays whole."""
+        inner = transformer_units(model)
         try:
-            return prunable_groups(model, example)
+            found = prunable_groups(model, example, keep_stem=not inner)
         except SuiteError:
-            if transformer_units(model):
-                return {}
+            if inner:
+                return {}, {}
             raise
+        stem, _ = stem_and_classifier(model)
+        embedding = {stem: found.pop(stem)} if inner and stem in found else {}
+        return found, embedding
+
+    def _conv_groups(self, model, example) -> dict[str, Group]:
+        return self._traced_groups(model, example)[0]
 
     def units(self, model, example):
         if example is None:
@@ -286,19 +313,33 @@ class CoupledLayout(Layout):
         (every group of conv filters); unstructured, the weights of those layers. The last key that
         takes a unit wins, as for globs."""
         self._refuse_skip(spec)
-        kinds = {kind for kind, _ in spec.globs if kind in (*KINDS, "convs")}
+        kinds = {kind for kind, _ in spec.globs if kind in (*KINDS, "convs", EMBED)}
         if not kinds:
             return super().resolve_globs(spec, model, granularity, example)
         inner = transformer_units(model)
         cands = self.candidates(model, granularity, example)
+        if EMBED in kinds:  # the embedding width: a unit only when asked for (module docstring)
+            if granularity != "filter":
+                raise SuiteError(
+                    f"ratio string {spec.text!r}: embed names a structure (the embedding width); for "
+                    "unstructured pruning name the layers whose weights to mask"
+                )
+            embedding = self._traced_groups(model, example)[1]
+            if not embedding:
+                raise SuiteError(
+                    f"ratio string {spec.text!r}: this model has no embedding width to prune (embed is a "
+                    "transformer's: the channels its patch embedding writes, traced by torch-pruning)"
+                )
+            cands = {**cands, **{n: tuple(m for m, _ in g.members) for n, g in embedding.items()}}
         if granularity == "filter":
             kind_of = {n: inner[n][0] if n in inner else "convs" for n in cands}
+            kind_of.update({n: EMBED for n in (embedding if EMBED in kinds else ())})
         else:  # unstructured: a kind names the weights of its layers (heads: qkv and proj; mlp: both layers)
             kind_of = {n: "convs" for n in cands if isinstance(model.get_submodule(n), nn.Conv2d)}
             kind_of.update({layer: kind for kind, _, *layers in inner.values() for layer in layers if layer in cands})
         out: dict[str, float] = {}
         for pattern, r in spec.globs:
-            if pattern in (*KINDS, "convs"):
+            if pattern in (*KINDS, "convs", EMBED):
                 hit = [n for n in cands if kind_of.get(n) == pattern]
                 if not hit and r > 0:
                     hint = (
@@ -325,4 +366,5 @@ class CoupledLayout(Layout):
             )
 
 
+EMBED = "embed"  # the structure kind of a transformer's embedding width (``CoupledLayout._traced_groups``)
 GENERIC = CoupledLayout()

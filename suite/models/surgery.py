@@ -64,7 +64,8 @@ def _device(model: nn.Module) -> torch.device:
 def traced(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
     """torch-pruning's dependency graph of ``model`` run on ``example``. Its warning about a
     transformer's class token and position embedding ("unwrapped parameters": it would prune them
-    with the embedding width) is silenced: the embedding width is the stem's group, kept whole."""
+    with the embedding width) is silenced: that is what the ``embed`` kind of a ratio string asks for
+    (``suite.models.groups``), and any other ratio keeps the stem's group whole."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
         return tp.DependencyGraph().build_dependency(model, example_inputs=example.to(_device(model)))

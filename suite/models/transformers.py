@@ -5,8 +5,9 @@ fused ``qkv`` linear layer (rows h*d .. h*d+d-1 of each of the three blocks of H
 same d input columns of the output projection ``proj``; removing heads keeps the rest in order and
 lowers the module's ``num_heads``. A *MLP unit* is one MLP's hidden channels: rows of its first
 linear layer (and bias) with the columns of its second. The embedding width (the residual stream:
-every LayerNorm, the patch embedding and the classifier) stays whole, as the stem's group does in a
-CNN. Each unit is named by the layer that makes its channels (``qkv``, ``fc1``), so a method sees a
+every LayerNorm, the patch embedding and the classifier) is torch-pruning's traced group of the stem,
+a unit only when a ratio string names it (``embed=``: ``suite.models.groups``); after its removal
+:func:`fit_embedding_width` updates what torch-pruning cannot see. Each unit is named by the layer that makes its channels (``qkv``, ``fc1``), so a method sees a
 ``Group`` (``suite.models.layouts``) whose rows are the weights it ranks and penalizes.
 
 Found by what a module is, not by its model's name:
@@ -361,6 +362,16 @@ def transformer_groups(model: nn.Module) -> dict[str, Group]:
 
 
 # ----------------------------------------------------------------------------- the surgery
+def fit_embedding_width(model: nn.Module) -> nn.Module:
+    """After torch-pruning removed embedding channels (``suite.models.groups``, the ``embed`` kind):
+    torchvision's ViT reshapes its patches by its ``hidden_dim`` attribute, which torch-pruning does
+    not know of; it is set to the patch embedding's width again (in place; returns the model)."""
+    for m in model.modules():
+        if isinstance(getattr(m, "hidden_dim", None), int) and isinstance(getattr(m, "conv_proj", None), nn.Conv2d):
+            m.hidden_dim = m.conv_proj.out_channels
+    return model
+
+
 def _keep_rows(layer: nn.Linear, keep: torch.Tensor) -> None:
     layer.weight = nn.Parameter(layer.weight.data.index_select(0, keep.to(layer.weight.device)))
     if layer.bias is not None:
