@@ -239,6 +239,18 @@ def test_timm_vits_are_built_for_the_image_size_and_prune_their_heads(name):
         assert torch.allclose(pruned(x), masked(model, choice).eval()(x), atol=1e-4)
 
 
+def _windowwise_computes_the_same(ref):
+    """``windowwise`` on a copy of ``ref``, checked to compute exactly what ``ref`` computes on two
+    32x32 images; returns the copy and the images."""
+    from suite.models.transformers import windowwise
+
+    model = windowwise(copy.deepcopy(ref)).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+    return model, x
+
+
 @pytest.mark.parametrize("name", ["swin_t", "swin_v2_t"])
 def test_swin_prunes_heads_and_mlps_and_computes_what_torchvision_does(name):
     """Swin's window attention as the zoo builds it (``windowwise``: a head width of its own)
@@ -246,15 +258,10 @@ def test_swin_prunes_heads_and_mlps_and_computes_what_torchvision_does(name):
     (their q, k, v rows, proj columns and position-bias entries) equals zeroing their proj columns."""
     from torchvision import models as tvm
 
-    from suite.models.transformers import windowwise
-
     torch.manual_seed(0)
     ref = tvm.get_model(name, weights=None, num_classes=10).eval()
     nn.init.normal_(ref.head.weight, std=0.1)
-    model = windowwise(copy.deepcopy(ref)).eval()
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        assert torch.equal(model(x), ref(x))
+    model, x = _windowwise_computes_the_same(ref)
     example = example_input(3, (32, 32))
     units = transformer_units(model)
     assert [k for k, *_ in units.values()].count("heads") == 12 and len(units) == 24
@@ -272,8 +279,6 @@ def test_maxvit_prunes_heads_and_mlps_computes_what_torchvision_does_and_trains(
     (with their position-bias columns) equals zeroing their proj columns; the pruned model trains."""
     from torchvision.models.maxvit import MaxVit
 
-    from suite.models.transformers import windowwise
-
     torch.manual_seed(0)
     ref = MaxVit(
         input_size=(32, 32),
@@ -285,10 +290,7 @@ def test_maxvit_prunes_heads_and_mlps_computes_what_torchvision_does_and_trains(
         stochastic_depth_prob=0.0,
         num_classes=10,
     ).eval()
-    model = windowwise(copy.deepcopy(ref)).eval()
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        assert torch.equal(model(x), ref(x))
+    model, x = _windowwise_computes_the_same(ref)
     example = example_input(3, (32, 32))
     units = transformer_units(model)
     heads = [n for n, (kind, *_) in units.items() if kind == "heads"]
