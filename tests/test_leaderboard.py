@@ -334,7 +334,7 @@ def test_runs_from_another_baseline_are_never_averaged_in(runs, tmp_path):
     )
     assert float(rows[("l1", "user-0123abcd")]["top1_mean"]) == 33.0 + (len(own) - 1) / 2
     page = (out / "tiny-fmnist.html").read_text()
-    assert "never averaged or ranked together" in page
+    assert "Tables and rankings keep each baseline apart" in page
     assert page.count("own baseline 0123abcd: 50.00 %") == 2  # the header's list, and one table (l1 alone)
     assert page.count("baseline seed 0: ") == 2
 
@@ -691,7 +691,7 @@ def test_hostile_names_run_no_script_in_a_real_browser(tmp_path):
         index = out.as_uri() + "/index.html"
         driver.get(index)
         no_script_ran("index")
-        shown = driver.find_element(By.TAG_NAME, "table").text
+        shown = driver.find_element(By.TAG_NAME, "body").text  # the matrix and the settings table
         for name in ("../../escaped-from-out", "javascript:alert(1)", "</script><script>alert(3)</script>"):
             assert name in shown  # the name reads as typed, as text
         count = len(driver.find_elements(By.CSS_SELECTOR, "a"))
@@ -831,6 +831,12 @@ def test_runs_of_other_training_code_and_capped_runs_are_kept_apart():
     assert {r.label: r.top1_mean for r in with_capped.itertuples()}["l1 [capped]"] == 99.0
 
 
+def _px_per_point(chart) -> float:
+    """Pixels per point of top-1 on a chart, from its first two y ticks."""
+    (a, b) = chart["yticks"][:2]
+    return abs(a["y"] - b["y"]) / abs(float(b["v"]) - float(a["v"]))
+
+
 def test_the_budget_curve_plots_every_method_against_its_samples():
     """One chart per target and baseline of today's filter-pruning runs with two budget points or
     more: each method's points sorted by the samples it trained on (in millions), the paper protocol
@@ -887,3 +893,27 @@ def test_the_budget_curve_plots_every_method_against_its_samples():
     assert [p["hollow"] for p in series["greg1"]] == [True, False]
     xs = [p["x"] for p in series["l1"]]
     assert xs == sorted(xs) and all(p["y0"] > p["y"] > p["y1"] for p in series["l1"])  # +-1 std around the mean
+
+    # a second baseline: the target leads with a chart across both, each point the mean of the two
+    # baselines' means (std across them), where every method of the point has runs on both
+    second = [
+        r | {"baseline_key": "k1", "baseline_name": "baseline seed 1", "baseline_top1": 89.0}
+        for r in (
+            row("greg1", "paper", 851_776, 73.5),
+            row("l1", "paper", 179_712, 70.9),
+            row("l1", "total", 909_376, 76.0),
+        )
+    ]
+    across, *alone = budget_curves(pd.concat([agg, pd.DataFrame(second)]))
+    assert across["baseline_name"] == "baseline seeds 0, 1: mean over baselines" and not across["folded"]
+    assert [c["baseline_name"] for c in alone] == ["baseline seed 0", "baseline seed 1"]
+    assert all(c["folded"] for c in alone)
+    points = {s["method"]: [p["label"] for p in s["points"]] for s in across["chart"]["series"]}
+    greg1 = statistics.mean([75.5, 73.5])
+    assert points["greg1"][0] == f"greg1: {greg1:.2f} at 0.85M (n=6) (paper protocol)"
+    # at 909,376 greg1 has no run on baseline 1: both methods' points there are baseline 0's alone
+    assert points["greg1"][1] == "greg1: 76.00 at 0.91M (n=3)" and points["l1"][1] == "l1: 74.00 at 0.91M (n=3)"
+    spread = statistics.stdev([71.9, 70.9])
+    (l1_paper,) = [p for p in across["chart"]["series"] if p["method"] == "l1"][0]["points"][:1]
+    assert l1_paper["label"] == f"l1: {statistics.mean([71.9, 70.9]):.2f} at 0.18M (n=6) (paper protocol)"
+    assert abs((l1_paper["y0"] - l1_paper["y1"]) - 2 * spread * _px_per_point(across["chart"])) < 0.2

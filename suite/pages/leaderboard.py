@@ -26,7 +26,7 @@ from suite.errors import SuiteError
 from suite.measure import latency_records
 from suite.measure.latency import top_layers
 from suite.pages.findings import findings, welch_test
-from suite.pages.matrix import best_matrix
+from suite.pages.matrix import baseline_order, baselines_text, best_matrix, shared_baselines
 from suite.pages.overview import changed_defaults
 from suite.spec.settings import NAME_RE, SETTINGS
 from suite.store.files import read_json_object, write_atomic
@@ -228,30 +228,66 @@ def budget_curves(agg: pd.DataFrame) -> list[dict]:
     """Top-1 against the training samples after the baseline, one chart per target, baseline and
     precision of today's filter-pruning runs that reach at least two budget points: every method
     over the paper protocol (hollow: each method's own samples) and the equal-sample budgets
-    (filled: every method at the same samples), mean and std over seeds."""
+    (filled: every method at the same samples), mean and std over seeds. A target with several
+    baselines leads with one chart across them (``_across_baselines``), each baseline's own folded."""
     if agg.empty:
         return []
     rows = agg[(agg.granularity == "filter") & agg.current & agg.samples.notna() & ~agg.capped.astype(bool)]
     rows = rows[rows.protocol.isin(["paper", "total"])]
     out = []
-    for (ratios, skip, _, num), part in rows.groupby(["ratios", "skip", "baseline_key", "numerics"], sort=False):
-        if part.samples.round(-3).nunique() < 2:
-            continue
-        part = part.assign(hollow=part.protocol == "paper")
-        chart = svg_chart(
-            part, part.baseline_top1.iloc[0], x="samples", x_suffix="M", x_scale=1e6, front=False, height=360
-        )
-        out.append(
-            {
-                "ratios": ratios,
-                "skip": skip,
-                "baseline_name": part.baseline_name.iloc[0],
-                "numerics": num,
-                "budgets": sorted({int(v) for v in part.budget_samples.dropna()}),
-                "chart": chart,
-            }
-        )
+    for (ratios, skip, num), target in rows.groupby(["ratios", "skip", "numerics"], sort=False):
+        per_baseline = [
+            part for _, part in target.groupby("baseline_key", sort=False) if part.samples.round(-3).nunique() >= 2
+        ]
+        across = len(per_baseline) > 1
+        if across:
+            per_baseline.insert(0, _across_baselines(pd.concat(per_baseline)))
+        for k, part in enumerate(per_baseline):
+            part = part.assign(hollow=part.protocol == "paper")
+            chart = svg_chart(
+                part, part.baseline_top1.mean(), x="samples", x_suffix="M", x_scale=1e6, front=False, height=360
+            )
+            out.append(
+                {
+                    "ratios": ratios,
+                    "skip": skip,
+                    "baseline_name": part.baseline_name.iloc[0],
+                    "across": across and k == 0,
+                    "folded": across and k > 0,  # each baseline's own chart, under the chart across them
+                    "numerics": num,
+                    "budgets": sorted({int(v) for v in part.budget_samples.dropna()}),
+                    "chart": chart,
+                }
+            )
     return out
+
+
+def _across_baselines(rows: pd.DataFrame) -> pd.DataFrame:
+    """One point per method and budget over several baselines: the baselines are a random factor
+    (findings.html), so a point is the mean of the per-baseline means, its spread their std across
+    baselines, over the baselines every method of that budget point has runs on (no method's point
+    rests on a baseline another's lacks: ``suite.pages.matrix.shared_baselines``)."""
+    names = dict(zip(rows.baseline_key, rows.baseline_name))
+    order = baseline_order(names)
+    points, used = [], set()
+    for _, point in rows.groupby(["protocol", "budget_samples"], sort=False, dropna=False):
+        shared = shared_baselines(point, order, "label")
+        used.update(shared)
+        for _, runs in point[point.baseline_key.isin(shared)].groupby("label", sort=False):
+            first = runs.iloc[0]
+            k = runs.baseline_key.nunique()
+            points.append(
+                first.to_dict()
+                | {
+                    "top1_mean": runs.top1_mean.mean(),
+                    "top1_std": runs.top1_mean.std() if k > 1 else first.top1_std,
+                    "n": int(runs.n.sum()),
+                    "samples": runs.samples.mean(),
+                    "baseline_top1": runs.baseline_top1.mean(),
+                }
+            )
+    text = baselines_text([names[b] for b in order if b in used])
+    return pd.DataFrame(points).assign(baseline_name=f"{text}: mean over baselines")
 
 
 # ---------------------------------------------------------------------------- rendering

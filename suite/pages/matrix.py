@@ -44,13 +44,14 @@ def _cell(rows: pd.DataFrame) -> str:
     return f"{means.mean():.2f} ± {means.std():.2f} ({rows.n.sum()} runs; {rows.baseline_key.nunique()} baselines)"
 
 
-def _shared_baselines(column: pd.DataFrame, order: list) -> list:
-    """The baselines every method of a column has runs on; if none, the one most of them have
-    (ties: the first in ``order``, the setting's baselines by seed)."""
-    per_method = [set(g.baseline_key) for _, g in column.groupby("_row", sort=False)]
+def shared_baselines(point: pd.DataFrame, order: list, by: str) -> list:
+    """The baselines every method (rows grouped by the column ``by``) of one column or budget point
+    has runs on; if none, the one most of them have (ties: the first in ``order``, the setting's
+    baselines by seed). The index's matrix and the setting pages' across-baseline curve use it."""
+    per_method = [set(g.baseline_key) for _, g in point.groupby(by, sort=False)]
     shared = set.intersection(*per_method)
     if not shared:
-        counts = column.groupby("baseline_key").size()
+        counts = point.groupby("baseline_key").size()
         shared = {max(order, key=lambda b: (counts.get(b, 0), -order.index(b)))}
     return [b for b in order if b in shared]
 
@@ -69,7 +70,7 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
         numerics = chosen.groupby("numerics", sort=False).size().sort_values(ascending=False, kind="stable").index[0]
         chosen = chosen[chosen.numerics == numerics]
         names = dict(zip(chosen.baseline_key, chosen.baseline_name))
-        order = sorted(names, key=lambda b: _natural(names[b]))  # baseline seed 0, 1, ..., 10; own files after
+        order = baseline_order(names)
         agg = aggregate(chosen)
         # a capped schedule (--include-capped) is a row of its own
         agg = agg.assign(_row=[m + (" [capped]" if c else "") for m, c in zip(agg.method, agg.capped)])
@@ -93,7 +94,7 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
                         "protocol": protocol_text(protocol, samples),
                     }
                 )
-                shared = _shared_baselines(group, order)
+                shared = shared_baselines(group, order, "_row")
                 used.update(shared)
                 for row, rows in group[group.baseline_key.isin(shared)].groupby("_row", sort=False):
                     cells.setdefault(row, {})[len(columns) - 1] = _cell(rows)
@@ -105,7 +106,7 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
                     "methods": sorted(cells, key=lambda m: (-len(cells[m]), m)),
                     "cells": cells,
                     "today": today,
-                    "baseline": _baselines_text([names[b] for b in order if b in used]),
+                    "baseline": baselines_text([names[b] for b in order if b in used]),
                     "numerics": numerics,
                     "newest": str(chosen.finished_at.max()),
                 }
@@ -113,7 +114,7 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
     return tables
 
 
-def _baselines_text(names: list[str]) -> str:
+def baselines_text(names: list[str]) -> str:
     """ "baseline seed 1", or "baseline seeds 0, 1, 2" (an own baseline file keeps its own name)."""
     seeds = [n.removeprefix("baseline seed ") for n in names]
     if len(names) > 1 and all(n.startswith("baseline seed ") and " " not in s for n, s in zip(names, seeds)):
@@ -121,6 +122,10 @@ def _baselines_text(names: list[str]) -> str:
     return "; ".join(names)
 
 
-def _natural(name: str) -> tuple:
-    """Sorts "baseline seed 2" before "baseline seed 10"."""
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+def baseline_order(names: dict) -> list:
+    """Baseline keys by their names' natural order: seed 2 before seed 10; own baseline files after."""
+
+    def natural(name: str) -> tuple:
+        return tuple((0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", name))
+
+    return sorted(names, key=lambda b: natural(names[b]))
