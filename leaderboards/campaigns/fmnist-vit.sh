@@ -17,4 +17,7 @@ for ratios in "heads=0.5,mlp=0.5" "heads=0.25,mlp=0.75"; do
       --budget paper,total:1x --seed-list "$seed" --runs-dir leaderboards/runs --recompute-stale ||
       echo "campaign: fmnist-vit $ratios seed $seed ended with status $?"
   done
+  # the pruned architecture's latency per runtime, stored beside the runs for the page (random weights)
+  .venv/bin/suite latency --setting "$setting" --ratios "$ratios" --runs-dir leaderboards/runs ||
+    echo "campaign: fmnist-vit latency at $ratios ended with status $?"
 done

@@ -2,7 +2,8 @@
 # The third edition's runs (issue 40 item 5), in the order that makes a verdict soonest: the cheap
 # budget points first (the paper protocol and 1x, then 2x, then 4x: the 4x runs cost half of the
 # whole), and within each every baseline with pruning seed 0 first (so the baseline is a random
-# factor from the first day), then seeds 1 and 2; fmnist-cnn4 at 0.9 before cifar10jpg-resnet20.
+# factor from the first day), then seeds 1 and 2; fmnist-cnn4 at 0.9 before cifar10jpg-resnet20, with
+# issue 41's ViT comparison (fmnist-vit.sh) after fmnist-cnn4's paper and 1x points.
 # A budget point's identity holds its resolved samples (the setting's frozen budget_unit), so
 # planning the points apart names the same runs as planning them together. Each command is the
 # runner's resume: a finished run is found, a killed one continues from its checkpoints, so running
@@ -22,7 +23,8 @@ run() {  # setting, methods, budget, seed, baseline seed, extra options...
     echo "campaign: $setting $methods $budget seed $seed baseline $base ended with status $?"
 }
 
-for budget in paper,total:1x total:2x total:4x; do
+fmnist_budget() {  # every seed and baseline of fmnist-cnn4 0.9 at one budget point (or two)
+  local budget=$1 seed base
   for seed in 0 1 2; do
     for base in 0 1 2; do
       run fmnist-cnn4 greg1,greg2,l1,random "$budget" "$seed" "$base"
@@ -31,7 +33,14 @@ for budget in paper,total:1x total:2x total:4x; do
       run fmnist-cnn4 greg2 "$budget" "$seed" "$base" --hparams leaderboards/campaigns/greg2-departing-pick.json
     done
   done
-done
+}
+
+fmnist_budget paper,total:1x
+# issue 41's transformer comparison (about 5 CPU-hours) once the cheap points of every baseline are in:
+# it closes an issue, where 2x and 4x extend a curve whose first verdicts are already published
+bash leaderboards/campaigns/fmnist-vit.sh
+fmnist_budget total:2x
+fmnist_budget total:4x
 # ResNet-20 in bf16 + channels-last from bf16 baselines: a comparison of its own (a comparison is
 # internal to one precision), 2.18x the fp32 training speed on an AMD EPYC with AVX512-BF16 and
 # 2.33x on an Intel Xeon with AMX (ci/bench-train), which halves the campaign's largest part.
