@@ -317,8 +317,8 @@ class CoupledLayout(Layout):
         if not kinds:
             return super().resolve_globs(spec, model, granularity, example)
         inner = transformer_units(model)
-        cands = self.candidates(model, granularity, example)
-        if EMBED in kinds:  # the embedding width: a unit only when asked for (module docstring)
+        cands, embedding = self.candidates(model, granularity, example), {}
+        if EMBED in kinds:  # the embedding width: a unit only when asked for (_traced_groups)
             if granularity != "filter":
                 raise SuiteError(
                     f"ratio string {spec.text!r}: embed names a structure (the embedding width); for "
@@ -333,7 +333,7 @@ class CoupledLayout(Layout):
             cands = {**cands, **{n: tuple(m for m, _ in g.members) for n, g in embedding.items()}}
         if granularity == "filter":
             kind_of = {n: inner[n][0] if n in inner else "convs" for n in cands}
-            kind_of.update({n: EMBED for n in (embedding if EMBED in kinds else ())})
+            kind_of.update({n: EMBED for n in embedding})
         else:  # unstructured: a kind names the weights of its layers (heads: qkv and proj; mlp: both layers)
             kind_of = {n: "convs" for n in cands if isinstance(model.get_submodule(n), nn.Conv2d)}
             kind_of.update({layer: kind for kind, _, *layers in inner.values() for layer in layers if layer in cands})
