@@ -7,8 +7,9 @@ lowers the module's ``num_heads``. A *MLP unit* is one MLP's hidden channels: ro
 linear layer (and bias) with the columns of its second. The embedding width (the residual stream:
 every LayerNorm, the patch embedding and the classifier) is torch-pruning's traced group of the stem,
 a unit only when a ratio string names it (``embed=``: ``suite.models.groups``); after its removal
-:func:`fit_embedding_width` updates what torch-pruning cannot see. Each unit is named by the layer that makes its channels (``qkv``, ``fc1``), so a method sees a
-``Group`` (``suite.models.layouts``) whose rows are the weights it ranks and penalizes.
+:func:`fit_embedding_width` updates what torch-pruning cannot see. Each unit is named by the layer
+that makes its channels (``qkv``, ``fc1``), so a method sees a ``Group`` (``suite.models.layouts``)
+whose rows are the weights it ranks and penalizes.
 
 Found by what a module is, not by its model's name:
   heads   ``HeadAttention`` (below) and modules shaped like timm's ``Attention``: linear ``qkv`` and
@@ -256,11 +257,10 @@ def _heads_removable(attn: nn.Module) -> bool:
     no arithmetic): a module with tensors of its own that no rule here slices (EVA's separate q and v
     biases) or whose forward takes the head width from the embedding width (CrossViT's attention)
     fails the trial, and its heads stay whole. Its input: a few tokens, or a window for Swin's and
-    MaxViT's. A
-    module of one head (built so, or pruned to it) has no removal to try, and none is ever asked of
-    it (no ratio removes a unit's last channel: ``n_pruned``): it is a unit of one head if nothing
-    of its own needs a rule, so that a pruned model's units and their sizes read as the unpruned
-    model's did."""
+    MaxViT's. A module of one head (built so, or pruned to it) has no removal to try, and none is
+    ever asked of it (no ratio removes a unit's last channel: ``n_pruned``): it is a unit of one
+    head if nothing of its own needs a rule, so that a pruned model's units and their sizes read as
+    the unpruned model's did."""
     key = (attn.num_heads, attn.qkv.out_features)
     if attn in _TRIED and _TRIED[attn][0] == key:
         return _TRIED[attn][1]
