@@ -496,7 +496,7 @@ def cmd_run(args) -> int:
     from suite.running import executors
     from suite.running.runner import Runner
     from suite.running.workers import Workers
-    from suite.store.results import aggregate, result_row
+    from suite.store.results import RunRecord, aggregate
 
     workers = Workers(Path(args.runs_dir), args.threads)
     engine = options.engine_of(args)  # checked before any data is loaded
@@ -526,7 +526,7 @@ def cmd_run(args) -> int:
             r = jr.result
             print(job_line(jr), flush=True)
             results.append(r)
-            rows.append(result_row(r, jr.folder))
+            rows.append(RunRecord.read(r, jr.folder).row())
     if not rows:  # submitted to an engine without waiting: it said where the jobs went
         return 0
     frame = pd.DataFrame(rows)

@@ -768,7 +768,7 @@ def test_chart_draws_the_pareto_frontier_and_the_papers_points_apart():
 
 
 def _row(**kw):
-    from suite.store.results import result_row
+    from suite.store.results import RunRecord
 
     r = {
         "setting": "s",
@@ -799,7 +799,7 @@ def _row(**kw):
             r["budget"][k] = v
         else:
             r[k] = v
-    return result_row(r, Path("/runs/x"))
+    return RunRecord.read(r, Path("/runs/x")).row()
 
 
 def test_runs_of_other_training_code_and_capped_runs_are_kept_apart():

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from suite.pages.reports import format_summary
-from suite.store.results import aggregate, load_runs, result_row
+from suite.store.results import RunRecord, aggregate, load_runs
 
 
 def _result(method, seed, top1, lat=None, **record):
@@ -33,7 +33,7 @@ def _result(method, seed, top1, lat=None, **record):
     }
     if lat:
         r["latency"] = {"batch64": lat}
-    return result_row(r, Path(f"/runs/{method}/{seed}"))
+    return RunRecord.read(r, Path(f"/runs/{method}/{seed}")).row()
 
 
 def _lines(frame):
@@ -81,7 +81,7 @@ def test_summary_keeps_precisions_apart_and_names_them():
     assert [label.startswith("greg1 [bf16, channels-last]") for label in agg.label] == [False, True]
     out = format_summary(agg)
     assert "precision fp32" in out and "precision bf16, channels-last" in out
-    odd = result_row({"method": "greg1", "precision": ["int3"], "baseline_key": "k"}, Path("/runs/x"))
+    odd = RunRecord.read({"method": "greg1", "precision": ["int3"], "baseline_key": "k"}, Path("/runs/x")).row()
     assert odd["numerics"] == "unknown precision \"['int3']\"" and odd["baseline_name"].endswith("['int3']\")")
 
 
@@ -147,3 +147,17 @@ def test_a_damaged_record_is_named_by_what_is_wrong(tmp_path, text, problem):
     assert read_json_record(tmp_path / "absent.json") == ({}, "missing")
     path.write_bytes(b"\xff\xfe{")
     assert read_json_record(path) == ({}, "not text (not UTF-8)")
+
+
+def test_a_record_stored_before_newer_fields_reads_with_their_defaults():
+    """The typed record gives an old result.json the defaults it documents: its own training under
+    the old name, no latency spread (NaN, unknown noisiness), paper protocol, no rounding, fp32."""
+    import math
+
+    old = {"method": "greg1", "seed": 0, "top1": 70.0, "budget": {"reg_iters": 1200}, "latency": {"batch64": {}}}
+    rec = RunRecord.read(old, Path("/runs/old"))
+    assert rec.own_iters == 1200 and rec.protocol == "paper" and rec.round_to == 1 and rec.numerics == "fp32"
+    assert math.isnan(rec.latency_lo) and math.isnan(rec.latency_hi) and rec.latency_noisy is None
+    assert rec.training_code == "unrecorded" and rec.processor == "an unrecorded processor"
+    row = rec.row()
+    assert list(row)[-3:] == ["finished_at", "run", "processor"] and row["own_iters"] == 1200

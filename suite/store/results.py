@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pandas as pd
@@ -82,7 +82,7 @@ def load_runs(runs_dir: Path, unreadable: list[Unreadable] | None = None) -> pd.
                 )
             )
         if not problem:
-            rows.append(result_row(r, path.parent))
+            rows.append(RunRecord.read(r, path.parent).row())
     return pd.DataFrame(rows)
 
 
@@ -93,66 +93,138 @@ def _processor(run: Path) -> str:
     return str(read_json_object(run / "config.json").get("processor") or "an unrecorded processor")
 
 
-def result_row(r: dict, run: Path) -> dict:
-    """One stored result as one flat row (``run`` is its folder). Runs stored before latency
-    spread was recorded have no ``latency_lo/hi`` (NaN) and an unknown ``latency_noisy`` (None)."""
-    b = r.get("budget", {})
-    lat = r.get("latency", {}).get("batch64", {})
-    return {
-        "setting": r.get("setting"),
-        "comparison": comparison_of(r),
-        "method": r.get("method"),
-        "seed": r.get("seed"),
-        "status": r.get("status"),
-        "error": r.get("error", ""),
-        "ratios": r.get("ratios"),
-        "skip": r.get("skip", ""),
-        "protocol": r.get("protocol", "paper"),
-        "numerics": numerics_label(r),
-        "eval_split": r.get("eval_split", "test"),
-        "top1": r.get("top1"),
-        "baseline_top1": r.get("baseline_top1"),
-        "baseline_key": r.get("baseline_key", ""),
-        "baseline_sha256": r.get("baseline_sha256"),  # the weights pairs of runs share (findings)
-        "baseline_name": baseline_name(r),
-        "params": r.get("params"),
-        "granularity": r.get("granularity", "filter"),
-        "nonzero_params": r.get("nonzero_params"),
-        "sparsity": r.get("weight_sparsity"),
-        "baseline_params": r.get("baseline_params"),
-        "flops": r.get("flops"),
-        "speedup": r.get("speedup"),
-        "latency_speedup": r.get("latency_speedup"),
-        "latency_device": lat.get("device"),
-        "latency_lo": lat.get("speedup_lo", float("nan")),
-        "latency_hi": lat.get("speedup_hi", float("nan")),
-        "latency_noisy": lat.get("noisy"),
-        "acc_before_removal": r.get("acc_before_removal"),
-        "acc_after_removal": r.get("acc_after_removal"),
-        # a method's own training iterations (records before the neutral name: "reg_iters")
-        "own_iters": b.get("own_iters", b.get("reg_iters")),
-        "finetune_epochs": b.get("finetune_epochs"),
-        "wall_seconds": r.get("wall_seconds"),
-        "samples": b.get("samples"),
-        "samples_x_train": b.get("samples_x_train"),
-        "budget_samples": b.get("total_samples_target"),
-        "latency_target": latency_target_text(r.get("latency_target")),
-        "round_to": r.get("round_to", 1),
-        "train_macs": b.get("train_macs"),
-        "capped": _capped(r),
-        "training_code": r.get("training_code") or "unrecorded",
-        "model_modules": tuple(r.get("model_modules") or ()),  # its model family's modules (fingerprinted)
-        "hparams": json.dumps(r.get("hparams", {}), sort_keys=True),
-        "hparams_source": r.get("hparams_source", ""),
-        "data_label": r.get("data_label"),
-        "data_fingerprint": r.get("data_fingerprint"),
-        "code_version": r.get("code_version"),
-        "reduced": r.get("reduced_budget"),
-        **{f"m:{k}": v for k, v in method_columns(r).items()},
-        "finished_at": r.get("finished_at"),
-        "run": str(run),
-        "processor": _processor(run),
-    }
+@dataclass(frozen=True)
+class RunRecord:
+    """One stored ``result.json``, read into typed fields once, here: every reader of stored runs
+    (``load_runs``, the summary ``suite run`` prints) gets the same names, types and defaults for
+    fields older records lack (runs stored before latency spread was recorded: NaN bounds and an
+    unknown ``latency_noisy``; before the neutral name of a method's own training: ``reg_iters``).
+    Its ``comparison`` is the run description's key (``comparison_of``); ``row()`` is the flat row of
+    the tables the pages and ``suite results`` are made from."""
+
+    setting: str | None
+    comparison: str
+    method: str | None
+    seed: int | None
+    status: str | None
+    error: str
+    ratios: str | None
+    skip: str
+    protocol: str
+    numerics: str
+    eval_split: str
+    top1: float | None
+    baseline_top1: float | None
+    baseline_key: str
+    baseline_sha256: str | None  # the weights pairs of runs share (findings)
+    baseline_name: str
+    params: int | None
+    granularity: str
+    nonzero_params: int | None
+    sparsity: float | None
+    baseline_params: int | None
+    flops: float | None
+    speedup: float | None
+    latency_speedup: float | None
+    latency_device: str | None
+    latency_lo: float
+    latency_hi: float
+    latency_noisy: bool | None
+    acc_before_removal: float | None
+    acc_after_removal: float | None
+    own_iters: int | None  # a method's own training iterations
+    finetune_epochs: float | None
+    wall_seconds: float | None
+    samples: int | None
+    samples_x_train: float | None
+    budget_samples: int | None  # under an equal-sample budget: the samples every row reaches
+    latency_target: str
+    round_to: int
+    train_macs: float | None
+    capped: bool
+    training_code: str
+    model_modules: tuple[str, ...]  # its model family's modules (fingerprinted)
+    hparams: str  # JSON, keys sorted: one comparable value per setting of the hyperparameters
+    hparams_source: str
+    data_label: str | None
+    data_fingerprint: str | None
+    code_version: str | None
+    reduced: bool | None
+    method_columns: dict  # the extra columns its method declares (``method_columns``)
+    finished_at: str | None
+    run: str
+    processor: str
+
+    @classmethod
+    def read(cls, r: dict, run: Path) -> RunRecord:
+        """The record of one stored result ``r`` (a JSON object) in the folder ``run``."""
+        b = r.get("budget", {})
+        lat = r.get("latency", {}).get("batch64", {})
+        return cls(
+            setting=r.get("setting"),
+            comparison=comparison_of(r),
+            method=r.get("method"),
+            seed=r.get("seed"),
+            status=r.get("status"),
+            error=r.get("error", ""),
+            ratios=r.get("ratios"),
+            skip=r.get("skip", ""),
+            protocol=r.get("protocol", "paper"),
+            numerics=numerics_label(r),
+            eval_split=r.get("eval_split", "test"),
+            top1=r.get("top1"),
+            baseline_top1=r.get("baseline_top1"),
+            baseline_key=r.get("baseline_key", ""),
+            baseline_sha256=r.get("baseline_sha256"),
+            baseline_name=baseline_name(r),
+            params=r.get("params"),
+            granularity=r.get("granularity", "filter"),
+            nonzero_params=r.get("nonzero_params"),
+            sparsity=r.get("weight_sparsity"),
+            baseline_params=r.get("baseline_params"),
+            flops=r.get("flops"),
+            speedup=r.get("speedup"),
+            latency_speedup=r.get("latency_speedup"),
+            latency_device=lat.get("device"),
+            latency_lo=lat.get("speedup_lo", float("nan")),
+            latency_hi=lat.get("speedup_hi", float("nan")),
+            latency_noisy=lat.get("noisy"),
+            acc_before_removal=r.get("acc_before_removal"),
+            acc_after_removal=r.get("acc_after_removal"),
+            own_iters=b.get("own_iters", b.get("reg_iters")),
+            finetune_epochs=b.get("finetune_epochs"),
+            wall_seconds=r.get("wall_seconds"),
+            samples=b.get("samples"),
+            samples_x_train=b.get("samples_x_train"),
+            budget_samples=b.get("total_samples_target"),
+            latency_target=latency_target_text(r.get("latency_target")),
+            round_to=r.get("round_to", 1),
+            train_macs=b.get("train_macs"),
+            capped=_capped(r),
+            training_code=r.get("training_code") or "unrecorded",
+            model_modules=tuple(r.get("model_modules") or ()),
+            hparams=json.dumps(r.get("hparams", {}), sort_keys=True),
+            hparams_source=r.get("hparams_source", ""),
+            data_label=r.get("data_label"),
+            data_fingerprint=r.get("data_fingerprint"),
+            code_version=r.get("code_version"),
+            reduced=r.get("reduced_budget"),
+            method_columns=method_columns(r),
+            finished_at=r.get("finished_at"),
+            run=str(run),
+            processor=_processor(run),
+        )
+
+    def row(self) -> dict:
+        """The record as one flat table row; the method's columns as ``m:<name>``."""
+        out = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("method_columns", "finished_at", "run", "processor")
+        }
+        out.update({f"m:{k}": v for k, v in self.method_columns.items()})
+        out.update(finished_at=self.finished_at, run=self.run, processor=self.processor)
+        return out
 
 
 # Which runs are compared with each other, everywhere (the summary, ``suite results``, the pages and
