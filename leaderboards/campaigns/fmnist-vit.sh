@@ -4,8 +4,12 @@
 # (about 2x FLOPs) and a quarter of the heads with three quarters of the MLP channels; greg1,
 # greg2, l1, random and Torch-Pruning's group L2 and Taylor criteria; the paper protocol and the
 # 1x equal-sample budget; pruning seeds 0-2 on the baseline of seed 0 (its model.pt is committed).
-# Queued after the third edition (one training at a time on these 2 cores); each command is the
-# runner's resume, so running this again after an interruption loses at most the job in flight.
+# Run by third-edition.sh after fmnist-cnn4's paper and 1x points (one training at a time on these 2
+# cores); each command is the runner's resume, so running it again after an interruption loses at
+# most the job in flight. Cost, from this ViT's measured training speed in the suite's loop (790
+# images/s in fp32 on 2 cores of an AMD EPYC; bf16 autocast is slower here, 444/s): the baseline
+# about 40 min, then about 110 min per target and seed (GReg's 10,501 iterations on the whole
+# model, and four methods' 1x fine-tuning of 909,376 samples), about 11-12 CPU-hours in all.
 #   nohup bash leaderboards/campaigns/fmnist-vit.sh > fmnist-vit.log 2>&1 &
 set -uo pipefail
 cd "$(dirname "$0")/../.."

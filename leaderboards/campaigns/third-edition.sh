@@ -36,7 +36,7 @@ fmnist_budget() {  # every seed and baseline of fmnist-cnn4 0.9 at one budget po
 }
 
 fmnist_budget paper,total:1x
-# issue 41's transformer comparison (about 5 CPU-hours) once the cheap points of every baseline are in:
+# issue 41's transformer comparison (about 11-12 CPU-hours) once the cheap points of every baseline are in:
 # it closes an issue, where 2x and 4x extend a curve whose first verdicts are already published
 bash leaderboards/campaigns/fmnist-vit.sh
 fmnist_budget total:2x
