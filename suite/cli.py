@@ -21,7 +21,8 @@ DEFAULT_METHODS = ",".join(DEFAULT_COMPARISON)  # what `suite run` compares when
 EPILOG = """examples:
   suite list settings                          what each setting prunes, and the speedup it means
   suite list methods 'greg*'                   methods with their hyperparameters and defaults
-  suite run --methods greg1,greg2,l1           the offline CPU default (Fashion-MNIST), one seed
+  suite run --methods greg1,greg2,l1           the offline quick start (Fashion-MNIST, about 4 min)
+  suite run --setting fmnist-cnn4 --methods greg1,greg2,l1 --seeds 3   the published CPU comparison
   suite run --setting cifar10jpg-resnet20 --data-dir /tmp/cifar10-jpg --methods 'greg*,l1' --seeds 3
   suite run --methods l1 --ratios 0.9 --dry-run   the plan: cached and new jobs, the budget
   suite results --format csv                   every stored run as one table
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="suite",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
-        description="greg-suite: compare pruning methods (GReg-1/2, L1, NNI pruners) on shared settings, "
+        description="greg-suite: compare pruning methods (GReg-1/2, L1, NNI's and Torch-Pruning's pruners) on shared settings, "
         "from one trained baseline and one fine-tuning budget.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
