@@ -116,9 +116,9 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
 
 def baselines_text(names: list[str]) -> str:
     """ "baseline seed 1", or "baseline seeds 0, 1, 2" (an own baseline file keeps its own name)."""
-    seeds = [n.removeprefix("baseline seed ") for n in names]
-    if len(names) > 1 and all(n.startswith("baseline seed ") and " " not in s for n, s in zip(names, seeds)):
-        return "baseline seeds " + ", ".join(seeds)
+    seeds = [re.fullmatch(r"baseline seed (\d+)", n) for n in names]
+    if len(names) > 1 and all(seeds):
+        return "baseline seeds " + ", ".join(m[1] for m in seeds)
     return "; ".join(names)
 
 

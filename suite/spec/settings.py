@@ -403,7 +403,7 @@ _add(
         method_overrides={"greg*": {"update_interval": 1, "stabilize_iters": 200, "penalty_increment": 1e-3}},
         reduced=True,
         val_size=5000,
-        description="quick start (about 5 min on 2 cores): fmnist-cnn4 on a short schedule; a demonstration, "
+        description="quick start (about 4 min on 2 cores): fmnist-cnn4 on a short schedule; a demonstration, "
         "fmnist-cnn4 is the published comparison",
         budget_unit=140_224 + 119_808,  # GReg-2's own training (2,191 iterations of 64) + fine-tuning
     )

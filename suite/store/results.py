@@ -217,13 +217,13 @@ class RunRecord:
 
     def row(self) -> dict:
         """The record as one flat table row; the method's columns as ``m:<name>``."""
-        out = {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.name not in ("method_columns", "finished_at", "run", "processor")
-        }
-        out.update({f"m:{k}": v for k, v in self.method_columns.items()})
-        out.update(finished_at=self.finished_at, run=self.run, processor=self.processor)
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "method_columns":
+                out.update({f"m:{k}": v for k, v in value.items()})
+            else:
+                out[f.name] = value
         return out
 
 
