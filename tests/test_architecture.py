@@ -129,7 +129,9 @@ def test_what_cannot_change_a_trained_number_stays_out_of_the_fingerprint():
     # pipeline imports for annotations only), pages, timing
     assert not closure & {
         "suite/training/numerics_default.py",
-        "suite/cli.py",
+        "suite/cli/commands.py",
+        "suite/cli/run.py",
+        "suite/cli/options.py",
         "suite/spec/plan.py",
         "suite/measure/latency.py",
         "suite/measure/metrics.py",

@@ -158,7 +158,7 @@ def test_suite_baseline_on_a_diverging_recipe_says_nothing_is_stored(tmp_path):
 
     import tomli_w
 
-    from suite.cli import main
+    from suite.cli.commands import main
 
     table = tomllib.loads(Path(TINY).read_text())
     table["name"] = "tiny-diverging"

@@ -1,6 +1,6 @@
 """The `suite` command end to end on real data: errors, smoke runs, caching, failure, resume, workers.
 
-Most cases call ``suite.cli.main(argv)`` in this process (an interpreter start each would cost more
+Most cases call ``suite.cli.commands.main(argv)`` in this process (an interpreter start each would cost more
 than the case); the kill -9 resume and the two workers need real processes and run as such.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite.cli import main
+from suite.cli.commands import main
 
 TINY = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
 ENV = {**os.environ, "SUITE_CHECKPOINT_EVERY": "5", "PYTHONWARNINGS": "ignore"}
@@ -518,7 +518,7 @@ def test_two_workers_share_four_jobs_two_each(tmp_path):
 
 
 def test_missing_runs_dir_is_one_line_exit_2_for_every_reader(tmp_path, capsys):
-    from suite.cli import main
+    from suite.cli.commands import main
 
     for command in ("results", "leaderboard"):
         assert main([command, "--runs-dir", str(tmp_path / "none")]) == 2
@@ -527,7 +527,7 @@ def test_missing_runs_dir_is_one_line_exit_2_for_every_reader(tmp_path, capsys):
 
 
 def test_list_settings_default_first_and_only_real_changes(monkeypatch, capsys):
-    from suite.cli import main
+    from suite.cli.commands import main
     from suite.pages import overview
 
     monkeypatch.setattr(

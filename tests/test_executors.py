@@ -23,7 +23,7 @@ import pytest
 import torch
 from conftest import needs
 
-from suite.cli import main
+from suite.cli.commands import main
 from suite.spec.plan import plan
 from suite.spec.settings import get_setting
 

@@ -194,7 +194,7 @@ def test_a_bf16_run_is_found_again_from_its_config():
 
 @pytest.mark.data
 def test_a_run_of_older_training_code_is_flagged_then_recomputed_on_request(tmp_path, capsys):
-    from suite.cli import main
+    from suite.cli.commands import main
 
     runs = tmp_path / "runs"
     args = [

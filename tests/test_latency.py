@@ -242,7 +242,7 @@ def test_bad_runtimes_are_one_line_errors(text):
 )
 def test_cli_bad_input_exit_2(args, start, capsys):
     """In this process (the real process's one-line exit is tests/test_leaderboard_latency.py's)."""
-    from suite.cli import main
+    from suite.cli.commands import main
 
     threads = torch.get_num_threads()
     try:
@@ -392,7 +392,7 @@ def test_suite_run_prunes_to_a_latency_target_searched_once_and_recorded(tmp_pat
     import json
     from pathlib import Path
 
-    from suite.cli import main
+    from suite.cli.commands import main
     from suite.measure.latency_target import resolve_for_run
 
     toml = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
@@ -484,7 +484,7 @@ def test_bad_latency_target_is_one_line(text):
     ],
 )
 def test_suite_run_latency_and_alignment_options_are_one_line_before_any_work(tmp_path, capsys, args, message):
-    from suite.cli import main
+    from suite.cli.commands import main
 
     assert main(["run", "--dry-run", "--runs-dir", str(tmp_path / "runs"), *args]) == 2
     err = capsys.readouterr().err

@@ -36,7 +36,7 @@ def _main(*argv: str) -> int:
     """The CLI in this process (a run sets the process's threads to its share: put them back)."""
     import torch
 
-    from suite.cli import main
+    from suite.cli.commands import main
 
     threads = torch.get_num_threads()
     try:
@@ -122,7 +122,7 @@ def test_unreadable_runs_are_named_and_counted_on_the_terminal_and_the_pages(run
     """A truncated result.json (its run left out) and a truncated config.json (its run listed with
     an unrecorded processor): `suite results` and `suite leaderboard` name each folder and what is
     wrong on stderr, then count them; index.html and the setting's page say the same."""
-    from suite.cli import main
+    from suite.cli.commands import main
 
     store = tmp_path / "runs"
     shutil.copytree(runs, store)

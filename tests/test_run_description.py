@@ -87,8 +87,8 @@ def test_round_to_keeps_multiples_names_its_runs_and_the_pruned_model_runs():
 
     import torch
 
+    from suite.cli.options import setting_of
     from suite.models.nets import example_input
-    from suite.options import setting_of
 
     def args(**kw):
         return type("Args", (), {"setting": "fmnist-cnn4", "ratios": "0.7", "skip": None, "target": None, **kw})()

@@ -36,7 +36,7 @@ def run(args, check=0):
     """``args`` (``python -m suite.cli ...``) run in this process: exit code, stdout and stderr."""
     from types import SimpleNamespace
 
-    from suite.cli import main
+    from suite.cli.commands import main
 
     threads = torch.get_num_threads()
     out, err = io.StringIO(), io.StringIO()

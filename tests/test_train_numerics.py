@@ -13,7 +13,7 @@ import torch
 from conftest import QuietHook
 from torch import nn
 
-from suite.cli import main
+from suite.cli.commands import main
 from suite.models.nets import build_model
 from suite.training.loop import evaluate, train
 from suite.training.numerics import FP32, Numerics

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite.cli import main
+from suite.cli.commands import main
 from suite.data import userdata
 from suite.errors import SuiteError
 from suite.models.size import count_flops

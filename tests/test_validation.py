@@ -2,7 +2,7 @@
 
 The found cases of issue 15 (items 3, 4, 5) are a table; then hypothesis throws generated bad values at
 every setting field (top level, [baseline], [finetune], [prune]), every hyperparameter of every method
-and the CLI options. Everything runs ``suite.cli.main`` in-process, with ``load_data`` replaced by a
+and the CLI options. Everything runs ``suite.cli.commands.main`` in-process, with ``load_data`` replaced by a
 function that fails the test: validation must finish before a dataset is touched.
 """
 
@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from methods import registry
-from suite.cli import main
+from suite.cli.commands import main
 
 TINY = Path(__file__).parent / "data" / "tiny-fmnist.toml"
 BASE = tomllib.loads(TINY.read_text())
@@ -108,6 +108,24 @@ def test_found_setting_values_are_refused_naming_file_field_value(section, key, 
     table = with_field(section, key, value)
     line = assert_refused(lambda d: ["run", "--setting", setting_file(d, table)] + (["--dry-run"] if dry else []), says)
     assert "setting file " in line and "bad.toml" in line
+
+
+def test_a_file_whose_own_ratios_do_not_fit_runs_at_the_ratios_the_command_line_gives(tmp_path):
+    """--ratios replaces a file's ratios before the file is checked: a user whose file names
+    ratios its model cannot take (a ResNet stage list on a 4-conv net) runs it at ratios it can."""
+    from argparse import Namespace
+
+    from suite.cli.options import setting_of
+
+    path = setting_file(tmp_path, with_field(None, "ratios", "[0,0.5,0.5,0.5,0]"))
+    line = assert_refused(lambda d: ["run", "--setting", path, "--dry-run"], "ratios '[0,0.5,0.5,0.5,0]'")
+    assert "bad.toml" in line
+    s = setting_of(Namespace(setting=path, ratios="0.3"))
+    assert s.ratios == "0.3" and s.layer_ratios(s.build_model()) == {
+        name: 0.3 for name in setting_of(Namespace(setting=str(TINY), ratios="0.3")).layer_ratios(s.build_model())
+    }
+    # the override itself is still checked
+    assert_refused(lambda d: ["run", "--setting", path, "--ratios", "1.5", "--dry-run"], "ratios '1.5'")
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """The command line's values, validated into the objects the suite runs on.
 
-``suite.cli`` parses; this module checks what was given (each bad value one line naming the
+``suite.cli``'s commands parse; this module checks what was given (each bad value one line naming the
 option, the value and the fix, before any data is loaded or anything is written) and turns it
 into a setting, seeds, a device and numerics, hyperparameters, engine options and, for ``suite
 run``, the planned jobs (:func:`prepare_run`). May import anything of the suite: it is the CLI's
@@ -26,7 +26,6 @@ def setting_of(args):
     :func:`latency_setting`, which measures it once the run's other options are checked."""
     from suite.spec.settings import DEFAULT_SETTING, get_setting, with_ratios
 
-    s = get_setting(args.setting or DEFAULT_SETTING, data_dir=getattr(args, "data_dir", None))
     ratios, skip = getattr(args, "ratios", None), getattr(args, "skip", None)
     round_to = getattr(args, "align_to", None)  # suite run's --round-to N (suite latency's is a sweep)
     if round_to is not None and round_to < 1:
@@ -38,6 +37,8 @@ def setting_of(args):
         if ratios is not None:
             raise SuiteError("--target and --ratios exclude each other: a target is a ratio string (--ratios 2.5x)")
         ratios = target if target.strip().endswith("x") else f"{target}x"
+    replacing = {"ratios": ratios, "skip": skip, "round_to": round_to}
+    s = get_setting(args.setting or DEFAULT_SETTING, data_dir=getattr(args, "data_dir", None), replacing=replacing)
     try:
         return with_ratios(s, ratios, skip, round_to)
     except SuiteError as e:

@@ -418,9 +418,13 @@ def _dataset_info(dataset: str, data_dir: str | None) -> DataInfo:
     return datasets.info(dataset, data_dir)
 
 
-def get_setting(name_or_file: str, data_dir: str | None = None) -> Setting:
+def get_setting(name_or_file: str, data_dir: str | None = None, replacing: dict | None = None) -> Setting:
     """A named setting, or a TOML file describing one (same fields as :class:`Setting`; relative
-    paths in it start from the file's folder). ``data_dir`` (``--data-dir``) replaces the file's."""
+    paths in it start from the file's folder). ``data_dir`` (``--data-dir``) replaces the file's.
+    ``replacing`` (the command line's ``--ratios``, ``--skip``, ``--round-to``; None values left
+    out) replaces a file's fields *before* it is checked: a file whose own ratios do not fit its
+    model can still be run at ratios that do. A named setting is returned as registered (its
+    fields are valid; :func:`with_ratios` applies the command line to it)."""
     if name_or_file in SETTINGS:
         return SETTINGS[name_or_file]
     path = Path(name_or_file)
@@ -439,6 +443,7 @@ def get_setting(name_or_file: str, data_dir: str | None = None) -> Setting:
             table.setdefault("root", str(path.resolve().parent))
             if data_dir is not None:
                 table["data_dir"] = str(Path(data_dir).resolve())
+            table.update({k: v for k, v in (replacing or {}).items() if v is not None})
         return Setting.from_dict(table, where=f"setting file {path}")
     import difflib
 
@@ -457,5 +462,7 @@ def with_ratios(setting: Setting, ratios: str | None, skip: str | None = None, r
         skip=setting.skip if skip is None else skip,
         round_to=setting.round_to if round_to is None else round_to,
     )
+    if s == setting:  # a file read with these values already (get_setting's replacing): checked then
+        return setting
     s.layer_ratios(s.build_model())
     return s
