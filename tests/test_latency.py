@@ -429,6 +429,34 @@ def test_suite_run_prunes_to_a_latency_target_searched_once_and_recorded(tmp_pat
     ) in page
 
 
+def test_a_run_s_latency_search_loads_its_runtime_in_a_child_process_only(tmp_path):
+    """``suite run --target 1.05x-latency --latency-runtime onnx`` searches in a spawned child: the
+    process that goes on to train (and fork DataLoader workers) never loads ONNX Runtime, and the
+    child measured on this process's thread count. A fresh interpreter, since this one has loaded
+    every runtime in other tests."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    toml = str(Path(__file__).parent / "data" / "tiny-fmnist.toml")
+    script = f"""
+import json, sys, torch
+from suite.measure.latency_target import resolve_for_run
+from suite.spec.settings import get_setting
+torch.set_num_threads(1)
+short = dict(warmup=1, rounds=1, round_size=10, min_repeats=10)
+_, record = resolve_for_run(get_setting({toml!r}), 1.05, "onnx", 16, torch.device("cpu"), {str(tmp_path)!r},
+                            step=0.3, search_repeat=short, **short)
+print(json.dumps({{"record": record, "loaded": "onnxruntime" in sys.modules}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["loaded"] is False
+    assert got["record"]["runtime"] == "onnx" and got["record"]["speedup"] >= 1.05 and got["record"]["threads"] == 1
+
+
 def test_resnet_units_are_stages_and_their_string_is_the_papers():
     from suite.measure.latency_target import ratio_string, units
 

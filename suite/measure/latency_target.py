@@ -230,7 +230,7 @@ def resolve_for_run(
             f"(once; stored in {path})",
             flush=True,
         )
-        res = {**search(setting, target, runtime, batch, device, **search_options), "key": key}
+        res = {**_search_apart(setting, target, runtime, batch, device, **search_options), "key": key}
         write_json(path, res)
     record = {
         "target": target,
@@ -247,6 +247,24 @@ def resolve_for_run(
         "record": path.name,
     }
     return with_ratios(setting, res["ratios"]), record
+
+
+def _search_apart(*args, **kwargs) -> dict:
+    """:func:`search` in a spawned process of its own, on this process's torch thread count. The
+    runtimes it times (ONNX Runtime, OpenVINO, inductor) start thread pools in the process that
+    loads them, and ``suite run`` goes on to train in this one: a fork after those pools (the
+    DataLoader workers of a streamed dataset) can crash, as a long pytest process did in the first
+    forked worker after the runtimes' tests. A spawned child takes its pools with it when it ends."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(
+        1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=torch.set_num_threads,
+        initargs=(torch.get_num_threads(),),
+    ) as child:
+        return child.submit(search, *args, **kwargs).result()
 
 
 def format_search(res: dict) -> str:
