@@ -445,9 +445,9 @@ import json, sys, torch
 from suite.measure.latency_target import resolve_for_run
 from suite.spec.settings import get_setting
 torch.set_num_threads(1)
-short = dict(warmup=1, rounds=1, round_size=10, min_repeats=10)
-_, record = resolve_for_run(get_setting({toml!r}), 1.05, "onnx", 16, torch.device("cpu"), {str(tmp_path)!r},
-                            step=0.3, search_repeat=short, **short)
+short = dict(warmup=1, rounds=1, round_size=5, min_repeats=5)
+_, record = resolve_for_run(get_setting({toml!r}), 1.05, "onnx", 8, torch.device("cpu"), {str(tmp_path)!r},
+                            step=0.5, search_repeat=short, **short)
 print(json.dumps({{"record": record, "loaded": "onnxruntime" in sys.modules}}))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
