@@ -218,15 +218,49 @@ def test_wording_switches_with_holm(tmp_path):
     render(tmp_path / "c", out)
     page = html.unescape(re.sub(r"<[^>]+>", " ", (out / "findings.html").read_text()))
     assert "within noise" not in page and row["verdict"] in page and ONE_BASELINE in page
-    summary = "GReg-1 beats L1: holds in 0 of 1 tested comparisons after Holm, the opposite in 0"
-    assert summary in page and summary in html.unescape((out / "index.html").read_text())
     # the runs are of today's training code: the sentence names that row with scipy's interval
     ci = stats.ttest_rel(GREG1, L1).confidence_interval(0.95)
-    today = (
-        f"today's training code: tiny 0.5, paper +1.30 [{ci.low:+.2f}, {ci.high:+.2f}] points "
+    summary = (
+        f"GReg-1 beats L1: today's training code: tiny 0.5, paper +1.30 [{ci.low:+.2f}, {ci.high:+.2f}] points "
         f"(n=3, p_adj {row['test']['p_adj_text']}, not significant)."
     )
-    assert today in re.sub(r"\s+", " ", page)
+    assert summary in re.sub(r"\s+", " ", page)
+    assert summary in re.sub(r"\s+", " ", html.unescape((out / "index.html").read_text()))
+
+
+def test_the_summary_leads_with_today_s_code_and_says_whether_the_baselines_agree(tmp_path):
+    """Today's row first, with the one-sample t across baselines (scipy) and on how many baselines
+    each method was ahead; the older edition's rows after it, counted (here one comparison that
+    holds after Holm: GReg-1 4 points above L1 on every seed)."""
+    second = {"baseline_key": "b2", "baseline_seed": 1, "baseline_sha256": "w2"}
+    third = {"baseline_key": "b3", "baseline_seed": 2, "baseline_sha256": "w3"}
+    old = {"training_code": "0" * 16}
+    runs = (
+        _runs("greg1", GREG1)  # paired differences +1.40, +0.90, +1.60: greg1 ahead
+        + _runs("l1", L1)
+        + _runs("greg1", [74.0, 73.0, 74.5], **second)  # -0.2, -0.5, -0.1: l1 ahead
+        + _runs("l1", [74.2, 73.5, 74.6], **second)
+        + _runs("greg1", [70.0, 71.0, 72.0], **third)  # +0.5, +0.4, +0.6: greg1 ahead
+        + _runs("l1", [69.5, 70.6, 71.4], **third)
+        + _runs("greg1", [80.0, 80.2, 79.9], **old)
+        + _runs("l1", [76.0, 76.1, 75.95], **old)
+    )
+    found = findings(_store(tmp_path, runs))
+    (claim,) = [c for c in found["claims"] if c["claim"].key == "greg1-vs-l1"]
+    per = [statistics.mean([1.4, 0.9, 1.6]), statistics.mean([-0.2, -0.5, -0.1]), statistics.mean([0.5, 0.4, 0.6])]
+    one = stats.ttest_1samp(per, 0.0)
+    ci = one.confidence_interval(0.95)
+    today = next(r for r in claim["rows"] if r["current"])
+    assert today["test"]["p"] == pytest.approx(one.pvalue, rel=1e-9)
+    older = next(r for r in claim["rows"] if not r["current"])
+    assert older["test"]["significant"] and not today["test"]["significant"]
+    assert claim["sentence"] == (
+        f"GReg-1 beats L1: today's training code: tiny 0.5, paper {statistics.mean(per):+.2f} "
+        f"[{ci.low:+.2f}, {ci.high:+.2f}] points (n=3 baselines, p_adj {today['test']['p_adj_text']}, "
+        f"not significant; greg1 ahead on 2 of 3 baselines, l1 ahead on 1 of 3 baselines); older training code: "
+        f"holds in 1 of 1 tested comparisons after Holm, the opposite in 0, differences +4.02 to +4.02 points, "
+        f"1 of 1 on one baseline."
+    )
 
 
 def test_the_gap_grows_is_a_test_on_the_slope_of_the_differences(tmp_path):

@@ -381,55 +381,84 @@ def verdict(claim: Claim, t: dict) -> str:
 
 
 def sentence(claim: Claim, rows: list[dict]) -> str:
-    """What the stored runs say about one claim, in one sentence with its numbers: in how many tested
-    comparisons it holds (and the opposite holds) after Holm, the range of differences, what the
-    rest could have detected, and the caveats (one baseline, older training code)."""
+    """What the stored runs say about one claim, in one sentence with its numbers, today's training
+    code first (what a reader of the newest runs wants): each of its rows with the difference, its
+    interval, n, the adjusted p and, across baselines, on how many each method was ahead. Then the
+    older editions in one clause: in how many tested comparisons the claim holds (and the opposite
+    holds) after Holm, the range of differences, what the rest could have detected, and how many
+    rest on one baseline."""
     if not rows:
         return f"{claim.short}: not tested, no comparison holds both {claim.a} and {claim.b}."
-    tested = [r["test"] for r in rows if r["test"]["p"] is not None]
-    pro = sum(t["significant"] and t["diff"] > 0 for t in tested)
-    con = sum(t["significant"] and t["diff"] < 0 for t in tested)
-    quiet = [t["detectable"] for t in tested if not t["significant"]]
-    diffs = [r["test"]["diff"] for r in rows if math.isfinite(r["test"]["diff"])] or [math.nan]
-    noun, unit = ("series", "points per 1x FLOPs speedup") if claim is GAP else ("comparisons", "points")
-    text = (
-        f"{claim.short}: holds in {pro} of {len(tested)} tested {noun} after Holm, the opposite in {con}; "
-        f"{'slopes' if claim is GAP else 'differences'} {min(diffs):+.2f} to {max(diffs):+.2f} {unit}"
-    )
-    if quiet:
-        text += (
-            f"; the {len(quiet)} not significant could detect only >= {min(quiet):.2f}"
-            + (f" to {max(quiet):.2f}" if len(quiet) > 1 else "")
-            + f" {unit}"
-        )
-    if claim.measure == "removal":
-        lost = [b["a"]["mean"] for r in rows for b in r["baselines"]]
-        text += f"; {claim.a} itself still loses {min(lost):.1f} to {max(lost):.1f} points at removal"
-    single = sum(r["scope"] is not None for r in rows)
-    if single:
-        text += f"; {single} of {len(rows)} rest on one baseline"
+    unit = "points per 1x FLOPs speedup" if claim is GAP else "points"
     current = [r for r in rows if r["current"] and r["test"]["p"] is not None]
-    if not any(r["current"] for r in rows):
-        text += "; all from older training code"
-    elif current:  # today's edition, row by row: what a reader of the newest runs wants first
-        text += "; today's training code: " + ", ".join(_current_text(r, unit) for r in current[:_CURRENT_SHOWN])
-        if len(current) > _CURRENT_SHOWN:
-            text += f" and {len(current) - _CURRENT_SHOWN} more on findings.html"
-    return text + "."
+    older = [r for r in rows if not r["current"]]
+    parts = []
+    if current:
+        shown = "; ".join(_current_text(r, claim, unit) for r in current[:_CURRENT_SHOWN])
+        more = f" and {len(current) - _CURRENT_SHOWN} more on findings.html" if len(current) > _CURRENT_SHOWN else ""
+        parts.append(f"today's training code: {shown}{more}")
+        if claim.measure == "removal":
+            lost = [b["a"]["mean"] for r in current for b in r["baselines"]]
+            parts.append(f"{claim.a} itself still loses {min(lost):.1f} to {max(lost):.1f} points at removal there")
+    else:
+        parts.append("no runs of today's training code")
+    untested = sum(r["current"] and r["test"]["p"] is None for r in rows)
+    if untested:
+        parts.append(f"{untested} more of today's not yet testable (findings.html says why)")
+    if older:
+        parts.append(f"older training code: {_tally(claim, older, unit)}")
+    return f"{claim.short}: " + "; ".join(parts) + "."
 
 
 _CURRENT_SHOWN = 4  # rows of today's code a summary sentence names one by one
 
 
-def _current_text(row: dict, unit: str) -> str:
+def _tally(claim: Claim, rows: list[dict], unit: str) -> str:
+    """Rows counted: in how many the claim holds after Holm and the opposite, the differences' range,
+    what the rest could detect, how many rest on one baseline."""
+    tested = [r["test"] for r in rows if r["test"]["p"] is not None]
+    pro = sum(t["significant"] and t["diff"] > 0 for t in tested)
+    con = sum(t["significant"] and t["diff"] < 0 for t in tested)
+    quiet = [t["detectable"] for t in tested if not t["significant"]]
+    diffs = [r["test"]["diff"] for r in rows if math.isfinite(r["test"]["diff"])] or [math.nan]
+    noun = "series" if claim is GAP else "comparisons"
+    text = (
+        f"holds in {pro} of {len(tested)} tested {noun} after Holm, the opposite in {con}, "
+        f"{'slopes' if claim is GAP else 'differences'} {min(diffs):+.2f} to {max(diffs):+.2f} {unit}"
+    )
+    if quiet:
+        text += f", the {len(quiet)} not significant could detect only >= {min(quiet):.2f}" + (
+            f" to {max(quiet):.2f}" if len(quiet) > 1 else ""
+        )
+    single = sum(r["scope"] is not None for r in rows)
+    if single:
+        text += f", {single} of {len(rows)} on one baseline"
+    return text
+
+
+def _current_text(row: dict, claim: Claim, unit: str) -> str:
     """One row of today's code in a summary sentence: where, the difference with its interval, the
-    adjusted p and the number of baselines or seeds behind it."""
+    number of baselines or seeds behind it, the adjusted p, and across baselines which method was
+    ahead on how many (baselines differ more than seeds: a reader should see whether they agree)."""
     t = row["test"]
     interval = f" [{t['lo']:+.2f}, {t['hi']:+.2f}]" if math.isfinite(t["lo"]) else ""
     target = (row.get("ratios") or "") + (" skip " + row["skip"] if row.get("skip") else "")  # none: a series
     where = f"{row['setting']}{' ' + target if target else ''}, {row['protocol_text']}"
     verdict = "significant" if t["significant"] else "not significant"
-    return f"{where} {t['diff']:+.2f}{interval} {unit} ({t['n']}, p_adj {t['p_adj_text']}, {verdict})"
+    text = f"{where} {t['diff']:+.2f}{interval} {unit} ({t['n']}, p_adj {t['p_adj_text']}, {verdict}"
+    diffs = [b["test"]["diff"] for b in row.get("baselines", []) if math.isfinite(b["test"]["diff"])]
+    if claim is not GAP and len(diffs) > 1:
+        ahead = {claim.a: sum(d > 0 for d in diffs), claim.b: sum(d < 0 for d in diffs)}
+        if claim.measure == "removal":  # positive: a loses fewer points
+            words = [f"{m} loses fewer on {_count(k, len(diffs))}" for m, k in ahead.items() if k]
+        else:
+            words = [f"{m} ahead on {_count(k, len(diffs))}" for m, k in ahead.items() if k]
+        text += "; " + ", ".join(words)
+    return text + ")"
+
+
+def _count(k: int, n: int) -> str:
+    return "every baseline" if k == n else f"{k} of {n} baselines"
 
 
 def findings(runs: pd.DataFrame) -> dict:
