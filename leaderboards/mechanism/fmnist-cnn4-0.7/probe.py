@@ -15,6 +15,11 @@ stop decision does not change the trajectory) a deep copy of the model is measur
 
 Usage: python probe.py --name NAME --variant 1 --ratio 0.7 --hp '{"stabilize_iters": 0}' \
        --probe-ks 0,500,1000 --finetune-ks 500 [--lr 0.001] [--probe-abs 2500,5000]
+       [--setting cifar10jpg-resnet20 --precision bf16 --channels-last --threads 2 --dir /tmp/mech-r20]
+
+Written for fmnist-cnn4 (whose report beside it ran it with the defaults); --setting takes any
+setting whose pruned convs are a PlainNet's ``features.i`` (BN at ``features.i+1``) or a ResNet
+block's ``convK`` (BN at ``bnK``, the block's next conv after it).
 """
 from __future__ import annotations
 
@@ -38,24 +43,40 @@ from suite.spec.plan import resolve_hparams
 from suite.spec.settings import get_setting, with_ratios
 from suite.training.baseline import get_baseline
 from suite.training.loop import evaluate, train
+from suite.training.numerics import FP32, Numerics
 
 RUNS = Path("/tmp/mech-runs")
 OUT = Path("/tmp/mech/out")
 CK = Path("/tmp/mech/ckpt")
 DEV = torch.device("cpu")
+NUMERICS = FP32  # --precision / --channels-last: the runs' numerics, in training and in every evaluation
 
 
 def top1(model, data, split="test"):
-    return evaluate(model, data.eval_batches(split, 500, DEV), DEV)["top1"]
+    return evaluate(model, data.eval_batches(split, 500, DEV), DEV, NUMERICS)["top1"]
 
 
 def bn_of(model, conv_name):
-    """The BatchNorm right after a conv of a PlainNet (features.i -> features.i+1)."""
-    prefix, i = conv_name.rsplit(".", 1)
-    return model.get_submodule(f"{prefix}.{int(i) + 1}")
+    """The BatchNorm right after a pruned conv: a PlainNet's features.i -> features.i+1, a ResNet
+    block's convK -> bnK."""
+    prefix, last = conv_name.rsplit(".", 1)
+    if last.startswith("conv"):
+        return model.get_submodule(f"{prefix}.bn{last[4:]}")
+    return model.get_submodule(f"{prefix}.{int(last) + 1}")
 
 
-NEXT = {"features.4": "features.8", "features.8": "features.11", "features.11": "classifier"}
+PLAIN_NEXT = {"features.4": "features.8", "features.8": "features.11", "features.11": "classifier"}
+
+
+class _Next(dict):
+    """The layer that reads a pruned conv's channels: fmnist-cnn4's table, or a ResNet block's next conv."""
+
+    def __missing__(self, conv_name):
+        prefix, last = conv_name.rsplit(".", 1)
+        return f"{prefix}.conv{int(last[4:]) + 1}"
+
+
+NEXT = _Next(PLAIN_NEXT)
 
 
 def next_inputs(model, data, names, n_batches=10):
@@ -85,9 +106,9 @@ def with_constant_inputs(model, channels: dict, means: dict):
     removal plus an exact bias compensation (the signal goes, the shift stays)."""
     def make(p, mu):
         def hook(m, i):
-            x = i[0].clone()
+            x = i[0].clone(memory_format=torch.contiguous_format)
             shape = (1, -1) + (1,) * (x.dim() - 2)
-            x[:, p] = mu[p].view(shape)
+            x[:, p] = mu[p].view(shape).to(x.dtype)
             return (x,)
         return hook
     return [model.get_submodule(NEXT[n]).register_forward_pre_hook(make(p, means[n])) for n, p in channels.items()]
@@ -166,7 +187,7 @@ def probe(model, hook, data, setting, example, finetune: bool, seed: int):
         t1 = time.perf_counter()
         out = train(mr, data, lr=ft.lr_at, batch_size=ft.batch_size, momentum=ft.momentum,
                     weight_decay=ft.weight_decay, device=DEV, seed=seed, stream="finetune", total_steps=steps,
-                    eval_split=None, desc="finetune")
+                    eval_split=None, desc="finetune", numerics=NUMERICS)
         res["final_top1"] = top1(mr, data)
         res["finetune_iters"] = out.steps
         res["finetune_seconds"] = time.perf_counter() - t1
@@ -296,11 +317,20 @@ def main():
     ap.add_argument("--max-iters", type=int, default=None, help="stop the regularization here (picking-only runs)")
     ap.add_argument("--overlap-every", type=int, default=0, help="log the current L1 pick's overlap with the initial")
     ap.add_argument("--baseline-seed", type=int, default=1)
+    ap.add_argument("--setting", default="fmnist-cnn4")
+    ap.add_argument("--dir", default=None, help="runs/, out/ and ckpt/ under this folder (default: /tmp/mech-runs, /tmp/mech)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--channels-last", action="store_true")
     a = ap.parse_args()
-    torch.set_num_threads(1)
+    global RUNS, OUT, CK, NUMERICS
+    if a.dir:
+        RUNS, OUT, CK = Path(a.dir) / "runs", Path(a.dir) / "out", Path(a.dir) / "ckpt"
+    NUMERICS = Numerics(a.precision, a.channels_last)
+    torch.set_num_threads(a.threads)
     ints = lambda s: [int(v) for v in s.split(",") if v]
     ks, abs_steps, ft_ks = ints(a.probe_ks), ints(a.probe_abs), ints(a.finetune_ks)
-    setting = with_ratios(get_setting("fmnist-cnn4"), a.ratio)
+    setting = with_ratios(get_setting(a.setting), a.ratio)
     method = {1: GReg1, 2: GReg2}[a.variant]
     user = json.loads(a.hp)
     user["stabilize_iters"] = max(ks)  # the longest schedule; shorter ones are its prefixes
@@ -310,7 +340,7 @@ def main():
     cap = a.max_iters or max(planned, setting.prune.max_iters)
     setting = replace(setting, prune=replace(setting.prune, lr=lr, max_iters=cap))
     data = load_data(setting, None)
-    base = get_baseline(setting, data, a.baseline_seed, RUNS, DEV)
+    base = get_baseline(setting, data, a.baseline_seed, RUNS, DEV, numerics=NUMERICS)
     model = copy.deepcopy(base.model).to(DEV)
     ratios = setting.layer_ratios(model)
     example = torch.zeros(1, *setting.input_shape)
@@ -318,6 +348,7 @@ def main():
     out = OUT / f"{a.name}.json"
     results = {"name": a.name, "variant": a.variant, "ratio": a.ratio, "hparams": hp.to_dict(), "lr_prune": lr,
                "baseline_top1": base.top1, "baseline_key": base.key, "seed": a.seed, "planned_iters": planned,
+               "setting": a.setting, "numerics": NUMERICS.label(), "threads": a.threads,
                "probes": [], "out": str(out)}
     torch.manual_seed(a.seed)
     hook = (Regrow if a.regrow else GRegHook)(model, ratios, hp, a.variant, structured=True, groups={})
@@ -341,7 +372,7 @@ def main():
     outcome = train(model, data, lr=lambda e: s.lr, batch_size=s.batch_size, momentum=s.momentum,
                     weight_decay=s.weight_decay, device=DEV, seed=a.seed, stream="own",
                     total_steps=s.max_iters, hooks=(hook, pr) + extra, eval_split=None, checkpoint=ckpt, desc=f"greg{a.variant} regularize",
-                    log_every=hp.log_every, log_extra=hook.log_row)
+                    log_every=hp.log_every, log_extra=hook.log_row, numerics=NUMERICS)
     results["reg_log"] = outcome.history
     results["reg_iters_total"] = outcome.steps
     results["wall_seconds_total"] = time.perf_counter() - t0
