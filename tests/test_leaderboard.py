@@ -339,6 +339,48 @@ def test_runs_from_another_baseline_are_never_averaged_in(runs, tmp_path):
     assert page.count("baseline seed 0: ") == 2
 
 
+def test_a_page_with_several_baselines_leads_with_one_table_across_them(runs, tmp_path):
+    """Today's runs on two baselines: the setting page shows one table across them (each method's
+    cell the mean of its two baseline means, their std beside it: checked against ``statistics``)
+    above each baseline's own tables, which are folded (in a <details> element each); a page with
+    one baseline folds nothing."""
+    import statistics
+
+    two = tmp_path / "runs"
+    shutil.copytree(runs, two)
+    done = [r for r in _results(runs) if r["status"] == "done"]
+    for k, r in enumerate(done):  # the same runs on a second baseline, 1.5 points higher
+        folder = two / "tiny-fmnist" / r["method"] / f"second{k}"
+        folder.mkdir()
+        other = {
+            **r,
+            "baseline_key": "b-second",
+            "baseline_seed": 1,
+            "baseline_sha256": "x",
+            "comparison": r["comparison"] + "-second",  # another baseline is another comparison
+            "top1": r["top1"] + 1.5,
+        }
+        (folder / "result.json").write_text(json.dumps(other))
+    out = tmp_path / "site"
+    render(two, out)
+    page = (out / "tiny-fmnist.html").read_text()
+    across = page.split("Today's training code across baselines")[1].split("</table>")[0]
+    assert "baseline seeds 0, 1" in across
+    for method in ("l1", "random"):
+        tops = [r["top1"] for r in done if r["method"] == method]
+        means = [statistics.mean(tops), statistics.mean(tops) + 1.5]
+        cell = f"{statistics.mean(means):.2f} ± {statistics.stdev(means):.2f} ({2 * len(tops)} runs; 2 baselines)"
+        assert f"<td>{method}</td><td>{cell}</td>" in html.unescape(across)
+    folded = re.findall(r"<details class=\"older\"><summary>today's training code: (.*?)</summary>", page)
+    assert [f.split(", ")[-1].split(" (")[0] for f in folded] == ["baseline seed 0", "baseline seed 1"]
+    heads = [m.start() for m in re.finditer("<h2>Target", page)]
+    assert len(heads) == 2 and all(page.rfind("<details", 0, i) > page.rfind("</details>", 0, i) for i in heads)
+
+    render(runs, tmp_path / "one")
+    single = (tmp_path / "one" / "tiny-fmnist.html").read_text()
+    assert "Today's training code across baselines" in single and "<summary>today's training code" not in single
+
+
 def test_a_page_leads_with_the_edition_of_todays_training_code(runs, tmp_path):
     """A baseline whose runs are all of older training code comes after one with runs of today's,
     even with more runs: a second edition leads its page (tables, header and chart)."""

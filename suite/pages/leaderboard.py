@@ -688,6 +688,8 @@ def render(
         if not main.empty:  # the chart too shows one precision, that baseline's leading one
             main = main[main.numerics == _leading(main, "numerics")[0]]
         precisions = sorted(set(agg.numerics)) if not agg.empty else []
+        # today's code in one compact table across baselines (the index's), above each baseline's tables
+        across = [t for t in best_matrix(runs) if t["today"]] if not runs.empty else []
         page = env.get_template("setting.html").render(
             name=name,
             setting=setting,
@@ -710,6 +712,8 @@ def render(
             commands=commands,
             csv=_href(csv_path.name) if not agg.empty else None,
             latency=latency,
+            matrix=across,
+            pages=None,
             unreadable=[u for u in notices if u["setting"] == name],
         )
         path = _inside(out_dir, f"{stem}.html")

@@ -1,4 +1,5 @@
-"""index.html's matrix of results: per setting, one row per method and one column per target and protocol.
+"""index.html's matrix of results: per setting, one row per method and one column per target and protocol
+(a setting page shows its own, of today's code, above each baseline's tables).
 
 A reader at the index wants today's answer, not every edition the store holds: the matrix shows
 runs of today's training code only. A setting with none shows its newest edition (each method's
@@ -107,6 +108,7 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
                     "cells": cells,
                     "today": today,
                     "baseline": baselines_text([names[b] for b in order if b in used]),
+                    "baseline_count": len(used),
                     "numerics": numerics,
                     "newest": str(chosen.finished_at.max()),
                 }
