@@ -11,6 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=leaderboards/runs
+# cifar10jpg-resnet20 reads data/cifar10-jpg (gitignored): unpack the offline copy there once (a
+# link left to a folder that is gone is replaced)
+[ -d data/cifar10-jpg/train ] || { rm -f data/cifar10-jpg 2>/dev/null || true; mkdir -p data/cifar10-jpg && tar xzf ../shared/data/cifar10-jpg.tar.gz -C data/cifar10-jpg; }
 .venv/bin/suite run --setting cifar10jpg-resnet20 --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
   --target 2x-latency --latency-runtime onnx --latency-batch 64 --precision bf16 --channels-last
 # the FLOPs speedup the latency target's ratios took, from the search this machine stored

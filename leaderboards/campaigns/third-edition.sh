@@ -49,6 +49,9 @@ fmnist_budget total:4x
 # ResNet-20 in bf16 + channels-last from bf16 baselines: a comparison of its own (a comparison is
 # internal to one precision), 2.18x the fp32 training speed on an AMD EPYC with AVX512-BF16 and
 # 2.33x on an Intel Xeon with AMX (ci/bench-train), which halves the campaign's largest part.
+# cifar10jpg-resnet20 reads data/cifar10-jpg (gitignored): unpack the offline copy there once (a
+# link left to a folder that is gone is replaced)
+[ -d data/cifar10-jpg/train ] || { rm -f data/cifar10-jpg 2>/dev/null || true; mkdir -p data/cifar10-jpg && tar xzf ../shared/data/cifar10-jpg.tar.gz -C data/cifar10-jpg; }
 for budget in paper,total:1x total:2x; do
   for seed in 0 1 2; do
     for base in 0 1; do
