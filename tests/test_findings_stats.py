@@ -230,18 +230,18 @@ def test_wording_switches_with_holm(tmp_path):
 
 def test_the_summary_leads_with_today_s_code_and_says_whether_the_baselines_agree(tmp_path):
     """Today's row first, with the one-sample t across baselines (scipy) and on how many baselines
-    each method was ahead; the older edition's rows after it, counted (here one comparison that
+    each method was ahead, the baselines by seed; the older edition's rows after it, counted (here one comparison that
     holds after Holm: GReg-1 4 points above L1 on every seed)."""
     second = {"baseline_key": "b2", "baseline_seed": 1, "baseline_sha256": "w2"}
     third = {"baseline_key": "b3", "baseline_seed": 2, "baseline_sha256": "w3"}
     old = {"training_code": "0" * 16}
     runs = (
-        _runs("greg1", GREG1)  # paired differences +1.40, +0.90, +1.60: greg1 ahead
+        _runs("greg1", [70.0, 71.0, 72.0], **third)  # +0.5, +0.4, +0.6: greg1 ahead (stored first)
+        + _runs("l1", [69.5, 70.6, 71.4], **third)
+        + _runs("greg1", GREG1)  # paired differences +1.40, +0.90, +1.60: greg1 ahead
         + _runs("l1", L1)
         + _runs("greg1", [74.0, 73.0, 74.5], **second)  # -0.2, -0.5, -0.1: l1 ahead
         + _runs("l1", [74.2, 73.5, 74.6], **second)
-        + _runs("greg1", [70.0, 71.0, 72.0], **third)  # +0.5, +0.4, +0.6: greg1 ahead
-        + _runs("l1", [69.5, 70.6, 71.4], **third)
         + _runs("greg1", [80.0, 80.2, 79.9], **old)
         + _runs("l1", [76.0, 76.1, 75.95], **old)
     )
@@ -252,6 +252,8 @@ def test_the_summary_leads_with_today_s_code_and_says_whether_the_baselines_agre
     ci = one.confidence_interval(0.95)
     today = next(r for r in claim["rows"] if r["current"])
     assert today["test"]["p"] == pytest.approx(one.pvalue, rel=1e-9)
+    # listed as a reader counts them, whatever order the store holds them in
+    assert [b["baseline_name"] for b in today["baselines"]] == [f"baseline seed {k}" for k in (0, 1, 2)]
     older = next(r for r in claim["rows"] if not r["current"])
     assert older["test"]["significant"] and not today["test"]["significant"]
     assert claim["sentence"] == (

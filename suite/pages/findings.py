@@ -25,6 +25,7 @@ The statistics follow the design of the runs, and scipy and statsmodels compute 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -50,13 +51,20 @@ def protocol_text(protocol: str, samples) -> str:
     return f"{protocol}, {int(samples):,} samples" if protocol == "total" and pd.notna(samples) else protocol
 
 
+def natural(name: str) -> tuple:
+    """A baseline name's natural order: "baseline seed 2" before "baseline seed 10"; own files after."""
+    return tuple((0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", name))
+
+
 def comparison_groups(runs: pd.DataFrame, question: list[str] = QUESTION):
     """The grouping every test on the page follows, in this one place: per question (``question``'s
-    columns), a dict of its key and the list of (baseline key dict, runs) it holds."""
+    columns), a dict of its key and the list of (baseline key dict, runs) it holds, baselines in
+    their names' natural order (seed 0, 1, 2), as a reader counts them."""
     for key, part in runs.groupby(question, sort=False, dropna=False):  # NaN (no budget point) as None: equal to itself
+        baselines = [(dict(zip(BASELINE, b)), bpart) for b, bpart in part.groupby(BASELINE, sort=False, dropna=False)]
         yield (
             dict(zip(question, (None if pd.isna(v) else v for v in key))),
-            [(dict(zip(BASELINE, bkey)), bpart) for bkey, bpart in part.groupby(BASELINE, sort=False, dropna=False)],
+            sorted(baselines, key=lambda b: natural(str(b[0]["baseline_name"]))),
         )
 
 

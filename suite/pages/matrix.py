@@ -19,7 +19,7 @@ import re
 
 import pandas as pd
 
-from suite.pages.findings import comparisons, protocol_text
+from suite.pages.findings import comparisons, natural, protocol_text
 from suite.store.results import aggregate
 
 
@@ -126,8 +126,5 @@ def baselines_text(names: list[str]) -> str:
 
 def baseline_order(names: dict) -> list:
     """Baseline keys by their names' natural order: seed 2 before seed 10; own baseline files after."""
-
-    def natural(name: str) -> tuple:
-        return tuple((0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", name))
 
     return sorted(names, key=lambda b: natural(names[b]))
