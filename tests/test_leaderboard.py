@@ -8,6 +8,8 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -959,3 +961,38 @@ def test_the_budget_curve_plots_every_method_against_its_samples():
     (l1_paper,) = [p for p in across["chart"]["series"] if p["method"] == "l1"][0]["points"][:1]
     assert l1_paper["label"] == f"l1: {statistics.mean([71.9, 70.9]):.2f} at 0.18M (n=6) (paper protocol)"
     assert abs((l1_paper["y0"] - l1_paper["y1"]) - 2 * spread * _px_per_point(across["chart"])) < 0.2
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs Debian's chromium-driver (ci/setup installs it)")
+def test_screenshots_are_each_page_whole_and_no_taller(tmp_path):
+    """ci/screenshot-pages shoots every page at its own height: a short page shot after a tall one
+    is not padded to the tall one's height (a window reused across pages did that), and the tall one
+    is not cut at the window's first height."""
+    from PIL import Image
+
+    site = tmp_path / "site"
+    site.mkdir()
+    for name, px in (("tall", 3000), ("short", 300)):
+        (site / f"{name}.html").write_text(
+            f'<html><body><div style="height:{px}px;background:#c33"></div></body></html>'
+        )
+    script = Path(__file__).resolve().parent.parent / "ci" / "screenshot-pages"
+    shots = tmp_path / "shots"
+    done = subprocess.run(
+        [sys.executable, str(script), "--site", str(site), "--out", str(shots), "tall", "short"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    tall, short = (Image.open(shots / f"{n}.png").convert("RGB") for n in ("tall", "short"))
+    red_rows = lambda img: sum(img.getpixel((img.width // 2, y)) == (204, 51, 51) for y in range(img.height))  # noqa: E731
+    assert red_rows(tall) == 3000 and tall.height < 3000 + 400
+    assert red_rows(short) == 300 and short.height < 300 + 400
+    missing = subprocess.run(
+        [sys.executable, str(script), "--site", str(site), "--out", str(shots), "absent"],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and missing.stdout.count("\n") == 1 and "no page absent" in missing.stdout
