@@ -385,14 +385,16 @@ def test_a_page_with_several_baselines_leads_with_one_table_across_them(runs, tm
 
 def test_a_page_leads_with_the_edition_of_todays_training_code(runs, tmp_path):
     """A baseline whose runs are all of older training code comes after one with runs of today's,
-    even with more runs: a second edition leads its page (tables, header and chart)."""
+    even with more runs: a second edition leads its page (tables, header and chart); its commits are
+    the header's code version, the first edition's folded after them."""
     mixed = tmp_path / "runs"
     shutil.copytree(runs, mixed)
     done = [
         p for p in sorted(mixed.glob("tiny-fmnist/*/*/result.json")) if json.loads(p.read_text())["status"] == "done"
     ]
-    for p in done:  # the first edition: four runs of an older training code
-        p.write_text(json.dumps({**json.loads(p.read_text()), "training_code": "0123456789abcdef"}))
+    for k, p in enumerate(done):  # the first edition: four runs of an older training code, two commits
+        rec = {**json.loads(p.read_text()), "training_code": "0123456789abcdef", "code_version": f"01d{k % 2}"}
+        p.write_text(json.dumps(rec))
     r = json.loads(done[0].read_text())
     (mixed / "tiny-fmnist" / r["method"] / "second").mkdir()
     (mixed / "tiny-fmnist" / r["method"] / "second" / "result.json").write_text(
@@ -402,6 +404,7 @@ def test_a_page_leads_with_the_edition_of_todays_training_code(runs, tmp_path):
                 "baseline_key": "user-0123abcd",
                 "baseline_top1": 50.0,
                 "comparison": "another-baseline",  # another baseline is another comparison: its record says so
+                "code_version": "5ec0d",
             }
         )
     )  # the second edition: one run of today's code
@@ -415,6 +418,11 @@ def test_a_page_leads_with_the_edition_of_todays_training_code(runs, tmp_path):
     header = re.search(r"<dt>baseline top-1</dt><dd>(.*?)</dd>", page, re.S).group(1)
     assert header.startswith("own baseline 0123abcd: 50.00 %")
     assert re.search(r"<h2>Accuracy vs FLOPs speedup.*own baseline 0123abcd", page)
+    versions = re.search(r"<dt>code version</dt><dd>(.*?)</dd>", page, re.S).group(1)
+    assert versions == (
+        'today\'s training code: <code>5ec0d</code> <details class="older"><summary>2 commits of older training '
+        "code (folded)</summary><code>01d0</code> <code>01d1</code> </details>"
+    )
 
 
 def test_welch_with_one_side_repeating_exactly_is_the_textbook_value_without_a_warning():

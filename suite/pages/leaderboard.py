@@ -30,7 +30,7 @@ from suite.pages.matrix import baseline_order, baselines_text, best_matrix, shar
 from suite.pages.overview import changed_defaults
 from suite.spec.settings import NAME_RE, SETTINGS
 from suite.store.files import read_json_object, write_atomic
-from suite.store.results import Unreadable, aggregate, load_runs
+from suite.store.results import Unreadable, aggregate, current_code, load_runs
 
 
 def paper_results() -> dict:
@@ -291,6 +291,17 @@ def _across_baselines(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- rendering
+def _code_versions(runs: pd.DataFrame) -> dict[str, list[str]]:
+    """The commits a page's runs were made at: those of today's training code (the runs the page
+    leads with), then the others (a store that has retrained its runs over many stops holds dozens,
+    which the page folds)."""
+    if runs.empty:
+        return {"today": [], "older": []}
+    today = current_code(runs)
+    current = sorted(set(runs.code_version[today]))
+    return {"today": current, "older": sorted(set(runs.code_version[~today]) - set(current))}
+
+
 def _latest(runs: pd.DataFrame) -> str:
     """When the newest of these runs finished (UTC), or "no runs"."""
     if runs.empty or runs.finished_at.isna().all():
@@ -699,7 +710,7 @@ def render(
             stamp=_latest(runs),
             data_label=first.data_label if first is not None else (setting.dataset if setting else "?"),
             fingerprints=sorted(set(runs.data_fingerprint)) if not runs.empty else [],
-            code_versions=sorted(set(runs.code_version)) if not runs.empty else [],
+            code_versions=_code_versions(runs),
             baselines=baselines,
             tables=_target_tables(agg, out_dir, {b["baseline_key"]: b["processor"] for b in baselines})
             if not agg.empty
