@@ -1004,3 +1004,63 @@ def test_screenshots_are_each_page_whole_and_no_taller(tmp_path):
         text=True,
     )
     assert missing.returncode == 2 and missing.stdout.count("\n") == 1 and "no page absent" in missing.stdout
+
+
+def test_own_schedules_are_described_beside_the_defaults_and_stay_out_of_the_tests(runs, tmp_path):
+    """An entry with its own hyperparameters is set beside its method's default runs of the same
+    baseline and seed on findings.html: its top-1 difference with scipy's paired interval, the points
+    lost at removal on each side, the samples; a seed without a default run counts as a run, not a
+    pair. Described, not tested; the index's summary says it in a line of its own, and a store
+    without such entries has no section."""
+    from scipy import stats
+
+    from suite.pages.variants import variant_rows
+    from suite.store.results import load_runs
+
+    plain = tmp_path / "plain"
+    shutil.copytree(runs, plain)
+    mixed = tmp_path / "runs"
+    shutil.copytree(runs, mixed)
+    done = [
+        p for p in sorted(mixed.glob("tiny-fmnist/l1/*/result.json")) if json.loads(p.read_text())["status"] == "done"
+    ]
+    own, default = [], []
+    for k, (p, delta) in enumerate(zip(done, (1.0, 3.5))):
+        r = {**json.loads(p.read_text()), "acc_before_removal": 40.0 + k, "acc_after_removal": 20.0}
+        p.write_text(json.dumps(r))
+        (plain / p.relative_to(mixed)).write_text(json.dumps(r))
+        default.append(r)
+        entry = {
+            **r,
+            "hparams": {"x": 2},
+            "hparams_source": "user file sched.json",
+            "top1": r["top1"] + delta,
+            "acc_after_removal": 35.0,
+        }
+        own.append(entry)
+        (p.parent.parent / f"own{k}").mkdir()
+        (p.parent.parent / f"own{k}" / "result.json").write_text(json.dumps(entry))
+    (mixed / "tiny-fmnist" / "l1" / "own-unpaired").mkdir()  # a seed no default run has
+    (mixed / "tiny-fmnist" / "l1" / "own-unpaired" / "result.json").write_text(json.dumps({**own[0], "seed": 7}))
+
+    frame = load_runs(mixed)
+    (row,) = variant_rows(frame[frame.status == "done"])
+    assert row["entry"] == "l1 (own hparams)" and row["changes"] == "x 2 (default -)"
+    assert row["own"]["n"] == 3 and row["pairs"] == 2 and row["default"]["n"] == 2
+    expected = stats.ttest_rel([r["top1"] for r in own], [r["top1"] for r in default])
+    lo, hi = expected.confidence_interval(0.95)
+    assert row["test"]["diff"] == pytest.approx(2.25)
+    assert (row["test"]["lo"], row["test"]["hi"]) == (pytest.approx(lo), pytest.approx(hi))
+    assert row["default"]["lost"] == pytest.approx(20.5)  # (40 - 20 + 41 - 20) / 2
+    assert row["own"]["lost"] == pytest.approx((5.0 + 6.0 + 5.0) / 3)
+
+    out, before = tmp_path / "site", tmp_path / "before"
+    render(mixed, out)
+    render(plain, before)
+    page = (out / "findings.html").read_text()
+    section = page[page.index("<h2>Schedules of our own beside the defaults</h2>") :]
+    assert f"[{lo:+.2f}, {hi:+.2f}]" in section and "40.50 &rarr; 20.00 (20.5)" in section
+    assert "Schedules of our own" not in (before / "findings.html").read_text()
+    summary = (out / "index.html").read_text()
+    assert "Own schedules (described, not tested): l1 (own hparams) at tiny-fmnist" in summary
+    assert f"+2.25 [{lo:+.2f}, {hi:+.2f}] points against l1&#39;s defaults (2 pairs on 1 baseline" in summary

@@ -28,6 +28,8 @@ from suite.measure.latency import top_layers
 from suite.pages.findings import findings, welch_test
 from suite.pages.matrix import baseline_order, baselines_text, best_matrix, shared_baselines
 from suite.pages.overview import changed_defaults
+from suite.pages.variants import sentence as variants_sentence
+from suite.pages.variants import variant_rows
 from suite.spec.settings import NAME_RE, SETTINGS
 from suite.store.files import read_json_object, write_atomic
 from suite.store.results import Unreadable, aggregate, current_code, load_runs
@@ -300,6 +302,16 @@ def _code_versions(runs: pd.DataFrame) -> dict[str, list[str]]:
     today = current_code(runs)
     current = sorted(set(runs.code_version[today]))
     return {"today": current, "older": sorted(set(runs.code_version[~today]) - set(current))}
+
+
+def _mechanism_reports(out_dir: Path) -> list[dict]:
+    """The mechanism reports kept beside the pages (``mechanism/<setting>-<ratio>/REPORT.md`` under
+    --out, as in leaderboards/): findings.html links them where it shows the schedules they led to.
+    Linked, never quoted: their numbers come from probes, not from stored runs."""
+    return [
+        {"name": p.parent.name, "href": _href(p.relative_to(out_dir).as_posix())}
+        for p in sorted(Path(out_dir).glob("mechanism/*/REPORT.md"))
+    ]
 
 
 def _latest(runs: pd.DataFrame) -> str:
@@ -736,8 +748,16 @@ def render(
     pages = {r["name"]: r["page"] for r in index_rows}
     paged = good[good.setting.isin(pages)] if not good.empty else good
     found = findings(paged)
+    variants = variant_rows(paged)
+    described = variants_sentence(variants)
+    found["summary"] += [described] if described else []
     findings_path = _inside(out_dir, "findings.html")
-    write_atomic(findings_path, env.get_template("findings.html").render(**found, pages=pages, stamp=stamp))
+    write_atomic(
+        findings_path,
+        env.get_template("findings.html").render(
+            **found, variants=variants, reports=_mechanism_reports(out_dir), pages=pages, stamp=stamp
+        ),
+    )
     index = env.get_template("index.html").render(
         rows=index_rows,
         stamp=stamp,
