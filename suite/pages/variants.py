@@ -108,9 +108,7 @@ def variant_rows(runs: pd.DataFrame) -> list[dict]:
                 mine.append(entry)
                 paired.append(default[default.seed.isin(matched.seed)])
                 diffs = (matched.top1 - matched.top1_default).tolist()
-                per_baseline.append(
-                    {"baseline_name": base["baseline_name"], "runs": len(entry), "diffs": diffs, "matched": matched}
-                )
+                per_baseline.append({"baseline_name": base["baseline_name"], "diffs": diffs, "matched": matched})
             with_pairs = [b for b in per_baseline if b["diffs"]]
             if len(with_pairs) > 1:
                 test = across_baselines([sum(b["diffs"]) / len(b["diffs"]) for b in with_pairs])
