@@ -3,8 +3,8 @@
 # budget points first (the paper protocol and 1x, then 2x, then 4x: the 4x runs cost half of the
 # whole), and within each every baseline with pruning seed 0 first (so the baseline is a random
 # factor from the first day), then seeds 1 and 2; fmnist-cnn4 at 0.9 before cifar10jpg-resnet20, with
-# issue 41's ViT comparison (fmnist-vit.sh) and issue 42's latency-target comparison
-# (latency-target.sh) after fmnist-cnn4's paper and 1x points.
+# issue 42's latency-target comparison (latency-target.sh) and then issue 41's ViT comparison
+# (fmnist-vit.sh) after fmnist-cnn4's paper and 1x points.
 # A budget point's identity holds its resolved samples (the setting's frozen budget_unit), so
 # planning the points apart names the same runs as planning them together. Each command is the
 # runner's resume: a finished run is found, a killed one continues from its checkpoints, so running
@@ -37,13 +37,13 @@ fmnist_budget() {  # every seed and baseline of fmnist-cnn4 0.9 at one budget po
 }
 
 fmnist_budget paper,total:1x
-# issue 41's transformer comparison (about 11-12 CPU-hours) once the cheap points of every baseline are in:
-# it closes an issue, where 2x and 4x extend a curve whose first verdicts are already published
-bash leaderboards/campaigns/fmnist-vit.sh
 # issue 42's accuracy comparison (latency target against the uniform ratio of the same FLOPs, about 3
-# CPU-hours in bf16): like the ViT, it closes an issue
+# CPU-hours in bf16) once the cheap points of every baseline are in: it closes an issue, where 2x and
+# 4x extend a curve whose first verdicts are already published; before the ViT, the shorter first
 bash leaderboards/campaigns/latency-target.sh ||
   echo "campaign: latency-target.sh ended with status $?"
+# issue 41's transformer comparison (about 11-12 CPU-hours): like the latency comparison, it closes an issue
+bash leaderboards/campaigns/fmnist-vit.sh
 fmnist_budget total:2x
 fmnist_budget total:4x
 # ResNet-20 in bf16 + channels-last from bf16 baselines: a comparison of its own (a comparison is
