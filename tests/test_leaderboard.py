@@ -1064,3 +1064,29 @@ def test_own_schedules_are_described_beside_the_defaults_and_stay_out_of_the_tes
     summary = (out / "index.html").read_text()
     assert "Own schedules (described, not tested): l1 (own hparams) at tiny-fmnist" in summary
     assert f"+2.25 [{lo:+.2f}, {hi:+.2f}] points against l1&#39;s defaults (2 pairs on 1 baseline" in summary
+
+
+def test_own_schedule_line_of_a_method_without_removal_leaves_removal_out():
+    """An unstructured method records no accuracy at removal (it masks, removes nothing): the
+    summary's line gives its difference and says nothing of removal (it raised TypeError)."""
+    from suite.pages.variants import sentence
+
+    test = {"diff": 1.5, "lo": 0.5, "hi": 2.5}
+    none = {"lost": None}
+    row = {
+        "current": True,
+        "pairs": 2,
+        "test": test,
+        "baselines": [{"diffs": [1.0, 2.0]}],
+        "entry": "magnitude (own hparams)",
+        "method": "magnitude",
+        "setting": "s",
+        "ratios": "0.9",
+        "protocol_text": "paper",
+        "own": none,
+        "default": none,
+    }
+    assert sentence([row]) == (
+        "Own schedules (described, not tested): magnitude (own hparams) at s 0.9, paper: +1.50 [+0.50, +2.50] "
+        "points against magnitude's defaults (2 pairs on 1 baseline)."
+    )

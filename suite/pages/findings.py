@@ -196,13 +196,21 @@ def slope_test(x: list[float], y: list[float], a_side: list[bool] | None = None)
 
 
 # ---------------------------------------------------------------------------- the runs
+DEFAULT_SOURCES = ("", "default")  # hparams_source of a run with its method's default hyperparameters
+
+
+def fair_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The ranked runs under the two fair protocols, with their comparison columns (protocol, and
+    whether today's training code trained them)."""
+    runs = runs.assign(protocol=protocol_of(runs), current=current_code(runs))
+    return runs[runs.protocol.isin(["paper", "total"])]
+
+
 def comparisons(runs: pd.DataFrame) -> pd.DataFrame:
     """The ranked runs with their comparison columns, default hyperparameters only."""
     if runs.empty:
         return runs
-    runs = runs[runs.hparams_source.isin(["", "default"])]
-    runs = runs.assign(protocol=protocol_of(runs), current=current_code(runs))
-    return runs[runs.protocol.isin(["paper", "total"])]
+    return fair_runs(runs[runs.hparams_source.isin(DEFAULT_SOURCES)])
 
 
 def _side(part: pd.DataFrame, method: str, measure: str) -> pd.DataFrame:

@@ -1,12 +1,11 @@
 """A method's entries with hyperparameters of their own (a user's file, a tuned study) set beside the
 same method's defaults (``findings.html``, after the claims).
 
-The mechanism reports (``leaderboards/mechanism/``) found schedules under which GReg's removal costs
-almost nothing, and the campaigns run them through ``suite run --hparams FILE`` as entries of their
-own ("greg1 (own hparams)"). A reader wants to see, from the stored runs, what such a schedule changed
-against the defaults on the same baselines and seeds: top-1, the points lost at removal, the columns
-the method declares (kept/pruned magnitude ratio, overlap of the pick with L1's) and the samples it
-spent. The paper claims nothing about these schedules, so they are described, not tested: no p value
+The mechanism reports (``leaderboards/mechanism/``) found schedules under which a method's removal
+costs almost nothing, and the campaigns run them through ``suite run --hparams FILE`` as entries of
+their own ("<method> (own hparams)"). A reader wants to see, from the stored runs, what such a
+schedule changed against the defaults on the same baselines and seeds: top-1, the points lost at
+removal, the columns the method declares and the samples it spent. The paper claims nothing about these schedules, so they are described, not tested: no p value
 and no part in the Holm family of the claims (adding them would move every claim's adjusted p). The
 interval of the top-1 difference is scipy's, the same statistic as the claims': across baselines when
 the pairs span several (the baseline is a random factor), else over the paired seeds of one baseline.
@@ -21,10 +20,16 @@ import math
 
 import pandas as pd
 
-from suite.pages.findings import QUESTION, across_baselines, comparison_groups, paired_test, protocol_text
-from suite.store.results import current_code, label, protocol_of
-
-DEFAULT_SOURCES = ("", "default")
+from suite.pages.findings import (
+    DEFAULT_SOURCES,
+    QUESTION,
+    across_baselines,
+    comparison_groups,
+    fair_runs,
+    paired_test,
+    protocol_text,
+)
+from suite.store.results import label
 
 
 def _defining(method: str, hparams: dict) -> dict:
@@ -39,9 +44,9 @@ def _value(v) -> str:
 
 
 def changed_hparams(method: str, entry: str, default: str | None) -> str:
-    """What an entry sets differently from its method's defaults in the setting ("penalty_ceiling 100
-    (default 1.0)"), from the runs' stored hyperparameters (JSON); every field when no default run
-    says what the defaults were."""
+    """What an entry sets differently from its method's defaults in the setting ("<field> <value>
+    (default <value>)"), from the runs' stored hyperparameters (JSON); every field when no default
+    run says what the defaults were."""
     mine = _defining(method, json.loads(entry))
     if default is None:
         return ", ".join(f"{k} {_value(v)}" for k, v in sorted(mine.items())) + " (no default run to compare)"
@@ -85,8 +90,7 @@ def variant_rows(runs: pd.DataFrame) -> list[dict]:
     entry with its own hyperparameters: the entry beside its method's default runs paired with it."""
     if runs.empty:
         return []
-    runs = runs.assign(protocol=protocol_of(runs), current=current_code(runs))
-    runs = runs[runs.protocol.isin(["paper", "total"])]
+    runs = fair_runs(runs)
     own = ~runs.hparams_source.isin(DEFAULT_SOURCES)
     if not own.any():
         return []
@@ -152,11 +156,16 @@ def sentence(rows: list[dict]) -> str | None:
         t = r["test"]
         interval = f" [{t['lo']:+.2f}, {t['hi']:+.2f}]" if t["lo"] is not None else ""
         spread = sum(bool(b["diffs"]) for b in r["baselines"])
+        lost = (r["own"]["lost"], r["default"]["lost"])
+        removal = (
+            f"; {r['method']} loses {lost[0]:.1f} points at removal with them, {lost[1]:.1f} with the defaults"
+            if None not in lost
+            else ""  # a method that removes nothing (masks) records no removal accuracy
+        )
         parts.append(
             f"{r['entry']} at {r['setting']} {r['ratios']}, {r['protocol_text']}: {t['diff']:+.2f}{interval} points "
             f"against {r['method']}'s defaults ({r['pairs']} pair{'s' if r['pairs'] > 1 else ''} on "
-            f"{spread} baseline{'s' if spread > 1 else ''}; {r['method']} loses {r['own']['lost']:.1f} points at "
-            f"removal with them, {r['default']['lost']:.1f} with the defaults)"
+            f"{spread} baseline{'s' if spread > 1 else ''}{removal})"
         )
     if not parts:
         return None
