@@ -353,7 +353,7 @@ def test_a_latency_target_is_met_on_a_small_model():
     machine wait on each other's preemptions), a 1.3x target. The confirmed speedup reaches the
     target and lands near it (the search aims within 5 % above; the test allows 15 % for a busy
     machine), and the ratios reproduce as a ratio string."""
-    from suite.measure.latency_target import _layer_ratios, search, units
+    from suite.measure.latency_target import search, units
 
     setting = get_setting("fmnist-cnn4")
     threads = torch.get_num_threads()
@@ -376,10 +376,74 @@ def test_a_latency_target_is_met_on_a_small_model():
     assert 1.3 <= res["achieved"]["speedup"] <= 1.3 * 1.15, res
     assert res["achieved"]["pruned"]["repeats"] >= 20 and res["steps"][-1]["confirm"]
     base = setting.build_model()
-    assert setting.layer_ratios(base, res["ratios"]) == pytest.approx(
-        _layer_ratios(units(setting, base), res["unit_ratios"])
-    )
+    groups = units(setting, base)
+    by_unit = {layer: r for u, r in res["unit_ratios"].items() if r > 0 for layer in groups[u]}
+    assert setting.layer_ratios(base, res["ratios"]) == pytest.approx(by_unit)
     assert res["flops_speedup"] > 1 and res["runtime"] == "eager" and res["batch"] == 64
+    assert res["search"] == "per-unit"
+
+
+def test_a_uniform_latency_target_is_one_ratio_for_every_prunable_layer_and_is_met():
+    """``--latency-search uniform``, measured like the per-unit search above: one ratio string
+    that is a single number, covering exactly the layers ``--ratios 0.5`` prunes, whose confirmed
+    speedup reaches the target and lands near it."""
+    from suite.measure.latency_target import search
+
+    setting = get_setting("fmnist-cnn4")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = search(
+            setting,
+            1.3,
+            "eager",
+            64,
+            CPU,
+            uniform=True,
+            search_repeat=dict(warmup=1, rounds=2, round_size=10, min_repeats=20),
+            warmup=2,
+            rounds=4,
+            round_size=10,
+            min_repeats=20,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert 1.3 <= res["achieved"]["speedup"] <= 1.3 * 1.15, res
+    ratio = float(res["ratios"])
+    base = setting.build_model()
+    assert setting.layer_ratios(base, res["ratios"]) == {n: ratio for n in setting.layer_ratios(base, "0.5")}
+    assert res["search"] == "uniform" and {s["unit"] for s in res["steps"]} == {"uniform"}
+
+
+def test_the_latency_search_times_what_a_run_prunes_skipped_blocks_left_whole(monkeypatch):
+    """A setting's skip list leaves blocks whole in its runs, so the search must time candidates
+    with those blocks whole too (it once pruned every conv of a stage). The candidates' layers are
+    caught on their way to the surgery; nothing is timed."""
+    from suite.measure.latency_target import search
+    from suite.spec.settings import with_ratios
+
+    setting = with_ratios(get_setting("cifar10-resnet56"), None, skip="[1.0,3.2]")
+    pruned = []
+
+    def catch(setting_, base, layer_ratios):
+        pruned.append(dict(layer_ratios))
+        return base
+
+    class Measured(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Measured
+
+    monkeypatch.setattr(latency, "prune_copy", catch)
+    monkeypatch.setattr(latency, "time_group", stop)
+    with pytest.raises(Measured):
+        search(setting, 2.0, "eager", 64, CPU)
+    stage1, stage2, stage3 = pruned  # one candidate per stage, built before the first timing
+    assert set(stage1) == {f"layer1.{b}.conv1" for b in range(1, 9)}
+    assert set(stage2) == {f"layer2.{b}.conv1" for b in range(9)}
+    assert set(stage3) == {f"layer3.{b}.conv1" for b in range(9) if b != 2}
+    assert set(stage1.values()) == {0.1}
 
 
 @pytest.mark.data
@@ -427,6 +491,34 @@ def test_suite_run_prunes_to_a_latency_target_searched_once_and_recorded(tmp_pat
         f"Ratios found by a <strong>latency target</strong>: 1.15x latency on eager at batch 64, measured "
         f"{found['achieved']['speedup']:.2f}x on {found['processor']} ({found['threads']} threads)"
     ) in page
+
+
+def test_a_uniform_search_is_stored_beside_the_per_unit_one_and_named_on_the_page(tmp_path):
+    """The two kinds of search for one target are two records (a per-unit search's record keeps
+    the name it had before uniform searches existed), each found again without timing; the uniform
+    one's ratios are one number, and its runs' pages say so."""
+    import json
+    from pathlib import Path
+
+    from suite.measure.latency_target import resolve_for_run
+    from suite.store.results import latency_target_text
+
+    setting = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
+    short = dict(warmup=1, rounds=1, round_size=10, min_repeats=10)
+    quick = dict(step=0.3, search_repeat=short, **short)
+    per_unit, per_unit_record = resolve_for_run(setting, 1.1, "eager", 64, CPU, tmp_path, **quick)
+    uniform, uniform_record = resolve_for_run(setting, 1.1, "eager", 64, CPU, tmp_path, uniform=True, **quick)
+    records = sorted(tmp_path.glob("tiny-fmnist/latency-targets/*.json"))
+    assert len(records) == 2 and per_unit_record["record"] != uniform_record["record"]
+    stored = json.loads((records[0].parent / uniform_record["record"]).read_text())
+    assert stored["search"] == "uniform" and stored["key"]["search"] == "uniform"
+    assert "search" not in json.loads((records[0].parent / per_unit_record["record"]).read_text())["key"]
+    assert float(uniform.ratios) == float(stored["ratios"]) > 0 and uniform_record["search"] == "uniform"
+    stamps = [r.stat().st_mtime_ns for r in records]
+    assert resolve_for_run(setting, 1.1, "eager", 64, CPU, tmp_path, uniform=True, **quick)[0].ratios == uniform.ratios
+    assert [r.stat().st_mtime_ns for r in records] == stamps
+    assert latency_target_text(uniform_record).startswith("1.1x latency with one uniform ratio on eager at batch 64")
+    assert latency_target_text(per_unit_record).startswith("1.1x latency on eager at batch 64")
 
 
 def test_a_run_s_latency_search_loads_its_runtime_in_a_child_process_only(tmp_path):

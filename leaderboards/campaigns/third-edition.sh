@@ -37,9 +37,10 @@ fmnist_budget() {  # every seed and baseline of fmnist-cnn4 0.9 at one budget po
 }
 
 fmnist_budget paper,total:1x
-# issue 42's accuracy comparison (latency target against the uniform ratio of the same FLOPs, about 3
-# CPU-hours in bf16) once the cheap points of every baseline are in: it closes an issue, where 2x and
-# 4x extend a curve whose first verdicts are already published; before the ViT, the shorter first
+# issue 42's accuracy comparison (latency target against the uniform ratios of the same FLOPs and of
+# the same measured speed, about 4.5 CPU-hours in bf16) once the cheap points of every baseline are
+# in: it closes an issue, where 2x and 4x extend a curve whose first verdicts are already published;
+# before the ViT, the shorter first
 bash leaderboards/campaigns/latency-target.sh ||
   echo "campaign: latency-target.sh ended with status $?"
 # issue 41's transformer comparison (about 11-12 CPU-hours): like the latency comparison, it closes an issue

@@ -44,6 +44,19 @@ def common(sp, runs=True):
     )
 
 
+def latency_search(sp):
+    """--latency-search: how a latency target's ratios are chosen (``suite run`` and ``suite latency``)."""
+    sp.add_argument(
+        "--latency-search",
+        choices=("per-unit", "uniform"),
+        default="per-unit",
+        help="with --target Nx-latency: per-unit (default) raises, step by step, the ratio of the unit "
+        "(a ResNet stage, a plain net's conv, a group of coupled convs) whose measured time saved per "
+        "parameter removed is largest; uniform raises one ratio for every prunable layer: the same "
+        "measured speed from a uniform cut, to compare the per-unit choice with",
+    )
+
+
 def numerics(sp):
     """--precision, --channels-last, --compile (suite.training.numerics); see README 'Precision and speed'."""
     g = sp.add_argument_group("precision and speed (README: Precision and speed)")

@@ -46,7 +46,8 @@ def add(sub) -> None:
         dest="latency_target",
         default=None,
         metavar="Nx-latency",  # not run's FLOPs --target
-        help="instead of timing a target: search per-stage ratios whose measured speedup reaches N "
+        help="instead of timing a target: search ratios (per stage, or one uniform ratio: --latency-search) "
+        "whose measured speedup reaches N "
         "(e.g. 2x-latency) under --latency-runtime at --latency-batch, and print them with the "
         "speedup achieved",
     )
@@ -54,6 +55,7 @@ def add(sub) -> None:
         "--latency-runtime", default="eager", help="with --target: the runtime it is measured on (default eager)"
     )
     la.add_argument("--latency-batch", type=int, default=64, help="with --target: the batch size (default 64)")
+    flags.latency_search(la)
     la.add_argument(
         "--max-repeats",
         type=int,
@@ -115,6 +117,7 @@ def main(args) -> int:
             args.latency_runtime,
             args.latency_batch,
             options.device_of(args),
+            uniform=args.latency_search == "uniform",
             rounds=max(1, args.max_repeats // 10),
         )
         print(json.dumps(res, indent=2) if args.json else format_search(res))

@@ -85,7 +85,13 @@ def latency_setting(args, setting, target: float, device):
 
     check_writable(Path(args.runs_dir))  # the search is stored there: checked before minutes of timing
     found, record = resolve_for_run(
-        setting, target, args.latency_runtime, args.latency_batch, device, Path(args.runs_dir)
+        setting,
+        target,
+        args.latency_runtime,
+        args.latency_batch,
+        device,
+        Path(args.runs_dir),
+        uniform=args.latency_search == "uniform",
     )
     return replace(found, latency_target=record)
 

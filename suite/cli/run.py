@@ -54,6 +54,7 @@ def add(sub) -> None:
     run.add_argument(
         "--latency-batch", type=int, default=64, help="with --target Nx-latency: the batch size (default 64)"
     )
+    flags.latency_search(run)
     run.add_argument("--skip", default=None, help="ResNet blocks left unpruned, e.g. [1.0,2.3]")
     run.add_argument(
         "--round-to",

@@ -16,6 +16,11 @@ nearer the target. The result is the confirmed measurement: achieved speedup (at
 by the median) with its paired 95 % interval, and how far above the target it is
 (``within_tolerance``: at most 5 %). A target no unit can reach with every unit at ``max_ratio`` is
 a one-line error.
+
+``uniform=True`` (``--latency-search uniform``) is the reference the per-unit choice is judged
+against: one ratio for every prunable layer (the same layers as ``--ratios 0.5``), raised and
+bisected the same way until its measured speedup reaches the target. The two searches give two
+architectures of the same measured speed, so their accuracies say what choosing the cut buys.
 """
 
 from __future__ import annotations
@@ -59,9 +64,15 @@ def units(setting, model: nn.Module) -> dict[str, list[str]]:
     return out
 
 
+UNIFORM = "uniform"  # the one unit of a uniform search: every prunable layer
+
+
 def ratio_string(setting, model: nn.Module, ratios: dict[str, float]) -> str:
     """The ratio string that resolves to ``ratios`` (unit -> ratio): the paper's stage list for a
-    ResNet, module-name globs otherwise (what ``--ratios`` and ``suite run --ratios`` take)."""
+    ResNet, module-name globs otherwise (what ``--ratios`` and ``suite run --ratios`` take); a
+    uniform search's one ratio as itself."""
+    if set(ratios) == {UNIFORM}:
+        return f"{ratios[UNIFORM]:g}"
     if not setting.layout.per_stage:
         return ",".join(f"{name}={r:g}" for name, r in ratios.items() if r > 0) or "0"
     from suite.models.layouts import num_stages
@@ -73,10 +84,6 @@ def ratio_string(setting, model: nn.Module, ratios: dict[str, float]) -> str:
     )
 
 
-def _layer_ratios(groups: dict[str, list[str]], ratios: dict[str, float]) -> dict[str, float]:
-    return {layer: r for unit, r in ratios.items() if r > 0 for layer in groups[unit]}
-
-
 def search(
     setting,
     target: float,
@@ -86,11 +93,13 @@ def search(
     step: float = 0.1,
     max_ratio: float = 0.9,
     search_repeat: dict | None = None,
+    uniform: bool = False,
     **confirm_repeat,
 ) -> dict:
-    """Per-unit ratios whose measured ``runtime`` speedup at ``batch`` reaches ``target`` (module
-    docstring): the ratio string, the achieved speedup with its interval from a confirming
-    measurement, the FLOPs speedup it took, each step of the search, and the machine."""
+    """Per-unit ratios (one uniform ratio with ``uniform``) whose measured ``runtime`` speedup at
+    ``batch`` reaches ``target`` (module docstring): the ratio string, the achieved speedup with its
+    interval from a confirming measurement, the FLOPs speedup it took, each step of the search, and
+    the machine."""
     from suite.measure.latency import paired_speedup, prune_copy, time_group, versus
     from suite.measure.metrics import processor
     from suite.models.size import count_flops, count_params
@@ -101,6 +110,8 @@ def search(
     groups = units(setting, base)
     if not groups:
         raise SuiteError(f"{setting.name}: the model has nothing to prune, so no latency target can be reached")
+    if uniform:
+        groups = {UNIFORM: [layer for layers in groups.values() for layer in layers]}
     shape = setting.input_shape
     params0 = count_params(base)
     ratios = {u: 0.0 for u in groups}
@@ -108,12 +119,9 @@ def search(
     steps = []
 
     def build(r: dict[str, float]) -> nn.Module:
-        layers = _layer_ratios(groups, r)
-        if setting.round_to > 1:  # time what a run of this setting will prune: the aligned counts
-            from suite.models.rounding import round_ratios
-
-            layers = round_ratios(base, layers, setting.round_to, setting.layout)
-        return prune_copy(setting, base, layers)
+        # time what a run of this setting will prune: the ratio string resolved as a run resolves it
+        # (the setting's skip list leaves its blocks whole, --round-to aligns the counts)
+        return prune_copy(setting, base, setting.layer_ratios(base, ratio_string(setting, base, r)))
 
     def timed(models: dict[str, nn.Module], repeat: dict) -> tuple[dict, dict]:
         with tempfile.TemporaryDirectory(prefix="suite-latency-target-") as tmp:
@@ -178,6 +186,7 @@ def search(
         "batch": batch,
         "ratios": ratio_string(setting, base, ratios),
         "unit_ratios": ratios,
+        "search": UNIFORM if uniform else "per-unit",
         "achieved": achieved,
         "within_tolerance": achieved["speedup"] <= (1 + TOLERANCE) * target,
         "tolerance": TOLERANCE,
@@ -192,14 +201,21 @@ def search(
 
 
 def resolve_for_run(
-    setting, target: float, runtime: str, batch: int, device: torch.device, runs_dir: Path, **search_options
+    setting,
+    target: float,
+    runtime: str,
+    batch: int,
+    device: torch.device,
+    runs_dir: Path,
+    uniform: bool = False,
+    **search_options,
 ):
     """``suite run --target 2x-latency``: the setting with the ratios a latency search found, and
     the search's record. The search measures, so two searches find different ratios and every
     method's runs would be renamed by each: it runs once per setting, target, runtime, batch,
-    alignment and machine (processor, threads, torch), and is stored under the runs dir
-    (``<setting>/latency-targets/<key>.json``) for every later ``suite run`` to reuse.
-    ``search_options`` go to :func:`search` (its repeats)."""
+    alignment, kind of search (per unit or ``uniform``) and machine (processor, threads, torch), and
+    is stored under the runs dir (``<setting>/latency-targets/<key>.json``) for every later
+    ``suite run`` to reuse. ``search_options`` go to :func:`search` (its repeats)."""
     from suite.measure.metrics import processor
     from suite.spec.settings import with_ratios
     from suite.store.files import content_hash, read_json_record, write_json
@@ -217,6 +233,8 @@ def resolve_for_run(
         "processor": processor(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        # the per-unit search's records were keyed before a uniform one existed: they keep their names
+        **({"search": UNIFORM} if uniform else {}),
     }
     path = Path(runs_dir) / setting.name / "latency-targets" / f"{content_hash(key)}.json"
     stored, problem = read_json_record(path)
@@ -226,11 +244,12 @@ def resolve_for_run(
         res = stored
     else:
         print(
-            f"latency target {target:g}x on {runtime} at batch {batch}: searching ratios on this machine "
-            f"(once; stored in {path})",
+            f"latency target {target:g}x on {runtime} at batch {batch}: searching "
+            f"{'one uniform ratio' if uniform else 'ratios'} on this machine (once; stored in {path})",
             flush=True,
         )
-        res = {**_search_apart(setting, target, runtime, batch, device, **search_options), "key": key}
+        found = _search_apart(setting, target, runtime, batch, device, uniform=uniform, **search_options)
+        res = {**found, "key": key}
         write_json(path, res)
     record = {
         "target": target,
@@ -245,6 +264,7 @@ def resolve_for_run(
         "processor": res["processor"],
         "threads": res["threads"],
         "record": path.name,
+        **({"search": UNIFORM} if uniform else {}),
     }
     return with_ratios(setting, res["ratios"]), record
 
@@ -271,7 +291,9 @@ def format_search(res: dict) -> str:
     """What ``suite latency --target`` prints: the search, then achieved against the target."""
     a = res["achieved"]
     lines = [
-        f"{res['setting']}: target {res['target']:g}x latency on {res['runtime']} at batch {res['batch']}, "
+        f"{res['setting']}: target {res['target']:g}x latency"
+        + (" with one uniform ratio" if res.get("search") == UNIFORM else "")
+        + f" on {res['runtime']} at batch {res['batch']}, "
         f"{res['processor']} ({res['device']}), {res['threads']} threads, torch {res['torch']}, random weights",
         f"{'step':>4} {'unit':<24} {'ratio':>6} {'latency x':>9}  (confirmed: full repeats; others short)",
     ]

@@ -366,12 +366,13 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
 
 def latency_target_text(t) -> str:
     """How a run's ratios were found by ``suite run --target Nx-latency``, in words ("" otherwise):
-    the target, its runtime and batch, the machine it was measured on and what it measured."""
+    the target, one uniform ratio when that is how it was searched, its runtime and batch, the
+    machine it was measured on and what it measured."""
     if not isinstance(t, dict):
         return ""
     try:
         return (
-            f"{float(t['target']):g}x latency on {t['runtime']} at batch {int(t['batch'])}, measured "
+            f"{float(t['target']):g}x latency{' with one uniform ratio' if t.get('search') == 'uniform' else ''} on {t['runtime']} at batch {int(t['batch'])}, measured "
             f"{float(t['speedup']):.2f}x on {t['processor']} ({int(t['threads'])} threads)"
         )
     except (KeyError, TypeError, ValueError):
