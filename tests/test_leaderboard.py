@@ -1090,3 +1090,84 @@ def test_own_schedule_line_of_a_method_without_removal_leaves_removal_out():
         "Own schedules (described, not tested): magnitude (own hparams) at s 0.9, paper: +1.50 [+0.50, +2.50] "
         "points against magnitude's defaults (2 pairs on 1 baseline)."
     )
+
+
+def test_a_latency_target_is_set_beside_the_uniform_cuts_of_the_same_speed_and_flops(runs, tmp_path):
+    """The setting page finds the three architectures of a latency-target comparison from the stored
+    searches and runs (per stage, uniform of the same measured speed, uniform of the same FLOPs),
+    shows each method's top-1 on each, the speeds (the searches' and a ``suite latency`` record's),
+    and the per-stage cut's differences with Welch's interval (scipy's, on the runs' numbers);
+    a method with one run of a cut has no interval, and a run of other hyperparameters is left out."""
+    from scipy import stats
+
+    site = tmp_path / "runs"
+    shutil.copytree(runs, site)
+    proc = "Test CPU"
+    search = {"setting": "tiny-fmnist", "target": 1.5, "runtime": "onnx", "batch": 64, "processor": proc}
+    search |= {"threads": 2, "torch": "x", "device": "cpu"}
+    per_stage = {**search, "ratios": "features.4=0.5", "flops_speedup": 2.0}
+    per_stage["achieved"] = {"speedup": 1.52, "speedup_ci_lo": 1.5, "speedup_ci_hi": 1.55}
+    uniform = {**search, "ratios": "0.3", "flops_speedup": 1.6, "search": "uniform"}
+    uniform["achieved"] = {"speedup": 1.51, "speedup_ci_lo": 1.49, "speedup_ci_hi": 1.53}
+    found = site / "tiny-fmnist" / "latency-targets"
+    found.mkdir()
+    (found / "a.json").write_text(json.dumps(per_stage))
+    (found / "b.json").write_text(json.dumps(uniform))
+    timed = site / "latency" / "tiny-fmnist"
+    timed.mkdir(parents=True)
+    row = {"runtime": "onnx", "batch": 64, "speedup": 1.31, "speedup_lo": 1.28, "speedup_hi": 1.33}
+    record = {"setting": "tiny-fmnist", "ratios": "2.000x", "processor": proc, "rows": [row]}
+    (timed / "f.json").write_text(json.dumps({**record, "measured_at": "2026-12-06 19:00 UTC"}))
+
+    def target(s):
+        out = {k: s[k] for k in ("target", "runtime", "batch", "ratios", "processor", "threads")}
+        return {**out, "speedup": s["achieved"]["speedup"], **({"search": s["search"]} if "search" in s else {})}
+
+    top1 = {  # cut -> method -> top-1 of seeds 0 and 1 (random has one run of the FLOPs cut)
+        "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
+        "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
+        "flops": {"l1": [71.0, 73.5], "random": [58.0]},
+    }
+    arms = {
+        "stage": ("features.4=0.5", target(per_stage)),
+        "speed": ("0.3", target(uniform)),
+        "flops": ("2.000x", None),
+    }
+    originals = [
+        p for p in sorted(site.glob("tiny-fmnist/*/*/result.json")) if json.loads(p.read_text())["method"] != "greg1"
+    ]
+    for p in originals:
+        r = json.loads(p.read_text())
+        for cut, (ratios, latency) in arms.items():
+            values = top1[cut][r["method"]]
+            if r["seed"] >= len(values):
+                continue
+            arm = {**r, "ratios": ratios, "comparison": f"{r['comparison']}-{cut}", "top1": values[r["seed"]]}
+            arm.pop("latency_target", None)
+            if latency:
+                arm["latency_target"] = latency
+            (p.parent.parent / f"{cut}{r['seed']}").mkdir()
+            (p.parent.parent / f"{cut}{r['seed']}" / "result.json").write_text(json.dumps(arm))
+            if cut == "stage" and r["method"] == "l1":  # other hyperparameters: not a default row
+                own = {**arm, "hparams_source": "user file x.json", "top1": 99.0}
+                (p.parent.parent / f"own{r['seed']}").mkdir()
+                (p.parent.parent / f"own{r['seed']}" / "result.json").write_text(json.dumps(own))
+        p.unlink()  # the original 0.7 runs: not part of this question
+
+    out = tmp_path / "site"
+    render(site, out)
+    page = (out / "tiny-fmnist.html").read_text()
+    section = page[page.index("<h2>Latency target against uniform cuts: 1.5x on onnx at batch 64") :]
+    section = section[: section.index("no part in findings.html")]
+    speed = stats.ttest_ind([70.0, 70.4], [65.0, 65.2], equal_var=False).confidence_interval(0.95)
+    flops = stats.ttest_ind([70.0, 70.4], [71.0, 73.5], equal_var=False).confidence_interval(0.95)
+    assert f"l1 keeps more top-1 with the per-stage cut (+5.10 points [{speed.low:+.2f}, {speed.high:+.2f}])" in section
+    assert "random keeps neither clearly more nor less top-1 with the per-stage cut (-0.50 points" in section
+    assert f"-2.05 [{flops.low:+.2f}, {flops.high:+.2f}]" in section  # l1, per stage - same FLOPs
+    assert section.count("fewer than two runs a side") == 1  # random's FLOPs cut: one run
+    assert "71.00 &plusmn; 0.00" not in section and "99.00" not in section
+    assert "1.52x [1.50&ndash;1.55]" in section and "1.51x [1.49&ndash;1.53]" in section
+    assert "1.31x [1.28&ndash;1.33]" in section and "<code>2.000x</code>" in section
+    assert "72.25 &plusmn; 1.77 (2)" in section and "58.00 (1)" in section  # l1 and random on the FLOPs cut
+    render(runs, tmp_path / "plain")  # no search stored: no section
+    assert "Latency target against uniform cuts" not in (tmp_path / "plain" / "tiny-fmnist.html").read_text()

@@ -25,6 +25,7 @@ from methods.registry import DEFAULT_COMPARISON
 from suite.errors import SuiteError
 from suite.measure import latency_records
 from suite.measure.latency import top_layers
+from suite.pages import latency_cuts
 from suite.pages.findings import findings, welch_test
 from suite.pages.matrix import baseline_order, baselines_text, best_matrix, shared_baselines
 from suite.pages.overview import changed_defaults
@@ -735,6 +736,7 @@ def render(
             commands=commands,
             csv=_href(csv_path.name) if not agg.empty else None,
             latency=latency,
+            cuts=latency_cuts.sections(agg, latency_cuts.load_searches(runs_dir, name), timed.get(name, [])),
             matrix=across,
             pages=None,
             unreadable=[u for u in notices if u["setting"] == name],

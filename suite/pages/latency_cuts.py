@@ -1,0 +1,228 @@
+"""A setting page's "Latency target against uniform cuts": what choosing the cut per stage buys.
+
+``suite run --target 2x-latency`` prunes to per-stage ratios whose measured speedup reaches the
+target; whether that choice is worth anything shows only beside the uniform cuts a user would
+otherwise take, trained the same way from the same baseline: one uniform ratio of the same measured
+speed (``--latency-search uniform``), and the uniform ratio of the same FLOPs speedup (``--target
+Fx`` with the per-stage search's FLOPs). The three architectures are separate comparisons on the
+page (their ratios differ); this section finds them from the stored searches
+(``<setting>/latency-targets/*.json``) and the runs, and sets them side by side: FLOPs, the speed the
+search confirmed, the speed ``suite latency`` measured for each alike (its stored records, same
+runtime, batch and processor), and each method's top-1.
+
+A run is linked to a search by its ratios and its recorded target (the text the page prints for it,
+which holds the target, runtime, batch, processor, threads and measured speedup); the FLOPs
+reference by a ``--target Fx`` within 0.5 % of the search's FLOPs speedup, with no latency target.
+All three in the same context: baseline, numerics, budget protocol and point, granularity,
+alignment and skip list, today's training code, default hyperparameters. The differences are Welch
+intervals (different architectures: no pairing), described, not tested: the paper claims nothing
+about latency targets, so they stay out of findings' Holm family.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+from scipy import stats
+
+from suite.pages.findings import DEFAULT_SOURCES
+from suite.store.files import read_json_object
+from suite.store.results import label, latency_target_text
+
+FLOPS_MATCH = 0.005  # a FLOPs target within 0.5 % of the search's FLOPs speedup is its reference
+_FLOPS_TARGET = re.compile(r"(\d+(?:\.\d+)?)x")
+CONTEXT = ["baseline_key", "numerics", "protocol", "budget", "granularity", "round_to", "skip"]
+
+
+def load_searches(runs_dir: Path, setting: str) -> list[dict]:
+    """The stored latency searches of a setting (``suite run --target Nx-latency``), in path order;
+    a file that is not a search record is left out (writes are atomic: it was edited by hand)."""
+    out = []
+    for path in sorted((Path(runs_dir) / setting / "latency-targets").glob("*.json")):
+        rec = read_json_object(path)
+        if isinstance(rec.get("achieved"), dict) and "ratios" in rec and "flops_speedup" in rec:
+            out.append(rec)
+    return out
+
+
+def _run_text(search: dict) -> str:
+    """What the runs pruned to this search record as their target (``latency_target_text`` of the
+    record ``suite run`` stores in each run)."""
+    return latency_target_text({**search, "speedup": search["achieved"]["speedup"]})
+
+
+def _timed_alike(search: dict, ratios: str, timed: list[dict]) -> dict | None:
+    """The newest ``suite latency`` measurement of ``ratios`` on the search's processor, runtime and
+    batch: {speedup, lo, hi}, or None when none is stored."""
+    found = []
+    for rec in timed:
+        if rec.get("ratios") != ratios or rec.get("processor") != search["processor"]:
+            continue
+        for row in rec.get("rows", []):
+            if (row.get("runtime"), row.get("batch")) == (search["runtime"], search["batch"]) and row.get("speedup"):
+                found.append((str(rec.get("measured_at", "")), row))
+    if not found:
+        return None
+    _, row = max(found, key=lambda t: t[0])
+    return {"speedup": float(row["speedup"]), "lo": row.get("speedup_lo"), "hi": row.get("speedup_hi")}
+
+
+def _context(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns that must agree for three architectures to be one question (NaN budgets, the
+    paper protocol's, made comparable)."""
+    return frame.assign(
+        budget=[None if b is None or b != b else int(b) for b in frame.budget_samples],
+        skip=frame.skip.fillna(""),
+        round_to=frame.round_to.fillna(1).astype(int),
+    )
+
+
+def _welch(a: list[float], b: list[float]) -> dict | None:
+    """Mean difference a - b with Welch's 95 % interval (scipy), None below two values a side."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    res = stats.ttest_ind(a, b, equal_var=False)
+    ci = res.confidence_interval(0.95)
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    return {"diff": diff, "lo": float(ci.low), "hi": float(ci.high)}
+
+
+def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict]) -> list[dict]:
+    """One section per per-stage search with runs of today's code and default hyperparameters, and
+    per context (baseline, numerics, budget...) its runs have: the three cuts (rows) with each
+    method's top-1, and per method the per-stage cut's difference to each uniform cut."""
+    if agg.empty:
+        return []
+    today = _context(agg[agg.current & agg.hparams_source.isin(DEFAULT_SOURCES) & (agg.granularity == "filter")])
+    per_stage = [s for s in searches if s.get("search", "per-unit") == "per-unit"]
+    uniform = [s for s in searches if s.get("search") == "uniform"]
+    out = []
+    for search in per_stage:
+        same = (search["target"], search["runtime"], search["batch"], search["processor"], search["threads"])
+        twin = next(
+            (u for u in uniform if (u["target"], u["runtime"], u["batch"], u["processor"], u["threads"]) == same),
+            None,
+        )
+        mine = today[(today.ratios == search["ratios"]) & (today.latency_target == _run_text(search))]
+        for ctx, part in mine.groupby(CONTEXT, sort=False, dropna=False):
+            here = today[_same(today, ctx)]
+            flops_runs = here[
+                (here.latency_target.fillna("") == "") & here.ratios.apply(_near, args=(search["flops_speedup"],))
+            ]
+            cuts = [("per stage (the latency search)", search, part)]
+            cuts.append(
+                (
+                    "one uniform ratio, same measured speed",
+                    twin,
+                    here[(here.ratios == twin["ratios"]) & (here.latency_target == _run_text(twin))]
+                    if twin
+                    else here.iloc[0:0],
+                )
+            )
+            cuts.append(("one uniform ratio, same FLOPs", None, flops_runs))
+            out.append(_section(search, part.iloc[0], cuts, timed))
+    return out
+
+
+def _same(frame: pd.DataFrame, ctx: tuple) -> pd.Series:
+    """Row-wise equality with a context tuple where None/NaN equals None/NaN (pandas' == does not)."""
+    ok = pd.Series(True, index=frame.index)
+    for col, want in zip(CONTEXT, ctx):
+        have = frame[col]
+        if want is None or (isinstance(want, float) and math.isnan(want)):
+            ok &= have.isna()
+        else:
+            ok &= have == want
+    return ok
+
+
+def _near(ratios: str, flops: float) -> bool:
+    m = _FLOPS_TARGET.fullmatch(str(ratios).strip())
+    return bool(m) and abs(float(m.group(1)) / flops - 1) <= FLOPS_MATCH
+
+
+def _section(search: dict, first, cuts: list, timed: list[dict]) -> dict:
+    methods = sorted({m for _, _, runs in cuts for m in runs.method})
+    rows = []
+    for title, rec, runs in cuts:
+        ratios = rec["ratios"] if rec else (runs.ratios.iloc[0] if not runs.empty else None)
+        by_method = {r.method: r for r in runs.itertuples()}
+        rows.append(
+            {
+                "cut": title,
+                "ratios": ratios,
+                "flops": float(runs.speedup.mean()) if not runs.empty else (rec["flops_speedup"] if rec else None),
+                "searched": None
+                if rec is None
+                else {
+                    "speedup": rec["achieved"]["speedup"],
+                    "lo": rec["achieved"].get("speedup_ci_lo"),
+                    "hi": rec["achieved"].get("speedup_ci_hi"),
+                },
+                "timed": _timed_alike(search, ratios, timed) if ratios else None,
+                "top1": {
+                    m: {
+                        "mean": r.top1_mean,
+                        "std": None if r.top1_std != r.top1_std else r.top1_std,
+                        "n": int(r.n),
+                        "values": list(r.top1_values),
+                    }
+                    for m, r in by_method.items()
+                },
+            }
+        )
+    stage, same_speed, same_flops = (row["top1"] for row in rows)
+
+    def values(cut: dict, method: str) -> list[float]:
+        return cut[method]["values"] if method in cut else []
+
+    diffs = [
+        {
+            "method": label(m, ""),
+            "speed": _welch(values(stage, m), values(same_speed, m)),
+            "flops": _welch(values(stage, m), values(same_flops, m)),
+        }
+        for m in methods
+    ]
+    return {
+        "target": search["target"],
+        "runtime": search["runtime"],
+        "batch": search["batch"],
+        "processor": search["processor"],
+        "threads": search["threads"],
+        "baseline_name": first.baseline_name,
+        "numerics": first.numerics,
+        "protocol": first.protocol,
+        "budget": first.budget,
+        "methods": [(m, label(m, "")) for m in methods],
+        "rows": rows,
+        "diffs": diffs,
+        "sentence": _sentence(search, diffs),
+    }
+
+
+def _sentence(search: dict, diffs: list[dict]) -> str:
+    """The result in words: per method, the per-stage cut against the uniform one of the same speed."""
+    told = [d for d in diffs if d["speed"]]
+    if not told:
+        return (
+            f"No method has two runs or more of both the per-stage cut and the uniform cut of the same "
+            f"measured speed yet, so what choosing the cut per stage buys at {search['target']:g}x on "
+            f"{search['runtime']} is not known from these runs."
+        )
+    parts = []
+    for d in told:
+        s = d["speed"]
+        verdict = "more" if s["lo"] > 0 else "less" if s["hi"] < 0 else "neither clearly more nor less"
+        parts.append(
+            f"{d['method']} keeps {verdict} top-1 with the per-stage cut ({s['diff']:+.2f} points "
+            f"[{s['lo']:+.2f}, {s['hi']:+.2f}])"
+        )
+    return (
+        f"At the same measured speed ({search['target']:g}x on {search['runtime']} at batch {search['batch']}): "
+        + "; ".join(parts)
+        + ". Welch 95 % intervals over the seeds of one baseline: described, not tested."
+    )
