@@ -15,6 +15,20 @@ runs=leaderboards/runs
 # cifar10jpg-resnet20 reads data/cifar10-jpg (gitignored): unpack the offline copy there once (a
 # link left to a folder that is gone is replaced)
 [ -d data/cifar10-jpg/train ] || { rm -f data/cifar10-jpg 2>/dev/null || true; mkdir -p data/cifar10-jpg && tar xzf ../shared/data/cifar10-jpg.tar.gz -C data/cifar10-jpg; }
+# A latency target belongs to the machine it was measured on: on another CPU model `suite run` would
+# search again and start a second comparison. Once this one's search is stored, it is finished on
+# that CPU model only; elsewhere the campaign goes on with its other work and this waits.
+searched_on=$(.venv/bin/python - "$runs" <<'PY'
+import json, sys, pathlib
+records = [json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("cifar10jpg-resnet20/latency-targets/*.json")]
+print(*sorted({r["processor"] for r in records if (r["target"], r["runtime"], r["batch"]) == (2.0, "onnx", 64)}), sep="; ")
+PY
+)
+here=$(.venv/bin/python -c 'import torch; from suite.measure.metrics import processor; print(processor(torch.device("cpu")))')
+if [ -n "$searched_on" ] && [ "$searched_on" != "$here" ]; then
+  echo "latency-target.sh: this comparison's search was measured on $searched_on, this machine is $here: skipped here"
+  exit 0
+fi
 .venv/bin/suite run --setting cifar10jpg-resnet20 --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
   --target 2x-latency --latency-runtime onnx --latency-batch 64 --precision bf16 --channels-last
 found() {  # FIELD of this machine's 2x search of kind SEARCH (per-unit, uniform): ratios (default) or flops
