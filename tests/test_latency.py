@@ -392,6 +392,33 @@ def test_a_latency_target_is_met_on_a_small_model(uniform):
         assert res["search"] == "per-unit"
 
 
+def test_the_search_bisects_on_while_the_speedup_is_over_the_tolerance(monkeypatch):
+    """The bisection's logic on a clock that is a known function of the model (time proportional
+    to its parameters, the same slow spells on every model of a turn), so that where it lands is
+    decided by the search alone: for every target, the result is at least the target and within
+    5 % above it, which two bisections alone do not give for all of them; no more than four."""
+    from suite.measure.latency import Timing
+    from suite.measure.latency_target import MAX_BISECTIONS, TOLERANCE, search
+    from suite.models.size import count_params
+
+    def clock(models, runtime, shape, batch, device, workdir, **repeat):
+        times = {n: [count_params(m) / 1e3 * (1 + 0.01 * (i % 3)) for i in range(20)] for n, m in models.items()}
+        timings = {
+            n: Timing(runtime, batch, "cpu", 1, median_ms=float(np.median(t)), q1_ms=min(t), q3_ms=max(t), repeats=20)
+            for n, t in times.items()
+        }
+        return timings, times
+
+    monkeypatch.setattr(latency, "time_group", clock)
+    setting = get_setting("fmnist-cnn4")
+    bisections = []
+    for target in (1.15, 1.3, 1.45, 1.6, 1.8, 2.2):
+        res = search(setting, target, "eager", 64, CPU, uniform=True)
+        assert target <= res["achieved"]["speedup"] <= (1 + TOLERANCE) * target, (target, res["steps"])
+        bisections.append(sum(1 for s in res["steps"] if s.get("bisect")))
+    assert max(bisections) > 2 and max(bisections) <= MAX_BISECTIONS, bisections
+
+
 def test_the_latency_search_times_what_a_run_prunes_skipped_blocks_left_whole(monkeypatch):
     """A setting's skip list leaves blocks whole in its runs, so the search must time candidates
     with those blocks whole too (it once pruned every conv of a stage). The candidates' layers are

@@ -12,7 +12,8 @@ is largest: the cut goes where a parameter buys the most time (parameters stand 
 capacity a cut costs). A candidate whose short series reaches the target is measured again with
 the full repeats, which decide (a short series on a shared machine can show 2.4x for a model that
 runs 1.1x faster); then the last raise is bisected twice, each half confirmed the same way, to land
-nearer the target. The result is the confirmed measurement: achieved speedup (at least the target,
+nearer the target, and twice more while the confirmed speedup is still over the tolerance (a
+ResNet-20 under ONNX Runtime landed 7 % above a 2x target after two). The result is the confirmed measurement: achieved speedup (at least the target,
 by the median) with its paired 95 % interval, and how far above the target it is
 (``within_tolerance``: at most 5 %). A target no unit can reach with every unit at ``max_ratio`` is
 a one-line error.
@@ -36,6 +37,7 @@ from torch import nn
 from suite.errors import SuiteError
 
 TOLERANCE = 0.05  # the confirmed speedup lands within 5 % above the target
+MAX_BISECTIONS = 4  # of the last raise: two always, two more while the speedup is over the tolerance
 _TARGET = re.compile(r"(\d+(?:\.\d+)?)x-latency")
 
 
@@ -169,7 +171,9 @@ def search(
         if steps[-1]["speedup"] >= target:  # a short measurement says so: the full one decides
             achieved = confirm(ratios, current, best)
     lo, hi = ratios[best] - step, ratios[best]  # the last raise went too far, or just far enough
-    for _ in range(2):
+    for i in range(MAX_BISECTIONS):  # twice, then on while the confirmed speedup is over the tolerance
+        if i >= 2 and achieved["speedup"] <= (1 + TOLERANCE) * target:
+            break
         mid = round((lo + hi) / 2, 6)
         trial = {**ratios, best: mid}
         model = build(trial)
