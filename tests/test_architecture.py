@@ -1,6 +1,9 @@
-"""The shape of the code: no import cycles between modules, and a training-code fingerprint that
-follows what training imports (``suite.store.fingerprint``) rather than a list kept by hand."""
+"""The shape of the code: no import cycles between modules, a training-code fingerprint that
+follows what training imports (``suite.store.fingerprint``) rather than a list kept by hand, and a
+suite/ that names no method (what is a method's lives in methods/)."""
 
+import ast
+import fnmatch
 import graphlib
 import shutil
 from pathlib import Path
@@ -172,3 +175,47 @@ def test_a_model_familys_code_stales_its_own_runs_and_no_other_familys(tree):
     loop = tree / "suite/training/loop.py"
     loop.write_text(loop.read_text() + "\n\ndef _a_new_rule():\n    return 1\n")
     assert all(a != b for a, b in zip(codes(), after))
+
+
+# Optuna's sampler called "random" (suite search --sampler random) is not the method of that name
+NOT_A_METHOD = {("suite/running/search.py", "random"), ("suite/cli/search.py", "random")}
+
+
+def method_names_in_suite(root: Path, names: set[str]) -> list[tuple[str, int, str]]:
+    """String constants of suite/'s code (docstrings aside: prose may speak of a method) that name a
+    registered method or are a pattern matching one (``"greg*"``), as (file, line, text)."""
+    found = []
+    for path in sorted((root / "suite").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        rel = path.relative_to(root).as_posix()
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)) or id(node) in docstrings:
+                continue
+            text = node.value
+            pattern = any(c in text for c in "*?[") and any(c.isalpha() for c in text)
+            if (text in names or (pattern and any(fnmatch.fnmatchcase(n, text) for n in names))) and (
+                rel,
+                text,
+            ) not in NOT_A_METHOD:
+                found.append((rel, node.lineno, text))
+    return found
+
+
+def test_suite_names_no_method(tmp_path):
+    """The settings took GReg's schedules as ``{"greg*": ...}`` literals; they name a budget now
+    (``methods/schedules.py``). A module of suite/ that names a method again is found."""
+    from methods import registry
+
+    names = set(registry.names())
+    assert method_names_in_suite(ROOT, names) == []
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "bad.py").write_text('"""Prose may say greg1."""\nOVERRIDES = {"greg*": {"x": 1}}\n')
+    assert method_names_in_suite(tmp_path, names) == [("suite/bad.py", 2, "greg*")]

@@ -14,6 +14,7 @@ import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from methods.schedules import schedules
 from suite.data import datasets, userdata
 from suite.data.datasets import DATASETS
 from suite.data.userdata import DataInfo
@@ -73,7 +74,8 @@ class Setting:
     targets: tuple[str, ...] = ()  # more ratio strings the paper reports for this setting
     reduced: bool = False  # True: a CPU-sized budget, not the paper's
     description: str = ""
-    # Method defaults this budget changes, by method-name pattern: {"greg*": {"update_interval": 1}}.
+    # Method defaults this budget changes, by method-name pattern ({pattern: {field: value}}): the
+    # built-in settings take them from methods/schedules.py by budget name, a TOML setting writes them
     method_overrides: dict = field(default_factory=dict)
     val_size: int = 5000  # images carved from train for `suite search`
     train_limit: int | None = None  # train on the first N images only (quick checks; reduced budget)
@@ -272,8 +274,6 @@ class Setting:
 
 CIFAR_FT = {0: 0.01, 60: 0.001, 90: 0.0001}
 CIFAR_BASE = {0: 0.1, 100: 0.01, 150: 0.001}
-GREG_CIFAR = {"greg*": {"update_interval": 10, "stabilize_iters": 10_000}}
-GREG_IMAGENET = {"greg*": {"update_interval": 5, "stabilize_iters": 40_000}}
 # budget_unit below: GReg-2's paper protocol at the default target with these defaults, own training
 # (planned iterations x the prune batch) + fine-tuning (epochs x whole batches of the train set), in samples
 
@@ -293,7 +293,7 @@ _add(
         baseline=Recipe(200, 128, CIFAR_BASE),
         finetune=Recipe(120, 128, CIFAR_FT),
         prune=PruneRecipe(batch_size=128),
-        method_overrides=GREG_CIFAR,
+        method_overrides=schedules("paper-cifar"),
         targets=("[0,0.5,0.5,0.5,0]", "[0,0.7,0.7,0.7,0]", "[0,0.9,0.9,0.9,0]"),
         description="GReg paper Table 2: ResNet-56 on CIFAR-10 at 2.55x",
         budget_unit=15_232_128 + 5_990_400,
@@ -308,7 +308,7 @@ _add(
         baseline=Recipe(200, 256, CIFAR_BASE),
         finetune=Recipe(120, 256, CIFAR_FT),
         prune=PruneRecipe(batch_size=256),
-        method_overrides=GREG_CIFAR,
+        method_overrides=schedules("paper-cifar"),
         targets=("[1-15:0.5]", "[1-15:0.8]", "[1-15:0.9]"),
         description="GReg paper Table 2: VGG-19 on CIFAR-100 at 8.84x",
         budget_unit=30_464_256 + 5_990_400,
@@ -326,7 +326,7 @@ _add(
         baseline=_IMAGENET_BASE,
         finetune=_IMAGENET_FT,
         prune=PruneRecipe(weight_decay=1e-4),
-        method_overrides=GREG_IMAGENET,
+        method_overrides=schedules("paper-imagenet"),
         description="GReg paper: ResNet-34 on ImageNet at 1.32x",
         budget_unit=6_048_064 + 115_292_160,
     )
@@ -340,7 +340,7 @@ _add(
         baseline=_IMAGENET_BASE,
         finetune=_IMAGENET_FT,
         prune=PruneRecipe(weight_decay=1e-4),
-        method_overrides=GREG_IMAGENET,
+        method_overrides=schedules("paper-imagenet"),
         targets=("[0,0.3,0.3,0.3,0.14,0]", "[0,0.74,0.74,0.6,0.21,0]", "[0,0.68,0.68,0.68,0.5,0]"),
         description="GReg paper: ResNet-50 on ImageNet at 2.31x (and 1.49x, 2.56x, 3.06x)",
         budget_unit=6_048_064 + 115_292_160,
@@ -358,7 +358,7 @@ _add(
         baseline=Recipe(8, 128, {0: 0.05, 5: 0.005}),
         finetune=Recipe(3, 128, {0: 0.01, 2: 0.001}),
         prune=PruneRecipe(batch_size=64, max_iters=20_000),
-        method_overrides={"greg*": {"update_interval": 1, "stabilize_iters": 500}},
+        method_overrides=schedules("cpu-fmnist"),
         targets=("0.5", "0.9"),
         reduced=True,
         val_size=5000,
@@ -375,7 +375,7 @@ _add(
         baseline=Recipe(30, 128, {0: 0.1, 15: 0.01, 25: 0.001}),
         finetune=Recipe(10, 128, {0: 0.01, 6: 0.001}),
         prune=PruneRecipe(batch_size=64, max_iters=20_000),
-        method_overrides={"greg*": {"update_interval": 1, "stabilize_iters": 1000}},
+        method_overrides=schedules("cpu-cifar10"),
         targets=("[0,0.9,0.9,0.9,0]",),
         reduced=True,
         description="CPU: ResNet-20 on the CIFAR-10 JPEG copy",
@@ -400,7 +400,7 @@ _add(
         baseline=Recipe(3, 128, {0: 0.05, 2: 0.005}),
         finetune=Recipe(2, 128, {0: 0.01, 1: 0.001}),
         prune=PruneRecipe(batch_size=64, max_iters=20_000),
-        method_overrides={"greg*": {"update_interval": 1, "stabilize_iters": 200, "penalty_increment": 1e-3}},
+        method_overrides=schedules("cpu-quick"),
         reduced=True,
         val_size=5000,
         description="quick start (about 4 min on 2 cores): fmnist-cnn4 on a short schedule; a demonstration, "
