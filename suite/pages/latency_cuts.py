@@ -15,7 +15,7 @@ which holds the target, runtime, batch, processor, threads and measured speedup)
 reference by a ``--target Fx`` within 0.5 % of the search's FLOPs speedup, with no latency target.
 All three in the same context: baseline, numerics, budget protocol and point, granularity,
 alignment and skip list, today's training code, default hyperparameters. The differences are Welch
-intervals (different architectures: no pairing), described, not tested: the paper claims nothing
+intervals (findings' ``welch_test``; different architectures: no pairing), described, not tested: the paper claims nothing
 about latency targets, so they stay out of findings' Holm family.
 """
 
@@ -26,9 +26,8 @@ import re
 from pathlib import Path
 
 import pandas as pd
-from scipy import stats
 
-from suite.pages.findings import DEFAULT_SOURCES
+from suite.pages.findings import DEFAULT_SOURCES, welch_test
 from suite.store.files import read_json_object
 from suite.store.results import label, latency_target_text
 
@@ -78,16 +77,6 @@ def _context(frame: pd.DataFrame) -> pd.DataFrame:
         skip=frame.skip.fillna(""),
         round_to=frame.round_to.fillna(1).astype(int),
     )
-
-
-def _welch(a: list[float], b: list[float]) -> dict | None:
-    """Mean difference a - b with Welch's 95 % interval (scipy), None below two values a side."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    res = stats.ttest_ind(a, b, equal_var=False)
-    ci = res.confidence_interval(0.95)
-    diff = sum(a) / len(a) - sum(b) / len(b)
-    return {"diff": diff, "lo": float(ci.low), "hi": float(ci.high)}
 
 
 def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict]) -> list[dict]:
@@ -176,17 +165,14 @@ def _section(search: dict, first, cuts: list, timed: list[dict]) -> dict:
         )
     stage, same_speed, same_flops = (row["top1"] for row in rows)
 
-    def values(cut: dict, method: str) -> list[float]:
-        return cut[method]["values"] if method in cut else []
+    def versus(cut: dict, method: str) -> dict | None:
+        """The per-stage cut's runs of ``method`` against ``cut``'s (findings' Welch test; its p value
+        is not shown), None when either cut has no run of it."""
+        if method not in stage or method not in cut:
+            return None
+        return welch_test(stage[method]["values"], cut[method]["values"])
 
-    diffs = [
-        {
-            "method": label(m, ""),
-            "speed": _welch(values(stage, m), values(same_speed, m)),
-            "flops": _welch(values(stage, m), values(same_flops, m)),
-        }
-        for m in methods
-    ]
+    diffs = [{"method": label(m, ""), "speed": versus(same_speed, m), "flops": versus(same_flops, m)} for m in methods]
     return {
         "target": search["target"],
         "runtime": search["runtime"],
@@ -206,7 +192,7 @@ def _section(search: dict, first, cuts: list, timed: list[dict]) -> dict:
 
 def _sentence(search: dict, diffs: list[dict]) -> str:
     """The result in words: per method, the per-stage cut against the uniform one of the same speed."""
-    told = [d for d in diffs if d["speed"]]
+    told = [d for d in diffs if d["speed"] and d["speed"]["lo"] is not None]
     if not told:
         return (
             f"No method has two runs or more of both the per-stage cut and the uniform cut of the same "
