@@ -493,7 +493,7 @@ def test_suite_run_prunes_to_a_latency_target_searched_once_and_recorded(tmp_pat
     page = (tmp_path / "site" / "tiny-fmnist.html").read_text()
     assert (
         f"Ratios found by a <strong>latency target</strong>: 1.15x latency on eager at batch 64, measured "
-        f"{found['achieved']['speedup']:.2f}x on {found['processor']} ({found['threads']} threads)"
+        f"{found['achieved']['speedup']:.2f}x on {found['processor']} ({found['isa']}) ({found['threads']} threads)"
     ) in page
 
 
@@ -527,6 +527,72 @@ def test_a_uniform_search_is_stored_beside_the_per_unit_one_and_named_on_the_pag
     assert [r.stat().st_mtime_ns for r in records] == stamps
     assert latency_target_text(uniform_record).startswith("1.1x latency with one uniform ratio on eager at batch 64")
     assert latency_target_text(per_unit_record).startswith("1.1x latency on eager at batch 64")
+
+
+def test_a_search_belongs_to_its_instruction_set_and_an_older_record_is_reused_with_a_warning(
+    tmp_path, monkeypatch, capsys
+):
+    """Two machines of one model name ("AMD EPYC") with other instructions time differently: each
+    gets its own search. A search stored before its key held the instruction set is found where the
+    rest of its key matches, and the run is told it cannot say on which instructions it was timed.
+    The search is replaced by a record of its shape (the search itself is tested above): what is
+    tested is which record a run gets."""
+    import json
+    from pathlib import Path
+
+    from suite.measure import latency_target, metrics
+    from suite.measure.latency_target import resolve_for_run
+    from suite.store.files import content_hash
+
+    searched = []
+
+    def fake_search(setting, target, runtime, batch, device, uniform=False, **_):
+        searched.append(metrics.instruction_set(device))
+        return {
+            "ratios": "0.3",
+            "achieved": {"speedup": target},
+            "within_tolerance": True,
+            "flops_speedup": 1.4,
+            "processor": metrics.processor(device),
+            "isa": metrics.instruction_set(device),
+            "threads": 2,
+        }
+
+    monkeypatch.setattr(latency_target, "_search_apart", fake_search)
+    setting = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
+    folder = tmp_path / "tiny-fmnist" / "latency-targets"
+    _, mine = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
+    assert mine["isa"] == metrics.instruction_set(CPU) and resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
+    assert len(searched) == 1  # found again on this machine
+    monkeypatch.setattr(metrics, "instruction_set", lambda device: "AVX-9000")
+    _, other = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
+    assert searched[-1] == "AVX-9000" and other["record"] != mine["record"] and len(list(folder.glob("*.json"))) == 2
+
+    # an older record: no instruction set in its key or its body, named by the rest of the key
+    for f in folder.glob("*.json"):
+        f.unlink()
+    old = {**fake_search(setting, 1.2, "onnx", 64, CPU), "isa": None}
+    del old["isa"]
+    key = {
+        "setting": setting.name,
+        "model": setting.model,
+        "input_shape": list(setting.input_shape),
+        "base_ratios_skip": setting.skip,
+        "round_to": setting.round_to,
+        "target": 1.2,
+        "runtime": "onnx",
+        "batch": 64,
+        "device": "cpu",
+        "processor": metrics.processor(CPU),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    (folder / f"{content_hash(key)}.json").write_text(json.dumps({**old, "key": key}))
+    n = len(searched)
+    capsys.readouterr()
+    _, legacy = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
+    assert len(searched) == n and legacy["record"] == f"{content_hash(key)}.json" and legacy["isa"] is None
+    assert "whose instruction set it did not record (this machine: " in capsys.readouterr().out
 
 
 def test_a_run_s_latency_search_loads_its_runtime_in_a_child_process_only(tmp_path):

@@ -552,23 +552,42 @@ def test_tables_name_the_processors_that_trained_them(runs, tmp_path):
     mixed = tmp_path / "runs"
     shutil.copytree(runs, mixed)
     render(mixed, tmp_path / "same")
-    here = json.loads(next(mixed.glob("tiny-fmnist/l1/*/config.json")).read_text())["processor"]
+    recorded = json.loads(next(mixed.glob("tiny-fmnist/l1/*/config.json")).read_text())
+    here = f"{recorded['processor']} ({recorded['isa']})"  # the model name does not say the instructions
     meta = json.loads(next(mixed.glob("baselines/tiny-fmnist/*/meta.json")).read_text())
     page = html.unescape((tmp_path / "same" / "tiny-fmnist.html").read_text())
-    assert f"Pruned and fine-tuned on {here} (4 runs); the baseline trained on {meta['processor']}." in page
+    assert (
+        f"Pruned and fine-tuned on {here} (4 runs); the baseline trained on {meta['processor']} ({meta['isa']})."
+        in page
+    )
     assert "bit-exact on one CPU model only" not in page
     config = next(
         p
         for p in mixed.glob("tiny-fmnist/random/*/config.json")
         if json.loads((p.parent / "result.json").read_text())["seed"] == 1
     )
-    config.write_text(json.dumps({**json.loads(config.read_text()), "processor": "Other CPU"}))
+    config.write_text(json.dumps({**json.loads(config.read_text()), "processor": "Other CPU", "isa": None}))
     render(mixed, tmp_path / "mixed")
     page = html.unescape((tmp_path / "mixed" / "tiny-fmnist.html").read_text())
     assert f"Pruned and fine-tuned on {here} (3 runs), Other CPU (1 run);" in page
     assert "bit-exact on one CPU model only" in page
     rows = {r["method"]: r["processors"] for r in csv.DictReader(open(tmp_path / "mixed" / "tiny-fmnist.csv"))}
     assert rows == {"l1": f"{here} (2)", "random": f"{here} (1); Other CPU (1)"}
+    # the same model name with other instructions is another machine; a run resumed on another
+    # machine names both, in order
+    other_isa = {**json.loads(config.read_text()), "processor": recorded["processor"], "isa": "AVX-9000"}
+    config.write_text(json.dumps(other_isa))
+    resumed = next(p for p in mixed.glob("tiny-fmnist/l1/*/config.json"))
+    first = {"processor": "Other CPU", "isa": None, "threads": 2}
+    resumed.write_text(
+        json.dumps({**recorded, "machines": [first, {k: recorded[k] for k in ("processor", "isa", "threads")}]})
+    )
+    render(mixed, tmp_path / "isa")
+    rows = {r["method"]: r["processors"] for r in csv.DictReader(open(tmp_path / "isa" / "tiny-fmnist.csv"))}
+    assert rows == {
+        "l1": f"{here} (1); Other CPU then {here} (1)",
+        "random": f"{recorded['processor']} (AVX-9000) (1); {here} (1)",  # a tie: by name
+    }
 
 
 def test_tables_ordered_mild_to_strong_and_ties_have_no_best(tmp_path):

@@ -96,7 +96,8 @@ def test_a_stored_record_appears_on_the_page_with_its_numbers(stored, tmp_path):
     assert "every method prunes to the same per-layer counts" in section
     assert "Target 0.5" in section and f"FLOPs speedup {record['flops_speedup']:.2f}x" in section
     assert (
-        f"{record['processor']} (cpu), 1 threads, torch {record['torch']}, measured {record['measured_at']}" in section
+        f"{record['processor']} ({record['isa']}) (cpu), 1 threads, torch {record['torch']}, measured "
+        f"{record['measured_at']}" in section
     )
     (row,) = record["rows"]
     b, p = row["baseline"], row["pruned"]

@@ -15,16 +15,21 @@ runs=leaderboards/runs
 # cifar10jpg-resnet20 reads data/cifar10-jpg (gitignored): unpack the offline copy there once (a
 # link left to a folder that is gone is replaced)
 [ -d data/cifar10-jpg/train ] || { rm -f data/cifar10-jpg 2>/dev/null || true; mkdir -p data/cifar10-jpg && tar xzf ../shared/data/cifar10-jpg.tar.gz -C data/cifar10-jpg; }
-# A latency target belongs to the machine it was measured on: on another CPU model `suite run` would
+# A latency target belongs to the machine it was measured on: on another CPU, `suite run` would
 # search again and start a second comparison. Once this one's search is stored, it is finished on
-# that CPU model only; elsewhere the campaign goes on with its other work and this waits.
+# that machine only (model name and instruction set); elsewhere the campaign goes on with its other
+# work and this waits. The per-unit search of stop 48 predates the record's instruction set: it was
+# measured on an AMD EPYC with AVX512-BF16 (stop 48's note), which torch reports as the line below;
+# stop 50's "AMD EPYC" had AVX-512 masked (AVX2 only), which the model name alone did not show.
 searched_on=$(.venv/bin/python - "$runs" <<'PY'
 import json, sys, pathlib
+STOP48_ISA = "AVX512 AVX512-BF16"
 records = [json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("cifar10jpg-resnet20/latency-targets/*.json")]
-print(*sorted({r["processor"] for r in records if (r["target"], r["runtime"], r["batch"]) == (2.0, "onnx", 64)}), sep="; ")
+print(*sorted({f"{r['processor']} ({r.get('isa') or STOP48_ISA})" for r in records
+               if (r["target"], r["runtime"], r["batch"]) == (2.0, "onnx", 64)}), sep="; ")
 PY
 )
-here=$(.venv/bin/python -c 'import torch; from suite.measure.metrics import processor; print(processor(torch.device("cpu")))')
+here=$(.venv/bin/python -c 'import torch; from suite.measure.metrics import machine, machine_text; print(machine_text(machine(torch.device("cpu"))))')
 if [ -n "$searched_on" ] && [ "$searched_on" != "$here" ]; then
   echo "latency-target.sh: this comparison's search was measured on $searched_on, this machine is $here: skipped here"
   exit 0

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from suite.measure.metrics import load_per_core, processor, quartiles
+from suite.measure.metrics import instruction_set, load_per_core, processor, quartiles
 from suite.measure.runtimes import CPU_ENGINES, GPU_ENGINES, RUNTIMES, Runtime
 
 TARGET_IQR_SHARE = 0.05  # stop repeating once each series' middle half spans less than 5 % of its median
@@ -528,6 +528,7 @@ def report(
         "flops_speedup": flops_speedup,
         "device": str(device),
         "processor": processor(device),
+        "isa": instruction_set(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "rows": rows,

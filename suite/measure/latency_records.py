@@ -1,8 +1,8 @@
 """Stored latency reports (``suite latency --runs-dir DIR``), read back by the leaderboard.
 
-One JSON file per (setting, target, processor, threads, torch version) under
+One JSON file per (setting, target, processor, instruction set, threads, torch version) under
 ``DIR/latency/<setting>/``: a measurement on another machine, thread count or torch is another
-record beside the first, while the same measurement taken again replaces its own record (the
+record beside the first (records made before the instruction set was recorded keep their names), while the same measurement taken again replaces its own record (the
 newer timing of the same thing). The file is the report ``suite latency --json`` prints plus the
 date it was measured, written atomically.
 """
@@ -15,11 +15,15 @@ from pathlib import Path
 from suite.store.files import content_hash, read_json_object, write_json
 
 IDENTITY = ("setting", "ratios", "processor", "threads", "torch")  # what makes a record another record
+# ...and the instruction set, which a model name does not say (``suite.measure.metrics.instruction_set``);
+# a report without it (older) is named by the fields above alone
+LATER_IDENTITY = ("isa",)
 
 
 def record_path(runs_dir: Path, rep: dict) -> Path:
     """Where the record of this report lives (setting names are safe file names: NAME_RE)."""
-    return Path(runs_dir) / "latency" / rep["setting"] / f"{content_hash({k: rep[k] for k in IDENTITY})}.json"
+    key = {k: rep[k] for k in IDENTITY} | {k: rep[k] for k in LATER_IDENTITY if rep.get(k) is not None}
+    return Path(runs_dir) / "latency" / rep["setting"] / f"{content_hash(key)}.json"
 
 
 def store(runs_dir: Path, rep: dict) -> Path:

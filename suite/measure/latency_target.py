@@ -103,7 +103,7 @@ def search(
     interval from a confirming measurement, the FLOPs speedup it took, each step of the search, and
     the machine."""
     from suite.measure.latency import paired_speedup, prune_copy, time_group, versus
-    from suite.measure.metrics import processor
+    from suite.measure.metrics import instruction_set, processor
     from suite.models.size import count_flops, count_params
 
     search_repeat = search_repeat or dict(warmup=2, rounds=3, round_size=10, min_repeats=20)
@@ -199,6 +199,7 @@ def search(
         "steps": steps,
         "device": str(device),
         "processor": processor(device),
+        "isa": instruction_set(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
@@ -217,10 +218,13 @@ def resolve_for_run(
     """``suite run --target 2x-latency``: the setting with the ratios a latency search found, and
     the search's record. The search measures, so two searches find different ratios and every
     method's runs would be renamed by each: it runs once per setting, target, runtime, batch,
-    alignment, kind of search (per unit or ``uniform``) and machine (processor, threads, torch), and
-    is stored under the runs dir (``<setting>/latency-targets/<key>.json``) for every later
-    ``suite run`` to reuse. ``search_options`` go to :func:`search` (its repeats)."""
-    from suite.measure.metrics import processor
+    alignment, kind of search (per unit or ``uniform``) and machine (processor, instruction set,
+    threads, torch), and is stored under the runs dir (``<setting>/latency-targets/<key>.json``) for
+    every later ``suite run`` to reuse. A search stored before its key held the instruction set is
+    reused where the rest of its key matches, with a warning: its record cannot say whether this
+    machine's instructions are the ones it was timed on. ``search_options`` go to :func:`search` (its
+    repeats)."""
+    from suite.measure.metrics import instruction_set, machine, machine_text, processor
     from suite.spec.settings import with_ratios
     from suite.store.files import content_hash, read_json_record, write_json
 
@@ -240,8 +244,20 @@ def resolve_for_run(
         # the per-unit search's records were keyed before a uniform one existed: they keep their names
         **({"search": UNIFORM} if uniform else {}),
     }
-    path = Path(runs_dir) / setting.name / "latency-targets" / f"{content_hash(key)}.json"
+    folder = Path(runs_dir) / setting.name / "latency-targets"
+    path = folder / f"{content_hash({**key, 'isa': instruction_set(device)})}.json"
     stored, problem = read_json_record(path)
+    if problem == "missing":
+        legacy = folder / f"{content_hash(key)}.json"
+        stored, problem = read_json_record(legacy)
+        if stored:
+            path = legacy
+            print(
+                f"latency target {target:g}x: reusing the search in {legacy}, timed on a {stored['processor']} "
+                f"whose instruction set it did not record (this machine: {machine_text(machine(device))}); "
+                f"delete it to search again here",
+                flush=True,
+            )
     if problem not in (None, "missing"):
         raise SuiteError(f"{path}: {problem}; delete it and the latency search runs again")
     if stored:
@@ -253,7 +269,7 @@ def resolve_for_run(
             flush=True,
         )
         found = _search_apart(setting, target, runtime, batch, device, uniform=uniform, **search_options)
-        res = {**found, "key": key}
+        res = {**found, "key": {**key, "isa": instruction_set(device)}}
         write_json(path, res)
     record = {
         "target": target,
@@ -266,6 +282,7 @@ def resolve_for_run(
         "within_tolerance": res["within_tolerance"],
         "flops_speedup": res["flops_speedup"],
         "processor": res["processor"],
+        "isa": res.get("isa"),
         "threads": res["threads"],
         "record": path.name,
         **({"search": UNIFORM} if uniform else {}),

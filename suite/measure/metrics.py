@@ -35,13 +35,40 @@ def processor(device: torch.device) -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def instruction_set(device: torch.device) -> str | None:
+    """The vector instructions torch's CPU kernels run on: its dispatch level (``AVX2``, ``AVX512``)
+    and the bf16 and matrix units it can use; None on a GPU (its name says what it is).
+
+    Recorded beside the model name because the name does not say it: two sessions' virtual machines
+    both called "AMD EPYC" (the same Zen 4, family 25 model 17) ran one with AVX512-BF16 and one with
+    AVX-512 masked by the hypervisor, so torch picked other kernels, which round differently (a
+    retraining cannot be bit-exact) and time differently (a latency measured on one says nothing
+    about the other)."""
+    if device.type != "cpu":
+        return None
+    units = [torch.backends.cpu.get_cpu_capability()]
+    # torch.cpu's probes are private; a torch without them reports its dispatch level alone
+    for probe, unit in (("_is_avx512_bf16_supported", "AVX512-BF16"), ("_is_amx_tile_supported", "AMX")):
+        if getattr(torch.cpu, probe, lambda: False)():
+            units.append(unit)
+    return " ".join(units)
+
+
 def machine(device: torch.device) -> dict:
-    """What a trained number depends on besides the code, data and seed: the chip and torch's
-    intra-op thread count at training time. Training is bit-exact only per CPU model *and* thread
-    count (the thread count sets how reductions are split, so the roundings differ: the same smoke
-    grid gives 42.74 with 2 threads and 42.82 with 1, the count ``--executor ray`` gives each task),
-    so every baseline and run records both, and a retraining can say which one differs."""
-    return {"processor": processor(device), "threads": torch.get_num_threads()}
+    """What a trained number depends on besides the code, data and seed: the chip, the instructions
+    torch's kernels use on it, and torch's intra-op thread count at training time. Training is
+    bit-exact only per CPU model, instruction set *and* thread count (the thread count sets how
+    reductions are split, so the roundings differ: the same smoke grid gives 42.74 with 2 threads and
+    42.82 with 1, the count ``--executor ray`` gives each task), so every baseline and run records
+    them, and a retraining can say which one differs."""
+    return {"processor": processor(device), "isa": instruction_set(device), "threads": torch.get_num_threads()}
+
+
+def machine_text(record: dict) -> str:
+    """A recorded machine in words: "AMD EPYC (AVX2)", or the model name alone for a record made
+    before the instruction set was recorded."""
+    name = record.get("processor") or f"an unrecorded {record.get('device') or 'processor'}"
+    return f"{name} ({record['isa']})" if record.get("isa") else name
 
 
 # Latency is noise-prone on a shared machine: a repeat series whose IQR exceeds this share of its

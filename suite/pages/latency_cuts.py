@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from suite.measure.metrics import machine_text
 from suite.pages.findings import DEFAULT_SOURCES, welch_test
 from suite.store.files import read_json_object
 from suite.store.results import label, latency_target_text
@@ -58,7 +59,7 @@ def _timed_alike(search: dict, ratios: str, timed: list[dict]) -> dict | None:
     batch: {speedup, lo, hi}, or None when none is stored."""
     found = []
     for rec in timed:
-        if rec.get("ratios") != ratios or rec.get("processor") != search["processor"]:
+        if rec.get("ratios") != ratios or machine_text(rec) != machine_text(search):
             continue
         for row in rec.get("rows", []):
             if (row.get("runtime"), row.get("batch")) == (search["runtime"], search["batch"]) and row.get("speedup"):
@@ -90,9 +91,9 @@ def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict]) -> list
     uniform = [s for s in searches if s.get("search") == "uniform"]
     out = []
     for search in per_stage:
-        same = (search["target"], search["runtime"], search["batch"], search["processor"], search["threads"])
+        same = (search["target"], search["runtime"], search["batch"], machine_text(search), search["threads"])
         twin = next(
-            (u for u in uniform if (u["target"], u["runtime"], u["batch"], u["processor"], u["threads"]) == same),
+            (u for u in uniform if (u["target"], u["runtime"], u["batch"], machine_text(u), u["threads"]) == same),
             None,
         )
         mine = today[(today.ratios == search["ratios"]) & (today.latency_target == _run_text(search))]
@@ -177,7 +178,7 @@ def _section(search: dict, first, cuts: list, timed: list[dict]) -> dict:
         "target": search["target"],
         "runtime": search["runtime"],
         "batch": search["batch"],
-        "processor": search["processor"],
+        "processor": machine_text(search),
         "threads": search["threads"],
         "baseline_name": first.baseline_name,
         "numerics": first.numerics,

@@ -25,6 +25,7 @@ from methods.registry import DEFAULT_COMPARISON
 from suite.errors import SuiteError
 from suite.measure import latency_records
 from suite.measure.latency import top_layers
+from suite.measure.metrics import machine_text
 from suite.pages import latency_cuts
 from suite.pages.findings import findings, welch_test
 from suite.pages.matrix import baseline_order, baselines_text, best_matrix, shared_baselines
@@ -516,7 +517,10 @@ def trained_on(processors) -> list[tuple[str, int]]:
 def _baseline_processor(folder: Path) -> str | None:
     """The processor a stored baseline trained on (None for a user's --baseline file, or a baseline
     stored before it was recorded)."""
-    return read_json_object(folder / "meta.json").get("processor")
+    meta = read_json_object(folder / "meta.json")
+    if not meta.get("processor"):
+        return None
+    return " then ".join(machine_text(m) for m in meta.get("machines") or [meta])  # a resumed training: each, in order
 
 
 def _timing(t: dict) -> dict:
@@ -551,7 +555,7 @@ def _latency_record(rec: dict) -> dict:
         "ratios": str(rec["ratios"]),
         "flops_speedup": float(rec["flops_speedup"]),
         "rows": rows,
-        "processor": str(rec["processor"]),
+        "processor": machine_text(rec),
         "device": str(rec["device"]),
         "threads": int(rec["threads"]),
         "torch": str(rec["torch"]),

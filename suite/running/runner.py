@@ -129,6 +129,7 @@ class Runner:
                 **machine(self.device),
             }
             _drop_checkpoints_of_other_code(folder, config["training_code"])
+            config.update(_machines_so_far(folder, machine(self.device)))
             write_json(folder / "config.json", config)
             t0 = time.time()
             try:
@@ -152,6 +153,7 @@ class Runner:
                     "traceback": traceback.format_exc(limit=8),
                 }
             result.update(self._record(job), **machine(self.device))
+            result.update({k: config[k] for k in ("machines",) if k in config})
             result["wall_seconds"] = result.get("wall_seconds", 0) + time.time() - t0
             result["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
             write_csv(folder / "log.csv", log)
@@ -235,6 +237,26 @@ def _drop_checkpoints_of_other_code(folder: Path, code: str) -> None:
         for f in stale:
             (folder / f).unlink()
         print(f"    {folder.name}: its checkpoints were made by other training code ({made_by}): started again")
+
+
+def _machines_so_far(folder: Path, here: dict) -> dict:
+    """``{"machines": [...]}`` when this attempt resumes checkpoints that another machine (processor,
+    instruction set or thread count) made: every machine that trained the run, in order, so its
+    record does not claim one machine for a training that two made (a campaign resumed in a session
+    on another CPU). Empty when one machine made it all."""
+    previous = folder / "config.json"
+    resumes = any((folder / f).exists() for f in ("pruned.pt", "own.ckpt", "finetune.ckpt"))
+    if not (resumes and previous.exists()):
+        return {}
+    try:
+        before = json.loads(previous.read_text())
+    except ValueError:
+        return {}
+    keys = ("processor", "isa", "threads")
+    machines = before.get("machines") or [{k: before.get(k) for k in keys}]
+    if machines[-1] != {k: here.get(k) for k in keys}:
+        machines = [*machines, {k: here.get(k) for k in keys}]
+    return {"machines": machines} if len(machines) > 1 else {}
 
 
 def _supersede(folder: Path, result: dict) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from suite.errors import SuiteError
+from suite.measure.metrics import machine_text
 from suite.store.files import content_hash, read_json_object, read_json_record
 from suite.training.numerics import Numerics
 
@@ -88,9 +89,11 @@ def load_runs(runs_dir: Path, unreadable: list[Unreadable] | None = None) -> pd.
 
 def _processor(run: Path) -> str:
     """The CPU (or GPU) model that pruned and fine-tuned a run, from its ``config.json``: training is
-    bit-exact on one CPU model only, so a page says which trained its rows (runs stored before the
-    processor was recorded say "an unrecorded processor")."""
-    return str(read_json_object(run / "config.json").get("processor") or "an unrecorded processor")
+    bit-exact on one CPU model and instruction set only, so a page says which trained its rows (runs
+    stored before the processor was recorded say "an unrecorded processor")."""
+    config = read_json_object(run / "config.json")
+    # a run resumed on another machine names each that trained it, in order
+    return " then ".join(machine_text(m) for m in config.get("machines") or [config])
 
 
 @dataclass(frozen=True)
@@ -373,7 +376,7 @@ def latency_target_text(t) -> str:
     try:
         return (
             f"{float(t['target']):g}x latency{' with one uniform ratio' if t.get('search') == 'uniform' else ''} on {t['runtime']} at batch {int(t['batch'])}, measured "
-            f"{float(t['speedup']):.2f}x on {t['processor']} ({int(t['threads'])} threads)"
+            f"{float(t['speedup']):.2f}x on {machine_text(t)} ({int(t['threads'])} threads)"
         )
     except (KeyError, TypeError, ValueError):
         return "a latency target (its record is incomplete)"

@@ -18,7 +18,7 @@ from torch import nn
 
 from suite.data.datasets import Data
 from suite.errors import SuiteError
-from suite.measure.metrics import machine
+from suite.measure.metrics import machine, machine_text
 from suite.spec.settings import Setting
 from suite.store.files import (
     RECIPE_VERSION,
@@ -87,19 +87,20 @@ def _threads(n) -> str:
 def _not_reproduced(folder: Path, what: str, recorded: dict, now: dict) -> NotReproduced:
     """The refusal, naming the machines on both sides (``now``: :func:`machine` of this training)
     and, when its thread count or processor differs from the record's, how to get the record back:
-    training is bit-exact only per CPU model and thread count."""
-    rec_proc = recorded.get("processor") or f"an unrecorded {recorded.get('device') or 'processor'}"
+    training is bit-exact only per CPU model, instruction set and thread count."""
+    rec_proc = machine_text(recorded)
     rec_threads = recorded.get("threads")  # baselines recorded before the thread count was have none
     fixes = []
     if rec_threads is not None and rec_threads != now["threads"]:
         fixes.append(f"rerun with --threads {rec_threads}")
-    if recorded.get("processor") and recorded["processor"] != now["processor"]:
-        fixes.append(f"retrain on a {recorded['processor']}")
+    other_isa = recorded.get("isa") is not None and recorded["isa"] != now.get("isa")
+    if recorded.get("processor") and (recorded["processor"] != now["processor"] or other_isa):
+        fixes.append(f"retrain on a {rec_proc}")
     return NotReproduced(
         f"the retrained baseline in {folder} is not the recorded one: {what} (recorded with "
         f"{_threads(rec_threads)} on {rec_proc} with torch {recorded.get('torch')}, retrained with "
-        f"{_threads(now['threads'])} on {now['processor']} with torch {torch.__version__}): training is bit-exact "
-        f"only per CPU model and thread count{'; ' + ' and '.join(fixes) if fixes else ''}. Runs stored in this "
+        f"{_threads(now['threads'])} on {machine_text(now)} with torch {torch.__version__}): training is bit-exact "
+        f"only per CPU model, instruction set and thread count{'; ' + ' and '.join(fixes) if fixes else ''}. Runs stored in this "
         f"runs dir started from the recorded weights: put that model.pt back in the folder, or use another "
         f"--runs-dir for a fresh comparison."
     )
@@ -231,10 +232,10 @@ def get_baseline(
             model, top1, outcome, trained = _train(setting, data, seed, folder, device, smoke, recorded, numerics)
         except NotReproduced as e:
             write_atomic(refused, f"{e}\n{json.dumps(here)}\n")
-            (folder / "train.ckpt").unlink(missing_ok=True)
+            _drop_checkpoint(folder)
             raise
         except Diverged as e:  # say what happened to the baseline: it is not stored
-            (folder / "train.ckpt").unlink(missing_ok=True)  # resuming it would diverge again
+            _drop_checkpoint(folder)  # resuming it would diverge again
             raise Diverged(
                 f"{e}: the baseline of setting {setting.name} diverged and is not stored; lower "
                 f"the setting's [baseline] lr and run again"
@@ -258,7 +259,7 @@ def get_baseline(
         else:  # the record the runs cite stays as it was; the retraining is added beside it
             write_json(folder / "meta.json", {**recorded, "reproduced": recorded.get("reproduced", []) + [trained]})
         save_atomic(model.state_dict(), final)  # written last: its presence means "done"
-        (folder / "train.ckpt").unlink(missing_ok=True)
+        _drop_checkpoint(folder)
         refused.unlink(missing_ok=True)  # another machine's (or thread count's) refusal: this one reproduced it
         return Baseline(model, top1, key, final, trained["weights_sha256"])
 
@@ -276,6 +277,24 @@ def _refusal(path: Path) -> tuple[str, dict | None] | None:
     except ValueError:
         on = None
     return said, on if isinstance(on, dict) else None
+
+
+def _machines_so_far(folder: Path, here: dict) -> list[dict]:
+    """Every machine (processor, instruction set, threads) that has trained this baseline's
+    checkpoint, in order, ending with ``here``; kept in ``machines.json`` so that a training resumed
+    in a session on another CPU is recorded as trained by both, not by the last alone."""
+    path = folder / "machines.json"
+    machines = read_json(path) if (folder / "train.ckpt").exists() and path.exists() else []
+    if not machines or machines[-1] != here:
+        machines = [*machines, here]
+        write_json(path, machines)
+    return machines
+
+
+def _drop_checkpoint(folder: Path) -> None:
+    """Delete a training's checkpoint and the list of machines that made it (its record has them)."""
+    for name in ("train.ckpt", "machines.json"):
+        (folder / name).unlink(missing_ok=True)
 
 
 def _train(
@@ -305,6 +324,7 @@ def _train(
     )
     if smoke:
         kw["total_steps"] = min(kw["total_steps"], 20)
+    trained_by = _machines_so_far(folder, machine(device))
     outcome = train(model, data, **kw)
     top1 = evaluate(model, data.eval_batches("test", 500, device), device, numerics)["top1"]
     trained = {
@@ -316,6 +336,8 @@ def _train(
         "train_seconds": outcome.seconds,
         "wall_seconds": time.time() - t0,
     }
+    if len(trained_by) > 1:
+        trained["machines"] = trained_by
     if outcome.compile_failure:
         trained["compile_failure"] = outcome.compile_failure
     if recorded is not None:
