@@ -1190,3 +1190,21 @@ def test_a_latency_target_is_set_beside_the_uniform_cuts_of_the_same_speed_and_f
     assert "72.25 &plusmn; 1.77 (2)" in section and "58.00 (1)" in section  # l1 and random on the FLOPs cut
     render(runs, tmp_path / "plain")  # no search stored: no section
     assert "Latency target against uniform cuts" not in (tmp_path / "plain" / "tiny-fmnist.html").read_text()
+
+
+def test_a_page_is_the_same_bytes_when_a_statistic_differs_in_its_last_bits(runs, tmp_path):
+    """BLAS kernels differ between CPUs in the last bits of a float (an OLS slope on findings.html
+    moved in its 17th digit between an AVX2 and an AVX-512 machine): a page re-rendered from the same
+    runs elsewhere must be the same bytes, so raw floats (sort keys) carry 12 significant digits."""
+    moved = tmp_path / "runs"
+    shutil.copytree(runs, moved)
+    render(moved, tmp_path / "before")
+    result = next(p for p in moved.glob("tiny-fmnist/l1/*/result.json"))
+    record = json.loads(result.read_text())
+    nudged = record["top1"] * (1 + 4e-16)
+    assert nudged != record["top1"]  # one ulp or so: what another CPU's kernels may give
+    result.write_text(json.dumps({**record, "top1": nudged}))
+    render(moved, tmp_path / "after")
+    before = (tmp_path / "before" / "tiny-fmnist.html").read_text()
+    assert before == (tmp_path / "after" / "tiny-fmnist.html").read_text()
+    assert re.search(r'data-v="\d+\.\d{13,}"', before) is None  # no sort key longer than 12 digits

@@ -366,7 +366,16 @@ def _env() -> jinja2.Environment:
         loader=jinja2.PackageLoader("suite.pages", "templates"),
         autoescape=jinja2.select_autoescape(["html"], default=True),
         undefined=jinja2.StrictUndefined,
+        finalize=_machine_independent,
     )
+
+
+def _machine_independent(value):
+    """A float printed raw (the sort keys in ``data-v`` attributes) with 12 significant digits: the
+    statistics' BLAS kernels differ in the last bits between CPUs (an OLS slope on findings.html
+    changed in its 17th digit between an AVX2 and an AVX-512 machine), and a page re-rendered from
+    the same runs must be the same bytes anywhere. Displayed numbers are formatted shorter anyway."""
+    return f"{value:.12g}" if isinstance(value, float) else value
 
 
 def _unique_best(rows: list[dict], col: str) -> str | None:

@@ -92,6 +92,8 @@ def _processor(run: Path) -> str:
     bit-exact on one CPU model and instruction set only, so a page says which trained its rows (runs
     stored before the processor was recorded say "an unrecorded processor")."""
     config = read_json_object(run / "config.json")
+    if not config.get("processor"):
+        return "an unrecorded processor"
     # a run resumed on another machine names each that trained it, in order
     return " then ".join(machine_text(m) for m in config.get("machines") or [config])
 
