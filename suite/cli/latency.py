@@ -74,7 +74,7 @@ def add(sub) -> None:
         "--runs-dir",
         default=None,
         help="also store the report (with its date) as DIR/latency/SETTING/<hash>.json, one record per "
-        "setting, target, processor, threads and torch version, for the leaderboard pages "
+        "setting, target, processor, instruction set, threads and torch version, for the leaderboard pages "
         "(default: store nothing)",
     )
     la.add_argument("--json", action="store_true", help="machine-readable output")

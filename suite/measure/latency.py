@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from suite.measure.metrics import instruction_set, load_per_core, processor, quartiles
+from suite.measure.metrics import instruction_set, load_per_core, machine_text, processor, quartiles
 from suite.measure.runtimes import CPU_ENGINES, GPU_ENGINES, RUNTIMES, Runtime
 
 TARGET_IQR_SHARE = 0.05  # stop repeating once each series' middle half spans less than 5 % of its median
@@ -580,7 +580,7 @@ def format_report(rep: dict) -> str:
     lines = [
         f"{rep['setting']} at {rep['ratios']}: FLOPs {rep['flops']['baseline'] / 1e6:.2f}M -> "
         f"{rep['flops']['pruned'] / 1e6:.2f}M, FLOPs speedup {rep['flops_speedup']:.2f}x",
-        f"{rep['processor']} ({rep['device']}), {rep['threads']} threads, torch {rep['torch']}, random weights; "
+        f"{machine_text(rep)} ({rep['device']}), {rep['threads']} threads, torch {rep['torch']}, random weights; "
         f"baseline and pruned timed in turns",
         f"{'runtime':<14} {'batch':>5} {'baseline ms [IQR]':>22} {'pruned ms [IQR]':>22} "
         f"{'latency x [95% interval]':>26} {'of FLOPs x':>10}",

@@ -310,12 +310,14 @@ def _search_apart(*args, **kwargs) -> dict:
 
 def format_search(res: dict) -> str:
     """What ``suite latency --target`` prints: the search, then achieved against the target."""
+    from suite.measure.metrics import machine_text
+
     a = res["achieved"]
     lines = [
         f"{res['setting']}: target {res['target']:g}x latency"
         + (" with one uniform ratio" if res.get("search") == UNIFORM else "")
         + f" on {res['runtime']} at batch {res['batch']}, "
-        f"{res['processor']} ({res['device']}), {res['threads']} threads, torch {res['torch']}, random weights",
+        f"{machine_text(res)} ({res['device']}), {res['threads']} threads, torch {res['torch']}, random weights",
         f"{'step':>4} {'unit':<24} {'ratio':>6} {'latency x':>9}  (confirmed: full repeats; others short)",
     ]
     for i, s in enumerate(res["steps"], 1):
