@@ -179,10 +179,10 @@ def search(
         steps.append({"unit": unit, "ratios": dict(r), "speedup": row["speedup"], "confirm": True, "bisect": bisect})
         return row if row["speedup"] >= target else None
 
-    achieved = None
+    achieved, best, before = None, None, ratios
     while achieved is None:
         cands = {u: c for u in groups if (c := raised(ratios, u)) is not None}
-        if not cands and current is not base and not steps[-1].get("confirm"):
+        if not cands and best is not None and not steps[-1].get("confirm"):
             # nothing prunes more: the most pruned model, whose short series fell short (on a
             # shared machine, by noise alone), is measured with the full repeats, which decide
             achieved = confirm(ratios, current, best)
