@@ -12,11 +12,19 @@ from suite.data import datasets
 from suite.data.datasets import TensorSplit
 from suite.training.loop import train
 
-torch.set_num_threads(2)
+# Under ci/test's two pytest-xdist workers ("gw0", "gw1") each worker, and every process it starts
+# (suite runs in child processes, SLURM, Chromium), is pinned to a core of its own: the suite sizes
+# its threads by the cores it may use, so nothing oversubscribes the 2 cores. Alone: 2 threads.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _XDIST_WORKER and hasattr(os, "sched_setaffinity"):
+    _cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {_cores[int(_XDIST_WORKER.removeprefix("gw")) % len(_cores)]})
+torch.set_num_threads(len(os.sched_getaffinity(0)) if _XDIST_WORKER else 2)
 
 
 def needs(*markers: str):
-    """Declares what a fixture needs that a laptop may lack (pyproject's markers: cluster, browser, data).
+    """Declares what a fixture needs that a laptop may lack (pyproject's markers: cluster, browser, data)
+    or that it must run with nothing beside it (alone).
     Put it under ``@pytest.fixture``: every test using the fixture, even through another fixture, gets
     the markers, so `pytest -m "not cluster and not browser and not data"` leaves it out."""
 
@@ -58,6 +66,16 @@ def cifar_dir():
     if not (d / "train").is_dir():
         pytest.skip(f"CIFAR-10 JPEG copy not unpacked in {d} (ci/setup does it)")
     return d
+
+
+@pytest.fixture
+def two_threads():
+    """Torch at 2 threads for one test, as a record made on a 2-core machine says, even on an xdist
+    worker pinned to one core (a thread count sets the roundings, not the cores it runs on)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
 
 
 def randomize_bn(model, seed=0):

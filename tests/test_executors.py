@@ -173,7 +173,7 @@ def _kill_session(temp_dir: str) -> None:
 
 
 @pytest.fixture(scope="module")
-@needs("cluster")
+@needs("cluster", "alone")
 def ray_cluster():
     """A Ray head and a second worker node on loopback, 1 CPU each; yields the head's address."""
     # A token of this cluster's own, set for the nodes and this process alike (before Ray is imported:

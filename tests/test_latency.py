@@ -348,6 +348,7 @@ def test_bad_round_to_is_one_line(text):
 
 
 # --------------------------------------------------------------------------- latency targets
+@pytest.mark.alone  # a real clock: nothing may train beside it
 def test_a_latency_target_is_met_on_a_small_model():
     """Measured, not mocked: cnn4 at batch 64 under eager on 1 thread (2 threads on a loaded 2-core
     machine wait on each other's preemptions), a 1.3x target. The confirmed speedup reaches the

@@ -22,6 +22,7 @@ from suite.models.nets import PlainNet, example_input
 from suite.models.surgery import remove_filters
 
 CPU = torch.device("cpu")
+pytestmark = pytest.mark.alone  # layer times against a real clock: nothing may train beside them
 SHAPE = (3, 16, 16)
 
 

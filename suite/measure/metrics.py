@@ -64,6 +64,15 @@ def machine(device: torch.device) -> dict:
     return {"processor": processor(device), "isa": instruction_set(device), "threads": torch.get_num_threads()}
 
 
+def machines_after(history: list[dict], here: dict) -> list[dict]:
+    """The machines that have trained a checkpoint, in order, once ``here`` trains it on: ``history``
+    with ``here`` (its :func:`machine` fields) appended unless ``here`` made the last stretch too. A
+    run or baseline resumed in a session on another CPU is thus recorded as trained by each machine
+    that made it, not by the last alone."""
+    here = {k: here.get(k) for k in ("processor", "isa", "threads")}
+    return history if history and history[-1] == here else [*history, here]
+
+
 def machine_text(record: dict) -> str:
     """A recorded machine in words: "AMD EPYC (AVX2)", or the model name alone for a record made
     before the instruction set was recorded."""

@@ -20,7 +20,7 @@ import torch
 from suite.data import datasets
 from suite.data.datasets import Data
 from suite.errors import SuiteError
-from suite.measure.metrics import latency_block, machine
+from suite.measure.metrics import latency_block, machine, machines_after
 from suite.running import pipeline
 from suite.running.pipeline import Workspace
 from suite.spec.plan import Job
@@ -119,6 +119,7 @@ class Runner:
             if twin is not None:
                 return twin
             log: list[dict] = []
+            here = machine(self.device)
             config = {
                 **job.identity(self.data.fingerprint),
                 **self._record(job),
@@ -126,10 +127,10 @@ class Runner:
                 "setting_definition": self.setting.to_dict(),
                 "torch": torch.__version__,
                 "device": str(self.device),
-                **machine(self.device),
+                **here,
             }
             _drop_checkpoints_of_other_code(folder, config["training_code"])
-            config.update(_machines_so_far(folder, machine(self.device)))
+            config.update(_machines_so_far(folder, here))
             write_json(folder / "config.json", config)
             t0 = time.time()
             try:
@@ -152,7 +153,7 @@ class Runner:
                     "error": f"{type(e).__name__}: {e}".splitlines()[0],
                     "traceback": traceback.format_exc(limit=8),
                 }
-            result.update(self._record(job), **machine(self.device))
+            result.update(self._record(job), **here)
             result.update({k: config[k] for k in ("machines",) if k in config})
             result["wall_seconds"] = result.get("wall_seconds", 0) + time.time() - t0
             result["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -252,10 +253,8 @@ def _machines_so_far(folder: Path, here: dict) -> dict:
         before = json.loads(previous.read_text())
     except ValueError:
         return {}
-    keys = ("processor", "isa", "threads")
-    machines = before.get("machines") or [{k: before.get(k) for k in keys}]
-    if machines[-1] != {k: here.get(k) for k in keys}:
-        machines = [*machines, {k: here.get(k) for k in keys}]
+    history = before.get("machines") or machines_after([], before)
+    machines = machines_after(history, here)
     return {"machines": machines} if len(machines) > 1 else {}
 
 

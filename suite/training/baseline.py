@@ -18,7 +18,7 @@ from torch import nn
 
 from suite.data.datasets import Data
 from suite.errors import SuiteError
-from suite.measure.metrics import machine, machine_text
+from suite.measure.metrics import machine, machine_text, machines_after
 from suite.spec.settings import Setting
 from suite.store.files import (
     RECIPE_VERSION,
@@ -284,9 +284,9 @@ def _machines_so_far(folder: Path, here: dict) -> list[dict]:
     checkpoint, in order, ending with ``here``; kept in ``machines.json`` so that a training resumed
     in a session on another CPU is recorded as trained by both, not by the last alone."""
     path = folder / "machines.json"
-    machines = read_json(path) if (folder / "train.ckpt").exists() and path.exists() else []
-    if not machines or machines[-1] != here:
-        machines = [*machines, here]
+    history = read_json(path) if (folder / "train.ckpt").exists() and path.exists() else []
+    machines = machines_after(history, here)
+    if machines is not history:
         write_json(path, machines)
     return machines
 
