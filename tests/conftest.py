@@ -19,7 +19,7 @@ _XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if _XDIST_WORKER and hasattr(os, "sched_setaffinity"):
     _cores = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {_cores[int(_XDIST_WORKER.removeprefix("gw")) % len(_cores)]})
-torch.set_num_threads(len(os.sched_getaffinity(0)) if _XDIST_WORKER else 2)
+torch.set_num_threads(1 if _XDIST_WORKER else 2)
 
 
 def needs(*markers: str):
