@@ -1208,3 +1208,71 @@ def test_a_page_is_the_same_bytes_when_a_statistic_differs_in_its_last_bits(runs
     before = (tmp_path / "before" / "tiny-fmnist.html").read_text()
     assert before == (tmp_path / "after" / "tiny-fmnist.html").read_text()
     assert re.search(r'data-v="\d+\.\d{13,}"', before) is None  # no sort key longer than 12 digits
+
+
+def _copy_as(src: Path, method: str, edit=None, first_row=None) -> Path:
+    """A copy of run folder ``src`` stored as registered ``method`` (its result.json's method and
+    training code too: a row of today's code), with ``edit(record)`` applied to the record and
+    ``first_row(row)`` to the first fine-tuning row of its log."""
+    from methods import registry
+    from suite.store.fingerprint import training_code
+
+    dst = src.parent.parent / method / src.name
+    shutil.copytree(src, dst)
+    record = json.loads((dst / "result.json").read_text())
+    family = tuple(record.get("model_modules") or ())
+    record.update(method=method, training_code=training_code(type(registry.get(method)), family))
+    if edit:
+        edit(record)
+    (dst / "result.json").write_text(json.dumps(record))
+    if first_row:
+        rows = list(csv.DictReader(open(dst / "log.csv", newline="")))
+        first_row(next(r for r in rows if r["phase"].endswith("fine-tune")))
+        with open(dst / "log.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    return dst
+
+
+def test_rows_that_fine_tuned_one_pruned_model_are_named_as_one_result(runs, tmp_path):
+    """Two criteria can cut one function (their picks equal, or differing only in structures that
+    carry nothing): their rows then agree and read as two confirmations. The page says they are one
+    model from what the runs logged right after removal; different models that tie do not qualify."""
+    copied = tmp_path / "runs"
+    shutil.copytree(runs, copied)
+    l1_runs = sorted(p.parent for p in copied.glob("tiny-fmnist/l1/*/result.json"))
+    assert len(l1_runs) == 2
+    for run in l1_runs:
+        _copy_as(run, "tp-l1")  # the same cut under another name: bit-identical
+        _copy_as(run, "nni-l1")
+
+    def other_pick(record):  # one removed filter swapped for a kept one: a different pick...
+        layer, removed = next((k, v) for k, v in record["pruned_filters"].items() if v)
+        kept = next(i for i in range(max(removed) + 2) if i not in removed)
+        record["pruned_filters"][layer] = sorted(removed[1:] + [kept])
+
+    def rounding(row):  # ...whose model computes the same function to rounding (7 digits)
+        row["loss"] = repr(float(row["loss"]) * (1 + 3e-8))
+        row["test_loss"] = repr(float(row["test_loss"]) * (1 - 2e-7))
+
+    def another_model(row):  # same accuracies, losses apart in the 4th digit: another model
+        row["test_loss"] = repr(float(row["test_loss"]) * (1 + 3e-4))
+
+    for run in l1_runs:
+        _copy_as(run, "tp-l2", other_pick, rounding)
+        _copy_as(run, "tp-fpgm", first_row=another_model)
+    render(copied, tmp_path / "site")
+    page = html.unescape((tmp_path / "site" / "tiny-fmnist.html").read_text())
+    notes = re.findall(r'<p class="small twin">(.*?)</p>', page)
+    assert len(notes) == 1, notes  # one group: l1 and its three twins; random and tp-fpgm stand apart
+    note = re.sub(r"<[^>]+>", "", notes[0])
+    names = note.split(": one pruned model")[0]
+    assert sorted(re.split(r", | and ", names)) == ["l1", "nni-l1", "tp-l1", "tp-l2"]
+    assert "counted 4 times" in note and "each of seeds 0, 1" in note
+    after = sorted({json.loads((r / "result.json").read_text())["acc_after_removal"] for r in l1_runs})
+    assert "(" + "; ".join(f"{a:.2f} %" for a in after) + ")" in note
+    assert "the same losses to 6 significant digits" in note  # tp-l2's worst loss: 2e-7 apart
+    removed = sum(len(v) for v in json.loads((l1_runs[0] / "result.json").read_text())["pruned_filters"].values())
+    assert f"only {100 * (removed - 1) / removed:.1f} % of the structures they removed are the same" in note
+    assert "final top-1" not in note  # copies of one run: nothing arose during fine-tuning

@@ -1,0 +1,136 @@
+"""Rows of one table that are one pruned model counted twice.
+
+Two criteria can rank a model's structures differently and still cut it into the same function:
+where their picks differ, the structures may carry nothing (near-silent channels of a ViT's MLP).
+Their rows then agree to the last printed digit and read as two methods confirming each other,
+when they are one result. A page cannot tell from the picks alone (equal picks of a method that
+trained first, GReg, are another model), so it reads what the runs recorded right after removal:
+the top-1 after removal and the first epoch of fine-tuning. Two runs of one seed that fine-tune
+from the same function log the same losses to rounding (agreement to 5 or more significant digits);
+different models do not come within 4 (``SAME_DIGITS``). Nothing here names a method.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+import pandas as pd
+
+from suite.store.files import read_json_record
+
+# Significant digits two runs' first fine-tuning losses must share to be one model. Measured over the
+# 1,164 same-seed pairs of rows in one table of the stored runs (stop 52): 30 pairs bit-identical (one
+# criterion under two names: l1, tp-l1 and nni-l1 on fmnist-cnn4; tp-l2 and tp-lamp; magnitude and
+# nni-level), 2 at 6.1 digits (l1 and tp-taylor on fmnist-vit, picks 92 % shared), every other pair
+# at 3.3 digits or fewer (the closest: greg1 and greg2 of one seed, whose top-1 after removal differ).
+SAME_DIGITS = 5
+
+
+@dataclass(frozen=True)
+class Start:
+    """What one run recorded of the pruned model it fine-tuned: its structures removed
+    (layer, index), its top-1 right after removal, and its first fine-tuning epoch."""
+
+    seed: int
+    removed: frozenset | None  # None: the run did not record its pick
+    after: float
+    first_loss: float
+    first_test_loss: float
+    first_test_top1: float
+    top1: float
+
+
+def start_of(run: Path) -> Start | None:
+    """The start of ``run``'s fine-tuning, or None when it recorded no fine-tuning epoch (a run that
+    fine-tunes nothing, or one stored before its log was kept)."""
+    record, problem = read_json_record(run / "result.json")
+    if problem or record.get("acc_after_removal") is None:
+        return None
+    try:
+        with open(run / "log.csv", newline="") as f:
+            first = next((row for row in csv.DictReader(f) if row.get("phase", "").endswith("fine-tune")), None)
+    except OSError:
+        return None
+    if first is None:
+        return None
+    picks = record.get("pruned_filters")
+    removed = (
+        frozenset((layer, int(i)) for layer, idx in picks.items() for i in idx) if isinstance(picks, dict) else None
+    )
+    try:
+        return Start(
+            seed=record["seed"],
+            removed=removed,
+            after=float(record["acc_after_removal"]),
+            first_loss=float(first["loss"]),
+            first_test_loss=float(first["test_loss"]),
+            first_test_top1=float(first["test_top1"]),
+            top1=float(record["top1"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def digits(x: float, y: float) -> float:
+    """Significant digits two numbers share (inf when equal)."""
+    if x == y:
+        return math.inf
+    return -math.log10(abs(x - y) / max(abs(x), abs(y)))
+
+
+def _shared_digits(a: Start, b: Start) -> float:
+    """The digits their first fine-tuning epoch agrees to (the worse of training and test loss), or
+    0 when anything read right after removal differs."""
+    if a.after != b.after or a.first_test_top1 != b.first_test_top1:
+        return 0.0
+    return min(digits(a.first_loss, b.first_loss), digits(a.first_test_loss, b.first_test_loss))
+
+
+def twins(part: pd.DataFrame) -> list[dict]:
+    """Groups of rows of one table (aggregated rows: ``label``, ``runs``, ``top1_mean``) that
+    fine-tuned one function on every seed each pair of them shares: for the page to say so under the
+    table. Each group gives its labels (in the table's order), the seeds its pairs share, the top-1
+    right after removal, the digits the first fine-tuning epoch agrees to (worst pair and seed; None
+    when equal to the last bit), the share of one's removed structures the other removed too (the
+    lowest pair's mean over seeds; None when a run did not record its pick) and the spread of the
+    rows' final top-1 (max - min of their means)."""
+    starts: dict[str, dict[int, Start]] = {}
+    for label, folders in zip(part.label, part.runs):
+        found = (start_of(Path(f)) for f in folders)
+        starts[label] = {s.seed: s for s in found if s is not None}
+    group_of = {label: {label} for label in starts}  # one model's rows, joined pair by pair
+    pairs = []
+    for a, b in combinations(list(starts), 2):
+        seeds = sorted(set(starts[a]) & set(starts[b]))
+        if not seeds:
+            continue
+        runs = [(starts[a][s], starts[b][s]) for s in seeds]
+        agree = min(_shared_digits(x, y) for x, y in runs)
+        if agree < SAME_DIGITS:
+            continue
+        shares = [len(x.removed & y.removed) / len(x.removed) for x, y in runs if x.removed and y.removed]
+        pairs.append((a, b, seeds, runs, agree, sum(shares) / len(shares) if len(shares) == len(runs) else None))
+        joined = group_of[a] | group_of[b]
+        for label in joined:
+            group_of[label] = joined
+    out = []
+    for group in {frozenset(g) for g in group_of.values() if len(g) > 1}:
+        inside = [p for p in pairs if p[0] in group and p[1] in group]
+        overlaps = [p[5] for p in inside]
+        agree = min(p[4] for p in inside)
+        means = dict(zip(part.label, part.top1_mean))
+        out.append(
+            {
+                "labels": [label for label in starts if label in group],
+                "seeds": sorted({s for p in inside for s in p[2]}),
+                "after": sorted({x.after for p in inside for x, _ in p[3]}),
+                "digits": None if agree == math.inf else int(agree),
+                "overlap": None if None in overlaps else min(overlaps),
+                "top1_spread": max(means[label] for label in group) - min(means[label] for label in group),
+            }
+        )
+    return sorted(out, key=lambda g: list(starts).index(g["labels"][0]))
