@@ -1276,3 +1276,9 @@ def test_rows_that_fine_tuned_one_pruned_model_are_named_as_one_result(runs, tmp
     removed = sum(len(v) for v in json.loads((l1_runs[0] / "result.json").read_text())["pruned_filters"].values())
     assert f"only {100 * (removed - 1) / removed:.1f} % of the structures they removed are the same" in note
     assert "final top-1" not in note  # copies of one run: nothing arose during fine-tuning
+    # the summary `suite run` prints says the same under its table
+    from suite.pages.leaderboard import ranked
+    from suite.pages.reports import format_summary
+    from suite.store.results import aggregate, load_runs
+
+    assert f"  {note}" in format_summary(aggregate(ranked(load_runs(copied))))

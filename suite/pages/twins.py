@@ -97,7 +97,7 @@ def twins(part: pd.DataFrame) -> list[dict]:
     right after removal, the digits the first fine-tuning epoch agrees to (worst pair and seed; None
     when equal to the last bit), the share of one's removed structures the other removed too (the
     lowest pair's mean over seeds; None when a run did not record its pick) and the spread of the
-    rows' final top-1 (max - min of their means)."""
+    rows' final top-1 (max - min of their means); then its ``title`` and ``text`` (``describe``)."""
     starts: dict[str, dict[int, Start]] = {}
     for label, folders in zip(part.label, part.runs):
         found = (start_of(Path(f)) for f in folders)
@@ -133,4 +133,38 @@ def twins(part: pd.DataFrame) -> list[dict]:
                 "top1_spread": max(means[label] for label in group) - min(means[label] for label in group),
             }
         )
-    return sorted(out, key=lambda g: list(starts).index(g["labels"][0]))
+    out = sorted(out, key=lambda g: list(starts).index(g["labels"][0]))
+    return [{**g, **dict(zip(("title", "text"), describe(g)))} for g in out]
+
+
+def describe(group: dict) -> tuple[str, str]:
+    """The heading and the sentences that say a group is one result, for the page under its table
+    and the summary ``suite run`` prints."""
+    labels = group["labels"]
+    times = {2: "twice", 3: "three times"}.get(len(labels), f"{len(labels)} times")
+    title = f"{', '.join(labels[:-1])} and {labels[-1]}: one pruned model, counted {times}."
+    seeds = group["seeds"]
+    on = f"seed {seeds[0]}" if len(seeds) == 1 else "each of seeds " + ", ".join(str(s) for s in seeds)
+    after = "; ".join(f"{a:.2f} %" for a in group["after"])
+    losses = (
+        "bit-identical losses"
+        if group["digits"] is None
+        else f"the same losses to {group['digits']} significant digits"
+    )
+    text = f"On {on} their models score the same right after removal ({after}) and log {losses} in their first fine-tuning epoch"
+    if group["overlap"] is None:
+        text += "."
+    elif group["overlap"] == 1:
+        text += ": they removed the same structures."
+    else:
+        text += (
+            f", though only {100 * group['overlap']:.1f} % of the structures they removed are the same: "
+            "the others changed nothing measurable."
+        )
+    text += " Read these rows as one result, not as methods that confirm each other"
+    if group["top1_spread"] >= 0.005:
+        text += (
+            f"; their final top-1 accuracies differ by {group['top1_spread']:.2f} points, "
+            "a difference that arose during fine-tuning"
+        )
+    return title, text + "."
