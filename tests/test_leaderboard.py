@@ -1282,3 +1282,8 @@ def test_rows_that_fine_tuned_one_pruned_model_are_named_as_one_result(runs, tmp
     from suite.store.results import aggregate, load_runs
 
     assert f"  {note}" in format_summary(aggregate(ranked(load_runs(copied))))
+    # the index's matrix marks the cells of the rows that are one model with another
+    index = html.unescape((tmp_path / "site" / "index.html").read_text())
+    cells = dict(re.findall(r"<tr><td>([^<]+)</td>(.*?)</tr>", index))
+    assert {m for m, row in cells.items() if "one model with l1" in row} == {"nni-l1", "tp-l1", "tp-l2"}
+    assert {"l1", "random", "tp-fpgm"} <= set(cells) and "one model with" not in cells["tp-fpgm"] + cells["l1"]

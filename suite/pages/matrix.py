@@ -20,6 +20,7 @@ import re
 import pandas as pd
 
 from suite.pages.findings import comparisons, natural, protocol_text
+from suite.pages.twins import twins
 from suite.store.results import aggregate
 
 
@@ -79,7 +80,7 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
             ["granularity", "speedup", "sparsity", "ratios", "_total", "budget_samples"], kind="stable"
         )
         for granularity, block in agg.groupby("granularity", sort=False):
-            columns, cells, used = [], {}, set()
+            columns, cells, used, same = [], {}, set(), {}
             for (ratios, skip, protocol, samples), group in block.groupby(
                 ["ratios", "skip", "protocol", "budget_samples"], sort=False, dropna=False
             ):
@@ -97,8 +98,11 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
                 )
                 shared = shared_baselines(group, order, "_row")
                 used.update(shared)
-                for row, rows in group[group.baseline_key.isin(shared)].groupby("_row", sort=False):
+                kept = group[group.baseline_key.isin(shared)]
+                for row, rows in kept.groupby("_row", sort=False):
                     cells.setdefault(row, {})[len(columns) - 1] = _cell(rows)
+                for row, first in same_model(kept).items():
+                    same.setdefault(row, {})[len(columns) - 1] = first
             tables.append(
                 {
                     "setting": setting,
@@ -106,6 +110,7 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
                     "columns": columns,
                     "methods": sorted(cells, key=lambda m: (-len(cells[m]), m)),
                     "cells": cells,
+                    "same": same,
                     "today": today,
                     "baseline": baselines_text([names[b] for b in order if b in used]),
                     "baseline_count": len(used),
@@ -114,6 +119,25 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
                 }
             )
     return tables
+
+
+def same_model(rows: pd.DataFrame) -> dict[str, str]:
+    """The rows of one column (``aggregate``'s, over its baselines) that fine-tuned one pruned model
+    with another row on every baseline both have runs on (``suite.pages.twins``), each mapped to the
+    first of its group by name: the cell says so, as the setting page does under its table."""
+    pairs: dict[frozenset, list[bool]] = {}
+    for _, part in rows.groupby("comparison", sort=False):
+        part = part.assign(label=part._row)
+        grouped = [set(g["labels"]) for g in twins(part)]
+        for a_i, a in enumerate(part._row):
+            for b in list(part._row)[a_i + 1 :]:
+                pairs.setdefault(frozenset((a, b)), []).append(any({a, b} <= g for g in grouped))
+    out = {}
+    for pair, verdicts in pairs.items():
+        if all(verdicts):
+            first, other = sorted(pair)
+            out[other] = min(first, out.get(other, first))
+    return out
 
 
 def baselines_text(names: list[str]) -> str:
