@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -90,6 +91,16 @@ def _shared_digits(a: Start, b: Start) -> float:
     return min(digits(a.first_loss, b.first_loss), digits(a.first_test_loss, b.first_test_loss))
 
 
+class _Pair(NamedTuple):
+    """Two rows that fine-tuned one model on every seed they share."""
+
+    a: str
+    b: str
+    runs: list[tuple[Start, Start]]  # per shared seed
+    digits: float  # the worst seed's
+    overlap: float | None  # mean over seeds of the share of a's removed structures b removed too
+
+
 def twins(part: pd.DataFrame) -> list[dict]:
     """Groups of rows of one table (aggregated rows: ``label``, ``runs``, ``top1_mean``) that
     fine-tuned one function on every seed each pair of them shares: for the page to say so under the
@@ -103,31 +114,30 @@ def twins(part: pd.DataFrame) -> list[dict]:
         found = (start_of(Path(f)) for f in folders)
         starts[label] = {s.seed: s for s in found if s is not None}
     group_of = {label: {label} for label in starts}  # one model's rows, joined pair by pair
-    pairs = []
+    pairs: list[_Pair] = []
     for a, b in combinations(list(starts), 2):
-        seeds = sorted(set(starts[a]) & set(starts[b]))
-        if not seeds:
+        runs = [(starts[a][seed], starts[b][seed]) for seed in sorted(set(starts[a]) & set(starts[b]))]
+        if not runs:
             continue
-        runs = [(starts[a][s], starts[b][s]) for s in seeds]
         agree = min(_shared_digits(x, y) for x, y in runs)
         if agree < SAME_DIGITS:
             continue
         shares = [len(x.removed & y.removed) / len(x.removed) for x, y in runs if x.removed and y.removed]
-        pairs.append((a, b, seeds, runs, agree, sum(shares) / len(shares) if len(shares) == len(runs) else None))
+        pairs.append(_Pair(a, b, runs, agree, sum(shares) / len(shares) if len(shares) == len(runs) else None))
         joined = group_of[a] | group_of[b]
         for label in joined:
             group_of[label] = joined
+    means = dict(zip(part.label, part.top1_mean))
     out = []
     for group in {frozenset(g) for g in group_of.values() if len(g) > 1}:
-        inside = [p for p in pairs if p[0] in group and p[1] in group]
-        overlaps = [p[5] for p in inside]
-        agree = min(p[4] for p in inside)
-        means = dict(zip(part.label, part.top1_mean))
+        inside = [p for p in pairs if p.a in group and p.b in group]
+        overlaps = [p.overlap for p in inside]
+        agree = min(p.digits for p in inside)
         out.append(
             {
                 "labels": [label for label in starts if label in group],
-                "seeds": sorted({s for p in inside for s in p[2]}),
-                "after": sorted({x.after for p in inside for x, _ in p[3]}),
+                "seeds": sorted({x.seed for p in inside for x, _ in p.runs}),
+                "after": sorted({x.after for p in inside for x, _ in p.runs}),
                 "digits": None if agree == math.inf else int(agree),
                 "overlap": None if None in overlaps else min(overlaps),
                 "top1_spread": max(means[label] for label in group) - min(means[label] for label in group),
@@ -151,7 +161,10 @@ def describe(group: dict) -> tuple[str, str]:
         if group["digits"] is None
         else f"the same losses to {group['digits']} significant digits"
     )
-    text = f"On {on} their models score the same right after removal ({after}) and log {losses} in their first fine-tuning epoch"
+    text = (
+        f"On {on} their models score the same right after removal ({after}) "
+        f"and log {losses} in their first fine-tuning epoch"
+    )
     if group["overlap"] is None:
         text += "."
     elif group["overlap"] == 1:
