@@ -334,3 +334,39 @@ def test_the_index_matrix_averages_the_baselines_every_method_of_a_column_shares
     disjoint = _runs("greg1", GREG1) + _runs("l1", l1_b2, **b2)
     (table,) = best_matrix(_store(tmp_path / "apart", disjoint))
     assert list(table["cells"]) == ["greg1"] and table["baseline"] == "baseline seed 0"
+
+
+def test_a_setting_page_opens_with_its_own_sentences_adjusted_over_the_whole_findings_page(tmp_path):
+    """Each setting's page says what its runs show, claim by claim, with the numbers of findings.html:
+    its rows alone, but Holm's adjustment over every test there (the other setting's too), so a p
+    reads the same on both pages. A claim without a row in the setting is left out; a claim whose
+    rows of today's code cannot be tested yet says so rather than "no runs"."""
+    other_greg1, other_l1 = [70.0, 72.5, 71.0], [69.0, 70.0, 70.5]
+    store = _store(
+        tmp_path,
+        _runs("greg1", GREG1)
+        + _runs("l1", L1)
+        + _runs("greg1", other_greg1, setting="other")
+        + _runs("l1", other_l1, setting="other")
+        + _runs("greg2", [71.0], seeds=(0,), setting="other"),  # one seed: GReg-2 vs GReg-1 untestable
+    )
+    assert set(store.setting) == {"tiny", "other"}
+    render(tmp_path, tmp_path / "site")
+
+    def summary(page: str) -> str:
+        text = (tmp_path / "site" / f"{page}.html").read_text()
+        (box,) = re.findall(r'<div class="summary">(.*?)</div>', text, re.S)
+        return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", box)))
+
+    raw = [stats.ttest_rel(a, b).pvalue for a, b in ((GREG1, L1), (other_greg1, other_l1))]
+    p_tiny, p_other = multipletests(raw, alpha=0.05, method="holm")[1]
+    assert p_tiny != pytest.approx(raw[0])  # the adjustment counts the other setting's test
+    tiny, other = summary("tiny"), summary("other")
+    diff_tiny = statistics.mean(GREG1) - statistics.mean(L1)
+    assert f"GReg-1 beats L1: today's training code: tiny 0.5, paper {diff_tiny:+.2f} [" in tiny
+    assert f"(n=3, p_adj {p_tiny:.3f}, " in tiny and "other 0.5" not in tiny
+    assert f"(n=3, p_adj {p_other:.3f}, " in other and "tiny 0.5" not in other
+    assert "GReg-2 beats GReg-1" not in tiny  # no greg2 in that setting
+    assert "GReg-2 beats GReg-1: today's training code: 1 comparison, not yet testable" in other
+    findings_page = html.unescape((tmp_path / "site" / "findings.html").read_text())
+    assert f"p_adj {p_tiny:.3f}" in findings_page and f"p_adj {p_other:.3f}" in findings_page

@@ -416,11 +416,15 @@ def sentence(claim: Claim, rows: list[dict]) -> str:
         if claim.measure == "removal":
             lost = [b["a"]["mean"] for r in current for b in r["baselines"]]
             parts.append(f"{claim.a} itself still loses {min(lost):.1f} to {max(lost):.1f} points at removal there")
-    else:
-        parts.append("no runs of today's training code")
     untested = sum(r["current"] and r["test"]["p"] is None for r in rows)
-    if untested:
+    if current and untested:
         parts.append(f"{untested} more of today's not yet testable (findings.html says why)")
+    elif untested:  # runs of today's code, none of them testable yet (one seed a side)
+        parts.append(
+            f"today's training code: {_noun(untested, 'comparison')}, not yet testable (findings.html says why)"
+        )
+    elif not current:  # the gap's rows are series of two or more targets: runs at one target make none
+        parts.append(f"no {'series' if claim is GAP else 'runs'} of today's training code")
     if older:
         parts.append(f"older training code: {_tally(claim, older, unit)}")
     return f"{claim.short}: " + "; ".join(parts) + "."
@@ -473,6 +477,10 @@ def _current_text(row: dict, claim: Claim, unit: str) -> str:
     return text + ")"
 
 
+def _noun(k: int, noun: str) -> str:
+    return f"{k} {noun}{'s' if k != 1 else ''}"
+
+
 def _count(k: int, n: int) -> str:
     return "every baseline" if k == n else f"{k} of {n} baselines"
 
@@ -508,6 +516,19 @@ def findings(runs: pd.DataFrame) -> dict:
     return {
         "claims": claims,
         "gap": gap,
+        "sections": sections,
         "summary": [c["sentence"] for c in sections],
         "tests": sum(r["test"]["p"] is not None for c in sections for r in c["rows"]),
     }
+
+
+def setting_summary(found: dict, setting: str) -> list[str]:
+    """The summary's sentences from one setting's rows alone, for the top of its page: the tests and
+    their Holm adjustment stay findings.html's (over every test there), so a number reads the same on
+    both pages. A claim with no row in this setting is left out."""
+    out = []
+    for c in found["sections"]:
+        rows = [r for r in c["rows"] if r["setting"] == setting]
+        if rows:
+            out.append(sentence(c["claim"], rows))
+    return out

@@ -27,7 +27,7 @@ from suite.measure import latency_records
 from suite.measure.latency import top_layers
 from suite.measure.metrics import machine_text
 from suite.pages import latency_cuts
-from suite.pages.findings import findings, welch_test
+from suite.pages.findings import findings, setting_summary, welch_test
 from suite.pages.matrix import baseline_order, baselines_text, best_matrix, shared_baselines
 from suite.pages.overview import changed_defaults
 from suite.pages.twins import twins
@@ -685,6 +685,9 @@ def render(
         if isinstance(rec.get("setting"), str):
             timed.setdefault(rec["setting"], []).append(rec)
     names = list(SETTINGS) + sorted(((set(good.setting) if not good.empty else set()) | set(timed)) - set(SETTINGS))
+    # every setting with runs gets a page: the findings are those of the runs the pages show
+    paged = good[good.setting.isin(names)] if not good.empty else good
+    found = findings(paged)
     for name in names:
         runs = good[good.setting == name] if not good.empty else good
         setting = SETTINGS.get(name) or _stored_setting(runs)
@@ -753,6 +756,7 @@ def render(
             latency=latency,
             cuts=latency_cuts.sections(agg, latency_cuts.load_searches(runs_dir, name), timed.get(name, [])),
             matrix=across,
+            summary=setting_summary(found, name),
             pages=None,
             unreadable=[u for u in notices if u["setting"] == name],
         )
@@ -763,8 +767,6 @@ def render(
             {"name": name, "page": _href(path.name), "setting": setting, "runs": len(runs), "paper": paper is not None}
         )
     pages = {r["name"]: r["page"] for r in index_rows}
-    paged = good[good.setting.isin(pages)] if not good.empty else good
-    found = findings(paged)
     variants = variant_rows(paged)
     described = variants_sentence(variants)
     found["summary"] += [described] if described else []
