@@ -1287,3 +1287,20 @@ def test_rows_that_fine_tuned_one_pruned_model_are_named_as_one_result(runs, tmp
     cells = dict(re.findall(r"<tr><td>([^<]+)</td>(.*?)</tr>", index))
     assert {m for m, row in cells.items() if "one model with l1" in row} == {"nni-l1", "tp-l1", "tp-l2"}
     assert {"l1", "random", "tp-fpgm"} <= set(cells) and "one model with" not in cells["tp-fpgm"] + cells["l1"]
+
+
+def test_one_models_rows_that_end_apart_say_where_their_logs_part(runs, tmp_path):
+    """The ViT's two cuts of one model logged the same fine-tuning through epoch 15 and ended 0.20
+    apart after 5 more or fewer iterations (their budgets' stretched schedules): the note says where
+    the logs part, so a reader sees how much a few last iterations move a final top-1."""
+    copied = tmp_path / "runs"
+    shutil.copytree(runs, copied)
+    for run in sorted(p.parent for p in copied.glob("tiny-fmnist/l1/*/result.json")):
+        longer = _copy_as(run, "tp-lamp", lambda r: r.update(top1=r["top1"] + 0.3))
+        with open(longer / "log.csv", "a", newline="") as f:  # half an epoch more, not evaluated
+            csv.writer(f).writerow(["tp-lamp fine-tune", 48, 1.5, 0.01, 0.5, "", ""])
+    render(copied, tmp_path / "site")
+    page = html.unescape((tmp_path / "site" / "tiny-fmnist.html").read_text())
+    (note,) = [re.sub(r"<[^>]+>", "", n) for n in re.findall(r'<p class="small twin">(.*?)</p>', page)]
+    assert note.startswith("tp-lamp and l1: one pruned model, counted twice.")
+    assert "differ by 0.30 points, which arose after epoch 1 of 1.5 (their logs agree up to it)." in note

@@ -43,6 +43,9 @@ class Start:
     first_test_loss: float
     first_test_top1: float
     top1: float
+    # every evaluated fine-tuning epoch: (epoch, training loss, test top-1, test loss)
+    epochs: tuple[tuple[float, float, float, float], ...] = ()
+    last_epoch: float = 0.0  # where its fine-tuning ended
 
 
 def start_of(run: Path) -> Start | None:
@@ -53,11 +56,12 @@ def start_of(run: Path) -> Start | None:
         return None
     try:
         with open(run / "log.csv", newline="") as f:
-            first = next((row for row in csv.DictReader(f) if row.get("phase", "").endswith("fine-tune")), None)
+            rows = [row for row in csv.DictReader(f) if row.get("phase", "").endswith("fine-tune")]
     except OSError:
         return None
-    if first is None:
+    if not rows:
         return None
+    first = rows[0]
     picks = record.get("pruned_filters")
     removed = (
         frozenset((layer, int(i)) for layer, idx in picks.items() for i in idx) if isinstance(picks, dict) else None
@@ -71,6 +75,12 @@ def start_of(run: Path) -> Start | None:
             first_test_loss=float(first["test_loss"]),
             first_test_top1=float(first["test_top1"]),
             top1=float(record["top1"]),
+            epochs=tuple(
+                (float(r["epoch"]), float(r["loss"]), float(r["test_top1"]), float(r["test_loss"]))
+                for r in rows
+                if r.get("test_top1")
+            ),
+            last_epoch=float(rows[-1]["epoch"]),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -89,6 +99,17 @@ def _shared_digits(a: Start, b: Start) -> float:
     if a.after != b.after or a.first_test_top1 != b.first_test_top1:
         return 0.0
     return min(digits(a.first_loss, b.first_loss), digits(a.first_test_loss, b.first_test_loss))
+
+
+def _agree_through(a: Start, b: Start) -> float:
+    """The last fine-tuning epoch up to which two runs logged the same test top-1 and the same losses
+    (to ``SAME_DIGITS``): where one model's two trainings parted, if they did."""
+    through = 0.0
+    for (ea, la, ta, tla), (eb, lb, tb, tlb) in zip(a.epochs, b.epochs):
+        if ea != eb or ta != tb or min(digits(la, lb), digits(tla, tlb)) < SAME_DIGITS:
+            break
+        through = ea
+    return through
 
 
 class _Pair(NamedTuple):
@@ -141,6 +162,9 @@ def twins(part: pd.DataFrame) -> list[dict]:
                 "digits": None if agree == math.inf else int(agree),
                 "overlap": None if None in overlaps else min(overlaps),
                 "top1_spread": max(means[label] for label in group) - min(means[label] for label in group),
+                # the logs agree up to this epoch (worst pair and seed), of the longest fine-tuning
+                "agree_through": min(_agree_through(x, y) for p in inside for x, y in p.runs),
+                "last_epoch": max(z.last_epoch for p in inside for x, y in p.runs for z in (x, y)),
             }
         )
     out = sorted(out, key=lambda g: list(starts).index(g["labels"][0]))
@@ -176,8 +200,10 @@ def describe(group: dict) -> tuple[str, str]:
         )
     text += " Read these rows as one result, not as methods that confirm each other"
     if group["top1_spread"] >= 0.005:
-        text += (
-            f"; their final top-1 accuracies differ by {group['top1_spread']:.2f} points, "
-            "a difference that arose during fine-tuning"
-        )
+        text += f"; their final top-1 accuracies differ by {group['top1_spread']:.2f} points"
+        if group["agree_through"] < group["last_epoch"]:
+            text += (
+                f", which arose after epoch {group['agree_through']:g} of {group['last_epoch']:.1f} "
+                "(their logs agree up to it)"
+            )
     return title, text + "."
