@@ -1304,3 +1304,31 @@ def test_one_models_rows_that_end_apart_say_where_their_logs_part(runs, tmp_path
     (note,) = [re.sub(r"<[^>]+>", "", n) for n in re.findall(r'<p class="small twin">(.*?)</p>', page)]
     assert note.startswith("tp-lamp and l1: one pruned model, counted twice.")
     assert "differ by 0.30 points, which arose after epoch 1 of 1.5 (their logs agree up to it)." in note
+
+
+def test_a_row_that_is_another_rows_model_seed_by_seed_is_named(runs, tmp_path):
+    """A criterion that reads data (Taylor's gradients) cut the ViT like L1 on seed 0 and like L2 on
+    seed 1: no pair is one model on every seed, yet that row's mean is the other rows' runs. Here a
+    row made of l1's seed-0 run and random's seed-1 run."""
+    copied = tmp_path / "runs"
+    shutil.copytree(runs, copied)
+    seed_of = {p.parent: json.loads(p.read_text())["seed"] for p in copied.glob("tiny-fmnist/*/*/result.json")}
+    (l1_seed0,) = [f for f, s in seed_of.items() if f.parent.name == "l1" and s == 0]
+    (random_seed1,) = [f for f, s in seed_of.items() if f.parent.name == "random" and s == 1]
+    for run in (l1_seed0, random_seed1):  # one row: the hyperparameters of one method
+        _copy_as(run, "tp-taylor", lambda r: r.update(hparams={"batches": 10}))
+    render(copied, tmp_path / "site")
+    page = html.unescape((tmp_path / "site" / "tiny-fmnist.html").read_text())
+    (note,) = [re.sub(r"<[^>]+>", "", n) for n in re.findall(r'<p class="small twin">(.*?)</p>', page)]
+    # each pair named in the table's order (by top-1), with the seeds where it is one model and where not
+    pairs = re.findall(r"(\S+) and (\S+) on seed (\d) \(not on seed (\d)\)", note)
+    assert sorted((sorted((a, b)), same, other) for a, b, same, other in pairs) == [
+        (["l1", "tp-taylor"], "0", "1"),
+        (["random", "tp-taylor"], "1", "0"),
+    ]
+    assert note.startswith(
+        "Partly one model. These rows fine-tuned the same pruned model on some of their seeds only: "
+    )
+    assert note.endswith(
+        " tp-taylor: on every seed another row's model, so its mean over seeds is theirs, not evidence of its own."
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from suite.pages.twins import twins
+from suite.pages.twins import partly, twins
 from suite.store.results import COMPARISON, Unreadable
 
 
@@ -125,7 +125,8 @@ def format_summary(agg: pd.DataFrame, runs_dir: Path | None = None) -> str:
             }
         )
         lines.append(table.to_string(index=False))
-        lines += [f"  {g['title']} {g['text']}" for g in twins(part.sort_values("top1_mean", ascending=False))]
+        ordered = part.sort_values("top1_mean", ascending=False)
+        lines += [f"  {g['title']} {g['text']}" for g in [*twins(ordered), partly(ordered)] if g]
         lines.append("")
     if runs_dir is not None:
         lines.append(f"runs stored in {runs_dir}")

@@ -122,6 +122,15 @@ class _Pair(NamedTuple):
     overlap: float | None  # mean over seeds of the share of a's removed structures b removed too
 
 
+def _starts(part: pd.DataFrame) -> dict[str, dict[int, Start]]:
+    """Per row (``label``) of a table, the start of each of its runs' fine-tuning, by seed."""
+    starts: dict[str, dict[int, Start]] = {}
+    for label, folders in zip(part.label, part.runs):
+        found = (start_of(Path(f)) for f in folders)
+        starts[label] = {s.seed: s for s in found if s is not None}
+    return starts
+
+
 def twins(part: pd.DataFrame) -> list[dict]:
     """Groups of rows of one table (aggregated rows: ``label``, ``runs``, ``top1_mean``) that
     fine-tuned one function on every seed each pair of them shares: for the page to say so under the
@@ -130,10 +139,7 @@ def twins(part: pd.DataFrame) -> list[dict]:
     when equal to the last bit), the share of one's removed structures the other removed too (the
     lowest pair's mean over seeds; None when a run did not record its pick) and the spread of the
     rows' final top-1 (max - min of their means); then its ``title`` and ``text`` (``describe``)."""
-    starts: dict[str, dict[int, Start]] = {}
-    for label, folders in zip(part.label, part.runs):
-        found = (start_of(Path(f)) for f in folders)
-        starts[label] = {s.seed: s for s in found if s is not None}
+    starts = _starts(part)
     group_of = {label: {label} for label in starts}  # one model's rows, joined pair by pair
     pairs: list[_Pair] = []
     for a, b in combinations(list(starts), 2):
@@ -207,3 +213,40 @@ def describe(group: dict) -> tuple[str, str]:
                 "(their logs agree up to it)"
             )
     return title, text + "."
+
+
+def partly(part: pd.DataFrame) -> dict | None:
+    """Rows that fine-tuned one model with another row on some of the seeds they share, not all: a
+    criterion that reads data batches (a gradient's) can rank like one row on one seed and like
+    another on the next. Its ``title`` and ``text`` say which pairs on which seeds, and name a row
+    that is on every seed another row's model: its mean over seeds is theirs, not evidence of its
+    own. None when no pair is one model on part of its seeds only."""
+    starts = _starts(part)
+    found, copied = [], {label: set() for label in starts}
+    for a, b in combinations(list(starts), 2):
+        shared = sorted(set(starts[a]) & set(starts[b]))
+        same = [seed for seed in shared if _shared_digits(starts[a][seed], starts[b][seed]) >= SAME_DIGITS]
+        copied[a].update(same)
+        copied[b].update(same)
+        if same and len(same) < len(shared):
+            found.append((a, b, same, [seed for seed in shared if seed not in same]))
+    if not found:
+        return None
+    clauses = [f"{a} and {b} on {_seeds(same)} (not on {_seeds(other)})" for a, b, same, other in found]
+    text = "These rows fine-tuned the same pruned model on some of their seeds only: " + "; ".join(clauses) + "."
+    involved = {label for a, b, _, _ in found for label in (a, b)}
+    copies = [
+        label
+        for label in starts
+        if label in involved and len(starts[label]) > 1 and copied[label] == set(starts[label])
+    ]
+    if copies:
+        text += (
+            f" {' and '.join(copies)}: on every seed another row's model, so its mean over seeds is "
+            "theirs, not evidence of its own."
+        )
+    return {"title": "Partly one model.", "text": text}
+
+
+def _seeds(seeds: list[int]) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(str(s) for s in seeds)
