@@ -415,7 +415,12 @@ def sentence(claim: Claim, rows: list[dict]) -> str:
         parts.append(f"today's training code: {shown}{more}")
         if claim.measure == "removal":
             lost = [b["a"]["mean"] for r in current for b in r["baselines"]]
-            parts.append(f"{claim.a} itself still loses {min(lost):.1f} to {max(lost):.1f} points at removal there")
+            span = (
+                f"{min(lost):.1f}"
+                if f"{min(lost):.1f}" == f"{max(lost):.1f}"
+                else f"{min(lost):.1f} to {max(lost):.1f}"
+            )
+            parts.append(f"{claim.a} itself still loses {span} points at removal there")
     untested = sum(r["current"] and r["test"]["p"] is None for r in rows)
     if current and untested:
         parts.append(f"{untested} more of today's not yet testable (findings.html says why)")
