@@ -132,13 +132,14 @@ def _starts(part: pd.DataFrame) -> dict[str, dict[int, Start]]:
 
 
 def twins(part: pd.DataFrame) -> list[dict]:
-    """Groups of rows of one table (aggregated rows: ``label``, ``runs``, ``top1_mean``) that
+    """Groups of rows of one table (aggregated rows: ``label``, ``runs``) that
     fine-tuned one function on every seed each pair of them shares: for the page to say so under the
     table. Each group gives its labels (in the table's order), the seeds its pairs share, the top-1
     right after removal, the digits the first fine-tuning epoch agrees to (worst pair and seed; None
     when equal to the last bit), the share of one's removed structures the other removed too (the
-    lowest pair's mean over seeds; None when a run did not record its pick) and the spread of the
-    rows' final top-1 (max - min of their means); then its ``title`` and ``text`` (``describe``)."""
+    lowest pair's mean over seeds; None when a run did not record its pick) and the largest
+    difference of two of its runs' final top-1 on one seed; then its ``title`` and ``text``
+    (``describe``)."""
     starts = _starts(part)
     group_of = {label: {label} for label in starts}  # one model's rows, joined pair by pair
     pairs: list[_Pair] = []
@@ -154,7 +155,6 @@ def twins(part: pd.DataFrame) -> list[dict]:
         joined = group_of[a] | group_of[b]
         for label in joined:
             group_of[label] = joined
-    means = dict(zip(part.label, part.top1_mean))
     out = []
     for group in {frozenset(g) for g in group_of.values() if len(g) > 1}:
         inside = [p for p in pairs if p.a in group and p.b in group]
@@ -167,7 +167,8 @@ def twins(part: pd.DataFrame) -> list[dict]:
                 "after": sorted({x.after for p in inside for x, _ in p.runs}),
                 "digits": None if agree == math.inf else int(agree),
                 "overlap": None if None in overlaps else min(overlaps),
-                "top1_spread": max(means[label] for label in group) - min(means[label] for label in group),
+                # seed by seed, not the rows' means: a row may have seeds the other lacks
+                "top1_spread": max(abs(x.top1 - y.top1) for p in inside for x, y in p.runs),
                 # the logs agree up to this epoch (worst pair and seed), of the longest fine-tuning
                 "agree_through": min(_agree_through(x, y) for p in inside for x, y in p.runs),
                 "last_epoch": max(z.last_epoch for p in inside for x, y in p.runs for z in (x, y)),
@@ -206,7 +207,7 @@ def describe(group: dict) -> tuple[str, str]:
         )
     text += " Read these rows as one result, not as methods that confirm each other"
     if group["top1_spread"] >= 0.005:
-        text += f"; their final top-1 accuracies differ by {group['top1_spread']:.2f} points"
+        text += f"; their final top-1 accuracies differ by up to {group['top1_spread']:.2f} points on a seed"
         if group["agree_through"] < group["last_epoch"]:
             text += (
                 f", which arose after epoch {group['agree_through']:g} of {group['last_epoch']:.1f} "
