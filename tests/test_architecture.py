@@ -177,6 +177,23 @@ def test_a_model_familys_code_stales_its_own_runs_and_no_other_familys(tree):
     assert all(a != b for a, b in zip(codes(), after))
 
 
+def test_fingerprints_are_held_within_an_unchanging_code_block_and_never_outside_it(tree):
+    """A page render takes the checkout as fixed (``unchanging_code``): a fingerprint asked for twice
+    inside it is computed once, so an edit made meanwhile shows only after the block, whose cache
+    is gone; without the block every call sees the files as they are."""
+    loop = tree / "suite/training/loop.py"
+    before = _training(tree)
+    with fingerprint.unchanging_code():
+        assert _training(tree) == before
+        loop.write_text(loop.read_text() + "\n\ndef _a_new_rule():\n    return 1\n")
+        with fingerprint.unchanging_code():  # a nested block shares the outer one's
+            assert _training(tree) == before
+    edited = _training(tree)
+    assert edited != before
+    loop.write_text(loop.read_text() + "\n\ndef _another_rule():\n    return 2\n")
+    assert _training(tree) not in (before, edited)
+
+
 # Optuna's sampler called "random" (suite search --sampler random) is not the method of that name
 NOT_A_METHOD = {("suite/running/search.py", "random"), ("suite/cli/search.py", "random")}
 

@@ -93,3 +93,17 @@ def test_unknown_setting_suggests():
 def test_every_setting_validates():
     for s in SETTINGS.values():
         s.validate()
+
+
+def test_a_stored_setting_is_read_back_without_its_model_but_with_its_field_checks():
+    """A page reads a TOML setting back from its runs' config.json: its ratios were checked against
+    the model when the runs were planned, so ``against_model=False`` builds no model (the page of a
+    FLOPs-target setting would pay a dry surgery per target), while every field is still checked."""
+    from suite.spec.settings import Setting
+
+    stored = get_setting("fmnist-cnn4").to_dict() | {"name": "gone", "ratios": "[9:0.5]"}
+    with pytest.raises(SuiteError, match="names conv 9, but the model has only convs 0-3"):
+        Setting.from_dict(stored)
+    assert Setting.from_dict(stored, against_model=False).ratios == "[9:0.5]"
+    with pytest.raises(SuiteError, match="val_size = 0: must be an integer >= 1"):
+        Setting.from_dict({**stored, "val_size": 0}, against_model=False)

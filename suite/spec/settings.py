@@ -166,9 +166,10 @@ class Setting:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, where: str | None = None) -> Setting:
+    def from_dict(cls, d: dict, where: str | None = None, against_model: bool = True) -> Setting:
         """Build and check a setting from a TOML table or a stored config; every error names
-        ``where`` (the file), the field, the value and what is allowed."""
+        ``where`` (the file), the field, the value and what is allowed. ``against_model=False``
+        checks the fields but builds no model (its ratios were checked when a stored run used it)."""
         where = where or f"setting {d.get('name', '?') if isinstance(d, dict) else '?'!r}"
         if not isinstance(d, dict):
             raise SuiteError(f"{where}: must be a table of setting fields")
@@ -196,13 +197,13 @@ class Setting:
         d["targets"] = tuple(targets)
         s = cls(**d)
         try:
-            s.validate()
+            s.validate(against_model)
         except SuiteError as e:
             raise SuiteError(f"{where}: {e}") from None
         return s
 
-    def validate(self) -> None:
-        """Type and range of every field, then the ratio strings against the model."""
+    def validate(self, against_model: bool = True) -> None:
+        """Type and range of every field, then (``against_model``) the ratio strings against the model."""
 
         def bad(field, allowed):
             raise SuiteError(f"{field} = {getattr(self, field)!r}: must be {allowed}")
@@ -245,6 +246,8 @@ class Setting:
         if self.budget_unit is not None and (not is_int(self.budget_unit) or self.budget_unit < 1):
             bad("budget_unit", "an integer >= 1, in training samples (leave it out: one fine-tuning's samples)")
         self._check_overrides()
+        if not against_model:
+            return
         model = self.build_model()
         for f, r in [("ratios", self.ratios)] + [("targets", t) for t in self.targets]:
             try:

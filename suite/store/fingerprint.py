@@ -25,6 +25,8 @@ docstrings removed, so editing a comment or a docstring does not make every publ
 from __future__ import annotations
 
 import ast
+import contextlib
+import contextvars
 import functools
 import hashlib
 import sys
@@ -155,14 +157,39 @@ def code_digest(entries: Iterable[Path], root: Path = ROOT) -> str:
     return h.hexdigest()[:16]
 
 
+# A page render asks for today's fingerprint of each stored run's method and family about 250 times
+# over (every table that marks current runs), and each answer walks the same import closure again:
+# 9 of a 26 s render of the published store. Within ``unchanging_code()`` the files are taken as
+# fixed and each fingerprint is computed once; outside it nothing is kept, so a process that outlives
+# an edit (a test writing modules, a long campaign) always hashes the files as they are now.
+_held: contextvars.ContextVar[dict | None] = contextvars.ContextVar("fingerprints_held", default=None)
+
+
+@contextlib.contextmanager
+def unchanging_code():
+    """A block (a page render) during which the code on disk does not change: each training-code
+    fingerprint asked for inside it is computed once."""
+    token = _held.set({} if _held.get() is None else _held.get())
+    try:
+        yield
+    finally:
+        _held.reset(token)
+
+
 def training_code(method_cls: type | None = None, model_modules: Iterable[str] = (), root: Path = ROOT) -> str:
     """The fingerprint of the harness's training modules and, given a method class, its module, and
     given the dotted names of the run's model-family modules, theirs (names outside ``suite`` and
     ``methods``, e.g. a user's model file, are not code of the suite: their source is hashed into
     the run's identity instead)."""
+    held, key = _held.get(), (method_cls, tuple(model_modules), root)
+    if held is not None and key in held:
+        return held[key]
     entries = [root / p for p in TRAINING_ENTRIES]
     if method_cls is not None:
         own = module_path(method_cls.__module__, root)
         entries.append(own or Path(sys.modules[method_cls.__module__].__file__).resolve())
     entries += [p for p in (module_path(m, root) for m in model_modules) if p is not None]
-    return code_digest(entries, root)
+    digest = code_digest(entries, root)
+    if held is not None:
+        held[key] = digest
+    return digest
