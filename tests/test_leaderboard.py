@@ -1334,3 +1334,34 @@ def test_a_row_that_is_another_rows_model_seed_by_seed_is_named(runs, tmp_path):
     assert note.endswith(
         " tp-taylor: on every seed another row's model, so its mean over seeds is theirs, not evidence of its own."
     )
+
+
+def test_a_methods_rows_under_two_settings_of_its_overrides_are_named_apart(runs, tmp_path):
+    """A setting's ``method_overrides`` are not training code: edited between runs, they leave runs
+    of one method with its "default" hyperparameters in two sets, one comparison. Each is a row of
+    its own named by the fields that differ, on the setting page, in the index's matrix (which
+    crashed on them) and in `suite run`'s summary."""
+    from suite.pages.leaderboard import ranked
+    from suite.pages.reports import format_summary
+    from suite.store.results import aggregate, load_runs
+
+    copied = tmp_path / "runs"
+    shutil.copytree(runs, copied)
+    for run in sorted(p.parent for p in copied.glob("tiny-fmnist/random/*/result.json")):
+        other = run.parent / f"other-{run.name}"
+        shutil.copytree(run, other)
+        record = json.loads((other / "result.json").read_text())
+        assert record["hparams"] == {"seed_offset": 0} and record["hparams_source"] == "default"
+        record["hparams"] = {"seed_offset": 1}
+        record["top1"] -= 1.0  # another model: not one model counted twice
+        (other / "result.json").write_text(json.dumps(record))
+    render(copied, tmp_path / "site")
+    names = ["random (seed_offset=0)", "random (seed_offset=1)"]
+    index = html.unescape((tmp_path / "site" / "index.html").read_text())
+    cells = dict(re.findall(r"<tr><td>([^<]+)</td>(.*?)</tr>", index))
+    assert set(names) <= set(cells) and "random" not in cells and "l1" in cells
+    page = html.unescape((tmp_path / "site" / "tiny-fmnist.html").read_text())
+    for name in names:
+        assert f"<td>{name}</td>" in page or f">{name}<" in page, name
+    summary = format_summary(aggregate(ranked(load_runs(copied))))
+    assert all(name in summary for name in names) and "l1 (" not in summary

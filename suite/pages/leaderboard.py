@@ -705,7 +705,7 @@ def render(
         stem = slug(name)
         csv_path = _inside(out_dir, f"{stem}.csv")
         if not agg.empty:
-            table = agg.drop(columns=["runs", "top1_values"])
+            table = agg.drop(columns=["runs", "top1_values", "hparams_apart"])
             table["processors"] = ["; ".join(f"{p} ({n})" for p, n in trained_on([v])) for v in agg.processors]
             write_atomic(csv_path, table.to_csv(index=False))
         first = runs.iloc[0] if not runs.empty else None

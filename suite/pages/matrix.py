@@ -74,8 +74,10 @@ def best_matrix(runs: pd.DataFrame) -> list[dict]:
         names = dict(zip(chosen.baseline_key, chosen.baseline_name))
         order = baseline_order(names)
         agg = aggregate(chosen)
-        # a capped schedule (--include-capped) is a row of its own
-        agg = agg.assign(_row=[m + (" [capped]" if c else "") for m, c in zip(agg.method, agg.capped)])
+        # a capped schedule (--include-capped) is a row of its own, as are a setting's changed overrides
+        agg = agg.assign(
+            _row=[m + a + (" [capped]" if c else "") for m, a, c in zip(agg.method, agg.hparams_apart, agg.capped)]
+        )
         agg = agg.assign(_total=agg.protocol == "total").sort_values(
             ["granularity", "speedup", "sparsity", "ratios", "_total", "budget_samples"], kind="stable"
         )

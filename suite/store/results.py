@@ -356,12 +356,16 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         processors=("processor", list),
     ).reset_index()
     out["latency_noisy"] = out.latency_noisy.map(lambda v: None if v != v else bool(v))
+    out["hparams_apart"] = _hparams_apart(out)
     out["label"] = [
         label(m, src)
+        + apart
         + ("" if num == "fp32" else f" [{num}]")
         + ("" if cur else " [older training code]")
         + (" [capped]" if cap else "")
-        for m, src, num, cur, cap in zip(out.method, out.hparams_source, out.numerics, out.current, out.capped)
+        for m, src, apart, num, cur, cap in zip(
+            out.method, out.hparams_source, out.hparams_apart, out.numerics, out.current, out.capped
+        )
     ]
     out["delta"] = out.top1_mean - out.baseline_top1
     out["param_reduction"] = out.baseline_params / out.params
@@ -403,6 +407,25 @@ def current_code(frame: pd.DataFrame) -> pd.Series:
     keys = [(m, tuple(f) if isinstance(f, (list, tuple)) else ()) for m, f in zip(frame.method, families)]
     today = {k: training_code(type(registry.get(k[0])), k[1]) for k in set(keys) if k[0] in known}
     return pd.Series([today.get(k) == c for k, c in zip(keys, frame.training_code)], index=frame.index)
+
+
+def _hparams_apart(rows: pd.DataFrame) -> list[str]:
+    """Per row of ``aggregate``: " (field=value, ...)" naming the hyperparameters in which it differs
+    from the setting's other rows of its method and source, "" where they share one set. A method's
+    defaults are one set per setting until a setting's ``method_overrides`` change between runs
+    (they are not training code): the rows would then share a name, and the pages show one row,
+    one cell and one series per name."""
+    sets = rows.groupby(["setting", "method", "hparams_source"], sort=False).hparams.agg(lambda h: set(h))
+    out = []
+    for setting, method, source, hparams in zip(rows.setting, rows.method, rows.hparams_source, rows.hparams):
+        others = sets[(setting, method, source)]
+        if len(others) == 1:
+            out.append("")
+            continue
+        mine, rest = json.loads(hparams), [json.loads(h) for h in others]
+        differ = sorted(k for k in set(mine).union(*rest) if any(r.get(k) != mine.get(k) for r in rest))
+        out.append(" (" + ", ".join(f"{k}={mine.get(k, 'unset')}" for k in differ) + ")")
+    return out
 
 
 def label(method: str, hparams_source: str) -> str:
