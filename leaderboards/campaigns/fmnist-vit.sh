@@ -10,12 +10,15 @@
 # images/s in fp32 on 2 cores of an AMD EPYC; bf16 autocast is slower here, 444/s): the baseline
 # about 40 min, then about 110 min per target and seed (GReg's 10,501 iterations on the whole
 # model, and four methods' 1x fine-tuning of 909,376 samples), about 11-12 CPU-hours in all.
+# The targets to run may be given as arguments (third-edition.sh runs them apart); none: both.
 #   nohup bash leaderboards/campaigns/fmnist-vit.sh > fmnist-vit.log 2>&1 &
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 setting=leaderboards/settings/fmnist-vit.toml
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=("heads=0.5,mlp=0.5" "heads=0.25,mlp=0.75")
 
-for ratios in "heads=0.5,mlp=0.5" "heads=0.25,mlp=0.75"; do
+for ratios in "${targets[@]}"; do
   for seed in 0 1 2; do
     .venv/bin/suite run --setting "$setting" --ratios "$ratios" --methods greg1,greg2,l1,random,tp-l2,tp-taylor \
       --budget paper,total:1x --seed-list "$seed" --runs-dir leaderboards/runs --recompute-stale ||
