@@ -41,11 +41,6 @@ def pytest_collection_modifyitems(items):
         for defs in info.name2fixturedefs.values() if info else ():
             for marker in {m for d in defs for m in getattr(d.func, "needs", ())}:
                 item.add_marker(marker)
-            # ci/test hands the xdist workers one test at a time (--dist loadgroup), so that the long
-            # tests of one file spread over both workers; the tests that share a module fixture stay
-            # on one worker, where it is made once
-            if any(d.scope == "module" for d in defs):
-                item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture(scope="session")
