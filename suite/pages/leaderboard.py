@@ -30,7 +30,7 @@ from suite.pages import latency_cuts
 from suite.pages.findings import findings, setting_summary, welch_test
 from suite.pages.matrix import baseline_order, baselines_text, best_matrix, shared_baselines
 from suite.pages.overview import changed_defaults
-from suite.pages.twins import partly, twins
+from suite.pages.twins import partly, table_starts, twins
 from suite.pages.variants import sentence as variants_sentence
 from suite.pages.variants import variant_rows
 from suite.spec.settings import NAME_RE, SETTINGS
@@ -480,6 +480,7 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path, baseline_processors: dict |
         weights = granularity == "weight"  # masks leave FLOPs as they were: no speedup to lead
         marks = {"top1": _unique_best(rows, "top1"), "speedup": None if weights else _unique_best(rows, "speedup")}
         budget = None if first.budget_samples != first.budget_samples else first.budget_samples
+        starts = table_starts(part)  # each run's log read once for both notes below
         tables.append(
             {
                 "ratios": ratios,
@@ -498,8 +499,8 @@ def _target_tables(agg: pd.DataFrame, out_dir: Path, baseline_processors: dict |
                 "baseline_name": part.baseline_name.iloc[0],
                 "baseline_top1": float(part.baseline_top1.iloc[0]),
                 "baseline_processor": (baseline_processors or {}).get(key),
-                "twins": twins(part),  # rows that fine-tuned one pruned model: one result, not several
-                "partly": partly(part),  # ... on some of their seeds only
+                "twins": twins(part, starts),  # rows that fine-tuned one pruned model: one result, not several
+                "partly": partly(part, starts),  # ... on some of their seeds only
                 # an edition of older training code only, or a legacy protocol: folded away on the page
                 "older": not part.current.any() or protocol not in ("paper", "total"),
             }

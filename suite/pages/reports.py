@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from suite.pages.twins import partly, twins
+from suite.pages.twins import partly, table_starts, twins
 from suite.store.results import COMPARISON, Unreadable
 
 
@@ -126,7 +126,8 @@ def format_summary(agg: pd.DataFrame, runs_dir: Path | None = None) -> str:
         )
         lines.append(table.to_string(index=False))
         ordered = part.sort_values("top1_mean", ascending=False)
-        lines += [f"  {g['title']} {g['text']}" for g in [*twins(ordered), partly(ordered)] if g]
+        starts = table_starts(ordered)
+        lines += [f"  {g['title']} {g['text']}" for g in [*twins(ordered, starts), partly(ordered, starts)] if g]
         lines.append("")
     if runs_dir is not None:
         lines.append(f"runs stored in {runs_dir}")

@@ -122,8 +122,9 @@ class _Pair(NamedTuple):
     overlap: float | None  # mean over seeds of the share of a's removed structures b removed too
 
 
-def _starts(part: pd.DataFrame) -> dict[str, dict[int, Start]]:
-    """Per row (``label``) of a table, the start of each of its runs' fine-tuning, by seed."""
+def table_starts(part: pd.DataFrame) -> dict[str, dict[int, Start]]:
+    """Per row (``label``) of a table, the start of each of its runs' fine-tuning, by seed: read
+    once per table and handed to both ``twins`` and ``partly``."""
     starts: dict[str, dict[int, Start]] = {}
     for label, folders in zip(part.label, part.runs):
         found = (start_of(Path(f)) for f in folders)
@@ -131,7 +132,7 @@ def _starts(part: pd.DataFrame) -> dict[str, dict[int, Start]]:
     return starts
 
 
-def twins(part: pd.DataFrame) -> list[dict]:
+def twins(part: pd.DataFrame, starts: dict[str, dict[int, Start]] | None = None) -> list[dict]:
     """Groups of rows of one table (aggregated rows: ``label``, ``runs``) that
     fine-tuned one function on every seed each pair of them shares: for the page to say so under the
     table. Each group gives its labels (in the table's order), the seeds its pairs share, the top-1
@@ -139,8 +140,8 @@ def twins(part: pd.DataFrame) -> list[dict]:
     when equal to the last bit), the share of one's removed structures the other removed too (the
     lowest pair's mean over seeds; None when a run did not record its pick) and the largest
     difference of two of its runs' final top-1 on one seed; then its ``title`` and ``text``
-    (``describe``)."""
-    starts = _starts(part)
+    (``describe``). ``starts``: ``table_starts(part)``, when the caller has read them already."""
+    starts = table_starts(part) if starts is None else starts
     group_of = {label: {label} for label in starts}  # one model's rows, joined pair by pair
     pairs: list[_Pair] = []
     for a, b in combinations(list(starts), 2):
@@ -216,13 +217,13 @@ def describe(group: dict) -> tuple[str, str]:
     return title, text + "."
 
 
-def partly(part: pd.DataFrame) -> dict | None:
+def partly(part: pd.DataFrame, starts: dict[str, dict[int, Start]] | None = None) -> dict | None:
     """Rows that fine-tuned one model with another row on some of the seeds they share, not all: a
     criterion that reads data batches (a gradient's) can rank like one row on one seed and like
     another on the next. Its ``title`` and ``text`` say which pairs on which seeds, and name a row
     that is on every seed another row's model: its mean over seeds is theirs, not evidence of its
-    own. None when no pair is one model on part of its seeds only."""
-    starts = _starts(part)
+    own. None when no pair is one model on part of its seeds only. ``starts`` as for ``twins``."""
+    starts = table_starts(part) if starts is None else starts
     found, copied = [], {label: set() for label in starts}
     for a, b in combinations(list(starts), 2):
         shared = sorted(set(starts[a]) & set(starts[b]))
