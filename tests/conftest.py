@@ -22,6 +22,28 @@ if _XDIST_WORKER and hasattr(os, "sched_setaffinity"):
 torch.set_num_threads(1 if _XDIST_WORKER else 2)
 
 
+# Test files whose tests share a module fixture that costs seconds (test_leaderboard's tiny store,
+# 27 s; the latency record, 7 s; test_executors' SLURM cluster and local grid, 11 s): each runs on one
+# worker, so the fixture is made once. Every other test is handed out on its own, so the long tests of
+# one file spread over both workers. pytest-xdist's --dist loadgroup would do this by a mark, but under
+# pytest 9.2 it groups nothing (pytest-xdist#1386: the group suffix it writes into the node id is no
+# longer read), so ci/test's --dist load gets this scheduler instead, grouping by file name.
+ONE_WORKER_PER_FILE = ("tests/test_leaderboard.py", "tests/test_leaderboard_latency.py", "tests/test_executors.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesKeptTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return file if file in ONE_WORKER_PER_FILE else nodeid
+
+    return FilesKeptTogether(config, log)
+
+
 def needs(*markers: str):
     """Declares what a fixture needs that a laptop may lack (pyproject's markers: cluster, browser, data)
     or that it must run with nothing beside it (alone).
