@@ -219,10 +219,14 @@ def test_wording_switches_with_holm(tmp_path):
     page = html.unescape(re.sub(r"<[^>]+>", " ", (out / "findings.html").read_text()))
     assert "within noise" not in page and row["verdict"] in page and ONE_BASELINE in page
     # the runs are of today's training code: the sentence names that row with scipy's interval
+    # and, not significant, what 3 seeds of one baseline could detect (statsmodels, at the SD of the pairs)
     ci = stats.ttest_rel(GREG1, L1).confidence_interval(0.95)
+    sd = np.std(np.subtract(GREG1, L1), ddof=1)
+    detectable = TTestPower().solve_power(effect_size=None, nobs=3, alpha=0.05, power=0.8) * sd
     summary = (
         f"GReg-1 beats L1: today's training code: tiny 0.5, paper +1.30 [{ci.low:+.2f}, {ci.high:+.2f}] points "
-        f"(n=3, p_adj {row['test']['p_adj_text']}, not significant)."
+        f"(n=3 seeds, one baseline, p_adj {row['test']['p_adj_text']}, not significant, could detect >= "
+        f"{detectable:.2f})."
     )
     assert summary in re.sub(r"\s+", " ", page)
     assert summary in re.sub(r"\s+", " ", html.unescape((out / "index.html").read_text()))
@@ -256,10 +260,12 @@ def test_the_summary_leads_with_today_s_code_and_says_whether_the_baselines_agre
     assert [b["baseline_name"] for b in today["baselines"]] == [f"baseline seed {k}" for k in (0, 1, 2)]
     older = next(r for r in claim["rows"] if not r["current"])
     assert older["test"]["significant"] and not today["test"]["significant"]
+    # what three baselines could detect: statsmodels at the SD of the per-baseline means
+    detectable = TTestPower().solve_power(effect_size=None, nobs=3, alpha=0.05, power=0.8) * np.std(per, ddof=1)
     assert claim["sentence"] == (
         f"GReg-1 beats L1: today's training code: tiny 0.5, paper {statistics.mean(per):+.2f} "
         f"[{ci.low:+.2f}, {ci.high:+.2f}] points (n=3 baselines, p_adj {today['test']['p_adj_text']}, "
-        f"not significant; greg1 ahead on 2 of 3 baselines, l1 ahead on 1 of 3 baselines); older training code: "
+        f"not significant, could detect >= {detectable:.2f}; greg1 ahead on 2 of 3 baselines, l1 ahead on 1 of 3 baselines); older training code: "
         f"holds in 1 of 1 tested comparisons after Holm, the opposite in 0, differences +4.02 to +4.02 points, "
         f"1 of 1 on one baseline."
     )
@@ -364,8 +370,8 @@ def test_a_setting_page_opens_with_its_own_sentences_adjusted_over_the_whole_fin
     tiny, other = summary("tiny"), summary("other")
     diff_tiny = statistics.mean(GREG1) - statistics.mean(L1)
     assert f"GReg-1 beats L1: today's training code: tiny 0.5, paper {diff_tiny:+.2f} [" in tiny
-    assert f"(n=3, p_adj {p_tiny:.3f}, " in tiny and "other 0.5" not in tiny
-    assert f"(n=3, p_adj {p_other:.3f}, " in other and "tiny 0.5" not in other
+    assert f"(n=3 seeds, one baseline, p_adj {p_tiny:.3f}, " in tiny and "other 0.5" not in tiny
+    assert f"(n=3 seeds, one baseline, p_adj {p_other:.3f}, " in other and "tiny 0.5" not in other
     assert "GReg-2 beats GReg-1" not in tiny  # no greg2 in that setting
     assert "GReg-2 beats GReg-1: today's training code: 1 comparison, not yet testable" in other
     findings_page = html.unescape((tmp_path / "site" / "findings.html").read_text())

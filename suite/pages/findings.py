@@ -463,14 +463,18 @@ def _tally(claim: Claim, rows: list[dict], unit: str) -> str:
 
 def _current_text(row: dict, claim: Claim, unit: str) -> str:
     """One row of today's code in a summary sentence: where, the difference with its interval, the
-    number of baselines or seeds behind it, the adjusted p, and across baselines which method was
-    ahead on how many (baselines differ more than seeds: a reader should see whether they agree)."""
+    number of baselines or seeds behind it, the adjusted p (and, not significant, the smallest
+    difference the design could detect), and across baselines which method was ahead on how many
+    (baselines differ more than seeds: a reader should see whether they agree)."""
     t = row["test"]
     interval = f" [{t['lo']:+.2f}, {t['hi']:+.2f}]" if math.isfinite(t["lo"]) else ""
     target = (row.get("ratios") or "") + (" skip " + row["skip"] if row.get("skip") else "")  # none: a series
     where = f"{row['setting']}{' ' + target if target else ''}, {row['protocol_text']}"
-    verdict = "significant" if t["significant"] else "not significant"
-    text = f"{where} {t['diff']:+.2f}{interval} {unit} ({t['n']}, p_adj {t['p_adj_text']}, {verdict}"
+    # the design behind n, as the issue's wording asks: seeds of one baseline are not baselines, and
+    # "not significant" says what the design could have seen
+    n = t["n"] + ("" if row["scope"] is None else f"{'' if claim is GAP else ' seeds'}, one baseline")
+    verdict = "significant" if t["significant"] else f"not significant, could detect >= {t['detectable']:.2f}"
+    text = f"{where} {t['diff']:+.2f}{interval} {unit} ({n}, p_adj {t['p_adj_text']}, {verdict}"
     diffs = [b["test"]["diff"] for b in row.get("baselines", []) if math.isfinite(b["test"]["diff"])]
     if claim is not GAP and len(diffs) > 1:
         ahead = {claim.a: sum(d > 0 for d in diffs), claim.b: sum(d < 0 for d in diffs)}
