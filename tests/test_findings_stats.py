@@ -224,7 +224,8 @@ def test_wording_switches_with_holm(tmp_path):
     sd = np.std(np.subtract(GREG1, L1), ddof=1)
     detectable = TTestPower().solve_power(effect_size=None, nobs=3, alpha=0.05, power=0.8) * sd
     summary = (
-        f"GReg-1 beats L1: today's training code: tiny 0.5, paper +1.30 [{ci.low:+.2f}, {ci.high:+.2f}] points "
+        f"GReg-1 beats L1: today's training code: holds in 0 of 1 tested comparisons after Holm, the opposite in 0: "
+        f"tiny 0.5, paper +1.30 [{ci.low:+.2f}, {ci.high:+.2f}] points "
         f"(n=3 seeds, one baseline, p_adj {row['test']['p_adj_text']}, not significant, could detect >= "
         f"{detectable:.2f})."
     )
@@ -263,7 +264,8 @@ def test_the_summary_leads_with_today_s_code_and_says_whether_the_baselines_agre
     # what three baselines could detect: statsmodels at the SD of the per-baseline means
     detectable = TTestPower().solve_power(effect_size=None, nobs=3, alpha=0.05, power=0.8) * np.std(per, ddof=1)
     assert claim["sentence"] == (
-        f"GReg-1 beats L1: today's training code: tiny 0.5, paper {statistics.mean(per):+.2f} "
+        f"GReg-1 beats L1: today's training code: holds in 0 of 1 tested comparisons after Holm, the opposite in 0: "
+        f"tiny 0.5, paper {statistics.mean(per):+.2f} "
         f"[{ci.low:+.2f}, {ci.high:+.2f}] points (n=3 baselines, p_adj {today['test']['p_adj_text']}, "
         f"not significant, could detect >= {detectable:.2f}; greg1 ahead on 2 of 3 baselines, l1 ahead on 1 of 3 baselines); older training code: "
         f"holds in 1 of 1 tested comparisons after Holm, the opposite in 0, differences +4.02 to +4.02 points, "
@@ -369,7 +371,11 @@ def test_a_setting_page_opens_with_its_own_sentences_adjusted_over_the_whole_fin
     assert p_tiny != pytest.approx(raw[0])  # the adjustment counts the other setting's test
     tiny, other = summary("tiny"), summary("other")
     diff_tiny = statistics.mean(GREG1) - statistics.mean(L1)
-    assert f"GReg-1 beats L1: today's training code: tiny 0.5, paper {diff_tiny:+.2f} [" in tiny
+    holds = int(p_tiny < 0.05)  # greg1 is ahead in GREG1, L1: the claim holds if significant after Holm
+    assert (
+        f"GReg-1 beats L1: today's training code: holds in {holds} of 1 tested comparisons after Holm, "
+        f"the opposite in 0: tiny 0.5, paper {diff_tiny:+.2f} ["
+    ) in tiny
     assert f"(n=3 seeds, one baseline, p_adj {p_tiny:.3f}, " in tiny and "other 0.5" not in tiny
     assert f"(n=3 seeds, one baseline, p_adj {p_other:.3f}, " in other and "tiny 0.5" not in other
     assert "GReg-2 beats GReg-1" not in tiny  # no greg2 in that setting

@@ -412,7 +412,8 @@ def sentence(claim: Claim, rows: list[dict]) -> str:
     if current:
         shown = "; ".join(_current_text(r, claim, unit) for r in current[:_CURRENT_SHOWN])
         more = f" and {len(current) - _CURRENT_SHOWN} more on findings.html" if len(current) > _CURRENT_SHOWN else ""
-        parts.append(f"today's training code: {shown}{more}")
+        # the count first, so that the verdict reads before the numbers behind it
+        parts.append(f"today's training code: {_holds(claim, [r['test'] for r in current])}: {shown}{more}")
         if claim.measure == "removal":
             lost = [b["a"]["mean"] for r in current for b in r["baselines"]]
             span = (
@@ -442,13 +443,10 @@ def _tally(claim: Claim, rows: list[dict], unit: str) -> str:
     """Rows counted: in how many the claim holds after Holm and the opposite, the differences' range,
     what the rest could detect, how many rest on one baseline."""
     tested = [r["test"] for r in rows if r["test"]["p"] is not None]
-    pro = sum(t["significant"] and t["diff"] > 0 for t in tested)
-    con = sum(t["significant"] and t["diff"] < 0 for t in tested)
     quiet = [t["detectable"] for t in tested if not t["significant"]]
     diffs = [r["test"]["diff"] for r in rows if math.isfinite(r["test"]["diff"])] or [math.nan]
-    noun = "series" if claim is GAP else "comparisons"
     text = (
-        f"holds in {pro} of {len(tested)} tested {noun} after Holm, the opposite in {con}, "
+        f"{_holds(claim, tested)}, "
         f"{'slopes' if claim is GAP else 'differences'} {min(diffs):+.2f} to {max(diffs):+.2f} {unit}"
     )
     if quiet:
@@ -459,6 +457,14 @@ def _tally(claim: Claim, rows: list[dict], unit: str) -> str:
     if single:
         text += f", {single} of {len(rows)} on one baseline"
     return text
+
+
+def _holds(claim: Claim, tested: list[dict]) -> str:
+    """In how many of these tests the claim holds after Holm, and in how many the opposite does."""
+    pro = sum(t["significant"] and t["diff"] > 0 for t in tested)
+    con = sum(t["significant"] and t["diff"] < 0 for t in tested)
+    noun = "series" if claim is GAP else "comparisons"
+    return f"holds in {pro} of {len(tested)} tested {noun} after Holm, the opposite in {con}"
 
 
 def _current_text(row: dict, claim: Claim, unit: str) -> str:
