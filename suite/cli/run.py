@@ -101,7 +101,12 @@ def add(sub) -> None:
         help="retrain stored runs whose training code differs from today's (the old run is kept in "
         "its folder's superseded/); without it they are reported as stale and left as they are",
     )
-    run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan and exit (a latency target is searched first, since the plan's ratios are its "
+        "result, and stored for the runs: minutes of timing on an idle machine)",
+    )
     run.add_argument(
         "--smoke",
         action="store_true",
