@@ -416,11 +416,8 @@ def sentence(claim: Claim, rows: list[dict]) -> str:
         parts.append(f"today's training code: {_holds(claim, [r['test'] for r in current])}: {shown}{more}")
         if claim.measure == "removal":
             lost = [b["a"]["mean"] for r in current for b in r["baselines"]]
-            span = (
-                f"{min(lost):.1f}"
-                if f"{min(lost):.1f}" == f"{max(lost):.1f}"
-                else f"{min(lost):.1f} to {max(lost):.1f}"
-            )
+            low, high = f"{min(lost):.1f}", f"{max(lost):.1f}"
+            span = low if low == high else f"{low} to {high}"
             parts.append(f"{claim.a} itself still loses {span} points at removal there")
     untested = sum(r["current"] and r["test"]["p"] is None for r in rows)
     if current and untested:
