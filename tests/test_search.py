@@ -3,8 +3,10 @@
 import contextlib
 import io
 import json
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -243,3 +245,52 @@ def test_search_never_proposes_a_schedule_the_cap_cuts_short(name):
     assert sum(p > 20_000 for p in old) > 50
     with pytest.raises(SuiteError, match="no schedule of this search space fits"):
         method.suggest(study.ask(), base, space, max_iters=400)  # 500 iterations of stabilization alone
+
+
+_DYING_WORKER = """
+import sys, time, optuna
+storage = optuna.storages.RDBStorage(sys.argv[1], heartbeat_interval=1)
+study = optuna.load_study(study_name="s", storage=storage)
+study.optimize(lambda trial: time.sleep(3600), n_trials=1)  # runs the waiting trial first, if any
+"""
+
+
+def test_a_dead_workers_trial_is_failed_and_retried_once(tmp_path, monkeypatch):
+    """The storage `suite search --storage sqlite:///...` opens: a worker killed (SIGKILL) mid-trial
+    leaves its trial RUNNING; once its heartbeat is older than the grace period, the next worker's
+    storage fails it and queues it again, once: the retry, killed too, is failed and not queued
+    (Optuna's heartbeat and retry callback, grace shortened from 120 s to 1 s for the test)."""
+    monkeypatch.setattr(search, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(search, "GRACE_SECONDS", 1)
+    url = f"sqlite:///{tmp_path}/study.db"
+    study = optuna.create_study(study_name="s", storage=search.open_storage(url))
+
+    def beating() -> bool:
+        running = [t._trial_id for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+        with contextlib.closing(sqlite3.connect(tmp_path / "study.db")) as db:
+            beats = {row[0] for row in db.execute("SELECT trial_id FROM trial_heartbeats")}
+        return any(t in beats for t in running)
+
+    def kill_a_worker_mid_trial() -> None:
+        worker = subprocess.Popen([sys.executable, "-c", _DYING_WORKER, url])
+        try:
+            deadline = time.time() + 60
+            while not beating():  # its trial runs and has recorded a heartbeat (Optuna's own table)
+                assert worker.poll() is None and time.time() < deadline, "the worker never started its trial"
+                time.sleep(0.05)
+        finally:
+            worker.kill()
+            worker.wait()
+        time.sleep(2.5)  # its last heartbeat is now older than the grace period
+
+    kill_a_worker_mid_trial()
+    optuna.storages.fail_stale_trials(study)
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING], states
+    retry = study.trials[1]
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0
+
+    kill_a_worker_mid_trial()  # the next worker takes the waiting retry, and dies too
+    optuna.storages.fail_stale_trials(study)
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.FAIL] * 2, states  # retried once, never left RUNNING

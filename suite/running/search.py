@@ -60,7 +60,7 @@ def open_storage(url: str):
             url,
             heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=GRACE_SECONDS,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
         )
     except Exception as e:  # optuna/sqlalchemy raise many types for a bad URL
         raise SuiteError(
