@@ -12,7 +12,9 @@ def test_fashion_mnist_is_real_and_fingerprinted(fmnist):
     assert fmnist.train.x.dtype == torch.uint8
     assert torch.bincount(fmnist.train.y).tolist() == [6000] * 10
     assert abs(fmnist.train.x.float().mean().item() / 255 - 0.2860) < 1e-3  # the published mean
-    assert fmnist.fingerprint == datasets.fingerprint(fmnist.train.x, fmnist.train.y, fmnist.test.x, fmnist.test.y)
+    # the fingerprint every published fmnist run records (leaderboards/runs/baselines/fmnist-cnn4/*/meta.json):
+    # a change to what it hashes would orphan them
+    assert fmnist.fingerprint == "ece172613115fb18"
 
 
 def test_validation_split_is_carved_from_train(fmnist):

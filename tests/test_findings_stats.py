@@ -190,7 +190,8 @@ def test_the_baseline_is_a_random_factor(tmp_path):
     detectable = TTestPower().solve_power(effect_size=None, nobs=2, alpha=0.05, power=0.8) * np.std(per, ddof=1)
     assert t["detectable"] == pytest.approx(detectable, rel=1e-6)
     assert row["scope"] is None
-    # the same runs read per baseline would each be "significant" or not on their own seeds
+    # the fixture's premise (scipy on the test's own numbers, not the code): read on its own seeds, the
+    # first baseline alone would be "significant"
     assert stats.ttest_rel(GREG1, L1).pvalue < 0.05
 
 

@@ -406,7 +406,7 @@ def test_the_search_bisects_on_while_the_speedup_is_over_the_tolerance(monkeypat
     5 % above it, which two bisections alone do not give for all of them; no more than four. The
     search is ``--latency-search uniform``'s: one number as its ratio string, covering exactly the
     layers ``--ratios 0.5`` prunes."""
-    from suite.measure.latency_target import MAX_BISECTIONS, TOLERANCE, search
+    from suite.measure.latency_target import MAX_BISECTIONS, search
 
     monkeypatch.setattr(latency, "time_group", _parameter_clock)
     setting = get_setting("fmnist-cnn4")
@@ -414,7 +414,7 @@ def test_the_search_bisects_on_while_the_speedup_is_over_the_tolerance(monkeypat
     bisections = []
     for target in (1.15, 1.3, 1.45, 1.6, 1.8, 2.2):
         res = search(setting, target, "eager", 64, CPU, uniform=True)
-        assert target <= res["achieved"]["speedup"] <= (1 + TOLERANCE) * target, (target, res["steps"])
+        assert target <= res["achieved"]["speedup"] <= 1.05 * target, (target, res["steps"])  # 5 %: the issue's aim
         bisections.append(sum(1 for s in res["steps"] if s.get("bisect")))
         ratio = float(res["ratios"])
         assert setting.layer_ratios(base, res["ratios"]) == {n: ratio for n in setting.layer_ratios(base, "0.5")}

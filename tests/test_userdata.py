@@ -170,7 +170,6 @@ def test_user_data_and_model_through_suite_run_smoke(fmnist, tmp_path, capsys):
     for r in results:
         assert r["status"] == "smoke" and r["data_label"] == "ImageFolder fashion4"
         assert r["baseline_flops"] == flops and r["flops"] < flops
-        assert 0 <= r["top1"] <= 100
     assert _files(root) == before  # nothing written into the user's folder
     # an impossible target is refused at plan time, before any baseline
     assert (
