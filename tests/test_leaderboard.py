@@ -1135,7 +1135,13 @@ def test_a_latency_target_is_set_beside_the_uniform_cuts_of_the_same_speed_and_f
     timed = site / "latency" / "tiny-fmnist"
     timed.mkdir(parents=True)
     row = {"runtime": "onnx", "batch": 64, "speedup": 1.31, "speedup_lo": 1.28, "speedup_hi": 1.33}
+    row |= {"share_of_flops_speedup": 0.655}
+    row |= {
+        side: {"median_ms": ms, "q1_ms": ms, "q3_ms": ms, "converged": True}
+        for side, ms in (("baseline", 1.31), ("pruned", 1.0))
+    }
     record = {"setting": "tiny-fmnist", "ratios": "2.000x", "processor": proc, "rows": [row]}
+    record |= {"flops_speedup": 2.0, "device": "cpu", "threads": 2, "torch": "x"}  # what a page's table reads
     (timed / "f.json").write_text(json.dumps({**record, "measured_at": "2026-12-06 19:00 UTC"}))
 
     def target(s):

@@ -192,6 +192,35 @@ def test_a_failed_runtime_shows_as_failed_with_its_message(stored, tmp_path):
     assert f"{failed['baseline']['median_ms']:.3f}" in row and "<td>-</td>" in row  # no speedup from a failure
 
 
+def test_a_damaged_record_is_named_and_counted_on_the_terminal_and_the_page(stored, tmp_path, capsys):
+    """A truncated record and a JSON object that is no latency record (edited by hand): `suite
+    leaderboard` names each file, what is wrong and the fix on stderr, then counts them; the setting's
+    page says the same above its tables, and the good record's table is still shown."""
+    import shutil
+
+    from suite.cli.commands import main
+
+    runs, path, _ = stored
+    store = tmp_path / "runs"
+    shutil.copytree(runs, store)
+    folder = store / "latency" / "tiny-fmnist"
+    truncated, foreign = folder / "0000truncated.json", folder / "0000foreign.json"
+    text = (folder / path.name).read_text()
+    truncated.write_text(text[: len(text) // 2])
+    foreign.write_text(json.dumps({"setting": "tiny-fmnist", "rows": 3}))
+    site = tmp_path / "site"
+    assert main(["leaderboard", "--runs-dir", str(store), "--out", str(site)]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1] == "2 stored latency records could not be read (named above)", lines
+    fix = "left out; restore the file, or delete it and 'suite latency' with its setting, ratios and --runs-dir"
+    assert f"unreadable latency record: {truncated} (truncated JSON): {fix}" in lines[0] + lines[1], lines
+    assert f"unreadable latency record: {foreign} (not a latency record (TypeError: " in lines[0] + lines[1], lines
+    page = html.unescape((site / "tiny-fmnist.html").read_text())
+    assert "2 stored latency records could not be read:" in page
+    assert f"{os.path.relpath(truncated, site)}</code> (truncated JSON): left out" in page
+    assert page.count("<h3>Target 0.5") == 1  # the good record's table, once
+
+
 def test_rendering_twice_gives_the_same_pages(stored, tmp_path):
     runs, _, _ = stored
     a, b = tmp_path / "a", tmp_path / "b"

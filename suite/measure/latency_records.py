@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from suite.store.files import content_hash, read_json_object, write_json
+from suite.store.files import content_hash, read_json_record, write_json
+from suite.store.results import Unreadable
 
 IDENTITY = ("setting", "ratios", "processor", "threads", "torch")  # what makes a record another record
 # ...and the instruction set, which a model name does not say (``suite.measure.metrics.instruction_set``);
@@ -33,12 +34,26 @@ def store(runs_dir: Path, rep: dict) -> Path:
     return path
 
 
-def load(runs_dir: Path) -> list[dict]:
-    """Every readable record under ``runs_dir/latency`` (a file that is not JSON or not an object
-    is skipped: writes are atomic, so a damaged file means someone edited it), in path order."""
+def load(runs_dir: Path, unreadable: list[Unreadable] | None = None) -> list[tuple[Path, dict]]:
+    """Every record under ``runs_dir/latency`` with its file, in path order. Writes are atomic, so a
+    file that is not a JSON object means someone edited it: it is left out and appended to
+    ``unreadable`` (when given), so that the pages and the terminal name it as they name a damaged run."""
     records = []
     for path in sorted((Path(runs_dir) / "latency").glob("*/*.json")):
-        rec = read_json_object(path)
-        if rec:
-            records.append(rec)
+        rec, problem = read_json_record(path)
+        if not problem:
+            records.append((path, rec))
+        elif unreadable is not None:
+            unreadable.append(damaged(path, problem))
     return records
+
+
+def damaged(path: Path, problem: str) -> Unreadable:
+    """A record file that cannot be shown, with what is wrong and the fix."""
+    return Unreadable(
+        path,
+        problem,
+        listed=False,
+        what="latency record",
+        fix="restore the file, or delete it and 'suite latency' with its setting, ratios and --runs-dir measures it again",
+    )

@@ -625,16 +625,11 @@ def _latency_record(rec: dict) -> dict:
 
 
 def latency_section(records: list[dict]) -> dict | None:
-    """A setting's stored latency records as its page's "Latency by runtime" section: one table per
-    record (a target measured on one machine), mildest target first, then oldest first; and the
-    per-layer breakdown of the newest record of the strongest target that has one. A file that is
-    not a latency record is left out, as an unreadable result.json is."""
-    views = []
-    for rec in records:
-        try:
-            views.append(_latency_record(rec))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            continue
+    """A setting's stored latency records (each one ``_latency_record`` reads: ``render`` names the
+    others) as its page's "Latency by runtime" section: one table per record (a target measured on
+    one machine), mildest target first, then oldest first; and the per-layer breakdown of the newest
+    record of the strongest target that has one."""
+    views = [_latency_record(rec) for rec in records]
     if not views:
         return None
     views.sort(key=lambda v: (v["flops_speedup"], v["ratios"], v["date"], v["processor"], v["threads"], v["torch"]))
@@ -677,19 +672,28 @@ def render(
             for run, v in zip(frame.run[~named], frame.setting[~named])
         ]
         frame = frame[named]
+    timed: dict[str, list[dict]] = {}  # per setting, its stored latency records
+    for path, rec in latency_records.load(runs_dir, damaged):
+        try:  # one the page could not show is named, as a damaged run is, not dropped
+            if not isinstance(rec.get("setting"), str):
+                raise ValueError(f"its setting {json.dumps(rec.get('setting'), default=str)[:40]} is not a name")
+            _latency_record(rec)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            damaged.append(latency_records.damaged(path, f"not a latency record ({type(e).__name__}: {e})"))
+            continue
+        timed.setdefault(rec["setting"], []).append(rec)
     if unreadable is not None:
         unreadable.extend(damaged)
     # named relative to the pages, as their config links are: re-rendered elsewhere, the same text
-    notices = [{"setting": u.setting, "path": os.path.relpath(u.folder, out_dir), "detail": u.detail} for u in damaged]
+    notices = [
+        {"setting": u.setting, "what": u.what, "path": os.path.relpath(u.folder, out_dir), "detail": u.detail}
+        for u in damaged
+    ]
     good = ranked(frame, include_capped)
     env = _env()
     stamp = _latest(good)
     written, index_rows = [], []
     published = paper_results()
-    timed: dict[str, list[dict]] = {}  # stored latency records per setting
-    for rec in latency_records.load(runs_dir):
-        if isinstance(rec.get("setting"), str):
-            timed.setdefault(rec["setting"], []).append(rec)
     names = list(SETTINGS) + sorted(((set(good.setting) if not good.empty else set()) | set(timed)) - set(SETTINGS))
     # every setting with runs gets a page: the findings are those of the runs the pages show
     paged = good[good.setting.isin(names)] if not good.empty else good

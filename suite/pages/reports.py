@@ -15,12 +15,14 @@ from suite.store.results import COMPARISON, Unreadable
 
 
 def report_unreadable(unreadable: list[Unreadable]) -> None:
-    """One line per run on stderr, then the count, so a listing that cannot show a run says so."""
+    """One line per run (or latency record) on stderr, then the count, so a listing that cannot show
+    one says so."""
     for u in unreadable:
-        print(f"unreadable run: {u.folder} {u.detail}", file=sys.stderr)
+        print(f"unreadable {u.what}: {u.folder} {u.detail}", file=sys.stderr)
     if unreadable:
-        n = len(unreadable)
-        print(f"{n} stored run{'s' if n != 1 else ''} could not be read (named above)", file=sys.stderr)
+        n, kinds = len(unreadable), {u.what for u in unreadable}
+        noun = f"{kinds.pop()}{'s' if n != 1 else ''}" if len(kinds) == 1 else "runs and records"
+        print(f"{n} stored {noun} could not be read (named above)", file=sys.stderr)
 
 
 def job_line(jr) -> str:

@@ -43,26 +43,26 @@ TABLE_COLUMNS = [
 
 @dataclass(frozen=True)
 class Unreadable:
-    """A stored run whose record could not be read in full. Writes are atomic, so a damaged file
-    means someone edited it or its disk failed: the listings and pages name it and count it rather
-    than drop it unnoticed (``suite run`` refuses such a job outright)."""
+    """A stored run (or a stored latency record) that could not be read in full. Writes are atomic,
+    so a damaged file means someone edited it or its disk failed: the listings and pages name it and
+    count it rather than drop it unnoticed (``suite run`` refuses such a job outright)."""
 
-    folder: Path  # runs/<setting>/<method>/<hash>
+    folder: Path  # runs/<setting>/<method>/<hash>; a latency record's file, runs/latency/<setting>/<hash>.json
     problem: str  # "result.json: truncated JSON"
     listed: bool  # its result was read and is listed all the same (only its config.json is damaged)
+    what: str = "run"  # or "latency record"
+    fix: str = "restore the file, or delete the folder and 'suite run' computes the run again"
 
     @property
     def setting(self) -> str:
         """The setting folder it sits in: the page it belongs to."""
-        return self.folder.parent.parent.name
+        return (self.folder.parent.parent if self.what == "run" else self.folder.parent).name
 
     @property
     def detail(self) -> str:
         """What is wrong, what became of the run, and the fix (the line after the folder)."""
         fate = "its result is listed with an unrecorded processor" if self.listed else "left out"
-        return (
-            f"({self.problem}): {fate}; restore the file, or delete the folder and 'suite run' computes the run again"
-        )
+        return f"({self.problem}): {fate}; {self.fix}"
 
 
 def load_runs(runs_dir: Path, unreadable: list[Unreadable] | None = None) -> pd.DataFrame:
