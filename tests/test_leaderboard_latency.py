@@ -211,7 +211,7 @@ def test_a_damaged_record_is_named_and_counted_on_the_terminal_and_the_page(stor
     site = tmp_path / "site"
     assert main(["leaderboard", "--runs-dir", str(store), "--out", str(site)]) == 0
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[-1] == "2 stored latency records could not be read (named above)", lines
+    assert len(lines) == 3 and lines[-1] == "2 stored latency records could not be read (named above)", lines
     fix = "left out; restore the file, or delete it and 'suite latency' with its setting, ratios and --runs-dir"
     assert f"unreadable latency record: {truncated} (truncated JSON): {fix}" in lines[0] + lines[1], lines
     assert f"unreadable latency record: {foreign} (not a latency record (TypeError: " in lines[0] + lines[1], lines
@@ -219,6 +219,15 @@ def test_a_damaged_record_is_named_and_counted_on_the_terminal_and_the_page(stor
     assert "2 stored latency records could not be read:" in page
     assert f"{os.path.relpath(truncated, site)}</code> (truncated JSON): left out" in page
     assert page.count("<h3>Target 0.5") == 1  # the good record's table, once
+    # a latency search (suite run --target Nx-latency) edited into something else: named too
+    searches = store / "tiny-fmnist" / "latency-targets"
+    searches.mkdir(parents=True)
+    (searches / "edited.json").write_text(json.dumps({"ratios": "0.5"}))
+    assert main(["leaderboard", "--runs-dir", str(store), "--out", str(site)]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1] == "3 stored records could not be read (named above)", lines
+    assert f"unreadable latency search: {searches / 'edited.json'} (not a latency search record" in "".join(lines)
+    assert "3 stored records could not be read:" in html.unescape((site / "tiny-fmnist.html").read_text())
 
 
 def test_rendering_twice_gives_the_same_pages(stored, tmp_path):

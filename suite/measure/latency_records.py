@@ -55,5 +55,6 @@ def damaged(path: Path, problem: str) -> Unreadable:
         problem,
         listed=False,
         what="latency record",
+        page=path.parent.name,
         fix="restore the file, or delete it and 'suite latency' with its setting, ratios and --runs-dir measures it again",
     )

@@ -29,22 +29,28 @@ import pandas as pd
 
 from suite.measure.metrics import machine_text
 from suite.pages.findings import DEFAULT_SOURCES, welch_test
-from suite.store.files import read_json_object
-from suite.store.results import label, latency_target_text
+from suite.store.files import read_json_record
+from suite.store.results import Unreadable, label, latency_target_text
 
 FLOPS_MATCH = 0.005  # a FLOPs target within 0.5 % of the search's FLOPs speedup is its reference
 _FLOPS_TARGET = re.compile(r"(\d+(?:\.\d+)?)x")
 CONTEXT = ["baseline_key", "numerics", "protocol", "budget", "granularity", "round_to", "skip"]
 
 
-def load_searches(runs_dir: Path, setting: str) -> list[dict]:
-    """The stored latency searches of a setting (``suite run --target Nx-latency``), in path order;
-    a file that is not a search record is left out (writes are atomic: it was edited by hand)."""
+def load_searches(runs_dir: Path, setting: str, unreadable: list[Unreadable] | None = None) -> list[dict]:
+    """The stored latency searches of a setting (``suite run --target Nx-latency``), in path order.
+    Writes are atomic, so a file that is not a search record was edited by hand: it is left out and
+    appended to ``unreadable`` (when given), to be named as a damaged run is."""
     out = []
     for path in sorted((Path(runs_dir) / setting / "latency-targets").glob("*.json")):
-        rec = read_json_object(path)
-        if isinstance(rec.get("achieved"), dict) and "ratios" in rec and "flops_speedup" in rec:
+        rec, problem = read_json_record(path)
+        if not problem and not (isinstance(rec.get("achieved"), dict) and "ratios" in rec and "flops_speedup" in rec):
+            problem = "not a latency search record (no achieved, ratios or flops_speedup)"
+        if not problem:
             out.append(rec)
+        elif unreadable is not None:
+            fix = "restore the file (a new search may land on other ratios than its runs pruned to)"
+            unreadable.append(Unreadable(path, problem, listed=False, what="latency search", fix=fix))
     return out
 
 

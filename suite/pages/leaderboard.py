@@ -36,7 +36,7 @@ from suite.pages.variants import variant_rows
 from suite.spec.settings import NAME_RE, SETTINGS
 from suite.store.files import read_json_object, write_atomic
 from suite.store.fingerprint import unchanging_code
-from suite.store.results import Unreadable, aggregate, current_code, load_runs
+from suite.store.results import Unreadable, aggregate, current_code, load_runs, unreadable_count
 
 
 def paper_results() -> dict:
@@ -366,12 +366,14 @@ def _stored_setting(runs: pd.DataFrame):
 
 
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("suite.pages", "templates"),
         autoescape=jinja2.select_autoescape(["html"], default=True),
         undefined=jinja2.StrictUndefined,
         finalize=_machine_independent,
     )
+    env.globals["unreadable_count"] = unreadable_count  # the notice's heading, as the terminal words it
+    return env
 
 
 def _machine_independent(value):
@@ -682,6 +684,10 @@ def render(
             damaged.append(latency_records.damaged(path, f"not a latency record ({type(e).__name__}: {e})"))
             continue
         timed.setdefault(rec["setting"], []).append(rec)
+    searched = {  # per setting, its stored latency searches (suite run --target Nx-latency)
+        folder.parent.name: latency_cuts.load_searches(runs_dir, folder.parent.name, damaged)
+        for folder in sorted(Path(runs_dir).glob("*/latency-targets"))
+    }
     if unreadable is not None:
         unreadable.extend(damaged)
     # named relative to the pages, as their config links are: re-rendered elsewhere, the same text
@@ -764,7 +770,7 @@ def render(
             commands=commands,
             csv=_href(csv_path.name) if not agg.empty else None,
             latency=latency,
-            cuts=latency_cuts.sections(agg, latency_cuts.load_searches(runs_dir, name), timed.get(name, [])),
+            cuts=latency_cuts.sections(agg, searched.get(name, []), timed.get(name, [])),
             matrix=across,
             summary=setting_summary(found, name),
             pages=None,

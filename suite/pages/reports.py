@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from suite.pages.twins import partly, table_starts, twins
-from suite.store.results import COMPARISON, Unreadable
+from suite.store.results import COMPARISON, Unreadable, unreadable_count
 
 
 def report_unreadable(unreadable: list[Unreadable]) -> None:
@@ -20,9 +20,7 @@ def report_unreadable(unreadable: list[Unreadable]) -> None:
     for u in unreadable:
         print(f"unreadable {u.what}: {u.folder} {u.detail}", file=sys.stderr)
     if unreadable:
-        n, kinds = len(unreadable), {u.what for u in unreadable}
-        noun = f"{kinds.pop()}{'s' if n != 1 else ''}" if len(kinds) == 1 else "runs and records"
-        print(f"{n} stored {noun} could not be read (named above)", file=sys.stderr)
+        print(f"{unreadable_count([u.what for u in unreadable])} could not be read (named above)", file=sys.stderr)
 
 
 def job_line(jr) -> str:

@@ -47,22 +47,31 @@ class Unreadable:
     so a damaged file means someone edited it or its disk failed: the listings and pages name it and
     count it rather than drop it unnoticed (``suite run`` refuses such a job outright)."""
 
-    folder: Path  # runs/<setting>/<method>/<hash>; a latency record's file, runs/latency/<setting>/<hash>.json
+    folder: Path  # runs/<setting>/<method>/<hash>, or a record's file (runs/latency/<setting>/<hash>.json)
     problem: str  # "result.json: truncated JSON"
     listed: bool  # its result was read and is listed all the same (only its config.json is damaged)
-    what: str = "run"  # or "latency record"
+    what: str = "run"  # or "latency record", "latency search"
     fix: str = "restore the file, or delete the folder and 'suite run' computes the run again"
+    page: str | None = None  # its setting, where its path does not name it as a run's does
 
     @property
     def setting(self) -> str:
         """The setting folder it sits in: the page it belongs to."""
-        return (self.folder.parent.parent if self.what == "run" else self.folder.parent).name
+        return self.page or self.folder.parent.parent.name
 
     @property
     def detail(self) -> str:
         """What is wrong, what became of the run, and the fix (the line after the folder)."""
         fate = "its result is listed with an unrecorded processor" if self.listed else "left out"
         return f"({self.problem}): {fate}; {self.fix}"
+
+
+def unreadable_count(whats: list[str]) -> str:
+    """ "2 stored runs", "1 stored latency record", "3 stored runs and records": what could not be read."""
+    kinds, n = set(whats), len(whats)
+    if len(kinds) == 1:
+        return f"{n} stored {kinds.pop()}{'s' if n != 1 else ''}"
+    return f"{n} stored {'runs and records' if 'run' in kinds else 'records'}"
 
 
 def load_runs(runs_dir: Path, unreadable: list[Unreadable] | None = None) -> pd.DataFrame:
