@@ -73,6 +73,7 @@ def _one_line_error(p, fragment):
         (["--setting", "cifar10jpg-resnet20", "--data-dir", "/nonexistent/cifar"], "/nonexistent/cifar"),
         (["--budget", "x"], "'x' is not a budget"),
         (["--budget", "paper,total:-2x"], "'total:-2x' is not a budget"),
+        (["--budget", "total:1e308x"], "more samples than a number holds"),  # was an OverflowError
         (["--device", "nonsense"], "--device 'nonsense': must be auto, cpu, cuda or cuda:N"),
         (["--threads", "0"], "--threads 0"),
         pytest.param(
@@ -86,6 +87,21 @@ def test_bad_input_is_one_line_exit_2_nothing_written(suite, tmp_path, args, fra
     runs = tmp_path / "runs"
     _one_line_error(suite("run", "--runs-dir", runs, *args), fragment)
     assert not runs.exists()
+
+
+def test_download_without_a_network_is_one_line(suite, tmp_path, monkeypatch):
+    """--download where the dataset's server cannot be reached (every connection refused here, so no
+    test ever downloads): one line naming the cause and the fix, not urllib's traceback."""
+    import urllib.error
+    import urllib.request
+
+    def unreachable(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+    args = ["--dry-run", "--download", "--setting", "cifar10-resnet56", "--data-dir", tmp_path / "cifar"]
+    p = suite("run", "--methods", "l1", *args, "--runs-dir", tmp_path / "runs")
+    _one_line_error(p, "--download: cannot reach the dataset's server ([Errno -2] Name or service not known)")
 
 
 def test_bad_hparams_files(suite, tmp_path):

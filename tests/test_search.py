@@ -161,6 +161,8 @@ def test_objective_is_validation_accuracy_not_test(tmp_path):
         ({"penalty_increment": [1e-3, 1e-5, "log"]}, "empty or inverted"),
         ({"penalty_increment": [0, 1e-3, "log"]}, "must be positive"),
         ({"penalty_increment": "wide"}, "must be [low, high]"),
+        ([], "must be a JSON object"),  # valid JSON, not a table of ranges: was an AttributeError
+        (None, "must be a JSON object"),
     ],
 )
 def test_bad_space_files(tmp_path, space, fragment):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+import urllib.error
 from dataclasses import replace
 from pathlib import Path
 
@@ -218,7 +219,12 @@ def prepare_run(args):
             "--baseline and --baseline-seed exclude each other: a seed picks a trained baseline, "
             "--baseline brings your own"
         )
-    data = load_data(setting, args.data_dir, args.download)
+    try:
+        data = load_data(setting, args.data_dir, args.download)
+    except urllib.error.URLError as e:  # --download where the network is not reachable
+        raise SuiteError(
+            f"--download: cannot reach the dataset's server ({e.reason}); put the files in --data-dir instead"
+        ) from None
     train_size = data.batches_per_epoch(1)
     jobs = plan(
         setting,

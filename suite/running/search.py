@@ -83,8 +83,10 @@ def load_space(path: str | None, method: str) -> dict[str, tuple]:
         raise SuiteError(f"--space {path}: no such file")
     try:
         given = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SuiteError(f"--space {path} is not valid JSON: {e}") from None
+    if not isinstance(given, dict):
+        raise SuiteError(f'--space {path}: must be a JSON object {{param: [low, high] or [low, high, "log"]}}')
     fields = cls().to_dict()
     for name, rng in given.items():
         if name not in fields:

@@ -226,10 +226,13 @@ def budget_points(text: str) -> list[tuple[str, float | None, int | None]]:
 def parse_budgets(text: str, setting: Setting, train_size: int, smoke: bool = False) -> list[Budget]:
     """The budget points of ``--budget`` (:func:`budget_points`), multiples resolved to samples."""
     unit = budget_unit(setting, train_size, smoke)
-    points = [
-        Budget(label, samples if samples is not None else None if factor is None else round(factor * unit))
-        for label, factor, samples in budget_points(text)
-    ]
+    points = []
+    for label, factor, samples in budget_points(text):
+        if factor is not None and not math.isfinite(factor * unit):  # 1e308x: no number of samples
+            raise SuiteError(f"--budget {text}: {label} is more samples than a number holds; use e.g. total:2x")
+        points.append(
+            Budget(label, samples if samples is not None else None if factor is None else round(factor * unit))
+        )
     return list(dict.fromkeys(points))
 
 
