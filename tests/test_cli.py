@@ -68,12 +68,18 @@ def _one_line_error(p, fragment):
         (["--ratios", "-0.1"], "not a number"),
         (["--seeds", "0"], "--seeds 0"),
         (["--seed-list", "a,b"], "--seed-list"),
+        (["--seed-list", ",".join(map(str, range(1001)))], "--seed-list: 1001 seeds, at most 1000"),
         (["--baseline-seed", "-1"], "--baseline-seed -1"),
         (["--baseline", "own.pt", "--baseline-seed", "1"], "exclude each other"),
         (["--setting", "cifar10jpg-resnet20", "--data-dir", "/nonexistent/cifar"], "/nonexistent/cifar"),
         (["--budget", "x"], "'x' is not a budget"),
         (["--budget", "paper,total:-2x"], "'total:-2x' is not a budget"),
         (["--budget", "total:1e308x"], "more samples than a number holds"),  # was an OverflowError
+        (["--target", "abc"], "--target 'abc': write a FLOPs speedup > 1 like 2.5x"),  # was "--ratios 'abcx'"
+        (["--target", "-2"], "--target '-2': write a FLOPs speedup > 1"),
+        (["--target", "1e-400x"], "--target '1e-400x'"),  # 0: reported as the --target the user wrote
+        # cnn4's widest prunable conv has 32 filters: at 64, every kept count rounds up to the whole layer
+        (["--ratios", "0.5", "--round-to", "64"], "--round-to 64 leaves every layer of cnn4 whole"),
         (["--device", "nonsense"], "--device 'nonsense': must be auto, cpu, cuda or cuda:N"),
         (["--threads", "0"], "--threads 0"),
         pytest.param(
@@ -111,10 +117,14 @@ def test_bad_hparams_files(suite, tmp_path):
         ('{"greg1": {"nonsense": 1}}', "unknown field"),
         ('{"l1": {}}', "does not run"),
         ("{not json", "not valid JSON"),
+        ('{"greg1": {"penalty_increment": 1e-4, "penalty_increment": 2e-4}}', "sets 'penalty_increment' twice"),
+        ('{"greg1": {"penalty_increment": 1e-4}, "greg1": {}}', "sets 'greg1' twice"),
     ]:
         f = tmp_path / "hp.json"
         f.write_text(content)
         _one_line_error(suite("run", "--runs-dir", runs, "--methods", "greg1", "--hparams", f), fragment)
+    folder = suite("run", "--runs-dir", runs, "--methods", "greg1", "--hparams", tmp_path)
+    _one_line_error(folder, "a folder: name the JSON or TOML file")
     assert not runs.exists()
 
 
@@ -303,6 +313,37 @@ def test_list_json_has_the_promised_fields(suite):
     assert {"greg1", "greg2", "l1", "random", "nni-fpgm", "nni-level"} <= names
     greg1 = next(m for m in methods if m["name"] == "greg1")
     assert greg1["granularity"] == "filter" and greg1["hparams"]["penalty_increment"] == 1e-4
+
+
+def test_a_pattern_that_lists_nothing_is_an_error_not_an_empty_list(suite):
+    for what in ("settings", "methods", "models"):
+        _one_line_error(suite("list", what, "zzz"), f"no {what[:-1]} matches 'zzz': 'suite list {what}' lists them all")
+    _one_line_error(suite("list", "models", "torchvision:zzz*"), "no model matches 'torchvision:zzz*'")
+
+
+def test_a_reader_that_stops_reading_ends_the_command_without_a_traceback():
+    """``suite list settings | head -1``: the pipe's reader gone before the first write (its read end
+    closed here, so the write fails every time, not only when head is quick)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    p = subprocess.run(
+        [sys.executable, "-m", "suite.cli", "list", "settings"], stdout=write_end, stderr=subprocess.PIPE, text=True
+    )
+    os.close(write_end)
+    assert p.returncode == 1 and p.stderr == ""
+
+
+def test_a_budget_keeps_its_spelling_and_each_number_of_samples_is_planned_once():
+    from suite.errors import SuiteError
+    from suite.spec.plan import parse_budgets, plan
+    from suite.spec.settings import SETTINGS
+
+    s = SETTINGS["fmnist-cnn4"]  # its frozen 1x: 909,376 samples (tests/test_identity.py pins its runs)
+    both = parse_budgets("total:1x,909376,paper,total:909376", s, train_size=60_000)
+    assert [(b.label, b.samples) for b in both] == [("1x", 909_376), ("paper", None)]
+    one = parse_budgets("total:1", s, train_size=60_000)  # one sample, as written, not 1x
+    with pytest.raises(SuiteError, match=r"^--budget total:1 \(1 sample\) cannot hold l1's own training"):
+        plan(s, ["l1"], [0], train_size=60_000, budgets=one)
 
 
 def _results(runs):

@@ -238,6 +238,8 @@ def test_bad_runtimes_are_one_line_errors(text):
             ["--target", "2x-latency", "--round-to", "8"],
             "error: --target searches ratios and stores nothing: leave out --round-to",
         ),
+        # the measure of a target, given to a command that times series instead: refused, not ignored
+        (["--latency-batch", "8"], "error: --latency-batch: it applies to a latency target only: add --target"),
     ],
 )
 def test_cli_bad_input_exit_2(args, start, capsys):
@@ -736,6 +738,11 @@ def test_bad_latency_target_is_one_line(text):
         (["--target", "2x-latency", "--ratios", "0.5"], "--target and --ratios exclude each other"),
         (["--target", "2x-latency", "--latency-runtime", "bogus"], "--latency-runtime 'bogus': unknown runtime"),
         (["--target", "2x-latency", "--latency-batch", "0"], "--latency-batch 0: must be >= 1"),
+        (["--latency-runtime", "onnx"], "--latency-runtime: it applies to a latency target only"),
+        (
+            ["--target", "2x", "--latency-batch", "1", "--latency-search", "uniform"],  # a FLOPs target
+            "--latency-batch, --latency-search: these apply to a latency target only",
+        ),
     ],
 )
 def test_suite_run_latency_and_alignment_options_are_one_line_before_any_work(tmp_path, capsys, args, message):

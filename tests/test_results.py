@@ -104,6 +104,7 @@ def test_loading_the_store_skips_what_it_cannot_read_and_keeps_the_rest(tmp_path
     run("d", json.dumps({**good, "seed": 2}), None)
     run("e", "[70.0]", json.dumps({"processor": "Other CPU"}))  # JSON, but not a run's record
     run("f", json.dumps({**good, "seed": 3}), '["Other CPU"]')  # a config.json that is no record
+    run("g", json.dumps({**good, "seed": 4, "latency": []}), "{}")  # a record, one of its fields no object
     unreadable = []
     frame = load_runs(tmp_path, unreadable)
     assert sorted(frame.seed) == [0, 1, 2, 3]
@@ -119,6 +120,7 @@ def test_loading_the_store_skips_what_it_cannot_read_and_keeps_the_rest(tmp_path
         "d": ("config.json: missing", True),
         "e": ("result.json: a JSON list, not a record", False),
         "f": ("config.json: a JSON list, not a record", True),
+        "g": ("result.json: a field of the wrong type (AttributeError: 'list' object has no attribute 'get')", False),
     }
     assert {u.setting for u in unreadable} == {"s"}  # runs/<setting>/<method>/<hash>: the page it belongs to
 

@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -161,14 +162,19 @@ def test_objective_is_validation_accuracy_not_test(tmp_path):
         ({"penalty_increment": [1e-3, 1e-5, "log"]}, "empty or inverted"),
         ({"penalty_increment": [0, 1e-3, "log"]}, "must be positive"),
         ({"penalty_increment": "wide"}, "must be [low, high]"),
-        ([], "must be a JSON object"),  # valid JSON, not a table of ranges: was an AttributeError
-        (None, "must be a JSON object"),
+        ([], "a JSON list, not a record; write a JSON object"),  # valid JSON: was an AttributeError
+        (None, "a JSON null, not a record; write a JSON object"),
+        ('{"penalty_increment": [1e-5, ', "truncated JSON; write a JSON object"),
+        ("", "empty; write a JSON object"),
+        (b"\xff\xfe{", "not text (not UTF-8)"),  # was a UnicodeDecodeError
     ],
 )
 def test_bad_space_files(tmp_path, space, fragment):
     f = tmp_path / "space.json"
-    f.write_text(json.dumps(space))
-    with pytest.raises(SuiteError, match=fragment.replace("[", r"\[")):
+    f.write_bytes(
+        space if isinstance(space, bytes) else (space if isinstance(space, str) else json.dumps(space)).encode()
+    )
+    with pytest.raises(SuiteError, match=re.escape(fragment)):
         search.load_space(str(f), "greg1")
 
 

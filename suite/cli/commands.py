@@ -4,6 +4,7 @@ subcommand, and a ``SuiteError`` anywhere below ends as one line and exit code 2
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from suite.cli import baseline, flags, latency, leaderboard, listing, migrate, results, run, search
@@ -44,3 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of a pipe stopped (``suite list settings | head``): not an error of the suite's.
+        # Python's own recipe (docs, "Note on SIGPIPE"): point stdout at devnull so that the flush at
+        # exit does not raise a second time
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -52,9 +52,9 @@ def add(sub) -> None:
         "speedup achieved",
     )
     la.add_argument(
-        "--latency-runtime", default="eager", help="with --target: the runtime it is measured on (default eager)"
+        "--latency-runtime", default=None, help="with --target: the runtime it is measured on (default eager)"
     )
-    la.add_argument("--latency-batch", type=int, default=64, help="with --target: the batch size (default 64)")
+    la.add_argument("--latency-batch", type=int, default=None, help="with --target: the batch size (default 64)")
     flags.latency_search(la)
     la.add_argument(
         "--max-repeats",
@@ -108,6 +108,7 @@ def main(args) -> int:
         from suite.store.files import check_writable
 
         check_writable(Path(args.runs_dir))  # before minutes of timing, not after
+    options.latency_measure(args, "--target Nx-latency" if args.latency_target is None else None)
     target = _latency_target_of(args) if args.latency_target is not None else None
     setting = options.setting_of(args)
     if target is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from suite.errors import SuiteError
+
 NAME = "list"
 
 
@@ -27,20 +29,30 @@ def add(sub) -> None:
     ls.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _matching(what: str, names, pattern: str, keep=None) -> list[str]:
+    """``names`` (those ``keep(name, pattern)`` accepts, when given); none is an error, not an empty
+    list that reads as "there are none"."""
+    found = [n for n in names if keep is None or keep(n, pattern)]
+    if not found:
+        hint = " (torchvision:* and timm:* list theirs)" if what == "models" else ""
+        raise SuiteError(f"no {what[:-1]} matches {pattern!r}: 'suite list {what}' lists them all{hint}")
+    return found
+
+
 def main(args) -> int:
     import fnmatch
 
     if args.what == "models":
         from suite.models import zoo
 
-        for name in zoo.list_models(args.pattern):
+        for name in _matching("models", zoo.list_models(args.pattern), args.pattern):
             print(name)
         return 0
     if args.what == "methods":
         from methods import registry
 
         rows = []
-        for name in registry.names(args.pattern):
+        for name in _matching("methods", registry.names(args.pattern), args.pattern):
             m = registry.get(name)
             rows.append(
                 {
@@ -67,7 +79,7 @@ def main(args) -> int:
         rows = [setting_row(get_setting(args.pattern, data_dir=args.data_dir))]
     else:
         names = sorted(SETTINGS, key=lambda n: n != DEFAULT_SETTING)  # the default first, then as registered
-        rows = [setting_row(SETTINGS[n]) for n in names if fnmatch.fnmatchcase(n, args.pattern)]
+        rows = [setting_row(SETTINGS[n]) for n in _matching("settings", names, args.pattern, fnmatch.fnmatchcase)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

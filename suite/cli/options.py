@@ -37,16 +37,46 @@ def setting_of(args):
     if target is not None:
         if ratios is not None:
             raise SuiteError("--target and --ratios exclude each other: a target is a ratio string (--ratios 2.5x)")
+        try:
+            speedup = float(target.strip().removesuffix("x"))
+        except ValueError:
+            speedup = None
+        if speedup is None or not speedup > 1:  # nan too
+            raise SuiteError(
+                f"--target {target!r}: write a FLOPs speedup > 1 like 2.5x, or a measured one like 2x-latency"
+            )
         ratios = target if target.strip().endswith("x") else f"{target}x"
     replacing = {"ratios": ratios, "skip": skip, "round_to": round_to}
     s = get_setting(args.setting or DEFAULT_SETTING, data_dir=getattr(args, "data_dir", None), replacing=replacing)
     try:
         return with_ratios(s, ratios, skip, round_to)
     except SuiteError as e:
+        named = "--ratios" if target is None else "--target"  # the ratio string the user wrote
         given = " ".join(
-            f"{o} {v!r}" for o, v in (("--ratios", ratios), ("--skip", skip), ("--round-to", round_to)) if v is not None
+            f"{o} {v!r}" for o, v in ((named, ratios), ("--skip", skip), ("--round-to", round_to)) if v is not None
         )
         raise SuiteError(f"{given}: {e}") from None
+
+
+# The measure of a latency target when its options are left out (the parsers' defaults are None, so
+# that an option given without a target can be told from one left out)
+LATENCY_MEASURE = {"latency_runtime": "eager", "latency_batch": 64, "latency_search": "per-unit"}
+
+
+def latency_measure(args, missing_target: str | None) -> None:
+    """--latency-runtime, --latency-batch and --latency-search given where no latency target is
+    (``missing_target``: how the command names one) would be ignored in silence: an error; otherwise
+    those left out take their defaults (``LATENCY_MEASURE``)."""
+    given = [f"--{k.replace('_', '-')}" for k in LATENCY_MEASURE if getattr(args, k) is not None]
+    if missing_target and given:
+        these = "these apply" if len(given) > 1 else "it applies"
+        raise SuiteError(
+            f"{', '.join(given)}: {these} to a latency target only: add {missing_target} (e.g. 2x-latency) "
+            f"or leave {'them' if len(given) > 1 else 'it'} out"
+        )
+    for k, default in LATENCY_MEASURE.items():
+        if getattr(args, k) is None:
+            setattr(args, k, default)
 
 
 def latency_target_of(args) -> float | None:
@@ -54,7 +84,9 @@ def latency_target_of(args) -> float | None:
     target), before any setting is built: they do not depend on it."""
     from suite.measure.latency_target import parse_latency_target
 
-    if args.target is None or not args.target.strip().endswith("-latency"):
+    latency = args.target is not None and args.target.strip().endswith("-latency")
+    latency_measure(args, None if latency else "--target Nx-latency")
+    if not latency:
         return None
     if args.ratios is not None:
         raise SuiteError("--target and --ratios exclude each other: a latency target finds the ratios")
@@ -113,6 +145,8 @@ def seeds_of(args) -> list[int]:
             raise SuiteError(f"--seed-list {args.seed_list!r}: give integers in 0..{MAX_SEED} like 0,1,2")
         if len(set(seeds)) != len(seeds):
             raise SuiteError(f"--seed-list {args.seed_list!r}: a seed is listed twice")
+        if len(seeds) > MAX_SEEDS:
+            raise SuiteError(f"--seed-list: {len(seeds)} seeds, at most {MAX_SEEDS} (as --seeds)")
         return seeds
     if not 1 <= args.seeds <= MAX_SEEDS:
         raise SuiteError(f"--seeds {args.seeds}: must be in 1..{MAX_SEEDS} (or give --seed-list)")
@@ -153,6 +187,21 @@ def precision_text(args, device, numerics) -> str:
     return f"precision {numerics.label()}{hint(args.precision, args.channels_last, device)}"
 
 
+class _Twice(ValueError):
+    """A key given twice in one JSON object (TOML refuses that itself)."""
+
+
+def _once_each(pairs: list[tuple[str, object]]) -> dict:
+    """``json.loads``' object hook for files a user writes: a key given twice is an error where the
+    decoder keeps the last value without a word."""
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _Twice(repr(key))
+        seen[key] = value
+    return seen
+
+
 def user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | None, dict]:
     """(hparams per method, where they came from) from --hparams FILE or --hparams best (by default
     the study of the run's precision, as ``suite search`` names it)."""
@@ -167,16 +216,20 @@ def user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | No
         return {m: v[0] for m, v in found.items()}, {m: v[1] for m, v in found.items()}
     p = Path(path)
     if not p.is_file():
-        raise SuiteError(f"--hparams {path}: no such file")
+        raise SuiteError(
+            f"--hparams {path}: {'a folder: name the JSON or TOML file' if p.is_dir() else 'no such file'}"
+        )
     try:
         text = p.read_text()
-        d = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+        d = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text, object_pairs_hook=_once_each)
     except (OSError, UnicodeDecodeError) as e:
         raise SuiteError(
             f"--hparams {path} cannot be read ({type(e).__name__}): check it is a readable UTF-8 text file"
         ) from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         raise SuiteError(f"--hparams {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
+    except _Twice as e:
+        raise SuiteError(f"--hparams {path} sets {e} twice: keep one (JSON would take the last in silence)") from None
     if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
         raise SuiteError(
             f'--hparams {path}: write {{method: {{field: value}}}}, e.g. {{"greg1": {{"penalty_increment": 2e-4}}}}'
@@ -269,9 +322,16 @@ def dry_surgery(setting) -> dict:
     from suite.pages.overview import _cached_achieved
 
     try:
-        return _cached_achieved(setting)
+        achieved = _cached_achieved(setting)
     except SuiteError as e:
         raise SuiteError(f"ratios {setting.ratios!r} on {setting.model}: {e}") from None
+    if setting.round_to > 1 and achieved["pruned_layers"] == 0:  # every kept count rounded up to its width
+        raise SuiteError(
+            f"--round-to {setting.round_to} leaves every layer of {setting.model} whole at ratios "
+            f"{setting.ratios!r} (no layer keeps fewer than its width at that alignment): use a smaller "
+            f"multiple, e.g. 8"
+        )
+    return achieved
 
 
 def search_parallel(args, executor, storage: str) -> int | None:

@@ -48,11 +48,11 @@ def add(sub) -> None:
     )
     run.add_argument(
         "--latency-runtime",
-        default="eager",
+        default=None,  # given without a latency target it is an error (options.latency_measure)
         help="with --target Nx-latency: the runtime it is measured on (default eager)",
     )
     run.add_argument(
-        "--latency-batch", type=int, default=64, help="with --target Nx-latency: the batch size (default 64)"
+        "--latency-batch", type=int, default=None, help="with --target Nx-latency: the batch size (default 64)"
     )
     flags.latency_search(run)
     run.add_argument("--skip", default=None, help="ResNet blocks left unpruned, e.g. [1.0,2.3]")

@@ -22,7 +22,7 @@ from suite.errors import SuiteError
 from suite.running.runner import Runner
 from suite.spec.plan import Job, resolve_hparams
 from suite.spec.settings import Setting
-from suite.store.files import file_lock
+from suite.store.files import file_lock, read_json_record
 from suite.training.numerics import FP32, Numerics
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -78,15 +78,12 @@ def load_space(path: str | None, method: str) -> dict[str, tuple]:
         if not space:
             raise SuiteError(f"method {method} has no search space (no searchable hyperparameters)")
         return space
-    p = Path(path)
-    if not p.is_file():
-        raise SuiteError(f"--space {path}: no such file")
-    try:
-        given = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SuiteError(f"--space {path} is not valid JSON: {e}") from None
-    if not isinstance(given, dict):
-        raise SuiteError(f'--space {path}: must be a JSON object {{param: [low, high] or [low, high, "log"]}}')
+    given, problem = read_json_record(Path(path))  # what is wrong with the file, in the store's words
+    if problem is not None:
+        raise SuiteError(
+            f"--space {path}: {'no such file' if problem == 'missing' else problem}; "
+            f'write a JSON object {{param: [low, high] or [low, high, "log"]}}'
+        )
     fields = cls().to_dict()
     for name, rng in given.items():
         if name not in fields:

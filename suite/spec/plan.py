@@ -213,10 +213,10 @@ def budget_points(text: str) -> list[tuple[str, float | None, int | None]]:
                 samples = int(token)
                 if samples < 1:
                     raise ValueError
-                point = (token, None, samples)
+                point = (raw, None, samples)  # as written: total:1 is one sample, not 1x
         except ValueError:
             raise SuiteError(f"--budget {text}: {raw!r} is not a budget; {spelling}") from None
-        if point not in out:
+        if point[1:] not in [o[1:] for o in out]:
             out.append(point)
     if not out:
         raise SuiteError(f"--budget {text!r}: names no budget; {spelling}")
@@ -233,7 +233,10 @@ def parse_budgets(text: str, setting: Setting, train_size: int, smoke: bool = Fa
         points.append(
             Budget(label, samples if samples is not None else None if factor is None else round(factor * unit))
         )
-    return list(dict.fromkeys(points))
+    once: dict[int | None, Budget] = {}  # each number of samples once (total:1x,909376 may be one), first name kept
+    for b in points:
+        once.setdefault(b.samples, b)
+    return list(once.values())
 
 
 def plan(
@@ -274,7 +277,7 @@ def plan(
             own = job.planned_prune_iters() * setting.prune.batch_size
             if own + setting.finetune.batch_size > budget.samples:
                 raise SuiteError(
-                    f"--budget {budget.label} ({budget.samples:,} samples) cannot hold {method}'s own "
+                    f"--budget {budget.label} ({budget.samples:,} sample{'s' * (budget.samples != 1)}) cannot hold {method}'s own "
                     f"training ({own:,} samples) and any fine-tuning: name a larger budget"
                 )
         jobs.append(job)

@@ -82,6 +82,15 @@ def load_runs(runs_dir: Path, unreadable: list[Unreadable] | None = None) -> pd.
     rows = []
     for path in sorted(Path(runs_dir).glob("*/*/*/result.json")):
         r, problem = read_json_record(path)
+        record = None
+        if not problem:
+            try:
+                record = RunRecord.read(r, path.parent)
+            # valid JSON whose fields have the wrong shape (an edited "latency": [] or "budget": 3):
+            # reading them into typed fields is where that shows, and the run is named like any other
+            # damaged one rather than ending the listing with a traceback
+            except (AttributeError, TypeError, ValueError) as e:
+                problem = f"a field of the wrong type ({type(e).__name__}: {e})"
         _, config_problem = read_json_record(path.parent / "config.json")
         if (problem or config_problem) and unreadable is not None:
             unreadable.append(
@@ -91,8 +100,8 @@ def load_runs(runs_dir: Path, unreadable: list[Unreadable] | None = None) -> pd.
                     listed=not problem,
                 )
             )
-        if not problem:
-            rows.append(RunRecord.read(r, path.parent).row())
+        if record is not None:
+            rows.append(record.row())
     return pd.DataFrame(rows)
 
 
