@@ -1111,22 +1111,18 @@ def test_own_schedule_line_of_a_method_without_removal_leaves_removal_out():
     )
 
 
-def test_a_latency_target_is_set_beside_the_uniform_cuts_of_the_same_speed_and_flops(runs, tmp_path):
-    """The setting page finds the three architectures of a latency-target comparison from the stored
-    searches and runs (per stage, uniform of the same measured speed, uniform of the same FLOPs),
-    shows each method's top-1 on each, the speeds (the searches' and a ``suite latency`` record's),
-    and the per-stage cut's differences with Welch's interval (scipy's, on the runs' numbers);
-    a method with one run of a cut has no interval, and a run of other hyperparameters is left out."""
-    from scipy import stats
-
-    site = tmp_path / "runs"
+def _latency_comparison(runs, site: Path, top1: dict, flops_speedup: float, uniform_ratio: str = "0.3") -> None:
+    """``runs`` copied to ``site`` as a latency-target comparison on tiny-fmnist: a per-stage search
+    (its FLOPs speedup ``flops_speedup``) and a uniform one (``uniform_ratio``) stored, a ``suite
+    latency`` record of the FLOPs cut, and the l1 and random runs re-cut into the arms of ``top1``
+    (cut -> method -> top-1 of seeds 0, 1): "stage", "speed" and, when given, "flops" (at 2.000x)."""
     shutil.copytree(runs, site)
     proc = "Test CPU"
     search = {"setting": "tiny-fmnist", "target": 1.5, "runtime": "onnx", "batch": 64, "processor": proc}
     search |= {"threads": 2, "torch": "x", "device": "cpu"}
-    per_stage = {**search, "ratios": "features.4=0.5", "flops_speedup": 2.0}
+    per_stage = {**search, "ratios": "features.4=0.5", "flops_speedup": flops_speedup}
     per_stage["achieved"] = {"speedup": 1.52, "speedup_ci_lo": 1.5, "speedup_ci_hi": 1.55}
-    uniform = {**search, "ratios": "0.3", "flops_speedup": 1.6, "search": "uniform"}
+    uniform = {**search, "ratios": uniform_ratio, "flops_speedup": 1.6, "search": "uniform"}
     uniform["achieved"] = {"speedup": 1.51, "speedup_ci_lo": 1.49, "speedup_ci_hi": 1.53}
     found = site / "tiny-fmnist" / "latency-targets"
     found.mkdir()
@@ -1148,14 +1144,9 @@ def test_a_latency_target_is_set_beside_the_uniform_cuts_of_the_same_speed_and_f
         out = {k: s[k] for k in ("target", "runtime", "batch", "ratios", "processor", "threads")}
         return {**out, "speedup": s["achieved"]["speedup"], **({"search": s["search"]} if "search" in s else {})}
 
-    top1 = {  # cut -> method -> top-1 of seeds 0 and 1 (random has one run of the FLOPs cut)
-        "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
-        "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
-        "flops": {"l1": [71.0, 73.5], "random": [58.0]},
-    }
     arms = {
         "stage": ("features.4=0.5", target(per_stage)),
-        "speed": ("0.3", target(uniform)),
+        "speed": (uniform_ratio, target(uniform)),
         "flops": ("2.000x", None),
     }
     originals = [
@@ -1163,8 +1154,9 @@ def test_a_latency_target_is_set_beside_the_uniform_cuts_of_the_same_speed_and_f
     ]
     for p in originals:
         r = json.loads(p.read_text())
-        for cut, (ratios, latency) in arms.items():
-            values = top1[cut][r["method"]]
+        for cut, values_of in top1.items():
+            ratios, latency = arms[cut]
+            values = values_of[r["method"]]
             if r["seed"] >= len(values):
                 continue
             arm = {**r, "ratios": ratios, "comparison": f"{r['comparison']}-{cut}", "top1": values[r["seed"]]}
@@ -1173,17 +1165,37 @@ def test_a_latency_target_is_set_beside_the_uniform_cuts_of_the_same_speed_and_f
                 arm["latency_target"] = latency
             (p.parent.parent / f"{cut}{r['seed']}").mkdir()
             (p.parent.parent / f"{cut}{r['seed']}" / "result.json").write_text(json.dumps(arm))
+            shutil.copy(p.parent / "config.json", p.parent.parent / f"{cut}{r['seed']}")  # the setting's definition
             if cut == "stage" and r["method"] == "l1":  # other hyperparameters: not a default row
                 own = {**arm, "hparams_source": "user file x.json", "top1": 99.0}
                 (p.parent.parent / f"own{r['seed']}").mkdir()
                 (p.parent.parent / f"own{r['seed']}" / "result.json").write_text(json.dumps(own))
         p.unlink()  # the original 0.7 runs: not part of this question
 
-    out = tmp_path / "site"
+
+def _cuts_section(site: Path, out: Path) -> str:
     render(site, out)
     page = (out / "tiny-fmnist.html").read_text()
     section = page[page.index("<h2>Latency target against uniform cuts: 1.5x on onnx at batch 64") :]
-    section = section[: section.index("no part in findings.html")]
+    return section[: section.index("no part in findings.html")]
+
+
+def test_a_latency_target_is_set_beside_the_uniform_cuts_of_the_same_speed_and_flops(runs, tmp_path):
+    """The setting page finds the three architectures of a latency-target comparison from the stored
+    searches and runs (per stage, uniform of the same measured speed, uniform of the same FLOPs),
+    shows each method's top-1 on each, the speeds (the searches' and a ``suite latency`` record's),
+    and the per-stage cut's differences with Welch's interval (scipy's, on the runs' numbers);
+    a method with one run of a cut has no interval, and a run of other hyperparameters is left out."""
+    from scipy import stats
+
+    site = tmp_path / "runs"
+    top1 = {  # cut -> method -> top-1 of seeds 0 and 1 (random has one run of the FLOPs cut)
+        "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
+        "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
+        "flops": {"l1": [71.0, 73.5], "random": [58.0]},
+    }
+    _latency_comparison(runs, site, top1, flops_speedup=2.0)
+    section = _cuts_section(site, tmp_path / "site")
     speed = stats.ttest_ind([70.0, 70.4], [65.0, 65.2], equal_var=False).confidence_interval(0.95)
     flops = stats.ttest_ind([70.0, 70.4], [71.0, 73.5], equal_var=False).confidence_interval(0.95)
     assert f"l1 keeps more top-1 with the per-stage cut (+5.10 points [{speed.low:+.2f}, {speed.high:+.2f}])" in section
@@ -1196,6 +1208,34 @@ def test_a_latency_target_is_set_beside_the_uniform_cuts_of_the_same_speed_and_f
     assert "72.25 &plusmn; 1.77 (2)" in section and "58.00 (1)" in section  # l1 and random on the FLOPs cut
     render(runs, tmp_path / "plain")  # no search stored: no section
     assert "Latency target against uniform cuts" not in (tmp_path / "plain" / "tiny-fmnist.html").read_text()
+
+
+def test_a_uniform_cut_of_the_same_speed_and_flops_answers_both_rows_trained_once(runs, tmp_path):
+    """Where the FLOPs target of the per-stage cut's FLOPs prunes to the counts of the uniform ratio
+    of the same speed (ResNet-20 at 2x on ONNX Runtime: 7.333x and 0.8625), that ratio's runs are
+    the same-FLOPs row too, said so; where the target lands on another cut, the row stays unrun.
+    The FLOPs speedups are the harness's count of the models it prunes (checked against hand counts
+    in tests/test_models_measure.py)."""
+    from suite.measure.latency import setting_models
+    from suite.spec.settings import get_setting
+
+    setting = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
+    flops = {r: setting_models(setting, r)[2] for r in ("0.3", "0.5")}
+    speedup = {r: f["baseline"] / f["pruned"] for r, f in flops.items()}
+    top1 = {
+        "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
+        "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
+    }
+    same, other = tmp_path / "same", tmp_path / "other"
+    _latency_comparison(runs, same, top1, flops_speedup=speedup["0.3"])  # the FLOPs of uniform 0.3
+    _latency_comparison(runs, other, top1, flops_speedup=speedup["0.5"])  # another cut's
+    section = _cuts_section(same, tmp_path / "same-site")
+    row = section[section.index("one uniform ratio, same FLOPs") :].split("</tr>")[0]
+    assert f"({speedup['0.3']:.3f}x prunes to the same counts: the row above, trained once)" in row
+    assert "<code>0.3</code>" in row and "65.10 &plusmn; 0.14 (2)" in row  # the speed cut's l1 runs
+    section = _cuts_section(other, tmp_path / "other-site")
+    row = section[section.index("one uniform ratio, same FLOPs") :].split("</tr>")[0]
+    assert "trained once" not in row and "not run" in row
 
 
 def test_a_page_is_the_same_bytes_when_a_statistic_differs_in_its_last_bits(runs, tmp_path):

@@ -12,7 +12,9 @@ runtime, batch and processor), and each method's top-1.
 
 A run is linked to a search by its ratios and its recorded target (the text the page prints for it,
 which holds the target, runtime, batch, processor, threads and measured speedup); the FLOPs
-reference by a ``--target Fx`` within 0.5 % of the search's FLOPs speedup, with no latency target.
+reference by a ``--target Fx`` within 0.5 % of the search's FLOPs speedup, with no latency target,
+or, where that target prunes to the counts of the uniform ratio of the same speed, by that ratio's
+runs (on ResNet-20 at 2x on ONNX Runtime both are 0.8625: one computation, trained once).
 All three in the same context: baseline, numerics, budget protocol and point, granularity,
 alignment and skip list, today's training code, default hyperparameters. The differences are Welch
 intervals (findings' ``welch_test``; different architectures: no pairing), described, not tested: the paper claims nothing
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from suite.errors import SuiteError
 from suite.measure.metrics import machine_text
 from suite.pages.findings import DEFAULT_SOURCES, welch_test
 from suite.store.files import read_json_record
@@ -86,10 +89,30 @@ def _context(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict]) -> list[dict]:
+def same_uniform_cut(setting, flops_target: str, uniform_ratio: str) -> bool:
+    """Whether the FLOPs target ``flops_target`` ("7.333x": the uniform ratio whose surgery comes
+    nearest) and the uniform ratio ``uniform_ratio`` prune ``setting``'s model to the same counts.
+    Both are one ratio for every layer, and each layer's kept count falls as the ratio grows, so two
+    of them whose pruned models have the same FLOPs and parameters keep the same count in every
+    layer: the dry surgery's numbers (cached per setting, as ``suite list settings`` shows them)
+    say it without comparing layers. A target the model cannot take is not that cut."""
+    from suite.pages.overview import _cached_achieved
+    from suite.spec.settings import with_ratios
+
+    try:
+        a, b = (_cached_achieved(with_ratios(setting, r)) for r in (flops_target, uniform_ratio))
+    except SuiteError:
+        return False
+    return (a["pruned_flops"], a["pruned_params"]) == (b["pruned_flops"], b["pruned_params"])
+
+
+def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict], setting=None) -> list[dict]:
     """One section per per-stage search with runs of today's code and default hyperparameters, and
     per context (baseline, numerics, budget...) its runs have: the three cuts (rows) with each
-    method's top-1, and per method the per-stage cut's difference to each uniform cut."""
+    method's top-1, and per method the per-stage cut's difference to each uniform cut. Where the
+    uniform ratio of the same measured speed is also the uniform ratio of the same FLOPs (the same
+    counts in every layer, ``same_uniform_cut``; ``setting`` given), its runs answer both rows: the
+    same computation is not trained twice under two names."""
     if agg.empty:
         return []
     today = _context(agg[agg.current & agg.hparams_source.isin(DEFAULT_SOURCES) & (agg.granularity == "filter")])
@@ -108,17 +131,24 @@ def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict]) -> list
             flops_runs = here[
                 (here.latency_target.fillna("") == "") & here.ratios.apply(_near, args=(search["flops_speedup"],))
             ]
-            cuts = [("per stage (the latency search)", search, part)]
-            cuts.append(
-                (
-                    "one uniform ratio, same measured speed",
-                    twin,
-                    here[(here.ratios == twin["ratios"]) & (here.latency_target == _run_text(twin))]
-                    if twin
-                    else here.iloc[0:0],
-                )
+            speed_runs = (
+                here[(here.ratios == twin["ratios"]) & (here.latency_target == _run_text(twin))]
+                if twin
+                else here.iloc[0:0]
             )
-            cuts.append(("one uniform ratio, same FLOPs", None, flops_runs))
+            flops_title = "one uniform ratio, same FLOPs"
+            flops_target = f"{search['flops_speedup']:.3f}x"
+            if (
+                flops_runs.empty
+                and not speed_runs.empty
+                and setting is not None
+                and same_uniform_cut(setting, flops_target, twin["ratios"])
+            ):
+                flops_runs = speed_runs
+                flops_title += f" ({flops_target} prunes to the same counts: the row above, trained once)"
+            cuts = [("per stage (the latency search)", search, part)]
+            cuts.append(("one uniform ratio, same measured speed", twin, speed_runs))
+            cuts.append((flops_title, None, flops_runs))
             out.append(_section(search, part.iloc[0], cuts, timed))
     return out
 

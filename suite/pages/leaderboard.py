@@ -770,7 +770,7 @@ def render(
             commands=commands,
             csv=_href(csv_path.name) if not agg.empty else None,
             latency=latency,
-            cuts=latency_cuts.sections(agg, searched.get(name, []), timed.get(name, [])),
+            cuts=latency_cuts.sections(agg, searched.get(name, []), timed.get(name, []), setting),
             matrix=across,
             summary=setting_summary(found, name),
             pages=None,
