@@ -95,9 +95,13 @@ def test_bad_input_is_one_line_exit_2_nothing_written(suite, tmp_path, args, fra
     assert not runs.exists()
 
 
-def test_download_without_a_network_is_one_line(suite, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "command", [["run", "--methods", "l1", "--dry-run"], ["baseline"], ["search", "--method", "greg1", "--trials", "1"]]
+)
+def test_download_without_a_network_is_one_line(suite, tmp_path, monkeypatch, command):
     """--download where the dataset's server cannot be reached (every connection refused here, so no
-    test ever downloads): one line naming the cause and the fix, not urllib's traceback."""
+    test ever downloads): one line naming the cause and the fix, not urllib's traceback, in every
+    command that loads data (suite baseline and search were a traceback)."""
     import urllib.error
     import urllib.request
 
@@ -105,8 +109,8 @@ def test_download_without_a_network_is_one_line(suite, tmp_path, monkeypatch):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(urllib.request, "urlopen", unreachable)
-    args = ["--dry-run", "--download", "--setting", "cifar10-resnet56", "--data-dir", tmp_path / "cifar"]
-    p = suite("run", "--methods", "l1", *args, "--runs-dir", tmp_path / "runs")
+    args = ["--download", "--setting", "cifar10-resnet56", "--data-dir", tmp_path / "cifar"]
+    p = suite(*command, *args, "--runs-dir", tmp_path / "runs")
     _one_line_error(p, "--download: cannot reach the dataset's server ([Errno -2] Name or service not known)")
 
 

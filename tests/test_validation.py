@@ -101,6 +101,9 @@ def run_setting(table: dict, *extra):
         (None, "test_limit", 0, "test_limit = 0: must be an integer >= 1"),
         (None, "test_limit", "all", "test_limit = 'all': must be an integer >= 1"),
         (None, "name", "../../escaped-from-out", "name = '../../escaped-from-out': must be"),
+        # its runs would share the built-in's folder and page
+        (None, "name", "fmnist-cnn4", "name = 'fmnist-cnn4' is a built-in setting's: give the file a name of its own"),
+        (None, "root", 5, "root = 5: must be a folder path"),  # was a TypeError where a path met it
     ],
 )
 @pytest.mark.parametrize("dry", [True, False])

@@ -19,7 +19,6 @@ def add(sub) -> None:
 
 
 def main(args) -> int:
-    from suite.running.runner import load_data
     from suite.running.workers import Workers
     from suite.store.files import check_writable
     from suite.training.baseline import get_baseline
@@ -29,7 +28,7 @@ def main(args) -> int:
     options.seed_of("--seed", args.seed)
     device = options.device_of(args)
     numerics = options.numerics_of(args, device)
-    data = load_data(setting, args.data_dir, args.download)
+    data = options.data_of(setting, args)
     runs_dir = Path(args.runs_dir)
     check_writable(runs_dir)
     with workers:

@@ -247,10 +247,22 @@ def user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | No
     return d, {m: f"user file {p.name}" for m in d}
 
 
+def data_of(setting, args):
+    """The setting's data as --data-dir and --download give it (``suite run``, ``baseline`` and
+    ``search``), a server that cannot be reached one line naming the fix."""
+    from suite.running.runner import load_data
+
+    try:
+        return load_data(setting, args.data_dir, args.download)
+    except urllib.error.URLError as e:  # --download where the network is not reachable
+        raise SuiteError(
+            f"--download: cannot reach the dataset's server ({e.reason}); put the files in --data-dir instead"
+        ) from None
+
+
 def prepare_run(args):
     """Everything a run needs, checked before anything is written."""
     from methods import registry
-    from suite.running.runner import load_data
     from suite.spec.plan import budget_points, parse_budgets, plan
     from suite.store.files import check_writable
     from suite.training.baseline import load_user_baseline
@@ -272,12 +284,7 @@ def prepare_run(args):
             "--baseline and --baseline-seed exclude each other: a seed picks a trained baseline, "
             "--baseline brings your own"
         )
-    try:
-        data = load_data(setting, args.data_dir, args.download)
-    except urllib.error.URLError as e:  # --download where the network is not reachable
-        raise SuiteError(
-            f"--download: cannot reach the dataset's server ({e.reason}); put the files in --data-dir instead"
-        ) from None
+    data = data_of(setting, args)
     train_size = data.batches_per_epoch(1)
     jobs = plan(
         setting,

@@ -57,7 +57,7 @@ def add(sub) -> None:
 def main(args) -> int:
     from methods import registry
     from suite.running import executors
-    from suite.running.runner import Runner, load_data
+    from suite.running.runner import Runner
     from suite.running.search import (
         SearchSpec,
         default_storage,
@@ -89,7 +89,7 @@ def main(args) -> int:
     runs_dir = Path(args.runs_dir)
     storage = args.storage or default_storage(runs_dir)
     parallel = options.search_parallel(args, executor, storage)  # checked before any data is loaded
-    data = load_data(setting, args.data_dir, args.download).with_validation(setting.val_size, seed=0)
+    data = options.data_of(setting, args).with_validation(setting.val_size, seed=0)
     name = args.study or study_name(setting, args.method, numerics)
     check_writable(runs_dir)
     study = get_study(

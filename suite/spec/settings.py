@@ -220,6 +220,8 @@ class Setting:
             )
         if not isinstance(self.model, str):
             bad("model", "a model name, torchvision:NAME, timm:NAME or path/to/file.py:factory")
+        if self.root is not None and not isinstance(self.root, str):
+            bad("root", "a folder path, where the file's relative paths start (left out: the file's folder)")
         zoo.get(self.at_root(self.model))
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             bad("data_dir", "a folder path")
@@ -443,6 +445,11 @@ def get_setting(name_or_file: str, data_dir: str | None = None, replacing: dict 
                 f"setting file {path} cannot be read ({type(e).__name__}): check it is a readable UTF-8 text file"
             ) from None
         if isinstance(table, dict):
+            if table.get("name") in SETTINGS:  # its runs would land in the built-in's folder and on its page
+                raise SuiteError(
+                    f"setting file {path}: name = {table['name']!r} is a built-in setting's: give the file "
+                    f"a name of its own"
+                )
             table.setdefault("root", str(path.resolve().parent))
             if data_dir is not None:
                 table["data_dir"] = str(Path(data_dir).resolve())
