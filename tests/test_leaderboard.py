@@ -1111,11 +1111,15 @@ def test_own_schedule_line_of_a_method_without_removal_leaves_removal_out():
     )
 
 
-def _latency_comparison(runs, site: Path, top1: dict, flops_speedup: float, uniform_ratio: str = "0.3") -> None:
+def _latency_comparison(
+    runs, site: Path, top1: dict, flops_speedup: float, uniform_ratio: str = "0.3", isas=(None, None, None)
+) -> None:
     """``runs`` copied to ``site`` as a latency-target comparison on tiny-fmnist: a per-stage search
     (its FLOPs speedup ``flops_speedup``) and a uniform one (``uniform_ratio``) stored, a ``suite
     latency`` record of the FLOPs cut, and the l1 and random runs re-cut into the arms of ``top1``
-    (cut -> method -> top-1 of seeds 0, 1): "stage", "speed" and, when given, "flops" (at 2.000x)."""
+    (cut -> method -> top-1 of seeds 0, 1): "stage", "speed" and, when given, "flops" (at 2.000x).
+    ``isas``: the instruction set the per-stage search, the uniform one and the record name (None:
+    stored before it was recorded)."""
     shutil.copytree(runs, site)
     proc = "Test CPU"
     search = {"setting": "tiny-fmnist", "target": 1.5, "runtime": "onnx", "batch": 64, "processor": proc}
@@ -1126,11 +1130,13 @@ def _latency_comparison(runs, site: Path, top1: dict, flops_speedup: float, unif
     uniform["achieved"] = {"speedup": 1.51, "speedup_ci_lo": 1.49, "speedup_ci_hi": 1.53}
     found = site / "tiny-fmnist" / "latency-targets"
     found.mkdir()
+    for record, isa in zip((per_stage, uniform), isas):
+        record |= {"isa": isa} if isa else {}
     (found / "a.json").write_text(json.dumps(per_stage))
     (found / "b.json").write_text(json.dumps(uniform))
     timed = site / "latency" / "tiny-fmnist"
     timed.mkdir(parents=True)
-    row = {"runtime": "onnx", "batch": 64, "speedup": 1.31, "speedup_lo": 1.28, "speedup_hi": 1.33}
+    row = {"runtime": "onnx", "batch": 64, "speedup": 1.31, "speedup_ci_lo": 1.28, "speedup_ci_hi": 1.33}
     row |= {"share_of_flops_speedup": 0.655}
     row |= {
         side: {"median_ms": ms, "q1_ms": ms, "q3_ms": ms, "converged": True}
@@ -1138,10 +1144,11 @@ def _latency_comparison(runs, site: Path, top1: dict, flops_speedup: float, unif
     }
     record = {"setting": "tiny-fmnist", "ratios": "2.000x", "processor": proc, "rows": [row]}
     record |= {"flops_speedup": 2.0, "device": "cpu", "threads": 2, "torch": "x"}  # what a page's table reads
+    record |= {"isa": isas[2]} if isas[2] else {}
     (timed / "f.json").write_text(json.dumps({**record, "measured_at": "2026-12-06 19:00 UTC"}))
 
     def target(s):
-        out = {k: s[k] for k in ("target", "runtime", "batch", "ratios", "processor", "threads")}
+        out = {k: s[k] for k in ("target", "runtime", "batch", "ratios", "processor", "threads", "isa") if k in s}
         return {**out, "speedup": s["achieved"]["speedup"], **({"search": s["search"]} if "search" in s else {})}
 
     arms = {
@@ -1208,6 +1215,26 @@ def test_a_latency_target_is_set_beside_the_uniform_cuts_of_the_same_speed_and_f
     assert "72.25 &plusmn; 1.77 (2)" in section and "58.00 (1)" in section  # l1 and random on the FLOPs cut
     render(runs, tmp_path / "plain")  # no search stored: no section
     assert "Latency target against uniform cuts" not in (tmp_path / "plain" / "tiny-fmnist.html").read_text()
+
+
+def test_a_search_stored_before_its_instruction_set_was_recorded_meets_its_machine_s_later_records(runs, tmp_path):
+    """The per-stage search of stop 48 names its processor only; its uniform twin and the ``suite
+    latency`` records, measured on that machine later, name its instruction set too: they are set
+    beside it. A record of the same processor name with another instruction set is another machine."""
+    top1 = {
+        "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
+        "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
+        "flops": {"l1": [71.0, 73.5], "random": [58.0]},
+    }
+    later, other = tmp_path / "later", tmp_path / "other"
+    _latency_comparison(runs, later, top1, flops_speedup=2.0, isas=(None, "AVX512", "AVX512"))
+    _latency_comparison(runs, other, top1, flops_speedup=2.0, isas=("AVX2", "AVX512", "AVX512"))
+    section = _cuts_section(later, tmp_path / "later-site")
+    assert "1.51x [1.49&ndash;1.53]" in section and "1.31x [1.28&ndash;1.33]" in section
+    assert "l1 keeps more top-1 with the per-stage cut (+5.10 points" in section
+    section = _cuts_section(other, tmp_path / "other-site")
+    assert "1.51x" not in section and "1.31x" not in section
+    assert "No method has two runs or more of both the per-stage cut and the uniform cut" in section
 
 
 def test_a_uniform_cut_of_the_same_speed_and_flops_answers_both_rows_trained_once(runs, tmp_path):

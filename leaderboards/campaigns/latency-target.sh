@@ -68,10 +68,12 @@ if [ "$same" = 0 ]; then
     --target "${flops}x" --precision bf16 --channels-last
   cuts+=("${flops}x")
 fi
-# the architectures timed alike under the runtime and batch of the target, stored for the setting
-# page's "Latency by runtime" (the uniform FLOPs reference has no search of its own to say how fast
-# it runs); minutes, on an otherwise idle machine like the searches
+# the architectures timed alike under the runtime and batch of the target, with OpenVINO beside it
+# and the channel-alignment sweep, stored for the setting page's "Latency by runtime" (the uniform
+# FLOPs reference has no search of its own to say how fast it runs); a minute each, on an otherwise
+# idle machine like the searches (stop 55 took these by hand with the same options: run again, they
+# replace their own records)
 for ratios in "${cuts[@]}"; do
-  .venv/bin/suite latency --setting cifar10jpg-resnet20 --ratios "$ratios" --runtimes onnx --batches 64 \
-    --threads 2 --layer-passes 0 --runs-dir "$runs"
+  .venv/bin/suite latency --setting cifar10jpg-resnet20 --ratios "$ratios" --runtimes onnx,openvino --batches 64 \
+    --round-to 1,8,16 --threads 2 --runs-dir "$runs"
 done

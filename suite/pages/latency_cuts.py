@@ -63,12 +63,20 @@ def _run_text(search: dict) -> str:
     return latency_target_text({**search, "speedup": search["achieved"]["speedup"]})
 
 
+def _same_machine(a: dict, b: dict) -> bool:
+    """Whether two records were measured on one machine: the same processor and instruction set, or
+    the same processor where one of them was stored before the instruction set was recorded (the
+    per-unit ResNet-20 search of stop 48: a model name alone, which its uniform twin and the
+    ``suite latency`` records of its cuts, measured later on that machine, name with their ISA)."""
+    return a.get("processor") == b.get("processor") and (not a.get("isa") or not b.get("isa") or a["isa"] == b["isa"])
+
+
 def _timed_alike(search: dict, ratios: str, timed: list[dict]) -> dict | None:
-    """The newest ``suite latency`` measurement of ``ratios`` on the search's processor, runtime and
-    batch: {speedup, lo, hi}, or None when none is stored."""
+    """The newest ``suite latency`` measurement of ``ratios`` on the search's machine
+    (``_same_machine``), runtime and batch: {speedup, lo, hi}, or None when none is stored."""
     found = []
     for rec in timed:
-        if rec.get("ratios") != ratios or machine_text(rec) != machine_text(search):
+        if rec.get("ratios") != ratios or not _same_machine(rec, search):
             continue
         for row in rec.get("rows", []):
             if (row.get("runtime"), row.get("batch")) == (search["runtime"], search["batch"]) and row.get("speedup"):
@@ -76,7 +84,8 @@ def _timed_alike(search: dict, ratios: str, timed: list[dict]) -> dict | None:
     if not found:
         return None
     _, row = max(found, key=lambda t: t[0])
-    return {"speedup": float(row["speedup"]), "lo": row.get("speedup_lo"), "hi": row.get("speedup_hi")}
+    # the paired 95 % interval; a record from before it has a quartile range there, not an interval
+    return {"speedup": float(row["speedup"]), "lo": row.get("speedup_ci_lo"), "hi": row.get("speedup_ci_hi")}
 
 
 def _context(frame: pd.DataFrame) -> pd.DataFrame:
@@ -120,11 +129,13 @@ def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict], setting
     uniform = [s for s in searches if s.get("search") == "uniform"]
     out = []
     for search in per_stage:
-        same = (search["target"], search["runtime"], search["batch"], machine_text(search), search["threads"])
-        twin = next(
-            (u for u in uniform if (u["target"], u["runtime"], u["batch"], machine_text(u), u["threads"]) == same),
-            None,
-        )
+        same = (search["target"], search["runtime"], search["batch"], search["threads"])
+        twins = [
+            u
+            for u in uniform
+            if (u["target"], u["runtime"], u["batch"], u["threads"]) == same and _same_machine(u, search)
+        ]  # the one of the very same record of the machine first
+        twin = min(twins, key=lambda u: machine_text(u) != machine_text(search), default=None)
         mine = today[(today.ratios == search["ratios"]) & (today.latency_target == _run_text(search))]
         for ctx, part in mine.groupby(CONTEXT, sort=False, dropna=False):
             here = today[_same(today, ctx)]
