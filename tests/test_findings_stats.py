@@ -165,6 +165,35 @@ def test_each_point_of_a_budget_curve_is_its_own_question(tmp_path):
     )
 
 
+@pytest.mark.parametrize("other_removal", [False, True])
+def test_removal_shared_by_two_budget_points_is_tested_once(tmp_path, other_removal):
+    """Removal comes before fine-tuning: the paper-protocol runs and the equal-sample runs of the same
+    own training lose the very same points, one measurement, tested once (one row named by both
+    points, one test in Holm's family); runs whose removal differs are two rows."""
+    lost_g1 = [10.0, 14.0, 11.0]  # GReg-1's points lost at removal; L1 loses 45.0 on every seed
+    total = {
+        "budget": {"samples": 4000, "total_samples_target": 4000, "reg_iters": 0, "finetune_epochs": 1.0},
+        "protocol": "total",
+    }
+    runs = []
+    for extra, shift in (({}, 0.0), (total, 2.0 if other_removal else 0.0)):
+        greg1 = _runs("greg1", GREG1, **extra)
+        for r, lost in zip(greg1, lost_g1):
+            r["acc_after_removal"] = 85.0 - lost - shift
+        runs += greg1 + _runs("l1", L1, **extra)
+    found = findings(_store(tmp_path, runs))
+    rows = _claim(found, "removal")["rows"]
+    if other_removal:
+        assert [r["protocol_text"] for r in rows] == ["paper", "total, 4,000 samples"]
+        assert found["tests"] == 4
+        return
+    assert [r["protocol_text"] for r in rows] == [
+        "paper; total, 4,000 samples (the same runs' removal: it comes before fine-tuning)"
+    ]
+    assert rows[0]["test"]["p"] == pytest.approx(stats.ttest_rel([45.0] * 3, lost_g1).pvalue, rel=1e-9)
+    assert found["tests"] == 3  # GReg-1 vs L1 at each point, removal once
+
+
 def test_the_baseline_is_a_random_factor(tmp_path):
     """Two baselines at one question: the row is a one-sample t-test on the two per-baseline mean
     paired differences (n = 2 baselines), each baseline's difference is listed, and the row is not
