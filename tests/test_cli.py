@@ -337,6 +337,18 @@ def test_a_reader_that_stops_reading_ends_the_command_without_a_traceback():
     assert p.returncode == 1 and p.stderr == ""
 
 
+def test_a_broken_pipe_that_is_not_our_output_is_not_swallowed(suite, monkeypatch):
+    """A pipe of something else (a worker's connection) breaking while stdout is fine is an error."""
+    from suite.cli import listing
+
+    def worker_gone(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(listing, "main", worker_gone)
+    with pytest.raises(BrokenPipeError):
+        suite("list", "settings")
+
+
 def test_a_budget_keeps_its_spelling_and_each_number_of_samples_is_planned_once():
     from suite.errors import SuiteError
     from suite.spec.plan import parse_budgets, plan

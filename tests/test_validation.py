@@ -104,6 +104,7 @@ def run_setting(table: dict, *extra):
         # its runs would share the built-in's folder and page
         (None, "name", "fmnist-cnn4", "name = 'fmnist-cnn4' is a built-in setting's: give the file a name of its own"),
         (None, "root", 5, "root = 5: must be a folder path"),  # was a TypeError where a path met it
+        (None, "name", ["x"], "name = ['x']: must be"),  # not a name to look up among the built-ins
     ],
 )
 @pytest.mark.parametrize("dry", [True, False])

@@ -46,8 +46,23 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # the reader of a pipe stopped (``suite list settings | head``): not an error of the suite's.
-        # Python's own recipe (docs, "Note on SIGPIPE"): point stdout at devnull so that the flush at
-        # exit does not raise a second time
+        # the reader of our output stopped (``suite list settings | head``): not an error of the
+        # suite's. Python's own recipe (docs, "Note on SIGPIPE"): point stdout at devnull so that the
+        # flush at exit does not raise a second time. A pipe of anything else (a worker's) is an error.
+        if not _reader_gone(sys.stdout):
+            raise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def _reader_gone(stream) -> bool:
+    """Whether ``stream`` is a pipe whose reading end is closed: poll() reports POLLERR on such a
+    pipe's writing end (Linux, macOS; elsewhere: not known, False)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(stream.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False

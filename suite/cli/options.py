@@ -332,11 +332,17 @@ def dry_surgery(setting) -> dict:
         achieved = _cached_achieved(setting)
     except SuiteError as e:
         raise SuiteError(f"ratios {setting.ratios!r} on {setting.model}: {e}") from None
-    if setting.round_to > 1 and achieved["pruned_layers"] == 0:  # every kept count rounded up to its width
+    # kept counts are rounded down to multiples of N but never below N: where every layer is at most
+    # N wide, alignment keeps them all whole, though the ratios prune
+    if (
+        setting.round_to > 1
+        and achieved["pruned_layers"] == 0
+        and _cached_achieved(replace(setting, round_to=1))["pruned_layers"] > 0
+    ):
         raise SuiteError(
             f"--round-to {setting.round_to} leaves every layer of {setting.model} whole at ratios "
-            f"{setting.ratios!r} (no layer keeps fewer than its width at that alignment): use a smaller "
-            f"multiple, e.g. 8"
+            f"{setting.ratios!r} (a count is never rounded below {setting.round_to}): use a multiple "
+            f"smaller than {setting.round_to}"
         )
     return achieved
 

@@ -73,14 +73,15 @@ def _same_machine(a: dict, b: dict) -> bool:
 
 def _timed_alike(search: dict, ratios: str, timed: list[dict]) -> dict | None:
     """The newest ``suite latency`` measurement of ``ratios`` on the search's machine
-    (``_same_machine``), runtime and batch: {speedup, lo, hi}, or None when none is stored."""
+    (``_same_machine``; one naming the very same machine first), runtime and batch: {speedup, lo,
+    hi}, or None when none is stored."""
     found = []
     for rec in timed:
         if rec.get("ratios") != ratios or not _same_machine(rec, search):
             continue
         for row in rec.get("rows", []):
             if (row.get("runtime"), row.get("batch")) == (search["runtime"], search["batch"]) and row.get("speedup"):
-                found.append((str(rec.get("measured_at", "")), row))
+                found.append(((machine_text(rec) == machine_text(search), str(rec.get("measured_at", ""))), row))
     if not found:
         return None
     _, row = max(found, key=lambda t: t[0])
@@ -98,18 +99,19 @@ def _context(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def same_uniform_cut(setting, flops_target: str, uniform_ratio: str) -> bool:
+def same_uniform_cut(setting, flops_target: str, uniform_ratio: str, skip=None, round_to=None) -> bool:
     """Whether the FLOPs target ``flops_target`` ("7.333x": the uniform ratio whose surgery comes
     nearest) and the uniform ratio ``uniform_ratio`` prune ``setting``'s model to the same counts.
     Both are one ratio for every layer, and each layer's kept count falls as the ratio grows, so two
     of them whose pruned models have the same FLOPs and parameters keep the same count in every
     layer: the dry surgery's numbers (cached per setting, as ``suite list settings`` shows them)
-    say it without comparing layers. A target the model cannot take is not that cut."""
+    say it without comparing layers. ``skip`` and ``round_to``: the runs' own (default: the
+    setting's). A target the model cannot take is not that cut."""
     from suite.pages.overview import _cached_achieved
     from suite.spec.settings import with_ratios
 
     try:
-        a, b = (_cached_achieved(with_ratios(setting, r)) for r in (flops_target, uniform_ratio))
+        a, b = (_cached_achieved(with_ratios(setting, r, skip, round_to)) for r in (flops_target, uniform_ratio))
     except SuiteError:
         return False
     return (a["pruned_flops"], a["pruned_params"]) == (b["pruned_flops"], b["pruned_params"])
@@ -153,7 +155,7 @@ def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict], setting
                 flops_runs.empty
                 and not speed_runs.empty
                 and setting is not None
-                and same_uniform_cut(setting, flops_target, twin["ratios"])
+                and same_uniform_cut(setting, flops_target, twin["ratios"], *_skip_and_round_to(ctx))
             ):
                 flops_runs = speed_runs
                 flops_title += f" ({flops_target} prunes to the same counts: the row above, trained once)"
@@ -162,6 +164,12 @@ def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict], setting
             cuts.append((flops_title, None, flops_runs))
             out.append(_section(search, part.iloc[0], cuts, timed))
     return out
+
+
+def _skip_and_round_to(ctx: tuple) -> tuple[str, int]:
+    """The skip list and alignment of a context tuple (``CONTEXT``'s order), as the runs pruned."""
+    got = dict(zip(CONTEXT, ctx))
+    return got["skip"] or "", int(got["round_to"])
 
 
 def _same(frame: pd.DataFrame, ctx: tuple) -> pd.Series:

@@ -177,7 +177,7 @@ class Budget:
     """One point of a comparison's budget curve: the paper protocol (``samples`` None) or an equal
     number of training samples after the baseline for every row (protocol ``total``)."""
 
-    label: str  # "paper", "2x", "1500000": how the command named it
+    label: str  # "paper", "2x", "1500000", "total:1500000": how the command named it (error messages)
     samples: int | None = None
 
     @property

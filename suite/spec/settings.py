@@ -445,7 +445,9 @@ def get_setting(name_or_file: str, data_dir: str | None = None, replacing: dict 
                 f"setting file {path} cannot be read ({type(e).__name__}): check it is a readable UTF-8 text file"
             ) from None
         if isinstance(table, dict):
-            if table.get("name") in SETTINGS:  # its runs would land in the built-in's folder and on its page
+            # its runs would land in the built-in's folder and on its page (a name of the wrong type is
+            # the Setting's own check's to report)
+            if isinstance(table.get("name"), str) and table["name"] in SETTINGS:
                 raise SuiteError(
                     f"setting file {path}: name = {table['name']!r} is a built-in setting's: give the file "
                     f"a name of its own"
