@@ -12,6 +12,10 @@
 # model, and four methods' 1x fine-tuning of 909,376 samples), about 11-12 CPU-hours in all.
 # The targets to run may be given as arguments (third-edition.sh runs them apart); none: both.
 #   nohup bash leaderboards/campaigns/fmnist-vit.sh > fmnist-vit.log 2>&1 &
+# The whole script is one function (its body left unindented for the here-documents), which
+# bash reads whole before any of it runs: a campaign edited while it runs goes on with the text
+# it started with (bash reads a plain script as it goes, so an edit would land it mid-line).
+main() {
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 setting=leaderboards/settings/fmnist-vit.toml
@@ -28,3 +32,6 @@ for ratios in "${targets[@]}"; do
   .venv/bin/suite latency --setting "$setting" --ratios "$ratios" --runs-dir leaderboards/runs ||
     echo "campaign: fmnist-vit latency at $ratios ended with status $?"
 done
+}
+main "$@"
+exit

@@ -10,6 +10,10 @@
 # of this comparison train in the same precision, which is all a comparison needs. Resumable like
 # every suite run: run it again after an interruption.
 #   nohup bash leaderboards/campaigns/latency-target.sh > latency-target.log 2>&1 &
+# The whole script is one function (its body left unindented for the here-documents), which
+# bash reads whole before any of it runs: a campaign edited while it runs goes on with the text
+# it started with (bash reads a plain script as it goes, so an edit would land it mid-line).
+main() {
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=leaderboards/runs
@@ -77,3 +81,6 @@ for ratios in "${cuts[@]}"; do
   .venv/bin/suite latency --setting cifar10jpg-resnet20 --ratios "$ratios" --runtimes onnx,openvino --batches 64 \
     --round-to 1,8,16 --threads 2 --runs-dir "$runs"
 done
+}
+main "$@"
+exit

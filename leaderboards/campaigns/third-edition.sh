@@ -12,6 +12,10 @@
 # --recompute-stale: a stored run of the same identity trained by older code is moved to its
 # folder's superseded/ (kept, off the pages) and trained again by today's code.
 #   nohup bash leaderboards/campaigns/third-edition.sh > third-edition.log 2>&1 &
+# The whole script is one function (its body left unindented for the here-documents), which
+# bash reads whole before any of it runs: a campaign edited while it runs goes on with the text
+# it started with (bash reads a plain script as it goes, so an edit would land it mid-line).
+main() {
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 runs=leaderboards/runs
@@ -76,3 +80,6 @@ for budget in paper,total:1x total:2x; do
     done
   done
 done
+}
+main "$@"
+exit
