@@ -54,9 +54,14 @@ mine = [r for r in records if (r["target"], r["runtime"], r["batch"], r["process
 print(f"{mine['flops_speedup']:.3f}" if field == "flops" else mine["ratios"])
 PY
 }
-# the uniform ratio whose measured speed reaches the same target, searched once on this machine
-.venv/bin/suite run --setting cifar10jpg-resnet20 --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
-  --target 2x-latency --latency-search uniform --latency-runtime onnx --latency-batch 64 --precision bf16 --channels-last
+# the uniform ratio whose measured speed reaches the same target, searched once on this machine; L1's
+# three seeds first (8 min each against GReg-1's 45: a session that ends early has one method's
+# whole comparison rather than a third of each)
+for methods in l1 greg1; do
+  .venv/bin/suite run --setting cifar10jpg-resnet20 --methods "$methods" --seed-list 0,1,2 --runs-dir "$runs" \
+    --target 2x-latency --latency-search uniform --latency-runtime onnx --latency-batch 64 --precision bf16 \
+    --channels-last
+done
 # the FLOPs speedup the latency target's per-unit ratios took, from the search this machine stored;
 # the uniform ratio of that FLOPs is trained only where it is another cut than the uniform ratio of the
 # same speed: at 2x on ONNX Runtime both are 0.8625 (7.333x prunes to the same counts), one
