@@ -55,7 +55,7 @@ print(f"{mine['flops_speedup']:.3f}" if field == "flops" else mine["ratios"])
 PY
 }
 # the uniform ratio whose measured speed reaches the same target, searched once on this machine; L1's
-# three seeds first (8 min each against GReg-1's 45: a session that ends early has one method's
+# three seeds first (8 min a run against GReg-1's 22 in bf16 here: a session that ends early has one method's
 # whole comparison rather than a third of each)
 for methods in l1 greg1; do
   .venv/bin/suite run --setting cifar10jpg-resnet20 --methods "$methods" --seed-list 0,1,2 --runs-dir "$runs" \
