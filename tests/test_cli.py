@@ -581,7 +581,7 @@ def test_list_settings_default_first_and_only_real_changes(monkeypatch, capsys):
 
     monkeypatch.setattr(
         overview,
-        "_cached_achieved",
+        "cached_achieved",
         lambda s: {
             "params": 2e6,
             "flops": 4e6,
@@ -615,10 +615,10 @@ def test_list_settings_counts_once_per_setting_and_code_version(tmp_path, monkey
     monkeypatch.setattr(overview, "CACHE", tmp_path / "cache.json")
     monkeypatch.setattr(overview, "achieved", lambda s: calls.append(s.name) or {"speedup": 6.19})
     s = SETTINGS["fmnist-cnn4"]
-    assert overview._cached_achieved(s) == overview._cached_achieved(s) == {"speedup": 6.19}
+    assert overview.cached_achieved(s) == overview.cached_achieved(s) == {"speedup": 6.19}
     assert calls == ["fmnist-cnn4"]
     monkeypatch.setattr(overview, "_code_version", lambda: "another")
-    overview._cached_achieved(s)
+    overview.cached_achieved(s)
     assert calls == ["fmnist-cnn4", "fmnist-cnn4"]
 
 

@@ -752,3 +752,20 @@ def test_suite_run_latency_and_alignment_options_are_one_line_before_any_work(tm
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and err.count("\n") == 1, err
     assert not (tmp_path / "runs").exists()  # nothing searched, nothing written
+
+
+def test_a_latency_target_carries_its_measure_and_leaves_the_arguments_as_given():
+    """The measure's options left out take their documented defaults in the target object; the
+    parsed arguments keep what the user wrote (None: not given), so a later check can still tell."""
+    import argparse
+
+    from suite.cli import options
+
+    args = argparse.Namespace(
+        target="2x-latency", ratios=None, latency_runtime=None, latency_batch=16, latency_search=None
+    )
+    assert options.latency_target_of(args) == options.LatencyTarget(2.0, "eager", 16, "per-unit")
+    assert (args.latency_runtime, args.latency_search) == (None, None)
+    args.target = "2x"  # a FLOPs target: no latency target, and no measure given
+    args.latency_batch = None
+    assert options.latency_target_of(args) is None

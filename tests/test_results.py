@@ -105,6 +105,8 @@ def test_loading_the_store_skips_what_it_cannot_read_and_keeps_the_rest(tmp_path
     run("e", "[70.0]", json.dumps({"processor": "Other CPU"}))  # JSON, but not a run's record
     run("f", json.dumps({**good, "seed": 3}), '["Other CPU"]')  # a config.json that is no record
     run("g", json.dumps({**good, "seed": 4, "latency": []}), "{}")  # a record, one of its fields no object
+    run("h", json.dumps({**good, "seed": 5, "top1": "70.0"}), "{}")  # a number written as text
+    run("i", '{"setting": "s", "seed": 6, "top1": 70.0, "top1": 99.0}', "{}")  # a key given twice
     unreadable = []
     frame = load_runs(tmp_path, unreadable)
     assert sorted(frame.seed) == [0, 1, 2, 3]
@@ -121,6 +123,8 @@ def test_loading_the_store_skips_what_it_cannot_read_and_keeps_the_rest(tmp_path
         "e": ("result.json: a JSON list, not a record", False),
         "f": ("config.json: a JSON list, not a record", True),
         "g": ("result.json: a field of the wrong type (AttributeError: 'list' object has no attribute 'get')", False),
+        "h": ("result.json: a field of the wrong type (TypeError: top1 is '70.0', not a number)", False),
+        "i": ("result.json: a key given twice ('top1')", False),
     }
     assert {u.setting for u in unreadable} == {"s"}  # runs/<setting>/<method>/<hash>: the page it belongs to
 

@@ -167,6 +167,7 @@ def test_objective_is_validation_accuracy_not_test(tmp_path):
         ('{"penalty_increment": [1e-5, ', "truncated JSON; write a JSON object"),
         ("", "empty; write a JSON object"),
         (b"\xff\xfe{", "not text (not UTF-8)"),  # was a UnicodeDecodeError
+        ('{"penalty_increment": [1e-5, 1e-3], "penalty_increment": [1e-6, 1e-2]}', "a key given twice"),
     ],
 )
 def test_bad_space_files(tmp_path, space, fragment):

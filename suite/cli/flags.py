@@ -49,7 +49,7 @@ def latency_search(sp):
     sp.add_argument(
         "--latency-search",
         choices=("per-unit", "uniform"),
-        default=None,  # per-unit; given without a latency target it is an error (options.latency_measure)
+        default=None,  # per-unit; given without a latency target it is an error (options.latency_target)
         help="with --target Nx-latency: per-unit (default) raises, step by step, the ratio of the unit "
         "(a ResNet stage, a plain net's conv, a group of coupled convs) whose measured time saved per "
         "parameter removed is largest; uniform raises one ratio for every prunable layer: the same "

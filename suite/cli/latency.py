@@ -108,17 +108,16 @@ def main(args) -> int:
         from suite.store.files import check_writable
 
         check_writable(Path(args.runs_dir))  # before minutes of timing, not after
-    options.latency_measure(args, "--target Nx-latency" if args.latency_target is None else None)
-    target = _latency_target_of(args) if args.latency_target is not None else None
+    target = _latency_target_of(args)
     setting = options.setting_of(args)
     if target is not None:
         res = search(
             setting,
-            target,
-            args.latency_runtime,
-            args.latency_batch,
+            target.speedup,
+            target.runtime,
+            target.batch,
             options.device_of(args),
-            uniform=args.latency_search == "uniform",
+            uniform=target.search == "uniform",
             rounds=max(1, args.max_repeats // 10),
         )
         print(json.dumps(res, indent=2) if args.json else format_search(res))
@@ -141,15 +140,14 @@ def main(args) -> int:
     return 0
 
 
-def _latency_target_of(args) -> float:
-    """``suite latency --target Nx-latency``'s target, its options checked before anything is built."""
-    from suite.measure.latency_target import parse_latency_target
-
-    for flag, value in (("--ratios", args.ratios), ("--round-to", args.round_to), ("--runs-dir", args.runs_dir)):
-        if value is not None:
-            raise SuiteError(
-                f"--target searches ratios and stores nothing: leave out {flag} (time the ratios it "
-                f"finds with --ratios, rounded with --round-to, stored with --runs-dir)"
-            )
-    options.check_latency_measure(args)
-    return parse_latency_target(args.latency_target)
+def _latency_target_of(args) -> options.LatencyTarget | None:
+    """``suite latency --target Nx-latency``'s target (None: time the setting's ratios instead), its
+    options checked before anything is built."""
+    if args.latency_target is not None:
+        for flag, value in (("--ratios", args.ratios), ("--round-to", args.round_to), ("--runs-dir", args.runs_dir)):
+            if value is not None:
+                raise SuiteError(
+                    f"--target searches ratios and stores nothing: leave out {flag} (time the ratios it "
+                    f"finds with --ratios, rounded with --round-to, stored with --runs-dir)"
+                )
+    return options.latency_target(args, args.latency_target)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import tomllib
 import urllib.error
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from suite.errors import SuiteError
@@ -58,60 +58,64 @@ def setting_of(args):
         raise SuiteError(f"{given}: {e}") from None
 
 
-# The measure of a latency target when its options are left out (the parsers' defaults are None, so
-# that an option given without a target can be told from one left out)
-LATENCY_MEASURE = {"latency_runtime": "eager", "latency_batch": 64, "latency_search": "per-unit"}
+@dataclass(frozen=True)
+class LatencyTarget:
+    """A measured-speedup target (``--target 2x-latency``) and the measure it is taken on: the
+    runtime, the batch and how ratios are searched (``--latency-runtime``, ``--latency-batch``,
+    ``--latency-search``; these defaults where they are left out)."""
+
+    speedup: float
+    runtime: str = "eager"
+    batch: int = 64
+    search: str = "per-unit"
 
 
-def latency_measure(args, missing_target: str | None) -> None:
-    """--latency-runtime, --latency-batch and --latency-search given where no latency target is
-    (``missing_target``: how the command names one) would be ignored in silence: an error; otherwise
-    those left out take their defaults (``LATENCY_MEASURE``)."""
-    given = [f"--{k.replace('_', '-')}" for k in LATENCY_MEASURE if getattr(args, k) is not None]
-    if missing_target and given:
-        these = "these apply" if len(given) > 1 else "it applies"
-        raise SuiteError(
-            f"{', '.join(given)}: {these} to a latency target only: add {missing_target} (e.g. 2x-latency) "
-            f"or leave {'them' if len(given) > 1 else 'it'} out"
-        )
-    for k, default in LATENCY_MEASURE.items():
-        if getattr(args, k) is None:
-            setattr(args, k, default)
+# The options of a latency target's measure and the fields they fill. The parsers' defaults are
+# None, so that an option given without a target can be told from one left out.
+_MEASURE_OPTIONS = {"latency_runtime": "runtime", "latency_batch": "batch", "latency_search": "search"}
 
 
-def latency_target_of(args) -> float | None:
-    """``suite run --target Nx-latency``'s target with its options checked (None: no latency
-    target), before any setting is built: they do not depend on it."""
+def latency_target(args, text: str | None) -> LatencyTarget | None:
+    """The latency target ``text`` (the command's --target where it names one, else None) with its
+    measure, checked before anything is built. Measure options given where no latency target is
+    would be ignored in silence: an error."""
     from suite.measure.latency_target import parse_latency_target
-
-    latency = args.target is not None and args.target.strip().endswith("-latency")
-    latency_measure(args, None if latency else "--target Nx-latency")
-    if not latency:
-        return None
-    if args.ratios is not None:
-        raise SuiteError("--target and --ratios exclude each other: a latency target finds the ratios")
-    check_latency_measure(args)
-    return parse_latency_target(args.target)
-
-
-def check_latency_measure(args) -> None:
-    """--latency-runtime (one runtime) and --latency-batch (>= 1), the measure of a latency target
-    in ``suite run`` and ``suite latency`` alike."""
     from suite.measure.runtimes import parse_runtimes
 
+    given = {field: getattr(args, opt) for opt, field in _MEASURE_OPTIONS.items() if getattr(args, opt) is not None}
+    if text is None:
+        if given:
+            flags = [f"--{opt.replace('_', '-')}" for opt, field in _MEASURE_OPTIONS.items() if field in given]
+            these = "these apply" if len(flags) > 1 else "it applies"
+            raise SuiteError(
+                f"{', '.join(flags)}: {these} to a latency target only: add --target Nx-latency (e.g. 2x-latency) "
+                f"or leave {'them' if len(flags) > 1 else 'it'} out"
+            )
+        return None
+    runtime, batch = given.get("runtime", LatencyTarget.runtime), given.get("batch", LatencyTarget.batch)
     try:
-        one = len(parse_runtimes(args.latency_runtime)) == 1
+        one = len(parse_runtimes(runtime)) == 1
     except SuiteError as e:  # its message names --runtimes, suite latency's option for other series
         raise SuiteError(str(e).replace("--runtimes", "--latency-runtime", 1)) from None
     if not one:
-        raise SuiteError(f"--latency-runtime {args.latency_runtime!r}: name one runtime, e.g. onnx")
-    if args.latency_batch < 1:
-        raise SuiteError(f"--latency-batch {args.latency_batch}: must be >= 1")
+        raise SuiteError(f"--latency-runtime {runtime!r}: name one runtime, e.g. onnx")
+    if batch < 1:
+        raise SuiteError(f"--latency-batch {batch}: must be >= 1")
+    return LatencyTarget(parse_latency_target(text), **given)
 
 
-def latency_setting(args, setting, target: float, device):
-    """The setting with the ratios whose measured speedup on --latency-runtime at --latency-batch
-    reaches ``target``, found once per machine and stored in the runs dir
+def latency_target_of(args) -> LatencyTarget | None:
+    """``suite run --target Nx-latency``'s target with its measure checked (None: no latency
+    target), before any setting is built: they do not depend on it."""
+    latency = args.target is not None and args.target.strip().endswith("-latency")
+    if latency and args.ratios is not None:
+        raise SuiteError("--target and --ratios exclude each other: a latency target finds the ratios")
+    return latency_target(args, args.target if latency else None)
+
+
+def latency_setting(args, setting, target: LatencyTarget, device):
+    """The setting with the ratios whose measured speedup on the target's runtime and batch
+    reaches it, found once per machine and stored in the runs dir
     (``suite.measure.latency_target.resolve_for_run``), and what it measured."""
     from suite.measure.latency_target import resolve_for_run
     from suite.store.files import check_writable
@@ -119,12 +123,12 @@ def latency_setting(args, setting, target: float, device):
     check_writable(Path(args.runs_dir))  # the search is stored there: checked before minutes of timing
     found, record = resolve_for_run(
         setting,
-        target,
-        args.latency_runtime,
-        args.latency_batch,
+        target.speedup,
+        target.runtime,
+        target.batch,
         device,
         Path(args.runs_dir),
-        uniform=args.latency_search == "uniform",
+        uniform=target.search == "uniform",
     )
     return replace(found, latency_target=record)
 
@@ -187,21 +191,6 @@ def precision_text(args, device, numerics) -> str:
     return f"precision {numerics.label()}{hint(args.precision, args.channels_last, device)}"
 
 
-class _Twice(ValueError):
-    """A key given twice in one JSON object (TOML refuses that itself)."""
-
-
-def _once_each(pairs: list[tuple[str, object]]) -> dict:
-    """``json.loads``' object hook for files a user writes: a key given twice is an error where the
-    decoder keeps the last value without a word."""
-    seen = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _Twice(repr(key))
-        seen[key] = value
-    return seen
-
-
 def user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | None, dict]:
     """(hparams per method, where they came from) from --hparams FILE or --hparams best (by default
     the study of the run's precision, as ``suite search`` names it)."""
@@ -214,6 +203,8 @@ def user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | No
         storage = args.storage or default_storage(Path(args.runs_dir))
         found = {m: best_hparams(storage, args.study or study_name(setting, m, numerics), setting, m) for m in methods}
         return {m: v[0] for m, v in found.items()}, {m: v[1] for m, v in found.items()}
+    from suite.store.files import KeyTwice, unique_keys
+
     p = Path(path)
     if not p.is_file():
         raise SuiteError(
@@ -221,14 +212,14 @@ def user_hparams(args, setting, methods: list[str], numerics) -> tuple[dict | No
         )
     try:
         text = p.read_text()
-        d = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text, object_pairs_hook=_once_each)
+        d = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text, object_pairs_hook=unique_keys)
     except (OSError, UnicodeDecodeError) as e:
         raise SuiteError(
             f"--hparams {path} cannot be read ({type(e).__name__}): check it is a readable UTF-8 text file"
         ) from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         raise SuiteError(f"--hparams {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
-    except _Twice as e:
+    except KeyTwice as e:
         raise SuiteError(f"--hparams {path} sets {e} twice: keep one (JSON would take the last in silence)") from None
     if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
         raise SuiteError(
@@ -326,10 +317,10 @@ def engine_of(args):
 def dry_surgery(setting) -> dict:
     """The target checked by the real surgery before any baseline or training (cached per
     setting): a spec the model cannot take is a one-line error now, not after hours of GReg."""
-    from suite.pages.overview import _cached_achieved
+    from suite.pages.overview import cached_achieved
 
     try:
-        achieved = _cached_achieved(setting)
+        achieved = cached_achieved(setting)
     except SuiteError as e:
         raise SuiteError(f"ratios {setting.ratios!r} on {setting.model}: {e}") from None
     # kept counts are rounded down to multiples of N but never below N: where every layer is at most
@@ -337,7 +328,7 @@ def dry_surgery(setting) -> dict:
     if (
         setting.round_to > 1
         and achieved["pruned_layers"] == 0
-        and _cached_achieved(replace(setting, round_to=1))["pruned_layers"] > 0
+        and cached_achieved(replace(setting, round_to=1))["pruned_layers"] > 0
     ):
         raise SuiteError(
             f"--round-to {setting.round_to} leaves every layer of {setting.model} whole at ratios "

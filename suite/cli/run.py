@@ -48,7 +48,7 @@ def add(sub) -> None:
     )
     run.add_argument(
         "--latency-runtime",
-        default=None,  # given without a latency target it is an error (options.latency_measure)
+        default=None,  # given without a latency target it is an error (options.latency_target)
         help="with --target Nx-latency: the runtime it is measured on (default eager)",
     )
     run.add_argument(

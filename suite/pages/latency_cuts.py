@@ -71,17 +71,24 @@ def _same_machine(a: dict, b: dict) -> bool:
     return a.get("processor") == b.get("processor") and (not a.get("isa") or not b.get("isa") or a["isa"] == b["isa"])
 
 
+def _very_same_machine(a: dict, b: dict) -> bool:
+    """Whether two records name one machine in the same words (processor and instruction set alike):
+    among records of one machine (``_same_machine``), such a record is preferred to one that
+    names no instruction set."""
+    return machine_text(a) == machine_text(b)
+
+
 def _timed_alike(search: dict, ratios: str, timed: list[dict]) -> dict | None:
     """The newest ``suite latency`` measurement of ``ratios`` on the search's machine
-    (``_same_machine``; one naming the very same machine first), runtime and batch: {speedup, lo,
-    hi}, or None when none is stored."""
+    (``_same_machine``; one naming it in the same words first: ``_very_same_machine``), runtime
+    and batch: {speedup, lo, hi}, or None when none is stored."""
     found = []
     for rec in timed:
         if rec.get("ratios") != ratios or not _same_machine(rec, search):
             continue
         for row in rec.get("rows", []):
             if (row.get("runtime"), row.get("batch")) == (search["runtime"], search["batch"]) and row.get("speedup"):
-                found.append(((machine_text(rec) == machine_text(search), str(rec.get("measured_at", ""))), row))
+                found.append(((_very_same_machine(rec, search), str(rec.get("measured_at", ""))), row))
     if not found:
         return None
     _, row = max(found, key=lambda t: t[0])
@@ -107,11 +114,11 @@ def same_uniform_cut(setting, flops_target: str, uniform_ratio: str, skip=None, 
     layer: the dry surgery's numbers (cached per setting, as ``suite list settings`` shows them)
     say it without comparing layers. ``skip`` and ``round_to``: the runs' own (default: the
     setting's). A target the model cannot take is not that cut."""
-    from suite.pages.overview import _cached_achieved
+    from suite.pages.overview import cached_achieved
     from suite.spec.settings import with_ratios
 
     try:
-        a, b = (_cached_achieved(with_ratios(setting, r, skip, round_to)) for r in (flops_target, uniform_ratio))
+        a, b = (cached_achieved(with_ratios(setting, r, skip, round_to)) for r in (flops_target, uniform_ratio))
     except SuiteError:
         return False
     return (a["pruned_flops"], a["pruned_params"]) == (b["pruned_flops"], b["pruned_params"])
@@ -136,8 +143,8 @@ def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict], setting
             u
             for u in uniform
             if (u["target"], u["runtime"], u["batch"], u["threads"]) == same and _same_machine(u, search)
-        ]  # the one of the very same record of the machine first
-        twin = min(twins, key=lambda u: machine_text(u) != machine_text(search), default=None)
+        ]
+        twin = max(twins, key=lambda u: _very_same_machine(u, search), default=None)
         mine = today[(today.ratios == search["ratios"]) & (today.latency_target == _run_text(search))]
         for ctx, part in mine.groupby(CONTEXT, sort=False, dropna=False):
             here = today[_same(today, ctx)]

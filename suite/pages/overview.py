@@ -54,7 +54,7 @@ def setting_row(setting: Setting) -> dict:
         "method_overrides": changed_defaults(setting),
         "description": setting.description,
     }
-    row.update(_cached_achieved(setting))
+    row.update(cached_achieved(setting))
     return row
 
 
@@ -65,10 +65,11 @@ def _code_version() -> str:
     return code_digest([Path(__file__).resolve()])
 
 
-def _cached_achieved(setting: Setting) -> dict:
+def cached_achieved(setting: Setting) -> dict:
     """``achieved`` once per setting and code version: building ResNet-50 and running its surgery
-    takes seconds, and ``suite list settings`` should answer at once. The cache holds one code
-    version (a new one starts it afresh); one that cannot be read or written is simply not used."""
+        takes seconds, and ``suite list settings`` should answer at once. ``suite run`` checks its target
+    with it before training, and the latency page tells two cuts apart by it. The cache holds one code
+        version (a new one starts it afresh); one that cannot be read or written is simply not used."""
     code = _code_version()
     try:
         cache = json.loads(CACHE.read_text())

@@ -74,10 +74,26 @@ def _unfinished_token(rest: str) -> bool:
     )
 
 
+class KeyTwice(ValueError):
+    """A key given twice in one JSON object (its repr is the message)."""
+
+
+def unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """``json.loads``' object hook for records and for files a user writes: a key given twice is an
+    error where the decoder would keep the last value without a word. The suite never writes one,
+    so in a stored record it means a hand edit."""
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise KeyTwice(repr(key))
+        seen[key] = value
+    return seen
+
+
 def read_json_record(path: Path) -> tuple[dict, str | None]:
     """``path``'s JSON object and None, or ``{}`` and what is wrong with the file in a few words
     ("missing", "empty", "truncated JSON", "not JSON (Expecting value at line 3 column 5)", "a JSON
-    list, not a record", "unreadable (Permission denied)"): a reader that skips a damaged record
+    list, not a record", "unreadable (Permission denied)", "a key given twice ('top1')"): a reader that skips a damaged record
     must still be able to say which one and why, or a run disappears from every table unnoticed."""
     try:
         text = Path(path).read_text()
@@ -88,7 +104,9 @@ def read_json_record(path: Path) -> tuple[dict, str | None]:
     except OSError as e:
         return {}, f"unreadable ({e.strerror or type(e).__name__})"
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=unique_keys)
+    except KeyTwice as e:
+        return {}, f"a key given twice ({e})"
     except json.JSONDecodeError as e:
         if not text.strip():
             return {}, "empty"

@@ -178,6 +178,15 @@ class RunRecord:
     run: str
     processor: str
 
+    def __post_init__(self):
+        """A number field holding anything but a number (an edited ``"top1": "x"``) is refused here,
+        where ``load_runs`` names the run as damaged, not later in a page's arithmetic."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("float | None", "int | None") and value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise TypeError(f"{f.name} is {value!r}, not a number")
+
     @classmethod
     def read(cls, r: dict, run: Path) -> RunRecord:
         """The record of one stored result ``r`` (a JSON object) in the folder ``run``."""
