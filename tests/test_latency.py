@@ -766,6 +766,8 @@ def test_a_latency_target_carries_its_measure_and_leaves_the_arguments_as_given(
     )
     assert options.latency_target_of(args) == options.LatencyTarget(2.0, "eager", 16, "per-unit")
     assert (args.latency_runtime, args.latency_search) == (None, None)
+    args.latency_search, args.latency_runtime = "uniform", "onnx"
+    assert options.latency_target_of(args) == options.LatencyTarget(2.0, "onnx", 16, "uniform")
     args.target = "2x"  # a FLOPs target: no latency target, and no measure given
-    args.latency_batch = None
+    args.latency_batch = args.latency_search = args.latency_runtime = None
     assert options.latency_target_of(args) is None

@@ -167,3 +167,44 @@ def test_a_record_stored_before_newer_fields_reads_with_their_defaults():
     assert rec.training_code == "unrecorded" and rec.processor == "an unrecorded processor"
     row = rec.row()
     assert list(row)[-3:] == ["finished_at", "run", "processor"] and row["own_iters"] == 1200
+
+
+def test_suite_run_refuses_to_reuse_a_damaged_result(tmp_path):
+    """A stored result.json that the pages would name as damaged is not reused by ``suite run``
+    either (nor trained over): one line naming the file, what is wrong and the fix."""
+    import types
+
+    import torch
+
+    from suite.errors import SuiteError
+    from suite.running.runner import Runner
+    from suite.spec.plan import plan
+    from suite.spec.settings import get_setting
+
+    setting = get_setting("fmnist-cnn4-quick")
+    job = plan(setting, ["l1"], [0], train_size=60000)[0]
+    data = types.SimpleNamespace(fingerprint="f" * 16, val=None)  # stored() reads no sample
+    runner = Runner(setting, data, tmp_path, torch.device("cpu"))
+    folder = runner.folder(job)
+    folder.mkdir(parents=True)
+    good = {"setting": setting.name, "method": "l1", "seed": 0, "status": "done", "top1": 70.0}
+    (folder / "result.json").write_text(json.dumps(good))
+    assert runner.stored(job)["top1"] == 70.0
+    (folder / "result.json").write_text(json.dumps({**good, "status": "failed", "top1": None}))
+    assert runner.stored(job) is None  # a failed run is trained again
+    for text, problem in [
+        (json.dumps({**good, "top1": "70"}), "(a field of the wrong type (TypeError: top1 is '70', not a number))"),
+        (json.dumps({**good, "seed": True}), "(a field of the wrong type (TypeError: seed is True, not a number))"),
+        (
+            json.dumps({**good, "round_to": "8"}),
+            "(a field of the wrong type (TypeError: round_to is '8', not a number))",
+        ),
+        ('{"status": "done", "top1": 70.0, "top1": 99.0}', "(a key given twice ('top1'))"),
+        ('{"status": "done", "top1": 7', "(truncated JSON)"),
+    ]:
+        (folder / "result.json").write_text(text)
+        with pytest.raises(SuiteError) as e:
+            runner.stored(job)
+        assert (
+            str(e.value) == f"{folder / 'result.json'} is unreadable {problem}; delete its run folder to recompute it"
+        )

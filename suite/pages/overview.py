@@ -67,9 +67,9 @@ def _code_version() -> str:
 
 def cached_achieved(setting: Setting) -> dict:
     """``achieved`` once per setting and code version: building ResNet-50 and running its surgery
-        takes seconds, and ``suite list settings`` should answer at once. ``suite run`` checks its target
+    takes seconds, and ``suite list settings`` should answer at once. ``suite run`` checks its target
     with it before training, and the latency page tells two cuts apart by it. The cache holds one code
-        version (a new one starts it afresh); one that cannot be read or written is simply not used."""
+    version (a new one starts it afresh); one that cannot be read or written is simply not used."""
     code = _code_version()
     try:
         cache = json.loads(CACHE.read_text())

@@ -25,8 +25,9 @@ from suite.running import pipeline
 from suite.running.pipeline import Workspace
 from suite.spec.plan import Job
 from suite.spec.settings import Setting
-from suite.store.files import code_version, job_lock, read_json, write_atomic, write_csv, write_json
+from suite.store.files import code_version, job_lock, read_json, read_json_record, write_atomic, write_csv, write_json
 from suite.store.fingerprint import training_code
+from suite.store.results import checked_record
 from suite.training.baseline import Baseline, get_baseline
 
 
@@ -83,12 +84,18 @@ class Runner:
         return job.folder(self.runs_dir, self.data.fingerprint)
 
     def stored(self, job: Job) -> dict | None:
+        """The job's stored finished result, None where there is none. A result.json that cannot be
+        read into a run's record (cut short, a key given twice, a number written as text) is
+        refused with a line naming it, as the pages name it, never reused or trained over."""
         path = self.folder(job) / "result.json"
-        if path.exists():
-            result = read_json(path)
-            if result.get("status") in ("done", "smoke"):
-                return result
-        return None
+        if not path.exists():
+            return None
+        result, problem = read_json_record(path)
+        if not problem:
+            problem = checked_record(result, path.parent)[1]
+        if problem:
+            raise SuiteError(f"{path} is unreadable ({problem}); delete its run folder to recompute it")
+        return result if result.get("status") in ("done", "smoke") else None
 
     @staticmethod
     def is_stale(job: Job, result: dict) -> bool:

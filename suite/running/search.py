@@ -79,6 +79,8 @@ def load_space(path: str | None, method: str) -> dict[str, tuple]:
             raise SuiteError(f"method {method} has no search space (no searchable hyperparameters)")
         return space
     given, problem = read_json_record(Path(path))  # what is wrong with the file, in the store's words
+    if problem is not None and problem.startswith("a key given twice"):
+        raise SuiteError(f"--space {path}: {problem}: keep one (JSON would take the last in silence)")
     if problem is not None:
         raise SuiteError(
             f"--space {path}: {'no such file' if problem == 'missing' else problem}; "

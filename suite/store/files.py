@@ -48,9 +48,11 @@ def write_json(path: Path, obj) -> None:
 
 def read_json(path: Path):
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(), object_pairs_hook=unique_keys)
     except (OSError, json.JSONDecodeError) as e:
         raise SuiteError(f"{path} is unreadable ({e}); delete its run folder to recompute it") from None
+    except KeyTwice as e:
+        raise SuiteError(f"{path} gives the key {e} twice; delete its run folder to recompute it") from None
 
 
 def read_json_object(path: Path) -> dict:

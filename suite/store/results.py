@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 import pandas as pd
 
@@ -84,13 +86,7 @@ def load_runs(runs_dir: Path, unreadable: list[Unreadable] | None = None) -> pd.
         r, problem = read_json_record(path)
         record = None
         if not problem:
-            try:
-                record = RunRecord.read(r, path.parent)
-            # valid JSON whose fields have the wrong shape (an edited "latency": [] or "budget": 3):
-            # reading them into typed fields is where that shows, and the run is named like any other
-            # damaged one rather than ending the listing with a traceback
-            except (AttributeError, TypeError, ValueError) as e:
-                problem = f"a field of the wrong type ({type(e).__name__}: {e})"
+            record, problem = checked_record(r, path.parent)
         _, config_problem = read_json_record(path.parent / "config.json")
         if (problem or config_problem) and unreadable is not None:
             unreadable.append(
@@ -103,6 +99,17 @@ def load_runs(runs_dir: Path, unreadable: list[Unreadable] | None = None) -> pd.
         if record is not None:
             rows.append(record.row())
     return pd.DataFrame(rows)
+
+
+def checked_record(r: dict, run: Path) -> tuple[RunRecord | None, str | None]:
+    """The stored result ``r`` of the folder ``run`` as its record and None, or None and what is
+    wrong with it. Valid JSON whose fields have the wrong shape (an edited ``"latency": []``,
+    ``"budget": 3`` or ``"top1": "x"``) shows where it is read into typed fields; the run is then
+    named like any other damaged one rather than ending a listing with a traceback."""
+    try:
+        return RunRecord.read(r, run), None
+    except (AttributeError, TypeError, ValueError) as e:
+        return None, f"a field of the wrong type ({type(e).__name__}: {e})"
 
 
 def _processor(run: Path) -> str:
@@ -180,12 +187,12 @@ class RunRecord:
 
     def __post_init__(self):
         """A number field holding anything but a number (an edited ``"top1": "x"``) is refused here,
-        where ``load_runs`` names the run as damaged, not later in a page's arithmetic."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("float | None", "int | None") and value is not None:
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise TypeError(f"{f.name} is {value!r}, not a number")
+        where ``load_runs`` names the run as damaged and ``suite run`` refuses to reuse it, not later
+        in a page's arithmetic."""
+        for name in _number_fields():
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise TypeError(f"{name} is {value!r}, not a number")
 
     @classmethod
     def read(cls, r: dict, run: Path) -> RunRecord:
@@ -257,6 +264,19 @@ class RunRecord:
             else:
                 out[f.name] = value
         return out
+
+
+@functools.cache
+def _number_fields() -> tuple[str, ...]:
+    """RunRecord's fields typed as numbers (int or float, None allowed), read from its annotations
+    so that a field added later is checked without being listed."""
+    hints = get_type_hints(RunRecord)
+    out = []
+    for f in fields(RunRecord):
+        kinds = set(get_args(hints[f.name])) or {hints[f.name]}
+        if kinds & {int, float} and kinds <= {int, float, type(None)}:
+            out.append(f.name)
+    return tuple(out)
 
 
 # Which runs are compared with each other, everywhere (the summary, ``suite results``, the pages and
