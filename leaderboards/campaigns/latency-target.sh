@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Issue 42 item 4's accuracy comparison, run by third-edition.sh after fmnist-cnn4's paper and 1x
-# points (about 4.5 CPU-hours): cifar10jpg-resnet20 pruned to a 2x latency target measured under
-# ONNX Runtime at batch 64 (fp32 inference; the search runs once on this machine and is stored under
-# the runs dir), against two uniform references: the uniform ratio of the same measured speed
+# Issue 42 item 4's accuracy comparison: a setting pruned to a 2x latency target measured under ONNX
+# Runtime at batch 64 (fp32 inference; the search runs once on this machine and is stored under the
+# runs dir), against two uniform references: the uniform ratio of the same measured speed
 # (--latency-search uniform, the issue's "uniform ratios of the same measured latency"), and the
 # uniform ratio of the same FLOPs speedup (trained only where it is another cut); greg1 and l1,
-# 3 seeds, the paper protocol, one baseline. Trained in bf16 + channels-last from the bf16 baseline
-# of seed 0 that the third edition's ResNet-20 runs share (about 2.2x fp32's training speed here, ci/bench-train): both sides
-# of this comparison train in the same precision, which is all a comparison needs. Resumable like
-# every suite run: run it again after an interruption.
+# 3 seeds, the paper protocol, one baseline. Resumable like every suite run: run it again after an
+# interruption.
+#   latency-target.sh [SETTING [SUITE RUN OPTIONS...]]
+# Without arguments: cifar10jpg-resnet20 (run by third-edition.sh after fmnist-cnn4's paper and 1x
+# points, about 4.5 CPU-hours), trained in bf16 + channels-last from the bf16 baseline of seed 0 that
+# the third edition's ResNet-20 runs share (about 2.2x fp32's training speed here, ci/bench-train):
+# both sides of the comparison train in the same precision, which is all a comparison needs. With
+# leaderboards/settings/cifar10jpg-tv-resnet18.toml: the same question on a model whose stages are
+# wider (64 to 512 channels, against ResNet-20's 16 to 64), in fp32 from its committed baseline,
+# whether ResNet-20's answer (the uniform cut keeps more) is its narrow stages' or the search's.
 #   nohup bash leaderboards/campaigns/latency-target.sh > latency-target.log 2>&1 &
 # The whole script is one function (its body left unindented for the here-documents), which
 # bash reads whole before any of it runs: a campaign edited while it runs goes on with the text
@@ -17,7 +22,10 @@ main() {
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=leaderboards/runs
-# cifar10jpg-resnet20 reads data/cifar10-jpg (gitignored): unpack the offline copy there once (a
+setting=${1:-cifar10jpg-resnet20}
+if [ $# -gt 1 ]; then options=("${@:2}"); elif [ $# -eq 0 ]; then options=(--precision bf16 --channels-last); else options=(); fi
+name=$(.venv/bin/python -c 'import sys; from suite.spec.settings import get_setting; print(get_setting(sys.argv[1]).name)' "$setting")
+# both settings read data/cifar10-jpg (gitignored): unpack the offline copy there once (a
 # link left to a folder that is gone is replaced)
 [ -d data/cifar10-jpg/train ] || { rm -f data/cifar10-jpg 2>/dev/null || true; mkdir -p data/cifar10-jpg && tar xzf ../shared/data/cifar10-jpg.tar.gz -C data/cifar10-jpg; }
 # A latency target belongs to the machine it was measured on: on another CPU, `suite run` would
@@ -26,55 +34,54 @@ runs=leaderboards/runs
 # work and this waits. The per-unit search of stop 48 predates the record's instruction set: it was
 # measured on an AMD EPYC with AVX512-BF16 (stop 48's note), which torch reports as the line below;
 # stop 50's "AMD EPYC" had AVX-512 masked (AVX2 only), which the model name alone did not show.
-searched_on=$(.venv/bin/python - "$runs" <<'PY'
+searched_on=$(.venv/bin/python - "$runs" "$name" <<'PY'
 import json, sys, pathlib
 STOP48_ISA = "AVX512 AVX512-BF16"
-records = [json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("cifar10jpg-resnet20/latency-targets/*.json")]
+records = [json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob(f"{sys.argv[2]}/latency-targets/*.json")]
 print(*sorted({f"{r['processor']} ({r.get('isa') or STOP48_ISA})" for r in records
                if (r["target"], r["runtime"], r["batch"]) == (2.0, "onnx", 64)}), sep="; ")
 PY
 )
 here=$(.venv/bin/python -c 'import torch; from suite.measure.metrics import machine, machine_text; print(machine_text(machine(torch.device("cpu"))))')
 if [ -n "$searched_on" ] && [ "$searched_on" != "$here" ]; then
-  echo "latency-target.sh: this comparison's search was measured on $searched_on, this machine is $here: skipped here"
+  echo "latency-target.sh: $name: this comparison's search was measured on $searched_on, this machine is $here: skipped here"
   exit 0
 fi
-.venv/bin/suite run --setting cifar10jpg-resnet20 --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
-  --target 2x-latency --latency-runtime onnx --latency-batch 64 --precision bf16 --channels-last
+.venv/bin/suite run --setting "$setting" --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
+  --target 2x-latency --latency-runtime onnx --latency-batch 64 "${options[@]}"
 found() {  # FIELD of this machine's 2x search of kind SEARCH (per-unit, uniform): ratios (default) or flops
-  .venv/bin/python - "$runs" "$1" "${2:-ratios}" <<'PY'
+  .venv/bin/python - "$runs" "$name" "$1" "${2:-ratios}" <<'PY'
 import json, sys, pathlib
 import torch
 from suite.measure.metrics import processor
-runs, search, field = sys.argv[1:]
+runs, name, search, field = sys.argv[1:]
 here = processor(torch.device("cpu"))
-records = [json.loads(p.read_text()) for p in pathlib.Path(runs).glob("cifar10jpg-resnet20/latency-targets/*.json")]
+records = [json.loads(p.read_text()) for p in pathlib.Path(runs).glob(f"{name}/latency-targets/*.json")]
 mine = [r for r in records if (r["target"], r["runtime"], r["batch"], r["processor"]) == (2.0, "onnx", 64, here)]
 (mine,) = [r for r in mine if r.get("search", "per-unit") == search]
 print(f"{mine['flops_speedup']:.3f}" if field == "flops" else mine["ratios"])
 PY
 }
 # the uniform ratio whose measured speed reaches the same target, searched once on this machine; L1's
-# three seeds first (8 min a run against GReg-1's 22 in bf16 here: a session that ends early has one method's
-# whole comparison rather than a third of each)
+# three seeds first (ResNet-20: 8 min a run against GReg-1's 22 in bf16 here: a session that ends early
+# has one method's whole comparison rather than a third of each)
 for methods in l1 greg1; do
-  .venv/bin/suite run --setting cifar10jpg-resnet20 --methods "$methods" --seed-list 0,1,2 --runs-dir "$runs" \
-    --target 2x-latency --latency-search uniform --latency-runtime onnx --latency-batch 64 --precision bf16 \
-    --channels-last
+  .venv/bin/suite run --setting "$setting" --methods "$methods" --seed-list 0,1,2 --runs-dir "$runs" \
+    --target 2x-latency --latency-search uniform --latency-runtime onnx --latency-batch 64 "${options[@]}"
 done
 # the FLOPs speedup the latency target's per-unit ratios took, from the search this machine stored;
 # the uniform ratio of that FLOPs is trained only where it is another cut than the uniform ratio of the
-# same speed: at 2x on ONNX Runtime both are 0.8625 (7.333x prunes to the same counts), one
+# same speed: on ResNet-20 at 2x on ONNX Runtime both are 0.8625 (7.333x prunes to the same counts), one
 # computation the page shows in both rows (suite.pages.latency_cuts.same_uniform_cut)
 flops=$(found per-unit flops)
 same=$(.venv/bin/python -c 'import sys
 from suite.pages.latency_cuts import same_uniform_cut
 from suite.spec.settings import get_setting
-print(int(same_uniform_cut(get_setting("cifar10jpg-resnet20"), sys.argv[1], sys.argv[2])))' "${flops}x" "$(found uniform)")
+print(int(same_uniform_cut(get_setting(sys.argv[1]), sys.argv[2], sys.argv[3])))' "$setting" "${flops}x" "$(found uniform)")
 cuts=("$(found per-unit)" "$(found uniform)")
 if [ "$same" = 0 ]; then
-  .venv/bin/suite run --setting cifar10jpg-resnet20 --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
-    --target "${flops}x" --precision bf16 --channels-last
+  .venv/bin/suite run --setting "$setting" --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
+    --target "${flops}x" "${options[@]}"
   cuts+=("${flops}x")
 fi
 # the architectures timed alike under the runtime and batch of the target, with OpenVINO beside it
@@ -83,7 +90,7 @@ fi
 # idle machine like the searches (stop 55 took these by hand with the same options: run again, they
 # replace their own records)
 for ratios in "${cuts[@]}"; do
-  .venv/bin/suite latency --setting cifar10jpg-resnet20 --ratios "$ratios" --runtimes onnx,openvino --batches 64 \
+  .venv/bin/suite latency --setting "$setting" --ratios "$ratios" --runtimes onnx,openvino --batches 64 \
     --round-to 1,8,16 --threads 2 --runs-dir "$runs"
 done
 }
