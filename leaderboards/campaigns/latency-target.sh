@@ -87,9 +87,25 @@ fi
 # the architectures timed alike under the runtime and batch of the target, with OpenVINO beside it
 # and the channel-alignment sweep, stored for the setting page's "Latency by runtime" (the uniform
 # FLOPs reference has no search of its own to say how fast it runs); a minute each, on an otherwise
-# idle machine like the searches (stop 55 took these by hand with the same options: run again, they
-# replace their own records)
+# idle machine like the searches. Once per machine: a cut this machine has timed so (its record
+# exists) is not timed again when the campaign is restarted; the same command by hand times it again
+# and replaces the record.
+timed_here() {  # whether this machine's record of the cut RATIOS with 2 threads is stored
+  .venv/bin/python - "$runs" "$name" "$1" <<'PY'
+import sys
+from pathlib import Path
+import torch
+from suite.measure.latency_records import record_path
+from suite.measure.metrics import instruction_set, processor
+runs, name, ratios = sys.argv[1:]
+cpu = torch.device("cpu")
+rep = {"setting": name, "ratios": ratios, "processor": processor(cpu), "isa": instruction_set(cpu), "threads": 2,
+       "torch": torch.__version__}
+sys.exit(0 if record_path(Path(runs), rep).exists() else 1)
+PY
+}
 for ratios in "${cuts[@]}"; do
+  timed_here "$ratios" && { echo "latency-target.sh: $name $ratios: timed on this machine already"; continue; }
   .venv/bin/suite latency --setting "$setting" --ratios "$ratios" --runtimes onnx,openvino --batches 64 \
     --round-to 1,8,16 --threads 2 --runs-dir "$runs"
 done

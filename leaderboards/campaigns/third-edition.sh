@@ -3,8 +3,8 @@
 # budget points first (the paper protocol and 1x, then 2x, then 4x: the 4x runs cost half of the
 # whole), and within each every baseline with pruning seed 0 first (so the baseline is a random
 # factor from the first day), then seeds 1 and 2; fmnist-cnn4 at 0.9 before cifar10jpg-resnet20, with
-# issue 42's latency-target comparison (latency-target.sh) and then issue 41's ViT comparison
-# (fmnist-vit.sh) after fmnist-cnn4's paper and 1x points.
+# issue 42's latency-target comparisons (latency-target.sh: ResNet-20, then torchvision's ResNet-18)
+# and then issue 41's ViT comparison (fmnist-vit.sh) after fmnist-cnn4's paper and 1x points.
 # A budget point's identity holds its resolved samples (the setting's frozen budget_unit), so
 # planning the points apart names the same runs as planning them together. Each command is the
 # runner's resume: a finished run is found, a killed one continues from its checkpoints, so running
@@ -47,16 +47,16 @@ fmnist_budget paper,total:1x
 # before the ViT, the shorter first
 bash leaderboards/campaigns/latency-target.sh ||
   echo "campaign: latency-target.sh ended with status $?"
-# issue 41's transformer comparison (about 11-12 CPU-hours): like the latency comparison, it closes an
-# issue. Its first target's three seeds first (a verdict at n=3), then fmnist-cnn4's 2x point (this
-# round's centre, issue 40: a third point of the budget curve), then the ViT's second target, then 4x
-bash leaderboards/campaigns/fmnist-vit.sh heads=0.5,mlp=0.5
-fmnist_budget total:2x
 # issue 42's question again on a model with wider stages (about 2 CPU-hours in fp32: two searches
 # and 18 short runs): whether ResNet-20's answer, the uniform cut keeping more at the same measured
 # speed, is its narrow stages' or the search's
 bash leaderboards/campaigns/latency-target.sh leaderboards/settings/cifar10jpg-tv-resnet18.toml ||
   echo "campaign: latency-target.sh on cifar10jpg-tv-resnet18 ended with status $?"
+# issue 41's transformer comparison (about 11-12 CPU-hours): like the latency comparison, it closes an
+# issue. Its first target's three seeds first (a verdict at n=3), then fmnist-cnn4's 2x point (this
+# round's centre, issue 40: a third point of the budget curve), then the ViT's second target, then 4x
+bash leaderboards/campaigns/fmnist-vit.sh heads=0.5,mlp=0.5
+fmnist_budget total:2x
 bash leaderboards/campaigns/fmnist-vit.sh heads=0.25,mlp=0.75
 fmnist_budget total:4x
 # ResNet-20 in bf16 + channels-last from bf16 baselines: a comparison of its own (a comparison is
