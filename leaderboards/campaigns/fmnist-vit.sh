@@ -33,5 +33,6 @@ for ratios in "${targets[@]}"; do
     echo "campaign: fmnist-vit latency at $ratios ended with status $?"
 done
 }
-main "$@"
-exit
+# exit on the line that runs main: bash has read it before main starts, so nothing after main is read
+# from a file that may have been edited meanwhile (a next line would be read at its old offset)
+main "$@"; exit

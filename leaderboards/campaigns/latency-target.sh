@@ -110,5 +110,6 @@ for ratios in "${cuts[@]}"; do
     --round-to 1,8,16 --threads 2 --runs-dir "$runs"
 done
 }
-main "$@"
-exit
+# exit on the line that runs main: bash has read it before main starts, so nothing after main is read
+# from a file that may have been edited meanwhile (a next line would be read at its old offset)
+main "$@"; exit

@@ -86,5 +86,6 @@ for budget in paper,total:1x total:2x; do
   done
 done
 }
-main "$@"
-exit
+# exit on the line that runs main: bash has read it before main starts, so nothing after main is read
+# from a file that may have been edited meanwhile (a next line would be read at its old offset)
+main "$@"; exit
