@@ -401,6 +401,22 @@ def _parameter_clock(models, runtime, shape, batch, device, workdir, **repeat):
     return timings, times
 
 
+def test_the_search_says_each_step_on_stderr_as_it_goes(monkeypatch, capsys):
+    """A search takes minutes to hours: each step is said on stderr when it is taken (stdout stays
+    ``--json``'s), in the order and with the speedups its record keeps."""
+    from suite.measure.latency_target import search
+
+    monkeypatch.setattr(latency, "time_group", _parameter_clock)
+    res = search(get_setting("fmnist-cnn4"), 1.3, "eager", 64, CPU, uniform=True)
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert out == "" and len(lines) == len(res["steps"]) > 2, err
+    for i, (line, step) in enumerate(zip(lines, res["steps"]), 1):
+        assert f"latency search step {i}: uniform at {step['ratios']['uniform']:g}: {step['speedup']:.2f}x (" in line
+        assert ("confirmed" in line) == bool(step.get("confirm")) and ("bisection" in line) == bool(step.get("bisect"))
+        assert line.endswith("target 1.3x on eager")
+
+
 def test_the_search_bisects_on_while_the_speedup_is_over_the_tolerance(monkeypatch):
     """The bisection's logic on a clock that is a known function of the model (time proportional
     to its parameters, the same slow spells on every model of a turn), so that where it lands is

@@ -30,7 +30,9 @@ architectures of the same measured speed, so their accuracies say what choosing 
 from __future__ import annotations
 
 import re
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -176,8 +178,20 @@ def search(
         its comparison with the baseline when it does (by the median), None when not."""
         timings, times = timed({"baseline": base, "pruned": model}, confirm_repeat)
         row = versus(timings, times, "baseline", "pruned")
-        steps.append({"unit": unit, "ratios": dict(r), "speedup": row["speedup"], "confirm": True, "bisect": bisect})
+        note({"unit": unit, "ratios": dict(r), "speedup": row["speedup"], "confirm": True, "bisect": bisect})
         return row if row["speedup"] >= target else None
+
+    def note(step: dict) -> None:
+        """Keep a step for the record and say it on stderr (stdout may be ``--json``'s): a search
+        takes minutes to hours (ResNet-50 at 2x about two) and would otherwise be silent until its end."""
+        steps.append(step)
+        how = ("bisection, " if step.get("bisect") else "") + ("confirmed" if step.get("confirm") else "short series")
+        print(
+            f"[{time.strftime('%H:%M:%S')}] latency search step {len(steps)}: {step['unit']} at "
+            f"{step['ratios'][step['unit']]:g}: {step['speedup']:.2f}x ({how}); target {target:g}x on {runtime}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     achieved, best, before = None, None, ratios
     while achieved is None:
@@ -205,7 +219,7 @@ def search(
         }
         best = max(cands, key=score.get)
         before, ratios, current = ratios, cands[best], models[best]
-        steps.append({"unit": best, "ratios": dict(ratios), "speedup": speedup(times, best)})
+        note({"unit": best, "ratios": dict(ratios), "speedup": speedup(times, best)})
         if steps[-1]["speedup"] >= target:  # a short measurement says so: the full one decides
             achieved = confirm(ratios, current, best)
     lo, hi = before[best], ratios[best]  # the last raise went too far, or just far enough
