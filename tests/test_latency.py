@@ -440,6 +440,55 @@ def test_the_search_bisects_on_while_the_speedup_is_over_the_tolerance(monkeypat
     assert max(bisections) > 2 and max(bisections) <= MAX_BISECTIONS, bisections
 
 
+@pytest.mark.parametrize(
+    "saved, removed, chosen",
+    [
+        # stop 56's ResNet-18: every raise slower than the whole model; the large unit's slowdown
+        # spread over its many parameters looked least bad per parameter, and it was chosen
+        ({"layer4": -0.30, "layer1": -0.05}, {"layer4": 0.40, "layer1": 0.01}, "layer1"),
+        # one candidate saves time: it wins over a smaller slowdown
+        ({"layer4": 0.02, "layer1": -0.01}, {"layer4": 0.40, "layer1": 0.01}, "layer4"),
+        # both save: per parameter, the small unit's 5 % for 1 % beats the large one's 20 % for 40 %
+        ({"layer4": 0.20, "layer1": 0.05}, {"layer4": 0.40, "layer1": 0.01}, "layer1"),
+    ],
+    ids=["none-saves", "one-saves", "both-save"],
+)
+def test_the_search_raises_the_unit_that_saves_most_per_parameter_or_costs_least(saved, removed, chosen):
+    from suite.measure.latency_target import choose_unit
+
+    assert choose_unit(saved, removed) == chosen
+
+
+def test_where_every_raise_runs_slower_the_search_takes_the_least_slowdown_first(monkeypatch):
+    """A clock under which every pruned model runs slower than the whole one (by a fifth, and by the
+    share of parameters it lost) until half of them are gone, and in proportion to its parameters
+    after (unaligned counts on ONNX Runtime, stop 56): the first raise the per-unit search keeps on
+    cnn4 is the candidate its clock slows least, the one that removes the fewest parameters, where
+    time saved per parameter removed chose the one that removes the most; the target is still met."""
+    from suite.measure.latency_target import search
+    from suite.models.size import count_params
+
+    first = []
+
+    def slow_until_cut(models, *args, **kwargs):
+        timings, times = _parameter_clock(models, *args, **kwargs)
+        p0 = count_params(models["baseline"])
+        for name, m in models.items():
+            lost = 1 - count_params(m) / p0
+            if name != "baseline" and lost < 0.5:
+                times[name] = [t0 * (1.2 + lost) for t0 in times["baseline"]]
+        if not first and "current" not in models and set(models) != {"baseline", "pruned"}:
+            first.append({n: count_params(m) for n, m in models.items() if n != "baseline"})
+        return timings, times
+
+    monkeypatch.setattr(latency, "time_group", slow_until_cut)
+    res = search(get_setting("fmnist-cnn4"), 1.3, "eager", 64, CPU)
+    sizes = first[0]
+    assert len(sizes) > 1 and len(set(sizes.values())) > 1, sizes
+    assert res["steps"][0]["unit"] == max(sizes, key=sizes.get), (sizes, res["steps"][0])
+    assert res["achieved"]["speedup"] >= 1.3
+
+
 @pytest.mark.parametrize("uniform", [False, True], ids=["per-unit", "uniform"])
 def test_with_aligned_counts_every_timed_candidate_is_another_model(monkeypatch, uniform):
     """``--round-to 8`` keeps cnn4's 32-channel layer at 24 from ratio 0.1 to 0.25: a raise that
