@@ -343,6 +343,23 @@ def test_the_rounding_sweep_times_each_rounding_against_the_same_baseline_repeat
     assert any(line.split()[:3] == ["eager", "2", "8"] for line in text.splitlines())
 
 
+def test_a_report_of_an_aligned_setting_names_its_alignment_and_is_another_record(tmp_path):
+    """A setting that aligns its counts (a run's ``--round-to 8``) times the aligned model: its
+    report says so and is stored under another name than the same ratios as given, which an
+    aligned search's page row must not take for its own."""
+    from dataclasses import replace
+
+    from suite.measure.latency import report
+    from suite.measure.latency_records import record_path
+
+    given = report(get_setting("fmnist-cnn4"), None, ["eager"], [2], CPU, layer_passes=0, **TINY)
+    aligned = report(replace(get_setting("fmnist-cnn4"), round_to=8), None, ["eager"], [2], CPU, layer_passes=0, **TINY)
+    assert "round_to" not in given and aligned["round_to"] == 8
+    assert aligned["flops"]["pruned"] < given["flops"]["pruned"]  # 0.7 of 32 keeps 9, aligned 8
+    assert record_path(tmp_path, aligned) != record_path(tmp_path, given)
+    assert record_path(tmp_path, given) == record_path(tmp_path, {**given, "round_to": None})
+
+
 @pytest.mark.parametrize("text", ["0", "8,x", ""])
 def test_bad_round_to_is_one_line(text):
     with pytest.raises(SuiteError, match="--round-to"):
@@ -721,6 +738,56 @@ def test_a_search_belongs_to_its_instruction_set_and_an_older_record_is_reused_w
     _, legacy = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
     assert len(searched) == n and legacy["record"] == f"{content_hash(key)}.json" and legacy["isa"] is None
     assert "whose instruction set it did not record (this machine: " in capsys.readouterr().out
+
+
+def test_a_per_unit_search_belongs_to_its_choice_of_unit_and_an_older_one_is_reused_with_a_warning(
+    tmp_path, monkeypatch, capsys
+):
+    """The per-unit searches of stops 48-56 chose their raises by time saved per parameter alone;
+    today's key holds the choice of unit (``CHOICE``). An older record (instruction set, no choice)
+    is what a run of its key gets, with a warning naming the older choice, and no search; a new
+    search stores today's key. A uniform search has one unit to raise and no choice: its key stays."""
+    import json
+    from pathlib import Path
+
+    from suite.measure import latency_target, metrics
+    from suite.measure.latency_target import CHOICE, resolve_for_run
+    from suite.store.files import content_hash
+
+    searched = []
+
+    def fake_search(setting, target, runtime, batch, device, uniform=False, **_):
+        searched.append(uniform)
+        return {
+            "ratios": "0.3",
+            "achieved": {"speedup": target},
+            "within_tolerance": True,
+            "flops_speedup": 1.4,
+            "processor": metrics.processor(device),
+            "isa": metrics.instruction_set(device),
+            "threads": 2,
+        }
+
+    monkeypatch.setattr(latency_target, "_search_apart", fake_search)
+    setting = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
+    folder = tmp_path / "tiny-fmnist" / "latency-targets"
+    _, mine = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
+    _, uniform = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, uniform=True)
+    keys = {p.name: json.loads(p.read_text())["key"] for p in folder.glob("*.json")}
+    assert keys[mine["record"]]["choice"] == CHOICE and "choice" not in keys[uniform["record"]]
+    assert searched == [False, True]
+
+    older = {k: v for k, v in keys[mine["record"]].items() if k != "choice"}
+    (folder / mine["record"]).unlink()
+    (folder / f"{content_hash(older)}.json").write_text(
+        json.dumps({**fake_search(setting, 1.2, "onnx", 64, CPU), "ratios": "0.4", "key": older})
+    )
+    searched.clear()
+    capsys.readouterr()
+    reused, record = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
+    assert searched == [] and reused.ratios == "0.4" and record["record"] == f"{content_hash(older)}.json"
+    assert "made by the older choice of unit (time saved per parameter alone); delete it" in capsys.readouterr().out
+    assert resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, uniform=True)[1] == uniform and searched == []
 
 
 def test_a_run_s_latency_search_loads_its_runtime_in_a_child_process_only(tmp_path):

@@ -1245,6 +1245,60 @@ def test_a_uniform_twin_that_could_not_land_near_the_target_is_not_called_the_sa
     assert "do not run at the same speed" not in section
 
 
+def test_a_per_stage_search_meets_the_uniform_twin_of_its_own_alignment(runs, tmp_path):
+    """A uniform search of the same target and machine aligned to 32 (another key, another cut) is
+    not the twin of a per-stage search of the counts as given, though it is stored first: the row
+    "searched to the same speed" is the unaligned uniform search's, with its runs."""
+    top1 = {
+        "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
+        "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
+    }
+    site = tmp_path / "aligned"
+    _latency_comparison(runs, site, top1, flops_speedup=2.0)
+    found = site / "tiny-fmnist" / "latency-targets"
+    aligned = json.loads((found / "b.json").read_text())
+    aligned |= {"ratios": "0.6", "key": {"round_to": 32}}
+    aligned["achieved"] = {"speedup": 1.7, "speedup_ci_lo": 1.65, "speedup_ci_hi": 1.75}
+    (found / "ab.json").write_text(json.dumps(aligned))  # sorted before the unaligned twin
+    section = _cuts_section(site, tmp_path / "aligned-site")
+    assert "At the same measured speed (1.5x on onnx at batch 64): l1 keeps more" in section
+    assert "<code>0.3</code>" in section and "<code>0.6</code>" not in section and "1.70x" not in section
+    assert "kept channels multiples of" not in section
+    # the same comparison aligned to 32 (its searches' keys and its runs): its heading says so
+    site = tmp_path / "all-aligned"
+    _latency_comparison(runs, site, top1, flops_speedup=2.0)
+    for path in site.glob("tiny-fmnist/*/*/result.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "round_to": 32}))
+    for path in site.glob("tiny-fmnist/latency-targets/*.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "key": {"round_to": 32}}))
+    section = _cuts_section(site, tmp_path / "all-aligned-site")
+    assert '<span class="tag">kept channels multiples of 32</span>' in section.split("</h2>")[0]
+    assert "At the same measured speed (1.5x on onnx at batch 64): l1 keeps more" in section
+
+
+def test_an_aligned_search_s_cut_is_timed_only_by_a_record_of_its_alignment():
+    """``suite latency`` of a ratio string prunes the counts as given unless its setting aligns them:
+    such a record does not time an aligned search's cut of the same string, a record of the same
+    alignment does (the record names its alignment where it has one), and so does the entry of
+    that alignment in a record's rounding sweep (``--round-to 1,8,16,32``)."""
+    from suite.pages.latency_cuts import _timed_alike
+
+    search = {"runtime": "onnx", "batch": 64, "processor": "P", "isa": "X", "key": {"round_to": 32}}
+    row = {"runtime": "onnx", "batch": 64, "speedup": 1.8, "speedup_ci_lo": 1.7, "speedup_ci_hi": 1.9}
+    given = {"ratios": "0.4", "processor": "P", "isa": "X", "rows": [{**row, "speedup": 0.6}]}
+    aligned = {**given, "round_to": 32, "rows": [row]}
+    assert _timed_alike(search, "0.4", [given]) is None
+    assert _timed_alike(search, "0.4", [given, aligned]) == {"speedup": 1.8, "lo": 1.7, "hi": 1.9}
+    assert _timed_alike({**search, "key": {}}, "0.4", [given, aligned])["speedup"] == 0.6
+    # a record of the counts as given whose rounding sweep timed the cut aligned to 32 times it too
+    swept = {
+        **given,
+        "rows": [{**given["rows"][0], "rounded": [{"round_to": 16, "speedup": 1.1}, {**row, "round_to": 32}]}],
+    }
+    assert _timed_alike(search, "0.4", [swept]) == {"speedup": 1.8, "lo": 1.7, "hi": 1.9}
+    assert _timed_alike({**search, "key": {"round_to": 8}}, "0.4", [swept, aligned]) is None
+
+
 def test_a_search_stored_before_its_instruction_set_was_recorded_meets_its_machine_s_later_records(runs, tmp_path):
     """The per-stage search of stop 48 names its processor only; its uniform twin and the ``suite
     latency`` records, measured on that machine later, name its instruction set too: they are set

@@ -6,14 +6,17 @@
 # uniform ratio of the same FLOPs speedup (trained only where it is another cut); greg1 and l1,
 # 3 seeds, the paper protocol, one baseline. Resumable like every suite run: run it again after an
 # interruption.
-#   latency-target.sh [SETTING [SUITE RUN OPTIONS...]]
+#   latency-target.sh [SETTING [SUITE RUN OPTIONS...]]   (e.g. ... cifar10jpg-tv-resnet18.toml --round-to 32)
 # Without arguments: cifar10jpg-resnet20 (run by third-edition.sh after fmnist-cnn4's paper and 1x
 # points, about 4.5 CPU-hours), trained in bf16 + channels-last from the bf16 baseline of seed 0 that
 # the third edition's ResNet-20 runs share (about 2.2x fp32's training speed here, ci/bench-train):
 # both sides of the comparison train in the same precision, which is all a comparison needs. With
 # leaderboards/settings/cifar10jpg-tv-resnet18.toml: the same question on a model whose stages are
 # wider (64 to 512 channels, against ResNet-20's 16 to 64), in fp32 from its committed baseline,
-# whether ResNet-20's answer (the uniform cut keeps more) is its narrow stages' or the search's.
+# whether ResNet-20's answer (the uniform cut keeps more) is its narrow stages' or the search's. With
+# that setting and --round-to 32: the same comparison with every kept count a multiple of 32 (its own
+# searches, cuts and timings), since ONNX Runtime here ran ResNet-18's unaligned counts up to 2.8x
+# slower than the whole model, and both earlier searches chose among such counts.
 #   nohup bash leaderboards/campaigns/latency-target.sh > latency-target.log 2>&1 &
 # The whole script is one function (its body left unindented for the here-documents), which
 # bash reads whole before any of it runs: a campaign edited while it runs goes on with the text
@@ -25,6 +28,15 @@ runs=leaderboards/runs
 setting=${1:-cifar10jpg-resnet20}
 if [ $# -gt 1 ]; then options=("${@:2}"); elif [ $# -eq 0 ]; then options=(--precision bf16 --channels-last); else options=(); fi
 name=$(.venv/bin/python -c 'import sys; from suite.spec.settings import get_setting; print(get_setting(sys.argv[1]).name)' "$setting")
+# the alignment the runs prune with (a --round-to among the options, else the setting's own): the
+# searches, the cuts and their timings of this comparison are those of that alignment
+round_to=$(.venv/bin/python - "$setting" "${options[@]}" <<'PY'
+import sys
+from suite.spec.settings import get_setting
+given = sys.argv[2:]
+print(given[given.index("--round-to") + 1] if "--round-to" in given[:-1] else get_setting(sys.argv[1]).round_to)
+PY
+)
 # both settings read data/cifar10-jpg (gitignored): unpack the offline copy there once (a
 # link left to a folder that is gone is replaced)
 [ -d data/cifar10-jpg/train ] || { rm -f data/cifar10-jpg 2>/dev/null || true; mkdir -p data/cifar10-jpg && tar xzf ../shared/data/cifar10-jpg.tar.gz -C data/cifar10-jpg; }
@@ -34,12 +46,13 @@ name=$(.venv/bin/python -c 'import sys; from suite.spec.settings import get_sett
 # work and this waits. The per-unit search of stop 48 predates the record's instruction set: it was
 # measured on an AMD EPYC with AVX512-BF16 (stop 48's note), which torch reports as the line below;
 # stop 50's "AMD EPYC" had AVX-512 masked (AVX2 only), which the model name alone did not show.
-searched_on=$(.venv/bin/python - "$runs" "$name" <<'PY'
+searched_on=$(.venv/bin/python - "$runs" "$name" "$round_to" <<'PY'
 import json, sys, pathlib
 STOP48_ISA = "AVX512 AVX512-BF16"
 records = [json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob(f"{sys.argv[2]}/latency-targets/*.json")]
 print(*sorted({f"{r['processor']} ({r.get('isa') or STOP48_ISA})" for r in records
-               if (r["target"], r["runtime"], r["batch"]) == (2.0, "onnx", 64)}), sep="; ")
+               if (r["target"], r["runtime"], r["batch"]) == (2.0, "onnx", 64)
+               and int(r.get("key", {}).get("round_to") or 1) == int(sys.argv[3])}), sep="; ")
 PY
 )
 here=$(.venv/bin/python -c 'import torch; from suite.measure.metrics import machine, machine_text; print(machine_text(machine(torch.device("cpu"))))')
@@ -49,15 +62,16 @@ if [ -n "$searched_on" ] && [ "$searched_on" != "$here" ]; then
 fi
 .venv/bin/suite run --setting "$setting" --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
   --target 2x-latency --latency-runtime onnx --latency-batch 64 "${options[@]}"
-found() {  # FIELD of this machine's 2x search of kind SEARCH (per-unit, uniform): ratios (default) or flops
-  .venv/bin/python - "$runs" "$name" "$1" "${2:-ratios}" <<'PY'
+found() {  # FIELD of this machine's 2x search of kind SEARCH (per-unit, uniform) at this alignment: ratios (default) or flops
+  .venv/bin/python - "$runs" "$name" "$round_to" "$1" "${2:-ratios}" <<'PY'
 import json, sys, pathlib
 import torch
 from suite.measure.metrics import processor
-runs, name, search, field = sys.argv[1:]
+runs, name, round_to, search, field = sys.argv[1:]
 here = processor(torch.device("cpu"))
 records = [json.loads(p.read_text()) for p in pathlib.Path(runs).glob(f"{name}/latency-targets/*.json")]
-mine = [r for r in records if (r["target"], r["runtime"], r["batch"], r["processor"]) == (2.0, "onnx", 64, here)]
+mine = [r for r in records if (r["target"], r["runtime"], r["batch"], r["processor"]) == (2.0, "onnx", 64, here)
+        and int(r.get("key", {}).get("round_to") or 1) == int(round_to)]
 (mine,) = [r for r in mine if r.get("search", "per-unit") == search]
 print(f"{mine['flops_speedup']:.3f}" if field == "flops" else mine["ratios"])
 PY
@@ -77,7 +91,7 @@ flops=$(found per-unit flops)
 same=$(.venv/bin/python -c 'import sys
 from suite.pages.latency_cuts import same_uniform_cut
 from suite.spec.settings import get_setting
-print(int(same_uniform_cut(get_setting(sys.argv[1]), sys.argv[2], sys.argv[3])))' "$setting" "${flops}x" "$(found uniform)")
+print(int(same_uniform_cut(get_setting(sys.argv[1]), sys.argv[2], sys.argv[3], round_to=int(sys.argv[4]))))' "$setting" "${flops}x" "$(found uniform)" "$round_to")
 cuts=("$(found per-unit)" "$(found uniform)")
 if [ "$same" = 0 ]; then
   .venv/bin/suite run --setting "$setting" --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
@@ -90,24 +104,31 @@ fi
 # idle machine like the searches. Once per machine: a cut this machine has timed so (its record
 # exists) is not timed again when the campaign is restarted; the same command by hand times it again
 # and replaces the record.
-timed_here() {  # whether this machine's record of the cut RATIOS with 2 threads is stored
-  .venv/bin/python - "$runs" "$name" "$1" <<'PY'
-import sys
+timed_here() {  # whether this machine's record of the cut RATIOS with 2 threads is stored, with this alignment's timing
+  .venv/bin/python - "$runs" "$name" "$1" "$round_to" <<'PY'
+import json, sys
 from pathlib import Path
 import torch
 from suite.measure.latency_records import record_path
 from suite.measure.metrics import instruction_set, processor
-runs, name, ratios = sys.argv[1:]
+runs, name, ratios, round_to = sys.argv[1:]
 cpu = torch.device("cpu")
 rep = {"setting": name, "ratios": ratios, "processor": processor(cpu), "isa": instruction_set(cpu), "threads": 2,
        "torch": torch.__version__}
-sys.exit(0 if record_path(Path(runs), rep).exists() else 1)
+path = record_path(Path(runs), rep)
+timed = path.exists() and (int(round_to) == 1 or any(
+    v.get("round_to") == int(round_to) for row in json.loads(path.read_text())["rows"] for v in row.get("rounded", [])))
+sys.exit(0 if timed else 1)
 PY
 }
+# An aligned comparison's cuts are timed by the sweep's entry of its alignment (the sweep rounds the
+# counts as a run of --round-to N does; the page reads that entry).
+sweep=1,8,16
+case ",$sweep," in *",$round_to,"*) ;; *) sweep=$sweep,$round_to ;; esac
 for ratios in "${cuts[@]}"; do
   timed_here "$ratios" && { echo "latency-target.sh: $name $ratios: timed on this machine already"; continue; }
   .venv/bin/suite latency --setting "$setting" --ratios "$ratios" --runtimes onnx,openvino --batches 64 \
-    --round-to 1,8,16 --threads 2 --runs-dir "$runs"
+    --round-to "$sweep" --threads 2 --runs-dir "$runs"
 done
 }
 # exit on the line that runs main: bash has read it before main starts, so nothing after main is read

@@ -531,6 +531,8 @@ def report(
         "isa": instruction_set(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        # the setting's own alignment (a run's --round-to), which every series above was pruned with
+        **({"round_to": setting.round_to} if setting.round_to > 1 else {}),
         "rows": rows,
     }
     if round_to:

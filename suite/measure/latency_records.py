@@ -17,8 +17,9 @@ from suite.store.results import Unreadable
 
 IDENTITY = ("setting", "ratios", "processor", "threads", "torch")  # what makes a record another record
 # ...and the instruction set, which a model name does not say (``suite.measure.metrics.instruction_set``);
-# a report without it (older) is named by the fields above alone
-LATER_IDENTITY = ("isa",)
+# a report without it (older) is named by the fields above alone; and the setting's alignment
+# (``--round-to``) where it has one, which a report of the counts as given does not name
+LATER_IDENTITY = ("isa", "round_to")
 
 
 def record_path(runs_dir: Path, rep: dict) -> Path:

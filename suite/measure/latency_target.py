@@ -42,6 +42,11 @@ from torch import nn
 
 from suite.errors import SuiteError
 
+# The per-unit search's choice of the unit to raise (:func:`choose_unit`), in the key of its records
+# since stop 57: the searches of stops 48-56 ranked by time saved per parameter alone, and where no
+# raise saved time that raised the largest units first. Their records keep their names and are
+# reused with a warning (the published comparisons were trained on their ratios).
+CHOICE = "saving per parameter, else least cost"
 TOLERANCE = 0.05  # the confirmed speedup lands within 5 % above the target
 MAX_BISECTIONS = 4  # of the last raise: two always, two more while the speedup is over the tolerance
 _TARGET = re.compile(r"(\d+(?:\.\d+)?)x-latency")
@@ -263,6 +268,7 @@ def search(
         "ratios": ratio_string(setting, base, ratios),
         "unit_ratios": ratios,
         "search": UNIFORM if uniform else "per-unit",
+        **({} if uniform else {"choice": CHOICE}),
         "achieved": achieved,
         "within_tolerance": achieved["speedup"] <= (1 + TOLERANCE) * target,
         "tolerance": TOLERANCE,
@@ -294,8 +300,8 @@ def resolve_for_run(
     threads, torch), and is stored under the runs dir (``<setting>/latency-targets/<key>.json``) for
     every later ``suite run`` to reuse. A search stored before its key held the instruction set is
     reused where the rest of its key matches, with a warning: its record cannot say whether this
-    machine's instructions are the ones it was timed on. ``search_options`` go to :func:`search` (its
-    repeats)."""
+    machine's instructions are the ones it was timed on; so is a per-unit search made before its key
+    held the choice of unit (``CHOICE``). ``search_options`` go to :func:`search` (its repeats)."""
     from suite.measure.metrics import instruction_set, machine, machine_text, processor
     from suite.spec.settings import with_ratios
     from suite.store.files import content_hash, read_json_record, write_json
@@ -317,19 +323,26 @@ def resolve_for_run(
         **({"search": UNIFORM} if uniform else {}),
     }
     folder = Path(runs_dir) / setting.name / "latency-targets"
-    path = folder / f"{content_hash({**key, 'isa': instruction_set(device)})}.json"
+    today = {**key, "isa": instruction_set(device), **({} if uniform else {"choice": CHOICE})}
+    older_choice = "made by the older choice of unit (time saved per parameter alone)"
+    # today's key, then the older records a run reuses, each with what its key lacks
+    keys = [(today, None)]
+    if not uniform:
+        keys.append(({**key, "isa": instruction_set(device)}, older_choice))
+    unknown_isa = f"whose instruction set it did not record (this machine: {machine_text(machine(device))})"
+    keys.append((key, unknown_isa + ("" if uniform else f", {older_choice}")))
+    path, lacking = folder / f"{content_hash(today)}.json", None
+    for candidate, why in keys:
+        if (there := folder / f"{content_hash(candidate)}.json").exists():
+            path, lacking = there, why
+            break
     stored, problem = read_json_record(path)
-    if problem == "missing":
-        legacy = folder / f"{content_hash(key)}.json"
-        stored, problem = read_json_record(legacy)
-        if stored:
-            path = legacy
-            print(
-                f"latency target {target:g}x: reusing the search in {legacy}, timed on a {stored['processor']} "
-                f"whose instruction set it did not record (this machine: {machine_text(machine(device))}); "
-                f"delete it to search again here",
-                flush=True,
-            )
+    if stored and lacking:
+        print(
+            f"latency target {target:g}x: reusing the search in {path} (timed on a {stored['processor']}), "
+            f"{lacking}; delete it to search again here",
+            flush=True,
+        )
     if problem not in (None, "missing"):
         raise SuiteError(f"{path}: {problem}; delete it and the latency search runs again")
     if stored:
@@ -341,7 +354,7 @@ def resolve_for_run(
             flush=True,
         )
         found = _search_apart(setting, target, runtime, batch, device, uniform=uniform, **search_options)
-        res = {**found, "key": {**key, "isa": instruction_set(device)}}
+        res = {**found, "key": today}
         write_json(path, res)
     record = {
         "target": target,

@@ -71,6 +71,19 @@ def _same_machine(a: dict, b: dict) -> bool:
     return a.get("processor") == b.get("processor") and (not a.get("isa") or not b.get("isa") or a["isa"] == b["isa"])
 
 
+def _prunes_alike(a: dict, b: dict) -> bool:
+    """Whether two searches chose among the same architectures: the same skip list and alignment
+    (their keys'; a record without a key is of the counts as given, nothing skipped beyond the
+    setting's). A uniform search aligned to 32 is another cut than one of the counts as given, and
+    each is the twin of the per-stage search of its own alignment only."""
+
+    def pruning(r: dict) -> tuple:
+        key = r.get("key") or {}
+        return key.get("base_ratios_skip"), int(key.get("round_to") or 1)
+
+    return pruning(a) == pruning(b)
+
+
 def _very_same_machine(a: dict, b: dict) -> bool:
     """Whether two records name one machine in the same words (processor and instruction set alike):
     among records of one machine (``_same_machine``), such a record is preferred to one that
@@ -80,20 +93,38 @@ def _very_same_machine(a: dict, b: dict) -> bool:
 
 def _timed_alike(search: dict, ratios: str, timed: list[dict]) -> dict | None:
     """The newest ``suite latency`` measurement of ``ratios`` on the search's machine
-    (``_same_machine``; one naming it in the same words first: ``_very_same_machine``), runtime
-    and batch: {speedup, lo, hi}, or None when none is stored."""
+    (``_same_machine``; one naming it in the same words first: ``_very_same_machine``), runtime,
+    batch and alignment (a record of the counts as given does not time an aligned search's cut):
+    {speedup, lo, hi}, or None when none is stored."""
     found = []
+    aligned = int((search.get("key") or {}).get("round_to") or 1)
     for rec in timed:
         if rec.get("ratios") != ratios or not _same_machine(rec, search):
             continue
         for row in rec.get("rows", []):
-            if (row.get("runtime"), row.get("batch")) == (search["runtime"], search["batch"]) and row.get("speedup"):
-                found.append(((_very_same_machine(rec, search), str(rec.get("measured_at", ""))), row))
+            if (row.get("runtime"), row.get("batch")) != (search["runtime"], search["batch"]):
+                continue
+            series = _of_alignment(rec, row, aligned)
+            if series and series.get("speedup"):
+                found.append(((_very_same_machine(rec, search), str(rec.get("measured_at", ""))), series))
     if not found:
         return None
     _, row = max(found, key=lambda t: t[0])
     # the paired 95 % interval; a record from before it has a quartile range there, not an interval
     return {"speedup": float(row["speedup"]), "lo": row.get("speedup_ci_lo"), "hi": row.get("speedup_ci_hi")}
+
+
+def _of_alignment(rec: dict, row: dict, aligned: int) -> dict | None:
+    """The series of a ``suite latency`` row that timed the ratios aligned to ``aligned``: the row
+    itself where the record's setting aligned its counts so (counts as given: 1), its rounding
+    sweep's entry of that alignment where the record is of the counts as given (the sweep rounds
+    the ratios' counts as a run of ``--round-to N`` does), None where it timed neither."""
+    own = int(rec.get("round_to") or 1)
+    if own == aligned:
+        return row
+    if own == 1:
+        return next((v for v in row.get("rounded", []) if v.get("round_to") == aligned), None)
+    return None
 
 
 def _context(frame: pd.DataFrame) -> pd.DataFrame:
@@ -142,7 +173,9 @@ def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict], setting
         twins = [
             u
             for u in uniform
-            if (u["target"], u["runtime"], u["batch"], u["threads"]) == same and _same_machine(u, search)
+            if (u["target"], u["runtime"], u["batch"], u["threads"]) == same
+            and _same_machine(u, search)
+            and _prunes_alike(u, search)
         ]
         twin = max(twins, key=lambda u: _very_same_machine(u, search), default=None)
         mine = today[(today.ratios == search["ratios"]) & (today.latency_target == _run_text(search))]
@@ -242,6 +275,7 @@ def _section(search: dict, first, cuts: list, timed: list[dict]) -> dict:
         "batch": search["batch"],
         "processor": machine_text(search),
         "threads": search["threads"],
+        "round_to": int((search.get("key") or {}).get("round_to") or 1),
         "baseline_name": first.baseline_name,
         "numerics": first.numerics,
         "protocol": first.protocol,
