@@ -199,6 +199,14 @@ def test_suite_run_refuses_to_reuse_a_damaged_result(tmp_path):
             json.dumps({**good, "round_to": "8"}),
             "(a field of the wrong type (TypeError: round_to is '8', not a number))",
         ),
+        (
+            json.dumps({**good, "method_columns": {"mag_ratio": "31.2"}}),
+            "(a field of the wrong type (TypeError: method_columns['mag_ratio'] is '31.2', not a number))",
+        ),
+        (
+            json.dumps({**good, "method_columns": [31.2]}),
+            "(a field of the wrong type (TypeError: method_columns is [31.2], not a record))",
+        ),
         ('{"status": "done", "top1": 70.0, "top1": 99.0}', "(a key given twice ('top1'))"),
         ('{"status": "done", "top1": 7', "(truncated JSON)"),
     ]:

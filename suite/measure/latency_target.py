@@ -339,7 +339,7 @@ def resolve_for_run(
     stored, problem = read_json_record(path)
     if stored and lacking:
         print(
-            f"latency target {target:g}x: reusing the search in {path} (timed on a {stored['processor']}), "
+            f"latency target {target:g}x: reusing the search in {path} (timed on {stored['processor']}), "
             f"{lacking}; delete it to search again here",
             flush=True,
         )

@@ -22,7 +22,7 @@ from suite.errors import SuiteError
 from suite.running.runner import Runner
 from suite.spec.plan import Job, resolve_hparams
 from suite.spec.settings import Setting
-from suite.store.files import file_lock, read_json_record
+from suite.store.files import KEY_TWICE, file_lock, read_json_record
 from suite.training.numerics import FP32, Numerics
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -79,7 +79,7 @@ def load_space(path: str | None, method: str) -> dict[str, tuple]:
             raise SuiteError(f"method {method} has no search space (no searchable hyperparameters)")
         return space
     given, problem = read_json_record(Path(path))  # what is wrong with the file, in the store's words
-    if problem is not None and problem.startswith("a key given twice"):
+    if problem is not None and problem.startswith(KEY_TWICE):
         raise SuiteError(f"--space {path}: {problem}: keep one (JSON would take the last in silence)")
     if problem is not None:
         raise SuiteError(

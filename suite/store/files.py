@@ -92,6 +92,9 @@ def unique_keys(pairs: list[tuple[str, object]]) -> dict:
     return seen
 
 
+KEY_TWICE = "a key given twice"  # how read_json_record's problem begins for such a file: a reader may add its fix
+
+
 def read_json_record(path: Path) -> tuple[dict, str | None]:
     """``path``'s JSON object and None, or ``{}`` and what is wrong with the file in a few words
     ("missing", "empty", "truncated JSON", "not JSON (Expecting value at line 3 column 5)", "a JSON
@@ -108,7 +111,7 @@ def read_json_record(path: Path) -> tuple[dict, str | None]:
     try:
         data = json.loads(text, object_pairs_hook=unique_keys)
     except KeyTwice as e:
-        return {}, f"a key given twice ({e})"
+        return {}, f"{KEY_TWICE} ({e})"
     except json.JSONDecodeError as e:
         if not text.strip():
             return {}, "empty"

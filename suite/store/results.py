@@ -186,11 +186,15 @@ class RunRecord:
     processor: str
 
     def __post_init__(self):
-        """A number field holding anything but a number (an edited ``"top1": "x"``) is refused here,
+        """A number field holding anything but a number (an edited ``"top1": "x"``, or a method's
+        column such as ``"mag_ratio": "x"``) is refused here,
         where ``load_runs`` names the run as damaged and ``suite run`` refuses to reuse it, not later
         in a page's arithmetic."""
-        for name in _number_fields():
-            value = getattr(self, name)
+        numbers = {name: getattr(self, name) for name in _number_fields()}
+        if not isinstance(self.method_columns, dict):
+            raise TypeError(f"method_columns is {self.method_columns!r}, not a record")
+        numbers |= {f"method_columns[{k!r}]": v for k, v in self.method_columns.items()}
+        for name, value in numbers.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise TypeError(f"{name} is {value!r}, not a number")
 
