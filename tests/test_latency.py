@@ -674,6 +674,30 @@ def test_a_uniform_search_is_stored_beside_the_per_unit_one_and_named_on_the_pag
     assert latency_target_text(per_unit_record).startswith("1.1x latency on eager at batch 64")
 
 
+def _record_shaped_searches(monkeypatch) -> list[dict]:
+    """A run's latency search replaced by a record of its shape (the search itself is tested
+    above): the searches asked for, each {isa, uniform}, for tests of which record a run gets and
+    when it searches."""
+    from suite.measure import latency_target, metrics
+
+    searched = []
+
+    def fake_search(setting, target, runtime, batch, device, uniform=False, **_):
+        searched.append({"isa": metrics.instruction_set(device), "uniform": uniform})
+        return {
+            "ratios": "0.3",
+            "achieved": {"speedup": target},
+            "within_tolerance": True,
+            "flops_speedup": 1.4,
+            "processor": metrics.processor(device),
+            "isa": metrics.instruction_set(device),
+            "threads": 2,
+        }
+
+    monkeypatch.setattr(latency_target, "_search_apart", fake_search)
+    return searched
+
+
 def test_a_search_belongs_to_its_instruction_set_and_an_older_record_is_reused_with_a_warning(
     tmp_path, monkeypatch, capsys
 ):
@@ -689,21 +713,7 @@ def test_a_search_belongs_to_its_instruction_set_and_an_older_record_is_reused_w
     from suite.measure.latency_target import resolve_for_run
     from suite.store.files import content_hash
 
-    searched = []
-
-    def fake_search(setting, target, runtime, batch, device, uniform=False, **_):
-        searched.append(metrics.instruction_set(device))
-        return {
-            "ratios": "0.3",
-            "achieved": {"speedup": target},
-            "within_tolerance": True,
-            "flops_speedup": 1.4,
-            "processor": metrics.processor(device),
-            "isa": metrics.instruction_set(device),
-            "threads": 2,
-        }
-
-    monkeypatch.setattr(latency_target, "_search_apart", fake_search)
+    searched = _record_shaped_searches(monkeypatch)
     setting = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
     folder = tmp_path / "tiny-fmnist" / "latency-targets"
     _, mine = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
@@ -711,12 +721,16 @@ def test_a_search_belongs_to_its_instruction_set_and_an_older_record_is_reused_w
     assert len(searched) == 1  # found again on this machine
     monkeypatch.setattr(metrics, "instruction_set", lambda device: "AVX-9000")
     _, other = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
-    assert searched[-1] == "AVX-9000" and other["record"] != mine["record"] and len(list(folder.glob("*.json"))) == 2
+    assert (
+        searched[-1]["isa"] == "AVX-9000"
+        and other["record"] != mine["record"]
+        and len(list(folder.glob("*.json"))) == 2
+    )
 
     # an older record: no instruction set in its key or its body, named by the rest of the key
     for f in folder.glob("*.json"):
         f.unlink()
-    old = {**fake_search(setting, 1.2, "onnx", 64, CPU), "isa": None}
+    old = {**latency_target._search_apart(setting, 1.2, "onnx", 64, CPU), "isa": None}
     del old["isa"]
     key = {
         "setting": setting.name,
@@ -750,37 +764,23 @@ def test_a_per_unit_search_belongs_to_its_choice_of_unit_and_an_older_one_is_reu
     import json
     from pathlib import Path
 
-    from suite.measure import latency_target, metrics
+    from suite.measure import latency_target
     from suite.measure.latency_target import CHOICE, resolve_for_run
     from suite.store.files import content_hash
 
-    searched = []
-
-    def fake_search(setting, target, runtime, batch, device, uniform=False, **_):
-        searched.append(uniform)
-        return {
-            "ratios": "0.3",
-            "achieved": {"speedup": target},
-            "within_tolerance": True,
-            "flops_speedup": 1.4,
-            "processor": metrics.processor(device),
-            "isa": metrics.instruction_set(device),
-            "threads": 2,
-        }
-
-    monkeypatch.setattr(latency_target, "_search_apart", fake_search)
+    searched = _record_shaped_searches(monkeypatch)
     setting = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
     folder = tmp_path / "tiny-fmnist" / "latency-targets"
     _, mine = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
     _, uniform = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, uniform=True)
     keys = {p.name: json.loads(p.read_text())["key"] for p in folder.glob("*.json")}
     assert keys[mine["record"]]["choice"] == CHOICE and "choice" not in keys[uniform["record"]]
-    assert searched == [False, True]
+    assert [s["uniform"] for s in searched] == [False, True]
 
     older = {k: v for k, v in keys[mine["record"]].items() if k != "choice"}
     (folder / mine["record"]).unlink()
     (folder / f"{content_hash(older)}.json").write_text(
-        json.dumps({**fake_search(setting, 1.2, "onnx", 64, CPU), "ratios": "0.4", "key": older})
+        json.dumps({**latency_target._search_apart(setting, 1.2, "onnx", 64, CPU), "ratios": "0.4", "key": older})
     )
     searched.clear()
     capsys.readouterr()
