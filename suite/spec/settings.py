@@ -22,7 +22,7 @@ from suite.errors import SuiteError
 from suite.models import zoo
 from suite.models.layouts import Layout
 from suite.models.ratios import parse_ratios, resolve
-from suite.models.rounding import round_ratios
+from suite.models.rounding import aligned_flops_target, round_ratios
 from suite.training.loop import Recipe, is_int, is_number
 
 # A setting's name is a folder under the runs dir and a page name: no path separators, no dots first.
@@ -143,6 +143,9 @@ class Setting:
         self, model, ratios: str | None = None, skip: str | None = None, granularity: str = "filter"
     ) -> dict[str, float]:
         spec = parse_ratios(ratios or self.ratios, self.skip if skip is None else skip)
+        if granularity == "filter" and self.round_to > 1 and spec.target is not None:
+            # a FLOPs target is met by aligned counts, not aligned after it is met
+            return aligned_flops_target(spec, model, self.layout, self.input_shape, self.round_to)
         layers = resolve(spec, model, self.layout, granularity, self.input_shape)
         if granularity == "filter" and self.round_to > 1:
             layers = round_ratios(model, layers, self.round_to, self.layout)
