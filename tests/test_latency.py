@@ -352,6 +352,26 @@ def test_a_flops_target_with_aligned_counts_lands_on_the_nearest_aligned_cut(tar
     assert all((w - n_pruned(r, w)) % 8 == 0 for n, r in got.items() for w in [widths[n]]), got
 
 
+def test_the_rounding_sweep_of_a_flops_target_times_what_an_aligned_run_prunes():
+    """``suite latency --ratios 1.8x --round-to 1,8``: the N=8 model is the one ``suite run
+    --target 1.8x --round-to 8`` prunes (the aligned cut nearest the target, counted by a dry
+    surgery: 1.61x), not the 1.8x cut of the counts as given rounded down after, which prunes more
+    (2.40x)."""
+    from dataclasses import replace
+
+    from suite.measure.latency import report
+    from suite.models.ratios import dry_surgery
+
+    setting = get_setting("fmnist-cnn4")
+    model, layout, shape = setting.build_model(), setting.layout, setting.input_shape
+    rep = report(setting, "1.8x", ["eager"], [2], CPU, layer_passes=0, round_to=[1, 8], **TINY)
+    by = {v["round_to"]: v for v in rep["rounding"]}
+    run = dry_surgery(model, replace(setting, round_to=8).layer_ratios(model, "1.8x"), shape, layout)
+    after = dry_surgery(model, round_ratios(model, setting.layer_ratios(model, "1.8x"), 8, layout), shape, layout)
+    assert by[8]["flops_speedup"] == pytest.approx(run["speedup"])
+    assert abs(run["speedup"] - 1.8) < abs(after["speedup"] - 1.8), (run["speedup"], after["speedup"])
+
+
 def test_the_rounding_sweep_times_each_rounding_against_the_same_baseline_repeats():
     from suite.measure.latency import format_report, report
 

@@ -28,9 +28,14 @@ for ratios in "${targets[@]}"; do
       --budget paper,total:1x --seed-list "$seed" --runs-dir leaderboards/runs --recompute-stale ||
       echo "campaign: fmnist-vit $ratios seed $seed ended with status $?"
   done
-  # the pruned architecture's latency per runtime, stored beside the runs for the page (random weights)
-  .venv/bin/suite latency --setting "$setting" --ratios "$ratios" --runs-dir leaderboards/runs ||
-    echo "campaign: fmnist-vit latency at $ratios ended with status $?"
+  # the pruned architecture's latency per runtime, stored beside the runs for the page (random
+  # weights); once per machine: a restarted campaign does not time it again (timed_here.py)
+  if .venv/bin/python leaderboards/campaigns/timed_here.py leaderboards/runs fmnist-vit "$ratios"; then
+    echo "fmnist-vit.sh: $ratios: timed on this machine already"
+  else
+    .venv/bin/suite latency --setting "$setting" --ratios "$ratios" --threads 2 --runs-dir leaderboards/runs ||
+      echo "campaign: fmnist-vit latency at $ratios ended with status $?"
+  fi
 done
 }
 # exit on the line that runs main: bash has read it before main starts, so nothing after main is read

@@ -104,29 +104,13 @@ fi
 # idle machine like the searches. Once per machine: a cut this machine has timed so (its record
 # exists) is not timed again when the campaign is restarted; the same command by hand times it again
 # and replaces the record.
-timed_here() {  # whether this machine's record of the cut RATIOS with 2 threads is stored, with this alignment's timing
-  .venv/bin/python - "$runs" "$name" "$1" "$round_to" <<'PY'
-import json, sys
-from pathlib import Path
-import torch
-from suite.measure.latency_records import record_path
-from suite.measure.metrics import instruction_set, processor
-runs, name, ratios, round_to = sys.argv[1:]
-cpu = torch.device("cpu")
-rep = {"setting": name, "ratios": ratios, "processor": processor(cpu), "isa": instruction_set(cpu), "threads": 2,
-       "torch": torch.__version__}
-path = record_path(Path(runs), rep)
-timed = path.exists() and (int(round_to) == 1 or any(
-    v.get("round_to") == int(round_to) for row in json.loads(path.read_text())["rows"] for v in row.get("rounded", [])))
-sys.exit(0 if timed else 1)
-PY
-}
 # An aligned comparison's cuts are timed by the sweep's entry of its alignment (the sweep rounds the
 # counts as a run of --round-to N does; the page reads that entry).
 sweep=1,8,16
 case ",$sweep," in *",$round_to,"*) ;; *) sweep=$sweep,$round_to ;; esac
 for ratios in "${cuts[@]}"; do
-  timed_here "$ratios" && { echo "latency-target.sh: $name $ratios: timed on this machine already"; continue; }
+  .venv/bin/python leaderboards/campaigns/timed_here.py "$runs" "$name" "$ratios" "$round_to" &&
+    { echo "latency-target.sh: $name $ratios: timed on this machine already"; continue; }
   .venv/bin/suite latency --setting "$setting" --ratios "$ratios" --runtimes onnx,openvino --batches 64 \
     --round-to "$sweep" --threads 2 --runs-dir "$runs"
 done
