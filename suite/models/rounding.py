@@ -83,7 +83,7 @@ def aligned_flops_target(
         tuple((n, tuple(p.shape)) for n, p in model.named_parameters()),
     )
     if key in _ALIGNED_TARGETS:
-        return _ALIGNED_TARGETS[key]
+        return dict(_ALIGNED_TARGETS[key])  # a copy: a caller may edit what it is given
 
     def layers(r: float) -> dict[str, float]:
         given = resolve(replace(spec, target=None, uniform=round(r, 6)), model, layout, "filter", input_shape)
@@ -107,7 +107,7 @@ def aligned_flops_target(
         else:
             lo, s_lo = mid, s_mid
     _ALIGNED_TARGETS[key] = layers(hi if s_hi - spec.target <= spec.target - s_lo else lo)
-    return _ALIGNED_TARGETS[key]
+    return dict(_ALIGNED_TARGETS[key])
 
 
 def parse_round_to(text: str) -> list[int]:
