@@ -490,7 +490,7 @@ def test_the_search_says_each_step_on_stderr_as_it_goes(monkeypatch, capsys):
     from suite.measure.latency_target import search
 
     monkeypatch.setattr(latency, "time_group", _parameter_clock)
-    res = search(get_setting("fmnist-cnn4"), 1.3, "eager", 64, CPU, uniform=True)
+    res = search(get_setting("fmnist-cnn4"), 1.3, "eager", 64, CPU, kind="uniform")
     out, err = capsys.readouterr()
     lines = err.splitlines()
     assert out == "" and len(lines) == len(res["steps"]) > 2, err
@@ -514,7 +514,7 @@ def test_the_search_bisects_on_while_the_speedup_is_over_the_tolerance(monkeypat
     base = setting.build_model()
     bisections = []
     for target in (1.15, 1.3, 1.45, 1.6, 1.8, 2.2):
-        res = search(setting, target, "eager", 64, CPU, uniform=True)
+        res = search(setting, target, "eager", 64, CPU, kind="uniform")
         assert target <= res["achieved"]["speedup"] <= 1.05 * target, (target, res["steps"])  # 5 %: the issue's aim
         bisections.append(sum(1 for s in res["steps"] if s.get("bisect")))
         ratio = float(res["ratios"])
@@ -600,7 +600,7 @@ def test_with_aligned_counts_every_timed_candidate_is_another_model(monkeypatch,
     monkeypatch.setattr(latency, "time_group", watching)
     setting = replace(get_setting("fmnist-cnn4"), round_to=8)
     for target in (1.3, 1.6, 2.2):
-        res = search(setting, target, "eager", 64, CPU, uniform=uniform)
+        res = search(setting, target, "eager", 64, CPU, kind="uniform" if uniform else "per-unit")
         assert res["achieved"]["speedup"] >= target, (target, res["steps"])
     assert repeats == [] and len(confirmed) == len(set(confirmed)), (repeats, confirmed)
 
@@ -624,7 +624,7 @@ def test_the_most_pruned_model_is_confirmed_before_a_target_is_called_out_of_rea
     setting = get_setting("fmnist-cnn4")
     base = setting.build_model()
     most = count_params(base) / count_params(prune_copy(setting, base, setting.layer_ratios(base, "0.9")))
-    res = search(setting, most / 1.01, "eager", 64, CPU, uniform=True)
+    res = search(setting, most / 1.01, "eager", 64, CPU, kind="uniform")
     assert res["achieved"]["speedup"] == pytest.approx(most, rel=0.02) and float(res["ratios"]) >= 0.85
 
 
@@ -726,7 +726,7 @@ def test_a_uniform_search_is_stored_beside_the_per_unit_one_and_named_on_the_pag
     short = dict(warmup=1, rounds=1, round_size=5, min_repeats=5)  # seconds: the search is tested above
     quick = dict(step=0.5, search_repeat=short, **short)
     per_unit, per_unit_record = resolve_for_run(setting, 1.1, "eager", 64, CPU, tmp_path, **quick)
-    uniform, uniform_record = resolve_for_run(setting, 1.1, "eager", 64, CPU, tmp_path, uniform=True, **quick)
+    uniform, uniform_record = resolve_for_run(setting, 1.1, "eager", 64, CPU, tmp_path, kind="uniform", **quick)
     records = sorted(tmp_path.glob("tiny-fmnist/latency-targets/*.json"))
     assert len(records) == 2 and per_unit_record["record"] != uniform_record["record"]
     stored = json.loads((records[0].parent / uniform_record["record"]).read_text())
@@ -734,7 +734,9 @@ def test_a_uniform_search_is_stored_beside_the_per_unit_one_and_named_on_the_pag
     assert "search" not in json.loads((records[0].parent / per_unit_record["record"]).read_text())["key"]
     assert float(uniform.ratios) == float(stored["ratios"]) > 0 and uniform_record["search"] == "uniform"
     stamps = [r.stat().st_mtime_ns for r in records]
-    assert resolve_for_run(setting, 1.1, "eager", 64, CPU, tmp_path, uniform=True, **quick)[0].ratios == uniform.ratios
+    assert (
+        resolve_for_run(setting, 1.1, "eager", 64, CPU, tmp_path, kind="uniform", **quick)[0].ratios == uniform.ratios
+    )
     assert [r.stat().st_mtime_ns for r in records] == stamps
     assert latency_target_text(uniform_record).startswith("1.1x latency with one uniform ratio on eager at batch 64")
     assert latency_target_text(per_unit_record).startswith("1.1x latency on eager at batch 64")
@@ -742,14 +744,14 @@ def test_a_uniform_search_is_stored_beside_the_per_unit_one_and_named_on_the_pag
 
 def _record_shaped_searches(monkeypatch) -> list[dict]:
     """A run's latency search replaced by a record of its shape (the search itself is tested
-    above): the searches asked for, each {isa, uniform}, for tests of which record a run gets and
+    above): the searches asked for, each {isa, kind}, for tests of which record a run gets and
     when it searches."""
     from suite.measure import latency_target, metrics
 
     searched = []
 
-    def fake_search(setting, target, runtime, batch, device, uniform=False, **_):
-        searched.append({"isa": metrics.instruction_set(device), "uniform": uniform})
+    def fake_search(setting, target, runtime, batch, device, kind="per-unit", **_):
+        searched.append({"isa": metrics.instruction_set(device), "kind": kind})
         return {
             "ratios": "0.3",
             "achieved": {"speedup": target},
@@ -838,10 +840,10 @@ def test_a_per_unit_search_belongs_to_its_choice_of_unit_and_an_older_one_is_reu
     setting = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
     folder = tmp_path / "tiny-fmnist" / "latency-targets"
     _, mine = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
-    _, uniform = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, uniform=True)
+    _, uniform = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, kind="uniform")
     keys = {p.name: json.loads(p.read_text())["key"] for p in folder.glob("*.json")}
     assert keys[mine["record"]]["choice"] == CHOICE and "choice" not in keys[uniform["record"]]
-    assert [s["uniform"] for s in searched] == [False, True]
+    assert [s["kind"] for s in searched] == ["per-unit", "uniform"]
 
     older = {k: v for k, v in keys[mine["record"]].items() if k != "choice"}
     (folder / mine["record"]).unlink()
@@ -853,7 +855,83 @@ def test_a_per_unit_search_belongs_to_its_choice_of_unit_and_an_older_one_is_reu
     reused, record = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
     assert searched == [] and reused.ratios == "0.4" and record["record"] == f"{content_hash(older)}.json"
     assert "made by the older choice of unit (time saved per parameter alone); delete it" in capsys.readouterr().out
-    assert resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, uniform=True)[1] == uniform and searched == []
+    assert resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, kind="uniform")[1] == uniform and searched == []
+
+
+def test_a_spread_search_is_its_own_and_never_takes_a_per_unit_record(tmp_path, monkeypatch):
+    """``--latency-search spread`` chooses its raises by another measure than the per-unit search:
+    its record is keyed by its kind and its choice (``CHOICES``), a per-unit record of the same
+    setting and target (today's or an older one without a choice) is never what a spread run gets,
+    and the second spread run finds the first's record."""
+    import json
+    from pathlib import Path
+
+    from suite.measure.latency_target import CHOICES, resolve_for_run
+    from suite.store.files import content_hash
+    from suite.store.results import latency_target_text
+
+    searched = _record_shaped_searches(monkeypatch)
+    setting = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
+    folder = tmp_path / "tiny-fmnist" / "latency-targets"
+    _, per_unit = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
+    key = json.loads((folder / per_unit["record"]).read_text())["key"]
+    older = {k: v for k, v in key.items() if k != "choice"}  # a per-unit record from before the choice
+    (folder / f"{content_hash(older)}.json").write_text(json.dumps({**per_unit, "ratios": "0.4", "key": older}))
+    _, spread = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, kind="spread")
+    mine = json.loads((folder / spread["record"]).read_text())["key"]
+    assert [s["kind"] for s in searched] == ["per-unit", "spread"] and spread["record"] != per_unit["record"]
+    assert mine["search"] == "spread" and mine["choice"] == CHOICES["spread"] != CHOICES["per-unit"]
+    assert resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, kind="spread")[1] == spread and len(searched) == 2
+    assert latency_target_text(spread).startswith("1.2x latency spread over the units on onnx at batch 64")
+
+
+def test_capacity_lost_counts_each_weight_by_the_square_of_its_removed_share():
+    """By hand: a 4-8-8-2 MLP cut to 4-8-2-2 keeps its first weight (32 parameters), and three
+    quarters of the second (64) and of the third (16) are gone: (64 + 16) * 0.75**2 / 112; the
+    biases are not weights. A weight the cut model no longer has counts as wholly removed."""
+    from suite.measure.latency_target import capacity_lost
+
+    def mlp(*widths):
+        return torch.nn.Sequential(*(torch.nn.Linear(a, b) for a, b in zip(widths, widths[1:])))
+
+    base = mlp(4, 8, 8, 2)
+    assert capacity_lost(base, base) == 0
+    assert capacity_lost(base, mlp(4, 8, 2, 2)) == pytest.approx((64 + 16) * 0.75**2 / 112)
+    gone = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2), torch.nn.Identity())
+    assert capacity_lost(base, gone) == pytest.approx((64 * 0.75**2 + 16) / 112)
+
+
+def test_the_spread_search_cuts_every_unit_where_the_per_unit_one_empties_the_cheapest(monkeypatch):
+    """A clock under which a parameter of cnn4's features.4 costs four times the time of one of
+    features.11 and features.8's twice (time is the weights' parameters so weighted): per parameter
+    removed, raising features.4 saves the most at every step, so the per-unit search cuts it alone
+    to the 1.5x target (and with its output, features.8's input). The spread search counts each
+    further step of a weight already cut as more capacity lost: it raises features.11 too and cuts
+    features.4 less deep. Both reach the target."""
+    from suite.measure.latency import Timing
+    from suite.measure.latency_target import search
+
+    cost = {"features.4.weight": 4, "features.8.weight": 2}
+
+    def weighted_clock(models, runtime, shape, batch, device, workdir, **repeat):
+        def time(m):
+            return sum(p.numel() * cost.get(n, 1) for n, p in m.named_parameters() if p.dim() > 1) / 1e3
+
+        times = {n: [time(m) * (1 + 0.01 * (i % 3)) for i in range(20)] for n, m in models.items()}
+        timings = {
+            n: Timing(runtime, batch, "cpu", 1, median_ms=float(np.median(t)), q1_ms=min(t), q3_ms=max(t), repeats=20)
+            for n, t in times.items()
+        }
+        return timings, times
+
+    monkeypatch.setattr(latency, "time_group", weighted_clock)
+    setting = get_setting("fmnist-cnn4")
+    per_unit = search(setting, 1.5, "eager", 64, CPU)["unit_ratios"]
+    spread = search(setting, 1.5, "eager", 64, CPU, kind="spread")
+    ratios = spread["unit_ratios"]
+    assert per_unit["features.4"] > 0 and per_unit["features.8"] == per_unit["features.11"] == 0, per_unit
+    assert ratios["features.11"] > 0 and 0 < ratios["features.4"] < per_unit["features.4"], (ratios, per_unit)
+    assert spread["achieved"]["speedup"] >= 1.5 and spread["search"] == "spread"
 
 
 def test_a_run_s_latency_search_loads_its_runtime_in_a_child_process_only(tmp_path):

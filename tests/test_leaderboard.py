@@ -1119,19 +1119,22 @@ def _latency_comparison(
     uniform_ratio: str = "0.3",
     isas=(None, None, None),
     uniform_speedup: float = 1.51,
+    kinds: tuple[str, str] = ("per-unit", "per-unit"),
 ) -> None:
     """``runs`` copied to ``site`` as a latency-target comparison on tiny-fmnist: a per-stage search
     (its FLOPs speedup ``flops_speedup``) and a uniform one (``uniform_ratio``) stored, a ``suite
     latency`` record of the FLOPs cut, and the l1 and random runs re-cut into the arms of ``top1``
     (cut -> method -> top-1 of seeds 0, 1): "stage", "speed" and, when given, "flops" (at 2.000x).
     ``isas``: the instruction set the per-stage search, the uniform one and the record name (None:
-    stored before it was recorded); ``uniform_speedup``: the speed the uniform search confirmed."""
+    stored before it was recorded); ``uniform_speedup``: the speed the uniform search confirmed;
+    ``kinds``: the per-stage search's kind (``--latency-search``) and the one its runs recorded."""
     shutil.copytree(runs, site)
     proc = "Test CPU"
     search = {"setting": "tiny-fmnist", "target": 1.5, "runtime": "onnx", "batch": 64, "processor": proc}
     search |= {"threads": 2, "torch": "x", "device": "cpu"}
     per_stage = {**search, "ratios": "features.4=0.5", "flops_speedup": flops_speedup}
     per_stage["achieved"] = {"speedup": 1.52, "speedup_ci_lo": 1.5, "speedup_ci_hi": 1.55}
+    per_stage |= {"search": kinds[0]} if kinds[0] != "per-unit" else {}
     uniform = {**search, "ratios": uniform_ratio, "flops_speedup": 1.6, "search": "uniform"}
     uniform["achieved"] = {"speedup": uniform_speedup, "speedup_ci_lo": uniform_speedup - 0.02}
     uniform["achieved"]["speedup_ci_hi"] = uniform_speedup + 0.02
@@ -1159,7 +1162,7 @@ def _latency_comparison(
         return {**out, "speedup": s["achieved"]["speedup"], **({"search": s["search"]} if "search" in s else {})}
 
     arms = {
-        "stage": ("features.4=0.5", target(per_stage)),
+        "stage": ("features.4=0.5", {**target(per_stage), "search": kinds[1]}),
         "speed": (uniform_ratio, target(uniform)),
         "flops": ("2.000x", None),
     }
@@ -1222,6 +1225,24 @@ def test_a_latency_target_is_set_beside_the_uniform_cuts_of_the_same_speed_and_f
     assert "72.25 &plusmn; 1.77 (2)" in section and "58.00 (1)" in section  # l1 and random on the FLOPs cut
     render(runs, tmp_path / "plain")  # no search stored: no section
     assert "Latency target against uniform cuts" not in (tmp_path / "plain" / "tiny-fmnist.html").read_text()
+
+
+def test_a_spread_search_s_comparison_names_its_search_and_takes_its_own_runs_only(runs, tmp_path):
+    """``--latency-search spread``'s cut is a per-stage cut of its own: its section is tagged with the
+    search, its row and its sentence name the spread cut, and runs that pruned the same ratios under
+    a per-unit search's target are not its runs (no section)."""
+    top1 = {
+        "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
+        "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
+    }
+    _latency_comparison(runs, tmp_path / "spread", top1, flops_speedup=2.0, kinds=("spread", "spread"))
+    section = _cuts_section(tmp_path / "spread", tmp_path / "spread-site")
+    assert '<span class="tag">search: spread over the units</span>' in section
+    assert '<td class="text">spread per stage (the latency search)</td>' in section
+    assert "l1 keeps more top-1 with the spread per-stage cut (+5.10 points" in section
+    _latency_comparison(runs, tmp_path / "other", top1, flops_speedup=2.0, kinds=("spread", "per-unit"))
+    render(tmp_path / "other", tmp_path / "other-site")
+    assert "Latency target against uniform cuts" not in (tmp_path / "other-site" / "tiny-fmnist.html").read_text()
 
 
 def test_a_uniform_twin_that_could_not_land_near_the_target_is_not_called_the_same_speed(runs, tmp_path):

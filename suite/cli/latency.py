@@ -46,7 +46,7 @@ def add(sub) -> None:
         dest="latency_target",
         default=None,
         metavar="Nx-latency",  # not run's FLOPs --target
-        help="instead of timing a target: search ratios (per stage, or one uniform ratio: --latency-search) "
+        help="instead of timing a target: search ratios (per stage, spread, or one uniform ratio: --latency-search) "
         "whose measured speedup reaches N "
         "(e.g. 2x-latency) under --latency-runtime at --latency-batch, and print them with the "
         "speedup achieved",
@@ -117,7 +117,7 @@ def main(args) -> int:
             target.runtime,
             target.batch,
             options.device_of(args),
-            uniform=target.search == "uniform",
+            kind=target.search,
             rounds=max(1, args.max_repeats // 10),
         )
         print(json.dumps(res, indent=2) if args.json else format_search(res))

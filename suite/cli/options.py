@@ -128,7 +128,7 @@ def latency_setting(args, setting, target: LatencyTarget, device):
         target.batch,
         device,
         Path(args.runs_dir),
-        uniform=target.search == "uniform",
+        kind=target.search,
     )
     return replace(found, latency_target=record)
 

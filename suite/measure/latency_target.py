@@ -9,10 +9,14 @@ whole model; each step times, in turns with the baseline and the current model
 stage's prunable convs, a plain net's conv, a generic model's group of coupled convs) with that
 unit's ratio raised by ``step`` (by as many steps as it takes to change the pruned counts: aligned
 counts, ``--round-to 8``, keep a 16-channel layer at 8 from 0.1 to 0.3, and timing an unchanged
-model again would let its noise win the step), and keeps the candidate whose measured saving per removed parameter
-is largest: the cut goes where a parameter buys the most time (parameters stand in for the
-capacity a cut costs); where no candidate saves time, the one that costs the least
-(:func:`choose_unit`). A candidate whose short series reaches the target is measured again with
+model again would let its noise win the step), and keeps the candidate whose measured saving per
+capacity lost is largest; where no candidate saves time, the one that costs the least
+(:func:`choose_unit`). Two measures of the capacity a raise costs make two searches (``kind``):
+``per-unit``, the parameters it removes (the cut goes where a parameter buys the most time, which
+can empty one unit while the next stays whole), and ``spread``, the growth of
+:func:`capacity_lost` (each weight's parameters times the square of its removed share: a unit cut
+deep costs more for each further step, so the cut spreads over the units, deepest where time is
+cheapest). A candidate whose short series reaches the target is measured again with
 the full repeats, which decide (a short series on a shared machine can show 2.4x for a model that
 runs 1.1x faster); then the last raise is bisected twice, each half confirmed the same way, to land
 nearer the target, and twice more while the confirmed speedup is still over the tolerance (a
@@ -22,9 +26,9 @@ by the median) with its paired 95 % interval, and how far above the target it is
 (``within_tolerance``: at most 5 %). A target no unit can reach with every unit at ``max_ratio`` is
 a one-line error.
 
-``uniform=True`` (``--latency-search uniform``) is the reference the per-unit choice is judged
+``kind="uniform"`` (``--latency-search uniform``) is the reference the per-unit choices are judged
 against: one ratio for every prunable layer (the same layers as ``--ratios 0.5``), raised and
-bisected the same way until its measured speedup reaches the target. The two searches give two
+bisected the same way until its measured speedup reaches the target. The searches give
 architectures of the same measured speed, so their accuracies say what choosing the cut buys.
 """
 
@@ -47,6 +51,10 @@ from suite.errors import SuiteError
 # raise saved time that raised the largest units first. Their records keep their names and are
 # reused with a warning (the published comparisons were trained on their ratios).
 CHOICE = "saving per parameter, else least cost"
+# the kinds of search (``--latency-search``) and the choice of unit each keys its records by: a
+# uniform search has one unit, so no choice; ``spread`` came with its choice (stop 58)
+SEARCHES = ("per-unit", "spread", "uniform")
+CHOICES = {"per-unit": CHOICE, "spread": "saving per growth in squared removed shares, else least cost"}
 TOLERANCE = 0.05  # the confirmed speedup lands within 5 % above the target
 MAX_BISECTIONS = 4  # of the last raise: two always, two more while the speedup is over the tolerance
 _TARGET = re.compile(r"(\d+(?:\.\d+)?)x-latency")
@@ -97,18 +105,44 @@ def ratio_string(setting, model: nn.Module, ratios: dict[str, float]) -> str:
     )
 
 
-def choose_unit(saved: dict[str, float], removed: dict[str, float]) -> str:
-    """The unit whose raise the search keeps, from each candidate's measured time ``saved`` and
-    parameters ``removed`` (both as shares of the baseline's): the most time saved per parameter
-    removed among the candidates that save time, and where none does, the one that costs the least
-    time. Per parameter alone would rank a slowdown spread over many parameters first: on
-    torchvision's ResNet-18 under ONNX Runtime, where unaligned channel counts ran every first raise
-    slower than the whole model, it raised the largest units first (stop 56: a cut of 3.13x fewer
-    FLOPs for a 2x target, where one uniform ratio took 2.69x)."""
+def choose_unit(saved: dict[str, float], lost: dict[str, float]) -> str:
+    """The unit whose raise the search keeps, from each candidate's measured time ``saved`` (a share
+    of the baseline's) and the capacity it ``lost`` (the parameters it removed, as a share, or the
+    growth of :func:`capacity_lost`): the most time saved per capacity lost among the candidates
+    that save time, and where none does, the one that costs the least time. Per capacity alone
+    would rank a slowdown spread over much capacity first: on torchvision's ResNet-18 under ONNX
+    Runtime, where unaligned channel counts ran every first raise slower than the whole model, it
+    raised the largest units first (stop 56: a cut of 3.13x fewer FLOPs for a 2x target, where one
+    uniform ratio took 2.69x)."""
     saving = [u for u in saved if saved[u] > 0]
     if not saving:
         return max(saved, key=saved.get)
-    return max(saving, key=lambda u: saved[u] / max(removed[u], 1e-12))
+    return max(saving, key=lambda u: saved[u] / max(lost[u], 1e-12))
+
+
+def capacity_lost(base: nn.Module, pruned: nn.Module) -> float:
+    """How much a cut costs, for the ``spread`` search: over every weight of ``base`` (its tensors
+    of two dimensions or more, found by name in ``pruned``; one that is gone counts as wholly
+    removed), its parameters times the square of the share of them removed, over all of ``base``'s
+    weight parameters.
+
+    Why the square: the search's cut is judged against one uniform ratio of the same measured
+    speed, and per parameter removed (the ``per-unit`` search) it lost on every model asked
+    (ResNet-20, ResNet-18 with counts as given and aligned to 32; stops 48-57) by cutting a few
+    units deep: aligned, ResNet-18's layer2 kept 32 of 128 channels while layer4 stayed whole, and
+    kept 1.8 points less top-1. Minimising the sum of ``P * share**2`` for a given time saved (a
+    Lagrange multiplier) cuts each weight in proportion to the time its parameters cost: one
+    uniform share where every parameter costs the same time, deeper only where time is cheaper to
+    save, no unit emptied for a small gain."""
+    now = dict(pruned.named_parameters())
+    total = cost = 0.0
+    for name, w in base.named_parameters():
+        if w.dim() < 2:
+            continue
+        share = 1 - (now[name].numel() / w.numel() if name in now else 0.0)
+        total += w.numel()
+        cost += w.numel() * share**2
+    return cost / total if total else 0.0
 
 
 def search(
@@ -120,10 +154,10 @@ def search(
     step: float = 0.1,
     max_ratio: float = 0.9,
     search_repeat: dict | None = None,
-    uniform: bool = False,
+    kind: str = "per-unit",
     **confirm_repeat,
 ) -> dict:
-    """Per-unit ratios (one uniform ratio with ``uniform``) whose measured ``runtime`` speedup at
+    """Per-unit ratios (one uniform ratio with ``kind="uniform"``) whose measured ``runtime`` speedup at
     ``batch`` reaches ``target`` (module docstring): the ratio string, the achieved speedup with its
     interval from a confirming measurement, the FLOPs speedup it took, each step of the search, and
     the machine."""
@@ -138,7 +172,9 @@ def search(
     groups = units(setting, base)
     if not groups:
         raise SuiteError(f"{setting.name}: the model has nothing to prune, so no latency target can be reached")
-    if uniform:
+    if kind not in SEARCHES:
+        raise SuiteError(f"latency search {kind!r}: must be one of {', '.join(SEARCHES)}")
+    if kind == UNIFORM:
         groups = {UNIFORM: [layer for layers in groups.values() for layer in layers]}
     shape = setting.input_shape
     params0 = count_params(base)
@@ -213,6 +249,10 @@ def search(
             flush=True,
         )
 
+    def lost(model: nn.Module) -> float:
+        """The capacity ``model`` has lost, as ``kind`` measures it for its choice of unit."""
+        return capacity_lost(base, model) if kind == "spread" else 1 - count_params(model) / params0
+
     achieved, best, before = None, None, ratios
     while achieved is None:
         cands = {u: c for u in groups if (c := raised(ratios, u)) is not None}
@@ -231,10 +271,10 @@ def search(
         group = {"baseline": base, **({"current": current} if current is not base else {}), **models}
         _, times = timed(group, search_repeat)
         ref = "current" if "current" in times else "baseline"
-        p_current, t_ref, t_base = count_params(current), np.median(times[ref]), np.median(times["baseline"])
+        t_ref, t_base, lost_now = np.median(times[ref]), np.median(times["baseline"]), lost(current)
         best = choose_unit(
             {u: (t_ref - np.median(times[u])) / t_base for u in models},
-            {u: (p_current - count_params(m)) / params0 for u, m in models.items()},
+            {u: lost(m) - lost_now for u, m in models.items()},
         )
         before, ratios, current = ratios, cands[best], models[best]
         note({"unit": best, "ratios": dict(ratios), "speedup": speedup(times, best)})
@@ -267,8 +307,8 @@ def search(
         "batch": batch,
         "ratios": ratio_string(setting, base, ratios),
         "unit_ratios": ratios,
-        "search": UNIFORM if uniform else "per-unit",
-        **({} if uniform else {"choice": CHOICE}),
+        "search": kind,
+        **({"choice": CHOICES[kind]} if kind in CHOICES else {}),
         "achieved": achieved,
         "within_tolerance": achieved["speedup"] <= (1 + TOLERANCE) * target,
         "tolerance": TOLERANCE,
@@ -290,13 +330,13 @@ def resolve_for_run(
     batch: int,
     device: torch.device,
     runs_dir: Path,
-    uniform: bool = False,
+    kind: str = "per-unit",
     **search_options,
 ):
     """``suite run --target 2x-latency``: the setting with the ratios a latency search found, and
     the search's record. The search measures, so two searches find different ratios and every
     method's runs would be renamed by each: it runs once per setting, target, runtime, batch,
-    alignment, kind of search (per unit or ``uniform``) and machine (processor, instruction set,
+    alignment, kind of search (``SEARCHES``) and machine (processor, instruction set,
     threads, torch), and is stored under the runs dir (``<setting>/latency-targets/<key>.json``) for
     every later ``suite run`` to reuse. A search stored before its key held the instruction set is
     reused where the rest of its key matches, with a warning: its record cannot say whether this
@@ -319,18 +359,19 @@ def resolve_for_run(
         "processor": processor(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        # the per-unit search's records were keyed before a uniform one existed: they keep their names
-        **({"search": UNIFORM} if uniform else {}),
+        # the per-unit search's records were keyed before another kind existed: they keep their names
+        **({"search": kind} if kind != "per-unit" else {}),
     }
     folder = Path(runs_dir) / setting.name / "latency-targets"
-    today = {**key, "isa": instruction_set(device), **({} if uniform else {"choice": CHOICE})}
+    today = {**key, "isa": instruction_set(device), **({"choice": CHOICES[kind]} if kind in CHOICES else {})}
     older_choice = "made by the older choice of unit (time saved per parameter alone)"
     # today's key, then the older records a run reuses, each with what its key lacks
     keys = [(today, None)]
-    if not uniform:
+    if kind == "per-unit":
         keys.append(({**key, "isa": instruction_set(device)}, older_choice))
     unknown_isa = f"whose instruction set it did not record (this machine: {machine_text(machine(device))})"
-    keys.append((key, unknown_isa + ("" if uniform else f", {older_choice}")))
+    if kind in ("per-unit", UNIFORM):  # the kinds searched before the key held the instruction set
+        keys.append((key, unknown_isa + ("" if kind == UNIFORM else f", {older_choice}")))
     path, lacking = folder / f"{content_hash(today)}.json", None
     for candidate, why in keys:
         if (there := folder / f"{content_hash(candidate)}.json").exists():
@@ -350,10 +391,10 @@ def resolve_for_run(
     else:
         print(
             f"latency target {target:g}x on {runtime} at batch {batch}: searching "
-            f"{'one uniform ratio' if uniform else 'ratios'} on this machine (once; stored in {path})",
+            f"{'one uniform ratio' if kind == UNIFORM else 'ratios'} on this machine (once; stored in {path})",
             flush=True,
         )
-        found = _search_apart(setting, target, runtime, batch, device, uniform=uniform, **search_options)
+        found = _search_apart(setting, target, runtime, batch, device, kind=kind, **search_options)
         res = {**found, "key": today}
         write_json(path, res)
     record = {
@@ -370,7 +411,7 @@ def resolve_for_run(
         "isa": res.get("isa"),
         "threads": res["threads"],
         "record": path.name,
-        **({"search": UNIFORM} if uniform else {}),
+        **({"search": kind} if kind != "per-unit" else {}),
     }
     return with_ratios(setting, res["ratios"]), record
 
@@ -401,6 +442,7 @@ def format_search(res: dict) -> str:
     lines = [
         f"{res['setting']}: target {res['target']:g}x latency"
         + (" with one uniform ratio" if res.get("search") == UNIFORM else "")
+        + (" spread over the units" if res.get("search") == "spread" else "")
         + f" on {res['runtime']} at batch {res['batch']}, "
         f"{machine_text(res)} ({res['device']}), {res['threads']} threads, torch {res['torch']}, random weights",
         f"{'step':>4} {'unit':<24} {'ratio':>6} {'latency x':>9}  (confirmed: full repeats; others short)",

@@ -38,6 +38,8 @@ from suite.store.results import Unreadable, label, latency_target_text
 FLOPS_MATCH = 0.005  # a FLOPs target within 0.5 % of the search's FLOPs speedup is its reference
 _FLOPS_TARGET = re.compile(r"(\d+(?:\.\d+)?)x")
 CONTEXT = ["baseline_key", "numerics", "protocol", "budget", "granularity", "round_to", "skip"]
+# the searches that choose a cut per stage, each its own section, and what a page calls its cut
+PER_STAGE = {"per-unit": "per-stage", "spread": "spread per-stage"}
 
 
 def load_searches(runs_dir: Path, setting: str, unreadable: list[Unreadable] | None = None) -> list[dict]:
@@ -165,7 +167,7 @@ def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict], setting
     if agg.empty:
         return []
     today = _context(agg[agg.current & agg.hparams_source.isin(DEFAULT_SOURCES) & (agg.granularity == "filter")])
-    per_stage = [s for s in searches if s.get("search", "per-unit") == "per-unit"]
+    per_stage = [s for s in searches if s.get("search", "per-unit") in PER_STAGE]
     uniform = [s for s in searches if s.get("search") == "uniform"]
     out = []
     for search in per_stage:
@@ -199,7 +201,7 @@ def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict], setting
             ):
                 flops_runs = speed_runs
                 flops_title += f" ({flops_target} prunes to the same counts: the row above, trained once)"
-            cuts = [("per stage (the latency search)", search, part)]
+            cuts = [(f"{_kind(search).replace('-', ' ')} (the latency search)", search, part)]
             cuts.append(("one uniform ratio, searched to the same speed", twin, speed_runs))
             cuts.append((flops_title, None, flops_runs))
             out.append(_section(search, part.iloc[0], cuts, timed))
@@ -270,6 +272,7 @@ def _section(search: dict, first, cuts: list, timed: list[dict]) -> dict:
 
     diffs = [{"method": label(m, ""), "speed": versus(same_speed, m), "flops": versus(same_flops, m)} for m in methods]
     return {
+        "search": search.get("search", "per-unit"),
         "target": search["target"],
         "runtime": search["runtime"],
         "batch": search["batch"],
@@ -304,13 +307,19 @@ def _speeds_apart(stage: dict, uniform: dict) -> tuple[float, float, str] | None
     return None
 
 
+def _kind(search: dict) -> str:
+    """What a page calls a per-stage search's cut: "per-stage", or "spread per-stage"."""
+    return PER_STAGE[search.get("search", "per-unit")]
+
+
 def _sentence(search: dict, diffs: list[dict], apart: tuple[float, float, str] | None = None) -> str:
     """The result in words: per method, the per-stage cut against the uniform one searched to the
     same speed, and where the two do not run at the same speed (``apart``), that first."""
     told = [d for d in diffs if d["speed"] and d["speed"]["lo"] is not None]
+    cut = _kind(search)
     if not told:
         return (
-            f"No method has two runs or more of both the per-stage cut and the uniform cut of the same "
+            f"No method has two runs or more of both the {cut} cut and the uniform cut of the same "
             f"measured speed yet, so what choosing the cut per stage buys at {search['target']:g}x on "
             f"{search['runtime']} is not known from these runs."
         )
@@ -319,7 +328,7 @@ def _sentence(search: dict, diffs: list[dict], apart: tuple[float, float, str] |
         s = d["speed"]
         verdict = "more" if s["lo"] > 0 else "less" if s["hi"] < 0 else "neither clearly more nor less"
         parts.append(
-            f"{d['method']} keeps {verdict} top-1 with the per-stage cut ({s['diff']:+.2f} points "
+            f"{d['method']} keeps {verdict} top-1 with the {cut} cut ({s['diff']:+.2f} points "
             f"[{s['lo']:+.2f}, {s['hi']:+.2f}])"
         )
     where = f"{search['target']:g}x on {search['runtime']} at batch {search['batch']}"
@@ -329,7 +338,7 @@ def _sentence(search: dict, diffs: list[dict], apart: tuple[float, float, str] |
         x, y, how = apart
         head = (
             f"The two cuts do not run at the same speed: searched to the same target ({where}), the "
-            f"uniform cut runs at {y:.2f}x and the per-stage cut at {x:.2f}x ({how}), so the uniform cut "
+            f"uniform cut runs at {y:.2f}x and the {cut} cut at {x:.2f}x ({how}), so the uniform cut "
             f"is {'faster' if y > x else 'slower'} as well. "
         )
     return head + "; ".join(parts) + ". Welch 95 % intervals over the seeds of one baseline: described, not tested."

@@ -424,15 +424,20 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+# how a latency search other than the default per-unit one is named in a run's target text (the
+# pages match runs to their search by this text: a per-unit search's runs keep theirs unchanged)
+_SEARCH_WORDS = {"uniform": " with one uniform ratio", "spread": " spread over the units"}
+
+
 def latency_target_text(t) -> str:
     """How a run's ratios were found by ``suite run --target Nx-latency``, in words ("" otherwise):
-    the target, one uniform ratio when that is how it was searched, its runtime and batch, the
-    machine it was measured on and what it measured."""
+    the target, how it was searched where that is not per unit, its runtime and batch, the machine
+    it was measured on and what it measured."""
     if not isinstance(t, dict):
         return ""
     try:
         return (
-            f"{float(t['target']):g}x latency{' with one uniform ratio' if t.get('search') == 'uniform' else ''} on {t['runtime']} at batch {int(t['batch'])}, measured "
+            f"{float(t['target']):g}x latency{_SEARCH_WORDS.get(t.get('search'), '')} on {t['runtime']} at batch {int(t['batch'])}, measured "
             f"{float(t['speedup']):.2f}x on {machine_text(t)} ({int(t['threads'])} threads)"
         )
     except (KeyError, TypeError, ValueError):
