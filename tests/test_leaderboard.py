@@ -1284,8 +1284,9 @@ def test_a_per_stage_search_meets_the_uniform_twin_of_its_own_alignment(runs, tm
     section = _cuts_section(site, tmp_path / "aligned-site")
     assert "At the same measured speed (1.5x on onnx at batch 64): l1 keeps more" in section
     assert "<code>0.3</code>" in section and "<code>0.6</code>" not in section and "1.70x" not in section
-    assert "kept channels multiples of" not in section
-    # the same comparison aligned to 32 (its searches' keys and its runs): its heading says so
+    assert "kept channels multiples of" not in section and "one uniform ratio, same FLOPs" in section
+    # the same comparison aligned to 32 (its searches' keys and its runs): its heading says so, and
+    # the FLOPs reference is the aligned cut nearest the same FLOPs (aligned counts step)
     site = tmp_path / "all-aligned"
     _latency_comparison(runs, site, top1, flops_speedup=2.0)
     for path in site.glob("tiny-fmnist/*/*/result.json"):
@@ -1294,6 +1295,9 @@ def test_a_per_stage_search_meets_the_uniform_twin_of_its_own_alignment(runs, tm
         path.write_text(json.dumps({**json.loads(path.read_text()), "key": {"round_to": 32}}))
     section = _cuts_section(site, tmp_path / "all-aligned-site")
     assert '<span class="tag">kept channels multiples of 32</span>' in section.split("</h2>")[0]
+    assert "one uniform ratio, nearest the same FLOPs" in section and "same FLOPs</td>" not in section.replace(
+        "nearest the same FLOPs</td>", ""
+    )
     assert "At the same measured speed (1.5x on onnx at batch 64): l1 keeps more" in section
 
 

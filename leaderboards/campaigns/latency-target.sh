@@ -32,34 +32,20 @@ spread=0
 if [ "${1:-}" = --spread ]; then spread=1; shift; fi
 setting=${1:-cifar10jpg-resnet20}
 if [ $# -gt 1 ]; then options=("${@:2}"); elif [ $# -eq 0 ]; then options=(--precision bf16 --channels-last); else options=(); fi
-name=$(.venv/bin/python -c 'import sys; from suite.spec.settings import get_setting; print(get_setting(sys.argv[1]).name)' "$setting")
+asks() { .venv/bin/python leaderboards/campaigns/latency_comparison.py "$@"; }  # its questions: that file's docstring
+name=$(asks name "$setting")
 # the alignment the runs prune with (a --round-to among the options, else the setting's own): the
 # searches, the cuts and their timings of this comparison are those of that alignment
-round_to=$(.venv/bin/python - "$setting" "${options[@]}" <<'PY'
-import sys
-from suite.spec.settings import get_setting
-given = sys.argv[2:]
-print(given[given.index("--round-to") + 1] if "--round-to" in given[:-1] else get_setting(sys.argv[1]).round_to)
-PY
-)
+round_to=$(asks alignment "$setting" "${options[@]}")
 # both settings read data/cifar10-jpg (gitignored): unpack the offline copy there once (a
 # link left to a folder that is gone is replaced)
 [ -d data/cifar10-jpg/train ] || { rm -f data/cifar10-jpg 2>/dev/null || true; mkdir -p data/cifar10-jpg && tar xzf ../shared/data/cifar10-jpg.tar.gz -C data/cifar10-jpg; }
 # A latency target belongs to the machine it was measured on: on another CPU, `suite run` would
 # search again and start a second comparison. Once this one's search is stored, it is finished on
 # that machine only (model name and instruction set); elsewhere the campaign goes on with its other
-# work and this waits. The per-unit search of stop 48 predates the record's instruction set: it was
-# measured on an AMD EPYC with AVX512-BF16 (stop 48's note), which torch reports as the line below;
-# stop 50's "AMD EPYC" had AVX-512 masked (AVX2 only), which the model name alone did not show.
-searched_on=$(.venv/bin/python - "$runs" "$name" "$round_to" <<'PY'
-import json, sys, pathlib
-STOP48_ISA = "AVX512 AVX512-BF16"
-records = [json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob(f"{sys.argv[2]}/latency-targets/*.json")]
-print(*sorted({f"{r['processor']} ({r.get('isa') or STOP48_ISA})" for r in records
-               if (r["target"], r["runtime"], r["batch"]) == (2.0, "onnx", 64)
-               and int(r.get("key", {}).get("round_to") or 1) == int(sys.argv[3])}), sep="; ")
-PY
-)
+# work and this waits (a search stored before its record held the instruction set is named with the
+# one its session's note gives: latency_comparison.py's STOP48_ISA).
+searched_on=$(asks searched-on "$runs" "$name" "$round_to")
 here=$(.venv/bin/python -c 'import torch; from suite.measure.metrics import machine, machine_text; print(machine_text(machine(torch.device("cpu"))))')
 if [ -n "$searched_on" ] && [ "$searched_on" != "$here" ]; then
   echo "latency-target.sh: $name: this comparison's search was measured on $searched_on, this machine is $here: skipped here"
@@ -68,18 +54,7 @@ fi
 .venv/bin/suite run --setting "$setting" --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
   --target 2x-latency --latency-runtime onnx --latency-batch 64 "${options[@]}"
 found() {  # FIELD of this machine's 2x search of kind SEARCH (per-unit, spread, uniform) at this alignment: ratios (default) or flops
-  .venv/bin/python - "$runs" "$name" "$round_to" "$1" "${2:-ratios}" <<'PY'
-import json, sys, pathlib
-import torch
-from suite.measure.metrics import processor
-runs, name, round_to, search, field = sys.argv[1:]
-here = processor(torch.device("cpu"))
-records = [json.loads(p.read_text()) for p in pathlib.Path(runs).glob(f"{name}/latency-targets/*.json")]
-mine = [r for r in records if (r["target"], r["runtime"], r["batch"], r["processor"]) == (2.0, "onnx", 64, here)
-        and int(r.get("key", {}).get("round_to") or 1) == int(round_to)]
-(mine,) = [r for r in mine if r.get("search", "per-unit") == search]
-print(f"{mine['flops_speedup']:.3f}" if field == "flops" else mine["ratios"])
-PY
+  asks found "$runs" "$name" "$round_to" "$1" "${2:-ratios}"
 }
 # the uniform ratio whose measured speed reaches the same target, searched once on this machine; L1's
 # three seeds first (ResNet-20: 8 min a run against GReg-1's 22 in bf16 here: a session that ends early
@@ -95,10 +70,7 @@ done
 same_flops() {  # SEARCH (per-unit, spread): its uniform FLOPs reference trained where it is another cut; prints the cut
   local flops same
   flops=$(found "$1" flops)
-  same=$(.venv/bin/python -c 'import sys
-from suite.pages.latency_cuts import same_uniform_cut
-from suite.spec.settings import get_setting
-print(int(same_uniform_cut(get_setting(sys.argv[1]), sys.argv[2], sys.argv[3], round_to=int(sys.argv[4]))))' "$setting" "${flops}x" "$(found uniform)" "$round_to")
+  same=$(asks same-cut "$setting" "${flops}x" "$(found uniform)" "$round_to")
   if [ "$same" = 0 ]; then
     .venv/bin/suite run --setting "$setting" --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
       --target "${flops}x" "${options[@]}" >&2 || return
