@@ -1301,6 +1301,32 @@ def test_a_per_stage_search_meets_the_uniform_twin_of_its_own_alignment(runs, tm
     assert "At the same measured speed (1.5x on onnx at batch 64): l1 keeps more" in section
 
 
+def test_a_flops_reference_of_the_same_aligned_counts_is_found_under_its_own_name(runs, tmp_path):
+    """Aligned counts step: on tiny-fmnist aligned to 16, the uniform cuts nearest 2.1x and 2.000x
+    fewer FLOPs keep the same counts (a dry surgery says so), so a per-stage search of 2.1x FLOPs
+    has the 2.000x runs as its FLOPs reference (trained once, under the first name), and says so;
+    with the counts as given the two cuts differ, and the reference is not run."""
+    top1 = {
+        "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
+        "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
+        "flops": {"l1": [71.0, 73.5], "random": [58.0, 58.4]},
+    }
+    for round_to in (16, 1):
+        site = tmp_path / f"aligned{round_to}"
+        _latency_comparison(runs, site, top1, flops_speedup=2.1)
+        for path in site.glob("tiny-fmnist/*/*/result.json"):
+            path.write_text(json.dumps({**json.loads(path.read_text()), "round_to": round_to}))
+        for path in site.glob("tiny-fmnist/latency-targets/*.json"):
+            path.write_text(json.dumps({**json.loads(path.read_text()), "key": {"round_to": round_to}}))
+        section = _cuts_section(site, tmp_path / f"aligned{round_to}-site")
+        row = section.split("</table>")[0].split("</tr>")[-2]  # the cuts table's last row: the FLOPs reference
+        if round_to == 16:
+            assert "(2.100x prunes to the counts of 2.000x: its runs, trained once)" in row, row
+            assert "72.25 &plusmn; 1.77 (2)" in row and "<code>2.000x</code>" in row
+        else:
+            assert "prunes to the counts of" not in section and "not run" in row, row
+
+
 def test_an_aligned_search_s_cut_is_timed_only_by_a_record_of_its_alignment():
     """``suite latency`` of a ratio string prunes the counts as given unless its setting aligns them:
     such a record does not time an aligned search's cut of the same string, a record of the same

@@ -11,12 +11,18 @@ than here-documents in the script), each printed on stdout for the script to rea
                                                              spread, uniform): its ratios, or its FLOPs speedup
     latency_comparison.py same-cut SETTING FLOPS_TARGET UNIFORM_RATIO ROUND_TO
                                                              1 where the FLOPs target prunes to the counts of
-                                                             the uniform ratio (one cut, trained once), else 0
+                                                             a cut this comparison has trained already (one
+                                                             cut, trained once), else 0: the uniform ratio, or
+                                                             another FLOPs target among the setting's runs
+                                                             (aligned counts step: ResNet-18 aligned to 32
+                                                             cuts alike at 1.939x and 1.968x)
 
-A comparison is a 2x target under ONNX Runtime at batch 64, as latency-target.sh asks it.
+A comparison is a 2x target under ONNX Runtime at batch 64, as latency-target.sh asks it, and its
+runs are in leaderboards/runs (the script's runs dir).
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +32,7 @@ TARGET, RUNTIME, BATCH = 2.0, "onnx", 64
 # EPYC with AVX512-BF16 (stop 48's note), which torch reports so; stop 50's "AMD EPYC" had AVX-512
 # masked (AVX2 only), which the model name alone did not show
 STOP48_ISA = "AVX512 AVX512-BF16"
+RUNS = Path(__file__).resolve().parents[1] / "runs"
 
 
 def searches(runs: str, name: str, round_to: str) -> list[dict]:
@@ -38,6 +45,22 @@ def searches(runs: str, name: str, round_to: str) -> list[dict]:
         if (r["target"], r["runtime"], r["batch"]) == (TARGET, RUNTIME, BATCH)
         and int((r.get("key") or {}).get("round_to") or 1) == int(round_to)
     ]
+
+
+def flops_references(name: str, round_to: int) -> set[str]:
+    """The FLOPs targets (``--target 1.939x``) among the setting's stored runs at this alignment:
+    the uniform FLOPs references trained so far (a run under a latency target records it)."""
+    out = set()
+    for path in RUNS.glob(f"{name}/*/*/result.json"):
+        run = json.loads(path.read_text())
+        ratios = str(run.get("ratios"))
+        if (
+            re.fullmatch(r"\d+(\.\d+)?x", ratios)
+            and not run.get("latency_target")
+            and int(run.get("round_to") or 1) == round_to
+        ):
+            out.add(ratios)
+    return out
 
 
 def main(command: str, *args: str) -> str:
@@ -69,7 +92,9 @@ def main(command: str, *args: str) -> str:
         from suite.pages.latency_cuts import same_uniform_cut
 
         setting, flops, uniform, round_to = args
-        return str(int(same_uniform_cut(get_setting(setting), flops, uniform, round_to=int(round_to))))
+        setting = get_setting(setting)
+        trained = {uniform, *flops_references(setting.name, int(round_to))} - {flops}
+        return str(int(any(same_uniform_cut(setting, flops, cut, round_to=int(round_to)) for cut in sorted(trained))))
     raise SystemExit(f"latency_comparison.py: unknown command {command!r}; see its docstring")
 
 

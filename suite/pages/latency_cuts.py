@@ -210,11 +210,30 @@ def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict], setting
             ):
                 flops_runs = speed_runs
                 flops_title += f" ({flops_target} prunes to the same counts: the row above, trained once)"
+            elif flops_runs.empty and setting is not None:
+                flops_runs, other = _same_cut_runs(here, setting, flops_target, ctx)
+                if other:
+                    flops_title += f" ({flops_target} prunes to the counts of {other}: its runs, trained once)"
             cuts = [(f"{_kind(search).replace('-', ' ')} (the latency search)", search, part)]
             cuts.append(("one uniform ratio, searched to the same speed", twin, speed_runs))
             cuts.append((flops_title, None, flops_runs))
             out.append(_section(search, part.iloc[0], cuts, timed))
     return out
+
+
+def _same_cut_runs(here: pd.DataFrame, setting, flops_target: str, ctx: tuple) -> tuple[pd.DataFrame, str | None]:
+    """The runs of another FLOPs target (no latency target) that prunes to the counts of
+    ``flops_target``, and that target; none found: no runs, None. Aligned counts step, so two
+    per-stage searches of one comparison can take FLOPs speedups apart by more than ``FLOPS_MATCH``
+    whose references are one cut (ResNet-18 aligned to 32: 1.939x and 1.968x both keep the
+    counts of the aligned uniform cut of 1.72x), trained once under the first one's name."""
+    plain = here[
+        (here.latency_target.fillna("") == "") & here.ratios.apply(lambda r: bool(_FLOPS_TARGET.fullmatch(str(r))))
+    ]
+    for other in sorted(set(plain.ratios)):
+        if same_uniform_cut(setting, flops_target, other, *_skip_and_round_to(ctx)):
+            return plain[plain.ratios == other], other
+    return plain.iloc[0:0], None
 
 
 def _skip_and_round_to(ctx: tuple) -> tuple[str, int]:
