@@ -901,6 +901,58 @@ def test_capacity_lost_counts_each_weight_by_the_square_of_its_removed_share():
     assert capacity_lost(base, gone) == pytest.approx((64 * 0.75**2 + 16) / 112)
 
 
+def test_flops_per_parameter_is_each_weight_s_output_positions():
+    """By hand, on an 8x8 input: a 3x3 conv with padding keeps 8x8 (64 multiply-adds per weight
+    parameter), a stride-2 conv gives 4x4 (16), a linear layer on a flat vector 1; a weight its
+    module never computes with as a module (used through ``F.linear``) counts 1."""
+    from suite.measure.latency_target import flops_per_parameter
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.b = torch.nn.Conv2d(4, 4, 3, stride=2, padding=1)
+            self.fc = torch.nn.Linear(64, 8)
+            self.fused = torch.nn.Linear(8, 2)
+
+        def forward(self, x):
+            return torch.nn.functional.linear(self.fc(self.b(self.a(x)).flatten(1)), self.fused.weight)
+
+    got = flops_per_parameter(Net(), (1, 8, 8))
+    assert got == {"a.weight": 64, "b.weight": 16, "fc.weight": 1, "fused.weight": 1}
+
+
+def test_the_flops_spread_search_counts_an_early_layer_by_its_multiply_adds(monkeypatch):
+    """A clock under which time is the weights' multiply-adds (every FLOP costs the same): a
+    parameter of cnn4's features.4 (14x14 outputs) costs four times one of features.8 or
+    features.11 (7x7). Counted by parameters (``spread``), features.4 is cheap capacity and is cut
+    deepest; counted by multiply-adds (``spread-flops``), where every FLOP costs the same time, it
+    is cut less deep. Both reach the target."""
+    from suite.measure.latency import Timing
+    from suite.measure.latency_target import flops_per_parameter, search
+
+    setting = get_setting("fmnist-cnn4")
+    per_parameter = flops_per_parameter(setting.build_model().eval(), setting.input_shape)
+    assert per_parameter["features.4.weight"] == 4 * per_parameter["features.8.weight"]
+
+    def flops_clock(models, runtime, shape, batch, device, workdir, **repeat):
+        def time(m):
+            return sum(p.numel() * per_parameter[n] for n, p in m.named_parameters() if p.dim() > 1) / 1e5
+
+        times = {n: [time(m) * (1 + 0.01 * (i % 3)) for i in range(20)] for n, m in models.items()}
+        timings = {
+            n: Timing(runtime, batch, "cpu", 1, median_ms=float(np.median(t)), q1_ms=min(t), q3_ms=max(t), repeats=20)
+            for n, t in times.items()
+        }
+        return timings, times
+
+    monkeypatch.setattr(latency, "time_group", flops_clock)
+    by_params = search(setting, 1.5, "eager", 64, CPU, kind="spread")
+    by_flops = search(setting, 1.5, "eager", 64, CPU, kind="spread-flops")
+    assert by_flops["unit_ratios"]["features.4"] < by_params["unit_ratios"]["features.4"], (by_flops, by_params)
+    assert min(r["achieved"]["speedup"] for r in (by_params, by_flops)) >= 1.5 and by_flops["search"] == "spread-flops"
+
+
 def test_the_spread_search_cuts_every_unit_where_the_per_unit_one_empties_the_cheapest(monkeypatch):
     """A clock under which a parameter of cnn4's features.4 costs four times the time of one of
     features.11 and features.8's twice (time is the weights' parameters so weighted): per parameter

@@ -1237,7 +1237,7 @@ def test_a_spread_search_s_comparison_names_its_search_and_takes_its_own_runs_on
     }
     _latency_comparison(runs, tmp_path / "spread", top1, flops_speedup=2.0, kinds=("spread", "spread"))
     section = _cuts_section(tmp_path / "spread", tmp_path / "spread-site")
-    assert '<span class="tag">search: spread over the units</span>' in section
+    assert '<span class="tag">search: spread</span>' in section and "parameters counted by the square" in section
     assert '<td class="text">spread per stage (the latency search)</td>' in section
     assert "l1 keeps more top-1 with the spread per-stage cut (+5.10 points" in section
     _latency_comparison(runs, tmp_path / "other", top1, flops_speedup=2.0, kinds=("spread", "per-unit"))

@@ -6,7 +6,7 @@
 # uniform ratio of the same FLOPs speedup (trained only where it is another cut); greg1 and l1,
 # 3 seeds, the paper protocol, one baseline. Resumable like every suite run: run it again after an
 # interruption.
-#   latency-target.sh [--spread] [SETTING [SUITE RUN OPTIONS...]]   (e.g. ... cifar10jpg-tv-resnet18.toml --round-to 32)
+#   latency-target.sh [--also KIND]... [SETTING [SUITE RUN OPTIONS...]]   (e.g. ... cifar10jpg-tv-resnet18.toml --round-to 32)
 # Without arguments: cifar10jpg-resnet20 (run by third-edition.sh after fmnist-cnn4's paper and 1x
 # points, about 4.5 CPU-hours), trained in bf16 + channels-last from the bf16 baseline of seed 0 that
 # the third edition's ResNet-20 runs share (about 2.2x fp32's training speed here, ci/bench-train):
@@ -17,9 +17,10 @@
 # that setting and --round-to 32: the same comparison with every kept count a multiple of 32 (its own
 # searches, cuts and timings), since ONNX Runtime here ran ResNet-18's unaligned counts up to 2.8x
 # slower than the whole model, and both earlier searches chose among such counts.
-# --spread adds a fourth arm after the three: the cut of --latency-search spread (a removed parameter
-# counted by how deep its layer is already cut: stop 58), trained, timed and set beside the uniform
-# cuts the same way, with the uniform ratio of its own FLOPs; the first three are found, not redone.
+# --also KIND adds an arm after the three: the cut of --latency-search KIND (spread, spread-flops: a
+# removed parameter counted by how deep its layer is already cut, by parameters or by multiply-adds:
+# stop 58), trained, timed and set beside the uniform cuts the same way, with the uniform ratio of
+# its own FLOPs; the first three are found, not redone.
 #   nohup bash leaderboards/campaigns/latency-target.sh > latency-target.log 2>&1 &
 # The whole script is one function (its body left unindented for the here-documents), which
 # bash reads whole before any of it runs: a campaign edited while it runs goes on with the text
@@ -28,8 +29,8 @@ main() {
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=leaderboards/runs
-spread=0
-if [ "${1:-}" = --spread ]; then spread=1; shift; fi
+also=()
+while [ "${1:-}" = --also ]; do also+=("$2"); shift 2; done
 setting=${1:-cifar10jpg-resnet20}
 if [ $# -gt 1 ]; then options=("${@:2}"); elif [ $# -eq 0 ]; then options=(--precision bf16 --channels-last); else options=(); fi
 asks() { .venv/bin/python leaderboards/campaigns/latency_comparison.py "$@"; }  # its questions: that file's docstring
@@ -53,7 +54,7 @@ if [ -n "$searched_on" ] && [ "$searched_on" != "$here" ]; then
 fi
 .venv/bin/suite run --setting "$setting" --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
   --target 2x-latency --latency-runtime onnx --latency-batch 64 "${options[@]}"
-found() {  # FIELD of this machine's 2x search of kind SEARCH (per-unit, spread, uniform) at this alignment: ratios (default) or flops
+found() {  # FIELD of this machine's 2x search of kind SEARCH (per-unit, spread, spread-flops, uniform) at this alignment: ratios (default) or flops
   asks found "$runs" "$name" "$round_to" "$1" "${2:-ratios}"
 }
 # the uniform ratio whose measured speed reaches the same target, searched once on this machine; L1's
@@ -67,7 +68,7 @@ done
 # ratio of that FLOPs is trained only where it is another cut than the uniform ratio of the same
 # speed: on ResNet-20 at 2x on ONNX Runtime both are 0.8625 (7.333x prunes to the same counts), one
 # computation the page shows in both rows (suite.pages.latency_cuts.same_uniform_cut)
-same_flops() {  # SEARCH (per-unit, spread): its uniform FLOPs reference trained where it is another cut; prints the cut
+same_flops() {  # SEARCH (per-unit, spread, spread-flops): its uniform FLOPs reference trained where it is another cut; prints the cut
   local flops same
   flops=$(found "$1" flops)
   same=$(asks same-cut "$setting" "${flops}x" "$(found uniform)" "$round_to")
@@ -100,16 +101,17 @@ time_cuts() {  # RATIOS...: each timed alike here unless this machine has timed 
   done
 }
 time_cuts "${cuts[@]}"
-[ "$spread" = 1 ] || return 0
-# the spread search's arm: L1's seeds first, as above; timed before its FLOPs reference is trained,
+# each further search's arm: L1's seeds first, as above; timed before its FLOPs reference is trained,
 # which is the arm a session's end can spare
-for methods in l1 greg1; do
-  .venv/bin/suite run --setting "$setting" --methods "$methods" --seed-list 0,1,2 --runs-dir "$runs" \
-    --target 2x-latency --latency-search spread --latency-runtime onnx --latency-batch 64 "${options[@]}"
+for kind in "${also[@]}"; do
+  for methods in l1 greg1; do
+    .venv/bin/suite run --setting "$setting" --methods "$methods" --seed-list 0,1,2 --runs-dir "$runs" \
+      --target 2x-latency --latency-search "$kind" --latency-runtime onnx --latency-batch 64 "${options[@]}"
+  done
+  time_cuts "$(found "$kind")"
+  reference=$(same_flops "$kind")
+  [ -z "$reference" ] || time_cuts "$reference"
 done
-time_cuts "$(found spread)"
-reference=$(same_flops spread)
-[ -z "$reference" ] || time_cuts "$reference"
 }
 # exit on the line that runs main: bash has read it before main starts, so nothing after main is read
 # from a file that may have been edited meanwhile (a next line would be read at its old offset)

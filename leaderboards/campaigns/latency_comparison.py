@@ -8,7 +8,8 @@ than here-documents in the script), each printed on stdout for the script to rea
                                                              measured on ("processor (instruction set)"; "; "-joined)
     latency_comparison.py found RUNS NAME ROUND_TO SEARCH [ratios|flops]
                                                              this machine's 2x search of kind SEARCH (per-unit,
-                                                             spread, uniform): its ratios, or its FLOPs speedup
+                                                             spread, spread-flops, uniform): its ratios, or its
+                                                             FLOPs speedup
     latency_comparison.py same-cut SETTING FLOPS_TARGET UNIFORM_RATIO ROUND_TO
                                                              1 where the FLOPs target prunes to the counts of
                                                              a cut this comparison has trained already (one

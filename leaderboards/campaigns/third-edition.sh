@@ -60,12 +60,14 @@ bash leaderboards/campaigns/fmnist-vit.sh heads=0.5,mlp=0.5
 # two searches, 18 runs, the timings): ONNX Runtime here ran its unaligned counts up to 2.8x slower
 # than the whole model, and both unaligned searches chose among such counts. Before the 2x point,
 # since its searches bind it to this machine (latency-target.sh skips it elsewhere) where fmnist-cnn4's
-# runs go on anywhere. With --spread, a fourth arm (about 1 CPU-hour: a search, 12 short runs, the
-# timings): the cut of --latency-search spread, whose choice of unit counts a removed parameter by
-# how deep its layer is already cut, since the per-unit search's deep cut in a few units kept
-# 1.8 points less than the uniform cut here (stop 57)
-bash leaderboards/campaigns/latency-target.sh --spread leaderboards/settings/cifar10jpg-tv-resnet18.toml --round-to 32 ||
-  echo "campaign: latency-target.sh --spread on cifar10jpg-tv-resnet18 --round-to 32 ended with status $?"
+# runs go on anywhere. Then two more arms (about 40 CPU-minutes each: a search, 6 short runs, the
+# timings; their FLOPs references are the 1.939x cut's): the cuts of --latency-search spread and
+# spread-flops, whose choice of unit counts a removed parameter by how deep its layer is already cut
+# (by parameters; by multiply-adds), since the per-unit search's deep cut in a few units kept 1.8
+# points less than the uniform cut here (stop 57)
+bash leaderboards/campaigns/latency-target.sh --also spread --also spread-flops \
+  leaderboards/settings/cifar10jpg-tv-resnet18.toml --round-to 32 ||
+  echo "campaign: latency-target.sh --also spread --also spread-flops on cifar10jpg-tv-resnet18 --round-to 32 ended with status $?"
 fmnist_budget total:2x
 bash leaderboards/campaigns/fmnist-vit.sh heads=0.25,mlp=0.75
 fmnist_budget total:4x

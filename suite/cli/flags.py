@@ -48,13 +48,15 @@ def latency_search(sp):
     """--latency-search: how a latency target's ratios are chosen (``suite run`` and ``suite latency``)."""
     sp.add_argument(
         "--latency-search",
-        choices=("per-unit", "spread", "uniform"),
+        choices=("per-unit", "spread", "spread-flops", "uniform"),
         default=None,  # per-unit; given without a latency target it is an error (options.latency_target)
         help="with --target Nx-latency: per-unit (default) raises, step by step, the ratio of the unit "
         "(a ResNet stage, a plain net's conv, a group of coupled convs) whose measured time saved per "
         "parameter removed is largest; spread, per unit too, counts a removed parameter the more the "
         "deeper its layer is already cut (each layer's parameters times its removed share squared), so "
-        "the cut spreads over the units, deepest where time is cheapest; uniform raises one ratio for "
+        "the cut spreads over the units, deepest where time is cheapest; spread-flops counts each "
+        "parameter by its multiply-adds instead (an early layer at a large resolution is not cheap to "
+        "cut); uniform raises one ratio for "
         "every prunable layer: the same measured speed from a uniform cut, to compare the others with",
     )
 

@@ -11,12 +11,14 @@ unit's ratio raised by ``step`` (by as many steps as it takes to change the prun
 counts, ``--round-to 8``, keep a 16-channel layer at 8 from 0.1 to 0.3, and timing an unchanged
 model again would let its noise win the step), and keeps the candidate whose measured saving per
 capacity lost is largest; where no candidate saves time, the one that costs the least
-(:func:`choose_unit`). Two measures of the capacity a raise costs make two searches (``kind``):
-``per-unit``, the parameters it removes (the cut goes where a parameter buys the most time, which
-can empty one unit while the next stays whole), and ``spread``, the growth of
+(:func:`choose_unit`). Three measures of the capacity a raise costs make three searches
+(``kind``): ``per-unit``, the parameters it removes (the cut goes where a parameter buys the most
+time, which can empty one unit while the next stays whole); ``spread``, the growth of
 :func:`capacity_lost` (each weight's parameters times the square of its removed share: a unit cut
 deep costs more for each further step, so the cut spreads over the units, deepest where time is
-cheapest). A candidate whose short series reaches the target is measured again with
+cheapest); and ``spread-flops``, the same with each weight counted by its multiply-adds rather
+than its parameters (:func:`flops_per_parameter`), so that an early layer, few parameters at a
+large resolution, is not cheap to cut. A candidate whose short series reaches the target is measured again with
 the full repeats, which decide (a short series on a shared machine can show 2.4x for a model that
 runs 1.1x faster); then the last raise is bisected twice, each half confirmed the same way, to land
 nearer the target, and twice more while the confirmed speedup is still over the tolerance (a
@@ -53,8 +55,12 @@ from suite.errors import SuiteError
 CHOICE = "saving per parameter, else least cost"
 # the kinds of search (``--latency-search``) and the choice of unit each keys its records by: a
 # uniform search has one unit, so no choice; ``spread`` came with its choice (stop 58)
-SEARCHES = ("per-unit", "spread", "uniform")
-CHOICES = {"per-unit": CHOICE, "spread": "saving per growth in squared removed shares, else least cost"}
+SEARCHES = ("per-unit", "spread", "spread-flops", "uniform")
+CHOICES = {
+    "per-unit": CHOICE,
+    "spread": "saving per growth in squared removed shares, else least cost",
+    "spread-flops": "saving per growth in FLOPs-weighted squared removed shares, else least cost",
+}
 TOLERANCE = 0.05  # the confirmed speedup lands within 5 % above the target
 MAX_BISECTIONS = 4  # of the last raise: two always, two more while the speedup is over the tolerance
 _TARGET = re.compile(r"(\d+(?:\.\d+)?)x-latency")
@@ -120,11 +126,12 @@ def choose_unit(saved: dict[str, float], lost: dict[str, float]) -> str:
     return max(saving, key=lambda u: saved[u] / max(lost[u], 1e-12))
 
 
-def capacity_lost(base: nn.Module, pruned: nn.Module) -> float:
-    """How much a cut costs, for the ``spread`` search: over every weight of ``base`` (its tensors
+def capacity_lost(base: nn.Module, pruned: nn.Module, per_parameter: dict[str, float] | None = None) -> float:
+    """How much a cut costs, for the ``spread`` searches: over every weight of ``base`` (its tensors
     of two dimensions or more, found by name in ``pruned``; one that is gone counts as wholly
-    removed), its parameters times the square of the share of them removed, over all of ``base``'s
-    weight parameters.
+    removed), its parameters (each counted ``per_parameter[name]`` times: its multiply-adds for
+    ``spread-flops``, once by default) times the square of the share of them removed, over all of
+    ``base``'s weight parameters so counted.
 
     Why the square: the search's cut is judged against one uniform ratio of the same measured
     speed, and per parameter removed (the ``per-unit`` search) it lost on every model asked
@@ -133,16 +140,46 @@ def capacity_lost(base: nn.Module, pruned: nn.Module) -> float:
     kept 1.8 points less top-1. Minimising the sum of ``P * share**2`` for a given time saved (a
     Lagrange multiplier) cuts each weight in proportion to the time its parameters cost: one
     uniform share where every parameter costs the same time, deeper only where time is cheaper to
-    save, no unit emptied for a small gain."""
+    save, no unit emptied for a small gain. Counted by parameters, ResNet-18's layer2 (a quarter of
+    layer4's parameters per conv at four times its resolution) was still cheap to cut deep (stop
+    58: the spread cut kept layer2 at 32 of 128 too): ``spread-flops`` counts by multiply-adds."""
     now = dict(pruned.named_parameters())
     total = cost = 0.0
     for name, w in base.named_parameters():
         if w.dim() < 2:
             continue
         share = 1 - (now[name].numel() / w.numel() if name in now else 0.0)
-        total += w.numel()
-        cost += w.numel() * share**2
+        size = w.numel() * (per_parameter[name] if per_parameter else 1.0)
+        total += size
+        cost += size * share**2
     return cost / total if total else 0.0
+
+
+def flops_per_parameter(model: nn.Module, input_shape) -> dict[str, float]:
+    """Per weight of ``model`` (its tensors of two dimensions or more), the multiply-adds each of its
+    parameters does for one input: the positions its module's output holds per output channel (a
+    conv's output pixels, a linear layer's tokens), read by hooks in one forward pass. A weight whose
+    module is not called as a module (an attention's fused projection) counts once per parameter."""
+    positions, hooks = {}, []
+
+    def remember(name):
+        def hook(module, inputs, output):
+            if isinstance(output, torch.Tensor) and output.dim() >= 2:
+                positions[name] = output[0].numel() / module.weight.shape[0]
+
+        return hook
+
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, nn.Parameter) and weight.dim() >= 2:
+            hooks.append(module.register_forward_hook(remember(f"{name}.weight" if name else "weight")))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {name: positions.get(name, 1.0) for name, w in model.named_parameters() if w.dim() >= 2}
 
 
 def search(
@@ -251,7 +288,11 @@ def search(
 
     def lost(model: nn.Module) -> float:
         """The capacity ``model`` has lost, as ``kind`` measures it for its choice of unit."""
-        return capacity_lost(base, model) if kind == "spread" else 1 - count_params(model) / params0
+        if kind.startswith("spread"):
+            return capacity_lost(base, model, flops_weights)
+        return 1 - count_params(model) / params0
+
+    flops_weights = flops_per_parameter(base, shape) if kind == "spread-flops" else None
 
     achieved, best, before = None, None, ratios
     while achieved is None:
@@ -437,12 +478,12 @@ def _search_apart(*args, **kwargs) -> dict:
 def format_search(res: dict) -> str:
     """What ``suite latency --target`` prints: the search, then achieved against the target."""
     from suite.measure.metrics import machine_text
+    from suite.store.results import SEARCH_WORDS
 
     a = res["achieved"]
     lines = [
         f"{res['setting']}: target {res['target']:g}x latency"
-        + (" with one uniform ratio" if res.get("search") == UNIFORM else "")
-        + (" spread over the units" if res.get("search") == "spread" else "")
+        + SEARCH_WORDS.get(res.get("search"), "")
         + f" on {res['runtime']} at batch {res['batch']}, "
         f"{machine_text(res)} ({res['device']}), {res['threads']} threads, torch {res['torch']}, random weights",
         f"{'step':>4} {'unit':<24} {'ratio':>6} {'latency x':>9}  (confirmed: full repeats; others short)",

@@ -39,7 +39,13 @@ FLOPS_MATCH = 0.005  # a FLOPs target within 0.5 % of the search's FLOPs speedup
 _FLOPS_TARGET = re.compile(r"(\d+(?:\.\d+)?)x")
 CONTEXT = ["baseline_key", "numerics", "protocol", "budget", "granularity", "round_to", "skip"]
 # the searches that choose a cut per stage, each its own section, and what a page calls its cut
-PER_STAGE = {"per-unit": "per-stage", "spread": "spread per-stage"}
+PER_STAGE = {"per-unit": "per-stage", "spread": "spread per-stage", "spread-flops": "FLOPs-spread per-stage"}
+# how a section says what its search counted as the capacity a raise costs (the per-unit search's
+# sections keep their words: parameters removed, in the page's opening paragraph)
+HOW_SPREAD = {
+    "spread": "a layer's parameters counted by the square of its removed share",
+    "spread-flops": "a layer's multiply-adds counted by the square of its removed share",
+}
 
 
 def load_searches(runs_dir: Path, setting: str, unreadable: list[Unreadable] | None = None) -> list[dict]:
@@ -301,6 +307,7 @@ def _section(search: dict, first, cuts: list, timed: list[dict]) -> dict:
     diffs = [{"method": label(m, ""), "speed": versus(same_speed, m), "flops": versus(same_flops, m)} for m in methods]
     return {
         "search": search.get("search", "per-unit"),
+        "how_spread": HOW_SPREAD.get(search.get("search")),
         "target": search["target"],
         "runtime": search["runtime"],
         "batch": search["batch"],

@@ -426,7 +426,11 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
 
 # how a latency search other than the default per-unit one is named in a run's target text (the
 # pages match runs to their search by this text: a per-unit search's runs keep theirs unchanged)
-_SEARCH_WORDS = {"uniform": " with one uniform ratio", "spread": " spread over the units"}
+SEARCH_WORDS = {
+    "uniform": " with one uniform ratio",
+    "spread": " spread over the units",
+    "spread-flops": " spread over the units by FLOPs",
+}
 
 
 def latency_target_text(t) -> str:
@@ -437,7 +441,7 @@ def latency_target_text(t) -> str:
         return ""
     try:
         return (
-            f"{float(t['target']):g}x latency{_SEARCH_WORDS.get(t.get('search'), '')} on {t['runtime']} at batch {int(t['batch'])}, measured "
+            f"{float(t['target']):g}x latency{SEARCH_WORDS.get(t.get('search'), '')} on {t['runtime']} at batch {int(t['batch'])}, measured "
             f"{float(t['speedup']):.2f}x on {machine_text(t)} ({int(t['threads'])} threads)"
         )
     except (KeyError, TypeError, ValueError):
