@@ -178,7 +178,12 @@ def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict], setting
     if agg.empty:
         return []
     today = _context(agg[agg.current & agg.hparams_source.isin(DEFAULT_SOURCES) & (agg.granularity == "filter")])
-    per_stage = [s for s in searches if s.get("search", "per-unit") in PER_STAGE]
+    # by alignment (counts as given first), then kind (per-unit, spread, spread-flops): a page reads
+    # each alignment's searches together, the first one asked first
+    per_stage = sorted(
+        (s for s in searches if s.get("search", "per-unit") in PER_STAGE),
+        key=lambda s: (_aligned_to(s), list(PER_STAGE).index(s.get("search", "per-unit"))),
+    )
     uniform = [s for s in searches if s.get("search") == "uniform"]
     out = []
     for search in per_stage:
