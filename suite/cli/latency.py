@@ -46,7 +46,7 @@ def add(sub) -> None:
         dest="latency_target",
         default=None,
         metavar="Nx-latency",  # not run's FLOPs --target
-        help="instead of timing a target: search ratios (per stage, spread, or one uniform ratio: --latency-search) "
+        help="instead of timing a target: search ratios (per stage: per-unit, spread, spread-flops; or one uniform ratio: --latency-search) "
         "whose measured speedup reaches N "
         "(e.g. 2x-latency) under --latency-runtime at --latency-batch, and print them with the "
         "speedup achieved",

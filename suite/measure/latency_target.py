@@ -54,7 +54,7 @@ from suite.errors import SuiteError
 # reused with a warning (the published comparisons were trained on their ratios).
 CHOICE = "saving per parameter, else least cost"
 # the kinds of search (``--latency-search``) and the choice of unit each keys its records by: a
-# uniform search has one unit, so no choice; ``spread`` came with its choice (stop 58)
+# uniform search has one unit, so no choice; the two spread kinds came with theirs (stop 58)
 SEARCHES = ("per-unit", "spread", "spread-flops", "uniform")
 CHOICES = {
     "per-unit": CHOICE,
@@ -286,13 +286,13 @@ def search(
             flush=True,
         )
 
+    flops_weights = flops_per_parameter(base, shape) if kind == "spread-flops" else None
+
     def lost(model: nn.Module) -> float:
         """The capacity ``model`` has lost, as ``kind`` measures it for its choice of unit."""
         if kind.startswith("spread"):
             return capacity_lost(base, model, flops_weights)
         return 1 - count_params(model) / params0
-
-    flops_weights = flops_per_parameter(base, shape) if kind == "spread-flops" else None
 
     achieved, best, before = None, None, ratios
     while achieved is None:

@@ -348,7 +348,7 @@ def _speeds_apart(stage: dict, uniform: dict) -> tuple[float, float, str] | None
 
 
 def _kind(search: dict) -> str:
-    """What a page calls a per-stage search's cut: "per-stage", or "spread per-stage"."""
+    """What a page calls a per-stage search's cut: "per-stage", "spread per-stage" or "FLOPs-spread per-stage"."""
     return PER_STAGE[search.get("search", "per-unit")]
 
 
