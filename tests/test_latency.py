@@ -901,6 +901,26 @@ def test_capacity_lost_counts_each_weight_by_the_square_of_its_removed_share():
     assert capacity_lost(base, gone) == pytest.approx((64 * 0.75**2 + 16) / 112)
 
 
+def _weight_clock(per_parameter: dict[str, float]):
+    """A clock (``time_group``'s signature) under which a model's time is its weights' parameters,
+    each counted ``per_parameter[name]`` times (once where not named), with the same slow spells on
+    every model of a turn."""
+    from suite.measure.latency import Timing
+
+    def clock(models, runtime, shape, batch, device, workdir, **repeat):
+        def time(m):
+            return sum(p.numel() * per_parameter.get(n, 1) for n, p in m.named_parameters() if p.dim() > 1) / 1e3
+
+        times = {n: [time(m) * (1 + 0.01 * (i % 3)) for i in range(20)] for n, m in models.items()}
+        timings = {
+            n: Timing(runtime, batch, "cpu", 1, median_ms=float(np.median(t)), q1_ms=min(t), q3_ms=max(t), repeats=20)
+            for n, t in times.items()
+        }
+        return timings, times
+
+    return clock
+
+
 def test_flops_per_parameter_is_each_weight_s_output_positions():
     """By hand, on an 8x8 input: a 3x3 conv with padding keeps 8x8 (64 multiply-adds per weight
     parameter), a stride-2 conv gives 4x4 (16), a linear layer on a flat vector 1; a weight its
@@ -928,55 +948,29 @@ def test_the_flops_spread_search_counts_an_early_layer_by_its_multiply_adds(monk
     features.11 (7x7). Counted by parameters (``spread``), features.4 is cheap capacity and is cut
     deepest; counted by multiply-adds (``spread-flops``), where every FLOP costs the same time, it
     is cut less deep. Both reach the target."""
-    from suite.measure.latency import Timing
     from suite.measure.latency_target import flops_per_parameter, search
 
     setting = get_setting("fmnist-cnn4")
     per_parameter = flops_per_parameter(setting.build_model().eval(), setting.input_shape)
     assert per_parameter["features.4.weight"] == 4 * per_parameter["features.8.weight"]
 
-    def flops_clock(models, runtime, shape, batch, device, workdir, **repeat):
-        def time(m):
-            return sum(p.numel() * per_parameter[n] for n, p in m.named_parameters() if p.dim() > 1) / 1e5
-
-        times = {n: [time(m) * (1 + 0.01 * (i % 3)) for i in range(20)] for n, m in models.items()}
-        timings = {
-            n: Timing(runtime, batch, "cpu", 1, median_ms=float(np.median(t)), q1_ms=min(t), q3_ms=max(t), repeats=20)
-            for n, t in times.items()
-        }
-        return timings, times
-
-    monkeypatch.setattr(latency, "time_group", flops_clock)
+    monkeypatch.setattr(latency, "time_group", _weight_clock(per_parameter))
     by_params = search(setting, 1.5, "eager", 64, CPU, kind="spread")
     by_flops = search(setting, 1.5, "eager", 64, CPU, kind="spread-flops")
     assert by_flops["unit_ratios"]["features.4"] < by_params["unit_ratios"]["features.4"], (by_flops, by_params)
     assert min(r["achieved"]["speedup"] for r in (by_params, by_flops)) >= 1.5 and by_flops["search"] == "spread-flops"
 
 
-def test_the_spread_search_cuts_every_unit_where_the_per_unit_one_empties_the_cheapest(monkeypatch):
+def test_the_spread_search_spreads_the_cut_where_the_per_unit_one_cuts_one_unit_alone(monkeypatch):
     """A clock under which a parameter of cnn4's features.4 costs four times the time of one of
     features.11 and features.8's twice (time is the weights' parameters so weighted): per parameter
     removed, raising features.4 saves the most at every step, so the per-unit search cuts it alone
     to the 1.5x target (and with its output, features.8's input). The spread search counts each
     further step of a weight already cut as more capacity lost: it raises features.11 too and cuts
     features.4 less deep. Both reach the target."""
-    from suite.measure.latency import Timing
     from suite.measure.latency_target import search
 
-    cost = {"features.4.weight": 4, "features.8.weight": 2}
-
-    def weighted_clock(models, runtime, shape, batch, device, workdir, **repeat):
-        def time(m):
-            return sum(p.numel() * cost.get(n, 1) for n, p in m.named_parameters() if p.dim() > 1) / 1e3
-
-        times = {n: [time(m) * (1 + 0.01 * (i % 3)) for i in range(20)] for n, m in models.items()}
-        timings = {
-            n: Timing(runtime, batch, "cpu", 1, median_ms=float(np.median(t)), q1_ms=min(t), q3_ms=max(t), repeats=20)
-            for n, t in times.items()
-        }
-        return timings, times
-
-    monkeypatch.setattr(latency, "time_group", weighted_clock)
+    monkeypatch.setattr(latency, "time_group", _weight_clock({"features.4.weight": 4, "features.8.weight": 2}))
     setting = get_setting("fmnist-cnn4")
     per_unit = search(setting, 1.5, "eager", 64, CPU)["unit_ratios"]
     spread = search(setting, 1.5, "eager", 64, CPU, kind="spread")
