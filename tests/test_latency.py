@@ -833,7 +833,8 @@ def test_a_per_unit_search_belongs_to_its_choice_of_unit_and_an_older_one_is_reu
     from pathlib import Path
 
     from suite.measure import latency_target
-    from suite.measure.latency_target import CHOICE, resolve_for_run
+    from suite.measure.latency_target import resolve_for_run
+    from suite.measure.search_kinds import CHOICE
     from suite.store.files import content_hash
 
     searched = _record_shaped_searches(monkeypatch)
@@ -860,13 +861,14 @@ def test_a_per_unit_search_belongs_to_its_choice_of_unit_and_an_older_one_is_reu
 
 def test_a_spread_search_is_its_own_and_never_takes_a_per_unit_record(tmp_path, monkeypatch):
     """``--latency-search spread`` chooses its raises by another measure than the per-unit search:
-    its record is keyed by its kind and its choice (``CHOICES``), a per-unit record of the same
+    its record is keyed by its kind and its choice (``SEARCHES``), a per-unit record of the same
     setting and target (today's or an older one without a choice) is never what a spread run gets,
     and the second spread run finds the first's record."""
     import json
     from pathlib import Path
 
-    from suite.measure.latency_target import CHOICES, resolve_for_run
+    from suite.measure.latency_target import resolve_for_run
+    from suite.measure.search_kinds import SEARCHES
     from suite.store.files import content_hash
     from suite.store.results import latency_target_text
 
@@ -880,7 +882,7 @@ def test_a_spread_search_is_its_own_and_never_takes_a_per_unit_record(tmp_path, 
     _, spread = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, kind="spread")
     mine = json.loads((folder / spread["record"]).read_text())["key"]
     assert [s["kind"] for s in searched] == ["per-unit", "spread"] and spread["record"] != per_unit["record"]
-    assert mine["search"] == "spread" and mine["choice"] == CHOICES["spread"] != CHOICES["per-unit"]
+    assert mine["search"] == "spread" and mine["choice"] == SEARCHES["spread"].choice != SEARCHES["per-unit"].choice
     assert resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, kind="spread")[1] == spread and len(searched) == 2
     assert latency_target_text(spread).startswith("1.2x latency spread over the units on onnx at batch 64")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from methods.registry import DEFAULT_COMPARISON  # cheap: the registry imports the methods on first use
+from suite.measure.search_kinds import SEARCHES
 
 DEFAULT_METHODS = ",".join(DEFAULT_COMPARISON)  # what `suite run` compares when none are named
 
@@ -48,7 +49,7 @@ def latency_search(sp):
     """--latency-search: how a latency target's ratios are chosen (``suite run`` and ``suite latency``)."""
     sp.add_argument(
         "--latency-search",
-        choices=("per-unit", "spread", "spread-flops", "uniform"),
+        choices=list(SEARCHES),
         default=None,  # per-unit; given without a latency target it is an error (options.latency_target)
         help="with --target Nx-latency: per-unit (default) raises, step by step, the ratio of the unit "
         "(a ResNet stage, a plain net's conv, a group of coupled convs) whose measured time saved per "

@@ -47,20 +47,8 @@ import torch
 from torch import nn
 
 from suite.errors import SuiteError
+from suite.measure.search_kinds import SEARCHES, search_kind
 
-# The per-unit search's choice of the unit to raise (:func:`choose_unit`), in the key of its records
-# since stop 57: the searches of stops 48-56 ranked by time saved per parameter alone, and where no
-# raise saved time that raised the largest units first. Their records keep their names and are
-# reused with a warning (the published comparisons were trained on their ratios).
-CHOICE = "saving per parameter, else least cost"
-# the kinds of search (``--latency-search``) and the choice of unit each keys its records by: a
-# uniform search has one unit, so no choice; the two spread kinds came with theirs (stop 58)
-SEARCHES = ("per-unit", "spread", "spread-flops", "uniform")
-CHOICES = {
-    "per-unit": CHOICE,
-    "spread": "saving per growth in squared removed shares, else least cost",
-    "spread-flops": "saving per growth in FLOPs-weighted squared removed shares, else least cost",
-}
 TOLERANCE = 0.05  # the confirmed speedup lands within 5 % above the target
 MAX_BISECTIONS = 4  # of the last raise: two always, two more while the speedup is over the tolerance
 _TARGET = re.compile(r"(\d+(?:\.\d+)?)x-latency")
@@ -209,8 +197,7 @@ def search(
     groups = units(setting, base)
     if not groups:
         raise SuiteError(f"{setting.name}: the model has nothing to prune, so no latency target can be reached")
-    if kind not in SEARCHES:
-        raise SuiteError(f"latency search {kind!r}: must be one of {', '.join(SEARCHES)}")
+    choice = search_kind(kind).choice
     if kind == UNIFORM:
         groups = {UNIFORM: [layer for layers in groups.values() for layer in layers]}
     shape = setting.input_shape
@@ -349,7 +336,7 @@ def search(
         "ratios": ratio_string(setting, base, ratios),
         "unit_ratios": ratios,
         "search": kind,
-        **({"choice": CHOICES[kind]} if kind in CHOICES else {}),
+        **({"choice": choice} if choice else {}),
         "achieved": achieved,
         "within_tolerance": achieved["speedup"] <= (1 + TOLERANCE) * target,
         "tolerance": TOLERANCE,
@@ -404,7 +391,8 @@ def resolve_for_run(
         **({"search": kind} if kind != "per-unit" else {}),
     }
     folder = Path(runs_dir) / setting.name / "latency-targets"
-    today = {**key, "isa": instruction_set(device), **({"choice": CHOICES[kind]} if kind in CHOICES else {})}
+    choice = search_kind(kind).choice
+    today = {**key, "isa": instruction_set(device), **({"choice": choice} if choice else {})}
     older_choice = "made by the older choice of unit (time saved per parameter alone)"
     # today's key, then the older records a run reuses, each with what its key lacks
     keys = [(today, None)]
@@ -478,12 +466,11 @@ def _search_apart(*args, **kwargs) -> dict:
 def format_search(res: dict) -> str:
     """What ``suite latency --target`` prints: the search, then achieved against the target."""
     from suite.measure.metrics import machine_text
-    from suite.store.results import SEARCH_WORDS
 
     a = res["achieved"]
     lines = [
         f"{res['setting']}: target {res['target']:g}x latency"
-        + SEARCH_WORDS.get(res.get("search"), "")
+        + SEARCHES[res.get("search", "per-unit")].run_words
         + f" on {res['runtime']} at batch {res['batch']}, "
         f"{machine_text(res)} ({res['device']}), {res['threads']} threads, torch {res['torch']}, random weights",
         f"{'step':>4} {'unit':<24} {'ratio':>6} {'latency x':>9}  (confirmed: full repeats; others short)",

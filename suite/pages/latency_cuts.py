@@ -31,6 +31,7 @@ import pandas as pd
 
 from suite.errors import SuiteError
 from suite.measure.metrics import machine_text
+from suite.measure.search_kinds import SEARCHES
 from suite.pages.findings import DEFAULT_SOURCES, welch_test
 from suite.store.files import read_json_record
 from suite.store.results import Unreadable, label, latency_target_text
@@ -38,14 +39,8 @@ from suite.store.results import Unreadable, label, latency_target_text
 FLOPS_MATCH = 0.005  # a FLOPs target within 0.5 % of the search's FLOPs speedup is its reference
 _FLOPS_TARGET = re.compile(r"(\d+(?:\.\d+)?)x")
 CONTEXT = ["baseline_key", "numerics", "protocol", "budget", "granularity", "round_to", "skip"]
-# the searches that choose a cut per stage, each its own section, and what a page calls its cut
-PER_STAGE = {"per-unit": "per-stage", "spread": "spread per-stage", "spread-flops": "FLOPs-spread per-stage"}
-# how a section says what its search counted as the capacity a raise costs (the per-unit search's
-# sections keep their words: parameters removed, in the page's opening paragraph)
-HOW_SPREAD = {
-    "spread": "a layer's parameters counted by the square of its removed share",
-    "spread-flops": "a layer's multiply-adds counted by the square of its removed share",
-}
+# the searches that choose a cut per stage, each its own section, in the table's order
+PER_STAGE = [name for name, kind in SEARCHES.items() if kind.cut]
 
 
 def load_searches(runs_dir: Path, setting: str, unreadable: list[Unreadable] | None = None) -> list[dict]:
@@ -182,7 +177,7 @@ def sections(agg: pd.DataFrame, searches: list[dict], timed: list[dict], setting
     # each alignment's searches together, the first one asked first
     per_stage = sorted(
         (s for s in searches if s.get("search", "per-unit") in PER_STAGE),
-        key=lambda s: (_aligned_to(s), list(PER_STAGE).index(s.get("search", "per-unit"))),
+        key=lambda s: (_aligned_to(s), PER_STAGE.index(s.get("search", "per-unit"))),
     )
     uniform = [s for s in searches if s.get("search") == "uniform"]
     out = []
@@ -312,7 +307,7 @@ def _section(search: dict, first, cuts: list, timed: list[dict]) -> dict:
     diffs = [{"method": label(m, ""), "speed": versus(same_speed, m), "flops": versus(same_flops, m)} for m in methods]
     return {
         "search": search.get("search", "per-unit"),
-        "how_spread": HOW_SPREAD.get(search.get("search")),
+        "how_spread": SEARCHES[search.get("search", "per-unit")].how_spread,
         "target": search["target"],
         "runtime": search["runtime"],
         "batch": search["batch"],
@@ -349,7 +344,7 @@ def _speeds_apart(stage: dict, uniform: dict) -> tuple[float, float, str] | None
 
 def _kind(search: dict) -> str:
     """What a page calls a per-stage search's cut: "per-stage", "spread per-stage" or "FLOPs-spread per-stage"."""
-    return PER_STAGE[search.get("search", "per-unit")]
+    return SEARCHES[search.get("search", "per-unit")].cut
 
 
 def _sentence(search: dict, diffs: list[dict], apart: tuple[float, float, str] | None = None) -> str:

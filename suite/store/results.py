@@ -12,6 +12,7 @@ import pandas as pd
 
 from suite.errors import SuiteError
 from suite.measure.metrics import machine_text
+from suite.measure.search_kinds import SEARCHES
 from suite.store.files import content_hash, read_json_object, read_json_record
 from suite.training.numerics import Numerics
 
@@ -424,13 +425,11 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-# how a latency search other than the default per-unit one is named in a run's target text (the
-# pages match runs to their search by this text: a per-unit search's runs keep theirs unchanged)
-SEARCH_WORDS = {
-    "uniform": " with one uniform ratio",
-    "spread": " spread over the units",
-    "spread-flops": " spread over the units by FLOPs",
-}
+def _search_words(t: dict) -> str:
+    """How a run's target text names its kind of search (``SEARCHES``); a kind this code does not
+    know is named as it is recorded."""
+    kind = t.get("search", "per-unit")
+    return SEARCHES[kind].run_words if kind in SEARCHES else f" by the {kind} search"
 
 
 def latency_target_text(t) -> str:
@@ -441,7 +440,7 @@ def latency_target_text(t) -> str:
         return ""
     try:
         return (
-            f"{float(t['target']):g}x latency{SEARCH_WORDS.get(t.get('search'), '')} on {t['runtime']} at batch {int(t['batch'])}, measured "
+            f"{float(t['target']):g}x latency{_search_words(t)} on {t['runtime']} at batch {int(t['batch'])}, measured "
             f"{float(t['speedup']):.2f}x on {machine_text(t)} ({int(t['threads'])} threads)"
         )
     except (KeyError, TypeError, ValueError):
