@@ -1245,6 +1245,32 @@ def test_a_spread_search_s_comparison_names_its_search_and_takes_its_own_runs_on
     assert "Latency target against uniform cuts" not in (tmp_path / "other-site" / "tiny-fmnist.html").read_text()
 
 
+def test_a_page_shows_its_per_stage_sections_by_kind_not_by_their_files_order(runs, tmp_path):
+    """Two per-stage searches of one comparison, a per-unit one and a spread one stored first (its
+    file sorts first): the per-unit section comes first, as the kinds' table orders them."""
+    top1 = {
+        "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
+        "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
+    }
+    site = tmp_path / "both"
+    _latency_comparison(runs, site, top1, flops_speedup=2.0)
+    found = site / "tiny-fmnist" / "latency-targets"
+    spread = {**json.loads((found / "a.json").read_text()), "search": "spread", "ratios": "features.8=0.5"}
+    (found / "0.json").write_text(json.dumps(spread))
+    for path in sorted(site.glob("tiny-fmnist/*/stage*/result.json")):  # the spread cut's runs
+        run = json.loads(path.read_text())
+        run["latency_target"] = {**run["latency_target"], "search": "spread", "ratios": spread["ratios"]}
+        run |= {"ratios": spread["ratios"], "comparison": run["comparison"].replace("stage", "spread")}
+        folder = path.parent.with_name(path.parent.name.replace("stage", "spread"))
+        shutil.copytree(path.parent, folder)
+        (folder / "result.json").write_text(json.dumps({**run, "top1": run["top1"] - 1}))
+    render(site, tmp_path / "both-site")
+    page = (tmp_path / "both-site" / "tiny-fmnist.html").read_text()
+    headings = re.findall(r"<h2>Latency target against uniform cuts.*?</h2>", page, re.S)
+    assert len(headings) == 2, headings
+    assert "search: spread" not in headings[0] and '<span class="tag">search: spread</span>' in headings[1]
+
+
 def test_a_uniform_twin_that_could_not_land_near_the_target_is_not_called_the_same_speed(runs, tmp_path):
     """A uniform search that overshoots its target (torchvision ResNet-18 under ONNX Runtime: 2.62x
     for 2x, against the per-stage cut's 2.04x) is set beside the per-stage cut as searched, but the
