@@ -441,6 +441,7 @@ def test_a_latency_target_is_met_on_a_small_model():
     machine), and the ratios reproduce as a ratio string: each unit's layers at its ratio. (The
     uniform search's logic is tested on a known clock below.)"""
     from suite.measure.latency_target import search, units
+    from suite.measure.search_kinds import DEFAULT_SEARCH
 
     setting = get_setting("fmnist-cnn4")
     threads = torch.get_num_threads()
@@ -467,7 +468,7 @@ def test_a_latency_target_is_met_on_a_small_model():
     groups = units(setting, base)
     by_unit = {layer: r for u, r in res["unit_ratios"].items() if r > 0 for layer in groups[u]}
     assert setting.layer_ratios(base, res["ratios"]) == pytest.approx(by_unit)
-    assert res["search"] == "per-unit"
+    assert res["search"] == DEFAULT_SEARCH  # the kind a user gets without --latency-search
 
 
 def _parameter_clock(models, runtime, shape, batch, device, workdir, **repeat):
@@ -703,7 +704,8 @@ def test_suite_run_prunes_to_a_latency_target_searched_once_and_recorded(tmp_pat
     render(runs, tmp_path / "site")
     page = (tmp_path / "site" / "tiny-fmnist.html").read_text()
     assert (
-        f"Ratios found by a <strong>latency target</strong>: 1.15x latency on eager at batch 64, measured "
+        "Ratios found by a <strong>latency target</strong>: 1.15x latency spread over the units by FLOPs on eager "
+        f"at batch 64, measured "
         f"{found['achieved']['speedup']:.2f}x on {found['processor']} ({found['isa']}) ({found['threads']} threads)"
     ) in page
 
@@ -725,7 +727,7 @@ def test_a_uniform_search_is_stored_beside_the_per_unit_one_and_named_on_the_pag
     setting = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
     short = dict(warmup=1, rounds=1, round_size=5, min_repeats=5)  # seconds: the search is tested above
     quick = dict(step=0.5, search_repeat=short, **short)
-    per_unit, per_unit_record = resolve_for_run(setting, 1.1, "eager", 64, CPU, tmp_path, **quick)
+    per_unit, per_unit_record = resolve_for_run(setting, 1.1, "eager", 64, CPU, tmp_path, kind="per-unit", **quick)
     uniform, uniform_record = resolve_for_run(setting, 1.1, "eager", 64, CPU, tmp_path, kind="uniform", **quick)
     records = sorted(tmp_path.glob("tiny-fmnist/latency-targets/*.json"))
     assert len(records) == 2 and per_unit_record["record"] != uniform_record["record"]
@@ -784,11 +786,13 @@ def test_a_search_belongs_to_its_instruction_set_and_an_older_record_is_reused_w
     searched = _record_shaped_searches(monkeypatch)
     setting = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
     folder = tmp_path / "tiny-fmnist" / "latency-targets"
-    _, mine = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
-    assert mine["isa"] == metrics.instruction_set(CPU) and resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
+    _, mine = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, kind="per-unit")
+    assert mine["isa"] == metrics.instruction_set(CPU) and resolve_for_run(
+        setting, 1.2, "onnx", 64, CPU, tmp_path, kind="per-unit"
+    )
     assert len(searched) == 1  # found again on this machine
     monkeypatch.setattr(metrics, "instruction_set", lambda device: "AVX-9000")
-    _, other = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
+    _, other = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, kind="per-unit")
     assert (
         searched[-1]["isa"] == "AVX-9000"
         and other["record"] != mine["record"]
@@ -817,7 +821,7 @@ def test_a_search_belongs_to_its_instruction_set_and_an_older_record_is_reused_w
     (folder / f"{content_hash(key)}.json").write_text(json.dumps({**old, "key": key}))
     n = len(searched)
     capsys.readouterr()
-    _, legacy = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
+    _, legacy = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, kind="per-unit")
     assert len(searched) == n and legacy["record"] == f"{content_hash(key)}.json" and legacy["isa"] is None
     assert "whose instruction set it did not record (this machine: " in capsys.readouterr().out
 
@@ -840,7 +844,7 @@ def test_a_per_unit_search_belongs_to_its_choice_of_unit_and_an_older_one_is_reu
     searched = _record_shaped_searches(monkeypatch)
     setting = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
     folder = tmp_path / "tiny-fmnist" / "latency-targets"
-    _, mine = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
+    _, mine = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, kind="per-unit")
     _, uniform = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, kind="uniform")
     keys = {p.name: json.loads(p.read_text())["key"] for p in folder.glob("*.json")}
     assert keys[mine["record"]]["choice"] == CHOICE and "choice" not in keys[uniform["record"]]
@@ -853,7 +857,7 @@ def test_a_per_unit_search_belongs_to_its_choice_of_unit_and_an_older_one_is_reu
     )
     searched.clear()
     capsys.readouterr()
-    reused, record = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
+    reused, record = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, kind="per-unit")
     assert searched == [] and reused.ratios == "0.4" and record["record"] == f"{content_hash(older)}.json"
     assert "made by the older choice of unit (time saved per parameter alone); delete it" in capsys.readouterr().out
     assert resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, kind="uniform")[1] == uniform and searched == []
@@ -875,7 +879,7 @@ def test_a_spread_search_is_its_own_and_never_takes_a_per_unit_record(tmp_path, 
     searched = _record_shaped_searches(monkeypatch)
     setting = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
     folder = tmp_path / "tiny-fmnist" / "latency-targets"
-    _, per_unit = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path)
+    _, per_unit = resolve_for_run(setting, 1.2, "onnx", 64, CPU, tmp_path, kind="per-unit")
     key = json.loads((folder / per_unit["record"]).read_text())["key"]
     older = {k: v for k, v in key.items() if k != "choice"}  # a per-unit record from before the choice
     (folder / f"{content_hash(older)}.json").write_text(json.dumps({**per_unit, "ratios": "0.4", "key": older}))
@@ -974,7 +978,7 @@ def test_the_spread_search_spreads_the_cut_where_the_per_unit_one_cuts_one_unit_
 
     monkeypatch.setattr(latency, "time_group", _weight_clock({"features.4.weight": 4, "features.8.weight": 2}))
     setting = get_setting("fmnist-cnn4")
-    per_unit = search(setting, 1.5, "eager", 64, CPU)["unit_ratios"]
+    per_unit = search(setting, 1.5, "eager", 64, CPU, kind="per-unit")["unit_ratios"]
     spread = search(setting, 1.5, "eager", 64, CPU, kind="spread")
     ratios = spread["unit_ratios"]
     assert per_unit["features.4"] > 0 and per_unit["features.8"] == per_unit["features.11"] == 0, per_unit
@@ -1088,7 +1092,7 @@ def test_a_latency_target_carries_its_measure_and_leaves_the_arguments_as_given(
     args = argparse.Namespace(
         target="2x-latency", ratios=None, latency_runtime=None, latency_batch=16, latency_search=None
     )
-    assert options.latency_target_of(args) == options.LatencyTarget(2.0, "eager", 16, "per-unit")
+    assert options.latency_target_of(args) == options.LatencyTarget(2.0, "eager", 16, "spread-flops")
     assert (args.latency_runtime, args.latency_search) == (None, None)
     args.latency_search, args.latency_runtime = "uniform", "onnx"
     assert options.latency_target_of(args) == options.LatencyTarget(2.0, "onnx", 16, "uniform")

@@ -52,8 +52,9 @@ if [ -n "$searched_on" ] && [ "$searched_on" != "$here" ]; then
   echo "latency-target.sh: $name: this comparison's search was measured on $searched_on, this machine is $here: skipped here"
   exit 0
 fi
+# the per-unit search's arm, the comparison's first (named: spread-flops is the default since stop 59)
 .venv/bin/suite run --setting "$setting" --methods greg1,l1 --seed-list 0,1,2 --runs-dir "$runs" \
-  --target 2x-latency --latency-runtime onnx --latency-batch 64 "${options[@]}"
+  --target 2x-latency --latency-search per-unit --latency-runtime onnx --latency-batch 64 "${options[@]}"
 found() {  # FIELD of this machine's 2x search of kind SEARCH (per-unit, spread, spread-flops, uniform) at this alignment: ratios (default) or flops
   asks found "$runs" "$name" "$round_to" "$1" "${2:-ratios}"
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from methods.registry import DEFAULT_COMPARISON  # cheap: the registry imports the methods on first use
-from suite.measure.search_kinds import SEARCHES
+from suite.measure.search_kinds import DEFAULT_SEARCH, SEARCHES
 
 DEFAULT_METHODS = ",".join(DEFAULT_COMPARISON)  # what `suite run` compares when none are named
 
@@ -50,15 +50,16 @@ def latency_search(sp):
     sp.add_argument(
         "--latency-search",
         choices=list(SEARCHES),
-        default=None,  # per-unit; given without a latency target it is an error (options.latency_target)
-        help="with --target Nx-latency: per-unit (default) raises, step by step, the ratio of the unit "
-        "(a ResNet stage, a plain net's conv, a group of coupled convs) whose measured time saved per "
-        "parameter removed is largest; spread, per unit too, counts a removed parameter the more the "
-        "deeper its layer is already cut (each layer's parameters times its removed share squared), so "
-        "the cut spreads over the units, deepest where time is cheapest; spread-flops counts each "
-        "parameter by its multiply-adds instead (an early layer at a large resolution is not cheap to "
-        "cut); uniform raises one ratio for "
-        "every prunable layer: the same measured speed from a uniform cut, to compare the others with",
+        default=None,  # DEFAULT_SEARCH; given without a latency target it is an error (options.latency_target)
+        help=f"with --target Nx-latency (default {DEFAULT_SEARCH}): per-unit raises, step by step, the ratio "
+        "of the unit (a ResNet stage, a plain net's conv, a group of coupled convs) whose measured time "
+        "saved per parameter removed is largest; spread, per unit too, counts a removed parameter the "
+        "more the deeper its layer is already cut (each layer's parameters times its removed share "
+        "squared), so the cut spreads over the units, deepest where time is cheapest; spread-flops "
+        "counts each parameter by its multiply-adds instead (an early layer at a large resolution is "
+        "not cheap to cut: the only kind that has not kept less top-1 than the uniform cut so far); "
+        "uniform raises one ratio for every prunable layer: the same measured speed from a uniform "
+        "cut, to compare the others with",
     )
 
 

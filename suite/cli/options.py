@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from suite.errors import SuiteError
+from suite.measure.search_kinds import DEFAULT_SEARCH
 
 MAX_SEED = 2**31 - 1  # torch and numpy seeds; a larger one overflows deep inside a job
 MAX_SEEDS = 1000  # --seeds N builds N jobs per method up front
@@ -67,7 +68,7 @@ class LatencyTarget:
     speedup: float
     runtime: str = "eager"
     batch: int = 64
-    search: str = "per-unit"
+    search: str = DEFAULT_SEARCH
 
 
 # The options of a latency target's measure and the fields they fill. The parsers' defaults are

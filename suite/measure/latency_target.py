@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from suite.errors import SuiteError
-from suite.measure.search_kinds import SEARCHES, search_kind
+from suite.measure.search_kinds import DEFAULT_SEARCH, SEARCHES, search_kind
 
 TOLERANCE = 0.05  # the confirmed speedup lands within 5 % above the target
 MAX_BISECTIONS = 4  # of the last raise: two always, two more while the speedup is over the tolerance
@@ -179,10 +179,10 @@ def search(
     step: float = 0.1,
     max_ratio: float = 0.9,
     search_repeat: dict | None = None,
-    kind: str = "per-unit",
+    kind: str = DEFAULT_SEARCH,
     **confirm_repeat,
 ) -> dict:
-    """Per-unit ratios (one uniform ratio with ``kind="uniform"``) whose measured ``runtime`` speedup at
+    """Per-unit ratios (one uniform ratio with ``kind="uniform"``; ``kind``: ``SEARCHES``) whose measured ``runtime`` speedup at
     ``batch`` reaches ``target`` (module docstring): the ratio string, the achieved speedup with its
     interval from a confirming measurement, the FLOPs speedup it took, each step of the search, and
     the machine."""
@@ -358,7 +358,7 @@ def resolve_for_run(
     batch: int,
     device: torch.device,
     runs_dir: Path,
-    kind: str = "per-unit",
+    kind: str = DEFAULT_SEARCH,
     **search_options,
 ):
     """``suite run --target 2x-latency``: the setting with the ratios a latency search found, and
