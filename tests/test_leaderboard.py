@@ -1247,7 +1247,8 @@ def test_a_spread_search_s_comparison_names_its_search_and_takes_its_own_runs_on
 
 def test_a_page_shows_its_per_stage_sections_by_kind_not_by_their_files_order(runs, tmp_path):
     """Two per-stage searches of one comparison, a per-unit one and a spread one stored first (its
-    file sorts first): the per-unit section comes first, as the kinds' table orders them."""
+    file sorts first): the per-unit section comes first, as the kinds' table orders them, and each
+    heading names its kind."""
     top1 = {
         "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
         "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
@@ -1268,7 +1269,8 @@ def test_a_page_shows_its_per_stage_sections_by_kind_not_by_their_files_order(ru
     page = (tmp_path / "both-site" / "tiny-fmnist.html").read_text()
     headings = re.findall(r"<h2>Latency target against uniform cuts.*?</h2>", page, re.S)
     assert len(headings) == 2, headings
-    assert "search: spread" not in headings[0] and '<span class="tag">search: spread</span>' in headings[1]
+    assert '<span class="tag">search: per-unit</span>' in headings[0]  # not the default: named too
+    assert '<span class="tag">search: spread</span>' in headings[1]
 
 
 def test_a_uniform_twin_that_could_not_land_near_the_target_is_not_called_the_same_speed(runs, tmp_path):
