@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from suite.errors import SuiteError
 
-# The per-unit search's choice of the unit to raise (:func:`choose_unit`), in the key of its records
+# The per-unit search's choice of the unit to raise (``latency_target.choose_unit``), in the key of its records
 # since stop 57: the searches of stops 48-56 ranked by time saved per parameter alone, and where no
 # raise saved time that raised the largest units first. Their records keep their names and are
 # reused with a warning (the published comparisons were trained on their ratios).
@@ -23,8 +23,8 @@ class SearchKind:
     choice: str | None  # the choice of unit its records are keyed by (a uniform search has one unit: none)
     run_words: str  # after "2x latency" in a run's target text (the pages match runs to their search by it)
     cut: str | None  # what a setting page calls its cut, one section each (the uniform cut: a reference row)
-    # how a section says what its search counted as the capacity a raise costs (the per-unit
-    # search's sections say it in the page's opening paragraph: parameters removed)
+    # how a section says what its search counted as the capacity a raise costs (None: the
+    # parameters a raise removes, which the section's opening says in its own words)
     how_spread: str | None = None
 
 
