@@ -1111,6 +1111,14 @@ def test_own_schedule_line_of_a_method_without_removal_leaves_removal_out():
     )
 
 
+# a per-stage cut and the uniform cut of the same speed (cut -> method -> top-1 of seeds 0, 1): the
+# per-stage cut keeps more for l1, about as much for random
+TWO_CUTS = {
+    "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
+    "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
+}
+
+
 def _latency_comparison(
     runs,
     site: Path,
@@ -1231,10 +1239,7 @@ def test_a_spread_search_s_comparison_names_its_search_and_takes_its_own_runs_on
     """``--latency-search spread``'s cut is a per-stage cut of its own: its section is tagged with the
     search, its row and its sentence name the spread cut, and runs that pruned the same ratios under
     a per-unit search's target are not its runs (no section)."""
-    top1 = {
-        "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
-        "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
-    }
+    top1 = TWO_CUTS
     _latency_comparison(runs, tmp_path / "spread", top1, flops_speedup=2.0, kinds=("spread", "spread"))
     section = _cuts_section(tmp_path / "spread", tmp_path / "spread-site")
     assert '<span class="tag">search: spread</span>' in section and "parameters counted by the square" in section
@@ -1249,10 +1254,7 @@ def test_a_page_shows_its_per_stage_sections_by_kind_not_by_their_files_order(ru
     """Two per-stage searches of one comparison, a per-unit one and a spread one stored first (its
     file sorts first): the per-unit section comes first, as the kinds' table orders them, and each
     heading names its kind."""
-    top1 = {
-        "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
-        "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
-    }
+    top1 = TWO_CUTS
     site = tmp_path / "both"
     _latency_comparison(runs, site, top1, flops_speedup=2.0)
     found = site / "tiny-fmnist" / "latency-targets"
@@ -1278,10 +1280,7 @@ def test_a_uniform_twin_that_could_not_land_near_the_target_is_not_called_the_sa
     for 2x, against the per-stage cut's 2.04x) is set beside the per-stage cut as searched, but the
     sentence says the two do not run at the same speed and which is faster, before the accuracies;
     within the search's 5 % they are the same speed."""
-    top1 = {
-        "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
-        "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
-    }
+    top1 = TWO_CUTS
     _latency_comparison(runs, tmp_path / "apart", top1, flops_speedup=2.0, uniform_speedup=1.9)
     section = _cuts_section(tmp_path / "apart", tmp_path / "apart-site")
     said = "The two cuts do not run at the same speed: searched to the same target (1.5x on onnx at batch 64), "
@@ -1298,10 +1297,7 @@ def test_a_per_stage_search_meets_the_uniform_twin_of_its_own_alignment(runs, tm
     """A uniform search of the same target and machine aligned to 32 (another key, another cut) is
     not the twin of a per-stage search of the counts as given, though it is stored first: the row
     "searched to the same speed" is the unaligned uniform search's, with its runs."""
-    top1 = {
-        "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
-        "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
-    }
+    top1 = TWO_CUTS
     site = tmp_path / "aligned"
     _latency_comparison(runs, site, top1, flops_speedup=2.0)
     found = site / "tiny-fmnist" / "latency-targets"
@@ -1410,10 +1406,7 @@ def test_a_uniform_cut_of_the_same_speed_and_flops_answers_both_rows_trained_onc
     setting = get_setting(str(Path(__file__).parent / "data" / "tiny-fmnist.toml"))
     flops = {r: setting_models(setting, r)[2] for r in ("0.3", "0.5")}
     speedup = {r: f["baseline"] / f["pruned"] for r, f in flops.items()}
-    top1 = {
-        "stage": {"l1": [70.0, 70.4], "random": [60.0, 61.0]},
-        "speed": {"l1": [65.0, 65.2], "random": [60.5, 61.5]},
-    }
+    top1 = TWO_CUTS
     same, other = tmp_path / "same", tmp_path / "other"
     _latency_comparison(runs, same, top1, flops_speedup=speedup["0.3"])  # the FLOPs of uniform 0.3
     _latency_comparison(runs, other, top1, flops_speedup=speedup["0.5"])  # another cut's
